@@ -1,0 +1,1 @@
+../convnet/lenet5_keras.py
