@@ -1,0 +1,1 @@
+../convnet/ops.py

@@ -1,0 +1,495 @@
+#!/usr/bin/env python3
+"""Convolution and pooling layers in NumPy, forward and backward.
+
+Tasks 0-3 of the curriculum (conv_forward, pool_forward, conv_backward,
+pool_backward) live together in this one module: the four task files are
+symbolic links to it, so each one stands alone with NumPy as its only
+dependency while the package keeps a single implementation of the padding
+and output-size arithmetic (``padding_amounts`` and ``output_size``).
+
+Conventions: tensors are NHWC ``(m, h, w, c)``, kernels are
+``(kh, kw, c_prev, c_new)``, biases ``(1, 1, 1, c_new)``; convolution is a
+cross-correlation (the kernel is not flipped).
+
+Speed: nothing loops over examples or output positions in Python. The
+kernel taps (kh * kw of them) are the only inner loop. A convolution either
+accumulates one broadcast product per tap (one input channel) or gathers a
+window matrix and does one matrix product (several channels). Large batches
+are processed in chunks of examples so that temporary buffers stay small.
+"""
+import numpy as np
+
+PADDINGS = ("same", "valid")
+MODES = ("max", "avg")
+# Elements of temporary buffers per chunk of examples: small enough to stay
+# cache friendly and to bound memory, large enough for efficient products.
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def padding_amounts(size, kernel, stride, padding):
+    """Return the padding added before and after one spatial axis.
+
+    Parameters
+    ----------
+    size : int
+        Length of the input along the axis (h or w).
+    kernel : int
+        Kernel length along the axis (kh or kw).
+    stride : int
+        Stride along the axis (sh or sw).
+    padding : str or int
+        ``'valid'`` (no padding), ``'same'`` (output as long as the input,
+        at every stride) or a number of zeros added on both sides.
+
+    Returns
+    -------
+    tuple of int
+        ``(before, after)``. For ``'same'`` the total is
+        ``(size - 1) * stride + kernel - size`` (never negative), split with
+        ``total // 2`` before and the rest after.
+    """
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        total = max((size - 1) * stride + kernel - size, 0)
+        return total // 2, total - total // 2
+    return padding, padding
+
+
+def output_size(size, kernel, stride, padding):
+    """Return the output length along one spatial axis.
+
+    Parameters are those of :func:`padding_amounts`. The result is
+    ``floor((size + before + after - kernel) / stride) + 1``: ``size`` itself
+    for ``'same'``, ``floor((size - kernel) / stride) + 1`` for ``'valid'``.
+    """
+    before, after = padding_amounts(size, kernel, stride, padding)
+    return (size + before + after - kernel) // stride + 1
+
+
+# ---------------------------------------------------------------- checks
+def _is_int(value):
+    """Tell whether value is an integer, excluding booleans."""
+    return isinstance(value, (int, np.integer)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def _int_pair(name, value, minimum):
+    """Return value as a tuple of two integers >= minimum, or raise."""
+    expected = "positive" if minimum > 0 else "non-negative"
+    message = f"{name} must be two {expected} integers, received {value!r}"
+    if not isinstance(value, (tuple, list)) or not all(
+            _is_int(v) for v in value):
+        raise TypeError(message)
+    if len(value) != 2 or any(v < minimum for v in value):
+        raise ValueError(message)
+    return int(value[0]), int(value[1])
+
+
+def _array(name, value, ndim, layout):
+    """Return value as a numeric ndarray with ndim dimensions, or raise."""
+    array = np.asarray(value)
+    if not (np.issubdtype(array.dtype, np.number)
+            and not np.issubdtype(array.dtype, np.complexfloating)):
+        raise TypeError(f"{name} must be an array of real numbers, "
+                        f"received dtype {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array of shape "
+                         f"{layout}, received shape {array.shape}")
+    return array
+
+
+def _padding(value):
+    """Return the padding argument normalised, or raise."""
+    if isinstance(value, str):
+        if value not in PADDINGS:
+            raise ValueError("padding must be 'same', 'valid' or two "
+                             "non-negative integers, received "
+                             f"{value!r}")
+        return value, value
+    return _int_pair("padding", value, 0)
+
+
+def _mode(value):
+    """Return the pooling mode, or raise."""
+    if not isinstance(value, str):
+        raise TypeError("mode must be 'max' or 'avg', received "
+                        f"{value!r}")
+    if value not in MODES:
+        raise ValueError("mode must be 'max' or 'avg', received "
+                         f"{value!r}")
+    return value
+
+
+def _check_gradient(name, gradient, expected):
+    """Raise unless the upstream gradient has the forward output's shape."""
+    if gradient.shape != expected:
+        raise ValueError(f"{name} must have the shape of the forward output "
+                         f"{expected}, received {gradient.shape}")
+
+
+def _conv_geometry(A_prev, W, b, padding, stride):
+    """Check the convolution arguments once; return the normalised values.
+
+    Returns
+    -------
+    tuple
+        ``(A_prev, W, b, pads, stride, out_shape)`` where ``pads`` is
+        ``((top, bottom), (left, right))`` and ``out_shape`` is
+        ``(m, h_new, w_new, c_new)``.
+    """
+    A_prev = _array("A_prev", A_prev, 4, "(m, h_prev, w_prev, c_prev)")
+    W = _array("W", W, 4, "(kh, kw, c_prev, c_new)")
+    b = _array("b", b, 4, "(1, 1, 1, c_new)")
+    m, h_prev, w_prev, c_prev = A_prev.shape
+    kh, kw, c_kernel, c_new = W.shape
+    if c_kernel != c_prev:
+        raise ValueError(f"W must have A_prev's {c_prev} channels on axis 2, "
+                         f"received W of shape {W.shape}")
+    if kh < 1 or kw < 1 or c_new < 1:
+        raise ValueError("W must have a non-empty kernel, received shape "
+                         f"{W.shape}")
+    if b.shape != (1, 1, 1, c_new):
+        raise ValueError(f"b must have shape {(1, 1, 1, c_new)}, received "
+                         f"{b.shape}")
+    pad_h, pad_w = _padding(padding)
+    sh, sw = _int_pair("stride", stride, 1)
+    pads = (padding_amounts(h_prev, kh, sh, pad_h),
+            padding_amounts(w_prev, kw, sw, pad_w))
+    padded = (h_prev + sum(pads[0]), w_prev + sum(pads[1]))
+    if kh > padded[0] or kw > padded[1]:
+        raise ValueError(f"W's kernel {(kh, kw)} is larger than the padded "
+                         f"input {padded}")
+    out_shape = (m, output_size(h_prev, kh, sh, pad_h),
+                 output_size(w_prev, kw, sw, pad_w), c_new)
+    return A_prev, W, b, pads, (sh, sw), out_shape
+
+
+def _pool_geometry(A_prev, kernel_shape, stride, mode):
+    """Check the pooling arguments once; return the normalised values.
+
+    Returns
+    -------
+    tuple
+        ``(A_prev, (kh, kw), (sh, sw), mode, out_shape)``.
+    """
+    A_prev = _array("A_prev", A_prev, 4, "(m, h_prev, w_prev, c)")
+    kernel = _int_pair("kernel_shape", kernel_shape, 1)
+    strides = _int_pair("stride", stride, 1)
+    mode = _mode(mode)
+    m, h_prev, w_prev, c = A_prev.shape
+    if kernel[0] > h_prev or kernel[1] > w_prev:
+        raise ValueError(f"kernel_shape {kernel} is larger than the input "
+                         f"{(h_prev, w_prev)}")
+    out_shape = (m, output_size(h_prev, kernel[0], strides[0], "valid"),
+                 output_size(w_prev, kernel[1], strides[1], "valid"), c)
+    return A_prev, kernel, strides, mode, out_shape
+
+
+# ---------------------------------------------------------------- helpers
+def _chunks(m, elements_per_example):
+    """Yield slices of examples whose buffers hold ~_CHUNK_ELEMENTS."""
+    size = max(1, _CHUNK_ELEMENTS // max(1, elements_per_example))
+    for start in range(0, m, size):
+        yield slice(start, min(start + size, m))
+
+
+def _pad(A, pads):
+    """Return A with zeros added around its two spatial axes."""
+    if not any(pads[0]) and not any(pads[1]):
+        return A
+    return np.pad(A, ((0, 0), pads[0], pads[1], (0, 0)))
+
+
+def _tap(A, i, j, stride, out_hw):
+    """Return the strided view of A seen by kernel tap (i, j).
+
+    Entry ``[n, y, x, :]`` of the view is ``A[n, y * sh + i, x * sw + j, :]``
+    for every output position ``(y, x)``: shape ``(m, h_new, w_new, c)``.
+    """
+    (sh, sw), (h_new, w_new) = stride, out_hw
+    return A[:, i:i + sh * (h_new - 1) + 1:sh, j:j + sw * (w_new - 1) + 1:sw]
+
+
+def _window_matrix(A, kernel, stride, out_hw, dtype):
+    """Gather every window of A into a matrix (the im2col layout).
+
+    Returns
+    -------
+    ndarray of shape (m * h_new * w_new, kh * kw * c)
+        Row order follows (example, y, x); column order follows
+        (i, j, channel), the C order of a kernel ``W[i, j, channel]``.
+    """
+    (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
+    windows = np.lib.stride_tricks.sliding_window_view(A, (kh, kw),
+                                                       axis=(1, 2))
+    windows = windows[:, :sh * (h_new - 1) + 1:sh, :sw * (w_new - 1) + 1:sw]
+    matrix = np.empty(windows.shape[:3] + (kh, kw, A.shape[3]), dtype)
+    matrix[...] = windows.transpose(0, 1, 2, 4, 5, 3)
+    return matrix.reshape(-1, kh * kw * A.shape[3])
+
+
+def _correlate(A, W, stride, out_hw, dtype):
+    """Cross-correlate the padded input A with W: no bias, no activation.
+
+    Parameters
+    ----------
+    A : ndarray of shape (m, h_pad, w_pad, c_prev)
+    W : ndarray of shape (kh, kw, c_prev, c_new), already of type dtype
+
+    Returns
+    -------
+    ndarray of shape (m, h_new, w_new, c_new)
+    """
+    kh, kw, c_prev, c_new = W.shape
+    m = A.shape[0]
+    if c_prev == 1:
+        # One input channel: a matrix product would have an inner dimension
+        # of 1, so accumulate one broadcast product per kernel tap instead.
+        Z = np.zeros((m,) + out_hw + (c_new,), dtype)
+        product = np.empty_like(Z)
+        for i in range(kh):
+            for j in range(kw):
+                tap = _tap(A, i, j, stride, out_hw)
+                np.multiply(tap, W[i, j], out=product)
+                Z += product
+        return Z
+    matrix = _window_matrix(A, (kh, kw), stride, out_hw, dtype)
+    Z = matrix @ W.reshape(-1, c_new)
+    return Z.reshape((m,) + out_hw + (c_new,))
+
+
+def _pool(A, kernel, stride, out_hw, mode):
+    """Pool A (no checks).
+
+    Parameters
+    ----------
+    A : ndarray of shape (m, h_prev, w_prev, c)
+
+    Returns
+    -------
+    ndarray of shape (m, h_new, w_new, c)
+    """
+    (kh, kw), (h_new, w_new) = kernel, out_hw
+    m, c = A.shape[0], A.shape[3]
+    if tuple(stride) == (kh, kw):
+        # Windows tile the input: a reshape exposes them as two axes.
+        tiles = A[:, :h_new * kh, :w_new * kw]
+        tiles = tiles.reshape(m, h_new, kh, w_new, kw, c)
+        if mode == "max":
+            return tiles.max(axis=(2, 4))
+        return tiles.mean(axis=(2, 4))
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = _tap(A, i, j, stride, out_hw)
+            if out is None:
+                out = tap.astype(_pool_dtype(A.dtype, mode))
+            elif mode == "max":
+                np.maximum(out, tap, out=out)
+            else:
+                out += tap
+    if mode == "avg":
+        out /= kh * kw
+    return out
+
+
+def _pool_dtype(dtype, mode):
+    """Return the output dtype of pooling: averages of integers are floats."""
+    if mode == "avg" and not np.issubdtype(dtype, np.inexact):
+        return np.dtype(np.float64)
+    return dtype
+
+
+# ---------------------------------------------------------------- task 0
+def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1)):
+    """Forward pass of a convolutional layer.
+
+    Parameters
+    ----------
+    A_prev : ndarray of shape (m, h_prev, w_prev, c_prev)
+        Output of the previous layer.
+    W : ndarray of shape (kh, kw, c_prev, c_new)
+        Kernels; cross-correlated with A_prev (not flipped).
+    b : ndarray of shape (1, 1, 1, c_new)
+        Biases.
+    activation : callable
+        Element-wise activation applied to the biased correlation.
+    padding : {'same', 'valid'} or tuple of two int, optional
+        ``'same'`` gives an output as large as the input at every stride
+        (total padding ``(h_prev - 1) * sh + kh - h_prev`` split with the
+        smaller half on top/left). With stride 1 this is TensorFlow's
+        ``'SAME'``; with stride > 1 TensorFlow gives ``ceil(h_prev / sh)``
+        outputs instead. ``'valid'`` adds no padding. ``(ph, pw)`` adds ph
+        rows of zeros at the top and bottom and pw columns on each side.
+    stride : tuple of two int, optional
+        ``(sh, sw)``, positive.
+
+    Returns
+    -------
+    ndarray of shape (m, h_new, w_new, c_new)
+        Activated output, of dtype ``np.result_type(A_prev, W, b)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For arguments of the wrong type or shape, naming the argument.
+    """
+    if not callable(activation):
+        raise TypeError("activation must be callable, received "
+                        f"{activation!r}")
+    A_prev, W, b, pads, stride, out_shape = _conv_geometry(A_prev, W, b,
+                                                           padding, stride)
+    dtype = np.result_type(A_prev, W, b)
+    W = W.astype(dtype, copy=False)
+    kh, kw, c_prev, c_new = W.shape
+    out_hw = out_shape[1:3]
+    out = np.empty(out_shape, dtype)
+    per_example = out_hw[0] * out_hw[1] * max(kh * kw * c_prev, c_new)
+    for rows in _chunks(out_shape[0], per_example):
+        Z = _correlate(_pad(A_prev[rows], pads), W, stride, out_hw, dtype)
+        Z += b
+        out[rows] = activation(Z)
+    return out
+
+
+# ---------------------------------------------------------------- task 1
+def pool_forward(A_prev, kernel_shape, stride=(1, 1), mode="max"):
+    """Forward pass of a pooling layer (no padding).
+
+    Parameters
+    ----------
+    A_prev : ndarray of shape (m, h_prev, w_prev, c)
+        Output of the previous layer.
+    kernel_shape : tuple of two int
+        ``(kh, kw)``, the pooling window.
+    stride : tuple of two int, optional
+        ``(sh, sw)``, positive.
+    mode : {'max', 'avg'}, optional
+        Maximum or average of each window.
+
+    Returns
+    -------
+    ndarray of shape (m, h_new, w_new, c)
+        ``h_new = (h_prev - kh) // sh + 1``, likewise for w. Same dtype as
+        A_prev (average pooling of integers gives float64).
+    """
+    A_prev, kernel, stride, mode, out_shape = _pool_geometry(
+        A_prev, kernel_shape, stride, mode)
+    return _pool(A_prev, kernel, stride, out_shape[1:3], mode)
+
+
+# ---------------------------------------------------------------- task 2
+def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
+                  need_dA_prev=True):
+    """Backward pass of a convolutional layer.
+
+    Parameters
+    ----------
+    dZ : ndarray of shape (m, h_new, w_new, c_new)
+        Gradient of the loss with respect to the unactivated output.
+    A_prev : ndarray of shape (m, h_prev, w_prev, c_prev)
+        Input of the forward pass.
+    W : ndarray of shape (kh, kw, c_prev, c_new)
+        Kernels.
+    b : ndarray of shape (1, 1, 1, c_new)
+        Biases.
+    padding : {'same', 'valid'} or tuple of two int, optional
+        As in :func:`conv_forward`.
+    stride : tuple of two int, optional
+        ``(sh, sw)``, positive.
+    need_dA_prev : bool, optional, keyword only
+        When False (e.g. for a first layer, whose input is the data) the
+        gradient with respect to A_prev is not computed and ``None`` is
+        returned in its place.
+
+    Returns
+    -------
+    dA_prev : ndarray of shape (m, h_prev, w_prev, c_prev) or None
+        Gradient with respect to A_prev.
+    dW : ndarray of shape (kh, kw, c_prev, c_new)
+        Gradient with respect to W.
+    db : ndarray of shape (1, 1, 1, c_new)
+        Gradient with respect to b.
+    All three have dtype ``np.result_type(dZ, A_prev, W, b)``.
+    """
+    A_prev, W, b, pads, stride, out_shape = _conv_geometry(A_prev, W, b,
+                                                           padding, stride)
+    dZ = _array("dZ", dZ, 4, "(m, h_new, w_new, c_new)")
+    _check_gradient("dZ", dZ, out_shape)
+    dtype = np.result_type(dZ, A_prev, W, b)
+    W = W.astype(dtype, copy=False)
+    kh, kw, c_prev, c_new = W.shape
+    m, h_prev, w_prev = A_prev.shape[:3]
+    out_hw = out_shape[1:3]
+    (top, _), (left, _) = pads
+    kernel_matrix = W.reshape(-1, c_new)
+    dW = np.zeros((kh * kw * c_prev, c_new), dtype)
+    dA_prev = np.empty(A_prev.shape, dtype) if need_dA_prev else None
+    per_example = out_hw[0] * out_hw[1] * kh * kw * c_prev
+    for rows in _chunks(m, per_example):
+        A = _pad(A_prev[rows], pads)
+        dZ_matrix = dZ[rows].reshape(-1, c_new).astype(dtype, copy=False)
+        windows = _window_matrix(A, (kh, kw), stride, out_hw, dtype)
+        dW += windows.T @ dZ_matrix
+        if not need_dA_prev:
+            continue
+        # col2im tap by tap: each tap's windows are distinct input entries,
+        # so plain strided additions accumulate overlaps without np.add.at.
+        dwindows = (dZ_matrix @ kernel_matrix.T).reshape(
+            (A.shape[0],) + out_hw + (kh, kw, c_prev))
+        dA = np.zeros(A.shape, dtype)
+        for i in range(kh):
+            for j in range(kw):
+                _tap(dA, i, j, stride, out_hw)[...] += dwindows[:, :, :, i, j]
+        dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
+    db = dZ.sum(axis=(0, 1, 2), dtype=dtype).reshape(1, 1, 1, c_new)
+    return dA_prev, dW.reshape(W.shape), db
+
+
+# ---------------------------------------------------------------- task 3
+def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max"):
+    """Backward pass of a pooling layer.
+
+    Parameters
+    ----------
+    dA : ndarray of shape (m, h_new, w_new, c)
+        Gradient of the loss with respect to the pooling output.
+    A_prev : ndarray of shape (m, h_prev, w_prev, c)
+        Input of the forward pass.
+    kernel_shape : tuple of two int
+        ``(kh, kw)``, the pooling window.
+    stride : tuple of two int, optional
+        ``(sh, sw)``, positive.
+    mode : {'max', 'avg'}, optional
+        ``'max'``: every entry equal to its window's maximum receives the
+        window's full gradient (ties all receive it). ``'avg'``: every entry
+        of the window receives ``dA / (kh * kw)``. Overlapping windows
+        accumulate.
+
+    Returns
+    -------
+    ndarray of shape (m, h_prev, w_prev, c)
+        Gradient with respect to A_prev, of dtype
+        ``np.result_type(dA, A_prev)`` (floats for average pooling).
+    """
+    A_prev, kernel, stride, mode, out_shape = _pool_geometry(
+        A_prev, kernel_shape, stride, mode)
+    dA = _array("dA", dA, 4, "(m, h_new, w_new, c)")
+    _check_gradient("dA", dA, out_shape)
+    dtype = _pool_dtype(np.result_type(dA, A_prev), mode)
+    kh, kw = kernel
+    out_hw = out_shape[1:3]
+    dA_prev = np.zeros(A_prev.shape, dtype)
+    if mode == "avg":
+        share = dA.astype(dtype) / (kh * kw)
+        for i in range(kh):
+            for j in range(kw):
+                _tap(dA_prev, i, j, stride, out_hw)[...] += share
+        return dA_prev
+    maxima = _pool(A_prev, kernel, stride, out_hw, "max")
+    for i in range(kh):
+        for j in range(kw):
+            is_max = _tap(A_prev, i, j, stride, out_hw) == maxima
+            _tap(dA_prev, i, j, stride, out_hw)[...] += dA * is_max
+    return dA_prev
