@@ -139,8 +139,9 @@ def _run_predict(args):
 
 # ---------------------------------------------------------------- pictures
 def _configure_summary(parser):
-    parser.add_argument("--compare-mlp", action="store_true",
-                        help="also show the fully connected 784-512-512-10 network")
+    # The fully connected 784-512-512-10 network is always shown beside LeNet-5.
+    parser.add_argument("--alexnet", action="store_true",
+                        help="also show AlexNet (2012), reviewed in docs/alexnet.md")
 
 
 def _run_summary(args):
