@@ -1,0 +1,284 @@
+"""LeNet-5 in NumPy: the network of tasks 4 and 5, trainable without TensorFlow.
+
+Layers: conv 6@5x5 same + ReLU -> max pool 2x2/2 -> conv 16@5x5 valid + ReLU ->
+max pool 2x2/2 -> flatten -> dense 120 + ReLU -> dense 84 + ReLU -> dense 10,
+then softmax. Weights travel in the Keras ``get_weights()`` order and shapes,
+so a model trained here loads into the Keras and TensorFlow versions and back.
+"""
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from convnet import storage
+from convnet.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCrossEntropy
+
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+NUM_WEIGHTS = 10
+
+
+class LeNet5:
+    """LeNet-5 with He-normal kernels and zero biases.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the ``np.random.Generator`` that draws the initial weights;
+        the same seed gives identical weights.
+    dtype : numpy dtype
+        Dtype of weights and activations: float32 for training, float64 for
+        gradient checks.
+
+    Attributes
+    ----------
+    layers : list
+        The layers in order; each has a ``name``, ``params`` and ``grads``.
+    loss_layer : SoftmaxCrossEntropy
+        The fused softmax + cross-entropy applied to the last layer's logits.
+    """
+
+    def __init__(self, seed=0, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        rng = np.random.default_rng(seed)
+        self.layers = [
+            Conv2D("conv1", 5, 1, 6, "same", rng, self.dtype, input_grad=False),
+            ReLU("relu1"),
+            MaxPool2D("pool1", 2),
+            Conv2D("conv2", 5, 6, 16, "valid", rng, self.dtype),
+            ReLU("relu2"),
+            MaxPool2D("pool2", 2),
+            Flatten("flatten"),
+            Dense("dense1", 400, 120, rng, self.dtype),
+            ReLU("relu3"),
+            Dense("dense2", 120, 84, rng, self.dtype),
+            ReLU("relu4"),
+            Dense("dense3", 84, NUM_CLASSES, rng, self.dtype),
+        ]
+        self.loss_layer = SoftmaxCrossEntropy()
+
+    # ------------------------------------------------------------ parameters
+    def _param_slots(self):
+        """(layer, key) of every parameter, in the weights exchange order."""
+        return [(layer, key) for layer in self.layers for key in ("W", "b") if key in layer.params]
+
+    def parameters(self):
+        """Return the parameter arrays themselves (not copies), in exchange order."""
+        return [layer.params[key] for layer, key in self._param_slots()]
+
+    def gradients(self):
+        """Return the gradients of the last ``loss_and_grads``, in exchange order."""
+        return [layer.grads[key] for layer, key in self._param_slots()]
+
+    def get_weights(self):
+        """Return copies of the 10 weight arrays in Keras ``get_weights()`` order.
+
+        Returns
+        -------
+        list of ndarray
+            conv1 kernel (5, 5, 1, 6), bias (6,), conv2 kernel (5, 5, 6, 16),
+            bias (16,), dense kernels (400, 120), (120, 84), (84, 10) each
+            followed by its bias.
+        """
+        return [param.copy() for param in self.parameters()]
+
+    def set_weights(self, weights):
+        """Copy ``weights`` (the list ``get_weights`` returns) into the model.
+
+        Raises
+        ------
+        ValueError
+            If the list has the wrong length or an array the wrong shape.
+        """
+        weights = list(weights)
+        if len(weights) != NUM_WEIGHTS:
+            raise ValueError(f"weights must be a list of {NUM_WEIGHTS} arrays, "
+                             f"received {len(weights)}")
+        for index, (param, value) in enumerate(zip(self.parameters(), weights)):
+            value = np.asarray(value)
+            if value.shape != param.shape:
+                raise ValueError(f"weights[{index}] must have shape {param.shape}, "
+                                 f"received {value.shape}")
+            param[...] = value
+
+    # ------------------------------------------------------------ computation
+    def _images(self, X):
+        """Check images and return them as (m, 28, 28, 1) in the model's dtype."""
+        X = np.asarray(X)
+        if X.ndim == 3:
+            X = X[..., np.newaxis]
+        if X.ndim != 4 or X.shape[1:] != IMAGE_SHAPE + (1,):
+            raise ValueError("X must have shape (m, 28, 28) or (m, 28, 28, 1), "
+                             f"received {X.shape}")
+        return X.astype(self.dtype, copy=False)
+
+    def forward(self, X):
+        """Return the logits (before softmax) for images ``X``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
+            Images, values in [0, 1).
+
+        Returns
+        -------
+        ndarray of shape (m, 10)
+            Logits; ``predict_proba`` applies the softmax.
+        """
+        out = self._images(X)
+        for layer in self.layers:
+            out = layer.forward(out)
+        return out
+
+    def loss_and_grads(self, X, Y):
+        """Forward and backward pass on one batch.
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
+            Images.
+        Y : ndarray of shape (m,)
+            Integer labels 0-9.
+
+        Returns
+        -------
+        loss : float
+            Mean cross-entropy of the batch.
+        grads : list of ndarray
+            Gradient of the loss for every parameter, in exchange order
+            (the arrays belong to the layers: use them before the next call).
+        """
+        labels = _labels(Y, len(X))
+        loss = self.loss_layer.forward(self.forward(X), labels)
+        dout = self.loss_layer.backward()
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return loss, self.gradients()
+
+    def predict_proba(self, X, batch_size=500):
+        """Return class probabilities of shape (m, 10), computed ``batch_size`` images at a time.
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
+            Images.
+        batch_size : int
+            Images per forward pass: bounds the memory of the intermediate maps.
+        """
+        X = self._images(X)
+        chunks = [SoftmaxCrossEntropy.softmax(self.forward(X[start:start + batch_size]))
+                  for start in range(0, len(X), batch_size)]
+        if not chunks:
+            return np.zeros((0, NUM_CLASSES), dtype=self.dtype)
+        return np.concatenate(chunks)
+
+    def evaluate(self, X, Y, batch_size=500):
+        """Return ``(mean loss, accuracy)`` of the model on ``X``, ``Y`` in bounded chunks.
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
+            Images.
+        Y : ndarray of shape (m,)
+            Integer labels.
+        batch_size : int
+            Images per forward pass.
+        """
+        X = self._images(X)
+        labels = _labels(Y, len(X))
+        if len(X) == 0:
+            raise ValueError("cannot evaluate on an empty set of images")
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(X), batch_size):
+            logits = self.forward(X[start:start + batch_size])
+            chunk_labels = labels[start:start + batch_size]
+            total_loss += float(SoftmaxCrossEntropy.losses(logits, chunk_labels).sum(dtype=np.float64))
+            correct += int((logits.argmax(axis=1) == chunk_labels).sum())
+        return total_loss / len(X), correct / len(X)
+
+    def feature_maps(self, X):
+        """Return every layer's activation for images ``X``, in order.
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
+            A few images.
+
+        Returns
+        -------
+        list of (str, ndarray)
+            ``("input", (m, 28, 28, 1))``, then ``(layer.name, activation)`` for
+            every layer (conv1 (m, 28, 28, 6) ... dense3 (m, 10) logits), and
+            finally ``("softmax", (m, 10))`` probabilities.
+        """
+        out = self._images(X)
+        maps = [("input", out)]
+        for layer in self.layers:
+            out = layer.forward(out)
+            maps.append((layer.name, out))
+        maps.append(("softmax", SoftmaxCrossEntropy.softmax(out)))
+        return maps
+
+    # ------------------------------------------------------------ files
+    def save(self, path, **extra):
+        """Save the weights (and any ``extra`` arrays) to an ``.npz`` file atomically.
+
+        The weights are stored under ``weight_0`` ... ``weight_9``; ``extra``
+        arrays (a trainer's optimiser state, epoch, ...) under their own keys.
+        """
+        arrays = {f"weight_{index}": value for index, value in enumerate(self.parameters())}
+        storage.save_npz(path, **arrays, **extra)
+
+    @classmethod
+    def load(cls, path, dtype=np.float32):
+        """Return a model with the weights saved in ``path`` by ``save``.
+
+        Raises
+        ------
+        ValueError
+            If the file is missing, not a readable ``.npz``, or lacks weights
+            of the right shapes (the message names the file).
+        """
+        arrays = read_npz(path)
+        model = cls(seed=0, dtype=dtype)
+        try:
+            model.set_weights([arrays[f"weight_{index}"] for index in range(NUM_WEIGHTS)])
+        except KeyError as error:
+            raise ValueError(f"{path}: not a LeNet-5 checkpoint (no {error.args[0]!r})") from None
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        return model
+
+
+def read_npz(path):
+    """Read every array of an ``.npz`` file (no pickle) into a dict.
+
+    Raises
+    ------
+    ValueError
+        Naming ``path`` if it does not exist or is not a valid ``.npz`` file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"checkpoint {path} is not an .npz file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"checkpoint {path} is not a readable .npz file ({error})") from None
+
+
+def _labels(Y, count):
+    """Check integer labels for ``count`` images; return them as an int64 array (count,)."""
+    Y = np.asarray(Y)
+    if Y.shape != (count,):
+        raise ValueError(f"Y must have shape ({count},) (one integer label per image), "
+                         f"received {Y.shape}")
+    if Y.dtype.kind not in "iu":
+        raise TypeError(f"Y must hold integer labels, received dtype {Y.dtype}")
+    if count and (Y.min() < 0 or Y.max() >= NUM_CLASSES):
+        raise ValueError(f"Y must hold labels 0-{NUM_CLASSES - 1}, "
+                         f"received values from {Y.min()} to {Y.max()}")
+    return Y.astype(np.int64, copy=False)

@@ -1,0 +1,99 @@
+"""Adam, written the way Keras computes it, updating parameters in place.
+
+Keras (3.x) folds both bias corrections into the step size::
+
+    t      = iterations + 1
+    alpha  = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
+    m     += (g - m) * (1 - beta1)
+    v     += (g*g - v) * (1 - beta2)
+    param -= alpha * m / (sqrt(v) + epsilon)
+
+so ``epsilon`` is added to the *uncorrected* ``sqrt(v)``. Using the same
+formulation keeps NumPy and Keras training runs comparable step for step.
+"""
+import math
+
+import numpy as np
+
+
+class Adam:
+    """Adam optimiser with Keras's defaults.
+
+    Parameters
+    ----------
+    params : list of ndarray
+        The parameter arrays, updated in place by ``step``. Each gets two
+        moment buffers and one scratch buffer of its shape and dtype, allocated
+        once here, so a step allocates nothing per parameter.
+    lr : float
+        Learning rate (Keras default 0.001).
+    beta1, beta2 : float
+        Decay rates of the first and second moment estimates.
+    epsilon : float
+        Added to ``sqrt(v)`` for numerical stability (Keras default 1e-7).
+    """
+
+    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-7):
+        if not lr > 0:
+            raise ValueError(f"lr must be a positive number, received {lr}")
+        self.params = list(params)
+        self.lr, self.beta1, self.beta2, self.epsilon = lr, beta1, beta2, epsilon
+        self.iterations = 0
+        self.m = [np.zeros_like(p) for p in self.params]
+        self.v = [np.zeros_like(p) for p in self.params]
+        self._scratch = [np.empty_like(p) for p in self.params]
+
+    def step(self, grads):
+        """Apply one Adam update.
+
+        Parameters
+        ----------
+        grads : list of ndarray
+            Gradients, one per parameter, with the parameters' shapes.
+        """
+        t = self.iterations + 1
+        alpha = self.lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
+        for param, grad, m, v, scratch in zip(self.params, grads, self.m, self.v, self._scratch):
+            # m += (g - m) * (1 - beta1)
+            np.subtract(grad, m, out=scratch)
+            scratch *= 1 - self.beta1
+            m += scratch
+            # v += (g*g - v) * (1 - beta2)
+            np.multiply(grad, grad, out=scratch)
+            scratch -= v
+            scratch *= 1 - self.beta2
+            v += scratch
+            # param -= alpha * m / (sqrt(v) + epsilon)
+            np.sqrt(v, out=scratch)
+            scratch += self.epsilon
+            np.divide(m, scratch, out=scratch)
+            scratch *= alpha
+            param -= scratch
+        self.iterations = t
+
+    def state(self):
+        """Return the optimiser's state as a dict of arrays (for a checkpoint).
+
+        Keys: ``"iterations"`` (int64 scalar), ``"m0"``, ``"v0"``, ``"m1"``, ... one
+        pair per parameter, in the order of ``params``.
+        """
+        state = {"iterations": np.int64(self.iterations)}
+        for index, (m, v) in enumerate(zip(self.m, self.v)):
+            state[f"m{index}"] = m.copy()
+            state[f"v{index}"] = v.copy()
+        return state
+
+    def load_state(self, state):
+        """Restore a state produced by ``state()`` (shapes are checked)."""
+        try:
+            iterations = int(state["iterations"])
+            for index, (m, v) in enumerate(zip(self.m, self.v)):
+                for name, buffer in ((f"m{index}", m), (f"v{index}", v)):
+                    value = np.asarray(state[name])
+                    if value.shape != buffer.shape:
+                        raise ValueError(f"optimizer state {name!r} has shape {value.shape}, "
+                                         f"expected {buffer.shape}")
+                    buffer[...] = value
+        except KeyError as error:
+            raise ValueError(f"optimizer state is missing {error.args[0]!r}") from None
+        self.iterations = iterations

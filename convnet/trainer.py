@@ -1,0 +1,334 @@
+"""Training, evaluating and using the NumPy LeNet-5: the library behind the CLI.
+
+``fit`` is the training loop: Adam on mini-batches, the training set reshuffled
+every epoch with a permutation derived from ``(seed, epoch)`` alone, so a run
+resumed from a checkpoint draws exactly the batches the uninterrupted run
+would have drawn, without storing any random-generator state.
+
+After every epoch the cost and accuracy of the *whole* training set (not a
+running average over the epoch's batches) and of the validation set are
+measured with the epoch's final weights, in bounded chunks, and printed in
+task 4's format. The line for epoch 0 is the untrained network, as in task 4.
+
+``train_cli``, ``evaluate_cli`` and ``predict_cli`` implement
+``convnet train --backend numpy``, ``convnet evaluate`` and ``convnet predict``.
+A checkpoint (``checkpoint.npz``) holds the weights (keys ``weight_0`` to
+``weight_9``, so ``LeNet5.load`` reads it), Adam's state, the epoch, the
+settings of the run and its history; it is rewritten atomically after every
+epoch.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from convnet import storage
+from convnet.model import LeNet5, read_npz
+from convnet.optim import Adam
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+EPOCH_LINE = ("After {epoch} epochs: cost {c}, accuracy {a}, "
+              "validation cost {vc}, validation accuracy {va}")
+CHECKPOINT_NAME = "checkpoint.npz"
+# Settings a resumed run must share with the checkpoint to continue it exactly.
+RUN_SETTINGS = ("seed", "batch_size", "lr", "dataset", "train_size")
+
+
+def epoch_order(seed, epoch, count):
+    """Return the order in which epoch ``epoch`` (1-based) visits ``count`` examples.
+
+    The permutation depends only on ``(seed, epoch)``, which is what makes a
+    resumed run identical to an uninterrupted one.
+    """
+    return np.random.default_rng([seed, epoch]).permutation(count)
+
+
+def _progress(iterable, description, total, enabled):
+    """Wrap ``iterable`` in a tqdm bar on stderr when asked and available."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, desc=description, total=total, unit="batch", leave=False,
+                file=sys.stderr, mininterval=0.5)
+
+
+def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
+                description=None):
+    """Run one epoch of mini-batch Adam steps.
+
+    Parameters
+    ----------
+    model : LeNet5
+    optimizer : Adam
+        Built on ``model.parameters()``.
+    X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
+        Training images, float32.
+    Y : ndarray of shape (m,)
+        Integer labels.
+    batch_size : int
+        Images per step; the last batch of the epoch may be smaller.
+    seed, epoch : int
+        Select the epoch's shuffling (see ``epoch_order``).
+    progress : bool
+        Show a tqdm bar.
+
+    Returns
+    -------
+    float
+        Mean of the batch losses over the epoch.
+    """
+    order = epoch_order(seed, epoch, len(X))
+    starts = range(0, len(X), batch_size)
+    total_loss = 0.0
+    for start in _progress(starts, description or f"epoch {epoch}", len(starts), progress):
+        batch = order[start:start + batch_size]
+        loss, grads = model.loss_and_grads(X[batch], Y[batch])
+        optimizer.step(grads)
+        total_loss += loss * len(batch)
+    return total_loss / max(len(X), 1)
+
+
+def empty_history():
+    """Return a history dict: per-epoch lists of the four metrics and epoch times."""
+    return {key: [] for key in HISTORY_KEYS + ("epoch_seconds",)}
+
+
+def _record(model, data, epoch, history, log):
+    """Measure the four metrics with the current weights, append them, log the line."""
+    X_train, Y_train, X_valid, Y_valid = data
+    cost, accuracy = model.evaluate(X_train, Y_train)
+    val_cost, val_accuracy = model.evaluate(X_valid, Y_valid)
+    for key, value in zip(HISTORY_KEYS, (cost, accuracy, val_cost, val_accuracy)):
+        history[key].append(float(value))
+    log(EPOCH_LINE.format(epoch=epoch, c=cost, a=accuracy, vc=val_cost, va=val_accuracy))
+
+
+def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, history=None,
+        on_epoch_end=None, log=print, progress=True):
+    """Train ``model`` up to ``epochs`` epochs, measuring it after each one.
+
+    Parameters
+    ----------
+    model : LeNet5
+    optimizer : Adam
+    data : tuple
+        ``(X_train, Y_train, X_valid, Y_valid)``: images (m, 28, 28) and
+        integer labels (m,).
+    epochs : int
+        Total number of epochs of the run (a resumed run counts those done).
+    batch_size : int
+        Images per Adam step.
+    seed : int
+        Seed of the per-epoch shuffling.
+    start_epoch : int
+        Epochs already done (0 for a fresh run, which first records the
+        untrained network as epoch 0).
+    history : dict, optional
+        History to extend (from a checkpoint); a fresh one otherwise.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(epoch, history)`` after each epoch's
+        measurements (and after epoch 0 of a fresh run): saves checkpoints.
+    log : callable
+        Receives each per-epoch line.
+    progress : bool
+        Show a tqdm bar per epoch on stderr.
+
+    Returns
+    -------
+    dict
+        The history: ``"loss"``, ``"accuracy"``, ``"val_loss"``,
+        ``"val_accuracy"`` (one entry per epoch, epoch 0 included) and
+        ``"epoch_seconds"`` (training time of each epoch, measurements excluded).
+    """
+    X_train, Y_train = data[0], data[1]
+    history = empty_history() if history is None else history
+    if start_epoch == 0:
+        _record(model, data, 0, history, log)
+        if on_epoch_end is not None:
+            on_epoch_end(0, history)
+    for epoch in range(start_epoch + 1, epochs + 1):
+        started = time.perf_counter()
+        train_epoch(model, optimizer, X_train, Y_train, batch_size, seed, epoch,
+                    progress=progress, description=f"epoch {epoch}/{epochs}")
+        history["epoch_seconds"].append(time.perf_counter() - started)
+        _record(model, data, epoch, history, log)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+    return history
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_checkpoint(path, model, optimizer, epoch, settings, history):
+    """Write a training checkpoint atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination ``.npz``.
+    model : LeNet5
+    optimizer : Adam
+    epoch : int
+        Epochs completed.
+    settings : dict
+        The run's ``RUN_SETTINGS`` (seed, batch_size, lr, dataset, train_size).
+    history : dict
+        Lists of numbers, stored as float64 arrays under ``history_<key>``.
+    """
+    extra = {f"adam_{key}": value for key, value in optimizer.state().items()}
+    extra["epoch"] = np.int64(epoch)
+    for key in RUN_SETTINGS:
+        extra[key] = np.asarray(settings[key])
+    for key, values in history.items():
+        extra[f"history_{key}"] = np.asarray(values, dtype=np.float64)
+    model.save(path, **extra)
+
+
+def load_checkpoint(path):
+    """Read a training checkpoint written by ``save_checkpoint``.
+
+    Returns
+    -------
+    model : LeNet5
+    arrays : dict
+        Every array of the file (settings, epoch, Adam state, history).
+
+    Raises
+    ------
+    ValueError
+        Naming the file if it is missing, corrupt or not a training checkpoint.
+    """
+    model = LeNet5.load(path)
+    arrays = read_npz(path)
+    missing = [key for key in RUN_SETTINGS + ("epoch", "adam_iterations") if key not in arrays]
+    if missing:
+        raise ValueError(f"checkpoint {path} has no training state ({', '.join(missing)} "
+                         "missing): it cannot be resumed")
+    return model, arrays
+
+
+def _settings_of(arrays):
+    """Return the run settings stored in checkpoint ``arrays`` as Python values."""
+    return {key: arrays[key].item() for key in RUN_SETTINGS}
+
+
+def _resume(path, model, optimizer, settings):
+    """Load the checkpoint at ``path`` into ``model``/``optimizer``; return (epoch, history)."""
+    if not Path(path).is_file():
+        raise ValueError(f"cannot resume: checkpoint {path} does not exist "
+                         "(train without --resume first, or pass the right --out)")
+    saved_model, arrays = load_checkpoint(path)
+    saved = _settings_of(arrays)
+    different = [f"{key} {saved[key]!r} (this run: {settings[key]!r})"
+                 for key in RUN_SETTINGS if saved[key] != settings[key]]
+    if different:
+        raise ValueError(f"cannot resume from {path}: it was trained with "
+                         + ", ".join(different)
+                         + "; pass the same settings, or choose another --out to start afresh")
+    model.set_weights(saved_model.get_weights())
+    optimizer.load_state({key[len("adam_"):]: value for key, value in arrays.items()
+                          if key.startswith("adam_")})
+    history = {key: arrays[f"history_{key}"].tolist()
+               for key in HISTORY_KEYS + ("epoch_seconds",) if f"history_{key}" in arrays}
+    return int(arrays["epoch"]), history
+
+
+# ---------------------------------------------------------------- command line
+def _load_data(dataset, path, limit=None):
+    """Return the six arrays of ``dataset``, the training split cut to ``limit`` images."""
+    from convnet import data
+    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(dataset, path)
+    if limit is not None:
+        X_train, Y_train = X_train[:limit], Y_train[:limit]
+    return X_train, Y_train, X_valid, Y_valid, X_test, Y_test
+
+
+def _save_plot(history, path):
+    """Draw the history's curves; return the PNG path, or None without matplotlib."""
+    try:
+        from convnet.plots import plot_history
+    except ImportError as error:
+        print(f"history plot skipped: {error}", file=sys.stderr)
+        return None
+    return plot_history({key: history[key] for key in HISTORY_KEYS}, path)
+
+
+def train_cli(args, progress=True):
+    """Run ``convnet train --backend numpy``.
+
+    ``args`` has dataset, data, epochs, batch_size, lr, seed, out, resume and
+    limit. Prints one line per epoch in task 4's format, the final validation
+    and test accuracy and where the files are. Writes in ``args.out``, after
+    every epoch and atomically: ``checkpoint.npz``, ``history.json`` and
+    ``history.png``.
+    """
+    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = _load_data(args.dataset, args.data,
+                                                                    args.limit)
+    out = Path(args.out)
+    checkpoint = out / CHECKPOINT_NAME
+    settings = {"seed": args.seed, "batch_size": args.batch_size, "lr": float(args.lr),
+                "dataset": args.dataset, "train_size": len(X_train)}
+    model = LeNet5(seed=args.seed)
+    optimizer = Adam(model.parameters(), lr=args.lr)
+    start_epoch, history = 0, None
+    if args.resume:
+        start_epoch, history = _resume(checkpoint, model, optimizer, settings)
+        print(f"resuming from {checkpoint} after epoch {start_epoch}", flush=True)
+    print(f"training LeNet-5 (numpy) on {len(X_train)} {args.dataset} images, "
+          f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}",
+          flush=True)
+    if start_epoch >= args.epochs and args.resume:
+        print(f"the checkpoint has already been trained for {start_epoch} epochs "
+              f"(asked: {args.epochs}); nothing to train", flush=True)
+
+    def save(epoch, history):
+        save_checkpoint(checkpoint, model, optimizer, epoch, settings, history)
+        storage.write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
+
+    history = fit(model, optimizer, (X_train, Y_train, X_valid, Y_valid), args.epochs,
+                  batch_size=args.batch_size, seed=args.seed, start_epoch=start_epoch,
+                  history=history, on_epoch_end=save,
+                  log=lambda line: print(line, flush=True), progress=progress)
+    plot = _save_plot(history, out / "history.png")
+    _, valid_accuracy = model.evaluate(X_valid, Y_valid)
+    _, test_accuracy = model.evaluate(X_test, Y_test)
+    print(f"validation accuracy {valid_accuracy:.4f}, test accuracy {test_accuracy:.4f}")
+    seconds = history["epoch_seconds"]
+    if seconds:
+        print(f"training time {np.mean(seconds):.1f} s per epoch "
+              f"({len(X_train)} images, batch {args.batch_size})")
+    where = f"checkpoint: {checkpoint}, history: {out / 'history.json'}"
+    print(where + (f", plot: {plot}" if plot is not None else ""))
+
+
+def evaluate_cli(args):
+    """Run ``convnet evaluate``: print the loss and accuracy of a checkpoint on a split.
+
+    ``args`` has checkpoint, split ("train", "valid" or "test"), dataset and data.
+    """
+    model = LeNet5.load(args.checkpoint)
+    first = {"train": 0, "valid": 2, "test": 4}[args.split]
+    images, labels = _load_data(args.dataset, args.data)[first:first + 2]
+    loss, accuracy = model.evaluate(images, labels)
+    print(f"{args.checkpoint} on the {args.dataset} {args.split} split ({len(images)} images): "
+          f"accuracy {accuracy:.4f}, loss {loss:.4f}")
+
+
+def predict_cli(args):
+    """Run ``convnet predict``: print the digit and top probabilities for each image file.
+
+    ``args`` has images (paths), checkpoint and top (how many probabilities).
+    """
+    from convnet.images import load_digit_image
+    model = LeNet5.load(args.checkpoint)
+    images = np.stack([load_digit_image(path) for path in args.images])
+    probabilities = model.predict_proba(images)
+    top = min(args.top, probabilities.shape[1])
+    for path, probs in zip(args.images, probabilities):
+        ranked = np.argsort(probs)[::-1][:top]
+        shown = ", ".join(f"{digit}: {probs[digit]:.4f}" for digit in ranked)
+        print(f"{path}: {ranked[0]} ({shown})")
