@@ -1,0 +1,479 @@
+"""Tests of convnet/ops.py (tasks 0-3) against loop references and finite differences."""
+import inspect
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convnet
+from convnet import ops
+from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_ops import (
+    reference_conv_backward,
+    reference_conv_forward,
+    reference_pool_backward,
+    reference_pool_forward,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ROOT / "0x07-cnn"
+TASK_FILES = ("0-conv_forward", "1-pool_forward", "2-conv_backward", "3-pool_backward")
+
+
+def relu(z):
+    """Rectified linear unit."""
+    return np.maximum(z, 0)
+
+
+def identity(z):
+    """Identity activation."""
+    return z
+
+
+# ---------------------------------------------------------------- the case grids
+SHAPES = [  # (m, h, w, c)
+    (1, 1, 1, 1), (2, 4, 4, 2), (3, 5, 3, 1), (1, 7, 9, 3), (2, 9, 9, 1),
+    (2, 2, 8, 3), (3, 6, 5, 2), (1, 8, 7, 1), (2, 3, 6, 3), (1, 9, 4, 2),
+]
+KERNELS = [(1, 1), (2, 2), (3, 3), (1, 3), (4, 2), (5, 5), (2, 5)]
+STRIDES = [(1, 1), (2, 2), (3, 3), (1, 3), (2, 1)]
+PADDINGS = ["same", "valid", (1, 2)]
+
+
+def _fits(shape, kernel, padding):
+    """Tell whether the kernel fits in the (padded) input."""
+    pad = (0, 0) if padding in ("same", "valid") else padding
+    if padding == "same":
+        return True
+    return kernel[0] <= shape[1] + 2 * pad[0] and kernel[1] <= shape[2] + 2 * pad[1]
+
+
+def _grid(options, per_combination=2):
+    """Give every combination of options `per_combination` shapes, cycling through SHAPES."""
+    cases, cursor = [], 0
+    for combination in itertools.product(*options):
+        for _ in range(per_combination):
+            for attempt in range(len(SHAPES)):
+                shape = SHAPES[(cursor + attempt) % len(SHAPES)]
+                if _fits(shape, combination[0], combination[2]):
+                    cases.append((shape, *combination))
+                    cursor += attempt + 1
+                    break
+    return cases
+
+
+CONV_CASES = [
+    (shape, kernel, stride, padding, c_new)
+    for (shape, kernel, stride, padding), c_new in zip(
+        _grid([KERNELS, STRIDES, PADDINGS]), itertools.cycle([1, 2, 3]))
+]
+POOL_CASES = _grid([KERNELS, STRIDES, ["valid"], ["max", "avg"]])
+
+
+def _case_id(case):
+    return "-".join(str(part).replace(" ", "") for part in case)
+
+
+def _conv_inputs(shape, kernel, c_new, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal(shape).astype(dtype)
+    W = rng.standard_normal((*kernel, shape[3], c_new)).astype(dtype)
+    b = rng.standard_normal((1, 1, 1, c_new)).astype(dtype)
+    return A, W, b
+
+
+# ---------------------------------------------------------------- fast == naive
+@pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
+def test_conv_matches_reference(case):
+    shape, kernel, stride, padding, c_new = case
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    Z = conv_forward(A, W, b, relu, padding, stride)
+    expected = reference_conv_forward(A, W, b, relu, padding, stride)
+    assert Z.shape == expected.shape
+    np.testing.assert_allclose(Z, expected, rtol=1e-12, atol=1e-12)
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride),
+                         reference_conv_backward(dZ, A, W, b, padding, stride)):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=_case_id)
+def test_pool_matches_reference(case):
+    shape, kernel, stride, _, mode = case
+    if kernel[0] > shape[1] or kernel[1] > shape[2]:
+        pytest.skip("kernel larger than the input is an error, tested below")
+    A = np.random.default_rng(0).standard_normal(shape)
+    out = pool_forward(A, kernel, stride, mode)
+    expected = reference_pool_forward(A, kernel, stride, mode)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    dA = np.random.default_rng(1).standard_normal(out.shape)
+    np.testing.assert_allclose(pool_backward(dA, A, kernel, stride, mode),
+                               reference_pool_backward(dA, A, kernel, stride, mode),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[::7] + [((5, 6, 6, 2), (3, 3), (1, 1), "same", 2)],
+                         ids=_case_id)
+def test_conv_in_chunks_matches_reference(case, monkeypatch):
+    """Large inputs are processed a few examples at a time: force one example per chunk."""
+    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 1)
+    shape, kernel, stride, padding, c_new = case
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    Z = conv_forward(A, W, b, np.tanh, padding, stride)
+    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, padding, stride),
+                               rtol=1e-12, atol=1e-12)
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride),
+                         reference_conv_backward(dZ, A, W, b, padding, stride)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@st.composite
+def conv_problems(draw):
+    m, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    c_prev, c_new = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    padding = draw(st.sampled_from(["same", "valid", (0, 0), (1, 0), (2, 1)]))
+    pad = {"same": (0, 0), "valid": (0, 0)}.get(padding, padding) \
+        if isinstance(padding, str) else padding
+    limit_h = h + 2 * pad[0] if padding != "same" else 5
+    limit_w = w + 2 * pad[1] if padding != "same" else 5
+    kh = draw(st.integers(1, min(5, limit_h)))
+    kw = draw(st.integers(1, min(5, limit_w)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    seed = draw(st.integers(0, 2**16))
+    return (m, h, w, c_prev), (kh, kw), stride, padding, c_new, seed
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_problems())
+def test_conv_property_random_shapes(problem):
+    shape, kernel, stride, padding, c_new, seed = problem
+    A, W, b = _conv_inputs(shape, kernel, c_new, seed)
+    Z = conv_forward(A, W, b, identity, padding, stride)
+    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, identity, padding, stride),
+                               rtol=1e-10, atol=1e-10)
+    dZ = np.random.default_rng(seed + 1).standard_normal(Z.shape)
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride),
+                         reference_conv_backward(dZ, A, W, b, padding, stride)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@st.composite
+def pool_problems(draw):
+    m, h, w, c = (draw(st.integers(1, 3)), draw(st.integers(1, 9)),
+                  draw(st.integers(1, 9)), draw(st.integers(1, 3)))
+    kernel = (draw(st.integers(1, h)), draw(st.integers(1, w)))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    mode = draw(st.sampled_from(["max", "avg"]))
+    # Few distinct values so that ties in max windows are common.
+    values = draw(st.sampled_from([2, 1000]))
+    return (m, h, w, c), kernel, stride, mode, values, draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=80, deadline=None)
+@given(pool_problems())
+def test_pool_property_random_shapes(problem):
+    shape, kernel, stride, mode, values, seed = problem
+    rng = np.random.default_rng(seed)
+    A = rng.integers(0, values, shape).astype(np.float64)
+    out = pool_forward(A, kernel, stride, mode)
+    np.testing.assert_allclose(out, reference_pool_forward(A, kernel, stride, mode),
+                               rtol=1e-12, atol=1e-12)
+    dA = rng.standard_normal(out.shape)
+    np.testing.assert_allclose(pool_backward(dA, A, kernel, stride, mode),
+                               reference_pool_backward(dA, A, kernel, stride, mode),
+                               rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- finite differences
+def _numerical_gradient(loss, x, eps=1e-6):
+    """Centred finite differences of loss() with respect to every entry of x (in place)."""
+    gradient = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + eps
+        up = loss()
+        x[index] = saved - eps
+        down = loss()
+        x[index] = saved
+        gradient[index] = (up - down) / (2 * eps)
+    return gradient
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_conv_backward_finite_differences(padding, stride):
+    A, W, b = _conv_inputs((2, 6, 7, 2), (3, 2), 3, seed=stride)
+    strides = (stride, stride)
+    probe = np.random.default_rng(5).standard_normal(
+        conv_forward(A, W, b, identity, padding, strides).shape)
+
+    def loss():
+        return np.sum(probe * conv_forward(A, W, b, identity, padding, strides))
+
+    dA_prev, dW, db = conv_backward(probe, A, W, b, padding, strides)
+    for analytic, variable in ((dA_prev, A), (dW, W), (db, b)):
+        np.testing.assert_allclose(analytic, _numerical_gradient(loss, variable),
+                                   rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("kernel, stride", [((2, 2), (2, 2)), ((3, 3), (1, 1)),
+                                            ((3, 2), (2, 3)), ((2, 3), (1, 2))])
+def test_pool_backward_finite_differences(mode, kernel, stride):
+    rng = np.random.default_rng(3)
+    shape = (2, 7, 6, 2)
+    # Distinct values 0.01 apart: no ties, and eps never changes a window's maximum.
+    A = rng.permutation(np.prod(shape)).reshape(shape) * 0.01
+    probe = rng.standard_normal(pool_forward(A, kernel, stride, mode).shape)
+
+    def loss():
+        return np.sum(probe * pool_forward(A, kernel, stride, mode))
+
+    np.testing.assert_allclose(pool_backward(probe, A, kernel, stride, mode),
+                               _numerical_gradient(loss, A), rtol=1e-6, atol=1e-8)
+
+
+# ---------------------------------------------------------------- max-pool ties
+@pytest.mark.parametrize("kernel, stride", [((2, 2), (2, 2)), ((2, 2), (1, 1)),
+                                            ((3, 3), (1, 2)), ((3, 2), (3, 1))])
+def test_max_pool_ties_all_receive_the_gradient(kernel, stride):
+    A = np.ones((1, 5, 6, 2))
+    A[0, 4, :, 1] = 0.5  # a second level so that not every entry is a tie
+    dA = np.random.default_rng(0).standard_normal(pool_forward(A, kernel, stride).shape)
+    np.testing.assert_allclose(pool_backward(dA, A, kernel, stride),
+                               reference_pool_backward(dA, A, kernel, stride), rtol=1e-12)
+
+
+def test_max_pool_ties_non_overlapping_repeat_the_gradient():
+    """A constant input: every entry is its window's maximum and gets that window's dA."""
+    A = np.full((2, 4, 6, 3), 7.0)
+    dA = np.random.default_rng(0).standard_normal((2, 2, 3, 3))
+    expected = np.repeat(np.repeat(dA, 2, axis=1), 2, axis=2)
+    np.testing.assert_array_equal(pool_backward(dA, A, (2, 2), (2, 2)), expected)
+
+
+def test_max_pool_overlapping_windows_accumulate():
+    """Constant input, 2x2 windows at stride 1: entry (y, x) sums the dA of the windows covering it."""
+    A = np.zeros((1, 4, 4, 1))
+    dA = np.random.default_rng(0).standard_normal((1, 3, 3, 1))
+    padded = np.pad(dA[0, :, :, 0], 1)
+    expected = padded[1:, 1:] + padded[:-1, 1:] + padded[1:, :-1] + padded[:-1, :-1]
+    np.testing.assert_allclose(pool_backward(dA, A, (2, 2), (1, 1))[0, :, :, 0], expected)
+
+
+# ---------------------------------------------------------------- documented values
+def test_same_padding_strided_example_from_spec():
+    out = conv_forward(np.ones((1, 3, 3, 1)), np.ones((3, 3, 1, 1)), np.zeros((1, 1, 1, 1)),
+                       identity, "same", (2, 2))
+    np.testing.assert_array_equal(out[0, :, :, 0], [[1, 3, 1], [3, 9, 3], [1, 3, 1]])
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding, pads, out", [
+    (28, 5, 1, "same", (2, 2), 28), (14, 5, 1, "valid", (0, 0), 10),
+    (3, 3, 2, "same", (2, 2), 3), (4, 2, 3, "same", (3, 4), 4), (7, 3, 2, 1, (1, 1), 4),
+])
+def test_padding_helpers(size, kernel, stride, padding, pads, out):
+    assert ops.padding_amounts(size, kernel, stride, padding) == pads
+    assert ops.output_size(size, kernel, stride, padding) == out
+
+
+def test_spec_2_main_values():
+    path = TASKS / "MNIST.npz"
+    if not path.exists():
+        pytest.skip("MNIST.npz is not available (run `convnet data --link 0x07-cnn`)")
+    with np.load(path, allow_pickle=False) as data:
+        X = data["X_train"][:10].reshape(10, 28, 28, 1)
+    np.random.seed(0)
+    W = np.random.randn(3, 3, 1, 2)
+    b = np.random.randn(1, 1, 1, 2)
+    dZ = np.random.randn(10, 26, 26, 2)
+    dA_prev, dW, db = conv_backward(dZ, X, W, b, padding="valid")
+    np.testing.assert_allclose(dA_prev[0, 0, :3, 0], [-4.24205748, 0.19390938, -2.80168847],
+                               rtol=1e-7)
+    np.testing.assert_allclose(db, [[[[-113.18404846, -121.902714]]]], rtol=1e-7)
+    assert dA_prev.shape == X.shape and dW.shape == W.shape
+
+
+# ---------------------------------------------------------------- inputs, dtypes, options
+def _read_only(*arrays):
+    copies = [np.array(a) for a in arrays]
+    for copy in copies:
+        copy.flags.writeable = False
+    return copies
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_inputs_are_never_modified(mode):
+    A, W, b = _conv_inputs((3, 6, 6, 2), (3, 3), 2)
+    originals = [A.copy(), W.copy(), b.copy()]
+    A_ro, W_ro, b_ro = _read_only(A, W, b)
+    Z = conv_forward(A_ro, W_ro, b_ro, relu, "same", (2, 1))
+    dZ_ro, = _read_only(np.ones_like(Z))
+    conv_backward(dZ_ro, A_ro, W_ro, b_ro, "same", (2, 1))
+    out = pool_forward(A_ro, (2, 3), (1, 2), mode)
+    dA_ro, = _read_only(np.ones_like(out))
+    pool_backward(dA_ro, A_ro, (2, 3), (1, 2), mode)
+    conv_backward(dZ_ro, A, W, b, "same", (2, 1))
+    pool_backward(dA_ro, A, (2, 3), (1, 2), mode)
+    for before, after in zip(originals, (A, W, b)):
+        np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("c_prev", [1, 3])
+def test_float32_stays_float32_and_mixed_promotes(c_prev):
+    A, W, b = _conv_inputs((2, 6, 6, c_prev), (3, 3), 2, dtype=np.float32)
+    Z = conv_forward(A, W, b, relu, "same")
+    assert Z.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in conv_backward(Z, A, W, b, "same"))
+    assert pool_forward(A, (2, 2), (2, 2)).dtype == np.float32
+    assert pool_backward(np.ones((2, 3, 3, c_prev), np.float32), A, (2, 2), (2, 2),
+                         "avg").dtype == np.float32
+    Z64 = conv_forward(A, W.astype(np.float64), b, relu, "valid")
+    assert Z64.dtype == np.float64
+    np.testing.assert_allclose(Z64, reference_conv_forward(A, W.astype(np.float64), b, relu,
+                                                           "valid"), rtol=1e-12)
+    grads = conv_backward(Z64, A, W, b, "valid")
+    assert all(g.dtype == np.float64 for g in grads)
+
+
+def test_need_dA_prev_false_skips_only_dA_prev():
+    A, W, b = _conv_inputs((3, 8, 8, 2), (5, 5), 4)
+    dZ = np.random.default_rng(1).standard_normal((3, 8, 8, 4))
+    full = conv_backward(dZ, A, W, b, "same")
+    dA_prev, dW, db = conv_backward(dZ, A, W, b, "same", need_dA_prev=False)
+    assert dA_prev is None
+    np.testing.assert_array_equal(dW, full[1])
+    np.testing.assert_array_equal(db, full[2])
+    with pytest.raises(TypeError):
+        conv_backward(dZ, A, W, b, "same", (1, 1), False)  # keyword only
+
+
+# ---------------------------------------------------------------- bad input
+A4 = np.zeros((2, 6, 6, 3))
+W4 = np.zeros((3, 3, 3, 4))
+B4 = np.zeros((1, 1, 1, 4))
+Z4 = np.zeros((2, 6, 6, 4))
+P4 = np.zeros((2, 3, 3, 3))
+
+
+def _conv(**changes):
+    args = {"A_prev": A4, "W": W4, "b": B4, "activation": relu, "padding": "same",
+            "stride": (1, 1)} | changes
+    return lambda: conv_forward(**args)
+
+
+def _conv_back(**changes):
+    args = {"dZ": Z4, "A_prev": A4, "W": W4, "b": B4, "padding": "same",
+            "stride": (1, 1)} | changes
+    return lambda: conv_backward(**args)
+
+
+def _pool(**changes):
+    args = {"A_prev": A4, "kernel_shape": (2, 2), "stride": (2, 2), "mode": "max"} | changes
+    return lambda: pool_forward(**args)
+
+
+def _pool_back(**changes):
+    args = {"dA": P4, "A_prev": A4, "kernel_shape": (2, 2), "stride": (2, 2),
+            "mode": "max"} | changes
+    return lambda: pool_backward(**args)
+
+
+BAD_INPUTS = {
+    "A_prev ndim": (_conv(A_prev=np.zeros((6, 6, 3))), ValueError, r"A_prev must be a 4-D"),
+    "W ndim": (_conv(W=np.zeros((3, 3, 3))), ValueError, r"W must be a 4-D"),
+    "b ndim": (_conv(b=np.zeros(4)), ValueError, r"b must be a 4-D"),
+    "channel mismatch": (_conv(W=np.zeros((3, 3, 2, 4))), ValueError,
+                         r"W must have A_prev's 3 channels"),
+    "bias shape": (_conv(b=np.zeros((1, 1, 1, 3))), ValueError,
+                   r"b must have shape \(1, 1, 1, 4\)"),
+    "empty kernel": (_conv(W=np.zeros((0, 3, 3, 4))), ValueError, r"W must have a non-empty"),
+    "kernel too large valid": (_conv(W=np.zeros((7, 3, 3, 4)), padding="valid"), ValueError,
+                               r"W's kernel \(7, 3\) is larger than the padded input \(6, 6\)"),
+    "kernel too large tuple pad": (_conv(W=np.zeros((3, 9, 3, 4)), padding=(0, 1)),
+                                   ValueError, r"larger than the padded input \(6, 8\)"),
+    "stride zero": (_conv(stride=(0, 1)), ValueError,
+                    r"stride must be two positive integers, received \(0, 1\)"),
+    "stride negative": (_conv(stride=(1, -2)), ValueError, r"stride must be two positive"),
+    "stride float": (_conv(stride=(1.0, 1)), TypeError, r"stride must be two positive integers"),
+    "stride bool": (_conv(stride=(True, 1)), TypeError, r"stride must be two positive integers"),
+    "stride length": (_conv(stride=(1, 1, 1)), ValueError, r"stride must be two positive"),
+    "stride scalar": (_conv(stride=2), TypeError, r"stride must be two positive integers"),
+    "padding string": (_conv(padding="full"), ValueError, r"padding must be 'same', 'valid'"),
+    "padding type": (_conv(padding=None), TypeError, r"padding must be two non-negative"),
+    "padding negative": (_conv(padding=(-1, 0)), ValueError, r"padding must be two non-negat"),
+    "activation": (_conv(activation="relu"), TypeError, r"activation must be callable"),
+    "A_prev dtype": (_conv(A_prev=np.full((2, 6, 6, 3), "x")), TypeError,
+                     r"A_prev must be an array of real numbers"),
+    "dZ shape": (_conv_back(dZ=np.zeros((2, 4, 4, 4))), ValueError,
+                 r"dZ must have the shape of the forward output \(2, 6, 6, 4\), received"),
+    "dZ ndim": (_conv_back(dZ=np.zeros((6, 6, 4))), ValueError, r"dZ must be a 4-D"),
+    "backward stride": (_conv_back(stride=(1, 0)), ValueError, r"stride must be two positive"),
+    "backward padding": (_conv_back(padding="SAME"), ValueError, r"padding must be"),
+    "backward channels": (_conv_back(W=np.zeros((3, 3, 1, 4))), ValueError, r"W must have"),
+    "pool A_prev ndim": (_pool(A_prev=np.zeros((6, 6))), ValueError, r"A_prev must be a 4-D"),
+    "pool mode": (_pool(mode="min"), ValueError, r"mode must be 'max' or 'avg', received 'min'"),
+    "pool mode type": (_pool(mode=None), TypeError, r"mode must be 'max' or 'avg'"),
+    "kernel_shape zero": (_pool(kernel_shape=(0, 2)), ValueError,
+                          r"kernel_shape must be two positive integers"),
+    "kernel_shape float": (_pool(kernel_shape=(2.5, 2)), TypeError,
+                           r"kernel_shape must be two positive integers"),
+    "kernel_shape length": (_pool(kernel_shape=(2,)), ValueError, r"kernel_shape must be two"),
+    "kernel_shape too large": (_pool(kernel_shape=(7, 2)), ValueError,
+                               r"kernel_shape \(7, 2\) is larger than the input \(6, 6\)"),
+    "pool stride": (_pool(stride=(2, 0)), ValueError, r"stride must be two positive"),
+    "pool stride bool": (_pool(stride=(2, False)), TypeError, r"stride must be two positive"),
+    "dA shape": (_pool_back(dA=np.zeros((2, 2, 3, 3))), ValueError,
+                 r"dA must have the shape of the forward output \(2, 3, 3, 3\)"),
+    "dA ndim": (_pool_back(dA=np.zeros(3)), ValueError, r"dA must be a 4-D"),
+    "pool backward mode": (_pool_back(mode="mean"), ValueError, r"mode must be"),
+    "pool backward kernel": (_pool_back(kernel_shape=[2, 2, 2]), ValueError,
+                             r"kernel_shape must be two"),
+}
+
+
+@pytest.mark.parametrize("call, error, message", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_raises_clear_error(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+# ---------------------------------------------------------------- one implementation
+def test_task_files_are_links_to_the_package_module():
+    module = os.path.realpath(ops.__file__)
+    assert os.path.realpath(inspect.getsourcefile(convnet.conv_forward)) == module
+    for name in TASK_FILES:
+        path = TASKS / f"{name}.py"
+        assert path.is_symlink() and os.readlink(path) == "../convnet/ops.py"
+        assert os.path.realpath(path) == module
+        assert os.access(path, os.X_OK)
+
+
+def test_task_files_load_from_their_folder_with_the_same_code(monkeypatch):
+    monkeypatch.chdir(TASKS)
+    monkeypatch.syspath_prepend(str(TASKS))
+    for name, function in zip(TASK_FILES, ("conv_forward", "pool_forward", "conv_backward",
+                                           "pool_backward")):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        loaded = getattr(__import__(name), function)
+        assert loaded is not getattr(convnet, function)
+        assert loaded.__code__.co_code == getattr(convnet, function).__code__.co_code
+        monkeypatch.delitem(sys.modules, name)
+
+
+def test_task_module_imports_numpy_only():
+    source = Path(ops.__file__).read_text()
+    assert source.startswith("#!/usr/bin/env python3\n")
+    imports = [line.strip() for line in source.splitlines()
+               if line.startswith(("import ", "from "))]
+    assert imports == ["import numpy as np"]
