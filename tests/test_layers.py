@@ -1,0 +1,143 @@
+"""Layer-level checks of convnet.layers against float64 centred finite differences."""
+import numpy as np
+import pytest
+
+from convnet.layers import (
+    TRUNCATED_NORMAL_STD,
+    Conv2D,
+    Dense,
+    Flatten,
+    MaxPool2D,
+    ReLU,
+    SoftmaxCrossEntropy,
+    he_normal,
+)
+
+STEP = 1e-6
+# Centred differences in float64 with this step are good to ~1e-9 absolute on
+# these O(1)-O(10) losses; a wrong gradient is off by O(0.1) or more.
+RTOL, ATOL = 1e-5, 1e-7
+
+
+def assert_gradient(analytic, numeric):
+    """Assert an analytic gradient equals a numerical one to finite-difference accuracy."""
+    np.testing.assert_allclose(analytic, numeric, rtol=RTOL, atol=ATOL)
+
+
+def numerical_gradient(f, x, step=STEP):
+    """Centred differences of the scalar function f() with respect to every entry of x."""
+    grad = np.zeros_like(x)
+    flat, flat_grad = x.reshape(-1), grad.reshape(-1)
+    for index in range(flat.size):
+        saved = flat[index]
+        flat[index] = saved + step
+        plus = f()
+        flat[index] = saved - step
+        minus = f()
+        flat[index] = saved
+        flat_grad[index] = (plus - minus) / (2 * step)
+    return grad
+
+
+def check_layer(layer, x, rng):
+    """Compare a layer's backward with finite differences of sum(forward(x) * G)."""
+    G = rng.standard_normal(layer.forward(x).shape)
+
+    def loss():
+        return float(np.sum(layer.forward(x) * G))
+
+    layer.forward(x)
+    dx = layer.backward(G)
+    if dx is not None:
+        assert_gradient(dx, numerical_gradient(loss, x))
+    for key, param in layer.params.items():
+        layer.forward(x)
+        layer.backward(G)
+        analytic = layer.grads[key].copy()
+        assert analytic.shape == param.shape
+        assert_gradient(analytic, numerical_gradient(loss, param))
+
+
+@pytest.mark.parametrize("m, units_in, units_out", [(1, 3, 2), (4, 7, 5)])
+def test_dense_gradients(m, units_in, units_out):
+    rng = np.random.default_rng(1)
+    layer = Dense("dense", units_in, units_out, rng, dtype=np.float64)
+    layer.params["b"][...] = rng.standard_normal(units_out)
+    check_layer(layer, rng.standard_normal((m, units_in)), rng)
+
+
+def test_relu_gradients():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4, 5))
+    x[np.abs(x) < 10 * STEP] = 0.5   # keep finite differences away from the kink
+    check_layer(ReLU("relu"), x, rng)
+
+
+@pytest.mark.parametrize("padding, size, channels_in, channels_out, m",
+                         [("same", 6, 1, 3, 2), ("valid", 7, 2, 4, 2), ("same", 5, 3, 2, 1)])
+def test_conv2d_gradients(padding, size, channels_in, channels_out, m):
+    rng = np.random.default_rng(3)
+    layer = Conv2D("conv", 3, channels_in, channels_out, padding, rng, dtype=np.float64)
+    layer.params["b"][...] = rng.standard_normal(channels_out)
+    check_layer(layer, rng.standard_normal((m, size, size, channels_in)), rng)
+
+
+def test_conv2d_first_layer_skips_input_gradient():
+    rng = np.random.default_rng(4)
+    layer = Conv2D("conv", 3, 1, 2, "same", rng, dtype=np.float64, input_grad=False)
+    out = layer.forward(rng.standard_normal((2, 5, 5, 1)))
+    assert layer.backward(np.ones_like(out)) is None
+    assert layer.grads["W"].shape == (3, 3, 1, 2)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 3), (1, 6, 8, 2), (3, 5, 7, 1)])
+def test_maxpool_gradients(shape):
+    rng = np.random.default_rng(5)
+    # A permutation of spread-out values: no ties, no near-ties within STEP.
+    x = rng.permutation(np.prod(shape)).reshape(shape).astype(np.float64) * 0.01
+    layer = MaxPool2D("pool", 2)
+    assert layer.forward(x).shape == (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
+    check_layer(layer, x, rng)
+
+
+def test_flatten_is_c_order_of_nhwc():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    layer = Flatten("flatten")
+    out = layer.forward(x)
+    assert out.shape == (2, 60)
+    assert out[1, 5 * 4 + 2] == x[1, 1, 0, 2]
+    np.testing.assert_array_equal(layer.backward(out), x)
+
+
+@pytest.mark.parametrize("m, classes", [(1, 3), (5, 10)])
+def test_softmax_cross_entropy_gradient(m, classes):
+    rng = np.random.default_rng(6)
+    logits = rng.standard_normal((m, classes)) * 3
+    labels = rng.integers(0, classes, m)
+    layer = SoftmaxCrossEntropy()
+    layer.forward(logits, labels)
+    analytic = layer.backward()
+    numeric = numerical_gradient(lambda: layer.forward(logits, labels), logits)
+    assert_gradient(analytic, numeric)
+
+
+def test_softmax_cross_entropy_value_and_stability():
+    logits = np.array([[1000.0, 0.0, -1000.0], [0.0, np.log(3.0), 0.0]])
+    labels = np.array([0, 1])
+    layer = SoftmaxCrossEntropy()
+    loss = layer.forward(logits, labels)
+    # Row 0: probability 1 for its label; row 1: softmax [1, 3, 1] / 5 -> 3/5.
+    assert loss == pytest.approx(-np.log(3 / 5) / 2)
+    np.testing.assert_allclose(layer.probs[1], [0.2, 0.6, 0.2])
+    assert np.isfinite(layer.probs).all()
+
+
+@pytest.mark.parametrize("fan_in", [25, 400])
+def test_he_normal_matches_keras_definition(fan_in):
+    rng = np.random.default_rng(7)
+    values = he_normal((200_000,), fan_in, rng, dtype=np.float64)
+    bound = 2 * np.sqrt(2 / fan_in) / TRUNCATED_NORMAL_STD
+    assert np.abs(values).max() <= bound
+    # The constant makes the truncated draws keep the He variance 2 / fan_in.
+    assert values.std() == pytest.approx(np.sqrt(2 / fan_in), rel=0.01)
+    assert abs(values.mean()) < 0.01 * np.sqrt(2 / fan_in)
