@@ -207,6 +207,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        # Protocol-2 pickles written by Python 3 spell byte strings with this call.
+        ("_codecs", "encode"),
     })
 
     def find_class(self, module, name):
@@ -448,8 +450,9 @@ def _read_npz(path):
         raise DataError(f"{path} could not be read as an .npz file: {error}") from None
 
 
-def _from_train_test(arrays, path, validation_size=VALIDATION_SIZE):
+def _from_train_test(arrays, path):
     """Scale byte images and carve the validation split off the end of the training split."""
+    validation_size = VALIDATION_SIZE
     for kind in ("train", "test"):
         images = arrays["X_" + kind]
         if images.dtype != np.uint8:
