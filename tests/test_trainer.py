@@ -1,0 +1,201 @@
+"""Adam, the training loop, seeding and exact resumption of the NumPy trainer."""
+import numpy as np
+import pytest
+
+from convnet import trainer
+from convnet.cli import main
+from convnet.model import LeNet5, read_npz
+from convnet.optim import Adam
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    """The six MNIST arrays, or a skip when the cached file is absent."""
+    from convnet import data
+    try:
+        return data.load_mnist()
+    except FileNotFoundError as error:
+        pytest.skip(f"MNIST not cached: {error}")
+
+
+@pytest.fixture(scope="module")
+def small_mnist(mnist, tmp_path_factory):
+    """A small MNIST.npz (320 training, 200 validation, 200 test images)."""
+    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = mnist
+    path = tmp_path_factory.mktemp("data") / "MNIST.npz"
+    np.savez(path, X_train=X_train[:320], Y_train=Y_train[:320], X_valid=X_valid[:200],
+             Y_valid=Y_valid[:200], X_test=X_test[:200], Y_test=Y_test[:200])
+    return path
+
+
+# ---------------------------------------------------------------- Adam
+def adam_reference(params, grad_fn, steps, lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-7):
+    """Adam written out from its equations (Keras's placement of epsilon), in float64."""
+    params = [p.astype(np.float64) for p in params]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    for t in range(1, steps + 1):
+        grads = grad_fn(params)
+        for i, g in enumerate(grads):
+            m[i] = beta1 * m[i] + (1 - beta1) * g
+            v[i] = beta2 * v[i] + (1 - beta2) * g ** 2
+            step_size = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+            params[i] = params[i] - step_size * m[i] / (np.sqrt(v[i]) + epsilon)
+    return params
+
+
+def quadratic_gradients(params):
+    """Gradients of sum((A - 1)**2) + sum(B**3): they depend on the point, so steps differ."""
+    A, B = params
+    return [2 * (A - 1), 3 * B ** 2]
+
+
+@pytest.mark.parametrize("lr, epsilon", [(0.001, 1e-7), (0.1, 1e-3)])
+def test_adam_matches_its_equations(lr, epsilon):
+    rng = np.random.default_rng(0)
+    start = [rng.standard_normal((3, 2)), rng.standard_normal(4)]
+    params = [p.copy() for p in start]
+    optimizer = Adam(params, lr=lr, epsilon=epsilon)
+    for _ in range(7):
+        optimizer.step(quadratic_gradients(params))
+    expected = adam_reference(start, quadratic_gradients, 7, lr=lr, epsilon=epsilon)
+    for got, want in zip(params, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    assert optimizer.iterations == 7
+
+
+def test_adam_matches_keras():
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(1)
+    start = [rng.standard_normal((3, 2)).astype(np.float32),
+             rng.standard_normal(4).astype(np.float32)]
+    params = [p.copy() for p in start]
+    optimizer = Adam(params)
+    variables = [tf.Variable(p) for p in start]
+    keras_adam = tf.keras.optimizers.Adam()
+    for _ in range(5):
+        grads = quadratic_gradients(params)
+        optimizer.step([g.astype(np.float32) for g in grads])
+        keras_grads = quadratic_gradients([v.numpy() for v in variables])
+        keras_adam.apply_gradients(zip([tf.constant(g) for g in keras_grads], variables))
+    for got, variable in zip(params, variables):
+        np.testing.assert_allclose(got, variable.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_adam_state_round_trip_continues_identically():
+    rng = np.random.default_rng(2)
+    start = [rng.standard_normal((2, 2)), rng.standard_normal(3)]
+    a_params = [p.copy() for p in start]
+    a = Adam(a_params)
+    for _ in range(3):
+        a.step(quadratic_gradients(a_params))
+    b_params = [p.copy() for p in a_params]
+    b = Adam(b_params)
+    b.load_state(a.state())
+    for _ in range(3):
+        a.step(quadratic_gradients(a_params))
+        b.step(quadratic_gradients(b_params))
+    assert all(np.array_equal(x, y) for x, y in zip(a_params, b_params))
+    with pytest.raises(ValueError, match="optimizer state 'm1' has shape"):
+        b.load_state({**a.state(), "m1": np.zeros(5)})
+    with pytest.raises(ValueError, match="must be a positive number"):
+        Adam(b_params, lr=0)
+
+
+# ---------------------------------------------------------------- training loop
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    first = trainer.epoch_order(3, 2, 100)
+    assert np.array_equal(first, trainer.epoch_order(3, 2, 100))
+    assert np.array_equal(np.sort(first), np.arange(100))
+    assert not np.array_equal(first, trainer.epoch_order(3, 1, 100))
+    assert not np.array_equal(first, trainer.epoch_order(4, 2, 100))
+
+
+@pytest.mark.slow
+def test_three_hundred_steps_reach_ninety_percent(mnist):
+    X_train, Y_train, X_valid, Y_valid = mnist[:4]
+    model = LeNet5(seed=0)
+    optimizer = Adam(model.parameters())
+    loss = trainer.train_epoch(model, optimizer, X_train[:9600], Y_train[:9600],
+                               batch_size=32, seed=0, epoch=1)
+    assert optimizer.iterations == 300
+    _, accuracy = model.evaluate(X_valid, Y_valid)
+    assert accuracy >= 0.9
+    assert loss < 1.0
+
+
+def test_same_seed_same_training(mnist):
+    X, Y = mnist[0][:320], mnist[1][:320]
+    runs = []
+    for _ in range(2):
+        model = LeNet5(seed=7)
+        trainer.train_epoch(model, Adam(model.parameters()), X, Y, 32, seed=7, epoch=1)
+        runs.append(model.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+    other = LeNet5(seed=7)
+    trainer.train_epoch(other, Adam(other.parameters()), X, Y, 32, seed=8, epoch=1)
+    assert not np.array_equal(other.get_weights()[0], runs[0][0])
+
+
+def test_fit_history_and_lines(mnist):
+    X_train, Y_train, X_valid, Y_valid = (array[:200] for array in mnist[:4])
+    model = LeNet5()
+    lines, saved = [], []
+    history = trainer.fit(model, Adam(model.parameters()), (X_train, Y_train, X_valid, Y_valid),
+                          epochs=2, batch_size=50, log=lines.append, progress=False,
+                          on_epoch_end=lambda epoch, history: saved.append(epoch))
+    assert saved == [0, 1, 2]
+    assert [len(history[key]) for key in trainer.HISTORY_KEYS] == [3, 3, 3, 3]
+    assert len(history["epoch_seconds"]) == 2
+    assert lines[2].startswith("After 2 epochs: cost ")
+    loss, accuracy = model.evaluate(X_valid, Y_valid)
+    assert lines[2].endswith(f"validation cost {loss}, validation accuracy {accuracy}")
+
+
+def checkpoint_state(path):
+    """Weights and Adam state of a checkpoint, as a dict of arrays."""
+    arrays = read_npz(path)
+    return {key: value for key, value in arrays.items()
+            if key.startswith(("weight_", "adam_")) or key == "epoch"}
+
+
+def assert_same_state(path_a, path_b):
+    a, b = checkpoint_state(path_a), checkpoint_state(path_b)
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+
+
+def train_args(data, out, epochs, *extra):
+    return ["train", "--data", str(data), "--epochs", str(epochs), "--out", str(out), *extra]
+
+
+def test_resume_equals_uninterrupted(small_mnist, tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(train_args(small_mnist, straight, 2)) == 0
+    assert main(train_args(small_mnist, stopped, 1)) == 0
+    assert main(train_args(small_mnist, stopped, 2, "--resume")) == 0
+    assert_same_state(straight / "checkpoint.npz", stopped / "checkpoint.npz")
+    straight_history = read_npz(straight / "checkpoint.npz")["history_val_loss"]
+    assert np.array_equal(straight_history, read_npz(stopped / "checkpoint.npz")["history_val_loss"])
+
+
+def test_resume_after_interruption_mid_epoch(small_mnist, tmp_path, monkeypatch, capsys):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(train_args(small_mnist, straight, 2)) == 0
+    real_step = LeNet5.loss_and_grads
+    calls = {"count": 0}
+
+    def interrupted_step(self, X, Y):
+        calls["count"] += 1
+        if calls["count"] == 10 + 4:   # 10 steps per epoch: stop inside epoch 2
+            raise KeyboardInterrupt
+        return real_step(self, X, Y)
+
+    monkeypatch.setattr(LeNet5, "loss_and_grads", interrupted_step)
+    assert main(train_args(small_mnist, stopped, 2)) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert int(read_npz(stopped / "checkpoint.npz")["epoch"]) == 1
+    monkeypatch.setattr(LeNet5, "loss_and_grads", real_step)
+    assert main(train_args(small_mnist, stopped, 2, "--resume")) == 0
+    assert_same_state(straight / "checkpoint.npz", stopped / "checkpoint.npz")
