@@ -194,11 +194,15 @@ def _chunks(m, elements_per_example):
         yield slice(start, min(start + size, m))
 
 
-def _pad(A, pads):
-    """Return A with zeros added around its two spatial axes."""
+def _pad(A, pads, dtype):
+    """Return A as a C-contiguous array of dtype, zero-padded around h, w."""
     if not any(pads[0]) and not any(pads[1]):
-        return A
-    return np.pad(A, ((0, 0), pads[0], pads[1], (0, 0)))
+        return np.ascontiguousarray(A, dtype)
+    m, h, w, c = A.shape
+    (top, bottom), (left, right) = pads
+    padded = np.zeros((m, h + top + bottom, w + left + right, c), dtype)
+    padded[:, top:top + h, left:left + w] = A
+    return padded
 
 
 def _tap(A, i, j, stride, out_hw):
@@ -211,52 +215,72 @@ def _tap(A, i, j, stride, out_hw):
     return A[:, i:i + sh * (h_new - 1) + 1:sh, j:j + sw * (w_new - 1) + 1:sw]
 
 
-def _window_matrix(A, kernel, stride, out_hw, dtype):
+def _window_rows(A, kernel, stride, out_hw, writeable=False):
+    """View A's windows as ``(m, h_new, w_new, kh, kw * c)``, no copy.
+
+    In NHWC one kernel row of a window, ``A[n, y, x:x + kw, :]``, is a
+    contiguous run of ``kw * c`` numbers, so a strided view can expose every
+    window without copying. A must be C-contiguous. With ``writeable`` the
+    caller must only touch windows that do not overlap.
+    """
+    (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
+    m, c = A.shape[0], A.shape[3]
+    s_n, s_h, s_w, s_c = A.strides
+    return np.lib.stride_tricks.as_strided(
+        A, (m, h_new, w_new, kh, kw * c), (s_n, sh * s_h, sw * s_w, s_h, s_c),
+        writeable=writeable)
+
+
+def _window_matrix(A, kernel, stride, out_hw):
     """Gather every window of A into a matrix (the im2col layout).
+
+    Parameters
+    ----------
+    A : C-contiguous ndarray of shape (m, h_pad, w_pad, c)
 
     Returns
     -------
     ndarray of shape (m * h_new * w_new, kh * kw * c)
         Row order follows (example, y, x); column order follows
         (i, j, channel), the C order of a kernel ``W[i, j, channel]``.
+        With one channel the matrix is a transposed view of a tap-major
+        buffer: each tap is then copied as one long contiguous block.
     """
-    (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
-    windows = np.lib.stride_tricks.sliding_window_view(A, (kh, kw),
-                                                       axis=(1, 2))
-    windows = windows[:, :sh * (h_new - 1) + 1:sh, :sw * (w_new - 1) + 1:sw]
-    matrix = np.empty(windows.shape[:3] + (kh, kw, A.shape[3]), dtype)
-    matrix[...] = windows.transpose(0, 1, 2, 4, 5, 3)
-    return matrix.reshape(-1, kh * kw * A.shape[3])
+    (kh, kw), m, c = kernel, A.shape[0], A.shape[3]
+    if c == 1:
+        taps = np.empty((kh * kw, m) + tuple(out_hw), A.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                taps[i * kw + j] = _tap(A, i, j, stride, out_hw)[..., 0]
+        return taps.reshape(kh * kw, -1).T
+    rows = _window_rows(A, kernel, stride, out_hw)
+    return rows.reshape(-1, kh * kw * c)
 
 
-def _correlate(A, W, stride, out_hw, dtype):
-    """Cross-correlate the padded input A with W: no bias, no activation.
+def _add_windows(dA, dwindows, kernel, stride, out_hw):
+    """Add each window's gradient back onto its entries of dA (col2im).
 
     Parameters
     ----------
-    A : ndarray of shape (m, h_pad, w_pad, c_prev)
-    W : ndarray of shape (kh, kw, c_prev, c_new), already of type dtype
+    dA : C-contiguous ndarray of shape (m, h_pad, w_pad, c), updated
+    dwindows : ndarray of shape (m, h_new, w_new, kh, kw * c)
 
-    Returns
-    -------
-    ndarray of shape (m, h_new, w_new, c_new)
+    For one kernel row i, windows whose columns are ``ceil(kw / sw)`` apart
+    never overlap, so each group is one strided addition of contiguous runs
+    of ``kw * c`` numbers; overlapping windows land in different groups and
+    accumulate (no ``np.add.at`` needed).
     """
-    kh, kw, c_prev, c_new = W.shape
-    m = A.shape[0]
-    if c_prev == 1:
-        # One input channel: a matrix product would have an inner dimension
-        # of 1, so accumulate one broadcast product per kernel tap instead.
-        Z = np.zeros((m,) + out_hw + (c_new,), dtype)
-        product = np.empty_like(Z)
-        for i in range(kh):
-            for j in range(kw):
-                tap = _tap(A, i, j, stride, out_hw)
-                np.multiply(tap, W[i, j], out=product)
-                Z += product
-        return Z
-    matrix = _window_matrix(A, (kh, kw), stride, out_hw, dtype)
-    Z = matrix @ W.reshape(-1, c_new)
-    return Z.reshape((m,) + out_hw + (c_new,))
+    (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
+    group = -(-kw // sw)
+    s_n, s_h, s_w, s_c = dA.strides
+    for i in range(kh):
+        for first in range(min(group, w_new)):
+            count = len(range(first, w_new, group))
+            target = np.lib.stride_tricks.as_strided(
+                dA[:, i:, first * sw:],
+                (dA.shape[0], h_new, count, dwindows.shape[4]),
+                (s_n, sh * s_h, group * sw * s_w, s_c))
+            target += dwindows[:, :, first::group, i]
 
 
 def _pool(A, kernel, stride, out_hw, mode):
@@ -272,23 +296,25 @@ def _pool(A, kernel, stride, out_hw, mode):
     """
     (kh, kw), (h_new, w_new) = kernel, out_hw
     m, c = A.shape[0], A.shape[3]
+    dtype = _pool_dtype(A.dtype, mode)
+    combine = np.maximum if mode == "max" else np.add
     if tuple(stride) == (kh, kw):
-        # Windows tile the input: a reshape exposes them as two axes.
+        # Windows tile the input: reduce whole kernel rows, then the kw
+        # blocks of c channels, each step on long contiguous runs.
         tiles = A[:, :h_new * kh, :w_new * kw]
-        tiles = tiles.reshape(m, h_new, kh, w_new, kw, c)
-        if mode == "max":
-            return tiles.max(axis=(2, 4))
-        return tiles.mean(axis=(2, 4))
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            tap = _tap(A, i, j, stride, out_hw)
-            if out is None:
-                out = tap.astype(_pool_dtype(A.dtype, mode))
-            elif mode == "max":
-                np.maximum(out, tap, out=out)
-            else:
-                out += tap
+        tiles = tiles.reshape(m, h_new, kh, w_new, kw * c)
+        rows = tiles[:, :, 0].astype(dtype)
+        for i in range(1, kh):
+            combine(rows, tiles[:, :, i], out=rows)
+        out = rows[..., :c].copy()
+        for j in range(1, kw):
+            combine(out, rows[..., j * c:(j + 1) * c], out=out)
+    else:
+        out = _tap(A, 0, 0, stride, out_hw).astype(dtype)
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    combine(out, _tap(A, i, j, stride, out_hw), out=out)
     if mode == "avg":
         out /= kh * kw
     return out
@@ -341,13 +367,15 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1)):
     A_prev, W, b, pads, stride, out_shape = _conv_geometry(A_prev, W, b,
                                                            padding, stride)
     dtype = np.result_type(A_prev, W, b)
-    W = W.astype(dtype, copy=False)
     kh, kw, c_prev, c_new = W.shape
+    kernel_matrix = W.reshape(-1, c_new).astype(dtype, copy=False)
     out_hw = out_shape[1:3]
     out = np.empty(out_shape, dtype)
-    per_example = out_hw[0] * out_hw[1] * max(kh * kw * c_prev, c_new)
+    per_example = out_hw[0] * out_hw[1] * (kh * kw * c_prev + c_new)
     for rows in _chunks(out_shape[0], per_example):
-        Z = _correlate(_pad(A_prev[rows], pads), W, stride, out_hw, dtype)
+        A = _pad(A_prev[rows], pads, dtype)
+        windows = _window_matrix(A, (kh, kw), stride, out_hw)
+        Z = (windows @ kernel_matrix).reshape(out[rows].shape)
         Z += b
         out[rows] = activation(Z)
     return out
@@ -418,31 +446,24 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
     dZ = _array("dZ", dZ, 4, "(m, h_new, w_new, c_new)")
     _check_gradient("dZ", dZ, out_shape)
     dtype = np.result_type(dZ, A_prev, W, b)
-    W = W.astype(dtype, copy=False)
     kh, kw, c_prev, c_new = W.shape
     m, h_prev, w_prev = A_prev.shape[:3]
     out_hw = out_shape[1:3]
     (top, _), (left, _) = pads
-    kernel_matrix = W.reshape(-1, c_new)
-    dW = np.zeros((kh * kw * c_prev, c_new), dtype)
+    kernel_matrix = W.reshape(-1, c_new).astype(dtype, copy=False)
+    dW = np.zeros(kernel_matrix.shape, dtype)
     dA_prev = np.empty(A_prev.shape, dtype) if need_dA_prev else None
-    per_example = out_hw[0] * out_hw[1] * kh * kw * c_prev
+    per_example = out_hw[0] * out_hw[1] * kh * kw * c_prev * 2
     for rows in _chunks(m, per_example):
-        A = _pad(A_prev[rows], pads)
+        A = _pad(A_prev[rows], pads, dtype)
         dZ_matrix = dZ[rows].reshape(-1, c_new).astype(dtype, copy=False)
-        windows = _window_matrix(A, (kh, kw), stride, out_hw, dtype)
-        dW += windows.T @ dZ_matrix
-        if not need_dA_prev:
-            continue
-        # col2im tap by tap: each tap's windows are distinct input entries,
-        # so plain strided additions accumulate overlaps without np.add.at.
-        dwindows = (dZ_matrix @ kernel_matrix.T).reshape(
-            (A.shape[0],) + out_hw + (kh, kw, c_prev))
-        dA = np.zeros(A.shape, dtype)
-        for i in range(kh):
-            for j in range(kw):
-                _tap(dA, i, j, stride, out_hw)[...] += dwindows[:, :, :, i, j]
-        dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
+        dW += _window_matrix(A, (kh, kw), stride, out_hw).T @ dZ_matrix
+        if need_dA_prev:
+            dwindows = (dZ_matrix @ kernel_matrix.T).reshape(
+                (A.shape[0],) + out_hw + (kh, kw * c_prev))
+            dA = np.zeros(A.shape, dtype)
+            _add_windows(dA, dwindows, (kh, kw), stride, out_hw)
+            dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
     db = dZ.sum(axis=(0, 1, 2), dtype=dtype).reshape(1, 1, 1, c_new)
     return dA_prev, dW.reshape(W.shape), db
 
