@@ -1,0 +1,195 @@
+"""``convnet train`` (numpy), ``evaluate`` and ``predict``: outputs, files and user errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from convnet.cli import main
+from convnet.images import load_digit_image
+from convnet.model import LeNet5
+
+
+@pytest.fixture(scope="module")
+def small_mnist(tmp_path_factory):
+    """A small MNIST.npz: 256 training, 100 validation and 100 test images."""
+    from convnet import data
+    try:
+        X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_mnist()
+    except FileNotFoundError as error:
+        pytest.skip(f"MNIST not cached: {error}")
+    path = tmp_path_factory.mktemp("data") / "MNIST.npz"
+    np.savez(path, X_train=X_train[:256], Y_train=Y_train[:256], X_valid=X_valid[:100],
+             Y_valid=Y_valid[:100], X_test=X_test[:100], Y_test=Y_test[:100])
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(small_mnist, tmp_path_factory):
+    """Output folder of a one-epoch ``convnet train`` on the small set."""
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--data", str(small_mnist), "--epochs", "1", "--out", str(out)]) == 0
+    return out
+
+
+def digit_picture(path, ink=20, paper=235, box=(30, 15, 70, 45)):
+    """Draw a '7' (two strokes inside ``box`` = top, left, bottom, right) on a
+    100-high, 80-wide picture, dark ink on light paper by default; save it."""
+    from PIL import Image, ImageDraw
+    image = Image.new("L", (80, 100), paper)
+    draw = ImageDraw.Draw(image)
+    top, left, bottom, right = box
+    draw.line([(left, top), (right, top)], fill=ink, width=5)
+    draw.line([(right, top), (left + 8, bottom)], fill=ink, width=5)
+    image.save(path)
+    return path
+
+
+# ---------------------------------------------------------------- train
+def test_train_writes_checkpoint_history_and_plot(trained_run, small_mnist):
+    out = trained_run
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "history.json",
+                                                     "history.png"]
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["val_accuracy"]) == 2   # epoch 0 (untrained) and epoch 1
+    model = LeNet5.load(out / "checkpoint.npz")
+    with np.load(small_mnist) as arrays:
+        loss, accuracy = model.evaluate(arrays["X_valid"], arrays["Y_valid"])
+    assert history["val_accuracy"][-1] == accuracy
+    assert history["val_loss"][-1] == pytest.approx(loss)
+
+
+def test_train_output(small_mnist, tmp_path, capsys):
+    assert main(["train", "--data", str(small_mnist), "--epochs", "0",
+                 "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("After 0 epochs: cost ")
+    assert ", validation accuracy " in lines[1]
+    assert lines[-2].startswith("validation accuracy ")
+    assert lines[-1] == (f"checkpoint: {tmp_path / 'checkpoint.npz'}, history: "
+                         f"{tmp_path / 'history.json'}, plot: {tmp_path / 'history.png'}")
+
+
+def test_resume_refuses_other_settings(trained_run, small_mnist, capsys):
+    code = main(["train", "--data", str(small_mnist), "--epochs", "2", "--batch-size", "64",
+                 "--seed", "3", "--out", str(trained_run), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "seed 0 (this run: 3), batch_size 32 (this run: 64)" in err
+    assert "Traceback" not in err
+
+
+def test_resume_without_checkpoint(small_mnist, tmp_path, capsys):
+    code = main(["train", "--data", str(small_mnist), "--out", str(tmp_path), "--resume"])
+    assert code == 2
+    assert "cannot resume: checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--epochs", "-1", "argument --epochs: must be a non-negative integer, received -1"),
+    ("--batch-size", "0", "argument --batch-size: must be a positive integer, received 0"),
+    ("--lr", "-0.1", "argument --lr: must be a positive number"),
+])
+def test_bad_numbers_are_rejected(option, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- evaluate
+def test_evaluate_prints_accuracy_and_loss(trained_run, small_mnist, capsys):
+    checkpoint = trained_run / "checkpoint.npz"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(small_mnist),
+                 "--split", "valid"]) == 0
+    history = json.loads((trained_run / "history.json").read_text())
+    out = capsys.readouterr().out
+    assert "valid split (100 images)" in out
+    assert f"accuracy {history['val_accuracy'][-1]:.4f}, loss {history['val_loss'][-1]:.4f}" in out
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    (b"garbage", "is not an .npz file"),
+    (b"PK\x03\x04 truncated zip", "checkpoint"),
+])
+def test_evaluate_bad_checkpoint(content, message, tmp_path, capsys):
+    path = tmp_path / "checkpoint.npz"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["evaluate", "--checkpoint", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convnet: error: ")
+    assert message in err and str(path) in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_checkpoint_in_a_subprocess(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "convnet.cli", "predict", "x.png",
+                             "--checkpoint", str(tmp_path / "none.npz")],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"convnet: error: checkpoint {tmp_path / 'none.npz'} " \
+                                    "does not exist"
+
+
+# ---------------------------------------------------------------- images and predict
+def test_digit_image_becomes_mnist_like(tmp_path):
+    path = digit_picture(tmp_path / "seven.png")
+    image = load_digit_image(path)
+    assert image.shape == (28, 28) and image.dtype == np.float32
+    assert 0 <= image.min() and image.max() < 1
+    assert image.max() > 0.9   # white digit ...
+    assert image[0].max() == 0 and image[:, 0].max() == 0   # ... on black
+    rows, cols = np.nonzero(image > 0)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 <= 20
+    centre = [(np.indices(image.shape)[axis] * image).sum() / image.sum() for axis in (0, 1)]
+    np.testing.assert_allclose(centre, [13.5, 13.5], atol=0.75)
+
+
+def test_white_on_black_and_jpeg_and_colour(tmp_path):
+    from PIL import Image
+    dark = digit_picture(tmp_path / "dark.png", ink=250, paper=5)
+    colour = tmp_path / "colour.jpg"
+    Image.open(digit_picture(tmp_path / "grey.png")).convert("RGB").save(colour, quality=95)
+    light_result = load_digit_image(digit_picture(tmp_path / "light.png"))
+    np.testing.assert_allclose(load_digit_image(dark), light_result, atol=0.05)
+    np.testing.assert_allclose(load_digit_image(colour), light_result, atol=0.15)
+
+
+def test_unreadable_and_blank_images(tmp_path):
+    from PIL import Image
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match="cannot read image .*broken.png"):
+        load_digit_image(broken)
+    blank = tmp_path / "blank.png"
+    Image.new("L", (30, 30), 255).save(blank)
+    with pytest.raises(ValueError, match="blank.png shows no digit"):
+        load_digit_image(blank)
+
+
+def test_predict_prints_digit_and_top_probabilities(trained_run, tmp_path, capsys):
+    picture = digit_picture(tmp_path / "seven.png")
+    checkpoint = trained_run / "checkpoint.npz"
+    assert main(["predict", str(picture), str(picture), "--checkpoint", str(checkpoint),
+                 "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    probs = LeNet5.load(checkpoint).predict_proba(load_digit_image(picture)[None])[0]
+    best, second = np.argsort(probs)[::-1][:2]
+    expected = (f"{picture}: {best} ({best}: {probs[best]:.4f}, "
+                f"{second}: {probs[second]:.4f})")
+    assert lines == [expected, expected]
+
+
+def test_predict_unreadable_image(trained_run, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not an image")
+    code = main(["predict", str(broken), "--checkpoint", str(trained_run / "checkpoint.npz")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"convnet: error: cannot read image {broken}")
+    assert "Traceback" not in err
