@@ -232,7 +232,7 @@ def _window_rows(A, kernel, stride, out_hw, writeable=False):
 
 
 def _window_matrix(A, kernel, stride, out_hw):
-    """Gather every window of A into a matrix (the im2col layout).
+    """Gather every window of A into a matrix (im2col), plus a ones column.
 
     Parameters
     ----------
@@ -240,21 +240,29 @@ def _window_matrix(A, kernel, stride, out_hw):
 
     Returns
     -------
-    ndarray of shape (m * h_new * w_new, kh * kw * c)
+    ndarray of shape (m * h_new * w_new, kh * kw * c + 1)
         Row order follows (example, y, x); column order follows
-        (i, j, channel), the C order of a kernel ``W[i, j, channel]``.
+        (i, j, channel), the C order of a kernel ``W[i, j, channel]``. The
+        last column holds ones, so the bias rides along in the same matrix
+        product (forward) and its gradient comes out of it (backward).
         With one channel the matrix is a transposed view of a tap-major
         buffer: each tap is then copied as one long contiguous block.
     """
     (kh, kw), m, c = kernel, A.shape[0], A.shape[3]
+    taps = kh * kw * c
     if c == 1:
-        taps = np.empty((kh * kw, m) + tuple(out_hw), A.dtype)
+        by_tap = np.empty((taps + 1, m) + tuple(out_hw), A.dtype)
         for i in range(kh):
             for j in range(kw):
-                taps[i * kw + j] = _tap(A, i, j, stride, out_hw)[..., 0]
-        return taps.reshape(kh * kw, -1).T
+                by_tap[i * kw + j] = _tap(A, i, j, stride, out_hw)[..., 0]
+        by_tap[taps] = 1
+        return by_tap.reshape(taps + 1, -1).T
     rows = _window_rows(A, kernel, stride, out_hw)
-    return rows.reshape(-1, kh * kw * c)
+    matrix = np.empty((rows.shape[0] * rows.shape[1] * rows.shape[2],
+                       taps + 1), A.dtype)
+    matrix[:, :taps].reshape(rows.shape)[...] = rows
+    matrix[:, taps] = 1
+    return matrix
 
 
 def _add_windows(dA, dwindows, kernel, stride, out_hw):
@@ -368,7 +376,9 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1)):
                                                            padding, stride)
     dtype = np.result_type(A_prev, W, b)
     kh, kw, c_prev, c_new = W.shape
-    kernel_matrix = W.reshape(-1, c_new).astype(dtype, copy=False)
+    # The bias is the last row of the kernel matrix (see _window_matrix).
+    kernel_matrix = np.concatenate([W.reshape(-1, c_new), b.reshape(1, -1)])
+    kernel_matrix = kernel_matrix.astype(dtype, copy=False)
     out_hw = out_shape[1:3]
     out = np.empty(out_shape, dtype)
     per_example = out_hw[0] * out_hw[1] * (kh * kw * c_prev + c_new)
@@ -376,7 +386,6 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1)):
         A = _pad(A_prev[rows], pads, dtype)
         windows = _window_matrix(A, (kh, kw), stride, out_hw)
         Z = (windows @ kernel_matrix).reshape(out[rows].shape)
-        Z += b
         out[rows] = activation(Z)
     return out
 
@@ -451,21 +460,22 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
     out_hw = out_shape[1:3]
     (top, _), (left, _) = pads
     kernel_matrix = W.reshape(-1, c_new).astype(dtype, copy=False)
-    dW = np.zeros(kernel_matrix.shape, dtype)
+    # Last row: the bias gradient, from the ones column of _window_matrix.
+    dWb = np.zeros((kernel_matrix.shape[0] + 1, c_new), dtype)
     dA_prev = np.empty(A_prev.shape, dtype) if need_dA_prev else None
     per_example = out_hw[0] * out_hw[1] * kh * kw * c_prev * 2
     for rows in _chunks(m, per_example):
         A = _pad(A_prev[rows], pads, dtype)
         dZ_matrix = dZ[rows].reshape(-1, c_new).astype(dtype, copy=False)
-        dW += _window_matrix(A, (kh, kw), stride, out_hw).T @ dZ_matrix
+        dWb += _window_matrix(A, (kh, kw), stride, out_hw).T @ dZ_matrix
         if need_dA_prev:
             dwindows = (dZ_matrix @ kernel_matrix.T).reshape(
                 (A.shape[0],) + out_hw + (kh, kw * c_prev))
             dA = np.zeros(A.shape, dtype)
             _add_windows(dA, dwindows, (kh, kw), stride, out_hw)
             dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
-    db = dZ.sum(axis=(0, 1, 2), dtype=dtype).reshape(1, 1, 1, c_new)
-    return dA_prev, dW.reshape(W.shape), db
+    return (dA_prev, dWb[:-1].reshape(W.shape),
+            dWb[-1:].reshape(1, 1, 1, c_new))
 
 
 # ---------------------------------------------------------------- task 3
