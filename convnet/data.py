@@ -438,6 +438,10 @@ def _read_npz(path):
     """Read every array of an ``.npz`` file, turning any read failure into DataError."""
     if not path.exists():
         raise FileNotFoundError(f"data file {path} not found: {_FETCH_HINT}")
+    # np.load guesses the format from the first bytes and blames pickles for anything else.
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not an .npz file: no zip directory found "
+                        f"(truncated, corrupt, or another format)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}

@@ -363,7 +363,12 @@ def test_corrupt_and_truncated_npz_are_rejected_with_the_file_named(tmp_path):
     corrupt.write_bytes(bytes(range(256)) * 10)
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
-    for path in (corrupt, truncated):
+    damaged = tmp_path / "damaged.npz"
+    content = bytearray(good.read_bytes())
+    middle = len(content) // 2
+    content[middle:middle + 64] = bytes(64)
+    damaged.write_bytes(bytes(content))
+    for path in (corrupt, truncated, damaged):
         with pytest.raises(data.DataError, match=str(path)):
             data.load_mnist(path)
 
