@@ -512,15 +512,24 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max"):
     kh, kw = kernel
     out_hw = out_shape[1:3]
     dA_prev = np.zeros(A_prev.shape, dtype)
+    # Windows that cannot overlap are written directly; otherwise the
+    # contributions of overlapping windows are added up tap by tap.
+    overlapping = stride[0] < kh or stride[1] < kw
     if mode == "avg":
         share = dA.astype(dtype) / (kh * kw)
-        for i in range(kh):
-            for j in range(kw):
-                _tap(dA_prev, i, j, stride, out_hw)[...] += share
-        return dA_prev
-    maxima = _pool(A_prev, kernel, stride, out_hw, "max")
+    else:
+        maxima = _pool(A_prev, kernel, stride, out_hw, "max")
+        is_max = np.empty(maxima.shape, bool)
+        share = np.empty(maxima.shape, dtype)
     for i in range(kh):
         for j in range(kw):
-            is_max = _tap(A_prev, i, j, stride, out_hw) == maxima
-            _tap(dA_prev, i, j, stride, out_hw)[...] += dA * is_max
+            target = _tap(dA_prev, i, j, stride, out_hw)
+            if mode == "max":
+                np.equal(_tap(A_prev, i, j, stride, out_hw), maxima,
+                         out=is_max)
+                np.multiply(dA, is_max, out=share)
+            if overlapping:
+                target += share
+            else:
+                target[...] = share
     return dA_prev
