@@ -265,28 +265,43 @@ def _window_matrix(A, kernel, stride, out_hw):
     return matrix
 
 
-def _add_windows(dA, dwindows, kernel, stride, out_hw):
+def _add_windows(dA, dZ_matrix, kernel_matrix, kernel, stride, out_hw):
     """Add each window's gradient back onto its entries of dA (col2im).
 
     Parameters
     ----------
-    dA : C-contiguous ndarray of shape (m, h_pad, w_pad, c), updated
-    dwindows : ndarray of shape (m, h_new, w_new, kh, kw * c)
+    dA : C-contiguous ndarray of shape (m, h_pad, w_pad, c_prev), updated
+    dZ_matrix : ndarray of shape (m * h_new * w_new, c_new)
+    kernel_matrix : ndarray of shape (kh * kw * c_prev, c_new)
+        The kernel W reshaped, rows in (i, j, channel) order.
+    kernel, stride, out_hw : pairs of int
+        ``(kh, kw)``, ``(sh, sw)`` and ``(h_new, w_new)``.
 
-    For one kernel row i, windows whose columns are ``ceil(kw / sw)`` apart
-    never overlap, so each group is one strided addition of contiguous runs
-    of ``kw * c`` numbers; overlapping windows land in different groups and
-    accumulate (no ``np.add.at`` needed).
+    With one channel the window gradients are formed tap-major and each tap
+    is one addition of long contiguous rows. Otherwise, for one kernel row
+    i, windows whose columns are ``ceil(kw / sw)`` apart never overlap, so
+    each group is one strided addition of contiguous runs of ``kw * c``
+    numbers. Overlapping windows land in different additions and accumulate
+    (no ``np.add.at`` needed).
     """
     (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
+    m, c = dA.shape[0], dA.shape[3]
+    if c == 1:
+        by_tap = (kernel_matrix @ dZ_matrix.T).reshape(kh, kw, m, h_new,
+                                                       w_new)
+        for i in range(kh):
+            for j in range(kw):
+                _tap(dA, i, j, stride, out_hw)[..., 0] += by_tap[i, j]
+        return
+    dwindows = (dZ_matrix @ kernel_matrix.T).reshape(m, h_new, w_new, kh,
+                                                     kw * c)
     group = -(-kw // sw)
     s_n, s_h, s_w, s_c = dA.strides
     for i in range(kh):
         for first in range(min(group, w_new)):
             count = len(range(first, w_new, group))
             target = np.lib.stride_tricks.as_strided(
-                dA[:, i:, first * sw:],
-                (dA.shape[0], h_new, count, dwindows.shape[4]),
+                dA[:, i:, first * sw:], (m, h_new, count, kw * c),
                 (s_n, sh * s_h, group * sw * s_w, s_c))
             target += dwindows[:, :, first::group, i]
 
@@ -469,10 +484,9 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
         dZ_matrix = dZ[rows].reshape(-1, c_new).astype(dtype, copy=False)
         dWb += _window_matrix(A, (kh, kw), stride, out_hw).T @ dZ_matrix
         if need_dA_prev:
-            dwindows = (dZ_matrix @ kernel_matrix.T).reshape(
-                (A.shape[0],) + out_hw + (kh, kw * c_prev))
             dA = np.zeros(A.shape, dtype)
-            _add_windows(dA, dwindows, (kh, kw), stride, out_hw)
+            _add_windows(dA, dZ_matrix, kernel_matrix, (kh, kw), stride,
+                         out_hw)
             dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
     return (dA_prev, dWb[:-1].reshape(W.shape),
             dWb[-1:].reshape(1, 1, 1, c_new))
