@@ -1,0 +1,337 @@
+"""Benchmarks: the NumPy engine against TensorFlow, measured in the same run.
+
+Shared helpers (:func:`median_time`, :func:`format_table`,
+:func:`setup_tensorflow`, :func:`machine_info`) serve every benchmark; each
+benchmark is one ``bench_<name>(quick=False)`` function that prints a table
+and returns its rows. ``convnet bench ops`` runs :func:`bench_ops`;
+``convnet bench train`` runs ``bench_train`` once this module defines it.
+"""
+import contextlib
+import ctypes
+import os
+import platform
+import subprocess
+import time
+import tracemalloc
+
+import numpy as np
+
+from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
+
+
+# ---------------------------------------------------------------- shared helpers
+def median_time(fn, repeats=5, warmup=1):
+    """Return the median wall time of ``fn()`` in seconds.
+
+    ``warmup`` calls are made first and not counted (they pay for tracing,
+    caches and first-touch page faults).
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def format_table(headers, rows):
+    """Return rows (lists of cells) as a Markdown table with aligned columns."""
+    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[k]) for row in cells) for k in range(len(headers))]
+
+    def line(row):
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |"
+
+    rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
+    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+
+
+def setup_tensorflow():
+    """Import TensorFlow quietly with the machine's default thread counts.
+
+    Returns the ``tensorflow`` module. Raises ImportError with a clear message
+    when it is not installed (``pip install -e '.[tf]'``).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise ImportError("the benchmarks compare with TensorFlow, which is not installed: "
+                          "pip install -e '.[tf]'") from error
+    threads = os.cpu_count() or 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # already initialised by an earlier call: the settings stay as they were
+    return tf
+
+
+def machine_info():
+    """Return a one-paragraph description of the machine and library versions."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        nproc = str(os.cpu_count())
+    versions = f"Python {platform.python_version()}, NumPy {np.__version__}"
+    try:
+        import tensorflow as tf
+        versions += f", TensorFlow {tf.__version__}"
+    except ImportError:
+        pass
+    return f"{model}, nproc {nproc}; {versions}"
+
+
+def _openblas_thread_setters():
+    """Return (get, set) ctypes functions of the OpenBLAS NumPy loaded, or None."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        library = ctypes.CDLL(path)
+        for get_name, set_name in (("scipy_openblas_get_num_threads64_",
+                                    "scipy_openblas_set_num_threads64_"),
+                                   ("openblas_get_num_threads", "openblas_set_num_threads")):
+            if hasattr(library, get_name) and hasattr(library, set_name):
+                return getattr(library, get_name), getattr(library, set_name)
+    return None
+
+
+@contextlib.contextmanager
+def blas_threads(count):
+    """Context manager: NumPy's BLAS uses `count` threads inside the block.
+
+    Uses threadpoolctl when installed, else OpenBLAS's own setter through
+    ctypes; yields False (and changes nothing) when neither is available.
+    Small matrix products, like those of LeNet-5's layers, run faster on one
+    thread than on several threads competing for busy cores.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    if threadpool_limits is not None:
+        with threadpool_limits(limits=count, user_api="blas"):
+            yield True
+        return
+    setters = _openblas_thread_setters()
+    if setters is None:
+        yield False
+        return
+    get_threads, set_threads = setters
+    previous = get_threads()
+    set_threads(count)
+    try:
+        yield True
+    finally:
+        set_threads(previous)
+
+
+def _ratio_row(name, ours, ours_one_thread, theirs, target):
+    """Table row: times in ms, ratios ours/TF and whether the target is met.
+
+    The target is judged on the faster of NumPy's default BLAS threads and
+    one BLAS thread (the trainer can choose either).
+    """
+    best = min(ours, ours_one_thread) / theirs
+    met = "yes" if best <= target else f"no ({best / target:.2f}x over)"
+    return [name, f"{ours * 1e3:.2f}", f"{ours_one_thread * 1e3:.2f}", f"{theirs * 1e3:.2f}",
+            f"{ours / theirs:.2f}", f"{ours_one_thread / theirs:.2f}", f"<= {target:g}", met]
+
+
+def _time_ours(fn, repeats, warmup):
+    """Median time of fn with NumPy's default BLAS threads, then with one thread."""
+    default = median_time(fn, repeats, warmup)
+    with blas_threads(1):
+        single = median_time(fn, repeats, warmup)
+    return default, single
+
+
+# ---------------------------------------------------------------- ops benchmark
+def _relu(Z):
+    """ReLU in place: the activation of the benchmarked layers."""
+    return np.maximum(Z, 0, out=Z)
+
+
+def _naive_conv_relu(A_prev, W, b):
+    """Per-pixel loop convolution ('valid', stride 1): the baseline to beat."""
+    m, h, w, _ = A_prev.shape
+    kh, kw, _, c_new = W.shape
+    Z = np.empty((m, h - kh + 1, w - kw + 1, c_new))
+    for n in range(m):
+        for y in range(h - kh + 1):
+            for x in range(w - kw + 1):
+                window = A_prev[n, y:y + kh, x:x + kw, :]
+                Z[n, y, x] = np.tensordot(window, W, axes=3) + b[0, 0, 0]
+    return np.maximum(Z, 0)
+
+
+def _mnist_images(count):
+    """First `count` MNIST training images as float64 (m, 28, 28, 1)."""
+    try:
+        from convnet.data import load_mnist
+        images = load_mnist()[0]
+    except (ImportError, OSError, ValueError):
+        # Without the dataset, random images of the same shape time the same.
+        images = np.random.default_rng(0).random((count, 28, 28), dtype=np.float32)
+    return images[:count].reshape(-1, 28, 28, 1).astype(np.float64)
+
+
+def _bench_0_main(tf, quick):
+    """The 0-main convolution: time against TF, naive loop, peak memory."""
+    count = 5000 if quick else 50000
+    X = _mnist_images(count)
+    rng = np.random.RandomState(0)
+    W = rng.randn(3, 3, 1, 2)
+    b = rng.randn(1, 1, 1, 2)
+    repeats = 1 if quick else 3
+
+    ours = _time_ours(lambda: conv_forward(X, W, b, _relu, "valid"), repeats, 1)
+    tf_conv = tf.function(lambda x, w, bias: tf.nn.relu(tf.nn.conv2d(x, w, 1, "VALID") + bias))
+    X_t, W_t, b_t = tf.constant(X), tf.constant(W), tf.constant(b)
+    theirs = median_time(lambda: tf_conv(X_t, W_t, b_t).numpy(), repeats, 1)
+    rows = [_ratio_row(f"0-main conv {count}x28x28x1 float64", *ours, theirs, 1.0)]
+
+    subset = 20 if quick else 100
+    naive = median_time(lambda: _naive_conv_relu(X[:subset], W, b), 1, 0) * count / subset
+    speedup = [f"naive per-pixel loop (from {subset} images)", f"{naive * 1e3:.0f}", "", "",
+               f"ours {naive / min(ours):.0f}x faster", "", "", ""]
+
+    output_bytes = count * 26 * 26 * 2 * 8
+    tracemalloc.start()
+    baseline = tracemalloc.get_traced_memory()[0]
+    result = conv_forward(X, W, b, _relu, "valid")
+    peak = tracemalloc.get_traced_memory()[1] - baseline
+    tracemalloc.stop()
+    del result
+    budget = 1.5 * (X.nbytes + output_bytes)
+    memory = [f"0-main peak memory (MB), budget 1.5 x (in + out) = {budget / 1e6:.0f}",
+              f"{peak / 1e6:.0f}", "", "", f"{peak / (X.nbytes + output_bytes):.2f} x (in + out)",
+              "", "<= 1.5", "yes" if peak <= budget else "no"]
+    return rows + [speedup, memory]
+
+
+def _tf_layer_functions(tf):
+    """tf.function callables for the LeNet-5 layers, forward and backward."""
+    @tf.function
+    def conv(x, w, b, padding):
+        return tf.nn.relu(tf.nn.conv2d(x, w, 1, padding) + b)
+
+    @tf.function
+    def conv_grad(x, w, dz, padding):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            z = tf.nn.conv2d(x, w, 1, padding)
+        return tape.gradient(z, [x, w], output_gradients=dz)
+
+    @tf.function
+    def pool(x):
+        return tf.nn.max_pool2d(x, 2, 2, "VALID")
+
+    @tf.function
+    def pool_grad(x, da):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.nn.max_pool2d(x, 2, 2, "VALID")
+        return tape.gradient(y, x, output_gradients=da)
+
+    return conv, conv_grad, pool, pool_grad
+
+
+def _bench_conv_layer(tf, tf_functions, name, shapes, padding, repeats):
+    """Rows for one convolution layer: forward, backward (and without dA_prev)."""
+    tf_conv, tf_conv_grad = tf_functions
+    (input_shape, kernel_shape), rng = shapes, np.random.default_rng(0)
+    A = rng.random(input_shape, dtype=np.float32)
+    W = (rng.standard_normal(kernel_shape) * 0.1).astype(np.float32)
+    b = np.zeros((1, 1, 1, kernel_shape[3]), np.float32)
+    dZ = rng.standard_normal(conv_forward(A, W, b, _relu, padding).shape).astype(np.float32)
+    A_t, W_t, b_t, dZ_t = (tf.constant(x) for x in (A, W, b[0, 0, 0], dZ))
+    tf_padding = padding.upper()
+    rows = [_ratio_row(f"{name} forward",
+                       *_time_ours(lambda: conv_forward(A, W, b, _relu, padding), repeats, 2),
+                       median_time(lambda: tf_conv(A_t, W_t, b_t, tf_padding).numpy(),
+                                   repeats, 2), 1.5)]
+    tf_backward = median_time(
+        lambda: [g.numpy() for g in tf_conv_grad(A_t, W_t, dZ_t, tf_padding)], repeats, 2)
+    rows.append(_ratio_row(f"{name} backward",
+                           *_time_ours(lambda: conv_backward(dZ, A, W, b, padding), repeats, 2),
+                           tf_backward, 2.0))
+    if kernel_shape[2] == 1:
+        rows.append(_ratio_row(
+            f"{name} backward, need_dA_prev=False",
+            *_time_ours(lambda: conv_backward(dZ, A, W, b, padding, need_dA_prev=False),
+                        repeats, 2),
+            tf_backward, 2.0))
+    return rows
+
+
+def _bench_lenet_layers(tf, batch, repeats):
+    """LeNet-5's convolution and pooling layers in float32 at one batch size."""
+    tf_conv, tf_conv_grad, tf_pool, tf_pool_grad = _tf_layer_functions(tf)
+    rows = _bench_conv_layer(tf, (tf_conv, tf_conv_grad), f"conv 5x5 same 1->6 28x28 b{batch}",
+                             ((batch, 28, 28, 1), (5, 5, 1, 6)), "same", repeats)
+    rows += _bench_conv_layer(tf, (tf_conv, tf_conv_grad), f"conv 5x5 valid 6->16 14x14 b{batch}",
+                              ((batch, 14, 14, 6), (5, 5, 6, 16)), "valid", repeats)
+    rng = np.random.default_rng(0)
+    A = rng.random((batch, 28, 28, 6), dtype=np.float32)
+    dA = rng.standard_normal((batch, 14, 14, 6)).astype(np.float32)
+    A_t, dA_t = tf.constant(A), tf.constant(dA)
+    label = f"max pool 2x2/2 28x28x6 b{batch}"
+    rows.append(_ratio_row(f"{label} forward",
+                           *_time_ours(lambda: pool_forward(A, (2, 2), (2, 2)), repeats, 2),
+                           median_time(lambda: tf_pool(A_t).numpy(), repeats, 2), 1.5))
+    rows.append(_ratio_row(f"{label} backward",
+                           *_time_ours(lambda: pool_backward(dA, A, (2, 2), (2, 2)), repeats, 2),
+                           median_time(lambda: tf_pool_grad(A_t, dA_t).numpy(), repeats, 2),
+                           2.0))
+    return rows
+
+
+OPS_HEADERS = ["workload", "ours (ms)", "ours, 1 BLAS thread (ms)", "TF (ms)", "ours/TF",
+               "ours 1 thread/TF", "target", "met"]
+
+
+def bench_ops(quick=False):
+    """Time tasks 0-3 against TensorFlow; print and return the table rows.
+
+    Workloads: the 0-main convolution (50,000 MNIST images, float64, bias and
+    ReLU; 5,000 with ``quick``) with a naive per-pixel loop extrapolated from
+    a subset and the peak memory traced by tracemalloc; LeNet-5's layers in
+    float32 at batch 32 and 256, forward and backward.
+    """
+    tf = setup_tensorflow()
+    print(machine_info())
+    repeats = 5 if quick else 20
+    rows = _bench_0_main(tf, quick)
+    for batch in (32, 256):
+        rows += _bench_lenet_layers(tf, batch, repeats)
+    print(format_table(OPS_HEADERS, rows))
+    return rows
+
+
+def bench_cli(args):
+    """Run the benchmark named by ``args.which`` ("ops" or "train")."""
+    if args.which == "ops":
+        bench_ops(quick=args.quick)
+    elif args.which == "train":
+        bench_train = globals().get("bench_train")
+        if bench_train is None:
+            raise ValueError("the training benchmark is not available: "
+                             "convnet.bench defines no bench_train()")
+        bench_train(quick=args.quick)
+    else:
+        raise ValueError(f"which must be 'ops' or 'train', received {args.which!r}")
