@@ -102,3 +102,554 @@ def plot_history(history, path):
     figure.suptitle(f"Training history ({len(epochs)} epoch{'s' if len(epochs) != 1 else ''})")
     figure.tight_layout()
     return _save(figure, path)
+
+
+# ---------------------------------------------------------------- pictures of a checkpoint
+FILTERS_SIZE = (9.0, 2.4)
+PREDICTIONS_SIZE = (8.0, 9.0)
+CONFUSION_SIZE = (7.5, 6.5)
+FEATURE_MAPS_WIDTH = 12.0
+# Heights in inches of the rows of the feature-map figure.
+_TITLE_HEIGHT = 0.5
+_MAP_ROW_HEIGHT = 1.05
+_STRIP_HEIGHT = 0.7
+_BARS_HEIGHT = 1.3
+_MAP_COLUMNS = 16
+_CORRECT_COLOUR = "tab:blue"
+_WRONG_COLOUR = "tab:red"
+DIVERGING_CMAP = "RdBu_r"
+MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
+FASHION_CLASS_NAMES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
+                       "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
+
+
+def class_names(dataset):
+    """Return the 10 display names of the classes of ``dataset``."""
+    return FASHION_CLASS_NAMES if dataset == "fashion-mnist" else MNIST_CLASS_NAMES
+
+
+def confusion_matrix(y_true, y_pred, n_classes=10):
+    """Count how often each true class was predicted as each class.
+
+    Parameters
+    ----------
+    y_true : array_like of int, shape (m,)
+        True labels in ``0 .. n_classes - 1``.
+    y_pred : array_like of int, shape (m,)
+        Predicted labels in ``0 .. n_classes - 1``.
+    n_classes : int, optional
+        Number of classes.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_classes, n_classes)
+        ``matrix[t, p]`` is the number of examples of true class ``t``
+        predicted as ``p``: the diagonal holds the correct predictions and
+        every row sums to the number of examples of its class.
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) \
+            or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, received {n_classes!r}")
+    labels = {}
+    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
+        values = np.asarray(values)
+        if values.ndim != 1:
+            raise ValueError(f"{name} must be a 1-D array of labels, received shape {values.shape}")
+        if values.size and not np.issubdtype(values.dtype, np.integer):
+            raise TypeError(f"{name} must hold integer labels, received dtype {values.dtype}")
+        if values.size and (values.min() < 0 or values.max() >= n_classes):
+            raise ValueError(f"{name} labels must be in 0..{n_classes - 1}, received values "
+                             f"from {values.min()} to {values.max()}")
+        labels[name] = values.astype(np.int64)
+    if labels["y_true"].shape != labels["y_pred"].shape:
+        raise ValueError(f"y_true and y_pred must have the same length, received "
+                         f"{labels['y_true'].size} and {labels['y_pred'].size}")
+    # Each (true, predicted) pair is one cell of the flattened matrix.
+    cells = labels["y_true"] * n_classes + labels["y_pred"]
+    counts = np.bincount(cells, minlength=n_classes * n_classes)
+    return counts.reshape(n_classes, n_classes)
+
+
+def draw_first_layer_filters(kernels, path, title="First-layer filters (conv1)"):
+    """Draw the kernels of a first convolutional layer with one input channel.
+
+    Parameters
+    ----------
+    kernels : ndarray of shape (kh, kw, 1, c_new)
+        The layer's weights (e.g. LeNet-5's conv1 kernel of shape (5, 5, 1, 6)).
+        Every kernel shares one colour scale, symmetric around zero, on a
+        diverging colour map: red weights are positive, blue negative.
+    path : str or Path
+        Destination PNG, ``FILTERS_SIZE * DPI`` pixels.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    kernels = np.asarray(kernels, dtype=np.float64)
+    if kernels.ndim != 4 or kernels.shape[2] != 1:
+        raise ValueError(f"kernels must have shape (kh, kw, 1, c_new), received {kernels.shape}")
+    n_kernels = kernels.shape[3]
+    limit = float(np.abs(kernels).max()) or 1.0
+    figure = _new_figure(FILTERS_SIZE)
+    grid = figure.add_gridspec(1, n_kernels + 1, width_ratios=[1] * n_kernels + [0.08])
+    for k in range(n_kernels):
+        axes = figure.add_subplot(grid[0, k])
+        image = axes.imshow(kernels[:, :, 0, k], cmap=DIVERGING_CMAP, vmin=-limit, vmax=limit)
+        axes.set_title(f"filter {k}", fontsize=10)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    figure.colorbar(image, cax=figure.add_subplot(grid[0, n_kernels]), label="weight")
+    figure.suptitle(f"{title}: {n_kernels} kernels {kernels.shape[0]}x{kernels.shape[1]}, "
+                    "shared colour scale")
+    figure.subplots_adjust(left=0.02, right=0.9, top=0.78, bottom=0.05, wspace=0.15)
+    return _save(figure, path)
+
+
+def _is_channels(activation):
+    """True for an (h, w, c) activation, drawn as one small image per channel."""
+    return activation.ndim == 3
+
+
+def _row_height(activation, n_classes):
+    """Height in inches of one layer's row in the feature-map figure."""
+    if _is_channels(activation):
+        return _MAP_ROW_HEIGHT
+    return _BARS_HEIGHT if activation.size == n_classes else _STRIP_HEIGHT
+
+
+def feature_maps_size(maps, n_classes=10):
+    """Return the (width, height) in inches of :func:`draw_feature_maps`' figure.
+
+    Parameters
+    ----------
+    maps : list of (str, ndarray)
+        As given to :func:`draw_feature_maps`.
+    n_classes : int, optional
+        Length of the vectors drawn as bar charts of class scores.
+    """
+    rows = sum(_row_height(np.asarray(a), n_classes) for _, a in maps)
+    return FEATURE_MAPS_WIDTH, _TITLE_HEIGHT + rows
+
+
+def _limits(activation):
+    """Colour map and limits for one layer, shared by all its channels.
+
+    Signed values (a convolution before its ReLU, logits) get a diverging map
+    centred on zero, so what the ReLU removes shows in blue; non-negative
+    values a grey scale from zero (white) to the layer's maximum (black).
+    """
+    low, high = float(activation.min()), float(activation.max())
+    if low < 0:
+        limit = max(-low, high) or 1.0
+        return DIVERGING_CMAP, -limit, limit
+    return "gray_r", 0.0, high or 1.0
+
+
+def draw_feature_maps(maps, path, title="Feature maps", names=MNIST_CLASS_NAMES):
+    """Draw what every layer computes for one input image, one row per layer.
+
+    Parameters
+    ----------
+    maps : list of (str, ndarray)
+        ``(layer_name, activation)`` for every layer in order, for one image
+        (e.g. ``model.feature_maps(X[i:i + 1])`` with the batch axis
+        removed). Activations of shape (h, w, c) are drawn as one small image
+        per channel (up to 16 per row); vectors of shape (n,) as a one-row
+        strip, or, if they have ``len(names)`` entries, as a bar chart of
+        class scores. All channels of a layer share one colour scale.
+    path : str or Path
+        Destination PNG; its size in inches is ``feature_maps_size(maps)``.
+    title : str, optional
+        Figure title.
+    names : sequence of str, optional
+        Class names labelling the bars.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    maps = [(name, np.asarray(activation, dtype=np.float64)) for name, activation in maps]
+    if not maps:
+        raise ValueError("maps must hold at least one (name, activation) pair")
+    for name, activation in maps:
+        if activation.ndim not in (1, 3) or (_is_channels(activation)
+                                             and activation.shape[2] > _MAP_COLUMNS):
+            raise ValueError(f"feature map {name!r} must have shape (h, w, c) with "
+                             f"c <= {_MAP_COLUMNS}, or (n,), received {activation.shape}")
+    width, height = feature_maps_size(maps, len(names))
+    figure = _new_figure((width, height))
+    heights = [_row_height(activation, len(names)) for _, activation in maps]
+    title_row, *rows = figure.subfigures(len(maps) + 1, 1,
+                                         height_ratios=[_TITLE_HEIGHT] + heights)
+    title_row.suptitle(title, fontsize=13, y=0.7)
+    for row, (name, activation) in zip(rows, maps):
+        if _is_channels(activation):
+            _draw_channels(row, name, activation)
+        elif activation.size == len(names):
+            _draw_class_bars(row, name, activation, names)
+        else:
+            _draw_strip(row, name, activation)
+    return _save(figure, path)
+
+
+def _draw_channels(subfigure, name, activation):
+    """Draw the channels of an (h, w, c) activation as small images in one row."""
+    h, w, channels = activation.shape
+    cmap, vmin, vmax = _limits(activation)
+    axes = subfigure.subplots(1, _MAP_COLUMNS)
+    for k, ax in enumerate(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= channels:
+            ax.set_axis_off()
+            continue
+        ax.imshow(activation[:, :, k], cmap=cmap, vmin=vmin, vmax=vmax)
+        if channels > 1:
+            ax.set_xlabel(str(k), fontsize=7, labelpad=1)
+    subfigure.suptitle(f"{name}: {h}x{w}x{channels}", fontsize=10, x=0.01, ha="left")
+    subfigure.subplots_adjust(left=0.01, right=0.99, bottom=0.14, top=0.78, wspace=0.1)
+
+
+def _draw_strip(subfigure, name, activation):
+    """Draw a vector activation of shape (n,) as a one-row heat strip."""
+    cmap, vmin, vmax = _limits(activation)
+    ax = subfigure.subplots(1, 1)
+    ax.imshow(activation[None, :], cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
+              interpolation="nearest")
+    ax.set_yticks([])
+    ax.tick_params(labelsize=7)
+    ax.set_title(f"{name}: {activation.size} units", fontsize=10, loc="left")
+    subfigure.subplots_adjust(left=0.01, right=0.99, bottom=0.3, top=0.7)
+
+
+def _draw_class_bars(subfigure, name, activation, names):
+    """Draw class scores as bars, the highest one highlighted."""
+    ax = subfigure.subplots(1, 1)
+    best = int(activation.argmax())
+    colours = ["tab:blue" if k == best else "tab:gray" for k in range(activation.size)]
+    ax.bar(np.arange(activation.size), activation, color=colours)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xticks(np.arange(activation.size), names, fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    is_probability = activation.min() >= 0 and abs(activation.sum() - 1) < 1e-3
+    kind = "class probabilities" if is_probability else "class scores (logits)"
+    ax.set_title(f"{name}: {activation.size} {kind}, highest: {names[best]}",
+                 fontsize=10, loc="left")
+    subfigure.subplots_adjust(left=0.05, right=0.99, bottom=0.2, top=0.78)
+
+
+def draw_predictions(images, y_pred, y_true, path, names=MNIST_CLASS_NAMES,
+                     title="Predictions"):
+    """Draw a grid of images, each titled "prediction (truth)".
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, h, w) or (n, h, w, 1)
+        At most 25 images, drawn on a 5 x 5 grid.
+    y_pred, y_true : ndarray of int, shape (n,)
+        Predicted and true labels. Correct predictions are titled in blue,
+        wrong ones in red.
+    path : str or Path
+        Destination PNG, ``PREDICTIONS_SIZE * DPI`` pixels.
+    names : sequence of str, optional
+        Class names used in the titles.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    images = np.asarray(images)
+    images = images[..., 0] if images.ndim == 4 else images
+    if images.ndim != 3 or len(images) > 25:
+        raise ValueError(f"images must have shape (n, h, w) with n <= 25, "
+                         f"received {images.shape}")
+    if len(y_pred) != len(images) or len(y_true) != len(images):
+        raise ValueError(f"y_pred and y_true must have {len(images)} labels, "
+                         f"received {len(y_pred)} and {len(y_true)}")
+    figure = _new_figure(PREDICTIONS_SIZE)
+    axes = figure.subplots(5, 5)
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k >= len(images):
+            continue
+        ax.imshow(images[k], cmap="gray_r")
+        correct = y_pred[k] == y_true[k]
+        ax.set_title(f"{names[y_pred[k]]} ({names[y_true[k]]})", fontsize=11,
+                     color=_CORRECT_COLOUR if correct else _WRONG_COLOUR)
+    figure.suptitle(f"{title}\nprediction (truth): blue = correct, red = wrong", fontsize=12)
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.86, hspace=0.35)
+    return _save(figure, path)
+
+
+def draw_confusion_matrix(matrix, path, names=MNIST_CLASS_NAMES, title="Confusion matrix"):
+    """Draw a confusion matrix with every count written in its cell.
+
+    Parameters
+    ----------
+    matrix : ndarray of int, shape (n_classes, n_classes)
+        As returned by :func:`confusion_matrix`: rows are true classes,
+        columns predicted classes.
+    path : str or Path
+        Destination PNG, ``CONFUSION_SIZE * DPI`` pixels.
+    names : sequence of str, optional
+        Class names for the axis labels.
+    title : str, optional
+        Figure title; the accuracy (trace / total) is appended.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    matrix = np.asarray(matrix)
+    n_classes = len(names)
+    if matrix.shape != (n_classes, n_classes):
+        raise ValueError(f"matrix must have shape ({n_classes}, {n_classes}), "
+                         f"received {matrix.shape}")
+    total = int(matrix.sum())
+    accuracy = np.trace(matrix) / total if total else float("nan")
+    figure = _new_figure(CONFUSION_SIZE)
+    ax = figure.subplots(1, 1)
+    # On one scale the diagonal (about a thousand per class) would wash every
+    # mistake out to white, so the correct counts (green) and the mistakes (red)
+    # are coloured on separate scales; the written numbers stay exact.
+    diagonal = np.eye(n_classes, dtype=bool)
+    scales = {True: max(int(matrix[diagonal].max()), 1),
+              False: max(int(matrix[~diagonal].max()), 1)}
+    ax.imshow(np.ma.masked_where(~diagonal, matrix), cmap="Greens", vmin=0,
+              vmax=scales[True])
+    mistakes = ax.imshow(np.ma.masked_where(diagonal, matrix), cmap="Reds", vmin=0,
+                         vmax=scales[False])
+    for t in range(n_classes):
+        for p in range(n_classes):
+            dark = matrix[t, p] > 0.6 * scales[t == p]
+            ax.text(p, t, str(matrix[t, p]), ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black",
+                    fontweight="bold" if t == p else "normal")
+    ax.set_xticks(range(n_classes), names, rotation=45 if len(max(names, key=len)) > 2 else 0)
+    ax.set_yticks(range(n_classes), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    figure.colorbar(mistakes, ax=ax, label="mistakes (off-diagonal count)")
+    ax.set_title(f"{title}: accuracy {accuracy:.2%} on {total} images")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def show_cli(args):
+    """``convnet show``: draw the pictures of a checkpoint and print their paths.
+
+    Writes four PNGs into ``args.out``: ``filters.png`` (conv1's kernels),
+    ``feature_maps_<index>.png`` (every layer's output for validation image
+    ``args.index``), ``predictions.png`` (25 validation images from
+    ``args.index`` on, titled "prediction (truth)") and
+    ``confusion_matrix.png`` (over the whole validation split).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``checkpoint`` (path of a LeNet-5 ``.npz``), ``index`` (int >= 0),
+        ``out`` (folder), ``dataset`` and ``data`` (as for ``convnet train``).
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        If the checkpoint or the data cannot be read, or ``--index`` is not a
+        valid validation image index.
+    """
+    from convnet import data
+    from convnet.model import LeNet5
+
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} not found (train one with "
+                                "`convnet train`, or pass --checkpoint PATH)")
+    model = LeNet5.load(checkpoint)
+    _, _, X_valid, Y_valid, _, _ = data.load_dataset(args.dataset, args.data)
+    index = args.index
+    if not 0 <= index < len(X_valid):
+        raise ValueError(f"--index must be between 0 and {len(X_valid) - 1} (the validation "
+                         f"split has {len(X_valid)} images), received {index}")
+    names = class_names(args.dataset)
+    out = Path(args.out)
+    label = f"{checkpoint}"
+
+    paths = [draw_first_layer_filters(model.get_weights()[0], out / "filters.png",
+                                      title=f"conv1 filters of {label}")]
+
+    maps = [(name, activation[0]) for name, activation in model.feature_maps(X_valid[index:index + 1])]
+    paths.append(draw_feature_maps(
+        maps, out / f"feature_maps_{index}.png", names=names,
+        title=f"Every layer's output for validation image {index} "
+              f"(truth: {names[Y_valid[index]]})"))
+
+    y_pred = model.predict_proba(X_valid).argmax(axis=1)
+    start = max(0, min(index, len(X_valid) - 25))
+    shown = slice(start, start + 25)
+    paths.append(draw_predictions(
+        X_valid[shown], y_pred[shown], Y_valid[shown], out / "predictions.png", names=names,
+        title=f"Validation images {start} to {min(start + 25, len(X_valid)) - 1}"))
+
+    matrix = confusion_matrix(Y_valid, y_pred, n_classes=len(names))
+    paths.append(draw_confusion_matrix(matrix, out / "confusion_matrix.png", names=names,
+                                       title="Validation"))
+    for path in paths:
+        print(path)
+
+
+# ---------------------------------------------------------------- classic filters
+# Hand-made 3x3 kernels, written as they are applied: by cross-correlation, so
+# "sobel_x" is right minus left (bright where brightness rises to the right).
+CLASSIC_KERNELS = {
+    "sobel_x": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64),
+    "sobel_y": np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float64),
+    "box_blur": np.full((3, 3), 1 / 9),
+    "sharpen": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float64),
+    "edges": np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=np.float64),
+}
+CLASSIC_TITLES = {
+    "sobel_x": "Sobel x: vertical edges\n[-1 0 1] [-2 0 2] [-1 0 1]",
+    "sobel_y": "Sobel y: horizontal edges\n[-1 -2 -1] [0 0 0] [1 2 1]",
+    "box_blur": "box blur: mean of 3x3\nevery weight 1/9",
+    "sharpen": "sharpen\n[0 -1 0] [-1 5 -1] [0 -1 0]",
+    "edges": "edges (Laplacian, 8 neighbours)\n[-1 -1 -1] [-1 8 -1] [-1 -1 -1]",
+}
+# Responses that are differences of pixels: signed, centred on zero.
+SIGNED_FILTERS = ("sobel_x", "sobel_y", "edges")
+CLASSIC_SIZE = (11.0, 8.0)
+SAMPLE_PHOTO = "grace_hopper.jpg"
+
+
+def _identity(Z):
+    """Activation that returns its input: the filters' raw responses."""
+    return Z
+
+
+def apply_classic_filters(image):
+    """Filter a grayscale image with every kernel of ``CLASSIC_KERNELS``.
+
+    The kernels are stacked into one (3, 3, 1, 5) array and applied in a single
+    call to :func:`convnet.conv_forward` (zero bias, identity activation,
+    ``'same'`` padding, stride 1): exactly a convolutional layer with five
+    hand-set kernels.
+
+    Parameters
+    ----------
+    image : ndarray of shape (h, w)
+        Grayscale image, floats (normally in [0, 1]).
+
+    Returns
+    -------
+    dict of str to ndarray of shape (h, w)
+        The filtered image for each kernel name, in ``CLASSIC_KERNELS`` order.
+    """
+    from convnet.ops import conv_forward
+
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image must be a 2-D grayscale array, received shape {image.shape}")
+    image = image.astype(np.float64, copy=False)
+    kernels = np.stack(list(CLASSIC_KERNELS.values()), axis=-1)[:, :, np.newaxis, :]
+    bias = np.zeros((1, 1, 1, kernels.shape[3]))
+    responses = conv_forward(image[np.newaxis, :, :, np.newaxis], kernels, bias, _identity,
+                             padding="same", stride=(1, 1))[0]
+    return {name: responses[:, :, k] for k, name in enumerate(CLASSIC_KERNELS)}
+
+
+def sample_photo_path():
+    """Return the path of the sample photograph shipped with matplotlib."""
+    from matplotlib import get_data_path
+    return Path(get_data_path()) / "sample_data" / SAMPLE_PHOTO
+
+
+def load_grayscale(path):
+    """Read an image file as a grayscale float64 array of shape (h, w) in [0, 1].
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not an image Pillow can decode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} not found")
+    try:
+        with Image.open(path) as picture:
+            gray = np.asarray(picture.convert("L"), dtype=np.float64)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ValueError(f"image {path} could not be read as a picture ({error})") from None
+    return gray / 255.0
+
+
+def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters"):
+    """Draw an image and its filtered versions side by side.
+
+    Parameters
+    ----------
+    image : ndarray of shape (h, w)
+        Grayscale original, values in [0, 1].
+    filtered : dict of str to ndarray of shape (h, w)
+        As returned by :func:`apply_classic_filters`. The responses of
+        ``SIGNED_FILTERS`` (differences of pixels) use a diverging colour map
+        centred on zero, saturated at the 99th percentile of their magnitude
+        so that a few strong edges do not wash the rest out; the others are
+        grey images clipped to [0, 1].
+    path : str or Path
+        Destination PNG, ``CLASSIC_SIZE * DPI`` pixels.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    panels = [("original", np.asarray(image))] + list(filtered.items())
+    figure = _new_figure(CLASSIC_SIZE)
+    axes = figure.subplots(2, -(-len(panels) // 2))
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (name, picture) in zip(axes.flat, panels):
+        if name in SIGNED_FILTERS:
+            limit = float(np.percentile(np.abs(picture), 99)) or 1.0
+            ax.imshow(picture, cmap=DIVERGING_CMAP, vmin=-limit, vmax=limit)
+        else:
+            ax.imshow(np.clip(picture, 0, 1), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(CLASSIC_TITLES.get(name, name), fontsize=10)
+    figure.suptitle(title, fontsize=13)
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.05,
+                           hspace=0.2)
+    return _save(figure, path)
+
+
+def filters_cli(args):
+    """``convnet filters``: apply the classic kernels to a photograph, print the PNG path.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``image`` (a picture file, or None for matplotlib's sample photograph)
+        and ``out`` (folder receiving ``classic_filters.png``).
+    """
+    path = sample_photo_path() if args.image is None else Path(args.image)
+    if args.image is None and not path.is_file():
+        raise FileNotFoundError(f"matplotlib's sample photograph {path} is missing; "
+                                "pass --image PATH")
+    image = load_grayscale(path)
+    filtered = apply_classic_filters(image)
+    out = draw_classic_filters(image, filtered, Path(args.out) / "classic_filters.png",
+                               title=f"Classic 3x3 kernels applied with conv_forward to "
+                                     f"{path.name}")
+    print(out)

@@ -59,3 +59,191 @@ def test_plot_history_rejects_unequal_lengths(tmp_path):
 def test_plot_history_rejects_bad_values(tmp_path, history, message):
     with pytest.raises(ValueError, match=message):
         plots.plot_history(history, tmp_path / "h.png")
+
+
+# ---------------------------------------------------------------- confusion matrix
+def _naive_confusion(y_true, y_pred, n_classes):
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    for t, p in zip(y_true, y_pred):
+        matrix[t, p] += 1
+    return matrix
+
+
+@pytest.mark.parametrize("m, n_classes", [(0, 10), (1, 10), (500, 10), (37, 3)])
+def test_confusion_matrix_matches_naive_loop(m, n_classes):
+    rng = np.random.default_rng(m)
+    y_true = rng.integers(0, n_classes, m)
+    y_pred = rng.integers(0, n_classes, m)
+    matrix = plots.confusion_matrix(y_true, y_pred, n_classes=n_classes)
+    np.testing.assert_array_equal(matrix, _naive_confusion(y_true, y_pred, n_classes))
+    assert matrix.shape == (n_classes, n_classes)
+
+
+@pytest.mark.parametrize("y_true, y_pred, n_classes, error, message", [
+    ([0, 1], [0], 10, ValueError, "same length"),
+    ([0, 10], [0, 1], 10, ValueError, "y_true labels must be in 0..9"),
+    ([0, 1], [-1, 1], 10, ValueError, "y_pred labels must be in 0..9"),
+    ([[0, 1]], [[0, 1]], 10, ValueError, "y_true must be a 1-D"),
+    ([0.0, 1.0], [0, 1], 10, TypeError, "y_true must hold integer"),
+    ([0], [0], 0, ValueError, "n_classes must be a positive integer"),
+])
+def test_confusion_matrix_rejects_bad_input(y_true, y_pred, n_classes, error, message):
+    with pytest.raises(error, match=message):
+        plots.confusion_matrix(y_true, y_pred, n_classes=n_classes)
+
+
+# ---------------------------------------------------------------- convnet show
+N_VALID = 40
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    """A tiny MNIST.npz in the curriculum layout, with random images."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 8), ("valid", N_VALID), ("test", 8)):
+        arrays["X_" + split] = rng.random((n, 28, 28), dtype=np.float32) * 0.99
+        arrays["Y_" + split] = rng.integers(0, 10, n)
+    path = tmp_path_factory.mktemp("data") / "MNIST.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from convnet.model import LeNet5
+    path = tmp_path_factory.mktemp("run") / "c.npz"
+    LeNet5(seed=0).save(path)
+    return path
+
+
+def _show(checkpoint, data, out, *extra):
+    from convnet.cli import main
+    return main(["show", "--checkpoint", str(checkpoint), "--data", str(data),
+                 "--out", str(out), *extra])
+
+
+def _inches_to_pixels(size):
+    width, height = size
+    return round(height * plots.DPI), round(width * plots.DPI)
+
+
+@pytest.mark.parametrize("index", [0, N_VALID - 1])
+def test_show_writes_the_four_pictures(tmp_path, capsys, checkpoint, small_dataset, index):
+    from convnet.model import LeNet5
+    assert _show(checkpoint, small_dataset, tmp_path, "--index", str(index)) == 0
+    printed = capsys.readouterr().out.split()
+    names = ["filters.png", f"feature_maps_{index}.png", "predictions.png",
+             "confusion_matrix.png"]
+    assert printed == [str(tmp_path / name) for name in names]
+    images = np.load(small_dataset)["X_valid"]
+    maps = [(name, a[0]) for name, a in LeNet5.load(checkpoint).feature_maps(images[:1])]
+    expected = {
+        "filters.png": plots.FILTERS_SIZE,
+        f"feature_maps_{index}.png": plots.feature_maps_size(maps),
+        "predictions.png": plots.PREDICTIONS_SIZE,
+        "confusion_matrix.png": plots.CONFUSION_SIZE,
+    }
+    for name, size in expected.items():
+        path = tmp_path / name
+        assert path.stat().st_size > 0
+        assert _png_shape(path) == _inches_to_pixels(size), name
+
+
+def test_show_rejects_index_out_of_range(tmp_path, capsys, checkpoint, small_dataset):
+    assert _show(checkpoint, small_dataset, tmp_path, "--index", str(N_VALID)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert error.startswith("convnet: error: --index must be between 0 and "
+                            f"{N_VALID - 1}")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("content", [None, b"not a zip file"])
+def test_show_rejects_bad_checkpoint(tmp_path, capsys, small_dataset, content):
+    bad = tmp_path / "bad.npz"
+    if content is not None:
+        bad.write_bytes(content)
+    assert _show(bad, small_dataset, tmp_path / "out") == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert error.startswith("convnet: error: ") and "bad.npz" in error
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- classic filters
+def _naive_same_correlation(image, kernel):
+    """3x3 'same' cross-correlation with zero padding, one pixel at a time."""
+    h, w = image.shape
+    padded = np.zeros((h + 2, w + 2))
+    padded[1:-1, 1:-1] = image
+    out = np.zeros((h, w))
+    for i in range(h):
+        for j in range(w):
+            total = 0.0
+            for di in range(3):
+                for dj in range(3):
+                    total += kernel[di, dj] * padded[i + di, j + dj]
+            out[i, j] = total
+    return out
+
+
+@pytest.fixture(scope="module")
+def photo_crop():
+    image = plots.load_grayscale(plots.sample_photo_path())
+    return image[100:140, 200:250]
+
+
+def test_sample_photo_is_a_grayscale_picture():
+    image = plots.load_grayscale(plots.sample_photo_path())
+    assert image.ndim == 2 and min(image.shape) > 100
+    assert 0 <= image.min() and image.max() <= 1 and image.std() > 0.05
+
+
+@pytest.mark.parametrize("name", list(plots.CLASSIC_KERNELS))
+def test_classic_filters_match_naive_loop(photo_crop, name):
+    filtered = plots.apply_classic_filters(photo_crop)
+    assert list(filtered) == list(plots.CLASSIC_KERNELS)
+    expected = _naive_same_correlation(photo_crop, plots.CLASSIC_KERNELS[name])
+    np.testing.assert_allclose(filtered[name], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_sobel_x_is_right_minus_left():
+    # A step from dark (left) to bright (right): positive on the step (1 + 2 + 1),
+    # and negative at the right border, where the zero padding is a step down.
+    image = np.zeros((5, 6))
+    image[:, 3:] = 1.0
+    sobel_x = plots.apply_classic_filters(image)["sobel_x"]
+    np.testing.assert_array_equal(sobel_x[2], [0, 0, 4, 4, 0, -4])
+
+
+def test_filters_command_writes_png(tmp_path, capsys):
+    from convnet.cli import main
+    assert main(["filters", "--out", str(tmp_path)]) == 0
+    path = tmp_path / "classic_filters.png"
+    assert capsys.readouterr().out.split() == [str(path)]
+    assert path.stat().st_size > 0
+    assert _png_shape(path) == _inches_to_pixels(plots.CLASSIC_SIZE)
+
+
+def test_filters_command_accepts_an_image(tmp_path, capsys):
+    from PIL import Image
+
+    from convnet.cli import main
+    source = tmp_path / "gradient.png"
+    Image.fromarray(np.tile(np.arange(0, 250, 5, dtype=np.uint8), (30, 1))).save(source)
+    assert main(["filters", "--image", str(source), "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "classic_filters.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("content, message", [(None, "not found"),
+                                              (b"plain text", "could not be read")])
+def test_filters_command_rejects_bad_image(tmp_path, capsys, content, message):
+    from convnet.cli import main
+    source = tmp_path / "photo.jpg"
+    if content is not None:
+        source.write_bytes(content)
+    assert main(["filters", "--image", str(source), "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error and "photo.jpg" in error
+    assert not (tmp_path / "o").exists()
