@@ -11,11 +11,14 @@ Conventions: tensors are NHWC ``(m, h, w, c)``, kernels are
 ``(kh, kw, c_prev, c_new)``, biases ``(1, 1, 1, c_new)``; convolution is a
 cross-correlation (the kernel is not flipped).
 
-Speed: nothing loops over examples or output positions in Python. The
-kernel taps (kh * kw of them) are the only inner loop. A convolution either
-accumulates one broadcast product per tap (one input channel) or gathers a
-window matrix and does one matrix product (several channels). Large batches
-are processed in chunks of examples so that temporary buffers stay small.
+Speed: nothing loops over examples or output positions in Python; the
+only inner loops run over the kernel taps. A convolution gathers its
+windows into a matrix (in NHWC one kernel row of a window is a contiguous
+run of kw * c numbers, so this is a strided view and one copy) and does
+one matrix product, the bias riding along as a column of ones. The
+backward pass multiplies by the same matrix for dW and db, and adds the
+window gradients back tap by tap (or row-run by row-run) for dA_prev. Large
+batches go through in chunks of examples so temporary buffers stay small.
 """
 import numpy as np
 
@@ -215,20 +218,19 @@ def _tap(A, i, j, stride, out_hw):
     return A[:, i:i + sh * (h_new - 1) + 1:sh, j:j + sw * (w_new - 1) + 1:sw]
 
 
-def _window_rows(A, kernel, stride, out_hw, writeable=False):
+def _window_rows(A, kernel, stride, out_hw):
     """View A's windows as ``(m, h_new, w_new, kh, kw * c)``, no copy.
 
     In NHWC one kernel row of a window, ``A[n, y, x:x + kw, :]``, is a
     contiguous run of ``kw * c`` numbers, so a strided view can expose every
-    window without copying. A must be C-contiguous. With ``writeable`` the
-    caller must only touch windows that do not overlap.
+    window without copying. A must be C-contiguous; the view is read-only.
     """
     (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
     m, c = A.shape[0], A.shape[3]
     s_n, s_h, s_w, s_c = A.strides
     return np.lib.stride_tricks.as_strided(
         A, (m, h_new, w_new, kh, kw * c), (s_n, sh * s_h, sw * s_w, s_h, s_c),
-        writeable=writeable)
+        writeable=False)
 
 
 def _window_matrix(A, kernel, stride, out_hw):

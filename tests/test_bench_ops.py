@@ -1,0 +1,51 @@
+"""Tests of the benchmark helpers in convnet/bench.py (not of speed itself)."""
+import argparse
+import time
+
+import numpy as np
+import pytest
+
+from convnet import bench
+
+
+def test_median_time_skips_warmup_and_takes_the_median():
+    delays = iter([0.5, 0.0, 0.2, 0.0])
+    calls = []
+
+    def task():
+        calls.append(1)
+        time.sleep(next(delays))
+
+    measured = bench.median_time(task, repeats=3, warmup=1)
+    assert len(calls) == 4
+    assert 0.0 <= measured < 0.2  # the warm-up is not counted; the median is a 0 s call
+
+
+def test_format_table_aligns_markdown_columns():
+    table = bench.format_table(["a", "long header"], [["x", 1], ["longer cell", 2.5]])
+    lines = table.splitlines()
+    assert len(lines) == 4
+    assert len({len(line) for line in lines}) == 1
+    assert lines[1].startswith("|--") and lines[2].startswith("| x ")
+
+
+def test_blas_threads_restores_and_results_unchanged():
+    a = np.random.default_rng(0).standard_normal((64, 64))
+    expected = a @ a
+    with bench.blas_threads(1) as limited:
+        assert isinstance(limited, bool)
+        np.testing.assert_allclose(a @ a, expected, rtol=1e-12)
+    np.testing.assert_allclose(a @ a, expected, rtol=1e-12)
+
+
+def test_bench_cli_train_without_bench_train_is_a_clear_error(monkeypatch):
+    monkeypatch.delattr(bench, "bench_train", raising=False)
+    with pytest.raises(ValueError, match="training benchmark is not available"):
+        bench.bench_cli(argparse.Namespace(which="train", quick=True))
+
+
+def test_bench_cli_dispatches_ops(monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench, "bench_ops", lambda quick: seen.append(quick))
+    bench.bench_cli(argparse.Namespace(which="ops", quick=True))
+    assert seen == [True]
