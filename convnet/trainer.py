@@ -16,9 +16,13 @@ A checkpoint (``checkpoint.npz``) holds the weights (keys ``weight_0`` to
 ``weight_9``, so ``LeNet5.load`` reads it), Adam's state, the epoch, the
 settings of the run and its history; it is rewritten atomically after every
 epoch.
+
+Training and evaluation run with NumPy's BLAS limited to one thread
+(``convnet.bench.blas_threads``): a LeNet-5 step's matrix products are small
+(a few thousand rows at most), so waking a second thread for each costs more
+than it saves, and on a busy machine spinning BLAS threads make a step several
+times slower.
 """
-import contextlib
-import ctypes
 import json
 import sys
 import time
@@ -27,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from convnet import storage
+from convnet.bench import blas_threads
 from convnet.model import LeNet5, read_npz
 from convnet.optim import Adam
 
@@ -36,50 +41,6 @@ EPOCH_LINE = ("After {epoch} epochs: cost {c}, accuracy {a}, "
 CHECKPOINT_NAME = "checkpoint.npz"
 # Settings a resumed run must share with the checkpoint to continue it exactly.
 RUN_SETTINGS = ("seed", "batch_size", "lr", "dataset", "train_size")
-
-
-# Entry points of the OpenBLAS build that NumPy wheels bundle, newest naming first.
-_BLAS_GET = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-             "openblas_get_num_threads")
-_BLAS_SET = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-             "openblas_set_num_threads")
-
-
-def _openblas_functions():
-    """Return (get, set) thread-count functions of NumPy's OpenBLAS, or None."""
-    folder = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-    for path in sorted(folder.glob("lib*openblas*.so*")):
-        try:
-            library = ctypes.CDLL(str(path))   # already loaded by NumPy: same handle
-        except OSError:
-            continue
-        names = [(get, put) for get, put in zip(_BLAS_GET, _BLAS_SET)
-                 if hasattr(library, get) and hasattr(library, put)]
-        if names:
-            return getattr(library, names[0][0]), getattr(library, names[0][1])
-    return None
-
-
-@contextlib.contextmanager
-def blas_threads(count):
-    """Run the block with NumPy's OpenBLAS limited to ``count`` threads.
-
-    The matrix products of a LeNet-5 step at batch 32 are small (at most a few
-    thousand rows): waking a second BLAS thread for each costs more than it
-    saves, and on a busy machine spinning threads make a step several times
-    slower. Without a recognisable OpenBLAS this does nothing.
-    """
-    functions = _openblas_functions()
-    if functions is None:
-        yield
-        return
-    get_threads, set_threads = functions
-    previous = get_threads()
-    set_threads(count)
-    try:
-        yield
-    finally:
-        set_threads(previous)
 
 
 def epoch_order(seed, epoch, count):
