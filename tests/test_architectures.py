@@ -1,0 +1,251 @@
+"""Tests of convnet.architectures: shapes, parameter counts, tables, summary, diagram.
+
+Parameter counts are checked against the formulas written out by hand per
+layer, shapes against the project's own NumPy convolution and pooling run on
+a real array, and both against Keras when TensorFlow is installed.
+"""
+import dataclasses
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convnet import architectures as arch
+from convnet.cli import main
+from convnet.ops import conv_forward, pool_forward
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "alexnet.md"
+DRAW_SCRIPT = ROOT / "docs" / "figures" / "draw_alexnet.py"
+
+
+# ---------------------------------------------------------------- parameter counts by hand
+def test_lenet5_parameters_match_the_formulas_layer_by_layer():
+    by_hand = {
+        "conv1": (5 * 5 * 1 + 1) * 6,
+        "conv2": (5 * 5 * 6 + 1) * 16,
+        "dense1": (5 * 5 * 16 + 1) * 120,
+        "dense2": (120 + 1) * 84,
+        "dense3": (84 + 1) * 10,
+    }
+    computed = {r.layer.name: r.params for r in arch.analyse(arch.LENET5) if r.params}
+    assert computed == by_hand
+    assert sum(by_hand.values()) == 61_706  # the spec's documented count (task 5)
+    assert arch.total_params(arch.LENET5) == 61_706
+
+
+def test_mlp_parameters_match_the_formulas_layer_by_layer():
+    by_hand = [(28 * 28 + 1) * 512, (512 + 1) * 512, (512 + 1) * 10]
+    computed = [r.params for r in arch.analyse(arch.MLP) if r.params]
+    assert computed == by_hand
+    assert arch.total_params(arch.MLP) == sum(by_hand) == 669_706
+
+
+def test_alexnet_parameters_follow_the_papers_kernel_shapes():
+    # Kernel shapes as the paper states them: each group of conv2/4/5 sees
+    # only the channels on its own GPU (5x5x48, 3x3x192, 3x3x192).
+    by_hand = {
+        "conv1": (11 * 11 * 3 + 1) * 96,
+        "conv2": (5 * 5 * 48 + 1) * 256,
+        "conv3": (3 * 3 * 256 + 1) * 384,
+        "conv4": (3 * 3 * 192 + 1) * 384,
+        "conv5": (3 * 3 * 192 + 1) * 256,
+        "fc6": (6 * 6 * 256 + 1) * 4096,
+        "fc7": (4096 + 1) * 4096,
+        "fc8": (4096 + 1) * 1000,
+    }
+    computed = {r.layer.name: r.params for r in arch.analyse(arch.ALEXNET) if r.params}
+    assert computed == by_hand
+    total = arch.total_params(arch.ALEXNET)
+    assert total == sum(by_hand.values())
+    assert 60e6 <= total < 61e6  # "60 million parameters"
+
+
+def test_ungrouped_alexnet_has_full_depth_kernels():
+    extra = ((5 * 5 * 96 - 5 * 5 * 48) * 256 + (3 * 3 * 384 - 3 * 3 * 192) * 384
+             + (3 * 3 * 384 - 3 * 3 * 192) * 256)
+    assert (arch.total_params(arch.alexnet(grouped=False))
+            == arch.total_params(arch.ALEXNET) + extra)
+
+
+# ---------------------------------------------------------------- shapes
+def test_lenet5_output_shapes_are_the_specs():
+    shapes = [r.output_shape for r in arch.analyse(arch.LENET5)]
+    assert shapes == [(28, 28, 6), (14, 14, 6), (10, 10, 16), (5, 5, 16), (400,), (120,), (84,),
+                      (10,)]
+
+
+@pytest.mark.parametrize("input_size, padding, expected", [
+    (227, "valid", 55), (224, 2, 55), (224, "valid", 54)])
+def test_alexnet_conv1_readings(input_size, padding, expected):
+    reports = arch.analyse(arch.alexnet(input_size=input_size, conv1_padding=padding))
+    assert reports[0].output_shape == (expected, expected, 96)
+
+
+def _run_with_numpy_ops(architecture, rng):
+    """Push one random example through the stack with convnet.ops; return the shapes."""
+    A = rng.standard_normal((1, *architecture.input_shape))
+    shapes = []
+    for layer in architecture.layers:
+        if layer.kind == "conv":
+            groups = np.split(A, layer.groups, axis=3)
+            c_seen = A.shape[3] // layer.groups
+            outputs = []
+            for group in groups:
+                W = rng.standard_normal((*layer.kernel, c_seen, layer.units // layer.groups))
+                b = np.zeros((1, 1, 1, W.shape[3]))
+                outputs.append(conv_forward(group, W, b, np.tanh, layer.padding, layer.stride))
+            A = np.concatenate(outputs, axis=3)
+        elif layer.kind == "pool":
+            A = pool_forward(A, layer.kernel, layer.stride, layer.mode)
+        elif layer.kind == "flatten":
+            A = A.reshape(A.shape[0], -1)
+        elif layer.kind == "dense":
+            A = A @ rng.standard_normal((A.shape[1], layer.units))
+        shapes.append(A.shape[1:])
+    return shapes
+
+
+@pytest.mark.parametrize("architecture", [arch.LENET5, arch.MLP],
+                         ids=lambda a: a.name)
+def test_shapes_agree_with_the_numpy_ops(architecture):
+    computed = [r.output_shape for r in arch.analyse(architecture)]
+    assert computed == _run_with_numpy_ops(architecture, np.random.default_rng(0))
+
+
+def test_alexnet_shapes_agree_with_the_numpy_ops():
+    # The same stack at a quarter of the width keeps the run short: widths change
+    # channel counts, never the spatial arithmetic under test.
+    narrow = arch.Architecture("narrow", arch.ALEXNET.input_shape, tuple(
+        dataclasses.replace(layer, units=layer.units // 4) for layer in arch.ALEXNET.layers))
+    computed = [r.output_shape for r in arch.analyse(narrow)]
+    assert computed == _run_with_numpy_ops(narrow, np.random.default_rng(0))
+    assert [shape[:2] for shape in computed[:10]] == [
+        r.output_shape[:2] for r in arch.analyse(arch.ALEXNET)[:10]]
+
+
+# ---------------------------------------------------------------- bad stacks
+def test_dense_on_an_image_is_refused():
+    bad = arch.Architecture("bad", (28, 28, 1), (arch.dense("fc", 10),))
+    with pytest.raises(ValueError, match="'fc' .*flat"):
+        arch.analyse(bad)
+
+
+def test_window_larger_than_the_map_is_refused():
+    bad = arch.Architecture("bad", (4, 4, 1), (arch.conv("c", 2, 5),))
+    with pytest.raises(ValueError, match="'c': window"):
+        arch.analyse(bad)
+
+
+def test_groups_must_divide_the_channels():
+    bad = arch.Architecture("bad", (8, 8, 3), (arch.conv("c", 4, 3, groups=2),))
+    with pytest.raises(ValueError, match="groups=2 must divide"):
+        arch.analyse(bad)
+
+
+def test_unknown_kind_is_refused():
+    bad = arch.Architecture("bad", (8, 8, 3), (arch.Layer("x", "attention"),))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        arch.analyse(bad)
+
+
+# ---------------------------------------------------------------- against Keras
+def _keras():
+    pytest.importorskip("tensorflow")
+    if importlib.util.find_spec("convnet.lenet5_keras") is None:
+        pytest.skip("convnet/lenet5_keras.py is not available")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow.keras as K
+    return K
+
+
+def test_lenet5_agrees_with_the_keras_model_of_task_5():
+    K = _keras()
+    from convnet.lenet5_keras import lenet5
+    model = lenet5(K.Input((28, 28, 1)))
+    keras_layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    ours = arch.analyse(arch.LENET5)
+    assert model.count_params() == arch.total_params(arch.LENET5)
+    assert [(layer.name, tuple(layer.output.shape), layer.count_params())
+            for layer in keras_layers] == [
+        (r.layer.name, (None, *r.output_shape), r.params) for r in ours]
+
+
+def test_alexnet_parameter_count_agrees_with_keras():
+    K = _keras()
+    X = inputs = K.Input(arch.ALEXNET.input_shape)
+    for layer in arch.ALEXNET.layers:
+        if layer.kind == "conv":
+            X = K.layers.Conv2D(layer.units, layer.kernel, layer.stride, layer.padding,
+                                groups=layer.groups)(X)
+        elif layer.kind == "pool":
+            X = K.layers.MaxPooling2D(layer.kernel, layer.stride)(X)
+        elif layer.kind == "flatten":
+            X = K.layers.Flatten()(X)
+        elif layer.kind == "dense":
+            X = K.layers.Dense(layer.units)(X)
+    model = K.Model(inputs, X)
+    assert model.count_params() == arch.total_params(arch.ALEXNET)
+    assert tuple(model.output.shape) == (None, 1000)
+
+
+# ---------------------------------------------------------------- command line and tables
+def test_summary_command_prints_both_totals_and_the_ratio(capsys):
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 61,706" in out
+    assert "Total params: 669,706" in out
+    assert f"{669_706 / 61_706:.1f} times fewer" in out
+    assert "(None, 28, 28, 6)" in out
+    assert "AlexNet" not in out
+
+
+def test_summary_command_can_add_alexnet(capsys):
+    assert main(["summary", "--alexnet"]) == 0
+    out = capsys.readouterr().out
+    assert f"Total params: {arch.total_params(arch.ALEXNET):,}" in out
+    assert "(None, 55, 55, 96)" in out
+
+
+def test_summary_table_has_one_row_per_layer_with_none_batch():
+    lines = arch.summary_table(arch.LENET5).splitlines()
+    for report in arch.analyse(arch.LENET5):
+        row = [line for line in lines if line.startswith(report.layer.name + " (")]
+        assert len(row) == 1
+        assert f"(None, {', '.join(map(str, report.output_shape))})" in row[0]
+        assert re.search(rf"\s{report.params:,}\s", row[0] + " ")
+
+
+@pytest.mark.parametrize("name", sorted(arch.doc_tables()))
+def test_review_contains_the_tables_the_code_generates(name):
+    text = DOC.read_text(encoding="utf-8")
+    assert arch.doc_tables()[name] in text, (
+        f"docs/alexnet.md is out of date: paste arch.doc_tables()[{name!r}] again")
+
+
+def test_markdown_table_rows_and_total():
+    table = arch.markdown_table(arch.LENET5).splitlines()
+    assert len(table) == 2 + 1 + len(arch.LENET5.layers) + 1
+    assert "**61,706**" in table[-1]
+
+
+# ---------------------------------------------------------------- diagram
+def test_alexnet_diagram_script_writes_a_png_of_the_expected_size(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "alexnet.png"
+    subprocess.run([sys.executable, str(DRAW_SCRIPT), "--out", str(out)], check=True,
+                   cwd=tmp_path, env={**os.environ, "MPLBACKEND": "Agg"}, timeout=120)
+    spec = importlib.util.spec_from_file_location("draw_alexnet", DRAW_SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    import matplotlib.image
+    image = matplotlib.image.imread(out)
+    width, height = script.FIGSIZE
+    assert image.shape[:2] == (round(height * script.DPI), round(width * script.DPI))
+    assert image.std() > 0.05  # something was drawn, not a blank canvas
+    assert not list(tmp_path.glob(".alexnet.png.*"))  # no temporary file left behind
