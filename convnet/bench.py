@@ -335,3 +335,99 @@ def bench_cli(args):
         bench_train(quick=args.quick)
     else:
         raise ValueError(f"which must be 'ops' or 'train', received {args.which!r}")
+
+
+# ---------------------------------------------------------------- training benchmark
+TRAIN_HEADERS = ["batch", "images timed", "NumPy (s/epoch)", "Keras fit (s/epoch)",
+                 "NumPy/Keras", "target", "met"]
+TRAIN_TARGET = 0.5
+EPOCH_IMAGES = 50000
+
+
+def _training_images():
+    """MNIST's 50,000 training images (m, 28, 28) float32 and labels, random without the file."""
+    try:
+        from convnet.data import load_mnist
+        X, Y = load_mnist()[:2]
+    except (ImportError, OSError, ValueError):
+        rng = np.random.default_rng(0)
+        X = rng.random((EPOCH_IMAGES, 28, 28), dtype=np.float32)
+        Y = rng.integers(0, 10, EPOCH_IMAGES)
+    return X[:EPOCH_IMAGES], Y[:EPOCH_IMAGES]
+
+
+def _numpy_epoch_seconds(X, Y, batch, count):
+    """Seconds of NumPy LeNet-5 training on ``count`` images, scaled to one epoch of X."""
+    from convnet.model import LeNet5
+    from convnet.optim import Adam
+    from convnet.trainer import train_epoch
+    model = LeNet5(seed=0)
+    optimizer = Adam(model.parameters())
+    train_epoch(model, optimizer, X[:5 * batch], Y[:5 * batch], batch, 0, 0)   # warm-up
+    start = time.perf_counter()
+    train_epoch(model, optimizer, X[:count], Y[:count], batch, 0, 1)
+    return (time.perf_counter() - start) * len(X) / count
+
+
+def _keras_epoch_seconds(X, Y, batch, count):
+    """Seconds of task 5's Keras ``fit`` on ``count`` images, scaled to one epoch of X."""
+    from convnet.tf_training import keras_model
+    model = keras_model()
+    X = X[..., np.newaxis]
+    one_hot = np.eye(10, dtype=np.float32)[Y]
+    # The first fit traces and compiles the training function: not timed.
+    model.fit(X[:5 * batch], one_hot[:5 * batch], batch_size=batch, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(X[:count], one_hot[:count], batch_size=batch, epochs=1, verbose=0, shuffle=True)
+    return (time.perf_counter() - start) * len(X) / count
+
+
+def bench_train(quick=False):
+    """Time one training epoch (50,000 images) of the NumPy LeNet-5 against Keras ``fit``.
+
+    Both train task 5's network with Adam from He-normal weights, at batch 32
+    and 128, in the same run. The NumPy trainer uses one BLAS thread (as
+    ``convnet train`` does); TensorFlow uses every core. With ``quick`` only
+    the first 6,400 images are trained on and the time is scaled to 50,000
+    (the "images timed" column says so). Prints and returns the table rows.
+    """
+    setup_tensorflow()
+    print(machine_info())
+    X, Y = _training_images()
+    rows = []
+    for batch in (32, 128):
+        count = min(len(X), 6400) if quick else len(X)
+        ours = _numpy_epoch_seconds(X, Y, batch, count)
+        theirs = _keras_epoch_seconds(X, Y, batch, count)
+        ratio = ours / theirs
+        timed = f"{count}" + (f" (scaled to {len(X)})" if count < len(X) else "")
+        rows.append([str(batch), timed, f"{ours:.1f}", f"{theirs:.1f}", f"{ratio:.2f}",
+                     f"<= {TRAIN_TARGET:g}",
+                     "yes" if ratio <= TRAIN_TARGET else f"no ({ratio / TRAIN_TARGET:.2f}x over)"])
+    print(format_table(TRAIN_HEADERS, rows))
+    return rows
+
+
+def profile_train_step(steps=200, batch=32, top=15):
+    """Profile ``steps`` NumPy training steps with cProfile; print the top functions.
+
+    Returns the ``pstats.Stats`` object (sorted by own time).
+    """
+    import cProfile
+    import pstats
+
+    from convnet.model import LeNet5
+    from convnet.optim import Adam
+    from convnet.trainer import train_epoch
+    X, Y = _training_images()
+    model = LeNet5(seed=0)
+    optimizer = Adam(model.parameters())
+    count = steps * batch
+    train_epoch(model, optimizer, X[:5 * batch], Y[:5 * batch], batch, 0, 0)   # warm-up
+    profiler = cProfile.Profile()
+    profiler.enable()
+    train_epoch(model, optimizer, X[:count], Y[:count], batch, 0, 1)
+    profiler.disable()
+    stats = pstats.Stats(profiler).sort_stats("tottime")
+    stats.print_stats(top)
+    return stats

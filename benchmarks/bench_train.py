@@ -1,0 +1,21 @@
+#!/usr/bin/env python3
+"""Time one epoch of the NumPy LeNet-5 trainer against Keras ``fit``.
+
+Same as ``convnet bench train [--quick]``; see ``convnet.bench.bench_train``.
+``--profile`` instead profiles NumPy training steps with cProfile.
+"""
+import argparse
+
+from convnet.bench import bench_train, profile_train_step
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="time 6,400 images and scale to an epoch")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile 200 NumPy training steps at batch 32 instead")
+    args = parser.parse_args()
+    if args.profile:
+        profile_train_step()
+    else:
+        bench_train(quick=args.quick)
