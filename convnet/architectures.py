@@ -476,13 +476,20 @@ def summary_cli(args):
     print()
     print(summary_table(MLP))
     print()
-    print(f"LeNet-5 has {lenet_total:,} parameters, the MLP {mlp_total:,}: "
-          f"{mlp_total / lenet_total:.1f} times fewer for the convolutional network.")
-    print("A convolution reuses one small kernel at every position of the image (weight "
-          "sharing)\nand each output looks only at a 5x5 neighbourhood (local connectivity), "
-          "whereas\na dense layer gives every input pixel its own weight to every unit.")
+    print(f"LeNet-5: {lenet_total:,} parameters; {MLP.name}: {mlp_total:,}, "
+          f"{mlp_total / lenet_total:.1f} times as many.")
+    print("Why fewer: a convolution reuses one small kernel at every position of the image "
+          "(weight sharing),\nand each output sees only a 5x5 neighbourhood (local "
+          "connectivity), whereas a dense layer\ngives every input pixel its own weight "
+          "to every unit.")
     if getattr(args, "alexnet", False):
         print()
         print(summary_table(ALEXNET))
         print(f"AlexNet: {neuron_count(ALEXNET):,} neurons; input read as 227x227x3 "
               "(the paper's 224 with 11x11 stride 4 and no padding would give 54x54, not 55x55).")
+
+
+if __name__ == "__main__":
+    # ``python -m convnet.architectures`` prints the tables to paste into docs/alexnet.md.
+    for table_name, table in doc_tables().items():
+        print(f"<!-- {table_name} -->\n{table}\n")

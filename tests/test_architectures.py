@@ -200,7 +200,7 @@ def test_summary_command_prints_both_totals_and_the_ratio(capsys):
     out = capsys.readouterr().out
     assert "Total params: 61,706" in out
     assert "Total params: 669,706" in out
-    assert f"{669_706 / 61_706:.1f} times fewer" in out
+    assert f"{669_706 / 61_706:.1f} times as many" in out
     assert "(None, 28, 28, 6)" in out
     assert "AlexNet" not in out
 
