@@ -106,6 +106,7 @@ def dropout(name, rate):
 
 
 def _pair(value):
+    """Return ``value`` as a tuple of two, repeating a single int."""
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
@@ -338,14 +339,17 @@ def describe(layer):
 
 
 def _stride_text(stride):
+    """Return a stride as '4', or '2x1' when the two axes differ."""
     return str(stride[0]) if stride[0] == stride[1] else f"{stride[0]}x{stride[1]}"
 
 
 def _padding_text(padding):
+    """Return 'same', 'valid' or 'pad N'."""
     return padding if isinstance(padding, str) else f"pad {padding}"
 
 
 def _shape_text(shape):
+    """Return a shape as Keras prints it, with None for the batch dimension."""
     return "(None, " + ", ".join(str(dim) for dim in shape) + ")"
 
 
@@ -376,6 +380,7 @@ def summary_table(architecture):
 
 
 def _markdown(header, rows, align):
+    """Return a Markdown table; ``align`` has one 'l' or 'r' per column."""
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -383,6 +388,7 @@ def _markdown(header, rows, align):
 
 
 def _times(shape):
+    """Return a shape as '55×55×96'."""
     return "×".join(str(dim) for dim in shape)
 
 

@@ -90,11 +90,13 @@ def _depth(channels):
 
 
 def _arrow(ax, start, end, colour, width=1.2):
+    """Draw an arrow from ``start`` to ``end`` (data coordinates)."""
     ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10,
                                  color=colour, linewidth=width, shrinkA=1, shrinkB=1))
 
 
 def _times(shape):
+    """Return a shape as '55×55×48'."""
     return "×".join(str(dim) for dim in shape)
 
 
