@@ -23,14 +23,14 @@ TRAIN_COLOUR = "tab:blue"
 VALID_COLOUR = "tab:orange"
 
 
-def _new_figure(size):
+def new_figure(size):
     """Return an empty Agg-backed figure of ``size`` inches (width, height)."""
     figure = Figure(figsize=size, dpi=DPI)
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure, path):
+def save_figure(figure, path):
     """Write ``figure`` to ``path`` as a PNG atomically and return the path."""
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -84,7 +84,7 @@ def plot_history(history, path):
     if len(epochs) == 0:
         raise ValueError("history has no epochs: every list is empty")
 
-    figure = _new_figure(HISTORY_SIZE)
+    figure = new_figure(HISTORY_SIZE)
     axes_loss, axes_acc = figure.subplots(1, 2)
     panels = ((axes_loss, "loss", "Loss (cross-entropy)"),
               (axes_acc, "accuracy", "Accuracy"))
@@ -101,7 +101,7 @@ def plot_history(history, path):
         axes.xaxis.get_major_locator().set_params(integer=True)
     figure.suptitle(f"Training history ({len(epochs)} epoch{'s' if len(epochs) != 1 else ''})")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # ---------------------------------------------------------------- pictures of a checkpoint
@@ -194,7 +194,7 @@ def draw_first_layer_filters(kernels, path, title="First-layer filters (conv1)")
         raise ValueError(f"kernels must have shape (kh, kw, 1, c_new), received {kernels.shape}")
     n_kernels = kernels.shape[3]
     limit = float(np.abs(kernels).max()) or 1.0
-    figure = _new_figure(FILTERS_SIZE)
+    figure = new_figure(FILTERS_SIZE)
     grid = figure.add_gridspec(1, n_kernels + 1, width_ratios=[1] * n_kernels + [0.08])
     for k in range(n_kernels):
         axes = figure.add_subplot(grid[0, k])
@@ -206,7 +206,7 @@ def draw_first_layer_filters(kernels, path, title="First-layer filters (conv1)")
     figure.suptitle(f"{title}: {n_kernels} kernels {kernels.shape[0]}x{kernels.shape[1]}, "
                     "shared colour scale")
     figure.subplots_adjust(left=0.02, right=0.9, top=0.78, bottom=0.05, wspace=0.15)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _is_channels(activation):
@@ -282,7 +282,7 @@ def draw_feature_maps(maps, path, title="Feature maps", names=MNIST_CLASS_NAMES)
             raise ValueError(f"feature map {name!r} must have shape (h, w, c) with "
                              f"c <= {_MAP_COLUMNS}, or (n,), received {activation.shape}")
     width, height = feature_maps_size(maps, len(names))
-    figure = _new_figure((width, height))
+    figure = new_figure((width, height))
     heights = [_row_height(activation, len(names)) for _, activation in maps]
     title_row, *rows = figure.subfigures(len(maps) + 1, 1,
                                          height_ratios=[_TITLE_HEIGHT] + heights)
@@ -294,7 +294,7 @@ def draw_feature_maps(maps, path, title="Feature maps", names=MNIST_CLASS_NAMES)
             _draw_class_bars(row, name, activation, names)
         else:
             _draw_strip(row, name, activation)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _draw_channels(subfigure, name, activation):
@@ -374,7 +374,7 @@ def draw_predictions(images, y_pred, y_true, path, names=MNIST_CLASS_NAMES,
     if len(y_pred) != len(images) or len(y_true) != len(images):
         raise ValueError(f"y_pred and y_true must have {len(images)} labels, "
                          f"received {len(y_pred)} and {len(y_true)}")
-    figure = _new_figure(PREDICTIONS_SIZE)
+    figure = new_figure(PREDICTIONS_SIZE)
     axes = figure.subplots(5, 5)
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
@@ -386,7 +386,7 @@ def draw_predictions(images, y_pred, y_true, path, names=MNIST_CLASS_NAMES,
                      color=_CORRECT_COLOUR if correct else _WRONG_COLOUR)
     figure.suptitle(f"{title}\nprediction (truth): blue = correct, red = wrong", fontsize=12)
     figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.86, hspace=0.35)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def draw_confusion_matrix(matrix, path, names=MNIST_CLASS_NAMES, title="Confusion matrix"):
@@ -416,7 +416,7 @@ def draw_confusion_matrix(matrix, path, names=MNIST_CLASS_NAMES, title="Confusio
                          f"received {matrix.shape}")
     total = int(matrix.sum())
     accuracy = np.trace(matrix) / total if total else float("nan")
-    figure = _new_figure(CONFUSION_SIZE)
+    figure = new_figure(CONFUSION_SIZE)
     ax = figure.subplots(1, 1)
     # On one scale the diagonal (about a thousand per class) would wash every
     # mistake out to white, so the correct counts (green) and the mistakes (red)
@@ -441,7 +441,7 @@ def draw_confusion_matrix(matrix, path, names=MNIST_CLASS_NAMES, title="Confusio
     figure.colorbar(mistakes, ax=ax, label="mistakes (off-diagonal count)")
     ax.set_title(f"{title}: accuracy {accuracy:.2%} on {total} images")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def show_cli(args):
@@ -593,7 +593,7 @@ def load_grayscale(path):
     return gray / 255.0
 
 
-def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters"):
+def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters", size=CLASSIC_SIZE):
     """Draw an image and its filtered versions side by side.
 
     Parameters
@@ -607,9 +607,11 @@ def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters"):
         so that a few strong edges do not wash the rest out; the others are
         grey images clipped to [0, 1].
     path : str or Path
-        Destination PNG, ``CLASSIC_SIZE * DPI`` pixels.
+        Destination PNG, ``size * DPI`` pixels.
     title : str, optional
         Figure title.
+    size : tuple of float, optional
+        (width, height) of the figure in inches.
 
     Returns
     -------
@@ -617,7 +619,7 @@ def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters"):
         ``path``.
     """
     panels = [("original", np.asarray(image))] + list(filtered.items())
-    figure = _new_figure(CLASSIC_SIZE)
+    figure = new_figure(size)
     axes = figure.subplots(2, -(-len(panels) // 2))
     for ax in axes.flat:
         ax.set_axis_off()
@@ -628,10 +630,10 @@ def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters"):
         else:
             ax.imshow(np.clip(picture, 0, 1), cmap="gray", vmin=0, vmax=1)
         ax.set_title(CLASSIC_TITLES.get(name, name), fontsize=10)
-    figure.suptitle(title, fontsize=13)
-    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.05,
-                           hspace=0.2)
-    return _save(figure, path)
+    figure.suptitle(title, fontsize=13, y=0.99)
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.88, wspace=0.05,
+                           hspace=0.22)
+    return save_figure(figure, path)
 
 
 def filters_cli(args):
