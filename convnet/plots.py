@@ -38,7 +38,7 @@ def save_figure(figure, path):
     return path
 
 
-def plot_history(history, path):
+def plot_history(history, path, first_epoch=1):
     """Draw training curves: loss and accuracy per epoch, training vs validation.
 
     Parameters
@@ -50,6 +50,10 @@ def plot_history(history, path):
     path : str or Path
         Destination PNG, written atomically; its folder is created if needed.
         The image is 1000 x 400 pixels.
+    first_epoch : int, optional
+        Epoch number of the first entries: 1 for Keras-style histories (one
+        entry after each epoch), 0 when the first entry measures the
+        untrained network (task 4's "After 0 epochs" line).
 
     Returns
     -------
@@ -80,7 +84,10 @@ def plot_history(history, path):
     lengths = {key: len(values) for key, values in curves.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"history lists must all have the same length, received {lengths}")
-    epochs = np.arange(1, lengths["loss"] + 1)
+    if isinstance(first_epoch, bool) or not isinstance(first_epoch, (int, np.integer)) \
+            or first_epoch < 0:
+        raise ValueError(f"first_epoch must be a non-negative integer, received {first_epoch!r}")
+    epochs = np.arange(first_epoch, first_epoch + lengths["loss"])
     if len(epochs) == 0:
         raise ValueError("history has no epochs: every list is empty")
 
@@ -93,13 +100,19 @@ def plot_history(history, path):
         axes.plot(epochs, curves["val_" + key], marker="o", color=VALID_COLOUR,
                   label="validation")
         axes.set_title(title)
-        axes.set_xlabel("epoch")
+        axes.set_xlabel("epochs completed")
         axes.set_ylabel(key)
         axes.grid(True, alpha=0.3)
         axes.legend()
         # Integer ticks only: a fractional epoch means nothing.
         axes.xaxis.get_major_locator().set_params(integer=True)
-    figure.suptitle(f"Training history ({len(epochs)} epoch{'s' if len(epochs) != 1 else ''})")
+    # The loss falls by orders of magnitude (2.3 untrained, a few hundredths
+    # trained): a log scale keeps the late epochs readable.
+    losses = np.concatenate([curves["loss"], curves["val_loss"]])
+    if np.all(losses[np.isfinite(losses)] > 0):
+        axes_loss.set_yscale("log")
+    trained = epochs[-1]
+    figure.suptitle(f"Training history ({trained} epoch{'s' if trained != 1 else ''})")
     figure.tight_layout()
     return save_figure(figure, path)
 

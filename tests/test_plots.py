@@ -27,10 +27,16 @@ def test_plot_history_writes_png_of_expected_size(tmp_path, epochs):
     assert [p.name for p in path.parent.iterdir()] == ["history.png"]
 
 
+@pytest.mark.parametrize("first_epoch", [-1, 1.5, True, "0"])
+def test_plot_history_rejects_bad_first_epoch(tmp_path, first_epoch):
+    with pytest.raises(ValueError, match="first_epoch must be a non-negative integer"):
+        plots.plot_history(_history(2), tmp_path / "h.png", first_epoch=first_epoch)
+
+
 def test_plot_history_accepts_extra_keys(tmp_path):
     history = _history(2)
     history["lr"] = [1e-3, 1e-3]
-    plots.plot_history(history, tmp_path / "h.png")
+    plots.plot_history(history, tmp_path / "h.png", first_epoch=0)
     assert (tmp_path / "h.png").stat().st_size > 0
 
 

@@ -160,7 +160,10 @@ def draw_trained(run, X_valid, Y_valid):
     """The pictures of ``convnet show`` and the training curves, for the guide."""
     model = LeNet5.load(run / "checkpoint.npz")
     history = json.loads((run / "history.json").read_text())
-    paths = [plots.plot_history(history, HERE / "history.png"),
+    # The NumPy trainer measures the untrained network too (epoch 0), so its
+    # metric lists are one longer than its list of epoch times.
+    first_epoch = 1 - (len(history["loss"]) - len(history["epoch_seconds"]))
+    paths = [plots.plot_history(history, HERE / "history.png", first_epoch=first_epoch),
              plots.draw_first_layer_filters(model.get_weights()[0], HERE / "filters.png",
                                             title="conv1 filters after training")]
     image = X_valid[FEATURE_MAP_INDEX:FEATURE_MAP_INDEX + 1]
