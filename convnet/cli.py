@@ -116,8 +116,11 @@ def _run_train(args):
 
 # ---------------------------------------------------------------- evaluate / predict
 def _configure_evaluate(parser):
-    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz")
-    parser.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz",
+                        help="LeNet-5 weights .npz written by `convnet train` "
+                             "(default: runs/lenet5-numpy/checkpoint.npz)")
+    parser.add_argument("--split", choices=("train", "valid", "test"), default="test",
+                        help="which split to measure (default: test)")
     _add_dataset_options(parser)
 
 
@@ -127,9 +130,14 @@ def _run_evaluate(args):
 
 
 def _configure_predict(parser):
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="PNG or JPEG files")
-    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz")
-    parser.add_argument("--top", type=positive_int, default=3, help="probabilities to show")
+    parser.add_argument("images", metavar="IMAGE", nargs="+",
+                        help="PNG or JPEG files, one digit each, any size; dark-on-light "
+                             "images are inverted, and the digit is scaled and centred as in MNIST")
+    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz",
+                        help="LeNet-5 weights .npz written by `convnet train` "
+                             "(default: runs/lenet5-numpy/checkpoint.npz)")
+    parser.add_argument("--top", type=positive_int, default=3,
+                        help="how many of the most likely digits to show (default: 3)")
 
 
 def _run_predict(args):
