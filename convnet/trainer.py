@@ -278,7 +278,8 @@ def _save_plot(history, path):
     except ImportError as error:
         print(f"history plot skipped: {error}", file=sys.stderr)
         return None
-    return plot_history({key: history[key] for key in HISTORY_KEYS}, path)
+    # The first entry of every history is the untrained network (epoch 0).
+    return plot_history({key: history[key] for key in HISTORY_KEYS}, path, first_epoch=0)
 
 
 def train_cli(args, progress=True):
