@@ -160,7 +160,8 @@ def _run_summary(args):
 def _configure_show(parser):
     parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz")
     parser.add_argument("--index", type=non_negative_int, default=0,
-                        help="validation image whose feature maps are drawn")
+                        help="validation image whose feature maps are drawn, also the first "
+                             "of the 25 predictions shown (default: 0)")
     parser.add_argument("--out", metavar="DIR", default="runs/pictures")
     _add_dataset_options(parser)
 

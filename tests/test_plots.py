@@ -253,3 +253,52 @@ def test_filters_command_rejects_bad_image(tmp_path, capsys, content, message):
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error and "photo.jpg" in error
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- drawing functions on made-up arrays
+def test_draw_first_layer_filters(tmp_path):
+    kernels = np.random.default_rng(0).normal(size=(5, 5, 1, 6))
+    path = plots.draw_first_layer_filters(kernels, tmp_path / "f.png")
+    assert _png_shape(path) == _inches_to_pixels(plots.FILTERS_SIZE)
+    with pytest.raises(ValueError, match=r"kernels must have shape \(kh, kw, 1, c_new\)"):
+        plots.draw_first_layer_filters(np.zeros((5, 5, 3, 6)), tmp_path / "g.png")
+
+
+def test_draw_feature_maps_size_follows_the_layers(tmp_path):
+    rng = np.random.default_rng(0)
+    maps = [("input", rng.random((28, 28, 1))), ("conv", rng.normal(size=(28, 28, 6))),
+            ("flat", rng.random(400)), ("logits", rng.normal(size=10))]
+    path = plots.draw_feature_maps(maps, tmp_path / "m.png")
+    width, height = plots.feature_maps_size(maps)
+    assert _png_shape(path) == _inches_to_pixels((width, height))
+    taller = plots.feature_maps_size(maps + [("more", rng.random((5, 5, 16)))])
+    assert taller[0] == width and taller[1] > height
+
+
+@pytest.mark.parametrize("maps, message", [
+    ([], "at least one"),
+    ([("conv", np.zeros((4, 4, 17)))], "c <= 16"),
+    ([("odd", np.zeros((2, 3)))], "'odd' must have shape"),
+])
+def test_draw_feature_maps_rejects_bad_maps(tmp_path, maps, message):
+    with pytest.raises(ValueError, match=message):
+        plots.draw_feature_maps(maps, tmp_path / "m.png")
+
+
+def test_draw_predictions_rejects_bad_input(tmp_path):
+    images = np.zeros((26, 28, 28))
+    labels = np.zeros(26, dtype=int)
+    with pytest.raises(ValueError, match="n <= 25"):
+        plots.draw_predictions(images, labels, labels, tmp_path / "p.png")
+    with pytest.raises(ValueError, match="must have 3 labels"):
+        plots.draw_predictions(images[:3], labels[:2], labels[:3], tmp_path / "p.png")
+
+
+def test_draw_confusion_matrix_rejects_wrong_shape(tmp_path):
+    with pytest.raises(ValueError, match=r"matrix must have shape \(10, 10\)"):
+        plots.draw_confusion_matrix(np.zeros((9, 9), dtype=int), tmp_path / "c.png")
+
+
+def test_apply_classic_filters_rejects_colour_image():
+    with pytest.raises(ValueError, match="image must be a 2-D grayscale array"):
+        plots.apply_classic_filters(np.zeros((8, 8, 3)))
