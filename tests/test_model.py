@@ -142,3 +142,21 @@ def test_bad_labels_are_rejected():
         model.loss_and_grads(X, np.array([[0, 1]]))
     with pytest.raises(TypeError, match="integer labels"):
         model.loss_and_grads(X, np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("micro_batch", [1, 4, 7])
+def test_micro_batches_give_the_whole_batch_gradient(micro_batch):
+    X, Y = random_batch(10)
+    whole = LeNet5(seed=8, dtype=np.float64, micro_batch=10)
+    sliced = LeNet5(seed=8, dtype=np.float64, micro_batch=micro_batch)
+    loss, grads = whole.loss_and_grads(X, Y)
+    sliced_loss, sliced_grads = sliced.loss_and_grads(X, Y)
+    assert sliced_loss == pytest.approx(loss, rel=1e-12)
+    for ours, reference in zip(sliced_grads, grads):
+        np.testing.assert_allclose(ours, reference, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("micro_batch", [0, -1, 2.5, True])
+def test_bad_micro_batch_is_rejected(micro_batch):
+    with pytest.raises(ValueError, match="micro_batch must be a positive integer"):
+        LeNet5(micro_batch=micro_batch)
