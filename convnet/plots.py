@@ -493,12 +493,12 @@ def show_cli(args):
                          f"split has {len(X_valid)} images), received {index}")
     names = class_names(args.dataset)
     out = Path(args.out)
-    label = f"{checkpoint}"
-
     paths = [draw_first_layer_filters(model.get_weights()[0], out / "filters.png",
-                                      title=f"conv1 filters of {label}")]
+                                      title=f"conv1 filters of {checkpoint}")]
 
-    maps = [(name, activation[0]) for name, activation in model.feature_maps(X_valid[index:index + 1])]
+    # feature_maps works on a batch: give it one image and drop the batch axis.
+    batch_maps = model.feature_maps(X_valid[index:index + 1])
+    maps = [(name, activation[0]) for name, activation in batch_maps]
     paths.append(draw_feature_maps(
         maps, out / f"feature_maps_{index}.png", names=names,
         title=f"Every layer's output for validation image {index} "

@@ -302,3 +302,16 @@ def test_draw_confusion_matrix_rejects_wrong_shape(tmp_path):
 def test_apply_classic_filters_rejects_colour_image():
     with pytest.raises(ValueError, match="image must be a 2-D grayscale array"):
         plots.apply_classic_filters(np.zeros((8, 8, 3)))
+
+
+def test_drawing_never_loads_pyplot(tmp_path):
+    # pyplot would pick a GUI backend and keep global figures; the Agg canvas does neither.
+    import subprocess
+    import sys
+    code = ("import sys; from convnet import plots; "
+            "history = {key: [1.0, 0.5] for key in plots.HISTORY_KEYS}; "
+            f"plots.plot_history(history, {str(tmp_path / 'h.png')!r}); "
+            "print('matplotlib.pyplot' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
