@@ -1,5 +1,6 @@
 """Tests of convnet.storage: writes are all-or-nothing and never leave debris."""
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -125,3 +126,13 @@ def test_temporary_files_are_hidden_and_unique(tmp_path):
     # The last block to finish wins; nothing else remains.
     assert final.read_text() == "first"
     assert entries(tmp_path) == ["result.txt"]
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        target = tmp_path / "plain.txt"
+        storage.write_text(target, "x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
