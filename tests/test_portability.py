@@ -12,12 +12,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
 from convnet import tf_training
+from convnet.bench import blas_threads
 from convnet.model import LeNet5
 from convnet.optim import Adam
 from convnet.trainer import train_epoch
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_blas_thread():
+    """NumPy's small products run fastest on one BLAS thread (see convnet.trainer)."""
+    with blas_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
