@@ -20,9 +20,9 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from convnet import tf_training  # noqa: E402
-from convnet.lenet5_keras import lenet5 as keras_lenet5  # noqa: E402
-from convnet.lenet5_tf1 import lenet5 as tf1_lenet5  # noqa: E402
+from convnet import tf_training
+from convnet.lenet5_keras import lenet5 as keras_lenet5
+from convnet.lenet5_tf1 import lenet5 as tf1_lenet5
 
 tf1 = tf.compat.v1
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,8 +224,8 @@ def test_keras_and_tf1_agree_for_the_same_weights(mnist):
 
 @pytest.mark.parametrize("weights, message", [
     (lambda w: w[:9], r"list of 10 arrays.*received 9"),
-    (lambda w: w[:4] + [w[4].T] + w[5:], r"weights\[4\] \(dense1_kernel\) must have shape "
-                                         r"\(400, 120\), received \(120, 400\)"),
+    (lambda w: w[:4] + [w[4].T] + w[5:],
+     r"weights\[4\] \(dense1_kernel\) must have shape \(400, 120\), received \(120, 400\)"),
     (lambda w: w[:1] + [w[1][:, None]] + w[2:], r"weights\[1\] \(conv1_bias\)"),
     (lambda w: np.zeros(10), r"list of 10 arrays"),
 ])
@@ -244,9 +244,9 @@ def test_tf1_get_weights_refuses_a_graph_without_one_lenet5():
     graph = tf.Graph()
     with graph.as_default():
         tf1.get_variable("w", shape=(3,))
-    with tf1.Session(graph=graph) as session:
-        with pytest.raises(ValueError, match="exactly one LeNet-5"):
-            tf_training.tf1_get_weights(session)
+    with tf1.Session(graph=graph) as session, pytest.raises(ValueError,
+                                                             match="exactly one LeNet-5"):
+        tf_training.tf1_get_weights(session)
 
 
 # ---------------------------------------------------------------- training
@@ -286,8 +286,8 @@ def test_train_command_writes_history_and_weights(tmp_path, capsys, backend, mni
                        "--out", str(out)])
     printed = capsys.readouterr().out
     assert status == 0
-    assert re.search(r"^After 1 epochs: cost .*validation accuracy", printed, re.M)
-    assert re.search(r"^validation accuracy 0\.\d{4}, test accuracy 0\.\d{4}$", printed, re.M)
+    assert re.search(r"^After 1 epochs: cost .*validation accuracy", printed, re.MULTILINE)
+    assert re.search(r"^validation accuracy 0\.\d{4}, test accuracy 0\.\d{4}$", printed, re.MULTILINE)
     history = json.loads((out / "history.json").read_text())
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= history.keys()
     assert json.loads((out / "run.json").read_text())["train_size"] == 256
