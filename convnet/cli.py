@@ -99,6 +99,9 @@ def _configure_train(parser):
                         help="continue from the checkpoint in --out (numpy backend)")
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="train on only the first N training images")
+    parser.add_argument("--processes", type=positive_int, default=1,
+                        help="numpy backend: processes sharing each batch's gradient (default 1; "
+                             "2 uses a second core, faster only when that core is idle)")
 
 
 def _run_train(args):

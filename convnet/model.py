@@ -5,6 +5,7 @@ max pool 2x2/2 -> flatten -> dense 120 + ReLU -> dense 84 + ReLU -> dense 10,
 then softmax. Weights travel in the Keras ``get_weights()`` order and shapes,
 so a model trained here loads into the Keras and TensorFlow versions and back.
 """
+import mmap
 import zipfile
 from pathlib import Path
 
@@ -66,7 +67,23 @@ class LeNet5:
             Dense("dense3", 84, NUM_CLASSES, rng, self.dtype),
         ]
         self.loss_layer = SoftmaxCrossEntropy()
+        self._move_parameters_to_shared_memory()
         self._grad_sums = [np.zeros_like(param) for param in self.parameters()]
+
+    def _move_parameters_to_shared_memory(self):
+        """Put every parameter in one flat buffer of anonymous shared memory.
+
+        Processes forked from this one (``convnet.trainer``'s gradient
+        workers) then see every update of the weights without copying them.
+        """
+        params = self.parameters()
+        flat = shared_zeros(sum(param.size for param in params), self.dtype)
+        offset = 0
+        for (layer, key), param in zip(self._param_slots(), params):
+            view = flat[offset:offset + param.size].reshape(param.shape)
+            view[...] = param
+            layer.params[key] = view
+            offset += param.size
 
     # ------------------------------------------------------------ parameters
     def _param_slots(self):
@@ -277,6 +294,13 @@ class LeNet5:
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
         return model
+
+
+def shared_zeros(count, dtype):
+    """Return ``count`` zeros of ``dtype`` in anonymous shared memory (shared with forked children)."""
+    dtype = np.dtype(dtype)
+    memory = mmap.mmap(-1, max(count * dtype.itemsize, 1))
+    return np.frombuffer(memory, dtype=dtype, count=count)
 
 
 def read_npz(path):

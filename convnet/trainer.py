@@ -24,6 +24,8 @@ than it saves, and on a busy machine spinning BLAS threads make a step several
 times slower.
 """
 import json
+import multiprocessing
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,7 +34,7 @@ import numpy as np
 
 from convnet import storage
 from convnet.bench import blas_threads
-from convnet.model import LeNet5, read_npz
+from convnet.model import LeNet5, read_npz, shared_zeros
 from convnet.optim import Adam
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -64,8 +66,133 @@ def _progress(iterable, description, total, enabled):
                 file=sys.stderr, mininterval=0.5)
 
 
+def _gradient_worker(model, X, Y, connection, grads):
+    """Child process: compute the gradient of each batch slice it is sent.
+
+    Receives index arrays, writes the slice's gradient into ``grads`` (shared
+    memory) and answers ``("ok", loss)``, or ``("error", message)``; stops on None.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
+    with blas_threads(1):
+        while True:
+            try:
+                indices = connection.recv()
+            except EOFError:
+                break
+            if indices is None:
+                break
+            try:
+                loss, slice_grads = model.loss_and_grads(X[indices], Y[indices])
+                for target, grad in zip(grads, slice_grads):
+                    target[...] = grad
+                connection.send(("ok", loss))
+            except (ValueError, TypeError, ArithmeticError, MemoryError) as error:
+                connection.send(("error", f"{type(error).__name__}: {error}"))
+    connection.close()
+
+
+class GradientProcesses:
+    """Compute each batch's gradient in ``processes`` processes (data parallelism).
+
+    The batch is split into ``processes`` nearly equal slices: this process
+    runs the first, children forked when the object is created run the others
+    and write their gradients into shared memory; the slices' gradients are
+    then averaged, weighted by size. The weights are shared too (``LeNet5``
+    keeps them in shared memory), so the children always see the current ones.
+    The result is the gradient of the whole batch, up to rounding; the same
+    ``processes`` always gives the same result. With ``processes=1`` nothing
+    is forked. Use as a context manager, which stops the children.
+
+    Parameters
+    ----------
+    model : LeNet5
+    X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
+        Training images (the children inherit them when forked).
+    Y : ndarray of shape (m,)
+        Integer labels.
+    processes : int
+        Total number of processes, >= 1.
+    """
+
+    def __init__(self, model, X, Y, processes=1):
+        if isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) \
+                or processes < 1:
+            raise ValueError(f"processes must be a positive integer, received {processes!r}")
+        self.model, self.X, self.Y = model, X, Y
+        self.children = []
+        self._sums = [np.zeros_like(param) for param in model.parameters()]
+        if processes > 1:
+            context = multiprocessing.get_context("fork")
+            for _ in range(processes - 1):
+                grads = [shared_zeros(param.size, param.dtype).reshape(param.shape)
+                         for param in model.parameters()]
+                parent_end, child_end = context.Pipe()
+                child = context.Process(target=_gradient_worker, daemon=True,
+                                        args=(model, X, Y, child_end, grads))
+                child.start()
+                child_end.close()
+                self.children.append((child, parent_end, grads))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        """Stop the children (they finish their current slice first)."""
+        for child, connection, _ in self.children:
+            try:
+                connection.send(None)
+            except OSError:
+                pass
+            connection.close()
+        for child, _, _ in self.children:
+            child.join(timeout=5)
+            if child.is_alive():
+                child.terminate()
+        self.children = []
+
+    def loss_and_grads(self, indices):
+        """Return ``(mean loss, gradients)`` of the batch ``X[indices]``, ``Y[indices]``.
+
+        The gradients are in exchange order and belong to this object: use
+        them before the next call.
+        """
+        if len(indices) <= len(self.children):
+            return self.model.loss_and_grads(self.X[indices], self.Y[indices])
+        slices = np.array_split(indices, len(self.children) + 1)
+        for (_, connection, _), part in zip(self.children, slices[1:]):
+            connection.send(part)
+        try:
+            loss, grads = self.model.loss_and_grads(self.X[slices[0]], self.Y[slices[0]])
+        finally:
+            answers = [self._answer(connection) for _, connection, _ in self.children]
+        weight = len(slices[0]) / len(indices)
+        total_loss = weight * loss
+        for sums, grad in zip(self._sums, grads):
+            np.multiply(grad, weight, out=sums)
+        errors = [value for status, value in answers if status != "ok"]
+        if errors:
+            raise RuntimeError("a gradient process failed: " + "; ".join(errors))
+        for (_, _, child_grads), part, (_, child_loss) in zip(self.children, slices[1:], answers):
+            weight = len(part) / len(indices)
+            total_loss += weight * child_loss
+            for sums, grad in zip(self._sums, child_grads):
+                sums += weight * grad
+        return total_loss, self._sums
+
+    @staticmethod
+    def _answer(connection):
+        """Wait for one child's ``(status, value)`` answer."""
+        try:
+            return connection.recv()
+        except EOFError:
+            return "error", "the process stopped"
+
+
 def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
-                description=None):
+                description=None, processes=1):
     """Run one epoch of mini-batch Adam steps.
 
     Parameters
@@ -83,6 +210,8 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
         Select the epoch's shuffling (see ``epoch_order``).
     progress : bool
         Show a tqdm bar.
+    processes : int
+        Processes computing each batch's gradient (see ``GradientProcesses``).
 
     Returns
     -------
@@ -96,10 +225,10 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     order = epoch_order(seed, epoch, len(X))
     starts = range(0, len(X), batch_size)
     total_loss = 0.0
-    with blas_threads(1):
+    with blas_threads(1), GradientProcesses(model, X, Y, processes) as gradients:
         for start in _progress(starts, description or f"epoch {epoch}", len(starts), progress):
             batch = order[start:start + batch_size]
-            loss, grads = model.loss_and_grads(X[batch], Y[batch])
+            loss, grads = gradients.loss_and_grads(batch)
             optimizer.step(grads)
             total_loss += loss * len(batch)
     return total_loss / max(len(X), 1)
@@ -121,7 +250,7 @@ def _record(model, data, epoch, history, log):
 
 
 def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, history=None,
-        on_epoch_end=None, log=print, progress=True):
+        on_epoch_end=None, log=print, progress=True, processes=1):
     """Train ``model`` up to ``epochs`` epochs, measuring it after each one.
 
     Parameters
@@ -149,6 +278,8 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
         Receives each per-epoch line.
     progress : bool
         Show a tqdm bar per epoch on stderr.
+    processes : int
+        Processes computing each batch's gradient (see ``GradientProcesses``).
 
     Returns
     -------
@@ -163,11 +294,11 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     """
     with blas_threads(1):
         return _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
-                    on_epoch_end, log, progress)
+                    on_epoch_end, log, progress, processes)
 
 
 def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history, on_epoch_end,
-         log, progress):
+         log, progress, processes):
     """The loop of ``fit`` (same parameters)."""
     X_train, Y_train = data[0], data[1]
     history = empty_history() if history is None else history
@@ -178,7 +309,8 @@ def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.perf_counter()
         train_epoch(model, optimizer, X_train, Y_train, batch_size, seed, epoch,
-                    progress=progress, description=f"epoch {epoch}/{epochs}")
+                    progress=progress, description=f"epoch {epoch}/{epochs}",
+                    processes=processes)
         history["epoch_seconds"].append(time.perf_counter() - started)
         _record(model, data, epoch, history, log)
         if on_epoch_end is not None:
@@ -285,8 +417,8 @@ def _save_plot(history, path):
 def train_cli(args, progress=True):
     """Run ``convnet train --backend numpy``.
 
-    ``args`` has dataset, data, epochs, batch_size, lr, seed, out, resume and
-    limit. Prints one line per epoch in task 4's format, the final validation
+    ``args`` has dataset, data, epochs, batch_size, lr, seed, out, resume,
+    limit and optionally processes (default 1). Prints one line per epoch in task 4's format, the final validation
     and test accuracy and where the files are. Writes in ``args.out``, after
     every epoch and atomically: ``checkpoint.npz``, ``history.json`` and
     ``history.png``.
@@ -317,7 +449,8 @@ def train_cli(args, progress=True):
     history = fit(model, optimizer, (X_train, Y_train, X_valid, Y_valid), args.epochs,
                   batch_size=args.batch_size, seed=args.seed, start_epoch=start_epoch,
                   history=history, on_epoch_end=save,
-                  log=lambda line: print(line, flush=True), progress=progress)
+                  log=lambda line: print(line, flush=True), progress=progress,
+                  processes=getattr(args, "processes", 1))
     plot = _save_plot(history, out / "history.png")
     with blas_threads(1):
         valid_accuracy = history["val_accuracy"][-1]

@@ -171,11 +171,13 @@ def train_args(data, out, epochs, *extra):
     return ["train", "--data", str(data), "--epochs", str(epochs), "--out", str(out), *extra]
 
 
-def test_resume_equals_uninterrupted(small_mnist, tmp_path):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_resume_equals_uninterrupted(small_mnist, tmp_path, processes):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    assert main(train_args(small_mnist, straight, 2)) == 0
-    assert main(train_args(small_mnist, stopped, 1)) == 0
-    assert main(train_args(small_mnist, stopped, 2, "--resume")) == 0
+    options = ("--processes", processes)
+    assert main(train_args(small_mnist, straight, 2, *options)) == 0
+    assert main(train_args(small_mnist, stopped, 1, *options)) == 0
+    assert main(train_args(small_mnist, stopped, 2, "--resume", *options)) == 0
     assert_same_state(straight / "checkpoint.npz", stopped / "checkpoint.npz")
     straight_history = read_npz(straight / "checkpoint.npz")["history_val_loss"]
     assert np.array_equal(straight_history, read_npz(stopped / "checkpoint.npz")["history_val_loss"])
@@ -200,3 +202,39 @@ def test_resume_after_interruption_mid_epoch(small_mnist, tmp_path, monkeypatch,
     monkeypatch.setattr(LeNet5, "loss_and_grads", real_step)
     assert main(train_args(small_mnist, stopped, 2, "--resume")) == 0
     assert_same_state(straight / "checkpoint.npz", stopped / "checkpoint.npz")
+
+
+# ---------------------------------------------------------------- gradient processes
+@pytest.mark.parametrize("processes, batch", [(2, 10), (3, 7), (2, 1)])
+def test_gradient_processes_give_the_whole_batch_gradient(processes, batch):
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((20, 28, 28)), rng.integers(0, 10, 20)
+    indices = rng.permutation(20)[:batch]
+    model = LeNet5(seed=2, dtype=np.float64)
+    reference_loss, reference = model.loss_and_grads(X[indices], Y[indices])
+    reference = [grad.copy() for grad in reference]
+    with trainer.GradientProcesses(model, X, Y, processes) as gradients:
+        assert len(gradients.children) == processes - 1
+        for _ in range(2):   # the children see weights changed after the fork
+            loss, grads = gradients.loss_and_grads(indices)
+            assert loss == pytest.approx(reference_loss, rel=1e-12)
+            for ours, expected in zip(grads, reference):
+                np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-13)
+            model.parameters()[4][...] *= 0.5
+            reference_loss, reference = model.loss_and_grads(X[indices], Y[indices])
+            reference = [grad.copy() for grad in reference]
+    assert gradients.children == []
+
+
+def test_gradient_processes_report_errors_and_bad_counts():
+    model = LeNet5()
+    X, Y = np.zeros((4, 28, 28), np.float32), np.array([0, 1, 2, 11])
+    with trainer.GradientProcesses(model, X, Y, 2) as gradients:
+        with pytest.raises(RuntimeError, match="gradient process failed: ValueError: Y must hold"):
+            gradients.loss_and_grads(np.array([0, 1, 3, 3]))   # the child's slice is bad
+        with pytest.raises(ValueError, match="Y must hold"):
+            gradients.loss_and_grads(np.array([3, 3, 0, 1]))   # this process's slice is bad
+        loss, _ = gradients.loss_and_grads(np.array([0, 1, 2, 0]))   # still in step
+        assert loss == pytest.approx(model.loss_and_grads(X[[0, 1, 2, 0]], Y[[0, 1, 2, 0]])[0])
+    with pytest.raises(ValueError, match="processes must be a positive integer, received 0"):
+        trainer.GradientProcesses(model, X, Y, 0)
