@@ -85,9 +85,13 @@ def _gradient_worker(model, X, Y, connection, grads):
                 loss, slice_grads = model.loss_and_grads(X[indices], Y[indices])
                 for target, grad in zip(grads, slice_grads):
                     target[...] = grad
-                connection.send(("ok", loss))
+                answer = ("ok", loss)
             except (ValueError, TypeError, ArithmeticError, MemoryError) as error:
-                connection.send(("error", f"{type(error).__name__}: {error}"))
+                answer = ("error", f"{type(error).__name__}: {error}")
+            try:
+                connection.send(answer)
+            except OSError:   # the parent has gone (interrupted): stop quietly
+                break
     connection.close()
 
 

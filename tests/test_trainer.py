@@ -1,4 +1,6 @@
 """Adam, the training loop, seeding and exact resumption of the NumPy trainer."""
+import os
+
 import numpy as np
 import pytest
 
@@ -183,25 +185,40 @@ def test_resume_equals_uninterrupted(small_mnist, tmp_path, processes):
     assert np.array_equal(straight_history, read_npz(stopped / "checkpoint.npz")["history_val_loss"])
 
 
-def test_resume_after_interruption_mid_epoch(small_mnist, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_resume_after_interruption_mid_epoch(small_mnist, tmp_path, monkeypatch, capsys,
+                                             processes):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    assert main(train_args(small_mnist, straight, 2)) == 0
+    options = ("--processes", processes)
+    assert main(train_args(small_mnist, straight, 2, *options)) == 0
     real_step = LeNet5.loss_and_grads
     calls = {"count": 0}
+    parent = os.getpid()
 
     def interrupted_step(self, X, Y):
-        calls["count"] += 1
-        if calls["count"] == 10 + 4:   # 10 steps per epoch: stop inside epoch 2
-            raise KeyboardInterrupt
+        if os.getpid() == parent:   # Ctrl-C reaches the parent; children ignore it
+            calls["count"] += 1
+            if calls["count"] == 10 + 4:   # 10 steps per epoch: stop inside epoch 2
+                raise KeyboardInterrupt
         return real_step(self, X, Y)
 
     monkeypatch.setattr(LeNet5, "loss_and_grads", interrupted_step)
-    assert main(train_args(small_mnist, stopped, 2)) == 130
-    assert "interrupted" in capsys.readouterr().err
+    assert main(train_args(small_mnist, stopped, 2, *options)) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err
+    assert "Traceback" not in err
     assert int(read_npz(stopped / "checkpoint.npz")["epoch"]) == 1
     monkeypatch.setattr(LeNet5, "loss_and_grads", real_step)
-    assert main(train_args(small_mnist, stopped, 2, "--resume")) == 0
+    assert main(train_args(small_mnist, stopped, 2, "--resume", *options)) == 0
     assert_same_state(straight / "checkpoint.npz", stopped / "checkpoint.npz")
+
+
+def test_profile_of_training_steps_runs(capsys):
+    from convnet.bench import profile_train_step
+    stats = profile_train_step(steps=3, batch=8, top=5)
+    profiled = {name for _, _, name in stats.stats}
+    assert {"loss_and_grads", "conv_forward", "conv_backward", "step"} <= profiled
+    assert "function calls in" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- gradient processes
