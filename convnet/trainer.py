@@ -271,8 +271,8 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     seed : int
         Seed of the per-epoch shuffling.
     start_epoch : int
-        Epochs already done (0 for a fresh run, which first records the
-        untrained network as epoch 0).
+        Epochs already done. A run whose history is still empty first
+        records the untrained network as epoch 0.
     history : dict, optional
         History to extend (from a checkpoint); a fresh one otherwise.
     on_epoch_end : callable, optional
@@ -306,7 +306,7 @@ def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
     """The loop of ``fit`` (same parameters)."""
     X_train, Y_train = data[0], data[1]
     history = empty_history() if history is None else history
-    if start_epoch == 0:
+    if start_epoch == 0 and not history["loss"]:
         _record(model, data, 0, history, log)
         if on_epoch_end is not None:
             on_epoch_end(0, history)
@@ -422,10 +422,10 @@ def train_cli(args, progress=True):
     """Run ``convnet train --backend numpy``.
 
     ``args`` has dataset, data, epochs, batch_size, lr, seed, out, resume,
-    limit and optionally processes (default 1). Prints one line per epoch in task 4's format, the final validation
-    and test accuracy and where the files are. Writes in ``args.out``, after
-    every epoch and atomically: ``checkpoint.npz``, ``history.json`` and
-    ``history.png``.
+    limit and optionally processes (default 1). Prints one line per epoch in
+    task 4's format, the final validation and test accuracy and where the
+    files are. Writes in ``args.out``, after every epoch and atomically:
+    ``checkpoint.npz`` and ``history.json``; at the end ``history.png``.
     """
     X_train, Y_train, X_valid, Y_valid, X_test, Y_test = _load_data(args.dataset, args.data,
                                                                     args.limit)
@@ -456,8 +456,8 @@ def train_cli(args, progress=True):
                   log=lambda line: print(line, flush=True), progress=progress,
                   processes=getattr(args, "processes", 1))
     plot = _save_plot(history, out / "history.png")
+    valid_accuracy = history["val_accuracy"][-1]
     with blas_threads(1):
-        valid_accuracy = history["val_accuracy"][-1]
         _, test_accuracy = model.evaluate(X_test, Y_test)
     print(f"validation accuracy {valid_accuracy:.4f}, test accuracy {test_accuracy:.4f}")
     seconds = history["epoch_seconds"]

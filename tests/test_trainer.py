@@ -213,6 +213,25 @@ def test_resume_after_interruption_mid_epoch(small_mnist, tmp_path, monkeypatch,
     assert_same_state(straight / "checkpoint.npz", stopped / "checkpoint.npz")
 
 
+def test_resume_after_interruption_in_the_first_epoch(small_mnist, tmp_path, monkeypatch):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(train_args(small_mnist, straight, 1)) == 0
+    real_step = LeNet5.loss_and_grads
+
+    def interrupted_step(self, X, Y):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LeNet5, "loss_and_grads", interrupted_step)
+    assert main(train_args(small_mnist, stopped, 1)) == 130
+    assert int(read_npz(stopped / "checkpoint.npz")["epoch"]) == 0
+    monkeypatch.setattr(LeNet5, "loss_and_grads", real_step)
+    assert main(train_args(small_mnist, stopped, 1, "--resume")) == 0
+    assert_same_state(straight / "checkpoint.npz", stopped / "checkpoint.npz")
+    histories = [read_npz(path / "checkpoint.npz")["history_val_loss"]
+                 for path in (straight, stopped)]
+    assert np.array_equal(*histories)   # epoch 0 recorded once
+
+
 def test_profile_of_training_steps_runs(capsys):
     from convnet.bench import profile_train_step
     stats = profile_train_step(steps=3, batch=8, top=5)
