@@ -28,14 +28,14 @@ def load_digit_image(path):
     ndarray of shape (28, 28), float32 in [0, 1)
         The digit bright on a dark background (the image is inverted when
         its border is mostly light), its bounding box scaled to fit 20x20
-        keeping the aspect ratio, its centre of mass at the field's centre.
+        keeping the aspect ratio, its centre of mass at pixel (14, 14).
 
     Raises
     ------
     ValueError
         Naming ``path`` if the file cannot be read as an image or shows no digit.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # Pillow only when images are read
 
     try:
         with Image.open(path) as image:
@@ -50,10 +50,10 @@ def load_digit_image(path):
     np.clip(pixels, 0.0, None, out=pixels)
     peak = pixels.max()
     if peak <= 0:
-        raise ValueError(f"image {path} shows no digit: it is a single uniform colour")
+        raise ValueError(f"image {path} shows no digit: nothing stands out from its background")
     ink_rows, ink_cols = np.nonzero(pixels >= INK_THRESHOLD * peak)
     crop = pixels[ink_rows.min():ink_rows.max() + 1, ink_cols.min():ink_cols.max() + 1]
-    digit = _fit_box(crop / peak, Image)
+    digit = _fit_box(crop / peak)
     return _centre_by_mass(digit)
 
 
@@ -77,8 +77,9 @@ def _border_mean(pixels):
     return float(_border(pixels).mean())
 
 
-def _fit_box(crop, Image):
+def _fit_box(crop):
     """Scale ``crop`` (h, w) in [0, 1] so its longer side is ``BOX``; keep the aspect ratio."""
+    from PIL import Image
     height, width = crop.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
