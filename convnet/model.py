@@ -16,7 +16,13 @@ from convnet.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCross
 
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
-NUM_WEIGHTS = 10
+# Names of the 10 weight arrays in exchange order: the keys of every LeNet-5
+# weights file the project writes (NumPy checkpoints and the TensorFlow and
+# Keras trainings' weights.npz alike), so any of them loads anywhere.
+WEIGHT_NAMES = ("conv1_kernel", "conv1_bias", "conv2_kernel", "conv2_bias",
+                "dense1_kernel", "dense1_bias", "dense2_kernel", "dense2_bias",
+                "dense3_kernel", "dense3_bias")
+NUM_WEIGHTS = len(WEIGHT_NAMES)
 
 
 class LeNet5:
@@ -269,15 +275,19 @@ class LeNet5:
     def save(self, path, **extra):
         """Save the weights (and any ``extra`` arrays) to an ``.npz`` file atomically.
 
-        The weights are stored under ``weight_0`` ... ``weight_9``; ``extra``
-        arrays (a trainer's optimiser state, epoch, ...) under their own keys.
+        The weights are stored under the keys ``WEIGHT_NAMES`` (``conv1_kernel``,
+        ``conv1_bias``, ...); ``extra`` arrays (a trainer's optimiser state,
+        epoch, ...) under their own keys.
         """
-        arrays = {f"weight_{index}": value for index, value in enumerate(self.parameters())}
+        arrays = dict(zip(WEIGHT_NAMES, self.parameters()))
         storage.save_npz(path, **arrays, **extra)
 
     @classmethod
     def load(cls, path, dtype=np.float32):
         """Return a model with the weights saved in ``path`` by ``save``.
+
+        Any ``.npz`` holding the 10 arrays under the keys ``WEIGHT_NAMES`` loads,
+        e.g. the ``weights.npz`` of ``convnet train --backend keras`` or ``tf1``.
 
         Raises
         ------
@@ -288,7 +298,7 @@ class LeNet5:
         arrays = read_npz(path)
         model = cls(seed=0, dtype=dtype)
         try:
-            model.set_weights([arrays[f"weight_{index}"] for index in range(NUM_WEIGHTS)])
+            model.set_weights([arrays[name] for name in WEIGHT_NAMES])
         except KeyError as error:
             raise ValueError(f"{path}: not a LeNet-5 checkpoint (no {error.args[0]!r})") from None
         except ValueError as error:

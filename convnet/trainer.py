@@ -12,8 +12,9 @@ task 4's format. The line for epoch 0 is the untrained network, as in task 4.
 
 ``train_cli``, ``evaluate_cli`` and ``predict_cli`` implement
 ``convnet train --backend numpy``, ``convnet evaluate`` and ``convnet predict``.
-A checkpoint (``checkpoint.npz``) holds the weights (keys ``weight_0`` to
-``weight_9``, so ``LeNet5.load`` reads it), Adam's state, the epoch, the
+A checkpoint (``checkpoint.npz``) holds the weights (keys ``conv1_kernel``,
+``conv1_bias``, ... as in every LeNet-5 weights file of the project, so
+``LeNet5.load`` reads it), Adam's state, the epoch, the
 settings of the run and its history; it is rewritten atomically after every
 epoch.
 

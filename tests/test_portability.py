@@ -46,6 +46,17 @@ def trained(mnist):
     return model, model.predict_proba(X_valid)
 
 
+def test_weight_files_share_their_keys(tmp_path):
+    """A weights.npz of the TensorFlow trainings loads as a NumPy checkpoint."""
+    from convnet.model import WEIGHT_NAMES
+    assert tuple(tf_training.EXCHANGE_NAMES) == WEIGHT_NAMES
+    weights = LeNet5(seed=3).get_weights()
+    path = tmp_path / "weights.npz"
+    np.savez(path, **dict(zip(tf_training.EXCHANGE_NAMES, weights)))
+    loaded = LeNet5.load(path).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, weights))
+
+
 def max_difference(a, b):
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 

@@ -6,7 +6,7 @@ import pytest
 
 from convnet import trainer
 from convnet.cli import main
-from convnet.model import LeNet5, read_npz
+from convnet.model import WEIGHT_NAMES, LeNet5, read_npz
 from convnet.optim import Adam
 
 
@@ -159,7 +159,7 @@ def checkpoint_state(path):
     """Weights and Adam state of a checkpoint, as a dict of arrays."""
     arrays = read_npz(path)
     return {key: value for key, value in arrays.items()
-            if key.startswith(("weight_", "adam_")) or key == "epoch"}
+            if key in WEIGHT_NAMES or key.startswith("adam_") or key == "epoch"}
 
 
 def assert_same_state(path_a, path_b):
