@@ -17,7 +17,6 @@ from convnet.model import LeNet5
 from convnet.optim import Adam
 from convnet.trainer import train_epoch
 
-pytestmark = pytest.mark.slow
 TOLERANCE = 1e-4
 
 

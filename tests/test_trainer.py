@@ -113,7 +113,6 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert not np.array_equal(first, trainer.epoch_order(4, 2, 100))
 
 
-@pytest.mark.slow
 def test_three_hundred_steps_reach_ninety_percent(mnist):
     X_train, Y_train, X_valid, Y_valid = mnist[:4]
     model = LeNet5(seed=0)
