@@ -136,9 +136,15 @@ class MaxPool2D:
         return ops.pool_forward(x, window, stride=window, mode="max")
 
     def backward(self, dout):
-        """Route ``dout`` of the pooled shape back to each window's maximum."""
+        """Route ``dout`` of the pooled shape back to each window's first maximum.
+
+        ``ties="first"``: a window whose maximum occurs several times (common on
+        MNIST's saturated strokes) passes its gradient to one entry, as TensorFlow
+        does and as the loss's gradient requires.
+        """
         window = (self.size, self.size)
-        return ops.pool_backward(dout, self.x, window, stride=window, mode="max")
+        return ops.pool_backward(dout, self.x, window, stride=window, mode="max",
+                                 ties="first")
 
 
 class ReLU:

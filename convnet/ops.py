@@ -24,6 +24,7 @@ import numpy as np
 
 PADDINGS = ("same", "valid")
 MODES = ("max", "avg")
+TIES = ("all", "first")
 # Elements of temporary buffers per chunk of examples: small enough to stay
 # cache friendly and to bound memory, large enough for efficient products.
 _CHUNK_ELEMENTS = 1 << 20
@@ -120,6 +121,17 @@ def _mode(value):
                         f"{value!r}")
     if value not in MODES:
         raise ValueError("mode must be 'max' or 'avg', received "
+                         f"{value!r}")
+    return value
+
+
+def _ties(value):
+    """Return the tie rule of max-pooling gradients, or raise."""
+    if not isinstance(value, str):
+        raise TypeError("ties must be 'all' or 'first', received "
+                        f"{value!r}")
+    if value not in TIES:
+        raise ValueError("ties must be 'all' or 'first', received "
                          f"{value!r}")
     return value
 
@@ -495,7 +507,8 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
 
 
 # ---------------------------------------------------------------- task 3
-def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max"):
+def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
+                  ties="all"):
     """Backward pass of a pooling layer.
 
     Parameters
@@ -509,10 +522,19 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max"):
     stride : tuple of two int, optional
         ``(sh, sw)``, positive.
     mode : {'max', 'avg'}, optional
-        ``'max'``: every entry equal to its window's maximum receives the
-        window's full gradient (ties all receive it). ``'avg'``: every entry
-        of the window receives ``dA / (kh * kw)``. Overlapping windows
-        accumulate.
+        ``'max'``: the window's gradient goes to its maximum (see
+        ``ties``). ``'avg'``: every entry of the window receives
+        ``dA / (kh * kw)``. Overlapping windows accumulate.
+    ties : {'all', 'first'}, optional, keyword only
+        Where a max window's gradient goes when several entries equal its
+        maximum. ``'all'`` (the curriculum's rule): every tied entry
+        receives the full gradient. ``'first'``: only the first tied entry
+        in row-major order within the window receives it, as TensorFlow's
+        ``max_pool2d`` gradient does; this is the true subgradient (the
+        gradients of the loss add up to the upstream gradient), so a
+        training loop should use it: on images with saturated pixels, such
+        as MNIST's strokes, ties are common and ``'all'`` inflates them.
+        Ignored for ``'avg'``.
 
     Returns
     -------
@@ -522,6 +544,7 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max"):
     """
     A_prev, kernel, stride, mode, out_shape = _pool_geometry(
         A_prev, kernel_shape, stride, mode)
+    ties = _ties(ties)
     dA = _array("dA", dA, 4, "(m, h_new, w_new, c)")
     _check_gradient("dA", dA, out_shape)
     dtype = _pool_dtype(np.result_type(dA, A_prev), mode)
@@ -537,12 +560,17 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max"):
         maxima = _pool(A_prev, kernel, stride, out_hw, "max")
         is_max = np.empty(maxima.shape, bool)
         share = np.empty(maxima.shape, dtype)
+        # Windows whose gradient no earlier tap (row-major) has taken.
+        unclaimed = np.ones(maxima.shape, bool) if ties == "first" else None
     for i in range(kh):
         for j in range(kw):
             target = _tap(dA_prev, i, j, stride, out_hw)
             if mode == "max":
                 np.equal(_tap(A_prev, i, j, stride, out_hw), maxima,
                          out=is_max)
+                if unclaimed is not None:
+                    is_max &= unclaimed
+                    unclaimed ^= is_max  # is_max implies unclaimed
                 np.multiply(dA, is_max, out=share)
             if overlapping:
                 target += share

@@ -97,8 +97,13 @@ def reference_pool_forward(A_prev, kernel_shape, stride=(1, 1), mode="max"):
 
 
 def reference_pool_backward(dA, A_prev, kernel_shape, stride=(1, 1),
-                            mode="max"):
-    """Pooling backward pass with one loop per index (ties all get dA)."""
+                            mode="max", ties="all"):
+    """Pooling backward pass with one loop per index.
+
+    ``ties="all"``: every entry equal to the window's maximum gets dA;
+    ``ties="first"``: only ``np.argmax``'s pick, the first maximum in
+    row-major order within the window.
+    """
     m, h_new, w_new, c = dA.shape
     kh, kw = kernel_shape
     sh, sw = stride
@@ -110,7 +115,12 @@ def reference_pool_backward(dA, A_prev, kernel_shape, stride=(1, 1),
                     rows = slice(y * sh, y * sh + kh)
                     cols = slice(x * sw, x * sw + kw)
                     window = A_prev[n, rows, cols, k]
-                    if mode == "max":
+                    if mode == "max" and ties == "first":
+                        share = np.zeros(window.shape)
+                        first = np.unravel_index(np.argmax(window),
+                                                 window.shape)
+                        share[first] = dA[n, y, x, k]
+                    elif mode == "max":
                         share = (window == window.max()) * dA[n, y, x, k]
                     else:
                         share = np.full(window.shape, dA[n, y, x, k] / (kh * kw))

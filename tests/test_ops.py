@@ -180,8 +180,8 @@ def pool_problems(draw):
 
 
 @settings(max_examples=80, deadline=None)
-@given(pool_problems())
-def test_pool_property_random_shapes(problem):
+@given(pool_problems(), st.sampled_from(["all", "first"]))
+def test_pool_property_random_shapes(problem, ties):
     shape, kernel, stride, mode, values, seed = problem
     rng = np.random.default_rng(seed)
     A = rng.integers(0, values, shape).astype(np.float64)
@@ -189,9 +189,53 @@ def test_pool_property_random_shapes(problem):
     np.testing.assert_allclose(out, reference_pool_forward(A, kernel, stride, mode),
                                rtol=1e-12, atol=1e-12)
     dA = rng.standard_normal(out.shape)
-    np.testing.assert_allclose(pool_backward(dA, A, kernel, stride, mode),
-                               reference_pool_backward(dA, A, kernel, stride, mode),
+    np.testing.assert_allclose(pool_backward(dA, A, kernel, stride, mode, ties=ties),
+                               reference_pool_backward(dA, A, kernel, stride, mode, ties),
                                rtol=1e-12, atol=1e-12)
+
+
+MAX_POOL_CASES = [case for case in POOL_CASES if case[4] == "max"
+                  and case[1][0] <= case[0][1] and case[1][1] <= case[0][2]]
+
+
+@pytest.mark.parametrize("ties", ["all", "first"])
+@pytest.mark.parametrize("values", [2, 3])
+@pytest.mark.parametrize("case", MAX_POOL_CASES, ids=_case_id)
+def test_max_pool_backward_with_many_ties_matches_reference(case, values, ties):
+    """Integer inputs from a tiny range: most windows hold several copies of their maximum."""
+    shape, kernel, stride = case[:3]
+    rng = np.random.default_rng(values)
+    A = rng.integers(0, values, shape).astype(np.float32)
+    dA = rng.standard_normal(pool_forward(A, kernel, stride).shape)
+    np.testing.assert_allclose(pool_backward(dA, A, kernel, stride, ties=ties),
+                               reference_pool_backward(dA, A, kernel, stride, "max", ties),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel, stride", [((2, 2), (2, 2)), ((3, 3), (1, 1)),
+                                            ((2, 3), (1, 2)), ((3, 2), (3, 3))])
+def test_max_pool_ties_first_conserves_the_gradient(kernel, stride):
+    """With ties="first" each window hands on exactly its gradient, however many ties."""
+    A = np.random.default_rng(0).integers(0, 2, (3, 8, 7, 2)).astype(np.float64)
+    dA = np.random.default_rng(1).standard_normal(pool_forward(A, kernel, stride).shape)
+    dA_prev = pool_backward(dA, A, kernel, stride, ties="first")
+    np.testing.assert_allclose(dA_prev.sum(axis=(1, 2)), dA.sum(axis=(1, 2)), rtol=1e-12)
+    assert np.count_nonzero(pool_backward(np.ones_like(dA), A, kernel, stride,
+                                          ties="first")) <= dA.size
+
+
+@pytest.mark.parametrize("ties", ["all", "first"])
+def test_avg_pool_ignores_ties(ties):
+    A = np.ones((2, 6, 6, 2))
+    dA = np.random.default_rng(0).standard_normal((2, 5, 5, 2))
+    np.testing.assert_allclose(pool_backward(dA, A, (2, 2), (1, 1), "avg", ties=ties),
+                               reference_pool_backward(dA, A, (2, 2), (1, 1), "avg"))
+
+
+def test_ties_is_keyword_only():
+    A = np.zeros((1, 4, 4, 1))
+    with pytest.raises(TypeError):
+        pool_backward(np.zeros((1, 2, 2, 1)), A, (2, 2), (2, 2), "max", "first")
 
 
 # ---------------------------------------------------------------- finite differences
@@ -439,6 +483,10 @@ BAD_INPUTS = {
     "pool backward mode": (_pool_back(mode="mean"), ValueError, r"mode must be"),
     "pool backward kernel": (_pool_back(kernel_shape=[2, 2, 2]), ValueError,
                              r"kernel_shape must be two"),
+    "pool backward ties": (lambda: pool_backward(P4, A4, (2, 2), (2, 2), ties="last"),
+                           ValueError, r"ties must be 'all' or 'first', received 'last'"),
+    "pool backward ties type": (lambda: pool_backward(P4, A4, (2, 2), (2, 2), ties=None),
+                                TypeError, r"ties must be 'all' or 'first', received None"),
 }
 
 

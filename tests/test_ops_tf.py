@@ -102,3 +102,29 @@ def test_pool_matches_tensorflow(shape, kernel, stride, mode):
     np.testing.assert_allclose(pool_forward(A, kernel, stride, mode), out_t.numpy(), **TOLERANCE)
     np.testing.assert_allclose(pool_backward(probe, A, kernel, stride, mode),
                                tape.gradient(loss, A_t).numpy(), **TOLERANCE)
+
+
+@pytest.mark.parametrize("kernel, stride", [((2, 2), (2, 2)), ((3, 3), (3, 3)), ((2, 2), (1, 1)),
+                                            ((3, 3), (1, 1)), ((3, 2), (2, 1)), ((2, 3), (3, 1))])
+@pytest.mark.parametrize("values", [2, 4])
+def test_max_pool_ties_first_matches_tensorflow(kernel, stride, values):
+    """With ties, TensorFlow gives each window's gradient to its first maximum (row-major).
+
+    Overlapping windows each choose their own first maximum and their gradients add up
+    (in a different order from TensorFlow's, hence the last-bit tolerance; a gradient sent
+    to the wrong entry would be off by O(1)).
+    """
+    A = np.random.default_rng(values).integers(0, values, (2, 9, 8, 3)).astype(np.float64)
+    A_t = tf.constant(A)
+    with tf.GradientTape() as tape:
+        tape.watch(A_t)
+        out_t = tf.nn.max_pool2d(A_t, ksize=kernel, strides=stride, padding="VALID")
+        probe = np.random.default_rng(1).standard_normal(out_t.shape)
+        loss = tf.reduce_sum(tf.constant(probe) * out_t)
+    expected = tape.gradient(loss, A_t).numpy()
+    ours = pool_backward(probe, A, kernel, stride, "max", ties="first")
+    if stride == kernel:
+        np.testing.assert_array_equal(ours, expected)
+    else:
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-14)
+    assert not np.array_equal(pool_backward(probe, A, kernel, stride, "max"), expected)

@@ -89,13 +89,15 @@ def test_numpy_weights_in_tf_graph_and_back(trained, mnist):
     assert max_difference(returned.predict_proba(X_valid), graph_probs) < TOLERANCE
 
 
-@pytest.mark.xfail(strict=True, reason="convnet.ops.pool_backward gives a window's gradient "
-                   "to every entry tied for its maximum (the curriculum's rule); TensorFlow, "
-                   "and the true subgradient, give it to one (the first): MNIST's saturated "
-                   "strokes make ties in pool1, which changes conv1's gradient by ~5 %")
 @pytest.mark.parametrize("steps", [0, 40])
 def test_gradients_agree_with_tensorflow(steps, mnist):
-    """NumPy's backward pass against TensorFlow's automatic differentiation of Keras' model."""
+    """NumPy's backward pass against TensorFlow's automatic differentiation of Keras' model.
+
+    MNIST's saturated strokes make ties for the maximum in many of pool1's windows.
+    TensorFlow (and the loss's true subgradient) gives such a window's gradient to its
+    first maximum only; the curriculum's rule (every tied entry) would change conv1's
+    gradient by ~5 %. ``MaxPool2D`` therefore calls ``pool_backward(..., ties="first")``.
+    """
     import tensorflow as tf
     X_train, Y_train = mnist[0], mnist[1]
     model = LeNet5(seed=0)
