@@ -141,3 +141,13 @@ def test_he_normal_matches_keras_definition(fan_in):
     # The constant makes the truncated draws keep the He variance 2 / fan_in.
     assert values.std() == pytest.approx(np.sqrt(2 / fan_in), rel=0.01)
     assert abs(values.mean()) < 0.01 * np.sqrt(2 / fan_in)
+
+
+def test_maxpool_gives_a_tied_maximum_gradient_once():
+    # Window 0 ties on 0.9 (first in row-major order at [0, 0]); window 1 has one maximum.
+    x = np.array([[0.9, 0.9, 0.1, 0.5], [0.9, 0.2, 0.3, 0.4]]).reshape(1, 2, 4, 1)
+    layer = MaxPool2D("pool", 2)
+    layer.forward(x)
+    dx = layer.backward(np.array([2.0, 3.0]).reshape(1, 1, 2, 1))
+    expected = np.array([[2.0, 0, 0, 3.0], [0, 0, 0, 0]]).reshape(1, 2, 4, 1)
+    np.testing.assert_array_equal(dx, expected)
