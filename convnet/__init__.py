@@ -5,5 +5,5 @@ The four layer operations of the curriculum (tasks 0-3) are exposed here from
 """
 from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
 
-__all__ = ["conv_forward", "pool_forward", "conv_backward", "pool_backward"]
+__all__ = ["conv_backward", "conv_forward", "pool_backward", "pool_forward"]
 __version__ = "0.1.0"

@@ -4,10 +4,8 @@ Shared helpers (:func:`median_time`, :func:`format_table`,
 :func:`setup_tensorflow`, :func:`machine_info`) serve every benchmark; each
 benchmark is one ``bench_<name>(quick=False)`` function that prints a table
 and returns its rows. ``convnet bench ops`` runs :func:`bench_ops`;
-``convnet bench train`` runs ``bench_train`` once this module defines it.
+``convnet bench train`` runs :func:`bench_train`.
 """
-import contextlib
-import ctypes
 import os
 import platform
 import subprocess
@@ -17,6 +15,7 @@ import tracemalloc
 import numpy as np
 
 from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
+from convnet.threads import blas_threads
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -91,53 +90,6 @@ def machine_info():
     except ImportError:
         pass
     return f"{model}, nproc {nproc}; {versions}"
-
-
-def _openblas_thread_setters():
-    """Return (get, set) ctypes functions of the OpenBLAS NumPy loaded, or None."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-    except OSError:
-        return None
-    for path in sorted(paths):
-        library = ctypes.CDLL(path)
-        for get_name, set_name in (("scipy_openblas_get_num_threads64_",
-                                    "scipy_openblas_set_num_threads64_"),
-                                   ("openblas_get_num_threads", "openblas_set_num_threads")):
-            if hasattr(library, get_name) and hasattr(library, set_name):
-                return getattr(library, get_name), getattr(library, set_name)
-    return None
-
-
-@contextlib.contextmanager
-def blas_threads(count):
-    """Context manager: NumPy's BLAS uses `count` threads inside the block.
-
-    Uses threadpoolctl when installed, else OpenBLAS's own setter through
-    ctypes; yields False (and changes nothing) when neither is available.
-    Small matrix products, like those of LeNet-5's layers, run faster on one
-    thread than on several threads competing for busy cores.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    if threadpool_limits is not None:
-        with threadpool_limits(limits=count, user_api="blas"):
-            yield True
-        return
-    setters = _openblas_thread_setters()
-    if setters is None:
-        yield False
-        return
-    get_threads, set_threads = setters
-    previous = get_threads()
-    set_threads(count)
-    try:
-        yield True
-    finally:
-        set_threads(previous)
 
 
 def _ratio_row(name, ours, ours_one_thread, theirs, target):
@@ -328,10 +280,6 @@ def bench_cli(args):
     if args.which == "ops":
         bench_ops(quick=args.quick)
     elif args.which == "train":
-        bench_train = globals().get("bench_train")
-        if bench_train is None:
-            raise ValueError("the training benchmark is not available: "
-                             "convnet.bench defines no bench_train()")
         bench_train(quick=args.quick)
     else:
         raise ValueError(f"which must be 'ops' or 'train', received {args.which!r}")

@@ -81,6 +81,5 @@ def save_npz(path, compressed=False, **arrays):
         if np.asarray(value).dtype == object:
             raise TypeError(f"array {key!r} has dtype object, which would need pickle")
     saver = np.savez_compressed if compressed else np.savez
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            saver(handle, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        saver(handle, **arrays)

@@ -19,7 +19,7 @@ settings of the run and its history; it is rewritten atomically after every
 epoch.
 
 Training and evaluation run with NumPy's BLAS limited to one thread
-(``convnet.bench.blas_threads``): a LeNet-5 step's matrix products are small
+(``convnet.threads.blas_threads``): a LeNet-5 step's matrix products are small
 (a few thousand rows at most), so waking a second thread for each costs more
 than it saves, and on a busy machine spinning BLAS threads make a step several
 times slower.
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet import storage
-from convnet.bench import blas_threads
+from convnet import data, storage
 from convnet.model import LeNet5, read_npz, shared_zeros
 from convnet.optim import Adam
+from convnet.threads import blas_threads
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 EPOCH_LINE = ("After {epoch} epochs: cost {c}, accuracy {a}, "
@@ -399,24 +399,19 @@ def _resume(path, model, optimizer, settings):
 
 
 # ---------------------------------------------------------------- command line
-def _load_data(dataset, path, limit=None):
-    """Return the six arrays of ``dataset``, the training split cut to ``limit`` images."""
-    from convnet import data
-    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(dataset, path)
-    if limit is not None:
-        X_train, Y_train = X_train[:limit], Y_train[:limit]
-    return X_train, Y_train, X_valid, Y_valid, X_test, Y_test
+def save_history_plot(history, path, first_epoch):
+    """Draw a history's curves; return the PNG path, or None without matplotlib.
 
-
-def _save_plot(history, path):
-    """Draw the history's curves; return the PNG path, or None without matplotlib."""
+    Shared by every backend of ``convnet train``; matplotlib is an optional
+    dependency, so a missing one skips the figure with a note, not an error.
+    """
     try:
         from convnet.plots import plot_history
     except ImportError as error:
         print(f"history plot skipped: {error}", file=sys.stderr)
         return None
-    # The first entry of every history is the untrained network (epoch 0).
-    return plot_history({key: history[key] for key in HISTORY_KEYS}, path, first_epoch=0)
+    return plot_history({key: history[key] for key in HISTORY_KEYS}, path,
+                        first_epoch=first_epoch)
 
 
 def train_cli(args, progress=True):
@@ -428,8 +423,8 @@ def train_cli(args, progress=True):
     files are. Writes in ``args.out``, after every epoch and atomically:
     ``checkpoint.npz`` and ``history.json``; at the end ``history.png``.
     """
-    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = _load_data(args.dataset, args.data,
-                                                                    args.limit)
+    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
+        args.dataset, args.data, args.limit)
     out = Path(args.out)
     checkpoint = out / CHECKPOINT_NAME
     settings = {"seed": args.seed, "batch_size": args.batch_size, "lr": float(args.lr),
@@ -456,7 +451,8 @@ def train_cli(args, progress=True):
                   history=history, on_epoch_end=save,
                   log=lambda line: print(line, flush=True), progress=progress,
                   processes=getattr(args, "processes", 1))
-    plot = _save_plot(history, out / "history.png")
+    # The first entry of the history is the untrained network (epoch 0).
+    plot = save_history_plot(history, out / "history.png", first_epoch=0)
     valid_accuracy = history["val_accuracy"][-1]
     with blas_threads(1):
         _, test_accuracy = model.evaluate(X_test, Y_test)
@@ -476,7 +472,7 @@ def evaluate_cli(args):
     """
     model = LeNet5.load(args.checkpoint)
     first = {"train": 0, "valid": 2, "test": 4}[args.split]
-    images, labels = _load_data(args.dataset, args.data)[first:first + 2]
+    images, labels = data.load_dataset(args.dataset, args.data)[first:first + 2]
     with blas_threads(1):
         loss, accuracy = model.evaluate(images, labels)
     print(f"{args.checkpoint} on the {args.dataset} {args.split} split ({len(images)} images): "

@@ -2,9 +2,6 @@
 import argparse
 import time
 
-import numpy as np
-import pytest
-
 from convnet import bench
 
 
@@ -27,21 +24,6 @@ def test_format_table_aligns_markdown_columns():
     assert len(lines) == 4
     assert len({len(line) for line in lines}) == 1
     assert lines[1].startswith("|--") and lines[2].startswith("| x ")
-
-
-def test_blas_threads_restores_and_results_unchanged():
-    a = np.random.default_rng(0).standard_normal((64, 64))
-    expected = a @ a
-    with bench.blas_threads(1) as limited:
-        assert isinstance(limited, bool)
-        np.testing.assert_allclose(a @ a, expected, rtol=1e-12)
-    np.testing.assert_allclose(a @ a, expected, rtol=1e-12)
-
-
-def test_bench_cli_train_without_bench_train_is_a_clear_error(monkeypatch):
-    monkeypatch.delattr(bench, "bench_train", raising=False)
-    with pytest.raises(ValueError, match="training benchmark is not available"):
-        bench.bench_cli(argparse.Namespace(which="train", quick=True))
 
 
 def test_bench_cli_dispatches_ops(monkeypatch):

@@ -12,9 +12,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
 from convnet import tf_training
-from convnet.bench import blas_threads
 from convnet.model import LeNet5
 from convnet.optim import Adam
+from convnet.threads import blas_threads
 from convnet.trainer import train_epoch
 
 TOLERANCE = 1e-4
