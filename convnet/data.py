@@ -323,7 +323,7 @@ def link_into(path, target_dir):
 
 
 # ---------------------------------------------------------------- loading
-def load_dataset(name="mnist", path=None):
+def load_dataset(name="mnist", path=None, limit=None):
     """Load a dataset by name: ``"mnist"`` or ``"fashion-mnist"``.
 
     Parameters
@@ -333,17 +333,28 @@ def load_dataset(name="mnist", path=None):
         :func:`load_fashion_mnist`).
     path : str or Path, optional
         Read the data from here instead of the default location.
+    limit : int, optional
+        Keep only the first ``limit`` training images (validation and test
+        splits stay whole).
 
     Returns
     -------
     tuple of ndarray
         ``(X_train, Y_train, X_valid, Y_valid, X_test, Y_test)`` as in :func:`load_mnist`.
     """
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                              or limit < 1):
+        raise ValueError(f"limit must be a positive integer, received {limit!r}")
     if name == "mnist":
-        return load_mnist(path)
-    if name == "fashion-mnist":
-        return load_fashion_mnist(path)
-    raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, received {name!r}")
+        arrays = load_mnist(path)
+    elif name == "fashion-mnist":
+        arrays = load_fashion_mnist(path)
+    else:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, received {name!r}")
+    if limit is None:
+        return arrays
+    X_train, Y_train, *rest = arrays
+    return (X_train[:limit], Y_train[:limit], *rest)
 
 
 def load_mnist(path=None):

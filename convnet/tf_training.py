@@ -57,15 +57,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 
-from convnet import storage
+from convnet import data, storage
+from convnet.model import WEIGHT_NAMES
+from convnet.trainer import save_history_plot
 
 tf1 = tf.compat.v1
 
-EXCHANGE_NAMES = (
-    "conv1_kernel", "conv1_bias", "conv2_kernel", "conv2_bias",
-    "dense1_kernel", "dense1_bias", "dense2_kernel", "dense2_bias",
-    "dense3_kernel", "dense3_bias",
-)
+# The keys of every LeNet-5 weights file, in exchange order (see convnet.model).
+EXCHANGE_NAMES = WEIGHT_NAMES
 EXCHANGE_SHAPES = (
     (5, 5, 1, 6), (6,), (5, 5, 6, 16), (16,),
     (400, 120), (120,), (120, 84), (84,), (84, 10), (10,),
@@ -539,27 +538,6 @@ def train_keras(data, epochs=5, batch_size=32, learning_rate=1e-3, seed=0,
     return history, model
 
 
-def _load_data(args):
-    """Load the dataset named by ``args`` as six arrays (train, valid, test)."""
-    from convnet import data
-    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(args.dataset,
-                                                                           args.data)
-    if args.limit is not None:
-        X_train, Y_train = X_train[:args.limit], Y_train[:args.limit]
-    return X_train, Y_train, X_valid, Y_valid, X_test, Y_test
-
-
-def _save_history_plot(history, path):
-    """Draw the training curves with convnet.plots; return the path or None."""
-    try:
-        from convnet.plots import plot_history
-    except ImportError as error:
-        print(f"history plot skipped: {error}", file=sys.stderr)
-        return None
-    curves = {key: history[key] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
-    return plot_history(curves, path)
-
-
 def train_cli(args):
     """Run ``convnet train --backend tf1|keras``.
 
@@ -572,7 +550,8 @@ def train_cli(args):
     """
     if args.backend not in ("tf1", "keras"):
         raise ValueError(f"backend must be 'tf1' or 'keras', received {args.backend!r}")
-    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = _load_data(args)
+    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
+        args.dataset, args.data, args.limit)
     out = Path(args.out)
     print(f"training LeNet-5 ({args.backend}) on {len(X_train)} {args.dataset} images, "
           f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}",
@@ -613,7 +592,9 @@ def train_cli(args):
     storage.save_npz(out / "weights.npz", **dict(zip(EXCHANGE_NAMES, weights)))
     written = [out / "history.json", out / "run.json", out / "weights.npz"]
     if args.epochs > 0:
-        plot = _save_history_plot(history, out / "history.png")
+        # tf1's history has one more entry than epochs trained: the untrained network.
+        untrained = len(history["loss"]) - len(history["epoch_seconds"])
+        plot = save_history_plot(history, out / "history.png", first_epoch=1 - untrained)
         if plot is not None:
             written.append(Path(plot))
     print("wrote " + ", ".join(str(path) for path in written))

@@ -419,6 +419,24 @@ def test_load_curriculum_file_and_folder(tmp_path):
             assert labels.dtype == np.int64
 
 
+def test_load_dataset_limit_cuts_only_the_training_split(tmp_path):
+    splits = make_splits()
+    path = write_curriculum_npz(tmp_path / "MNIST.npz", splits)
+    whole = data.load_dataset("mnist", path)
+    cut = data.load_dataset("mnist", path, limit=7)
+    np.testing.assert_array_equal(cut[0], whole[0][:7])
+    np.testing.assert_array_equal(cut[1], whole[1][:7])
+    for kept, full in zip(cut[2:], whole[2:]):
+        np.testing.assert_array_equal(kept, full)
+
+
+@pytest.mark.parametrize("limit", [0, -3, 2.5, True])
+def test_load_dataset_rejects_a_bad_limit(tmp_path, limit):
+    path = write_curriculum_npz(tmp_path / "MNIST.npz", make_splits())
+    with pytest.raises(ValueError, match="limit must be a positive integer"):
+        data.load_dataset("mnist", path, limit=limit)
+
+
 # ---------------------------------------------------------------- IDX files
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 @pytest.mark.parametrize("shape", [(7,), (4, 28, 28), (3, 5, 6)])

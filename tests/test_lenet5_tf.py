@@ -279,8 +279,17 @@ def test_short_training_learns(mnist, backend):
 
 
 @pytest.mark.parametrize("backend", ["tf1", "keras"])
-def test_train_command_writes_history_and_weights(tmp_path, capsys, backend, mnist):
-    from convnet import cli
+def test_train_command_writes_history_and_weights(tmp_path, capsys, monkeypatch, backend,
+                                                 mnist):
+    from convnet import cli, trainer
+    plotted = []
+    real_plot = trainer.save_history_plot
+
+    def spy(history, path, first_epoch):
+        plotted.append(first_epoch)
+        return real_plot(history, path, first_epoch)
+
+    monkeypatch.setattr(tf_training, "save_history_plot", spy)
     out = tmp_path / backend
     status = cli.main(["train", "--backend", backend, "--epochs", "1", "--limit", "256",
                        "--out", str(out)])
@@ -295,6 +304,9 @@ def test_train_command_writes_history_and_weights(tmp_path, capsys, backend, mni
         assert [stored[name].shape for name in tf_training.EXCHANGE_NAMES] == \
             SPEC_WEIGHT_SHAPES
     assert (out / "history.png").stat().st_size > 0
+    # tf1's history starts with the untrained network, epoch 0; Keras's with epoch 1.
+    assert plotted == [0 if backend == "tf1" else 1]
+    assert len(history["loss"]) == (2 if backend == "tf1" else 1)
 
 
 # ---------------------------------------------------------------- task files
