@@ -16,8 +16,10 @@ only inner loops run over the kernel taps. A convolution gathers its
 windows into a matrix (in NHWC one kernel row of a window is a contiguous
 run of kw * c numbers, so this is a strided view and one copy) and does
 one matrix product, the bias riding along as a column of ones. The
-backward pass multiplies by the same matrix for dW and db, and adds the
-window gradients back tap by tap (or row-run by row-run) for dA_prev. Large
+backward pass multiplies by the same matrix for dW and db. For dA_prev it
+either adds the window gradients back tap by tap (or row-run by row-run),
+or, for narrow inputs with several channels, multiplies each row of dZ by
+the kernel spread over a whole input row and adds kh full rows. Large
 batches go through in chunks of examples so temporary buffers stay small.
 """
 import numpy as np
@@ -28,6 +30,12 @@ TIES = ("all", "first")
 # Elements of temporary buffers per chunk of examples: small enough to stay
 # cache friendly and to bound memory, large enough for efficient products.
 _CHUNK_ELEMENTS = 1 << 20
+# conv_backward forms dA_prev with one product per row of dZ (see
+# _row_kernel) when the padded input is at most this many kernels wide:
+# that product does (w_pad / kw) times the arithmetic of the window form
+# but saves its many short additions. On LeNet-5's second convolution
+# (w_pad / kw = 2.8) it is 1.5x faster.
+_ROW_FORM_MAX_WIDTH = 3
 
 
 def padding_amounts(size, kernel, stride, padding):
@@ -320,6 +328,54 @@ def _add_windows(dA, dZ_matrix, kernel_matrix, kernel, stride, out_hw):
             target += dwindows[:, :, first::group, i]
 
 
+def _row_kernel(W, w_new, w_pad, sw):
+    """Spread W into the matrix mapping a row of dZ to input-gradient rows.
+
+    Parameters
+    ----------
+    W : ndarray of shape (kh, kw, c_prev, c_new)
+    w_new, w_pad : int
+        Width of the output and of the padded input.
+    sw : int
+        Horizontal stride.
+
+    Returns
+    -------
+    ndarray of shape (w_new * c_new, kh * w_pad * c_prev)
+        Entry ``[(x, k), (i, x2, channel)]`` is ``W[i, x2 - x * sw,
+        channel, k]`` where ``0 <= x2 - x * sw < kw`` and 0 elsewhere: a
+        row ``y`` of dZ times this matrix gives, for every kernel row i,
+        the gradient reaching padded input row ``y * sh + i``.
+    """
+    kh, kw, c_prev, c_new = W.shape
+    spread = np.zeros((w_new, c_new, kh, w_pad, c_prev), W.dtype)
+    by_output_channel = W.transpose(3, 0, 1, 2)
+    for x in range(w_new):
+        spread[x, :, :, x * sw:x * sw + kw] = by_output_channel
+    return spread.reshape(w_new * c_new, -1)
+
+
+def _add_rows(dA, dZ_rows, row_kernel, kh, sh):
+    """Add the input gradient of dZ onto dA, one kernel row at a time.
+
+    Parameters
+    ----------
+    dA : ndarray of shape (m, h_pad, w_pad, c_prev), updated
+    dZ_rows : ndarray of shape (m, h_new, w_new * c_new)
+    row_kernel : ndarray of shape (w_new * c_new, kh * w_pad * c_prev)
+        From :func:`_row_kernel`.
+
+    Each addition moves whole rows of ``w_pad * c_prev`` contiguous
+    numbers: kh additions in all, against kh * kw short ones for
+    :func:`_add_windows`.
+    """
+    m, h_new = dZ_rows.shape[:2]
+    by_row = (dZ_rows.reshape(m * h_new, -1) @ row_kernel).reshape(
+        m, h_new, kh, *dA.shape[2:])
+    for i in range(kh):
+        dA[:, i:i + sh * (h_new - 1) + 1:sh] += by_row[:, :, i]
+
+
 def _pool(A, kernel, stride, out_hw, mode):
     """Pool A (no checks).
 
@@ -493,14 +549,23 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
     dWb = np.zeros((kernel_matrix.shape[0] + 1, c_new), dtype)
     dA_prev = np.empty(A_prev.shape, dtype) if need_dA_prev else None
     per_example = out_hw[0] * out_hw[1] * kh * kw * c_prev * 2
+    w_pad = w_prev + sum(pads[1])
+    row_kernel = None
+    if need_dA_prev and c_prev > 1 and w_pad <= _ROW_FORM_MAX_WIDTH * kw:
+        row_kernel = _row_kernel(W.astype(dtype, copy=False), out_hw[1],
+                                 w_pad, stride[1])
     for rows in _chunks(m, per_example):
         A = _pad(A_prev[rows], pads, dtype)
         dZ_matrix = dZ[rows].reshape(-1, c_new).astype(dtype, copy=False)
         dWb += _window_matrix(A, (kh, kw), stride, out_hw).T @ dZ_matrix
         if need_dA_prev:
             dA = np.zeros(A.shape, dtype)
-            _add_windows(dA, dZ_matrix, kernel_matrix, (kh, kw), stride,
-                         out_hw)
+            if row_kernel is not None:
+                _add_rows(dA, dZ_matrix.reshape(len(A), out_hw[0], -1),
+                          row_kernel, kh, stride[0])
+            else:
+                _add_windows(dA, dZ_matrix, kernel_matrix, (kh, kw), stride,
+                             out_hw)
             dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
     return (dA_prev, dWb[:-1].reshape(W.shape),
             dWb[-1:].reshape(1, 1, 1, c_new))

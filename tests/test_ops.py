@@ -137,6 +137,35 @@ def test_conv_in_chunks_matches_reference(case, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("form, max_width", [("windows", 0), ("rows", 10**6)])
+@pytest.mark.parametrize("case", CONV_CASES[::2], ids=_case_id)
+def test_conv_backward_both_input_gradient_forms_match_reference(case, form, max_width,
+                                                                  monkeypatch):
+    """dA_prev is formed window by window or row by row depending on the width: force each."""
+    monkeypatch.setattr(ops, "_ROW_FORM_MAX_WIDTH", max_width)
+    shape, kernel, stride, padding, c_new = case
+    shape = (*shape[:3], max(shape[3], 2))  # one input channel always uses the tap form
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    dZ = np.random.default_rng(1).standard_normal(
+        conv_forward(A, W, b, identity, padding, stride).shape)
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride),
+                         reference_conv_backward(dZ, A, W, b, padding, stride)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_backward_row_form_in_chunks_float32(monkeypatch):
+    """LeNet-5's second convolution (row form), one example per chunk, float32."""
+    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 1)
+    A, W, b = _conv_inputs((3, 14, 14, 6), (5, 5), 16, dtype=np.float32)
+    dZ = np.random.default_rng(1).standard_normal((3, 10, 10, 16)).astype(np.float32)
+    dA_prev, dW, db = conv_backward(dZ, A, W, b, "valid")
+    assert dA_prev.dtype == np.float32
+    expected = reference_conv_backward(dZ.astype(np.float64), A.astype(np.float64),
+                                       W.astype(np.float64), b.astype(np.float64), "valid")
+    for got, want in zip((dA_prev, dW, db), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @st.composite
 def conv_problems(draw):
     m, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 8)), draw(st.integers(1, 8))
