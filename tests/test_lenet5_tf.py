@@ -44,16 +44,6 @@ SPEC_PARAMETERS = 61_706
 TRUNCATED_STD = 0.87962566103423978
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    """The curriculum's MNIST arrays (train, valid, test)."""
-    from convnet import data
-    try:
-        return data.load_mnist()
-    except FileNotFoundError as error:
-        pytest.skip(f"MNIST is not cached ({error}); run `convnet data`")
-
-
 def build_tf1_graph(seed=0):
     """Build task 4 on placeholders with a None batch axis in a fresh graph."""
     graph = tf.Graph()

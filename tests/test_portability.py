@@ -28,15 +28,6 @@ def one_blas_thread():
 
 
 @pytest.fixture(scope="module")
-def mnist():
-    from convnet import data
-    try:
-        return data.load_mnist()
-    except FileNotFoundError as error:
-        pytest.skip(f"MNIST not cached: {error}")
-
-
-@pytest.fixture(scope="module")
 def trained(mnist):
     """A NumPy LeNet-5 after 40 Adam steps (batch 32), and its validation probabilities."""
     X_train, Y_train, X_valid = mnist[0], mnist[1], mnist[2]

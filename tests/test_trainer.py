@@ -11,16 +11,6 @@ from convnet.optim import Adam
 
 
 @pytest.fixture(scope="module")
-def mnist():
-    """The six MNIST arrays, or a skip when the cached file is absent."""
-    from convnet import data
-    try:
-        return data.load_mnist()
-    except FileNotFoundError as error:
-        pytest.skip(f"MNIST not cached: {error}")
-
-
-@pytest.fixture(scope="module")
 def small_mnist(mnist, tmp_path_factory):
     """A small MNIST.npz (320 training, 200 validation, 200 test images)."""
     X_train, Y_train, X_valid, Y_valid, X_test, Y_test = mnist
