@@ -34,7 +34,7 @@ SPEC_LAYERS = [
     ("pool", (5, 5, 16)), ("flatten", (400,)), ("dense", (120,)), ("dense", (84,)),
     ("dense", (10,)),
 ]
-# The exchange format of the project's common brief, written out independently.
+# LeNet-5's weight shapes in Keras order, written out independently of the code.
 SPEC_WEIGHT_SHAPES = [
     (5, 5, 1, 6), (6,), (5, 5, 6, 16), (16,), (400, 120), (120,), (120, 84), (84,),
     (84, 10), (10,),
