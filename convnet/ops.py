@@ -413,6 +413,42 @@ def _pool(A, kernel, stride, out_hw, mode):
     return out
 
 
+def _max_pool_backward_tiled(dA, A_prev, kernel, out_hw, dtype):
+    """Max-pooling gradient, every tie rewarded, when windows tile the input.
+
+    Parameters
+    ----------
+    dA : ndarray of shape (m, h_new, w_new, c)
+    A_prev : ndarray of shape (m, h_prev, w_prev, c)
+    kernel : pair of int
+        ``(kh, kw)``, also the stride.
+    out_hw : pair of int
+        ``(h_new, w_new)``.
+    dtype : numpy dtype
+        Of the returned gradient.
+
+    Returns
+    -------
+    ndarray of shape (m, h_prev, w_prev, c)
+        Rows and columns that no window covers are zero.
+
+    Each window's maximum and gradient are repeated over its kw columns, so
+    that a whole row of windows is compared and multiplied as long
+    contiguous runs, kh times, instead of kh * kw short strided passes.
+    """
+    (kh, kw), (h_new, w_new) = kernel, out_hw
+    height, width = h_new * kh, w_new * kw
+    wide_max = np.repeat(_pool(A_prev, kernel, kernel, out_hw, "max"), kw,
+                         axis=2)
+    wide_grad = np.repeat(dA.astype(dtype, copy=False), kw, axis=2)
+    dA_prev = np.zeros(A_prev.shape, dtype)
+    is_max = np.empty(wide_max.shape, bool)
+    for i in range(kh):
+        np.equal(A_prev[:, i:height:kh, :width], wide_max, out=is_max)
+        np.multiply(is_max, wide_grad, out=dA_prev[:, i:height:kh, :width])
+    return dA_prev
+
+
 def _pool_dtype(dtype, mode):
     """Return the output dtype of pooling: averages of integers are floats."""
     if mode == "avg" and not np.issubdtype(dtype, np.inexact):
@@ -615,6 +651,8 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
     dtype = _pool_dtype(np.result_type(dA, A_prev), mode)
     kh, kw = kernel
     out_hw = out_shape[1:3]
+    if mode == "max" and ties == "all" and stride == kernel:
+        return _max_pool_backward_tiled(dA, A_prev, kernel, out_hw, dtype)
     dA_prev = np.zeros(A_prev.shape, dtype)
     # Windows that cannot overlap are written directly; otherwise the
     # contributions of overlapping windows are added up tap by tap.
@@ -636,6 +674,9 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
                 if unclaimed is not None:
                     is_max &= unclaimed
                     unclaimed ^= is_max  # is_max implies unclaimed
+                if not overlapping:
+                    np.multiply(dA, is_max, out=target)
+                    continue
                 np.multiply(dA, is_max, out=share)
             if overlapping:
                 target += share

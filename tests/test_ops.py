@@ -241,6 +241,22 @@ def test_max_pool_backward_with_many_ties_matches_reference(case, values, ties):
                                rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("ties", ["all", "first"])
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 3), (2, 3), (4, 1)])
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (3, 7, 9, 2), (1, 28, 28, 1)])
+@pytest.mark.parametrize("dtypes", [(np.float32, np.float32), (np.float32, np.float64),
+                                    (np.int64, np.float32)])
+def test_max_pool_backward_tiling_windows(shape, kernel, ties, dtypes):
+    """stride == kernel (LeNet-5's pooling; uncovered border rows/columns get zero)."""
+    rng = np.random.default_rng(sum(shape))
+    A = rng.integers(0, 3, shape).astype(dtypes[0])
+    dA = rng.standard_normal(pool_forward(A, kernel, kernel).shape).astype(dtypes[1])
+    got = pool_backward(dA, A, kernel, kernel, ties=ties)
+    assert got.dtype == np.result_type(dA, A)
+    np.testing.assert_allclose(got, reference_pool_backward(dA, A, kernel, kernel, "max", ties),
+                               rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("kernel, stride", [((2, 2), (2, 2)), ((3, 3), (1, 1)),
                                             ((2, 3), (1, 2)), ((3, 2), (3, 3))])
 def test_max_pool_ties_first_conserves_the_gradient(kernel, stride):
