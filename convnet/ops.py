@@ -122,25 +122,14 @@ def _padding(value):
     return _int_pair("padding", value, 0)
 
 
-def _mode(value):
-    """Return the pooling mode, or raise."""
+def _choice(name, value, choices):
+    """Return value if it is one of the strings in choices, or raise."""
+    message = (f"{name} must be {' or '.join(map(repr, choices))}, "
+               f"received {value!r}")
     if not isinstance(value, str):
-        raise TypeError("mode must be 'max' or 'avg', received "
-                        f"{value!r}")
-    if value not in MODES:
-        raise ValueError("mode must be 'max' or 'avg', received "
-                         f"{value!r}")
-    return value
-
-
-def _ties(value):
-    """Return the tie rule of max-pooling gradients, or raise."""
-    if not isinstance(value, str):
-        raise TypeError("ties must be 'all' or 'first', received "
-                        f"{value!r}")
-    if value not in TIES:
-        raise ValueError("ties must be 'all' or 'first', received "
-                         f"{value!r}")
+        raise TypeError(message)
+    if value not in choices:
+        raise ValueError(message)
     return value
 
 
@@ -199,7 +188,7 @@ def _pool_geometry(A_prev, kernel_shape, stride, mode):
     A_prev = _array("A_prev", A_prev, 4, "(m, h_prev, w_prev, c)")
     kernel = _int_pair("kernel_shape", kernel_shape, 1)
     strides = _int_pair("stride", stride, 1)
-    mode = _mode(mode)
+    mode = _choice("mode", mode, MODES)
     m, h_prev, w_prev, c = A_prev.shape
     if kernel[0] > h_prev or kernel[1] > w_prev:
         raise ValueError(f"kernel_shape {kernel} is larger than the input "
@@ -645,7 +634,7 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
     """
     A_prev, kernel, stride, mode, out_shape = _pool_geometry(
         A_prev, kernel_shape, stride, mode)
-    ties = _ties(ties)
+    ties = _choice("ties", ties, TIES)
     dA = _array("dA", dA, 4, "(m, h_new, w_new, c)")
     _check_gradient("dA", dA, out_shape)
     dtype = _pool_dtype(np.result_type(dA, A_prev), mode)
