@@ -126,3 +126,20 @@ def reference_pool_backward(dA, A_prev, kernel_shape, stride=(1, 1),
                         share = np.full(window.shape, dA[n, y, x, k] / (kh * kw))
                     dA_prev[n, rows, cols, k] += share
     return dA_prev
+
+
+def numerical_gradient(loss, x, eps=1e-6):
+    """Centred finite differences of loss() with respect to every entry of x.
+
+    x is perturbed in place, one entry at a time, and restored.
+    """
+    gradient = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + eps
+        up = loss()
+        x[index] = saved - eps
+        down = loss()
+        x[index] = saved
+        gradient[index] = (up - down) / (2 * eps)
+    return gradient

@@ -1,6 +1,7 @@
 """Layer-level checks of convnet.layers against float64 centred finite differences."""
 import numpy as np
 import pytest
+from reference_ops import numerical_gradient
 
 from convnet.layers import (
     TRUNCATED_NORMAL_STD,
@@ -24,21 +25,6 @@ def assert_gradient(analytic, numeric):
     np.testing.assert_allclose(analytic, numeric, rtol=RTOL, atol=ATOL)
 
 
-def numerical_gradient(f, x, step=STEP):
-    """Centred differences of the scalar function f() with respect to every entry of x."""
-    grad = np.zeros_like(x)
-    flat, flat_grad = x.reshape(-1), grad.reshape(-1)
-    for index in range(flat.size):
-        saved = flat[index]
-        flat[index] = saved + step
-        plus = f()
-        flat[index] = saved - step
-        minus = f()
-        flat[index] = saved
-        flat_grad[index] = (plus - minus) / (2 * step)
-    return grad
-
-
 def check_layer(layer, x, rng):
     """Compare a layer's backward with finite differences of sum(forward(x) * G)."""
     G = rng.standard_normal(layer.forward(x).shape)
@@ -49,13 +35,13 @@ def check_layer(layer, x, rng):
     layer.forward(x)
     dx = layer.backward(G)
     if dx is not None:
-        assert_gradient(dx, numerical_gradient(loss, x))
+        assert_gradient(dx, numerical_gradient(loss, x, eps=STEP))
     for key, param in layer.params.items():
         layer.forward(x)
         layer.backward(G)
         analytic = layer.grads[key].copy()
         assert analytic.shape == param.shape
-        assert_gradient(analytic, numerical_gradient(loss, param))
+        assert_gradient(analytic, numerical_gradient(loss, param, eps=STEP))
 
 
 @pytest.mark.parametrize("m, units_in, units_out", [(1, 3, 2), (4, 7, 5)])
@@ -117,7 +103,7 @@ def test_softmax_cross_entropy_gradient(m, classes):
     layer = SoftmaxCrossEntropy()
     layer.forward(logits, labels)
     analytic = layer.backward()
-    numeric = numerical_gradient(lambda: layer.forward(logits, labels), logits)
+    numeric = numerical_gradient(lambda: layer.forward(logits, labels), logits, eps=STEP)
     assert_gradient(analytic, numeric)
 
 

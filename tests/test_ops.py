@@ -16,6 +16,7 @@ from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_ops import (
+    numerical_gradient,
     reference_conv_backward,
     reference_conv_forward,
     reference_pool_backward,
@@ -284,20 +285,6 @@ def test_ties_is_keyword_only():
 
 
 # ---------------------------------------------------------------- finite differences
-def _numerical_gradient(loss, x, eps=1e-6):
-    """Centred finite differences of loss() with respect to every entry of x (in place)."""
-    gradient = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        saved = x[index]
-        x[index] = saved + eps
-        up = loss()
-        x[index] = saved - eps
-        down = loss()
-        x[index] = saved
-        gradient[index] = (up - down) / (2 * eps)
-    return gradient
-
-
 @pytest.mark.parametrize("padding", ["same", "valid"])
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_conv_backward_finite_differences(padding, stride):
@@ -311,7 +298,7 @@ def test_conv_backward_finite_differences(padding, stride):
 
     dA_prev, dW, db = conv_backward(probe, A, W, b, padding, strides)
     for analytic, variable in ((dA_prev, A), (dW, W), (db, b)):
-        np.testing.assert_allclose(analytic, _numerical_gradient(loss, variable),
+        np.testing.assert_allclose(analytic, numerical_gradient(loss, variable),
                                    rtol=1e-6, atol=1e-8)
 
 
@@ -329,7 +316,7 @@ def test_pool_backward_finite_differences(mode, kernel, stride):
         return np.sum(probe * pool_forward(A, kernel, stride, mode))
 
     np.testing.assert_allclose(pool_backward(probe, A, kernel, stride, mode),
-                               _numerical_gradient(loss, A), rtol=1e-6, atol=1e-8)
+                               numerical_gradient(loss, A), rtol=1e-6, atol=1e-8)
 
 
 # ---------------------------------------------------------------- max-pool ties
