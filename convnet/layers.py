@@ -92,6 +92,7 @@ class Conv2D:
                        "b": np.zeros(channels_out, dtype=dtype)}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
         self.x = None
+        self.workspace = {}
 
     def _bias4(self):
         return self.params["b"].reshape(1, 1, 1, -1)
@@ -100,13 +101,15 @@ class Conv2D:
         """Convolve ``x`` of shape (m, h, w, channels_in); returns (m, h', w', channels_out)."""
         self.x = x
         return ops.conv_forward(x, self.params["W"], self._bias4(), _identity,
-                                padding=self.padding, stride=(1, 1))
+                                padding=self.padding, stride=(1, 1),
+                                workspace=self.workspace)
 
     def backward(self, dout):
         """Take dL/dz of shape (m, h', w', channels_out); return dL/dx (or None), set grads."""
         dx, dW, db = ops.conv_backward(dout, self.x, self.params["W"], self._bias4(),
                                        padding=self.padding, stride=(1, 1),
-                                       need_dA_prev=self.input_grad)
+                                       need_dA_prev=self.input_grad,
+                                       workspace=self.workspace)
         self.grads["W"] = dW
         self.grads["b"] = db.reshape(-1)
         return dx
@@ -128,12 +131,14 @@ class MaxPool2D:
         self.size = size
         self.params, self.grads = {}, {}
         self.x = None
+        self.workspace = {}
 
     def forward(self, x):
         """Pool ``x`` of shape (m, h, w, c); returns (m, h // size, w // size, c)."""
         self.x = x
         window = (self.size, self.size)
-        return ops.pool_forward(x, window, stride=window, mode="max")
+        return ops.pool_forward(x, window, stride=window, mode="max",
+                                workspace=self.workspace)
 
     def backward(self, dout):
         """Route ``dout`` of the pooled shape back to each window's first maximum.
@@ -144,7 +149,7 @@ class MaxPool2D:
         """
         window = (self.size, self.size)
         return ops.pool_backward(dout, self.x, window, stride=window, mode="max",
-                                 ties="first")
+                                 ties="first", workspace=self.workspace)
 
 
 class ReLU:

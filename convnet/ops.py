@@ -15,8 +15,12 @@ Speed: nothing loops over examples or output positions in Python; the
 only inner loops run over the kernel taps. A convolution gathers its
 windows into a matrix (in NHWC one kernel row of a window is a contiguous
 run of kw * c numbers, so this is a strided view and one copy) and does
-one matrix product, the bias riding along as a column of ones. The
-backward pass multiplies by the same matrix for dW and db. For dA_prev it
+one matrix product, the bias riding along as a column of ones. A
+single-channel input, whose window matrix would be too narrow for a fast
+product, is gathered instead in bands of whole kernel rows and multiplied
+by the kernel spread over a band of output columns. The backward pass
+multiplies by the same matrix for dW and db, reused from the forward pass
+when the caller hands both calls one ``workspace`` dict. For dA_prev it
 either adds the window gradients back tap by tap (or row-run by row-run),
 or, for narrow inputs with several channels, multiplies each row of dZ by
 the kernel spread over a whole input row and adds kh full rows. Large
@@ -206,6 +210,47 @@ def _chunks(m, elements_per_example):
         yield slice(start, min(start + size, m))
 
 
+def _scratch(workspace, name, shape, dtype):
+    """Return an uninitialised array, reusing the workspace's one when it fits.
+
+    Without a workspace this is ``np.empty``. With one, the array kept under
+    ``name`` is returned when its shape and dtype match, else a new one is
+    kept there: a training loop's steps then write into the same memory
+    instead of allocating (and page-faulting) megabytes per call.
+    """
+    if workspace is None:
+        return np.empty(shape, dtype)
+    array = workspace.get(name)
+    if array is None or array.shape != tuple(shape) or array.dtype != dtype:
+        array = workspace[name] = np.empty(shape, dtype)
+    return array
+
+
+def _kept(workspace, name, A_prev, key):
+    """Return what the forward pass kept under name for this A_prev, or None.
+
+    The forward pass records ``(A_prev, key, value)``; the value is only
+    valid for the very same input array and the same geometry ``key``.
+    """
+    record = None if workspace is None else workspace.get(name)
+    if record is None or record[0] is not A_prev or record[1] != key:
+        return None
+    return record[2]
+
+
+def _check_workspace(workspace):
+    """Raise unless workspace is None or a dict."""
+    if workspace is not None and not isinstance(workspace, dict):
+        raise TypeError("workspace must be a dict or None, received "
+                        f"{type(workspace).__name__}")
+
+
+def _windows_key(W, pads, stride, dtype):
+    """What an input matrix (windows or bands) depends on besides the input."""
+    kh, kw, c_prev = W.shape[:3]
+    return (kh, kw, c_prev), pads, stride, np.dtype(dtype)
+
+
 def _pad(A, pads, dtype):
     """Return A as a C-contiguous array of dtype, zero-padded around h, w."""
     if not any(pads[0]) and not any(pads[1]):
@@ -242,12 +287,14 @@ def _window_rows(A, kernel, stride, out_hw):
         writeable=False)
 
 
-def _window_matrix(A, kernel, stride, out_hw):
+def _window_matrix(A, kernel, stride, out_hw, workspace=None):
     """Gather every window of A into a matrix (im2col), plus a ones column.
 
     Parameters
     ----------
     A : C-contiguous ndarray of shape (m, h_pad, w_pad, c)
+    workspace : dict or None
+        Where the matrix's buffer is kept and reused (see ``_scratch``).
 
     Returns
     -------
@@ -262,18 +309,138 @@ def _window_matrix(A, kernel, stride, out_hw):
     (kh, kw), m, c = kernel, A.shape[0], A.shape[3]
     taps = kh * kw * c
     if c == 1:
-        by_tap = np.empty((taps + 1, m) + tuple(out_hw), A.dtype)
+        by_tap = _scratch(workspace, "windows", (taps + 1, m) + tuple(out_hw),
+                          A.dtype)
         for i in range(kh):
             for j in range(kw):
                 by_tap[i * kw + j] = _tap(A, i, j, stride, out_hw)[..., 0]
         by_tap[taps] = 1
         return by_tap.reshape(taps + 1, -1).T
     rows = _window_rows(A, kernel, stride, out_hw)
-    matrix = np.empty((rows.shape[0] * rows.shape[1] * rows.shape[2],
-                       taps + 1), A.dtype)
+    count = rows.shape[0] * rows.shape[1] * rows.shape[2]
+    matrix = _scratch(workspace, "windows", (count, taps + 1), A.dtype)
     matrix[:, :taps].reshape(rows.shape)[...] = rows
     matrix[:, taps] = 1
     return matrix
+
+
+def _band_width(W_shape, out_hw):
+    """Output columns per band of the banded form, or 0 to use plain windows.
+
+    The banded form (see :func:`_band_matrix`) serves single-channel
+    inputs, whose window matrix is narrow (kh * kw columns) and gives matrix
+    products too thin to run fast. The band must divide w_new; about four
+    columns balance the gathering against the zeros the product multiplies.
+    """
+    if W_shape[2] != 1:
+        return 0
+    for band in (4, 5, 3, 6, 7, 8):
+        if out_hw[1] % band == 0 and out_hw[1] > band:
+            return band
+    return 0
+
+
+def _band_matrix(A, kernel, stride, out_hw, band, workspace=None):
+    """Gather single-channel input into bands of rows, plus a ones column.
+
+    Parameters
+    ----------
+    A : C-contiguous ndarray of shape (m, h_pad, w_pad, 1)
+    kernel, stride, out_hw : pairs of int
+        ``(kh, kw)``, ``(sh, sw)`` and ``(h_new, w_new)``.
+    band : int
+        Output columns per band; divides w_new.
+    workspace : dict or None
+        Where the matrix's buffer is kept and reused (see ``_scratch``).
+
+    Returns
+    -------
+    ndarray of shape (m * h_new * (w_new / band), kh * span + 1)
+        Row ``(n, y, k)`` holds, for every kernel row i, the ``span =
+        (band - 1) * sw + kw`` input numbers that output columns
+        ``k * band ... k * band + band - 1`` of output row y read:
+        ``A[n, y * sh + i, k * band * sw + t]`` in column ``i * span + t``.
+        The last column holds ones. Times :func:`_band_kernel` it gives the
+        output, ``band * c_new`` numbers per row. Each row copies kh runs
+        of span contiguous numbers, against kh * kw runs of one for a
+        window matrix, and the product is wide enough to run fast.
+    """
+    (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
+    m = A.shape[0]
+    span = (band - 1) * sw + kw
+    s_n, s_h, s_w = A.strides[:3]
+    bands = np.lib.stride_tricks.as_strided(
+        A, (m, h_new, w_new // band, kh, span),
+        (s_n, sh * s_h, band * sw * s_w, s_h, s_w), writeable=False)
+    matrix = _scratch(workspace, "windows", (bands.size // (kh * span),
+                                             kh * span + 1), A.dtype)
+    matrix[:, :-1].reshape(bands.shape)[...] = bands
+    matrix[:, -1] = 1
+    return matrix
+
+
+def _band_kernel(W, b, band, sw):
+    """Spread W (single input channel) and b into the banded form's kernel.
+
+    Returns
+    -------
+    ndarray of shape (kh * span + 1, band * c_new)
+        Entry ``[i * span + t, x * c_new + k]`` is ``W[i, t - x * sw, 0, k]``
+        where ``0 <= t - x * sw < kw`` and 0 elsewhere; the last row holds
+        the bias of every output column of the band.
+    """
+    kh, kw, _, c_new = W.shape
+    span = (band - 1) * sw + kw
+    spread = np.zeros((kh, span, band, c_new), W.dtype)
+    for x in range(band):
+        spread[:, x * sw:x * sw + kw, x] = W[:, :, 0]
+    return np.concatenate([spread.reshape(kh * span, band * c_new),
+                           np.tile(b.reshape(1, c_new), (1, band))])
+
+
+def _band_gradients(product, W_shape, band, sw):
+    """Fold the banded kernel's gradient back into dW and db.
+
+    Parameters
+    ----------
+    product : ndarray of shape (kh * span + 1, band * c_new)
+        Band matrix transposed times the output gradient, banded alike.
+
+    Returns
+    -------
+    dW : ndarray of shape W_shape, (kh, kw, 1, c_new)
+    db : ndarray of shape (1, 1, 1, c_new)
+    """
+    kh, kw, _, c_new = W_shape
+    span = (band - 1) * sw + kw
+    spread = product[:-1].reshape(kh, span, band, c_new)
+    dW = np.zeros(W_shape, product.dtype)
+    for x in range(band):
+        dW[:, :, 0] += spread[:, x * sw:x * sw + kw, x]
+    db = product[-1].reshape(band, c_new).sum(axis=0)
+    return dW, db.reshape(1, 1, 1, c_new)
+
+
+def _input_matrix(A, kernel, stride, out_hw, band, workspace=None):
+    """The convolution's input as one matrix: bands if band else windows."""
+    if band:
+        return _band_matrix(A, kernel, stride, out_hw, band, workspace)
+    return _window_matrix(A, kernel, stride, out_hw, workspace)
+
+
+def _kernel_matrix(W, b, band, sw):
+    """The kernel and bias as one matrix, to multiply ``_input_matrix`` by."""
+    if band:
+        return _band_kernel(W, b, band, sw)
+    return np.concatenate([W.reshape(-1, W.shape[3]), b.reshape(1, -1)])
+
+
+def _kernel_gradients(product, W_shape, band, sw):
+    """dW and db from ``_input_matrix(...).T @ dZ`` (dZ shaped to match)."""
+    if band:
+        return _band_gradients(product, W_shape, band, sw)
+    return (product[:-1].reshape(W_shape),
+            product[-1:].reshape(1, 1, 1, W_shape[3]))
 
 
 def _add_windows(dA, dZ_matrix, kernel_matrix, kernel, stride, out_hw):
@@ -402,19 +569,58 @@ def _pool(A, kernel, stride, out_hw, mode):
     return out
 
 
-def _max_pool_backward_tiled(dA, A_prev, kernel, out_hw, dtype):
-    """Max-pooling gradient, every tie rewarded, when windows tile the input.
+def _same_window_neighbours(mask, column, c, kw, left, out, scratch):
+    """Mark entries with a True of mask elsewhere in their window's row.
+
+    Parameters
+    ----------
+    mask : bool ndarray of shape (..., w_new * kw * c)
+        One row of windows, laid out as in the input (column-major within
+        nothing: entry ``(x, j, channel)`` at ``(x * kw + j) * c + channel``).
+    column : int ndarray of shape (w_new * kw * c,)
+        The window column j of each entry.
+    c, kw : int
+        Channels and window width.
+    left : bool
+        Look at the entries to the left (True) or to the right (False).
+    out, scratch : bool ndarrays of mask's shape
+        ``out`` receives the result; ``scratch`` is overwritten.
+
+    Every test is a shift of the whole row by d * c numbers, kept where the
+    shifted entry lies in the same window: contiguous passes only.
+    """
+    out.fill(False)
+    for d in range(1, kw):
+        shift = d * c
+        if left:
+            np.logical_and(mask[..., :-shift], column[shift:] >= d,
+                           out=scratch[..., shift:])
+            out[..., shift:] |= scratch[..., shift:]
+        else:
+            np.logical_and(mask[..., shift:], column[:-shift] < kw - d,
+                           out=scratch[..., :-shift])
+            out[..., :-shift] |= scratch[..., :-shift]
+
+
+def _max_pool_backward_tiled(dA, A_prev, maxima, kernel, out_hw, dtype,
+                             first):
+    """Max-pooling gradient when the windows tile the input (stride = kernel).
 
     Parameters
     ----------
     dA : ndarray of shape (m, h_new, w_new, c)
     A_prev : ndarray of shape (m, h_prev, w_prev, c)
+    maxima : ndarray of shape (m, h_new, w_new, c)
+        The forward output: each window's maximum.
     kernel : pair of int
         ``(kh, kw)``, also the stride.
     out_hw : pair of int
         ``(h_new, w_new)``.
     dtype : numpy dtype
         Of the returned gradient.
+    first : bool
+        Route each window's gradient to its first maximum in row-major
+        order (``ties="first"``) rather than to every maximum.
 
     Returns
     -------
@@ -422,19 +628,45 @@ def _max_pool_backward_tiled(dA, A_prev, kernel, out_hw, dtype):
         Rows and columns that no window covers are zero.
 
     Each window's maximum and gradient are repeated over its kw columns, so
-    that a whole row of windows is compared and multiplied as long
-    contiguous runs, kh times, instead of kh * kw short strided passes.
+    that a whole row of windows is handled as long contiguous runs, kh
+    times, instead of kh * kw short strided passes over single taps. For
+    ``first``, a maximum keeps the gradient only if no maximum lies before
+    it in its window: none to its left in the same row (shifted copies of
+    the row, see ``_same_window_neighbours``) and none in an earlier row
+    (``claimed``, spread over the window's columns the same way).
     """
     (kh, kw), (h_new, w_new) = kernel, out_hw
+    m, h_prev, w_prev, c = A_prev.shape
     height, width = h_new * kh, w_new * kw
-    wide_max = np.repeat(_pool(A_prev, kernel, kernel, out_hw, "max"), kw,
-                         axis=2)
+    shape = (m, h_new, width * c)
+    wide_max = np.repeat(maxima, kw, axis=2).reshape(shape)
     wide_grad = np.repeat(dA.astype(dtype, copy=False), kw, axis=2)
-    dA_prev = np.zeros(A_prev.shape, dtype)
-    is_max = np.empty(wide_max.shape, bool)
+    wide_grad = wide_grad.reshape(shape)
+    covered = (height, width) == (h_prev, w_prev)
+    dA_prev = (np.empty if covered else np.zeros)(A_prev.shape, dtype)
+    is_max = np.empty(shape, bool)
+    if first:
+        column = np.tile(np.repeat(np.arange(kw), c), w_new)
+        before, after, scratch = (np.empty(shape, bool) for _ in range(3))
+        claimed = np.zeros(shape, bool)
     for i in range(kh):
-        np.equal(A_prev[:, i:height:kh, :width], wide_max, out=is_max)
-        np.multiply(is_max, wide_grad, out=dA_prev[:, i:height:kh, :width])
+        np.equal(A_prev[:, i:height:kh, :width].reshape(shape), wide_max,
+                 out=is_max)
+        if first:
+            _same_window_neighbours(is_max, column, c, kw, True, before,
+                                    scratch)
+            if i < kh - 1:
+                # Windows with a maximum in this row, over all their columns.
+                _same_window_neighbours(is_max, column, c, kw, False, after,
+                                        scratch)
+                after |= before
+                after |= is_max
+            before |= claimed
+            np.greater(is_max, before, out=is_max)   # is_max and not before
+            if i < kh - 1:
+                claimed |= after
+        np.multiply(is_max, wide_grad,
+                    out=dA_prev[:, i:height:kh, :width].reshape(shape))
     return dA_prev
 
 
@@ -446,7 +678,8 @@ def _pool_dtype(dtype, mode):
 
 
 # ---------------------------------------------------------------- task 0
-def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1)):
+def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
+                 workspace=None):
     """Forward pass of a convolutional layer.
 
     Parameters
@@ -468,6 +701,15 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1)):
         rows of zeros at the top and bottom and pw columns on each side.
     stride : tuple of two int, optional
         ``(sh, sw)``, positive.
+    workspace : dict, optional, keyword only
+        Scratch memory owned by the caller, who passes the same dict to
+        every forward and backward call of one layer (as
+        ``convnet.layers.Conv2D`` does). The matrix of windows is then
+        built in memory reused from call to call and kept for
+        :func:`conv_backward`, which takes it from there instead of
+        gathering the windows again when it receives the same dict and the
+        very same ``A_prev`` array (not modified in between). A batch too
+        large for one chunk of work keeps nothing.
 
     Returns
     -------
@@ -484,24 +726,34 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1)):
                         f"{activation!r}")
     A_prev, W, b, pads, stride, out_shape = _conv_geometry(A_prev, W, b,
                                                            padding, stride)
+    _check_workspace(workspace)
     dtype = np.result_type(A_prev, W, b)
     kh, kw, c_prev, c_new = W.shape
-    # The bias is the last row of the kernel matrix (see _window_matrix).
-    kernel_matrix = np.concatenate([W.reshape(-1, c_new), b.reshape(1, -1)])
-    kernel_matrix = kernel_matrix.astype(dtype, copy=False)
     out_hw = out_shape[1:3]
+    band = _band_width(W.shape, out_hw)
+    # The bias rides along as the kernel matrix's last row.
+    kernel_matrix = _kernel_matrix(W, b, band, stride[1]).astype(dtype,
+                                                                 copy=False)
     out = np.empty(out_shape, dtype)
     per_example = out_hw[0] * out_hw[1] * (kh * kw * c_prev + c_new)
-    for rows in _chunks(out_shape[0], per_example):
+    chunks = list(_chunks(out_shape[0], per_example))
+    keep = workspace if len(chunks) == 1 else None
+    if workspace is not None:
+        workspace.pop("windows_of", None)
+    for rows in chunks:
         A = _pad(A_prev[rows], pads, dtype)
-        windows = _window_matrix(A, (kh, kw), stride, out_hw)
-        Z = (windows @ kernel_matrix).reshape(out[rows].shape)
+        inputs = _input_matrix(A, (kh, kw), stride, out_hw, band, keep)
+        Z = (inputs @ kernel_matrix).reshape(out[rows].shape)
         out[rows] = activation(Z)
+    if keep is not None:
+        keep["windows_of"] = (A_prev, _windows_key(W, pads, stride, dtype),
+                              inputs)
     return out
 
 
 # ---------------------------------------------------------------- task 1
-def pool_forward(A_prev, kernel_shape, stride=(1, 1), mode="max"):
+def pool_forward(A_prev, kernel_shape, stride=(1, 1), mode="max", *,
+                 workspace=None):
     """Forward pass of a pooling layer (no padding).
 
     Parameters
@@ -514,6 +766,12 @@ def pool_forward(A_prev, kernel_shape, stride=(1, 1), mode="max"):
         ``(sh, sw)``, positive.
     mode : {'max', 'avg'}, optional
         Maximum or average of each window.
+    workspace : dict, optional, keyword only
+        Scratch memory owned by the caller and passed to every call of one
+        layer: max pooling keeps a copy of its output there, which
+        :func:`pool_backward` reuses instead of pooling again when it
+        receives the same dict and the very same ``A_prev`` array (not
+        modified in between).
 
     Returns
     -------
@@ -523,12 +781,20 @@ def pool_forward(A_prev, kernel_shape, stride=(1, 1), mode="max"):
     """
     A_prev, kernel, stride, mode, out_shape = _pool_geometry(
         A_prev, kernel_shape, stride, mode)
-    return _pool(A_prev, kernel, stride, out_shape[1:3], mode)
+    _check_workspace(workspace)
+    out = _pool(A_prev, kernel, stride, out_shape[1:3], mode)
+    if workspace is not None:
+        workspace.pop("maxima_of", None)
+        if mode == "max":
+            maxima = _scratch(workspace, "maxima", out.shape, out.dtype)
+            np.copyto(maxima, out)
+            workspace["maxima_of"] = (A_prev, (kernel, stride), maxima)
+    return out
 
 
 # ---------------------------------------------------------------- task 2
 def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
-                  need_dA_prev=True):
+                  need_dA_prev=True, workspace=None):
     """Backward pass of a convolutional layer.
 
     Parameters
@@ -549,6 +815,11 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
         When False (e.g. for a first layer, whose input is the data) the
         gradient with respect to A_prev is not computed and ``None`` is
         returned in its place.
+    workspace : dict, optional, keyword only
+        The dict given to :func:`conv_forward` for this A_prev: its matrix
+        of windows is reused and the padded input gradient is formed in
+        memory reused from call to call. Without it (or for another
+        A_prev) the windows are gathered again; the result is the same.
 
     Returns
     -------
@@ -564,41 +835,69 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
                                                            padding, stride)
     dZ = _array("dZ", dZ, 4, "(m, h_new, w_new, c_new)")
     _check_gradient("dZ", dZ, out_shape)
+    _check_workspace(workspace)
     dtype = np.result_type(dZ, A_prev, W, b)
     kh, kw, c_prev, c_new = W.shape
     m, h_prev, w_prev = A_prev.shape[:3]
     out_hw = out_shape[1:3]
-    (top, _), (left, _) = pads
+    (top, bottom), (left, right) = pads
+    no_padding = not (top or bottom or left or right)
+    padded_hw = (h_prev + top + bottom, w_prev + left + right)
     kernel_matrix = W.reshape(-1, c_new).astype(dtype, copy=False)
-    # Last row: the bias gradient, from the ones column of _window_matrix.
-    dWb = np.zeros((kernel_matrix.shape[0] + 1, c_new), dtype)
+    band = _band_width(W.shape, out_hw)
+    # dZ as the input matrix's product gives it: band * c_new per row.
+    dZ_columns = c_new * (band or 1)
+    inputs = _kept(workspace, "windows_of", A_prev,
+                   _windows_key(W, pads, stride, dtype))
+    if inputs is not None:
+        product = inputs.T @ dZ.reshape(-1, dZ_columns).astype(dtype,
+                                                               copy=False)
+    else:
+        product = 0
     dA_prev = np.empty(A_prev.shape, dtype) if need_dA_prev else None
-    per_example = out_hw[0] * out_hw[1] * kh * kw * c_prev * 2
-    w_pad = w_prev + sum(pads[1])
     row_kernel = None
-    if need_dA_prev and c_prev > 1 and w_pad <= _ROW_FORM_MAX_WIDTH * kw:
+    if need_dA_prev and c_prev > 1 and \
+            padded_hw[1] <= _ROW_FORM_MAX_WIDTH * kw:
         row_kernel = _row_kernel(W.astype(dtype, copy=False), out_hw[1],
-                                 w_pad, stride[1])
-    for rows in _chunks(m, per_example):
-        A = _pad(A_prev[rows], pads, dtype)
+                                 padded_hw[1], stride[1])
+    if inputs is not None and not need_dA_prev:
+        chunks = []
+    else:
+        chunks = _chunks(m, out_hw[0] * out_hw[1] * kh * kw * c_prev * 2)
+    for rows in chunks:
+        if inputs is None:
+            A = _pad(A_prev[rows], pads, dtype)
+            product = product + _input_matrix(
+                A, (kh, kw), stride, out_hw, band).T @ dZ[rows].reshape(
+                    -1, dZ_columns).astype(dtype, copy=False)
+        if not need_dA_prev:
+            continue
         dZ_matrix = dZ[rows].reshape(-1, c_new).astype(dtype, copy=False)
-        dWb += _window_matrix(A, (kh, kw), stride, out_hw).T @ dZ_matrix
-        if need_dA_prev:
-            dA = np.zeros(A.shape, dtype)
-            if row_kernel is not None:
-                _add_rows(dA, dZ_matrix.reshape(len(A), out_hw[0], -1),
-                          row_kernel, kh, stride[0])
-            else:
-                _add_windows(dA, dZ_matrix, kernel_matrix, (kh, kw), stride,
-                             out_hw)
+        count = rows.stop - rows.start
+        if no_padding:
+            dA = dA_prev[rows]
+            dA[...] = 0
+        else:
+            dA = _scratch(workspace, "dA_padded", (count,) + padded_hw +
+                          (c_prev,), dtype)
+            dA.fill(0)
+        if row_kernel is not None:
+            _add_rows(dA, dZ_matrix.reshape(count, out_hw[0], -1),
+                      row_kernel, kh, stride[0])
+        else:
+            _add_windows(dA, dZ_matrix, kernel_matrix, (kh, kw), stride,
+                         out_hw)
+        if not no_padding:
             dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
-    return (dA_prev, dWb[:-1].reshape(W.shape),
-            dWb[-1:].reshape(1, 1, 1, c_new))
+    if m == 0:
+        product = np.zeros(_kernel_matrix(W, b, band, stride[1]).shape, dtype)
+    dW, db = _kernel_gradients(product, W.shape, band, stride[1])
+    return dA_prev, dW.astype(dtype, copy=False), db.astype(dtype, copy=False)
 
 
 # ---------------------------------------------------------------- task 3
 def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
-                  ties="all"):
+                  ties="all", workspace=None):
     """Backward pass of a pooling layer.
 
     Parameters
@@ -625,6 +924,10 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
         training loop should use it: on images with saturated pixels, such
         as MNIST's strokes, ties are common and ``'all'`` inflates them.
         Ignored for ``'avg'``.
+    workspace : dict, optional, keyword only
+        The dict given to :func:`pool_forward` for this A_prev: the maxima
+        it kept are reused. Without it they are computed again; the result
+        is the same.
 
     Returns
     -------
@@ -637,11 +940,17 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
     ties = _choice("ties", ties, TIES)
     dA = _array("dA", dA, 4, "(m, h_new, w_new, c)")
     _check_gradient("dA", dA, out_shape)
+    _check_workspace(workspace)
     dtype = _pool_dtype(np.result_type(dA, A_prev), mode)
     kh, kw = kernel
     out_hw = out_shape[1:3]
-    if mode == "max" and ties == "all" and stride == kernel:
-        return _max_pool_backward_tiled(dA, A_prev, kernel, out_hw, dtype)
+    if mode == "max":
+        maxima = _kept(workspace, "maxima_of", A_prev, (kernel, stride))
+        if maxima is None:
+            maxima = _pool(A_prev, kernel, stride, out_hw, "max")
+        if stride == kernel:
+            return _max_pool_backward_tiled(dA, A_prev, maxima, kernel,
+                                            out_hw, dtype, ties == "first")
     dA_prev = np.zeros(A_prev.shape, dtype)
     # Windows that cannot overlap are written directly; otherwise the
     # contributions of overlapping windows are added up tap by tap.
@@ -649,7 +958,6 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
     if mode == "avg":
         share = dA.astype(dtype) / (kh * kw)
     else:
-        maxima = _pool(A_prev, kernel, stride, out_hw, "max")
         is_max = np.empty(maxima.shape, bool)
         share = np.empty(maxima.shape, dtype)
         # Windows whose gradient no earlier tap (row-major) has taken.

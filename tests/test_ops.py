@@ -197,6 +197,117 @@ def test_conv_property_random_shapes(problem):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
+# ---------------------------------------------------------------- workspaces
+WORKSPACE_CASES = [((3, 28, 28, 1), (5, 5), (1, 1), "same", 6),     # banded form
+                   ((2, 11, 13, 1), (3, 3), (2, 1), "valid", 3),    # windows, one channel
+                   ((3, 14, 14, 6), (5, 5), (1, 1), "valid", 16),   # rows form for dA_prev
+                   ((2, 9, 8, 3), (3, 2), (2, 2), "same", 4)]       # windows, padded
+
+
+def _count_calls(monkeypatch, module, name):
+    """Replace module.name by a wrapper that counts its calls; return the counter."""
+    calls = []
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("case", WORKSPACE_CASES, ids=_case_id)
+def test_conv_workspace_reuses_the_input_matrix_and_gives_the_same_result(case, monkeypatch):
+    shape, kernel, stride, padding, c_new = case
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    A_other = A[::-1].copy()
+    workspace = {}
+    Z = conv_forward(A, W, b, relu, padding, stride, workspace=workspace)
+    Z_copy = Z.copy()
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    expected = reference_conv_backward(dZ, A, W, b, padding, stride)
+    built = _count_calls(monkeypatch, ops, "_input_matrix")
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride, workspace=workspace),
+                         expected):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert built == []  # the forward pass's matrix served the backward pass
+    # A forward pass on other input overwrites the kept matrix, not the returned output...
+    conv_forward(A_other, W, b, relu, padding, stride, workspace=workspace)
+    np.testing.assert_array_equal(Z, Z_copy)
+    # ...and a backward pass on the first input then builds its own again.
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride, workspace=workspace),
+                         expected):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert len(built) == 2  # one for A_other's forward pass, one to gather A again
+
+
+def test_conv_workspace_keeps_nothing_for_a_batch_in_chunks(monkeypatch):
+    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 1)
+    A, W, b = _conv_inputs((3, 8, 8, 2), (3, 3), 4)
+    workspace = {}
+    Z = conv_forward(A, W, b, identity, "same", workspace=workspace)
+    assert "windows_of" not in workspace
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    for got, want in zip(conv_backward(dZ, A, W, b, "same", workspace=workspace),
+                         reference_conv_backward(dZ, A, W, b, "same")):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["bands", "windows"])
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (1, 3)])
+def test_single_channel_conv_in_either_form_matches_reference(form, stride, monkeypatch):
+    """One input channel goes through the banded form when a band fits: force each form."""
+    if form == "windows":
+        monkeypatch.setattr(ops, "_band_width", lambda W_shape, out_hw: 0)
+    A, W, b = _conv_inputs((2, 12, 24, 1), (5, 3), 3)
+    Z = conv_forward(A, W, b, np.tanh, "same", stride)
+    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, "same", stride),
+                               rtol=1e-12, atol=1e-12)
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    for got, want in zip(conv_backward(dZ, A, W, b, "same", stride),
+                         reference_conv_backward(dZ, A, W, b, "same", stride)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("ties", ["all", "first"])
+@pytest.mark.parametrize("kernel, stride", [((2, 2), (2, 2)), ((3, 2), (1, 1))])
+def test_pool_workspace_reuses_the_maxima_and_gives_the_same_result(kernel, stride, ties,
+                                                                    monkeypatch):
+    rng = np.random.default_rng(0)
+    A = rng.integers(0, 3, (2, 8, 7, 3)).astype(np.float64)
+    A_other = A[::-1].copy()
+    workspace = {}
+    out = pool_forward(A, kernel, stride, workspace=workspace)
+    dA = rng.standard_normal(out.shape)
+    expected = reference_pool_backward(dA, A, kernel, stride, "max", ties)
+    pooled = _count_calls(monkeypatch, ops, "_pool")
+    np.testing.assert_allclose(pool_backward(dA, A, kernel, stride, ties=ties,
+                                             workspace=workspace), expected, rtol=1e-12)
+    assert pooled == []
+    out[...] = -1  # the caller may change the output: the kept maxima are a copy
+    np.testing.assert_allclose(pool_backward(dA, A, kernel, stride, ties=ties,
+                                             workspace=workspace), expected, rtol=1e-12)
+    pool_forward(A_other, kernel, stride, workspace=workspace)
+    np.testing.assert_allclose(pool_backward(dA, A, kernel, stride, ties=ties,
+                                             workspace=workspace), expected, rtol=1e-12)
+    assert len(pooled) == 2  # one for A_other's forward pass, one to pool A again
+
+
+@pytest.mark.parametrize("call", [
+    lambda: conv_forward(np.zeros((1, 4, 4, 1)), np.zeros((3, 3, 1, 2)), np.zeros((1, 1, 1, 2)),
+                         relu, workspace=[]),
+    lambda: conv_backward(np.zeros((1, 4, 4, 2)), np.zeros((1, 4, 4, 1)),
+                          np.zeros((3, 3, 1, 2)), np.zeros((1, 1, 1, 2)), workspace="w"),
+    lambda: pool_forward(np.zeros((1, 4, 4, 1)), (2, 2), workspace=1),
+    lambda: pool_backward(np.zeros((1, 3, 3, 1)), np.zeros((1, 4, 4, 1)), (2, 2),
+                          workspace=()),
+], ids=["conv_forward", "conv_backward", "pool_forward", "pool_backward"])
+def test_workspace_must_be_a_dict(call):
+    with pytest.raises(TypeError, match=r"workspace must be a dict or None, received"):
+        call()
+
+
 @st.composite
 def pool_problems(draw):
     m, h, w, c = (draw(st.integers(1, 3)), draw(st.integers(1, 9)),
