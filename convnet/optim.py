@@ -22,9 +22,11 @@ class Adam:
     Parameters
     ----------
     params : list of ndarray
-        The parameter arrays, updated in place by ``step``. Each gets two
-        moment buffers and one scratch buffer of its shape and dtype, allocated
-        once here, so a step allocates nothing per parameter.
+        The parameter arrays (of one dtype), updated in place by ``step``.
+        The two moment estimates of all of them live in two flat buffers,
+        allocated once here with the scratch space: a step runs each
+        formula once over every parameter instead of once per array, and
+        allocates nothing.
     lr : float
         Learning rate (Keras default 0.001).
     beta1, beta2 : float
@@ -37,11 +39,26 @@ class Adam:
         if not lr > 0:
             raise ValueError(f"lr must be a positive number, received {lr}")
         self.params = list(params)
+        dtypes = {param.dtype for param in self.params}
+        if len(dtypes) > 1:
+            raise ValueError("params must share one dtype, received "
+                             f"{sorted(map(str, dtypes))}")
         self.lr, self.beta1, self.beta2, self.epsilon = lr, beta1, beta2, epsilon
         self.iterations = 0
-        self.m = [np.zeros_like(p) for p in self.params]
-        self.v = [np.zeros_like(p) for p in self.params]
-        self._scratch = [np.empty_like(p) for p in self.params]
+        dtype = dtypes.pop() if dtypes else np.float32
+        size = sum(param.size for param in self.params)
+        self._flat_m, self._flat_v, self._grad, self._scratch = (
+            np.zeros(size, dtype) for _ in range(4))
+        self.m, self.v = self._views(self._flat_m), self._views(self._flat_v)
+        self._updates = self._views(self._scratch)
+
+    def _views(self, flat):
+        """Split a flat buffer into views shaped like the parameters."""
+        views, offset = [], 0
+        for param in self.params:
+            views.append(flat[offset:offset + param.size].reshape(param.shape))
+            offset += param.size
+        return views
 
     def step(self, grads):
         """Apply one Adam update.
@@ -51,24 +68,33 @@ class Adam:
         grads : list of ndarray
             Gradients, one per parameter, with the parameters' shapes.
         """
+        grads = list(grads)
+        if len(grads) != len(self.params) or any(
+                np.shape(grad) != param.shape for grad, param in zip(grads, self.params)):
+            raise ValueError("grads must match the parameters' shapes "
+                             f"{[param.shape for param in self.params]}, received "
+                             f"{[np.shape(grad) for grad in grads]}")
         t = self.iterations + 1
         alpha = self.lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
-        for param, grad, m, v, scratch in zip(self.params, grads, self.m, self.v, self._scratch):
-            # m += (g - m) * (1 - beta1)
-            np.subtract(grad, m, out=scratch)
-            scratch *= 1 - self.beta1
-            m += scratch
-            # v += (g*g - v) * (1 - beta2)
-            np.multiply(grad, grad, out=scratch)
-            scratch -= v
-            scratch *= 1 - self.beta2
-            v += scratch
-            # param -= alpha * m / (sqrt(v) + epsilon)
-            np.sqrt(v, out=scratch)
-            scratch += self.epsilon
-            np.divide(m, scratch, out=scratch)
-            scratch *= alpha
-            param -= scratch
+        g, m, v, scratch = self._grad, self._flat_m, self._flat_v, self._scratch
+        if grads:
+            np.concatenate([np.ravel(grad) for grad in grads], out=g)
+        # m += (g - m) * (1 - beta1)
+        np.subtract(g, m, out=scratch)
+        scratch *= 1 - self.beta1
+        m += scratch
+        # v += (g*g - v) * (1 - beta2)
+        np.multiply(g, g, out=scratch)
+        scratch -= v
+        scratch *= 1 - self.beta2
+        v += scratch
+        # param -= alpha * m / (sqrt(v) + epsilon)
+        np.sqrt(v, out=scratch)
+        scratch += self.epsilon
+        np.divide(m, scratch, out=scratch)
+        scratch *= alpha
+        for param, update in zip(self.params, self._updates):
+            param -= update
         self.iterations = t
 
     def state(self):

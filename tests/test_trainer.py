@@ -74,6 +74,22 @@ def test_adam_matches_keras():
         np.testing.assert_allclose(got, variable.numpy(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("grads, message", [
+    ([np.zeros((3, 2))], r"grads must match the parameters' shapes \[\(3, 2\), \(4,\)\]"),
+    ([np.zeros((2, 3)), np.zeros(4)], r"received \[\(2, 3\), \(4,\)\]"),
+])
+def test_adam_rejects_gradients_of_other_shapes(grads, message):
+    optimizer = Adam([np.zeros((3, 2)), np.zeros(4)])
+    with pytest.raises(ValueError, match=message):
+        optimizer.step(grads)
+    assert optimizer.iterations == 0
+
+
+def test_adam_rejects_parameters_of_mixed_dtypes():
+    with pytest.raises(ValueError, match=r"params must share one dtype"):
+        Adam([np.zeros(2, np.float32), np.zeros(2, np.float64)])
+
+
 def test_adam_state_round_trip_continues_identically():
     rng = np.random.default_rng(2)
     start = [rng.standard_normal((2, 2)), rng.standard_normal(3)]
