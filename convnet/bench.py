@@ -6,6 +6,7 @@ benchmark is one ``bench_<name>(quick=False)`` function that prints a table
 and returns its rows. ``convnet bench ops`` runs :func:`bench_ops`;
 ``convnet bench train`` runs :func:`bench_train`.
 """
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -342,21 +343,54 @@ class _KerasTrainer:
         return time.perf_counter() - start
 
 
+def _numpy_worker(connection, batch):
+    """Child process: build the NumPy trainers, then time each slice it is sent.
+
+    It never imports TensorFlow, as ``convnet train`` with the NumPy backend
+    does not: TensorFlow's thread pools, once started in a process, slow
+    NumPy work in that process down by 15-50 % on a 2-core machine.
+    Receives ``slice`` objects (None to stop); answers with the seconds of
+    the one-process and two-process trainers.
+    """
+    X, Y = _training_images()
+    trainers = [_NumpyTrainer(X, Y, batch, 1), _NumpyTrainer(X, Y, batch, 2)]
+    connection.send("ready")
+    while (part := connection.recv()) is not None:
+        connection.send([trainer.train(X[part], Y[part]) for trainer in trainers])
+
+
 def _epoch_seconds(X, Y, batch, count, segments):
     """Seconds per epoch of X for NumPy (1 process), NumPy (2 processes) and Keras.
 
-    The first ``count`` images are cut into ``segments`` slices and the three
+    The first ``count`` images are cut into ``segments`` slices and the
     trainers take turns on each slice, so that the load of a shared machine
-    falls on all three alike; the sums are scaled from ``count`` to ``len(X)``.
+    falls on all of them alike; the sums are scaled from ``count`` to
+    ``len(X)``. The NumPy trainers run in a fresh child process without
+    TensorFlow (see ``_numpy_worker``), Keras in this one.
     """
-    trainers = [_NumpyTrainer(X, Y, batch, 1), _NumpyTrainer(X, Y, batch, 2),
-                _KerasTrainer(X, Y, batch)]
-    totals = [0.0] * len(trainers)
-    for part in np.array_split(np.arange(count), segments):
-        part = slice(part[0], part[-1] + 1)
-        for index, trainer in enumerate(trainers):
-            totals[index] += trainer.train(X[part], Y[part])
-    return [total * len(X) / count for total in totals]
+    context = multiprocessing.get_context("spawn")
+    connection, child_end = context.Pipe()
+    worker = context.Process(target=_numpy_worker, args=(child_end, batch))
+    worker.start()
+    child_end.close()   # so that a dead worker reads as end of file, not silence
+    try:
+        keras = _KerasTrainer(X, Y, batch)
+        try:
+            connection.recv()
+        except EOFError:
+            raise RuntimeError("the NumPy benchmark process stopped (its error is above)") from None
+        totals = np.zeros(3)
+        for part in np.array_split(np.arange(count), segments):
+            part = slice(int(part[0]), int(part[-1]) + 1)
+            connection.send(part)
+            totals[:2] += connection.recv()
+            totals[2] += keras.train(X[part], Y[part])
+        connection.send(None)
+    finally:
+        worker.join(timeout=60)
+        if worker.is_alive():
+            worker.terminate()
+    return list(totals * len(X) / count)
 
 
 def bench_train(quick=False):
@@ -365,9 +399,10 @@ def bench_train(quick=False):
     Both train task 5's network with Adam from He-normal weights, at batch 32
     and 128, in the same run. The NumPy trainer uses one BLAS thread (as
     ``convnet train`` does), in one process and then with each batch split
-    over two (``convnet train --processes 2``); TensorFlow uses every core.
-    The target is judged on the faster NumPy time. The epoch is timed in 5
-    slices of 10,000 images, the three trainers taking turns on each slice,
+    over two (``convnet train --processes 2``), in a process of its own
+    without TensorFlow (as ``convnet train`` runs); TensorFlow uses every
+    core. The target is judged on the faster NumPy time. The epoch is timed
+    in 5 slices of 10,000 images, the trainers taking turns on each slice,
     so that the varying load of a shared machine falls on all of them alike
     (each Keras ``fit`` call pays its small set-up cost). With ``quick`` only
     the first 6,400 images are trained on and the time is scaled to 50,000

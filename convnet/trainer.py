@@ -67,6 +67,19 @@ def _progress(iterable, description, total, enabled):
                 file=sys.stderr, mininterval=0.5)
 
 
+def _receive(connection, spin_seconds=0.01):
+    """Receive from a pipe, polling without sleeping for up to spin_seconds first.
+
+    A process that blocks between two training steps lets its processor
+    idle, and waking it up again costs far more than the poll; on a
+    virtual machine it can cost a large part of a step.
+    """
+    deadline = time.perf_counter() + spin_seconds
+    while not connection.poll() and time.perf_counter() < deadline:
+        pass
+    return connection.recv()
+
+
 def _gradient_worker(model, X, Y, connection, grads):
     """Child process: compute the gradient of each batch slice it is sent.
 
@@ -77,7 +90,7 @@ def _gradient_worker(model, X, Y, connection, grads):
     with blas_threads(1):
         while True:
             try:
-                indices = connection.recv()
+                indices = _receive(connection)
             except EOFError:
                 break
             if indices is None:
@@ -191,7 +204,7 @@ class GradientProcesses:
     def _answer(connection):
         """Wait for one child's ``(status, value)`` answer."""
         try:
-            return connection.recv()
+            return _receive(connection)
         except EOFError:
             return "error", "the process stopped"
 
