@@ -589,17 +589,26 @@ def _same_window_neighbours(mask, column, c, kw, left, out, scratch):
     Every test is a shift of the whole row by d * c numbers, kept where the
     shifted entry lies in the same window: contiguous passes only.
     """
-    out.fill(False)
     for d in range(1, kw):
         shift = d * c
+        # The first shift writes out directly, later ones go through scratch.
+        target = out if d == 1 else scratch
         if left:
             np.logical_and(mask[..., :-shift], column[shift:] >= d,
-                           out=scratch[..., shift:])
-            out[..., shift:] |= scratch[..., shift:]
+                           out=target[..., shift:])
+            if d == 1:
+                out[..., :shift] = False
+            else:
+                out[..., shift:] |= scratch[..., shift:]
         else:
             np.logical_and(mask[..., shift:], column[:-shift] < kw - d,
-                           out=scratch[..., :-shift])
-            out[..., :-shift] |= scratch[..., :-shift]
+                           out=target[..., :-shift])
+            if d == 1:
+                out[..., -shift:] = False
+            else:
+                out[..., :-shift] |= scratch[..., :-shift]
+    if kw == 1:
+        out.fill(False)
 
 
 def _max_pool_backward_tiled(dA, A_prev, maxima, kernel, out_hw, dtype,
@@ -661,7 +670,8 @@ def _max_pool_backward_tiled(dA, A_prev, maxima, kernel, out_hw, dtype,
                                         scratch)
                 after |= before
                 after |= is_max
-            before |= claimed
+            if i:
+                before |= claimed
             np.greater(is_max, before, out=is_max)   # is_max and not before
             if i < kh - 1:
                 claimed |= after
