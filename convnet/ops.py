@@ -12,19 +12,18 @@ Conventions: tensors are NHWC ``(m, h, w, c)``, kernels are
 cross-correlation (the kernel is not flipped).
 
 Speed: nothing loops over examples or output positions in Python; the
-only inner loops run over the kernel taps. A convolution gathers its
-windows into a matrix (in NHWC one kernel row of a window is a contiguous
-run of kw * c numbers, so this is a strided view and one copy) and does
-one matrix product, the bias riding along as a column of ones. A
-single-channel input, whose window matrix would be too narrow for a fast
-product, is gathered instead in bands of whole kernel rows and multiplied
-by the kernel spread over a band of output columns. The backward pass
-multiplies by the same matrix for dW and db, reused from the forward pass
-when the caller hands both calls one ``workspace`` dict. For dA_prev it
-either adds the window gradients back tap by tap (or row-run by row-run),
-or, for narrow inputs with several channels, multiplies each row of dZ by
-the kernel spread over a whole input row and adds kh full rows. Large
-batches go through in chunks of examples so temporary buffers stay small.
+only inner loops run over kernel rows and taps. A convolution is one matrix
+product: each row of the input matrix holds what a band of adjacent output
+positions reads (in NHWC, kh contiguous runs of input, so the matrix is a
+strided view and one copy) and the kernel is spread over the band's
+outputs, the bias riding along as a column of ones. A band of one position
+is the classic window matrix (im2col), used with several channels;
+single-channel inputs, whose windows would make too thin a product, use
+bands of about four. The backward pass multiplies by the same matrix for dW
+and db, reused from the forward pass when the caller hands both calls one
+``workspace`` dict, and forms dA_prev band by band: one product, then kh
+strided additions per group of non-overlapping bands. Large batches go
+through in chunks of examples so temporary buffers stay small.
 """
 import numpy as np
 
@@ -34,12 +33,6 @@ TIES = ("all", "first")
 # Elements of temporary buffers per chunk of examples: small enough to stay
 # cache friendly and to bound memory, large enough for efficient products.
 _CHUNK_ELEMENTS = 1 << 20
-# conv_backward forms dA_prev with one product per row of dZ (see
-# _row_kernel) when the padded input is at most this many kernels wide:
-# that product does (w_pad / kw) times the arithmetic of the window form
-# but saves its many short additions. On LeNet-5's second convolution
-# (w_pad / kw = 2.8) it is 1.5x faster.
-_ROW_FORM_MAX_WIDTH = 3
 
 
 def padding_amounts(size, kernel, stride, padding):
@@ -272,157 +265,175 @@ def _tap(A, i, j, stride, out_hw):
     return A[:, i:i + sh * (h_new - 1) + 1:sh, j:j + sw * (w_new - 1) + 1:sw]
 
 
-def _window_rows(A, kernel, stride, out_hw):
-    """View A's windows as ``(m, h_new, w_new, kh, kw * c)``, no copy.
-
-    In NHWC one kernel row of a window, ``A[n, y, x:x + kw, :]``, is a
-    contiguous run of ``kw * c`` numbers, so a strided view can expose every
-    window without copying. A must be C-contiguous; the view is read-only.
-    """
-    (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
-    m, c = A.shape[0], A.shape[3]
-    s_n, s_h, s_w, s_c = A.strides
-    return np.lib.stride_tricks.as_strided(
-        A, (m, h_new, w_new, kh, kw * c), (s_n, sh * s_h, sw * s_w, s_h, s_c),
-        writeable=False)
-
-
 def _window_matrix(A, kernel, stride, out_hw, workspace=None):
-    """Gather every window of A into a matrix (im2col), plus a ones column.
+    """Gather the windows of a single-channel input, tap by tap (im2col).
 
     Parameters
     ----------
-    A : C-contiguous ndarray of shape (m, h_pad, w_pad, c)
+    A : C-contiguous ndarray of shape (m, h_pad, w_pad, 1)
     workspace : dict or None
         Where the matrix's buffer is kept and reused (see ``_scratch``).
 
     Returns
     -------
-    ndarray of shape (m * h_new * w_new, kh * kw * c + 1)
-        Row order follows (example, y, x); column order follows
-        (i, j, channel), the C order of a kernel ``W[i, j, channel]``. The
-        last column holds ones, so the bias rides along in the same matrix
-        product (forward) and its gradient comes out of it (backward).
-        With one channel the matrix is a transposed view of a tap-major
-        buffer: each tap is then copied as one long contiguous block.
+    ndarray of shape (m * h_new * w_new, kh * kw + 1)
+        Row order follows (example, y, x); column order follows (i, j), the
+        C order of a kernel ``W[i, j, 0]``; the last column holds ones. The
+        matrix is a transposed view of a tap-major buffer, so that each tap
+        is copied as one long contiguous block. (Input with several
+        channels goes through :func:`_band_matrix` instead.)
     """
-    (kh, kw), m, c = kernel, A.shape[0], A.shape[3]
-    taps = kh * kw * c
-    if c == 1:
-        by_tap = _scratch(workspace, "windows", (taps + 1, m) + tuple(out_hw),
-                          A.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                by_tap[i * kw + j] = _tap(A, i, j, stride, out_hw)[..., 0]
-        by_tap[taps] = 1
-        return by_tap.reshape(taps + 1, -1).T
-    rows = _window_rows(A, kernel, stride, out_hw)
-    count = rows.shape[0] * rows.shape[1] * rows.shape[2]
-    matrix = _scratch(workspace, "windows", (count, taps + 1), A.dtype)
-    matrix[:, :taps].reshape(rows.shape)[...] = rows
-    matrix[:, taps] = 1
-    return matrix
+    kh, kw = kernel
+    taps = kh * kw
+    by_tap = _scratch(workspace, "windows", (taps + 1, A.shape[0]) +
+                      tuple(out_hw), A.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            by_tap[i * kw + j] = _tap(A, i, j, stride, out_hw)[..., 0]
+    by_tap[taps] = 1
+    return by_tap.reshape(taps + 1, -1).T
 
 
-def _band_width(W_shape, out_hw):
-    """Output columns per band of the banded form, or 0 to use plain windows.
+def _add_taps(dA, dZ_matrix, kernel_matrix, kernel, stride, out_hw):
+    """Add each window's gradient back onto a single-channel dA, tap by tap.
 
-    The banded form (see :func:`_band_matrix`) serves single-channel
-    inputs, whose window matrix is narrow (kh * kw columns) and gives matrix
-    products too thin to run fast. The band must divide w_new; about four
-    columns balance the gathering against the zeros the product multiplies.
+    Parameters
+    ----------
+    dA : ndarray of shape (m, h_pad, w_pad, 1), updated
+    dZ_matrix : ndarray of shape (m * h_new * w_new, c_new)
+    kernel_matrix : ndarray of shape (kh * kw, c_new)
+        The kernel W reshaped.
+
+    The window gradients are formed tap-major, so each tap is one addition
+    of long contiguous rows; overlapping windows land in different
+    additions and accumulate (no ``np.add.at`` needed).
     """
-    if W_shape[2] != 1:
-        return 0
+    (kh, kw), (h_new, w_new) = kernel, out_hw
+    by_tap = (kernel_matrix @ dZ_matrix.T).reshape(kh, kw, dA.shape[0],
+                                                   h_new, w_new)
+    for i in range(kh):
+        for j in range(kw):
+            _tap(dA, i, j, stride, out_hw)[..., 0] += by_tap[i, j]
+
+
+def _largest_divisor(n, limit):
+    """Return the largest divisor of n that is at most limit (at least 1)."""
+    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
+
+
+def _forward_band(W_shape, stride, out_hw):
+    """Output columns per band for the forward product and dW; 0 for taps.
+
+    A band of output columns reads ``span = (band - 1) * sw + kw`` input
+    columns per kernel row (see :func:`_band_matrix`). A single channel
+    makes runs of one number per tap and products only kh * kw deep, so
+    bands of about four columns pay for their zeros there; without such a
+    divisor of w_new the tap-major :func:`_window_matrix` serves. With
+    several channels a band of one (plain windows, runs of kw * c numbers)
+    is the fastest.
+    """
+    if W_shape[2] > 1:
+        return 1
     for band in (4, 5, 3, 6, 7, 8):
         if out_hw[1] % band == 0 and out_hw[1] > band:
             return band
     return 0
 
 
+def _backward_band(W_shape, stride, out_hw):
+    """Output columns per band for dA_prev (see :func:`_add_bands`).
+
+    The widest band that divides w_new and reads at most ``2 * kw - 1``
+    input columns: wider bands multiply by more zeros, narrower ones make
+    more, shorter additions.
+    """
+    kw, sw = W_shape[1], stride[1]
+    return _largest_divisor(out_hw[1], (kw - 1) // sw + 1)
+
+
 def _band_matrix(A, kernel, stride, out_hw, band, workspace=None):
-    """Gather single-channel input into bands of rows, plus a ones column.
+    """Gather the input in bands of output columns, plus a ones column.
 
     Parameters
     ----------
-    A : C-contiguous ndarray of shape (m, h_pad, w_pad, 1)
+    A : C-contiguous ndarray of shape (m, h_pad, w_pad, c)
     kernel, stride, out_hw : pairs of int
         ``(kh, kw)``, ``(sh, sw)`` and ``(h_new, w_new)``.
     band : int
-        Output columns per band; divides w_new.
+        Output columns per band; divides w_new. A band of one is the
+        classic window matrix (im2col).
     workspace : dict or None
         Where the matrix's buffer is kept and reused (see ``_scratch``).
 
     Returns
     -------
-    ndarray of shape (m * h_new * (w_new / band), kh * span + 1)
+    ndarray of shape (m * h_new * (w_new / band), kh * span * c + 1)
         Row ``(n, y, k)`` holds, for every kernel row i, the ``span =
-        (band - 1) * sw + kw`` input numbers that output columns
+        (band - 1) * sw + kw`` input columns that output columns
         ``k * band ... k * band + band - 1`` of output row y read:
-        ``A[n, y * sh + i, k * band * sw + t]`` in column ``i * span + t``.
-        The last column holds ones. Times :func:`_band_kernel` it gives the
-        output, ``band * c_new`` numbers per row. Each row copies kh runs
-        of span contiguous numbers, against kh * kw runs of one for a
-        window matrix, and the product is wide enough to run fast.
+        ``A[n, y * sh + i, k * band * sw + t, channel]`` in column
+        ``(i * span + t) * c + channel``. The last column holds ones. In
+        NHWC those are kh contiguous runs of span * c numbers, so the
+        matrix is a strided view and one copy. Times :func:`_band_kernel`
+        it gives the output, ``band * c_new`` numbers per row.
     """
     (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
-    m = A.shape[0]
+    m, c = A.shape[0], A.shape[3]
     span = (band - 1) * sw + kw
-    s_n, s_h, s_w = A.strides[:3]
+    s_n, s_h, s_w, s_c = A.strides
     bands = np.lib.stride_tricks.as_strided(
-        A, (m, h_new, w_new // band, kh, span),
-        (s_n, sh * s_h, band * sw * s_w, s_h, s_w), writeable=False)
-    matrix = _scratch(workspace, "windows", (bands.size // (kh * span),
-                                             kh * span + 1), A.dtype)
+        A, (m, h_new, w_new // band, kh, span * c),
+        (s_n, sh * s_h, band * sw * s_w, s_h, s_c), writeable=False)
+    matrix = _scratch(workspace, "windows", (m * h_new * (w_new // band),
+                                             kh * span * c + 1), A.dtype)
     matrix[:, :-1].reshape(bands.shape)[...] = bands
     matrix[:, -1] = 1
     return matrix
 
 
-def _band_kernel(W, b, band, sw):
-    """Spread W (single input channel) and b into the banded form's kernel.
+def _band_spread(W, band, sw):
+    """Spread W over a band of output columns.
 
     Returns
     -------
-    ndarray of shape (kh * span + 1, band * c_new)
-        Entry ``[i * span + t, x * c_new + k]`` is ``W[i, t - x * sw, 0, k]``
-        where ``0 <= t - x * sw < kw`` and 0 elsewhere; the last row holds
-        the bias of every output column of the band.
+    ndarray of shape (kh * span * c_prev, band * c_new)
+        Entry ``[(i * span + t) * c_prev + channel, x * c_new + k]`` is
+        ``W[i, t - x * sw, channel, k]`` where ``0 <= t - x * sw < kw`` and
+        0 elsewhere. A band of one is W reshaped.
     """
-    kh, kw, _, c_new = W.shape
+    kh, kw, c_prev, c_new = W.shape
     span = (band - 1) * sw + kw
-    spread = np.zeros((kh, span, band, c_new), W.dtype)
+    spread = np.zeros((kh, span, c_prev, band, c_new), W.dtype)
     for x in range(band):
-        spread[:, x * sw:x * sw + kw, x] = W[:, :, 0]
-    return np.concatenate([spread.reshape(kh * span, band * c_new),
-                           np.tile(b.reshape(1, c_new), (1, band))])
+        spread[:, x * sw:x * sw + kw, :, x] = W
+    return spread.reshape(kh * span * c_prev, band * c_new)
 
 
 def _band_gradients(product, W_shape, band, sw):
-    """Fold the banded kernel's gradient back into dW and db.
+    """Fold the gradient of the spread kernel back into dW and db.
 
     Parameters
     ----------
-    product : ndarray of shape (kh * span + 1, band * c_new)
-        Band matrix transposed times the output gradient, banded alike.
+    product : ndarray of shape (kh * span * c_prev + 1, band * c_new)
+        The band matrix transposed times dZ (``band * c_new`` per row).
 
     Returns
     -------
-    dW : ndarray of shape W_shape, (kh, kw, 1, c_new)
+    dW : ndarray of shape W_shape
     db : ndarray of shape (1, 1, 1, c_new)
     """
-    kh, kw, _, c_new = W_shape
+    kh, kw, c_prev, c_new = W_shape
     span = (band - 1) * sw + kw
-    spread = product[:-1].reshape(kh, span, band, c_new)
-    dW = np.zeros(W_shape, product.dtype)
-    for x in range(band):
-        dW[:, :, 0] += spread[:, x * sw:x * sw + kw, x]
+    spread = product[:-1].reshape(kh, span, c_prev, band, c_new)
+    dW = spread[:, :kw, :, 0].copy()
+    for x in range(1, band):
+        dW += spread[:, x * sw:x * sw + kw, :, x]
     db = product[-1].reshape(band, c_new).sum(axis=0)
     return dW, db.reshape(1, 1, 1, c_new)
 
 
 def _input_matrix(A, kernel, stride, out_hw, band, workspace=None):
-    """The convolution's input as one matrix: bands if band else windows."""
+    """The convolution's input as one matrix: bands, or taps if band is 0."""
     if band:
         return _band_matrix(A, kernel, stride, out_hw, band, workspace)
     return _window_matrix(A, kernel, stride, out_hw, workspace)
@@ -430,9 +441,10 @@ def _input_matrix(A, kernel, stride, out_hw, band, workspace=None):
 
 def _kernel_matrix(W, b, band, sw):
     """The kernel and bias as one matrix, to multiply ``_input_matrix`` by."""
-    if band:
-        return _band_kernel(W, b, band, sw)
-    return np.concatenate([W.reshape(-1, W.shape[3]), b.reshape(1, -1)])
+    c_new = W.shape[3]
+    spread = _band_spread(W, band, sw) if band else W.reshape(-1, c_new)
+    return np.concatenate([spread, np.tile(b.reshape(1, c_new),
+                                           (1, band or 1))])
 
 
 def _kernel_gradients(product, W_shape, band, sw):
@@ -443,93 +455,43 @@ def _kernel_gradients(product, W_shape, band, sw):
             product[-1:].reshape(1, 1, 1, W_shape[3]))
 
 
-def _add_windows(dA, dZ_matrix, kernel_matrix, kernel, stride, out_hw):
-    """Add each window's gradient back onto its entries of dA (col2im).
+def _add_bands(dA, dZ, W, stride, band):
+    """Add the input gradient of dZ onto dA, a band of columns at a time.
 
     Parameters
     ----------
     dA : C-contiguous ndarray of shape (m, h_pad, w_pad, c_prev), updated
-    dZ_matrix : ndarray of shape (m * h_new * w_new, c_new)
-    kernel_matrix : ndarray of shape (kh * kw * c_prev, c_new)
-        The kernel W reshaped, rows in (i, j, channel) order.
-    kernel, stride, out_hw : pairs of int
-        ``(kh, kw)``, ``(sh, sw)`` and ``(h_new, w_new)``.
-
-    With one channel the window gradients are formed tap-major and each tap
-    is one addition of long contiguous rows. Otherwise, for one kernel row
-    i, windows whose columns are ``ceil(kw / sw)`` apart never overlap, so
-    each group is one strided addition of contiguous runs of ``kw * c``
-    numbers. Overlapping windows land in different additions and accumulate
-    (no ``np.add.at`` needed).
-    """
-    (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
-    m, c = dA.shape[0], dA.shape[3]
-    if c == 1:
-        by_tap = (kernel_matrix @ dZ_matrix.T).reshape(kh, kw, m, h_new,
-                                                       w_new)
-        for i in range(kh):
-            for j in range(kw):
-                _tap(dA, i, j, stride, out_hw)[..., 0] += by_tap[i, j]
-        return
-    dwindows = (dZ_matrix @ kernel_matrix.T).reshape(m, h_new, w_new, kh,
-                                                     kw * c)
-    group = -(-kw // sw)
-    s_n, s_h, s_w, s_c = dA.strides
-    for i in range(kh):
-        for first in range(min(group, w_new)):
-            count = len(range(first, w_new, group))
-            target = np.lib.stride_tricks.as_strided(
-                dA[:, i:, first * sw:], (m, h_new, count, kw * c),
-                (s_n, sh * s_h, group * sw * s_w, s_c))
-            target += dwindows[:, :, first::group, i]
-
-
-def _row_kernel(W, w_new, w_pad, sw):
-    """Spread W into the matrix mapping a row of dZ to input-gradient rows.
-
-    Parameters
-    ----------
+    dZ : C-contiguous ndarray of shape (m, h_new, w_new, c_new)
     W : ndarray of shape (kh, kw, c_prev, c_new)
-    w_new, w_pad : int
-        Width of the output and of the padded input.
-    sw : int
-        Horizontal stride.
+    stride : pair of int
+    band : int
+        Output columns per band; divides w_new.
 
-    Returns
-    -------
-    ndarray of shape (w_new * c_new, kh * w_pad * c_prev)
-        Entry ``[(x, k), (i, x2, channel)]`` is ``W[i, x2 - x * sw,
-        channel, k]`` where ``0 <= x2 - x * sw < kw`` and 0 elsewhere: a
-        row ``y`` of dZ times this matrix gives, for every kernel row i,
-        the gradient reaching padded input row ``y * sh + i``.
+    Each band of dZ times the spread kernel (``_band_spread``) gives the
+    gradient of the ``span * c_prev`` contiguous input numbers it reads in
+    each of kh input rows. Bands whose input columns are ``group`` bands
+    apart never overlap, so each group is one strided addition per kernel
+    row; overlapping bands land in different additions and accumulate (no
+    ``np.add.at`` needed). A band of one adds window by window; a band of
+    w_new adds whole rows.
     """
     kh, kw, c_prev, c_new = W.shape
-    spread = np.zeros((w_new, c_new, kh, w_pad, c_prev), W.dtype)
-    by_output_channel = W.transpose(3, 0, 1, 2)
-    for x in range(w_new):
-        spread[x, :, :, x * sw:x * sw + kw] = by_output_channel
-    return spread.reshape(w_new * c_new, -1)
-
-
-def _add_rows(dA, dZ_rows, row_kernel, kh, sh):
-    """Add the input gradient of dZ onto dA, one kernel row at a time.
-
-    Parameters
-    ----------
-    dA : ndarray of shape (m, h_pad, w_pad, c_prev), updated
-    dZ_rows : ndarray of shape (m, h_new, w_new * c_new)
-    row_kernel : ndarray of shape (w_new * c_new, kh * w_pad * c_prev)
-        From :func:`_row_kernel`.
-
-    Each addition moves whole rows of ``w_pad * c_prev`` contiguous
-    numbers: kh additions in all, against kh * kw short ones for
-    :func:`_add_windows`.
-    """
-    m, h_new = dZ_rows.shape[:2]
-    by_row = (dZ_rows.reshape(m * h_new, -1) @ row_kernel).reshape(
-        m, h_new, kh, *dA.shape[2:])
+    sh, sw = stride
+    m, h_new, w_new = dZ.shape[:3]
+    span = (band - 1) * sw + kw
+    blocks = w_new // band
+    by_band = dZ.reshape(-1, band * c_new) @ _band_spread(W, band, sw).T
+    by_band = by_band.reshape(m, h_new, blocks, kh, span * c_prev)
+    group = -(-span // (band * sw))
+    s_n, s_h, s_w, s_c = dA.strides
     for i in range(kh):
-        dA[:, i:i + sh * (h_new - 1) + 1:sh] += by_row[:, :, i]
+        for first in range(min(group, blocks)):
+            count = len(range(first, blocks, group))
+            target = np.lib.stride_tricks.as_strided(
+                dA[:, i:, first * band * sw:],
+                (m, h_new, count, span * c_prev),
+                (s_n, sh * s_h, group * band * sw * s_w, s_c))
+            target += by_band[:, :, first::group, i]
 
 
 def _pool(A, kernel, stride, out_hw, mode):
@@ -740,7 +702,7 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
     dtype = np.result_type(A_prev, W, b)
     kh, kw, c_prev, c_new = W.shape
     out_hw = out_shape[1:3]
-    band = _band_width(W.shape, out_hw)
+    band = _forward_band(W.shape, stride, out_hw)
     # The bias rides along as the kernel matrix's last row.
     kernel_matrix = _kernel_matrix(W, b, band, stride[1]).astype(dtype,
                                                                  copy=False)
@@ -853,8 +815,8 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
     (top, bottom), (left, right) = pads
     no_padding = not (top or bottom or left or right)
     padded_hw = (h_prev + top + bottom, w_prev + left + right)
-    kernel_matrix = W.reshape(-1, c_new).astype(dtype, copy=False)
-    band = _band_width(W.shape, out_hw)
+    W_cast = W.astype(dtype, copy=False)
+    band = _forward_band(W.shape, stride, out_hw)
     # dZ as the input matrix's product gives it: band * c_new per row.
     dZ_columns = c_new * (band or 1)
     inputs = _kept(workspace, "windows_of", A_prev,
@@ -865,11 +827,7 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
     else:
         product = 0
     dA_prev = np.empty(A_prev.shape, dtype) if need_dA_prev else None
-    row_kernel = None
-    if need_dA_prev and c_prev > 1 and \
-            padded_hw[1] <= _ROW_FORM_MAX_WIDTH * kw:
-        row_kernel = _row_kernel(W.astype(dtype, copy=False), out_hw[1],
-                                 padded_hw[1], stride[1])
+    dA_band = _backward_band(W.shape, stride, out_hw)
     if inputs is not None and not need_dA_prev:
         chunks = []
     else:
@@ -882,7 +840,7 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
                     -1, dZ_columns).astype(dtype, copy=False)
         if not need_dA_prev:
             continue
-        dZ_matrix = dZ[rows].reshape(-1, c_new).astype(dtype, copy=False)
+        dZ_rows = np.ascontiguousarray(dZ[rows], dtype)
         count = rows.stop - rows.start
         if no_padding:
             dA = dA_prev[rows]
@@ -891,12 +849,11 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
             dA = _scratch(workspace, "dA_padded", (count,) + padded_hw +
                           (c_prev,), dtype)
             dA.fill(0)
-        if row_kernel is not None:
-            _add_rows(dA, dZ_matrix.reshape(count, out_hw[0], -1),
-                      row_kernel, kh, stride[0])
+        if c_prev == 1:
+            _add_taps(dA, dZ_rows.reshape(-1, c_new),
+                      W_cast.reshape(-1, c_new), (kh, kw), stride, out_hw)
         else:
-            _add_windows(dA, dZ_matrix, kernel_matrix, (kh, kw), stride,
-                         out_hw)
+            _add_bands(dA, dZ_rows, W_cast, stride, dA_band)
         if not no_padding:
             dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
     if m == 0:

@@ -138,24 +138,39 @@ def test_conv_in_chunks_matches_reference(case, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("form, max_width", [("windows", 0), ("rows", 10**6)])
+BAND_CHOICES = {"one column": lambda w_new: 1, "two columns": lambda w_new: 2,
+                "whole rows": lambda w_new: w_new}
+
+
+@pytest.mark.parametrize("band", BAND_CHOICES.values(), ids=BAND_CHOICES.keys())
 @pytest.mark.parametrize("case", CONV_CASES[::2], ids=_case_id)
-def test_conv_backward_both_input_gradient_forms_match_reference(case, form, max_width,
-                                                                  monkeypatch):
-    """dA_prev is formed window by window or row by row depending on the width: force each."""
-    monkeypatch.setattr(ops, "_ROW_FORM_MAX_WIDTH", max_width)
+def test_conv_in_any_band_matches_reference(case, band, monkeypatch):
+    """The products run over bands of output columns whose width depends on the shape:
+    force windows (one column), two columns where they divide w_new, and whole rows."""
+    def forced(W_shape, stride, out_hw):
+        width = band(out_hw[1])
+        return width if out_hw[1] % width == 0 else 1
+    monkeypatch.setattr(ops, "_forward_band", forced)
+    monkeypatch.setattr(ops, "_backward_band", forced)
     shape, kernel, stride, padding, c_new = case
-    shape = (*shape[:3], max(shape[3], 2))  # one input channel always uses the tap form
     A, W, b = _conv_inputs(shape, kernel, c_new)
-    dZ = np.random.default_rng(1).standard_normal(
-        conv_forward(A, W, b, identity, padding, stride).shape)
+    Z = conv_forward(A, W, b, np.tanh, padding, stride)
+    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, padding, stride),
+                               rtol=1e-12, atol=1e-12)
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
     for got, want in zip(conv_backward(dZ, A, W, b, padding, stride),
                          reference_conv_backward(dZ, A, W, b, padding, stride)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_conv_backward_row_form_in_chunks_float32(monkeypatch):
-    """LeNet-5's second convolution (row form), one example per chunk, float32."""
+@pytest.mark.parametrize("n, limit, expected", [(10, 5, 5), (10, 4, 2), (7, 6, 1), (28, 100, 28),
+                                                (1, 3, 1), (12, 0, 1)])
+def test_largest_divisor(n, limit, expected):
+    assert ops._largest_divisor(n, limit) == expected
+
+
+def test_conv_backward_in_chunks_float32(monkeypatch):
+    """LeNet-5's second convolution, one example per chunk, float32."""
     monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 1)
     A, W, b = _conv_inputs((3, 14, 14, 6), (5, 5), 16, dtype=np.float32)
     dZ = np.random.default_rng(1).standard_normal((3, 10, 10, 16)).astype(np.float32)
@@ -259,7 +274,7 @@ def test_conv_workspace_keeps_nothing_for_a_batch_in_chunks(monkeypatch):
 def test_single_channel_conv_in_either_form_matches_reference(form, stride, monkeypatch):
     """One input channel goes through the banded form when a band fits: force each form."""
     if form == "windows":
-        monkeypatch.setattr(ops, "_band_width", lambda W_shape, out_hw: 0)
+        monkeypatch.setattr(ops, "_forward_band", lambda W_shape, stride, out_hw: 0)
     A, W, b = _conv_inputs((2, 12, 24, 1), (5, 3), 3)
     Z = conv_forward(A, W, b, np.tanh, "same", stride)
     np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, "same", stride),
