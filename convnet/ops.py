@@ -85,21 +85,20 @@ def _is_int(value):
 
 def _int_pair(name, value, minimum):
     """Return value as a tuple of two integers >= minimum, or raise."""
+    if isinstance(value, (tuple, list)) and all(_is_int(v) for v in value):
+        if len(value) == 2 and value[0] >= minimum and value[1] >= minimum:
+            return int(value[0]), int(value[1])
+        error = ValueError
+    else:
+        error = TypeError
     expected = "positive" if minimum > 0 else "non-negative"
-    message = f"{name} must be two {expected} integers, received {value!r}"
-    if not isinstance(value, (tuple, list)) or not all(
-            _is_int(v) for v in value):
-        raise TypeError(message)
-    if len(value) != 2 or any(v < minimum for v in value):
-        raise ValueError(message)
-    return int(value[0]), int(value[1])
+    raise error(f"{name} must be two {expected} integers, received {value!r}")
 
 
 def _array(name, value, ndim, layout):
     """Return value as a numeric ndarray with ndim dimensions, or raise."""
     array = np.asarray(value)
-    if not (np.issubdtype(array.dtype, np.number)
-            and not np.issubdtype(array.dtype, np.complexfloating)):
+    if array.dtype.kind not in "iuf":   # signed, unsigned, floating
         raise TypeError(f"{name} must be an array of real numbers, "
                         f"received dtype {array.dtype}")
     if array.ndim != ndim:
@@ -244,6 +243,17 @@ def _windows_key(W, pads, stride, dtype):
     return (kh, kw, c_prev), pads, stride, np.dtype(dtype)
 
 
+def _strided(A, start, shape, strides):
+    """View C-contiguous A from index start, with the given shape and strides.
+
+    What ``np.lib.stride_tricks.as_strided`` does, without its per-call
+    overhead, which shows in the inner loops here. ``start`` indexes A's
+    leading axes. The view is writeable when A is.
+    """
+    offset = sum(index * step for index, step in zip(start, A.strides))
+    return np.ndarray(shape, A.dtype, A, offset=offset, strides=strides)
+
+
 def _pad(A, pads, dtype):
     """Return A as a C-contiguous array of dtype, zero-padded around h, w."""
     if not any(pads[0]) and not any(pads[1]):
@@ -381,9 +391,8 @@ def _band_matrix(A, kernel, stride, out_hw, band, workspace=None):
     m, c = A.shape[0], A.shape[3]
     span = (band - 1) * sw + kw
     s_n, s_h, s_w, s_c = A.strides
-    bands = np.lib.stride_tricks.as_strided(
-        A, (m, h_new, w_new // band, kh, span * c),
-        (s_n, sh * s_h, band * sw * s_w, s_h, s_c), writeable=False)
+    bands = _strided(A, (), (m, h_new, w_new // band, kh, span * c),
+                     (s_n, sh * s_h, band * sw * s_w, s_h, s_c))
     matrix = _scratch(workspace, "windows", (m * h_new * (w_new // band),
                                              kh * span * c + 1), A.dtype)
     matrix[:, :-1].reshape(bands.shape)[...] = bands
@@ -443,8 +452,8 @@ def _kernel_matrix(W, b, band, sw):
     """The kernel and bias as one matrix, to multiply ``_input_matrix`` by."""
     c_new = W.shape[3]
     spread = _band_spread(W, band, sw) if band else W.reshape(-1, c_new)
-    return np.concatenate([spread, np.tile(b.reshape(1, c_new),
-                                           (1, band or 1))])
+    biases = np.broadcast_to(b.reshape(1, c_new), (band or 1, c_new))
+    return np.concatenate([spread, biases.reshape(1, -1)])
 
 
 def _kernel_gradients(product, W_shape, band, sw):
@@ -487,10 +496,9 @@ def _add_bands(dA, dZ, W, stride, band):
     for i in range(kh):
         for first in range(min(group, blocks)):
             count = len(range(first, blocks, group))
-            target = np.lib.stride_tricks.as_strided(
-                dA[:, i:, first * band * sw:],
-                (m, h_new, count, span * c_prev),
-                (s_n, sh * s_h, group * band * sw * s_w, s_c))
+            target = _strided(dA, (0, i, first * band * sw),
+                              (m, h_new, count, span * c_prev),
+                              (s_n, sh * s_h, group * band * sw * s_w, s_c))
             target += by_band[:, :, first::group, i]
 
 
@@ -617,7 +625,7 @@ def _max_pool_backward_tiled(dA, A_prev, maxima, kernel, out_hw, dtype,
     dA_prev = (np.empty if covered else np.zeros)(A_prev.shape, dtype)
     is_max = np.empty(shape, bool)
     if first:
-        column = np.tile(np.repeat(np.arange(kw), c), w_new)
+        column = np.arange(width * c) // c % kw
         before, after, scratch = (np.empty(shape, bool) for _ in range(3))
         claimed = np.zeros(shape, bool)
     for i in range(kh):
@@ -715,8 +723,11 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
     for rows in chunks:
         A = _pad(A_prev[rows], pads, dtype)
         inputs = _input_matrix(A, (kh, kw), stride, out_hw, band, keep)
-        Z = (inputs @ kernel_matrix).reshape(out[rows].shape)
-        out[rows] = activation(Z)
+        Z = out[rows]
+        np.matmul(inputs, kernel_matrix, out=Z.reshape(len(inputs), -1))
+        activated = activation(Z)
+        if activated is not Z:
+            Z[...] = activated
     if keep is not None:
         keep["windows_of"] = (A_prev, _windows_key(W, pads, stride, dtype),
                               inputs)
