@@ -447,3 +447,49 @@ def profile_train_step(steps=200, batch=32, top=15):
     stats = pstats.Stats(profiler).sort_stats("tottime")
     stats.print_stats(top)
     return stats
+
+
+def time_layers(steps=400, batch=32, processes=1):
+    """Time every layer's forward and backward pass inside real training steps.
+
+    Trains ``steps`` steps of ``batch`` MNIST images (one BLAS thread, as
+    ``convnet train``) with each layer's ``forward`` and ``backward`` and
+    Adam's ``step`` wrapped in a timer, and prints a Markdown table of the
+    milliseconds per step each takes and its share of the whole step.
+    Returns ``(rows, milliseconds per step)``.
+    """
+    from convnet.model import LeNet5
+    from convnet.optim import Adam
+    from convnet.trainer import train_epoch
+    X, Y = _training_images()
+    model = LeNet5(seed=0)
+    optimizer = Adam(model.parameters())
+    train_epoch(model, optimizer, X[:5 * batch], Y[:5 * batch], batch, 0, 0)   # warm-up
+    seconds = {}
+
+    def timed(key, function):
+        def run(*args):
+            start = time.perf_counter()
+            result = function(*args)
+            seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
+            return result
+        return run
+
+    for layer in model.layers + [model.loss_layer]:
+        layer.forward = timed((layer.name, "forward"), layer.forward)
+        layer.backward = timed((layer.name, "backward"), layer.backward)
+    optimizer.step = timed(("Adam step", "forward"), optimizer.step)
+    count = min(steps * batch, len(X))
+    start = time.perf_counter()
+    train_epoch(model, optimizer, X[:count], Y[:count], batch, 0, 1)
+    step_ms = (time.perf_counter() - start) * 1e3 * batch / count
+    per_step = {key: value * 1e3 * batch / count for key, value in seconds.items()}
+    rows = []
+    for name in [layer.name for layer in model.layers] + ["softmax", "Adam step"]:
+        forward, backward = per_step.get((name, "forward"), 0.0), per_step.get((name, "backward"))
+        total = forward + (backward or 0.0)
+        rows.append([name, f"{forward:.3f}", "" if backward is None else f"{backward:.3f}",
+                     f"{100 * total / step_ms:.0f} %"])
+    rows.append(["whole step", "", "", f"{step_ms:.2f} ms"])
+    print(format_table(["layer", "forward (ms)", "backward (ms)", "share of the step"], rows))
+    return rows, step_ms
