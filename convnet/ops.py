@@ -384,7 +384,7 @@ def _band_matrix(A, kernel, stride, out_hw, band, workspace=None):
         ``A[n, y * sh + i, k * band * sw + t, channel]`` in column
         ``(i * span + t) * c + channel``. The last column holds ones. In
         NHWC those are kh contiguous runs of span * c numbers, so the
-        matrix is a strided view and one copy. Times :func:`_band_kernel`
+        matrix is a strided view and one copy. Times :func:`_kernel_matrix`
         it gives the output, ``band * c_new`` numbers per row.
     """
     (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
