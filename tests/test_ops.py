@@ -90,6 +90,17 @@ def _conv_inputs(shape, kernel, c_new, seed=0, dtype=np.float64):
     return A, W, b
 
 
+def _assert_conv_matches_reference(A, W, b, padding, stride):
+    """conv_forward (tanh) and conv_backward agree with the loop references to 1e-12."""
+    Z = conv_forward(A, W, b, np.tanh, padding, stride)
+    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, padding, stride),
+                               rtol=1e-12, atol=1e-12)
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride),
+                         reference_conv_backward(dZ, A, W, b, padding, stride)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------- fast == naive
 @pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
 def test_conv_matches_reference(case):
@@ -128,14 +139,7 @@ def test_conv_in_chunks_matches_reference(case, monkeypatch):
     """Large inputs are processed a few examples at a time: force one example per chunk."""
     monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 1)
     shape, kernel, stride, padding, c_new = case
-    A, W, b = _conv_inputs(shape, kernel, c_new)
-    Z = conv_forward(A, W, b, np.tanh, padding, stride)
-    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, padding, stride),
-                               rtol=1e-12, atol=1e-12)
-    dZ = np.random.default_rng(1).standard_normal(Z.shape)
-    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride),
-                         reference_conv_backward(dZ, A, W, b, padding, stride)):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    _assert_conv_matches_reference(*_conv_inputs(shape, kernel, c_new), padding, stride)
 
 
 BAND_CHOICES = {"one column": lambda w_new: 1, "two columns": lambda w_new: 2,
@@ -153,14 +157,7 @@ def test_conv_in_any_band_matches_reference(case, band, monkeypatch):
     monkeypatch.setattr(ops, "_forward_band", forced)
     monkeypatch.setattr(ops, "_backward_band", forced)
     shape, kernel, stride, padding, c_new = case
-    A, W, b = _conv_inputs(shape, kernel, c_new)
-    Z = conv_forward(A, W, b, np.tanh, padding, stride)
-    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, padding, stride),
-                               rtol=1e-12, atol=1e-12)
-    dZ = np.random.default_rng(1).standard_normal(Z.shape)
-    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride),
-                         reference_conv_backward(dZ, A, W, b, padding, stride)):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    _assert_conv_matches_reference(*_conv_inputs(shape, kernel, c_new), padding, stride)
 
 
 @pytest.mark.parametrize("n, limit, expected", [(10, 5, 5), (10, 4, 2), (7, 6, 1), (28, 100, 28),
@@ -275,14 +272,7 @@ def test_single_channel_conv_in_either_form_matches_reference(form, stride, monk
     """One input channel goes through the banded form when a band fits: force each form."""
     if form == "windows":
         monkeypatch.setattr(ops, "_forward_band", lambda W_shape, stride, out_hw: 0)
-    A, W, b = _conv_inputs((2, 12, 24, 1), (5, 3), 3)
-    Z = conv_forward(A, W, b, np.tanh, "same", stride)
-    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, "same", stride),
-                               rtol=1e-12, atol=1e-12)
-    dZ = np.random.default_rng(1).standard_normal(Z.shape)
-    for got, want in zip(conv_backward(dZ, A, W, b, "same", stride),
-                         reference_conv_backward(dZ, A, W, b, "same", stride)):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    _assert_conv_matches_reference(*_conv_inputs((2, 12, 24, 1), (5, 3), 3), "same", stride)
 
 
 @pytest.mark.parametrize("ties", ["all", "first"])
