@@ -100,7 +100,7 @@ def _configure_train(parser):
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="train on only the first N training images")
     parser.add_argument("--processes", type=positive_int, default=1,
-                        help="numpy backend: processes sharing each batch's gradient (default 1; "
+                        help="numpy backend: processes sharing each training step (default 1; "
                              "2 uses a second core, faster only when that core is idle)")
 
 

@@ -5,7 +5,6 @@ max pool 2x2/2 -> flatten -> dense 120 + ReLU -> dense 84 + ReLU -> dense 10,
 then softmax. Weights travel in the Keras ``get_weights()`` order and shapes,
 so a model trained here loads into the Keras and TensorFlow versions and back.
 """
-import mmap
 import zipfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from convnet import storage
 from convnet.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCrossEntropy
+from convnet.parallel import shared_zeros
 
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
@@ -79,8 +79,8 @@ class LeNet5:
     def _move_parameters_to_shared_memory(self):
         """Put every parameter in one flat buffer of anonymous shared memory.
 
-        Processes forked from this one (``convnet.trainer``'s gradient
-        workers) then see every update of the weights without copying them.
+        Processes forked from this one (``convnet.parallel``'s training
+        processes) then see every update of the weights without copying them.
         """
         params = self.parameters()
         flat = shared_zeros(sum(param.size for param in params), self.dtype)
@@ -90,6 +90,7 @@ class LeNet5:
             view[...] = param
             layer.params[key] = view
             offset += param.size
+        self._flat = flat
 
     # ------------------------------------------------------------ parameters
     def _param_slots(self):
@@ -99,6 +100,10 @@ class LeNet5:
     def parameters(self):
         """Return the parameter arrays themselves (not copies), in exchange order."""
         return [layer.params[key] for layer, key in self._param_slots()]
+
+    def flat_parameters(self):
+        """Return the one flat buffer every parameter is a view of (exchange order)."""
+        return self._flat
 
     def gradients(self):
         """Return the gradients of the last ``loss_and_grads``, in exchange order."""
@@ -304,13 +309,6 @@ class LeNet5:
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
         return model
-
-
-def shared_zeros(count, dtype):
-    """Return ``count`` zeros of ``dtype`` in anonymous shared memory (shared with forked children)."""
-    dtype = np.dtype(dtype)
-    memory = mmap.mmap(-1, max(count * dtype.itemsize, 1))
-    return np.frombuffer(memory, dtype=dtype, count=count)
 
 
 def read_npz(path):

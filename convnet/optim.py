@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from convnet.parallel import shared_zeros
+
 
 class Adam:
     """Adam optimiser with Keras's defaults.
@@ -23,10 +25,12 @@ class Adam:
     ----------
     params : list of ndarray
         The parameter arrays (of one dtype), updated in place by ``step``.
-        The two moment estimates of all of them live in two flat buffers,
-        allocated once here with the scratch space: a step runs each
-        formula once over every parameter instead of once per array, and
-        allocates nothing.
+        The two moment estimates of all of them live in two flat buffers
+        (the parameters flattened and joined in order), allocated once here
+        with the scratch space: a step runs each formula once over every
+        parameter instead of once per array, and allocates nothing. The
+        moments are in anonymous shared memory, so processes forked later
+        can each update a part of them (``convnet.parallel``).
     lr : float
         Learning rate (Keras default 0.001).
     beta1, beta2 : float
@@ -47,8 +51,8 @@ class Adam:
         self.iterations = 0
         dtype = dtypes.pop() if dtypes else np.float32
         size = sum(param.size for param in self.params)
-        self._flat_m, self._flat_v, self._grad, self._scratch = (
-            np.zeros(size, dtype) for _ in range(4))
+        self._flat_m, self._flat_v = shared_zeros(size, dtype), shared_zeros(size, dtype)
+        self._grad, self._scratch = np.zeros(size, dtype), np.zeros(size, dtype)
         self.m, self.v = self._views(self._flat_m), self._views(self._flat_v)
         self._updates = self._views(self._scratch)
 
@@ -74,11 +78,37 @@ class Adam:
             raise ValueError("grads must match the parameters' shapes "
                              f"{[param.shape for param in self.params]}, received "
                              f"{[np.shape(grad) for grad in grads]}")
-        t = self.iterations + 1
-        alpha = self.lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
-        g, m, v, scratch = self._grad, self._flat_m, self._flat_v, self._scratch
         if grads:
-            np.concatenate([np.ravel(grad) for grad in grads], out=g)
+            np.concatenate([np.ravel(grad) for grad in grads], out=self._grad)
+        t = self.iterations + 1
+        self.flat_update(self._grad, t, out=self._scratch)
+        for param, update in zip(self.params, self._updates):
+            param -= update
+        self.iterations = t
+
+    def flat_update(self, g, t, part=slice(None), out=None):
+        """Advance the moments of some elements and return their update.
+
+        Parameters
+        ----------
+        g : ndarray of shape (n,)
+            Gradient of the elements ``part`` of the flattened parameters.
+        t : int
+            Number of the step, from 1 (sets the bias correction).
+        part : slice
+            Which elements of the flattened parameters (n of them).
+        out : ndarray of shape (n,), optional
+            Receives the result; not ``g``, which is read to the end.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            The amount to subtract from those elements of the parameters.
+            ``iterations`` is left to the caller.
+        """
+        alpha = self.lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
+        m, v = self._flat_m[part], self._flat_v[part]
+        scratch = np.empty_like(g) if out is None else out
         # m += (g - m) * (1 - beta1)
         np.subtract(g, m, out=scratch)
         scratch *= 1 - self.beta1
@@ -88,14 +118,12 @@ class Adam:
         scratch -= v
         scratch *= 1 - self.beta2
         v += scratch
-        # param -= alpha * m / (sqrt(v) + epsilon)
+        # update = alpha * m / (sqrt(v) + epsilon)
         np.sqrt(v, out=scratch)
         scratch += self.epsilon
         np.divide(m, scratch, out=scratch)
         scratch *= alpha
-        for param, update in zip(self.params, self._updates):
-            param -= update
-        self.iterations = t
+        return scratch
 
     def state(self):
         """Return the optimiser's state as a dict of arrays (for a checkpoint).

@@ -25,8 +25,6 @@ than it saves, and on a busy machine spinning BLAS threads make a step several
 times slower.
 """
 import json
-import multiprocessing
-import signal
 import sys
 import time
 from pathlib import Path
@@ -34,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from convnet import data, storage
-from convnet.model import LeNet5, read_npz, shared_zeros
+from convnet.model import LeNet5, read_npz
 from convnet.optim import Adam
+from convnet.parallel import TrainingProcesses
 from convnet.threads import blas_threads
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -67,148 +66,6 @@ def _progress(iterable, description, total, enabled):
                 file=sys.stderr, mininterval=0.5)
 
 
-def _receive(connection, spin_seconds=0.01):
-    """Receive from a pipe, polling without sleeping for up to spin_seconds first.
-
-    A process that blocks between two training steps lets its processor
-    idle, and waking it up again costs far more than the poll; on a
-    virtual machine it can cost a large part of a step.
-    """
-    deadline = time.perf_counter() + spin_seconds
-    while not connection.poll() and time.perf_counter() < deadline:
-        pass
-    return connection.recv()
-
-
-def _gradient_worker(model, X, Y, connection, grads):
-    """Child process: compute the gradient of each batch slice it is sent.
-
-    Receives index arrays, writes the slice's gradient into ``grads`` (shared
-    memory) and answers ``("ok", loss)``, or ``("error", message)``; stops on None.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
-    with blas_threads(1):
-        while True:
-            try:
-                indices = _receive(connection)
-            except EOFError:
-                break
-            if indices is None:
-                break
-            try:
-                loss, slice_grads = model.loss_and_grads(X[indices], Y[indices])
-                for target, grad in zip(grads, slice_grads):
-                    target[...] = grad
-                answer = ("ok", loss)
-            except (ValueError, TypeError, ArithmeticError, MemoryError) as error:
-                answer = ("error", f"{type(error).__name__}: {error}")
-            try:
-                connection.send(answer)
-            except OSError:   # the parent has gone (interrupted): stop quietly
-                break
-    connection.close()
-
-
-class GradientProcesses:
-    """Compute each batch's gradient in ``processes`` processes (data parallelism).
-
-    The batch is split into ``processes`` nearly equal slices: this process
-    runs the first, children forked when the object is created run the others
-    and write their gradients into shared memory; the slices' gradients are
-    then averaged, weighted by size. The weights are shared too (``LeNet5``
-    keeps them in shared memory), so the children always see the current ones.
-    The result is the gradient of the whole batch, up to rounding; the same
-    ``processes`` always gives the same result. With ``processes=1`` nothing
-    is forked. Use as a context manager, which stops the children.
-
-    Parameters
-    ----------
-    model : LeNet5
-    X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
-        Training images (the children inherit them when forked).
-    Y : ndarray of shape (m,)
-        Integer labels.
-    processes : int
-        Total number of processes, >= 1.
-    """
-
-    def __init__(self, model, X, Y, processes=1):
-        if isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) \
-                or processes < 1:
-            raise ValueError(f"processes must be a positive integer, received {processes!r}")
-        self.model, self.X, self.Y = model, X, Y
-        self.children = []
-        self._sums = [np.zeros_like(param) for param in model.parameters()]
-        if processes > 1:
-            context = multiprocessing.get_context("fork")
-            for _ in range(processes - 1):
-                grads = [shared_zeros(param.size, param.dtype).reshape(param.shape)
-                         for param in model.parameters()]
-                parent_end, child_end = context.Pipe()
-                child = context.Process(target=_gradient_worker, daemon=True,
-                                        args=(model, X, Y, child_end, grads))
-                child.start()
-                child_end.close()
-                self.children.append((child, parent_end, grads))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def close(self):
-        """Stop the children (they finish their current slice first)."""
-        for child, connection, _ in self.children:
-            try:
-                connection.send(None)
-            except OSError:
-                pass
-            connection.close()
-        for child, _, _ in self.children:
-            child.join(timeout=5)
-            if child.is_alive():
-                child.terminate()
-        self.children = []
-
-    def loss_and_grads(self, indices):
-        """Return ``(mean loss, gradients)`` of the batch ``X[indices]``, ``Y[indices]``.
-
-        The gradients are in exchange order and belong to this object: use
-        them before the next call.
-        """
-        if len(indices) <= len(self.children):
-            return self.model.loss_and_grads(self.X[indices], self.Y[indices])
-        slices = np.array_split(indices, len(self.children) + 1)
-        for (_, connection, _), part in zip(self.children, slices[1:]):
-            connection.send(part)
-        try:
-            loss, grads = self.model.loss_and_grads(self.X[slices[0]], self.Y[slices[0]])
-        finally:
-            answers = [self._answer(connection) for _, connection, _ in self.children]
-        weight = len(slices[0]) / len(indices)
-        total_loss = weight * loss
-        for sums, grad in zip(self._sums, grads):
-            np.multiply(grad, weight, out=sums)
-        errors = [value for status, value in answers if status != "ok"]
-        if errors:
-            raise RuntimeError("a gradient process failed: " + "; ".join(errors))
-        for (_, _, child_grads), part, (_, child_loss) in zip(self.children, slices[1:], answers):
-            weight = len(part) / len(indices)
-            total_loss += weight * child_loss
-            for sums, grad in zip(self._sums, child_grads):
-                sums += weight * grad
-        return total_loss, self._sums
-
-    @staticmethod
-    def _answer(connection):
-        """Wait for one child's ``(status, value)`` answer."""
-        try:
-            return _receive(connection)
-        except EOFError:
-            return "error", "the process stopped"
-
-
 def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
                 description=None, processes=1):
     """Run one epoch of mini-batch Adam steps.
@@ -229,7 +86,7 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     progress : bool
         Show a tqdm bar.
     processes : int
-        Processes computing each batch's gradient (see ``GradientProcesses``).
+        Processes sharing each step (see ``convnet.parallel``).
 
     Returns
     -------
@@ -241,14 +98,12 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     NumPy's BLAS is limited to one thread meanwhile (see ``blas_threads``).
     """
     order = epoch_order(seed, epoch, len(X))
-    starts = range(0, len(X), batch_size)
     total_loss = 0.0
-    with blas_threads(1), GradientProcesses(model, X, Y, processes) as gradients:
-        for start in _progress(starts, description or f"epoch {epoch}", len(starts), progress):
-            batch = order[start:start + batch_size]
-            loss, grads = gradients.loss_and_grads(batch)
-            optimizer.step(grads)
-            total_loss += loss * len(batch)
+    with blas_threads(1), TrainingProcesses(model, optimizer, X, Y, processes) as training:
+        steps = training.run(order, batch_size)
+        for loss, count in _progress(steps, description or f"epoch {epoch}",
+                                     -(-len(X) // batch_size), progress):
+            total_loss += loss * count
     return total_loss / max(len(X), 1)
 
 
@@ -297,7 +152,7 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     progress : bool
         Show a tqdm bar per epoch on stderr.
     processes : int
-        Processes computing each batch's gradient (see ``GradientProcesses``).
+        Processes sharing each step (see ``convnet.parallel``).
 
     Returns
     -------

@@ -8,6 +8,7 @@ from convnet import trainer
 from convnet.cli import main
 from convnet.model import WEIGHT_NAMES, LeNet5, read_npz
 from convnet.optim import Adam
+from convnet.parallel import TrainingProcesses
 
 
 @pytest.fixture(scope="module")
@@ -245,37 +246,48 @@ def test_profile_of_training_steps_runs(capsys):
     assert "function calls in" in capsys.readouterr().out
 
 
-# ---------------------------------------------------------------- gradient processes
-@pytest.mark.parametrize("processes, batch", [(2, 10), (3, 7), (2, 1)])
-def test_gradient_processes_give_the_whole_batch_gradient(processes, batch):
+# ---------------------------------------------------------------- training processes
+@pytest.mark.parametrize("processes, batch", [(2, 10), (3, 7), (2, 1), (3, 4)])
+def test_training_processes_take_the_whole_batch_steps(processes, batch):
     rng = np.random.default_rng(0)
     X, Y = rng.random((20, 28, 28)), rng.integers(0, 10, 20)
-    indices = rng.permutation(20)[:batch]
-    model = LeNet5(seed=2, dtype=np.float64)
-    reference_loss, reference = model.loss_and_grads(X[indices], Y[indices])
-    reference = [grad.copy() for grad in reference]
-    with trainer.GradientProcesses(model, X, Y, processes) as gradients:
-        assert len(gradients.children) == processes - 1
-        for _ in range(2):   # the children see weights changed after the fork
-            loss, grads = gradients.loss_and_grads(indices)
-            assert loss == pytest.approx(reference_loss, rel=1e-12)
-            for ours, expected in zip(grads, reference):
+    model, reference = LeNet5(seed=2, dtype=np.float64), LeNet5(seed=2, dtype=np.float64)
+    optimizer, reference_optimizer = Adam(model.parameters()), Adam(reference.parameters())
+    with TrainingProcesses(model, optimizer, X, Y, processes) as training:
+        assert len(training.children) == processes - 1
+        for _ in range(2):   # the second run sees the moments and weights every process changed
+            order = rng.permutation(20)
+            for start, (loss, count) in zip(range(0, 20, batch), training.run(order, batch)):
+                indices = order[start:start + batch]
+                assert count == len(indices)
+                reference_loss, grads = reference.loss_and_grads(X[indices], Y[indices])
+                reference_optimizer.step(grads)
+                assert loss == pytest.approx(reference_loss, rel=1e-12)
+            for ours, expected in zip(model.parameters(), reference.parameters()):
                 np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-13)
-            model.parameters()[4][...] *= 0.5
-            reference_loss, reference = model.loss_and_grads(X[indices], Y[indices])
-            reference = [grad.copy() for grad in reference]
-    assert gradients.children == []
+            for ours, expected in zip(optimizer.m + optimizer.v,
+                                      reference_optimizer.m + reference_optimizer.v):
+                np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-16)
+    assert optimizer.iterations == reference_optimizer.iterations == 2 * -(-20 // batch)
+    assert training.children == []
 
 
-def test_gradient_processes_report_errors_and_bad_counts():
+def test_training_processes_report_errors_and_bad_counts():
     model = LeNet5()
+    optimizer = Adam(model.parameters())
     X, Y = np.zeros((4, 28, 28), np.float32), np.array([0, 1, 2, 11])
-    with trainer.GradientProcesses(model, X, Y, 2) as gradients:
-        with pytest.raises(RuntimeError, match="gradient process failed: ValueError: Y must hold"):
-            gradients.loss_and_grads(np.array([0, 1, 3, 3]))   # the child's slice is bad
+    before = model.get_weights()
+    with TrainingProcesses(model, optimizer, X, Y, 2) as training:
+        with pytest.raises(RuntimeError, match="training process failed: ValueError: Y must hold"):
+            list(training.run(np.array([0, 1, 3, 3]), 4))   # the child's slice is bad
         with pytest.raises(ValueError, match="Y must hold"):
-            gradients.loss_and_grads(np.array([3, 3, 0, 1]))   # this process's slice is bad
-        loss, _ = gradients.loss_and_grads(np.array([0, 1, 2, 0]))   # still in step
-        assert loss == pytest.approx(model.loss_and_grads(X[[0, 1, 2, 0]], Y[[0, 1, 2, 0]])[0])
+            list(training.run(np.array([3, 3, 0, 1]), 4))   # this process's slice is bad
+        assert optimizer.iterations == 0
+        for ours, expected in zip(model.get_weights(), before):
+            np.testing.assert_array_equal(ours, expected)
+        reference_loss = model.loss_and_grads(X[[0, 1, 2, 0]], Y[[0, 1, 2, 0]])[0]
+        [(loss, count)] = training.run(np.array([0, 1, 2, 0]), 4)   # the children are ready
+        assert (loss, count) == (pytest.approx(reference_loss), 4)
+        assert optimizer.iterations == 1
     with pytest.raises(ValueError, match="processes must be a positive integer, received 0"):
-        trainer.GradientProcesses(model, X, Y, 0)
+        TrainingProcesses(model, optimizer, X, Y, 0)
