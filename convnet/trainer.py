@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from convnet import data, storage
+from convnet.memory import keep_freed_memory
 from convnet.model import LeNet5, read_npz
 from convnet.optim import Adam
 from convnet.parallel import TrainingProcesses
@@ -95,8 +96,11 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
 
     Notes
     -----
-    NumPy's BLAS is limited to one thread meanwhile (see ``blas_threads``).
+    NumPy's BLAS is limited to one thread meanwhile (see ``blas_threads``),
+    and the process's allocator keeps the memory a step frees for the next
+    one (see ``convnet.memory``).
     """
+    keep_freed_memory()
     order = epoch_order(seed, epoch, len(X))
     total_loss = 0.0
     with blas_threads(1), TrainingProcesses(model, optimizer, X, Y, processes) as training:
