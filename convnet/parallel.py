@@ -120,9 +120,10 @@ class _Share:
         """Take this process's part in the epoch's steps; yield each batch's mean loss and size.
 
         ``meet(message)`` exchanges this process's ``(status, value)`` with
-        the others: it returns every process's message in rank order, or
-        raises ``_Aborted``. A failure raises here in this process and
-        ``_Aborted`` in the others, before any update of that step.
+        the others and returns the messages it has (every process's, in
+        rank order, in the parent, whose yielded losses are the ones used),
+        or raises if any process failed: after a failed gradient no process
+        updates anything.
         """
         count = len(self.grads)
         for index, start in enumerate(range(0, len(order), batch_size)):
@@ -237,6 +238,8 @@ class TrainingProcesses:
 
     def run(self, order, batch_size):
         """Train one step per ``batch_size`` indices of ``order``; yield each batch's mean loss and size.
+
+        Consume one run to its end (or close this object) before starting another.
 
         Raises
         ------
