@@ -189,6 +189,9 @@ def _run_filters(args):
 def _configure_bench(parser):
     parser.add_argument("which", choices=("ops", "train"), help="what to measure")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs")
+    parser.add_argument("--runs", type=positive_int, default=1,
+                        help="train: measure each batch size N times and add a row of medians "
+                             "(default 1)")
 
 
 def _run_bench(args):
