@@ -1,6 +1,6 @@
-"""How the C library's allocator treats the memory NumPy frees, set for training.
+"""Memory for training: freed memory kept, buffers aligned, buffers shared.
 
-A LeNet-5 step allocates and frees arrays of a few hundred kilobytes (the
+**Kept.** A LeNet-5 step allocates and frees arrays of a few hundred kilobytes (the
 activations and window matrices of a batch). By default glibc's ``malloc``
 hands large freed blocks back to the operating system, either because they
 were mapped on their own or because the free space at the top of the heap
@@ -8,8 +8,23 @@ grew past a threshold, and the next step's arrays then fault every page back
 in: about 70 page faults a step at batch 32, 3 to 14 % of its time on the
 development machine. Keeping that memory instead costs nothing more than
 the peak a step already uses.
+
+**Aligned.** The flat buffers Adam and the training processes sweep (the
+parameters, gradients, moments and scratch space) start on 64-byte
+boundaries, and a process's share of them starts on one too: the same sweep
+over a share that started 20 bytes past a boundary took 30 % longer.
+
+**Shared.** The parameters, Adam's moments and the processes' gradients are
+in anonymous shared memory, which processes forked later see and update in
+place (``convnet.parallel``).
 """
 import ctypes
+import mmap
+
+import numpy as np
+
+# Alignment of the flat buffers: a cache line, and a full AVX-512 register.
+ALIGNMENT = 64
 
 # mallopt parameter numbers, from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
@@ -39,3 +54,31 @@ def keep_freed_memory():
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return (mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) == 1
             and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1)
+
+
+def shared_zeros(count, dtype):
+    """Return ``count`` zeros of ``dtype`` in anonymous shared memory (page-aligned)."""
+    dtype = np.dtype(dtype)
+    memory = mmap.mmap(-1, max(count * dtype.itemsize, 1))
+    return np.frombuffer(memory, dtype=dtype, count=count)
+
+
+def aligned_zeros(count, dtype):
+    """Return ``count`` zeros of ``dtype`` starting on an ``ALIGNMENT``-byte boundary."""
+    dtype = np.dtype(dtype)
+    spare = -(-ALIGNMENT // dtype.itemsize)
+    buffer = np.zeros(count + spare, dtype)
+    start = (-buffer.ctypes.data % ALIGNMENT) // dtype.itemsize
+    return buffer[start:start + count]
+
+
+def aligned_bounds(count, parts, itemsize):
+    """Bounds of ``parts`` nearly equal shares of ``count`` items, each starting aligned.
+
+    Returns ``parts + 1`` increasing offsets from 0 to ``count``; every
+    offset but the last is a multiple of ``ALIGNMENT // itemsize`` items, so
+    a share of a buffer that starts aligned starts aligned too.
+    """
+    step = max(ALIGNMENT // itemsize, 1)
+    inner = [min(step * round(count * rank / parts / step), count) for rank in range(1, parts)]
+    return [0] + inner + [count]

@@ -12,7 +12,7 @@ import numpy as np
 
 from convnet import storage
 from convnet.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCrossEntropy
-from convnet.parallel import shared_zeros
+from convnet.memory import shared_zeros
 
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from convnet.parallel import shared_zeros
+from convnet.memory import aligned_zeros, shared_zeros
 
 
 class Adam:
@@ -30,7 +30,8 @@ class Adam:
         with the scratch space: a step runs each formula once over every
         parameter instead of once per array, and allocates nothing. The
         moments are in anonymous shared memory, so processes forked later
-        can each update a part of them (``convnet.parallel``).
+        can each update a part of them (``convnet.parallel``); every flat
+        buffer starts on a 64-byte boundary (``convnet.memory``).
     lr : float
         Learning rate (Keras default 0.001).
     beta1, beta2 : float
@@ -52,7 +53,7 @@ class Adam:
         dtype = dtypes.pop() if dtypes else np.float32
         size = sum(param.size for param in self.params)
         self._flat_m, self._flat_v = shared_zeros(size, dtype), shared_zeros(size, dtype)
-        self._grad, self._scratch = np.zeros(size, dtype), np.zeros(size, dtype)
+        self._grad, self._scratch = aligned_zeros(size, dtype), aligned_zeros(size, dtype)
         self.m, self.v = self._views(self._flat_m), self._views(self._flat_v)
         self._updates = self._views(self._scratch)
 

@@ -18,21 +18,14 @@ request-and-answer round costs about as much again.
 This process runs the first slice and the first share and reports the
 losses; children forked when ``TrainingProcesses`` is created run the rest.
 """
-import mmap
 import multiprocessing
 import signal
 import time
 
 import numpy as np
 
+from convnet.memory import aligned_bounds, aligned_zeros, shared_zeros
 from convnet.threads import blas_threads
-
-
-def shared_zeros(count, dtype):
-    """Return ``count`` zeros of ``dtype`` in anonymous shared memory (shared with forked children)."""
-    dtype = np.dtype(dtype)
-    memory = mmap.mmap(-1, max(count * dtype.itemsize, 1))
-    return np.frombuffer(memory, dtype=dtype, count=count)
 
 
 def _receive(connection, spin_seconds=0.01):
@@ -92,10 +85,10 @@ class _Share:
     def __init__(self, model, optimizer, X, Y, grads, rank):
         self.model, self.optimizer, self.X, self.Y = model, optimizer, X, Y
         self.grads, self.rank = grads, rank
-        bounds = _slice_bounds(grads[0].size, len(grads))
+        bounds = aligned_bounds(grads[0].size, len(grads), grads[0].itemsize)
         self.part = slice(bounds[rank], bounds[rank + 1])
-        self._average = np.empty(self.part.stop - self.part.start, grads[0].dtype)
-        self._scratch = np.empty_like(self._average)
+        self._average = aligned_zeros(self.part.stop - self.part.start, grads[0].dtype)
+        self._scratch = aligned_zeros(self.part.stop - self.part.start, grads[0].dtype)
 
     def gradient(self, indices):
         """Write the gradient of ``X[indices]`` into this process's buffer; return the loss."""

@@ -3,7 +3,10 @@ import platform
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from convnet import memory
 
 # Allocates and frees three 1 MiB arrays 20 times, then prints the page faults per round.
 FAULTS_PER_ROUND = """
@@ -35,3 +38,30 @@ def test_freed_arrays_are_reused_without_page_faults():
     # each round faults most of it in again; kept, it is reused as it is.
     assert faults_per_round("default") > 100
     assert faults_per_round("keep") < 10
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8])
+@pytest.mark.parametrize("count", [0, 1, 1000])
+def test_aligned_zeros_start_on_the_boundary(dtype, count):
+    for _ in range(5):   # whatever address malloc hands out
+        zeros = memory.aligned_zeros(count, dtype)
+        assert zeros.shape == (count,) and zeros.dtype == dtype and not zeros.any()
+        assert count == 0 or zeros.ctypes.data % memory.ALIGNMENT == 0
+
+
+def test_shared_zeros_are_page_aligned_and_writable():
+    zeros = memory.shared_zeros(10, np.float32)
+    zeros[3] = 1.5
+    assert zeros.sum() == 1.5 and zeros.ctypes.data % memory.ALIGNMENT == 0
+
+
+@pytest.mark.parametrize("count, parts, itemsize", [(61706, 2, 4), (61706, 3, 8), (100, 7, 4),
+                                                    (10, 3, 4), (5, 1, 4)])
+def test_aligned_bounds_split_evenly_on_boundaries(count, parts, itemsize):
+    bounds = memory.aligned_bounds(count, parts, itemsize)
+    step = memory.ALIGNMENT // itemsize
+    assert len(bounds) == parts + 1 and bounds[0] == 0 and bounds[-1] == count
+    assert all(a <= b for a, b in zip(bounds, bounds[1:]))
+    assert all(bound % step == 0 for bound in bounds[:-1])
+    sizes = np.diff(bounds)
+    assert sizes.max() - sizes.min() <= step + count % step   # nearly equal
