@@ -10,10 +10,12 @@ processes at once.
 
 Every process is sent the epoch's order once and walks through the same
 steps; they meet twice a step, when the gradients are written and when the
-update is done, by exchanging one small message each with this process.
-Sharing the update and meeting instead of sending per-step requests both
-matter: averaging and Adam take a tenth of a two-process step, and each
-request-and-answer round costs about as much again.
+update is done. At a meeting every process sends one small message to
+every other before reading theirs, so it costs one message's delay, and the
+same messages carry any failure, so that all processes abandon a step
+together. Sharing the update and meeting instead of sending per-step
+requests both matter: averaging and Adam take a tenth of a two-process step,
+and each request-and-answer round costs about as much again.
 
 This process runs the first slice and the first share and reports the
 losses; children forked when ``TrainingProcesses`` is created run the rest.
@@ -128,31 +130,60 @@ class _Share:
             yield sum(weight * loss for weight, (_, loss) in zip(weights, messages)), len(batch)
 
 
-def _worker(share, connection):
+def _exchange(links, message):
+    """Send this process's ``(status, value)`` to every other process; return everyone's.
+
+    ``links`` holds a pipe to each other process, in rank order, and None at
+    this process's own rank. Everyone sends before anyone receives, so a
+    meeting costs one message's delay. An error's value travels as text.
+    Returns the messages in rank order, with None for a process that has
+    stopped or is stopping the others.
+    """
+    status, value = message
+    sent = (status, value if status == "ok" else f"{type(value).__name__}: {value}")
+    for link in links:
+        if link is not None:
+            try:
+                link.send(sent)
+            except OSError:   # that process has gone: its message reads as None
+                pass
+    messages = []
+    for link in links:
+        if link is None:
+            messages.append(message)
+            continue
+        try:
+            messages.append(_receive(link))
+        except EOFError:
+            messages.append(None)
+    return messages
+
+
+def _worker(share, links, others):
     """Child process: take part in every epoch it is sent ``(order, batch_size, first_t)``.
 
-    Stops on None, or when the parent has gone.
+    ``links`` are this child's pipes to every process (None at its own
+    rank); ``others`` are the pipe ends it inherited but does not own, closed
+    at once so that a process's end reads as closed when it stops. Stops on
+    None from the parent, or when the parent has gone.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
+    for end in others:
+        end.close()
+    parent = links[0]
 
     def meet(message):
-        status, value = message
-        try:
-            connection.send((status, value if status == "ok" else
-                             f"{type(value).__name__}: {value}"))
-            verdict = _receive(connection)
-        except (OSError, EOFError):   # the parent has gone (interrupted)
-            raise _Aborted(stop=True) from None
-        if verdict is None:
+        messages = _exchange(links, message)
+        if messages[0] is None:
             raise _Aborted(stop=True)
-        if verdict != "go":
+        if any(other is None or other[0] != "ok" for other in messages):
             raise _Aborted
-        return [message]
+        return messages
 
     with blas_threads(1):
         while True:
             try:
-                request = _receive(connection)
+                request = _receive(parent)
             except EOFError:
                 break
             if request is None:
@@ -163,7 +194,9 @@ def _worker(share, connection):
             except _Aborted as aborted:
                 if aborted.stop:
                     break
-    connection.close()
+    for link in links:
+        if link is not None:
+            link.close()
 
 
 class TrainingProcesses:
@@ -194,20 +227,30 @@ class TrainingProcesses:
                 or processes < 1:
             raise ValueError(f"processes must be a positive integer, received {processes!r}")
         self.model, self.optimizer, self.X, self.Y = model, optimizer, X, Y
-        self.children = []
+        self.children, self._links = [], []
         if processes > 1:
             flat = model.flat_parameters()
             grads = [shared_zeros(flat.size, flat.dtype) for _ in range(processes)]
             self._share = _Share(model, optimizer, X, Y, grads, 0)
             context = multiprocessing.get_context("fork")
+            # ends[r][s]: process r's end of the pipe between r and s.
+            ends = [[None] * processes for _ in range(processes)]
+            for first in range(processes):
+                for second in range(first + 1, processes):
+                    ends[first][second], ends[second][first] = context.Pipe()
             for rank in range(1, processes):
-                parent_end, child_end = context.Pipe()
+                others = [end for owner, row in enumerate(ends) if owner != rank
+                          for end in row if end is not None]
                 child = context.Process(
                     target=_worker, daemon=True,
-                    args=(_Share(model, optimizer, X, Y, grads, rank), child_end))
+                    args=(_Share(model, optimizer, X, Y, grads, rank), ends[rank], others))
                 child.start()
-                child_end.close()
-                self.children.append((child, parent_end))
+                self.children.append(child)
+            for row in ends[1:]:
+                for end in row:
+                    if end is not None:
+                        end.close()
+            self._links = ends[0]
 
     def __enter__(self):
         return self
@@ -217,17 +260,18 @@ class TrainingProcesses:
 
     def close(self):
         """Stop the children (they finish their current slice first)."""
-        for child, connection in self.children:
-            try:
-                connection.send(None)
-            except OSError:
-                pass
-            connection.close()
-        for child, _ in self.children:
+        for link in self._links:
+            if link is not None:
+                try:
+                    link.send(None)
+                except OSError:
+                    pass
+                link.close()
+        for child in self.children:
             child.join(timeout=5)
             if child.is_alive():
                 child.terminate()
-        self.children = []
+        self.children, self._links = [], []
 
     def run(self, order, batch_size):
         """Train one step per ``batch_size`` indices of ``order``; yield each batch's mean loss and size.
@@ -250,29 +294,19 @@ class TrainingProcesses:
                 self.optimizer.step(grads)
                 yield loss, len(batch)
             return
-        for _, connection in self.children:
-            connection.send((order, batch_size, self.optimizer.iterations))
+        for link in self._links[1:]:
+            link.send((order, batch_size, self.optimizer.iterations))
         for step in self._share.steps(order, batch_size, self.optimizer.iterations, self._meet):
             self.optimizer.iterations += 1
             yield step
 
     def _meet(self, message):
-        """Collect every child's message, tell them all whether to go on; return the messages."""
-        messages = [message] + [self._answer(connection) for _, connection in self.children]
-        failed = any(status != "ok" for status, _ in messages)
-        for _, connection in self.children:
-            connection.send("stop" if failed else "go")
+        """Exchange messages with the children; raise if any process failed."""
+        messages = _exchange(self._links, message)
         if message[0] != "ok":
             raise message[1]
-        if failed:
-            raise RuntimeError("a training process failed: " + "; ".join(
-                value for status, value in messages if status != "ok"))
+        errors = ["the process stopped" if other is None else other[1]
+                  for other in messages if other is None or other[0] != "ok"]
+        if errors:
+            raise RuntimeError("a training process failed: " + "; ".join(errors))
         return messages
-
-    @staticmethod
-    def _answer(connection):
-        """Wait for one child's ``(status, value)`` message."""
-        try:
-            return _receive(connection)
-        except EOFError:
-            return "error", "the process stopped"
