@@ -11,8 +11,9 @@ the peak a step already uses.
 
 **Aligned.** The flat buffers Adam and the training processes sweep (the
 parameters, gradients, moments and scratch space) start on 64-byte
-boundaries, and a process's share of them starts on one too: the same sweep
-over a share that started 20 bytes past a boundary took 30 % longer.
+boundaries, and ``convnet.parallel`` starts each process's share of them on
+one too: the same sweep over a share that started 20 bytes past a boundary
+took 30 % longer.
 
 **Shared.** The parameters, Adam's moments and the processes' gradients are
 in anonymous shared memory, which processes forked later see and update in
@@ -71,14 +72,3 @@ def aligned_zeros(count, dtype):
     start = (-buffer.ctypes.data % ALIGNMENT) // dtype.itemsize
     return buffer[start:start + count]
 
-
-def aligned_bounds(count, parts, itemsize):
-    """Bounds of ``parts`` nearly equal shares of ``count`` items, each starting aligned.
-
-    Returns ``parts + 1`` increasing offsets from 0 to ``count``; every
-    offset but the last is a multiple of ``ALIGNMENT // itemsize`` items, so
-    a share of a buffer that starts aligned starts aligned too.
-    """
-    step = max(ALIGNMENT // itemsize, 1)
-    inner = [min(step * round(count * rank / parts / step), count) for rank in range(1, parts)]
-    return [0] + inner + [count]

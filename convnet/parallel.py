@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from convnet.memory import aligned_bounds, aligned_zeros, shared_zeros
+from convnet.memory import ALIGNMENT, aligned_zeros, shared_zeros
 from convnet.threads import blas_threads
 
 
@@ -43,13 +43,18 @@ def _receive(connection, spin_seconds=0.01):
     return connection.recv()
 
 
-def _slice_bounds(count, parts):
-    """Start of each of ``parts`` nearly equal slices of ``count`` items, and the end.
+def _share_bounds(count, parts, step=1):
+    """Bounds of ``parts`` nearly equal shares of ``count`` items.
 
-    The first ``count % parts`` slices have one item more, as in ``np.array_split``.
+    Returns ``parts + 1`` increasing offsets from 0 to ``count``; each is
+    the multiple of ``step`` nearest to its even share, except the last.
+    Shares of a batch use a step of 1; shares of the flattened parameters a
+    step of ``ALIGNMENT // itemsize``, so that a share of an aligned buffer
+    starts aligned.
     """
-    size, extra = divmod(count, parts)
-    return [rank * size + min(rank, extra) for rank in range(parts + 1)]
+    inner = [min(step * ((2 * count * rank + parts * step) // (2 * parts * step)), count)
+             for rank in range(1, parts)]
+    return [0] + inner + [count]
 
 
 class _Aborted(Exception):
@@ -87,7 +92,7 @@ class _Share:
     def __init__(self, model, optimizer, X, Y, grads, rank):
         self.model, self.optimizer, self.X, self.Y = model, optimizer, X, Y
         self.grads, self.rank = grads, rank
-        bounds = aligned_bounds(grads[0].size, len(grads), grads[0].itemsize)
+        bounds = _share_bounds(grads[0].size, len(grads), max(ALIGNMENT // grads[0].itemsize, 1))
         self.part = slice(bounds[rank], bounds[rank + 1])
         self._average = aligned_zeros(self.part.stop - self.part.start, grads[0].dtype)
         self._scratch = aligned_zeros(self.part.stop - self.part.start, grads[0].dtype)
@@ -123,7 +128,7 @@ class _Share:
         count = len(self.grads)
         for index, start in enumerate(range(0, len(order), batch_size)):
             batch = order[start:start + batch_size]
-            bounds = _slice_bounds(len(batch), count)
+            bounds = _share_bounds(len(batch), count)
             messages = meet(_attempt(self.gradient, batch[bounds[self.rank]:bounds[self.rank + 1]]))
             weights = [(stop - begin) / len(batch) for begin, stop in zip(bounds, bounds[1:])]
             meet(_attempt(self.update, first_t + index + 1, weights))

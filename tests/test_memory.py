@@ -53,15 +53,3 @@ def test_shared_zeros_are_page_aligned_and_writable():
     zeros = memory.shared_zeros(10, np.float32)
     zeros[3] = 1.5
     assert zeros.sum() == 1.5 and zeros.ctypes.data % memory.ALIGNMENT == 0
-
-
-@pytest.mark.parametrize("count, parts, itemsize", [(61706, 2, 4), (61706, 3, 8), (100, 7, 4),
-                                                    (10, 3, 4), (5, 1, 4)])
-def test_aligned_bounds_split_evenly_on_boundaries(count, parts, itemsize):
-    bounds = memory.aligned_bounds(count, parts, itemsize)
-    step = memory.ALIGNMENT // itemsize
-    assert len(bounds) == parts + 1 and bounds[0] == 0 and bounds[-1] == count
-    assert all(a <= b for a, b in zip(bounds, bounds[1:]))
-    assert all(bound % step == 0 for bound in bounds[:-1])
-    sizes = np.diff(bounds)
-    assert sizes.max() - sizes.min() <= step + count % step   # nearly equal

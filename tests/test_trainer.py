@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from convnet import trainer
+from convnet import parallel, trainer
 from convnet.cli import main
 from convnet.model import WEIGHT_NAMES, LeNet5, read_npz
 from convnet.optim import Adam
@@ -270,6 +270,18 @@ def test_training_processes_take_the_whole_batch_steps(processes, batch):
                 np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-16)
     assert optimizer.iterations == reference_optimizer.iterations == 2 * -(-20 // batch)
     assert training.children == []
+
+
+@pytest.mark.parametrize("count, parts, step", [(61706, 2, 16), (61706, 3, 8), (100, 7, 16),
+                                               (10, 3, 16), (5, 1, 16), (32, 2, 1), (7, 3, 1),
+                                               (1, 2, 1)])
+def test_share_bounds_split_evenly_on_multiples_of_the_step(count, parts, step):
+    bounds = parallel._share_bounds(count, parts, step)
+    assert len(bounds) == parts + 1 and bounds[0] == 0 and bounds[-1] == count
+    assert all(a <= b for a, b in zip(bounds, bounds[1:]))
+    assert all(bound % step == 0 for bound in bounds[:-1])
+    sizes = np.diff(bounds)
+    assert sizes.max() - sizes.min() <= step + count % step   # nearly equal
 
 
 def test_training_processes_report_errors_and_bad_counts():
