@@ -159,7 +159,7 @@ def _exchange(links, message):
             continue
         try:
             messages.append(_receive(link))
-        except EOFError:
+        except (EOFError, OSError):   # closed, or reset by a process that was killed
             messages.append(None)
     return messages
 
@@ -189,7 +189,7 @@ def _worker(share, links, others):
         while True:
             try:
                 request = _receive(parent)
-            except EOFError:
+            except (EOFError, OSError):
                 break
             if request is None:
                 break
@@ -300,7 +300,10 @@ class TrainingProcesses:
                 yield loss, len(batch)
             return
         for link in self._links[1:]:
-            link.send((order, batch_size, self.optimizer.iterations))
+            try:
+                link.send((order, batch_size, self.optimizer.iterations))
+            except OSError:   # that process has gone: the first meeting says so
+                pass
         for step in self._share.steps(order, batch_size, self.optimizer.iterations, self._meet):
             self.optimizer.iterations += 1
             yield step

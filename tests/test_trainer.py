@@ -1,5 +1,6 @@
 """Adam, the training loop, seeding and exact resumption of the NumPy trainer."""
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -269,6 +270,24 @@ def test_training_processes_take_the_whole_batch_steps(processes, batch):
                                       reference_optimizer.m + reference_optimizer.v):
                 np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-16)
     assert optimizer.iterations == reference_optimizer.iterations == 2 * -(-20 // batch)
+    assert training.children == []
+
+
+@pytest.mark.parametrize("when", ["before the run", "during the run"])
+def test_a_killed_training_process_stops_the_run_with_an_error(when):
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((640, 28, 28)).astype(np.float32), rng.integers(0, 10, 640)
+    model = LeNet5()
+    optimizer = Adam(model.parameters())
+    with TrainingProcesses(model, optimizer, X, Y, 3) as training:
+        victim = training.children[1]
+        steps = training.run(rng.permutation(640), 32)
+        if when == "during the run":
+            next(steps)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join()
+        with pytest.raises(RuntimeError, match="training process failed: the process stopped"):
+            list(steps)
     assert training.children == []
 
 
