@@ -10,17 +10,19 @@ processes at once.
 
 Every process is sent the epoch's order once and walks through the same
 steps; they meet twice a step, when the gradients are written and when the
-update is done. At a meeting every process sends one small message to
-every other before reading theirs, so it costs one message's delay, and the
-same messages carry any failure, so that all processes abandon a step
-together. Sharing the update and meeting instead of sending per-step
-requests both matter: averaging and Adam take a tenth of a two-process step,
-and each request-and-answer round costs about as much again.
+update is done (see ``_Meeting``: shared memory and semaphores, no system
+call when nobody has to sleep). A process that fails to compute its part
+says so at the meeting, so that all processes abandon the step together.
+Sharing the update and meeting cheaply both matter: averaging and Adam take
+about a twentieth of a two-process step, and the step's two meetings, when
+they went through pipes, cost about as much again.
 
 This process runs the first slice and the first share and reports the
 losses; children forked when ``TrainingProcesses`` is created run the rest.
 """
+import itertools
 import multiprocessing
+import os
 import signal
 import time
 
@@ -29,15 +31,17 @@ import numpy as np
 from convnet.memory import ALIGNMENT, aligned_zeros, shared_zeros
 from convnet.threads import blas_threads
 
+# Spinning this long before sleeping keeps a waiting process's processor
+# awake: waking a sleeping process costs a large part of a step on a
+# virtual machine, and the other processes rarely keep it waiting longer.
+SPIN_SECONDS = 0.01
+# A process kept waiting longer checks this often that the others still run.
+CHECK_SECONDS = 0.05
 
-def _receive(connection, spin_seconds=0.01):
-    """Receive from a pipe, polling without sleeping for up to spin_seconds first.
 
-    A process that blocks between two training steps lets its processor
-    idle, and waking it up again costs far more than the poll; on a
-    virtual machine it can cost a large part of a step.
-    """
-    deadline = time.perf_counter() + spin_seconds
+def _receive(connection):
+    """Receive from a pipe, polling without sleeping for up to ``SPIN_SECONDS`` first."""
+    deadline = time.perf_counter() + SPIN_SECONDS
     while not connection.poll() and time.perf_counter() < deadline:
         pass
     return connection.recv()
@@ -119,71 +123,51 @@ class _Share:
     def steps(self, order, batch_size, first_t, meet):
         """Take this process's part in the epoch's steps; yield each batch's mean loss and size.
 
-        ``meet(message)`` exchanges this process's ``(status, value)`` with
-        the others and returns the messages it has (every process's, in
-        rank order, in the parent, whose yielded losses are the ones used),
-        or raises if any process failed: after a failed gradient no process
-        updates anything.
+        ``meet(kind, outcome)`` reports this process's ``(status, value)``
+        at meeting ``kind`` (0 after the gradients, 1 after the update) and
+        returns every process's value, in rank order, or raises if any
+        process failed: after a failed gradient no process updates anything.
         """
         count = len(self.grads)
         for index, start in enumerate(range(0, len(order), batch_size)):
             batch = order[start:start + batch_size]
             bounds = _share_bounds(len(batch), count)
-            messages = meet(_attempt(self.gradient, batch[bounds[self.rank]:bounds[self.rank + 1]]))
-            weights = [(stop - begin) / len(batch) for begin, stop in zip(bounds, bounds[1:])]
-            meet(_attempt(self.update, first_t + index + 1, weights))
-            yield sum(weight * loss for weight, (_, loss) in zip(weights, messages)), len(batch)
+            losses = meet(0, _attempt(self.gradient, batch[bounds[self.rank]:bounds[self.rank + 1]]))
+            weights = [(stop - begin) / len(batch) for begin, stop in itertools.pairwise(bounds)]
+            meet(1, _attempt(self.update, first_t + index + 1, weights))
+            yield float(np.dot(weights, losses)), len(batch)
 
 
-def _exchange(links, message):
-    """Send this process's ``(status, value)`` to every other process; return everyone's.
-
-    ``links`` holds a pipe to each other process, in rank order, and None at
-    this process's own rank. Everyone sends before anyone receives, so a
-    meeting costs one message's delay. An error's value travels as text.
-    Returns the messages in rank order, with None for a process that has
-    stopped or is stopping the others.
-    """
-    status, value = message
-    sent = (status, value if status == "ok" else f"{type(value).__name__}: {value}")
-    for link in links:
-        if link is not None:
-            try:
-                link.send(sent)
-            except OSError:   # that process has gone: its message reads as None
-                pass
-    messages = []
-    for link in links:
-        if link is None:
-            messages.append(message)
-            continue
-        try:
-            messages.append(_receive(link))
-        except (EOFError, OSError):   # closed, or reset by a process that was killed
-            messages.append(None)
-    return messages
-
-
-def _worker(share, links, others):
+def _worker(share, meeting, parent, others):
     """Child process: take part in every epoch it is sent ``(order, batch_size, first_t)``.
 
-    ``links`` are this child's pipes to every process (None at its own
-    rank); ``others`` are the pipe ends it inherited but does not own, closed
-    at once so that a process's end reads as closed when it stops. Stops on
-    None from the parent, or when the parent has gone.
+    ``parent`` is this child's pipe to the parent, which sends requests and
+    receives the text of this child's errors; ``others`` are the pipe ends
+    it inherited but does not own, closed at once so that the parent's end
+    reads as closed when the parent stops. Stops on None from the parent,
+    when the parent has gone, or when the meeting is stopped.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
     for end in others:
         end.close()
-    parent = links[0]
+    parent_id = os.getppid()
 
-    def meet(message):
-        messages = _exchange(links, message)
-        if messages[0] is None:
+    def check():
+        if meeting.stopping or os.getppid() != parent_id:
             raise _Aborted(stop=True)
-        if any(other is None or other[0] != "ok" for other in messages):
+
+    def meet(kind, outcome):
+        status, value = outcome
+        if status != "ok":
+            try:
+                parent.send(f"{type(value).__name__}: {value}")   # sent before the post below
+            except OSError:   # the parent has gone
+                raise _Aborted(stop=True) from None
+        failed, values = meeting.meet(share.rank, kind, status != "ok",
+                                      value if status == "ok" and kind == 0 else 0.0, check)
+        if failed.any():
             raise _Aborted
-        return messages
+        return values
 
     with blas_threads(1):
         while True:
@@ -199,9 +183,74 @@ def _worker(share, links, others):
             except _Aborted as aborted:
                 if aborted.stop:
                     break
-    for link in links:
-        if link is not None:
-            link.close()
+    parent.close()
+
+
+class _Meeting:
+    """Where the processes meet twice a step: shared outcomes and a semaphore per ordered pair.
+
+    At a meeting each process writes its outcome (failed or not, and a
+    number: its slice's loss) into shared memory, posts the semaphore it
+    shares with every other process, then takes the one every other process
+    posted to it, and reads everyone's outcome. Posting and taking a
+    semaphore synchronise memory (POSIX), so what a process wrote before
+    posting, its gradient or its share of the update, is what the others
+    read after taking. Neither needs a system call unless a process has to
+    sleep; a message through a pipe costs about 10 microseconds each way.
+
+    The two meetings of a step write different slots: a process may reach
+    the next meeting while another is still reading the last one, and it
+    cannot get two meetings ahead, since each needs everyone's post.
+
+    Parameters
+    ----------
+    processes : int
+    context : multiprocessing context
+        The one the processes are forked from.
+    """
+
+    def __init__(self, processes, context):
+        self.failed = shared_zeros(2 * processes, np.int64).reshape(2, processes)
+        self.values = shared_zeros(2 * processes, np.float64).reshape(2, processes)
+        self._stopping = shared_zeros(1, np.int64)
+        # _posts[giver][taker]: posted by process giver for process taker.
+        self._posts = [[context.Semaphore(0) if giver != taker else None
+                        for taker in range(processes)] for giver in range(processes)]
+
+    @property
+    def stopping(self):
+        """True once ``stop`` was called: the processes are to leave."""
+        return bool(self._stopping[0])
+
+    def stop(self):
+        """Tell every process waiting at a meeting, now or later, to leave."""
+        self._stopping[0] = 1
+
+    def meet(self, rank, kind, failed, value, check):
+        """Report this process's outcome at meeting ``kind``; return everyone's.
+
+        Returns ``(failed, values)``, arrays of shape (processes,). While
+        waiting longer than ``SPIN_SECONDS`` for another process, calls
+        ``check()`` every ``CHECK_SECONDS``; it raises to stop waiting.
+        """
+        self.failed[kind, rank] = failed
+        self.values[kind, rank] = value
+        for post in self._posts[rank]:
+            if post is not None:
+                post.release()
+        for giver, posts in enumerate(self._posts):
+            if giver != rank:
+                self._take(posts[rank], check)
+        return self.failed[kind].copy(), self.values[kind].copy()
+
+    @staticmethod
+    def _take(semaphore, check):
+        deadline = time.perf_counter() + SPIN_SECONDS
+        while not semaphore.acquire(False):
+            if time.perf_counter() > deadline:
+                while not semaphore.acquire(timeout=CHECK_SECONDS):
+                    check()
+                return
 
 
 class TrainingProcesses:
@@ -238,24 +287,19 @@ class TrainingProcesses:
             grads = [shared_zeros(flat.size, flat.dtype) for _ in range(processes)]
             self._share = _Share(model, optimizer, X, Y, grads, 0)
             context = multiprocessing.get_context("fork")
-            # ends[r][s]: process r's end of the pipe between r and s.
-            ends = [[None] * processes for _ in range(processes)]
-            for first in range(processes):
-                for second in range(first + 1, processes):
-                    ends[first][second], ends[second][first] = context.Pipe()
-            for rank in range(1, processes):
-                others = [end for owner, row in enumerate(ends) if owner != rank
-                          for end in row if end is not None]
+            self._meeting = _Meeting(processes, context)
+            pipes = [context.Pipe() for _ in range(1, processes)]
+            for rank, (_, child_end) in enumerate(pipes, start=1):
+                others = [end for pipe in pipes for end in pipe if end is not child_end]
                 child = context.Process(
                     target=_worker, daemon=True,
-                    args=(_Share(model, optimizer, X, Y, grads, rank), ends[rank], others))
+                    args=(_Share(model, optimizer, X, Y, grads, rank), self._meeting, child_end,
+                          others))
                 child.start()
                 self.children.append(child)
-            for row in ends[1:]:
-                for end in row:
-                    if end is not None:
-                        end.close()
-            self._links = ends[0]
+            for _, child_end in pipes:
+                child_end.close()
+            self._links = [parent_end for parent_end, _ in pipes]
 
     def __enter__(self):
         return self
@@ -265,13 +309,14 @@ class TrainingProcesses:
 
     def close(self):
         """Stop the children (they finish their current slice first)."""
+        if self.children:
+            self._meeting.stop()
         for link in self._links:
-            if link is not None:
-                try:
-                    link.send(None)
-                except OSError:
-                    pass
-                link.close()
+            try:
+                link.send(None)
+            except OSError:
+                pass
+            link.close()
         for child in self.children:
             child.join(timeout=5)
             if child.is_alive():
@@ -299,22 +344,31 @@ class TrainingProcesses:
                 self.optimizer.step(grads)
                 yield loss, len(batch)
             return
-        for link in self._links[1:]:
+        self._check_children()
+        for link in self._links:
             try:
                 link.send((order, batch_size, self.optimizer.iterations))
-            except OSError:   # that process has gone: the first meeting says so
+            except OSError:   # that child has just stopped: the first meeting finds out
                 pass
         for step in self._share.steps(order, batch_size, self.optimizer.iterations, self._meet):
             self.optimizer.iterations += 1
             yield step
 
-    def _meet(self, message):
-        """Exchange messages with the children; raise if any process failed."""
-        messages = _exchange(self._links, message)
-        if message[0] != "ok":
-            raise message[1]
-        errors = ["the process stopped" if other is None else other[1]
-                  for other in messages if other is None or other[0] != "ok"]
+    def _check_children(self):
+        """Raise if a child has stopped; the others are then told to stop too."""
+        if not all(child.is_alive() for child in self.children):
+            self._meeting.stop()
+            raise RuntimeError("a training process failed: the process stopped")
+
+    def _meet(self, kind, outcome):
+        """Meet the children; raise if any process failed, else return the values."""
+        status, value = outcome
+        failed, values = self._meeting.meet(0, kind, status != "ok",
+                                            value if status == "ok" and kind == 0 else 0.0,
+                                            self._check_children)
+        errors = [self._links[rank - 1].recv() for rank in np.flatnonzero(failed[1:]) + 1]
+        if status != "ok":
+            raise value
         if errors:
             raise RuntimeError("a training process failed: " + "; ".join(errors))
-        return messages
+        return values

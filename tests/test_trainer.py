@@ -1,6 +1,10 @@
 """Adam, the training loop, seeding and exact resumption of the NumPy trainer."""
+import itertools
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -297,7 +301,7 @@ def test_a_killed_training_process_stops_the_run_with_an_error(when):
 def test_share_bounds_split_evenly_on_multiples_of_the_step(count, parts, step):
     bounds = parallel._share_bounds(count, parts, step)
     assert len(bounds) == parts + 1 and bounds[0] == 0 and bounds[-1] == count
-    assert all(a <= b for a, b in zip(bounds, bounds[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(bounds))
     assert all(bound % step == 0 for bound in bounds[:-1])
     sizes = np.diff(bounds)
     assert sizes.max() - sizes.min() <= step + count % step   # nearly equal
@@ -322,3 +326,55 @@ def test_training_processes_report_errors_and_bad_counts():
         assert optimizer.iterations == 1
     with pytest.raises(ValueError, match="processes must be a positive integer, received 0"):
         TrainingProcesses(model, optimizer, X, Y, 0)
+
+
+def test_children_waiting_at_a_meeting_leave_when_the_run_is_abandoned():
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((640, 28, 28)).astype(np.float32), rng.integers(0, 10, 640)
+    model = LeNet5()
+    training = TrainingProcesses(model, Adam(model.parameters()), X, Y, 3)
+    children = list(training.children)
+    steps = training.run(rng.permutation(640), 32)
+    next(steps)   # the children go on to the next step's meeting and wait there
+    training.close()
+    # Left on their own, not terminated (which would give -SIGTERM).
+    assert [child.exitcode for child in children] == [0, 0]
+
+
+def _process_state(pid):
+    """The one-letter state of process ``pid`` from /proc, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+def test_children_leave_when_the_parent_is_killed(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, time, numpy as np\n"
+        "from convnet.model import LeNet5\n"
+        "from convnet.optim import Adam\n"
+        "from convnet.parallel import TrainingProcesses\n"
+        "X, Y = np.zeros((64, 28, 28), np.float32), np.zeros(64, int)\n"
+        "model = LeNet5()\n"
+        "training = TrainingProcesses(model, Adam(model.parameters()), X, Y, 3)\n"
+        "steps = training.run(np.arange(64), 8)\n"
+        "next(steps)\n"
+        "print(*[child.pid for child in training.children], flush=True)\n"
+        "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(_process_state(pid) not in (None, "Z") for pid in pids)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_process_state(pid) not in (None, "Z")
+                                                  for pid in pids):
+            time.sleep(0.05)
+        assert all(_process_state(pid) in (None, "Z") for pid in pids)
+    finally:
+        parent.kill()
