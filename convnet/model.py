@@ -73,6 +73,7 @@ class LeNet5:
             Dense("dense3", 84, NUM_CLASSES, rng, self.dtype),
         ]
         self.loss_layer = SoftmaxCrossEntropy()
+        self._pass = _pool_before_relu(self.layers)
         self._move_parameters_to_shared_memory()
         self._grad_sums = [np.zeros_like(param) for param in self.parameters()]
 
@@ -165,7 +166,7 @@ class LeNet5:
             Logits; ``predict_proba`` applies the softmax.
         """
         out = self._images(X)
-        for layer in self.layers:
+        for layer in self._pass:
             out = layer.forward(out)
         return out
 
@@ -208,7 +209,7 @@ class LeNet5:
         """Forward and backward pass of checked images and labels; return the mean loss."""
         loss = self.loss_layer.forward(self.forward(X), labels)
         dout = self.loss_layer.backward()
-        for layer in reversed(self.layers):
+        for layer in reversed(self._pass):
             dout = layer.backward(dout)
         return loss
 
@@ -329,6 +330,24 @@ def read_npz(path):
             return {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"checkpoint {path} is not a readable .npz file ({error})") from None
+
+
+def _pool_before_relu(layers):
+    """The order ``forward`` and training run the layers in: each ReLU after the pooling that follows it.
+
+    Max pooling and ReLU commute exactly: ReLU keeps the order of numbers
+    and both only select or zero them, so ``pool(relu(z)) == relu(pool(z))``
+    to the bit, and ReLU then touches a quarter of the numbers. The
+    gradients agree too: where a window's maximum is positive, both orders
+    send the gradient to its first maximum; where it is not, ReLU's gradient
+    zeroes it either way. ``feature_maps`` keeps the written order, whose
+    ReLU outputs are the maps worth drawing.
+    """
+    order = list(layers)
+    for index in range(len(order) - 1):
+        if isinstance(order[index], ReLU) and isinstance(order[index + 1], MaxPool2D):
+            order[index], order[index + 1] = order[index + 1], order[index]
+    return order
 
 
 def _labels(Y, count):

@@ -160,3 +160,32 @@ def test_micro_batches_give_the_whole_batch_gradient(micro_batch):
 def test_bad_micro_batch_is_rejected(micro_batch):
     with pytest.raises(ValueError, match="micro_batch must be a positive integer"):
         LeNet5(micro_batch=micro_batch)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pooling_before_relu_gives_the_written_order_to_the_bit(dtype):
+    rng = np.random.default_rng(1)
+    X, Y = random_batch(6, seed=1)
+    X[:, :14] = 0   # flat areas: windows of equal values, so ties in every pooling window
+    model = LeNet5(seed=5, dtype=dtype)
+    # Biases of both signs: tied windows whose maximum is positive, and ones where it is not.
+    for param in model.parameters()[1::2]:
+        param[...] = rng.normal(0, 0.2, param.shape)
+    loss, grads = model.loss_and_grads(X, Y)
+    grads = [grad.copy() for grad in grads]
+
+    out = X[..., np.newaxis].astype(dtype)   # the layers as written: ReLU, then pooling
+    for layer in model.layers:
+        out = layer.forward(out)
+    written_logits = out
+    written_loss = model.loss_layer.forward(out, Y)
+    dout = model.loss_layer.backward()
+    for layer in reversed(model.layers):
+        dout = layer.backward(dout)
+
+    assert loss == written_loss
+    for grad, written in zip(grads, model.gradients()):
+        np.testing.assert_array_equal(grad, written)
+    np.testing.assert_array_equal(model.forward(X), written_logits)
+    relu1 = dict(model.feature_maps(X))["relu1"]
+    assert (relu1 == 0).mean() > 0.2 and relu1.shape == (6, 28, 28, 6)   # written order
