@@ -34,14 +34,28 @@ from convnet.threads import blas_threads
 # Spinning this long before sleeping keeps a waiting process's processor
 # awake: waking a sleeping process costs a large part of a step on a
 # virtual machine, and the other processes rarely keep it waiting longer.
+# Only when every process has a processor of its own: otherwise a spinning
+# process holds up the one it waits for.
 SPIN_SECONDS = 0.01
 # A process kept waiting longer checks this often that the others still run.
 CHECK_SECONDS = 0.05
 
 
-def _receive(connection):
-    """Receive from a pipe, polling without sleeping for up to ``SPIN_SECONDS`` first."""
-    deadline = time.perf_counter() + SPIN_SECONDS
+def available_processors():
+    """Number of processors this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _spin_seconds(processes):
+    """How long a waiting process polls before sleeping: ``SPIN_SECONDS`` if each has a processor."""
+    return SPIN_SECONDS if processes <= available_processors() else 0.0
+
+
+def _receive(connection, spin_seconds):
+    """Receive from a pipe, polling without sleeping for up to ``spin_seconds`` first."""
+    deadline = time.perf_counter() + spin_seconds
     while not connection.poll() and time.perf_counter() < deadline:
         pass
     return connection.recv()
@@ -59,6 +73,13 @@ def _share_bounds(count, parts, step=1):
     inner = [min(step * ((2 * count * rank + parts * step) // (2 * parts * step)), count)
              for rank in range(1, parts)]
     return [0] + inner + [count]
+
+
+class TrainingProcessError(RuntimeError):
+    """A child training process failed or stopped; the message says how."""
+
+    def __init__(self, reason):
+        super().__init__(f"a training process failed: {reason}")
 
 
 class _Aborted(Exception):
@@ -172,7 +193,7 @@ def _worker(share, meeting, parent, others):
     with blas_threads(1):
         while True:
             try:
-                request = _receive(parent)
+                request = _receive(parent, meeting.spin_seconds)
             except (EOFError, OSError):
                 break
             if request is None:
@@ -213,6 +234,7 @@ class _Meeting:
         self.failed = shared_zeros(2 * processes, np.int64).reshape(2, processes)
         self.values = shared_zeros(2 * processes, np.float64).reshape(2, processes)
         self._stopping = shared_zeros(1, np.int64)
+        self.spin_seconds = _spin_seconds(processes)
         # _posts[giver][taker]: posted by process giver for process taker.
         self._posts = [[context.Semaphore(0) if giver != taker else None
                         for taker in range(processes)] for giver in range(processes)]
@@ -230,7 +252,7 @@ class _Meeting:
         """Report this process's outcome at meeting ``kind``; return everyone's.
 
         Returns ``(failed, values)``, arrays of shape (processes,). While
-        waiting longer than ``SPIN_SECONDS`` for another process, calls
+        waiting longer than ``spin_seconds`` for another process, calls
         ``check()`` every ``CHECK_SECONDS``; it raises to stop waiting.
         """
         self.failed[kind, rank] = failed
@@ -240,12 +262,12 @@ class _Meeting:
                 post.release()
         for giver, posts in enumerate(self._posts):
             if giver != rank:
-                self._take(posts[rank], check)
+                self._take(posts[rank], check, self.spin_seconds)
         return self.failed[kind].copy(), self.values[kind].copy()
 
     @staticmethod
-    def _take(semaphore, check):
-        deadline = time.perf_counter() + SPIN_SECONDS
+    def _take(semaphore, check, spin_seconds):
+        deadline = time.perf_counter() + spin_seconds
         while not semaphore.acquire(False):
             if time.perf_counter() > deadline:
                 while not semaphore.acquire(timeout=CHECK_SECONDS):
@@ -332,7 +354,7 @@ class TrainingProcesses:
         ------
         ValueError, TypeError, ArithmeticError, MemoryError
             As ``loss_and_grads`` raises them for this process's slice.
-        RuntimeError
+        TrainingProcessError
             If a child failed.
         A failure while computing the gradients (bad labels, say) leaves that
         step unapplied and uncounted; the children are ready for another run.
@@ -358,7 +380,7 @@ class TrainingProcesses:
         """Raise if a child has stopped; the others are then told to stop too."""
         if not all(child.is_alive() for child in self.children):
             self._meeting.stop()
-            raise RuntimeError("a training process failed: the process stopped")
+            raise TrainingProcessError("the process stopped")
 
     def _meet(self, kind, outcome):
         """Meet the children; raise if any process failed, else return the values."""
@@ -370,5 +392,5 @@ class TrainingProcesses:
         if status != "ok":
             raise value
         if errors:
-            raise RuntimeError("a training process failed: " + "; ".join(errors))
+            raise TrainingProcessError("; ".join(errors))
         return values

@@ -290,7 +290,7 @@ def train_cli(args, progress=True):
     """Run ``convnet train --backend numpy``.
 
     ``args`` has dataset, data, epochs, batch_size, lr, seed, out, resume,
-    limit and optionally processes (default 1). Prints one line per epoch in
+    limit and processes. Prints one line per epoch in
     task 4's format, the final validation and test accuracy and where the
     files are. Writes in ``args.out``, after every epoch and atomically:
     ``checkpoint.npz`` and ``history.json``; at the end ``history.png``.
@@ -301,6 +301,7 @@ def train_cli(args, progress=True):
     checkpoint = out / CHECKPOINT_NAME
     settings = {"seed": args.seed, "batch_size": args.batch_size, "lr": float(args.lr),
                 "dataset": args.dataset, "train_size": len(X_train)}
+    processes = args.processes
     model = LeNet5(seed=args.seed)
     optimizer = Adam(model.parameters(), lr=args.lr)
     start_epoch, history = 0, None
@@ -308,8 +309,8 @@ def train_cli(args, progress=True):
         start_epoch, history = _resume(checkpoint, model, optimizer, settings)
         print(f"resuming from {checkpoint} after epoch {start_epoch}", flush=True)
     print(f"training LeNet-5 (numpy) on {len(X_train)} {args.dataset} images, "
-          f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}",
-          flush=True)
+          f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, "
+          f"{processes} process{'es' if processes > 1 else ''}", flush=True)
     if start_epoch >= args.epochs and args.resume:
         print(f"the checkpoint has already been trained for {start_epoch} epochs "
               f"(asked: {args.epochs}); nothing to train", flush=True)
@@ -322,7 +323,7 @@ def train_cli(args, progress=True):
                   batch_size=args.batch_size, seed=args.seed, start_epoch=start_epoch,
                   history=history, on_epoch_end=save,
                   log=lambda line: print(line, flush=True), progress=progress,
-                  processes=getattr(args, "processes", 1))
+                  processes=processes)
     # The first entry of the history is the untrained network (epoch 0).
     plot = save_history_plot(history, out / "history.png", first_epoch=0)
     valid_accuracy = history["val_accuracy"][-1]

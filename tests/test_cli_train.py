@@ -71,6 +71,43 @@ def test_train_output(small_mnist, tmp_path, capsys):
                          f"{tmp_path / 'history.json'}, plot: {tmp_path / 'history.png'}")
 
 
+def test_train_splits_batches_over_two_processes_by_default(small_mnist, tmp_path, capsys,
+                                                           monkeypatch):
+    from convnet import trainer
+    used = []
+    original = trainer.TrainingProcesses
+
+    def recording(*args):
+        used.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(trainer, "TrainingProcesses", recording)
+    assert main(["train", "--data", str(small_mnist), "--epochs", "1", "--limit", "64",
+                 "--out", str(tmp_path)]) == 0
+    assert main(["train", "--data", str(small_mnist), "--epochs", "1", "--limit", "64",
+                 "--out", str(tmp_path), "--processes", "1"]) == 0
+    banners = [line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("training LeNet-5")]
+    assert used == [2, 1]
+    assert banners[0].endswith("seed 0, 2 processes") and banners[1].endswith("seed 0, 1 process")
+
+
+def test_a_failed_training_process_is_a_one_line_error(small_mnist, tmp_path, capsys,
+                                                       monkeypatch):
+    from convnet import parallel
+
+    def failing_run(self, order, batch_size):
+        raise parallel.TrainingProcessError("the process stopped")
+        yield
+
+    monkeypatch.setattr(parallel.TrainingProcesses, "run", failing_run)
+    code = main(["train", "--data", str(small_mnist), "--epochs", "1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines()[-1] == "convnet: error: a training process failed: the process stopped"
+    assert "Traceback" not in err
+
+
 def test_resume_refuses_other_settings(trained_run, small_mnist, capsys):
     code = main(["train", "--data", str(small_mnist), "--epochs", "2", "--batch-size", "64",
                  "--seed", "3", "--out", str(trained_run), "--resume"])

@@ -341,6 +341,22 @@ def test_children_waiting_at_a_meeting_leave_when_the_run_is_abandoned():
     assert [child.exitcode for child in children] == [0, 0]
 
 
+def test_processes_without_a_processor_each_wait_without_spinning(monkeypatch):
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((64, 28, 28)).astype(np.float32), rng.integers(0, 10, 64)
+    order = rng.permutation(64)
+    weights = []
+    for processors in (2, 1):
+        monkeypatch.setattr(parallel, "available_processors", lambda count=processors: count)
+        model = LeNet5()
+        with TrainingProcesses(model, Adam(model.parameters()), X, Y, 2) as training:
+            assert training._meeting.spin_seconds == (parallel.SPIN_SECONDS if processors == 2
+                                                      else 0)
+            list(training.run(order, 16))
+        weights.append(model.flat_parameters().copy())
+    np.testing.assert_array_equal(weights[0], weights[1])
+
+
 def _process_state(pid):
     """The one-letter state of process ``pid`` from /proc, or None once it is gone."""
     try:
