@@ -242,17 +242,27 @@ class LeNet5:
         batch_size : int
             Images per forward pass.
         """
-        X = self._images(X)
-        labels = _labels(Y, len(X))
+        total_loss, correct = self.evaluation_sums(X, Y, batch_size)
         if len(X) == 0:
             raise ValueError("cannot evaluate on an empty set of images")
+        return total_loss / len(X), correct / len(X)
+
+    def evaluation_sums(self, X, Y, batch_size=500):
+        """Return ``(summed loss, number correct)`` on ``X``, ``Y`` (both 0 if empty).
+
+        The chunks start at multiples of ``batch_size``, so a set cut at such
+        multiples gives each part the same chunks, and the parts' sums add
+        up to the whole's (the losses up to float64 rounding).
+        """
+        X = self._images(X)
+        labels = _labels(Y, len(X))
         total_loss, correct = 0.0, 0
         for start in range(0, len(X), batch_size):
             logits = self.forward(X[start:start + batch_size])
             chunk_labels = labels[start:start + batch_size]
             total_loss += float(SoftmaxCrossEntropy.losses(logits, chunk_labels).sum(dtype=np.float64))
             correct += int((logits.argmax(axis=1) == chunk_labels).sum())
-        return total_loss / len(X), correct / len(X)
+        return total_loss, correct
 
     def feature_maps(self, X):
         """Return every layer's activation for images ``X``, in order.

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet import data, storage
+from convnet import data, parallel, storage
 from convnet.memory import keep_freed_memory
 from convnet.model import LeNet5, read_npz
 from convnet.optim import Adam
@@ -116,11 +116,11 @@ def empty_history():
     return {key: [] for key in HISTORY_KEYS + ("epoch_seconds",)}
 
 
-def _record(model, data, epoch, history, log):
+def _record(model, data, epoch, history, log, processes):
     """Measure the four metrics with the current weights, append them, log the line."""
     X_train, Y_train, X_valid, Y_valid = data
-    cost, accuracy = model.evaluate(X_train, Y_train)
-    val_cost, val_accuracy = model.evaluate(X_valid, Y_valid)
+    (cost, accuracy), (val_cost, val_accuracy) = parallel.evaluate(
+        model, [(X_train, Y_train), (X_valid, Y_valid)], processes)
     for key, value in zip(HISTORY_KEYS, (cost, accuracy, val_cost, val_accuracy)):
         history[key].append(float(value))
     log(EPOCH_LINE.format(epoch=epoch, c=cost, a=accuracy, vc=val_cost, va=val_accuracy))
@@ -156,7 +156,8 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     progress : bool
         Show a tqdm bar per epoch on stderr.
     processes : int
-        Processes sharing each step (see ``convnet.parallel``).
+        Processes sharing each step (see ``convnet.parallel``), and each
+        evaluation.
 
     Returns
     -------
@@ -180,7 +181,7 @@ def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
     X_train, Y_train = data[0], data[1]
     history = empty_history() if history is None else history
     if start_epoch == 0 and not history["loss"]:
-        _record(model, data, 0, history, log)
+        _record(model, data, 0, history, log, processes)
         if on_epoch_end is not None:
             on_epoch_end(0, history)
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -189,7 +190,7 @@ def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
                     progress=progress, description=f"epoch {epoch}/{epochs}",
                     processes=processes)
         history["epoch_seconds"].append(time.perf_counter() - started)
-        _record(model, data, epoch, history, log)
+        _record(model, data, epoch, history, log, processes)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     return history

@@ -394,3 +394,44 @@ def test_children_leave_when_the_parent_is_killed(tmp_path):
         assert all(_process_state(pid) in (None, "Z") for pid in pids)
     finally:
         parent.kill()
+
+
+# ---------------------------------------------------------------- evaluation in processes
+@pytest.mark.parametrize("processes", [2, 3])
+def test_evaluation_in_processes_equals_one_process(processes):
+    rng = np.random.default_rng(0)
+    sets = [(rng.random((1234, 28, 28)).astype(np.float32), rng.integers(0, 10, 1234)),
+            (rng.random((70, 28, 28)).astype(np.float32), rng.integers(0, 10, 70))]
+    model = LeNet5(seed=1)
+    results = parallel.evaluate(model, sets, processes, batch_size=100)
+    for (loss, accuracy), (X, Y) in zip(results, sets):
+        expected_loss, expected_accuracy = model.evaluate(X, Y, batch_size=100)
+        assert accuracy == expected_accuracy
+        assert loss == pytest.approx(expected_loss, rel=1e-12)
+    assert parallel.evaluate(model, sets, 1, batch_size=100) == [
+        model.evaluate(X, Y, batch_size=100) for X, Y in sets]
+
+
+def test_evaluation_in_processes_reports_errors(monkeypatch):
+    model = LeNet5()
+    X = np.zeros((1000, 28, 28), np.float32)
+    bad_late, bad_early = np.zeros(1000, int), np.zeros(1000, int)
+    bad_late[-1] = bad_early[0] = 11
+    with pytest.raises(parallel.TrainingProcessError, match="ValueError: Y must hold"):
+        parallel.evaluate(model, [(X, bad_late)], 2)   # in the child's share
+    with pytest.raises(ValueError, match="Y must hold"):
+        parallel.evaluate(model, [(X, bad_early)], 2)   # in this process's share
+    with pytest.raises(ValueError, match="cannot evaluate on an empty set"):
+        parallel.evaluate(model, [(X[:0], bad_late[:0])], 2)
+    with pytest.raises(ValueError, match="processes must be a positive integer, received 0"):
+        parallel.evaluate(model, [(X, bad_late)], 0)
+    original = parallel._evaluate_share
+
+    def stopping_child(model, sets, rank, processes, batch_size):
+        if rank:
+            os._exit(1)
+        return original(model, sets, rank, processes, batch_size)
+
+    monkeypatch.setattr(parallel, "_evaluate_share", stopping_child)
+    with pytest.raises(parallel.TrainingProcessError, match="failed: the process stopped"):
+        parallel.evaluate(model, [(X, np.zeros(1000, int))], 2)
