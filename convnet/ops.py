@@ -254,6 +254,24 @@ def _strided(A, start, shape, strides):
     return np.ndarray(shape, A.dtype, A, offset=offset, strides=strides)
 
 
+def _copy_runs(target, source):
+    """``target[...] = source``, each run along the last axis as one item.
+
+    NumPy copies a strided array number by number, and with runs of a few
+    numbers the loop's cost per run dominates; seen as one item of raw
+    bytes (a void dtype the size of the run), each run is one copy. Falls
+    back to a plain copy unless both last axes are contiguous.
+    """
+    contiguous = (target.strides[-1] == target.itemsize
+                  and source.strides[-1] == source.itemsize)
+    if not contiguous or target.dtype != source.dtype \
+            or target.shape != source.shape or not source.shape[-1]:
+        target[...] = source
+        return
+    run = np.dtype((np.void, source.shape[-1] * source.itemsize))
+    target.view(run)[..., 0] = source.view(run)[..., 0]
+
+
 def _pad(A, pads, dtype):
     """Return A as a C-contiguous array of dtype, zero-padded around h, w."""
     if not any(pads[0]) and not any(pads[1]):
@@ -395,7 +413,7 @@ def _band_matrix(A, kernel, stride, out_hw, band, workspace=None):
                      (s_n, sh * s_h, band * sw * s_w, s_h, s_c))
     matrix = _scratch(workspace, "windows", (m * h_new * (w_new // band),
                                              kh * span * c + 1), A.dtype)
-    matrix[:, :-1].reshape(bands.shape)[...] = bands
+    _copy_runs(matrix[:, :-1].reshape(bands.shape), bands)
     matrix[:, -1] = 1
     return matrix
 

@@ -673,3 +673,24 @@ def test_task_module_imports_numpy_only():
     imports = [line.strip() for line in source.splitlines()
                if line.startswith(("import ", "from "))]
     assert imports == ["import numpy as np"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_copy_runs_equals_assignment_and_falls_back(dtype):
+    rng = np.random.default_rng(0)
+    base = rng.random((6, 9, 12)).astype(dtype)
+    source = base[::2, 1:8, 2:7]   # runs of 5 contiguous numbers
+    target_base = np.zeros((3, 8, 7, 11), dtype)
+    target = target_base[:, 1, :, 3:8]
+    ops._copy_runs(target, source)
+    np.testing.assert_array_equal(target, source)
+    assert not target_base[:, 1, :, :3].any() and not target_base[:, 1, :, 8:].any()
+    assert not target_base[:, [0, 2, 3, 4, 5, 6, 7]].any()
+    # Fallbacks: a last axis that is not contiguous, and another dtype.
+    strided = np.zeros((3, 7, 10), dtype)[..., ::2]
+    ops._copy_runs(strided, source)
+    np.testing.assert_array_equal(strided, source)
+    other = np.zeros((3, 7, 5), np.float16)
+    ops._copy_runs(other, source)
+    np.testing.assert_array_equal(other, source.astype(np.float16))
+    ops._copy_runs(np.zeros((3, 0), dtype), source[:, 0, :0])   # runs of nothing
