@@ -422,7 +422,7 @@ def bench_train(quick=False, runs=1):
     Both train task 5's network with Adam from He-normal weights, at batch 32
     and 128, in the same run. The NumPy trainer uses one BLAS thread (as
     ``convnet train`` does), in one process and then with each batch split
-    over two (``convnet train --processes 2``), in a process of its own
+    over two (``convnet train``'s default), in a process of its own
     without TensorFlow (as ``convnet train`` runs); TensorFlow uses every
     core. The target is judged on the faster NumPy time. The epoch is timed
     in 5 slices of 10,000 images, the trainers taking turns on each slice,
