@@ -411,7 +411,11 @@ def _evaluation_worker(connection, model, sets, rank, processes, batch_size):
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
     with blas_threads(1):
         status, value = _attempt(_evaluate_share, model, sets, rank, processes, batch_size)
-        connection.send((status, value if status == "ok" else f"{type(value).__name__}: {value}"))
+        try:
+            connection.send((status, value if status == "ok"
+                             else f"{type(value).__name__}: {value}"))
+        except OSError:   # the parent has stopped listening
+            pass
     connection.close()
 
 
@@ -473,6 +477,10 @@ def evaluate(model, sets, processes=1, batch_size=500):
             if status != "ok":
                 raise TrainingProcessError(value)
             shares.append(value)
+    except BaseException:   # Ctrl-C, say: the children's work is no longer wanted
+        for child in children:
+            child.terminate()
+        raise
     finally:
         for link in links:
             link.close()

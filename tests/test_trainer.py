@@ -435,3 +435,19 @@ def test_evaluation_in_processes_reports_errors(monkeypatch):
     monkeypatch.setattr(parallel, "_evaluate_share", stopping_child)
     with pytest.raises(parallel.TrainingProcessError, match="failed: the process stopped"):
         parallel.evaluate(model, [(X, np.zeros(1000, int))], 2)
+
+
+def test_an_interrupted_evaluation_stops_its_children_at_once(monkeypatch):
+    model = LeNet5()
+    X, Y = np.zeros((1000, 28, 28), np.float32), np.zeros(1000, int)
+
+    def slow_children(model, sets, rank, processes, batch_size):
+        if rank:
+            time.sleep(60)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parallel, "_evaluate_share", slow_children)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        parallel.evaluate(model, [(X, Y)], 2)
+    assert time.monotonic() - started < 3   # not the 60 s of the children's work
