@@ -15,6 +15,7 @@ import tracemalloc
 
 import numpy as np
 
+from convnet.checks import check_count
 from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
 from convnet.threads import blas_threads
 
@@ -433,8 +434,7 @@ def bench_train(quick=False, runs=1):
     size is measured that many times and a last row gives the medians, which
     judge the target. Prints and returns the table rows.
     """
-    if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or runs < 1:
-        raise ValueError(f"runs must be a positive integer, received {runs!r}")
+    check_count("runs", runs)
     setup_tensorflow()
     print(machine_info())
     X, Y = _training_images()

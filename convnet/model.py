@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from convnet import storage
+from convnet.checks import check_count
 from convnet.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCrossEntropy
 from convnet.memory import shared_zeros
 
@@ -52,9 +53,7 @@ class LeNet5:
     """
 
     def __init__(self, seed=0, dtype=np.float32, micro_batch=32):
-        if isinstance(micro_batch, bool) or not isinstance(micro_batch, (int, np.integer)) \
-                or micro_batch < 1:
-            raise ValueError(f"micro_batch must be a positive integer, received {micro_batch!r}")
+        check_count("micro_batch", micro_batch)
         self.dtype = np.dtype(dtype)
         self.micro_batch = int(micro_batch)
         rng = np.random.default_rng(seed)

@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from convnet.checks import check_count
 from convnet.memory import ALIGNMENT, aligned_zeros, shared_zeros
 from convnet.threads import blas_threads
 
@@ -299,9 +300,7 @@ class TrainingProcesses:
     """
 
     def __init__(self, model, optimizer, X, Y, processes=1):
-        if isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) \
-                or processes < 1:
-            raise ValueError(f"processes must be a positive integer, received {processes!r}")
+        check_count("processes", processes)
         self.model, self.optimizer, self.X, self.Y = model, optimizer, X, Y
         self.children, self._links = [], []
         if processes > 1:
@@ -449,9 +448,7 @@ def evaluate(model, sets, processes=1, batch_size=500):
     TrainingProcessError
         If a child failed or stopped.
     """
-    if isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) \
-            or processes < 1:
-        raise ValueError(f"processes must be a positive integer, received {processes!r}")
+    check_count("processes", processes)
     if processes == 1:
         return [model.evaluate(X, Y, batch_size) for X, Y in sets]
     for X, _ in sets:

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from convnet.checks import check_count
 from convnet.storage import atomic_path
 
 DPI = 100
@@ -84,9 +85,7 @@ def plot_history(history, path, first_epoch=1):
     lengths = {key: len(values) for key, values in curves.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"history lists must all have the same length, received {lengths}")
-    if isinstance(first_epoch, bool) or not isinstance(first_epoch, (int, np.integer)) \
-            or first_epoch < 0:
-        raise ValueError(f"first_epoch must be a non-negative integer, received {first_epoch!r}")
+    check_count("first_epoch", first_epoch, non_negative=True)
     epochs = np.arange(first_epoch, first_epoch + lengths["loss"])
     if len(epochs) == 0:
         raise ValueError("history has no epochs: every list is empty")
@@ -160,9 +159,7 @@ def confusion_matrix(y_true, y_pred, n_classes=10):
         predicted as ``p``: the diagonal holds the correct predictions and
         every row sums to the number of examples of its class.
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) \
-            or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer, received {n_classes!r}")
+    check_count("n_classes", n_classes)
     labels = {}
     for name, values in (("y_true", y_true), ("y_pred", y_pred)):
         values = np.asarray(values)
