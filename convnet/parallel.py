@@ -91,6 +91,19 @@ class _Aborted(Exception):
         self.stop = stop
 
 
+def _join(children, seconds=5):
+    """Wait for child processes to end, terminating any still running after ``seconds``."""
+    for child in children:
+        child.join(timeout=seconds)
+        if child.is_alive():
+            child.terminate()
+
+
+def _error_text(error):
+    """How a child reports an error to the parent: its type and message."""
+    return f"{type(error).__name__}: {error}"
+
+
 def _attempt(function, *args):
     """Return ``("ok", result)``, or ``("error", exception)`` for a computing error."""
     try:
@@ -182,11 +195,10 @@ def _worker(share, meeting, parent, others):
         status, value = outcome
         if status != "ok":
             try:
-                parent.send(f"{type(value).__name__}: {value}")   # sent before the post below
+                parent.send(_error_text(value))   # sent before the post below
             except OSError:   # the parent has gone
                 raise _Aborted(stop=True) from None
-        failed, values = meeting.meet(share.rank, kind, status != "ok",
-                                      value if status == "ok" and kind == 0 else 0.0, check)
+        failed, values = meeting.meet(share.rank, kind, outcome, check)
         if failed.any():
             raise _Aborted
         return values
@@ -249,15 +261,19 @@ class _Meeting:
         """Tell every process waiting at a meeting, now or later, to leave."""
         self._stopping[0] = 1
 
-    def meet(self, rank, kind, failed, value, check):
-        """Report this process's outcome at meeting ``kind``; return everyone's.
+    def meet(self, rank, kind, outcome, check):
+        """Report this process's ``(status, value)`` at meeting ``kind``; return everyone's.
 
-        Returns ``(failed, values)``, arrays of shape (processes,). While
+        A value that is not a number (an error, or the update's None) is
+        recorded as 0. Returns ``(failed, values)``, arrays of shape
+        (processes,). While
         waiting longer than ``spin_seconds`` for another process, calls
         ``check()`` every ``CHECK_SECONDS``; it raises to stop waiting.
         """
+        status, value = outcome
+        failed = status != "ok"
         self.failed[kind, rank] = failed
-        self.values[kind, rank] = value
+        self.values[kind, rank] = 0.0 if failed or value is None else value
         for post in self._posts[rank]:
             if post is not None:
                 post.release()
@@ -338,10 +354,7 @@ class TrainingProcesses:
             except OSError:
                 pass
             link.close()
-        for child in self.children:
-            child.join(timeout=5)
-            if child.is_alive():
-                child.terminate()
+        _join(self.children)
         self.children, self._links = [], []
 
     def run(self, order, batch_size):
@@ -384,9 +397,7 @@ class TrainingProcesses:
     def _meet(self, kind, outcome):
         """Meet the children; raise if any process failed, else return the values."""
         status, value = outcome
-        failed, values = self._meeting.meet(0, kind, status != "ok",
-                                            value if status == "ok" and kind == 0 else 0.0,
-                                            self._check_children)
+        failed, values = self._meeting.meet(0, kind, outcome, self._check_children)
         errors = [self._links[rank - 1].recv() for rank in np.flatnonzero(failed[1:]) + 1]
         if status != "ok":
             raise value
@@ -411,8 +422,7 @@ def _evaluation_worker(connection, model, sets, rank, processes, batch_size):
     with blas_threads(1):
         status, value = _attempt(_evaluate_share, model, sets, rank, processes, batch_size)
         try:
-            connection.send((status, value if status == "ok"
-                             else f"{type(value).__name__}: {value}"))
+            connection.send((status, value if status == "ok" else _error_text(value)))
         except OSError:   # the parent has stopped listening
             pass
     connection.close()
@@ -481,10 +491,7 @@ def evaluate(model, sets, processes=1, batch_size=500):
     finally:
         for link in links:
             link.close()
-        for child in children:
-            child.join(timeout=5)
-            if child.is_alive():
-                child.terminate()
+        _join(children)
     results = []
     for index, (X, _) in enumerate(sets):
         loss = sum(share[index][0] for share in shares)
