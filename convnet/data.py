@@ -801,11 +801,13 @@ def verify_fashion_mnist(folder=None):
         A checksum does not match :data:`FASHION_MNIST_SHA256` or a file is not gzip.
     """
     folder = FASHION_MNIST_DIR if folder is None else Path(folder).expanduser()
-    contents = {}
-    for stem, expected in FASHION_MNIST_SHA256.items():
-        found = _find_idx_file(folder, stem)
+    files = {stem: _find_idx_file(folder, stem) for stem in FASHION_MNIST_SHA256}
+    for stem, found in files.items():
         if found is None:
             raise FileNotFoundError(f"{folder / stem}[.gz] not found: {_FASHION_HINT}")
+    contents = {}
+    for stem, expected in FASHION_MNIST_SHA256.items():
+        found = files[stem]
         content = _read_maybe_gzipped(found)
         actual = hashlib.sha256(content).hexdigest()
         if actual != expected:
@@ -1043,6 +1045,20 @@ def _cifar_python_names(content, where):
 _CIFAR_PICKLE_TYPES = (dict, list, bytes, int, float, np.ndarray)
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle named a global outside the few NumPy ones an array needs."""
+
+
+class _CifarUnpickler(_ArrayUnpickler):
+    """``_ArrayUnpickler`` whose refusals can be told apart from a damaged pickle."""
+
+    def find_class(self, module, name):
+        """Resolve NumPy's array globals; raise _RefusedGlobal for any other."""
+        if (module, name) not in self._ALLOWED:
+            raise _RefusedGlobal(f"global {module}.{name} is not allowed")
+        return super().find_class(module, name)
+
+
 def _unpickle_cifar(content, where):
     """Unpickle one file of the python archive, refusing anything outside its format.
 
@@ -1052,11 +1068,12 @@ def _unpickle_cifar(content, where):
     numbers and NumPy arrays of a non-object dtype.
     """
     try:
-        loaded = _ArrayUnpickler(io.BytesIO(content), encoding="bytes").load()
-    except pickle.UnpicklingError as error:
+        loaded = _CifarUnpickler(io.BytesIO(content), encoding="bytes").load()
+    except _RefusedGlobal as error:
         raise DataError(f"{where}: refusing to unpickle it ({error}); a CIFAR-10 batch holds "
                         f"only dicts, lists, bytes, numbers and NumPy arrays") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError) as error:
         raise DataError(f"{where} is not a readable CIFAR-10 pickle: {error}") from None
     pending = [loaded]
     while pending:
