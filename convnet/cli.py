@@ -75,7 +75,8 @@ def _configure_data(parser):
                      "$XDG_CACHE_HOME/convnet; ~/.cache/convnet. `make data` runs "
                      "`convnet data --link 0x07-cnn`.")
     parser.add_argument("dataset", nargs="?", choices=DATA_SOURCES, default="mnist",
-                        help="what to cache (default: mnist). fashion-mnist: verify the "
+                        metavar="NAME",
+                        help=f"one of {', '.join(DATA_SOURCES)} (default: mnist). fashion-mnist: verify the "
                              "SHA-256 of Debian's dataset-fashion-mnist files and cache them; "
                              "cifar10: check the MD5 of your official archive (--from) and "
                              "cache it; happy, signs: cache the course's HDF5 files (--from)")

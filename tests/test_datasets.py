@@ -10,7 +10,9 @@ import io
 import os
 import pickle
 import shutil
+import struct
 import tarfile
+import typing
 
 import numpy as np
 import pytest
@@ -152,6 +154,37 @@ def binary_archive(path, batches, names=CLASS_NAMES, record_tail=b""):
     return path
 
 
+class Python2Pickler(pickle._Pickler):
+    """Pickles as Python 2 did for the official archive: protocol 2, text and bytes as
+    Python 2 ``str`` (read back as bytes with ``encoding="bytes"``), NumPy under
+    ``numpy.core``."""
+
+    dispatch: typing.ClassVar[dict] = dict(pickle._Pickler.dispatch)
+
+    def save_python2_str(self, obj):
+        raw = obj.encode("latin-1") if isinstance(obj, str) else obj
+        if len(raw) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
+        self.memoize(obj)
+
+    def save_python2_global(self, obj, name=None):
+        module = {"numpy._core.multiarray": "numpy.core.multiarray"}.get(obj.__module__,
+                                                                         obj.__module__)
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
+        self.memoize(obj)
+
+    dispatch[str] = dispatch[bytes] = save_python2_str
+    dispatch[type] = save_python2_global
+
+
+def python2_pickle(obj):
+    buffer = io.BytesIO()
+    Python2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
+
+
 def python_archive(path, batches, names=CLASS_NAMES, replace=None):
     """The python layout; ``replace`` maps a file name to bytes that take its place."""
     replace = replace or {}
@@ -162,11 +195,11 @@ def python_archive(path, batches, names=CLASS_NAMES, replace=None):
                      b"data": channel_major_rows(images),
                      b"filenames": [f"{file}_{i}.png".encode() for i in range(len(labels))]}
             add_member(archive, f"cifar-10-batches-py/{file}",
-                       replace.get(file, pickle.dumps(batch, protocol=2)))
+                       replace.get(file, python2_pickle(batch)))
         meta = {b"num_cases_per_batch": len(batches[0][1]),
                 b"label_names": [name.encode() for name in names], b"num_vis": 3072}
         add_member(archive, "cifar-10-batches-py/batches.meta",
-                   replace.get("batches.meta", pickle.dumps(meta, protocol=2)))
+                   replace.get("batches.meta", python2_pickle(meta)))
     return path
 
 
@@ -179,6 +212,10 @@ def test_both_archive_layouts_parse_to_the_same_images(tmp_path, layout):
     path = ARCHIVES[layout](tmp_path / f"cifar-10-{layout}.tar.gz", batches)
     parsed = data.read_cifar10_archive(path)
     assert parsed["layout"] == layout
+    if layout == "python":   # the pickles name NumPy as Python 2's NumPy did
+        with tarfile.open(path) as archive:
+            member = archive.extractfile("cifar-10-batches-py/data_batch_1").read()
+        assert b"cnumpy.core.multiarray\n_reconstruct\n" in member
     assert parsed["class_names"] == CLASS_NAMES
     np.testing.assert_array_equal(parsed["X_train"], np.concatenate([b[0] for b in batches[:5]]))
     np.testing.assert_array_equal(parsed["Y_train"], np.concatenate([b[1] for b in batches[:5]]))
