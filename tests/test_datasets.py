@@ -169,14 +169,14 @@ class Python2Pickler(pickle._Pickler):
             self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
         self.memoize(obj)
 
-    def save_python2_global(self, obj, name=None):
+    def save_global(self, obj, name=None):
         module = {"numpy._core.multiarray": "numpy.core.multiarray"}.get(obj.__module__,
                                                                          obj.__module__)
         self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
         self.memoize(obj)
 
     dispatch[str] = dispatch[bytes] = save_python2_str
-    dispatch[type] = save_python2_global
+    dispatch[type] = save_global
 
 
 def python2_pickle(obj):
