@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST: fetch once, verify, cache, and load in one layout.
+"""The datasets: fetch or verify once, cache, and load in one layout.
 
 Where the data comes from
 -------------------------
@@ -12,12 +12,23 @@ folder (see :func:`default_data_dir`) with the curriculum's keys. Every other
 file the project reads is opened with ``np.load(..., allow_pickle=False)``.
 
 Fashion-MNIST comes from Debian's ``dataset-fashion-mnist`` package, which
-installs the four IDX files under ``/usr/share/datasets/fashion-mnist/``.
+installs the four IDX files under ``/usr/share/datasets/fashion-mnist/``; the
+SHA-256 of each decompressed file is checked before it is used.
+
+CIFAR-10 and the step-by-step course's HDF5 files (``happy``, ``signs``) cannot
+be downloaded here: the user brings them, and ``cache_cifar10`` /
+``cache_course_h5`` check them and write ``cifar10.npz``, ``happy.npz`` or
+``signs.npz`` (uint8 images) to the cache folder. CIFAR-10's python archive is
+read with an unpickler that admits nothing but dicts, lists, bytes, numbers and
+NumPy arrays.
 
 What the loaders return
 -----------------------
-``(X_train, Y_train, X_valid, Y_valid, X_test, Y_test)``: images float32 of shape
-``(n, 28, 28)`` with values in ``[0, 1)``, labels int64 of shape ``(n,)`` in 0-9.
+``(X_train, Y_train, X_valid, Y_valid, X_test, Y_test)``. For MNIST and
+Fashion-MNIST, images float32 of shape ``(n, 28, 28)`` with values in ``[0, 1)``,
+labels int64 of shape ``(n,)`` in 0-9 (the rest of this paragraph); for CIFAR-10
+and the course's files, images float32 of shape ``(n, h, w, 3)`` in ``[0, 1]``
+(bytes divided by 255) and int64 labels. ``class_names(name)`` gives the names.
 Sources stored as bytes (IDX files, Keras' ``mnist.npz``) are divided by 256,
 not 255, so their range ``[0, 255/256]`` matches the curriculum's ``MNIST.npz``
 exactly. Sources with a 60,000 / 10,000 train / test split (the original MNIST
