@@ -953,40 +953,42 @@ def read_cifar10_archive(path):
         raise FileNotFoundError(f"CIFAR-10 archive {path} not found: {_CIFAR10_HINT}")
     try:
         with tarfile.open(path, "r:gz") as archive:
-            names = set(archive.getnames())
-            layout = next((layout for layout, info in CIFAR10_ARCHIVES.items()
-                           if f"{info['folder']}/{info['test']}" in names), None)
-            if layout is None:
-                expected = " or ".join(f"{info['folder']}/{info['test']}"
-                                       for info in CIFAR10_ARCHIVES.values())
-                raise DataError(f"{path} is not a CIFAR-10 archive: it holds no {expected}")
-            info = CIFAR10_ARCHIVES[layout]
-            parse = _cifar_binary_batch if layout == "binary" else _cifar_python_batch
-            batches = []
-            for name in info["train"] + (info["test"],):
-                member = f"{info['folder']}/{name}"
-                batches.append(parse(_tar_member(archive, member, path), f"{path}:{member}"))
-            member = f"{info['folder']}/{info['meta']}"
-            meta = _tar_member(archive, member, path)
+            # One pass in the archive's order: seeking back in a gzip stream would
+            # decompress it again from the start for every member.
+            wanted = {f"{info['folder']}/{name}" for info in CIFAR10_ARCHIVES.values()
+                      for name in info["train"] + (info["test"], info["meta"])}
+            contents = {}
+            for member in archive:
+                if member.name in wanted:
+                    if not member.isfile():
+                        raise DataError(f"{path}: {member.name} is not a regular file")
+                    contents[member.name] = archive.extractfile(member).read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise DataError(f"{path} is not a readable .tar.gz archive: {error}") from None
+    layout = next((layout for layout, info in CIFAR10_ARCHIVES.items()
+                   if f"{info['folder']}/{info['test']}" in contents), None)
+    if layout is None:
+        expected = " or ".join(f"{info['folder']}/{info['test']}"
+                               for info in CIFAR10_ARCHIVES.values())
+        raise DataError(f"{path} is not a CIFAR-10 archive: it holds no {expected}")
+    info = CIFAR10_ARCHIVES[layout]
+    parse = _cifar_binary_batch if layout == "binary" else _cifar_python_batch
+    batches = []
+    for name in info["train"] + (info["test"],):
+        member = f"{info['folder']}/{name}"
+        if member not in contents:
+            raise DataError(f"{path} has no member {member}")
+        batches.append(parse(contents.pop(member), f"{path}:{member}"))
+    member = f"{info['folder']}/{info['meta']}"
+    if member not in contents:
+        raise DataError(f"{path} has no member {member}")
+    meta = contents[member]
     reader = _cifar_binary_names if layout == "binary" else _cifar_python_names
     train = batches[:-1]
     return {"X_train": np.concatenate([images for images, _ in train]),
             "Y_train": np.concatenate([labels for _, labels in train]),
             "X_test": batches[-1][0], "Y_test": batches[-1][1],
             "class_names": reader(meta, f"{path}:{member}"), "layout": layout}
-
-
-def _tar_member(archive, name, path):
-    """Return the bytes of the regular file ``name`` inside the open tar ``archive``."""
-    try:
-        member = archive.getmember(name)
-    except KeyError:
-        raise DataError(f"{path} has no member {name}") from None
-    if not member.isfile():
-        raise DataError(f"{path}: {name} is not a regular file")
-    return archive.extractfile(member).read()
 
 
 def _cifar_images(pixels, labels, where):
