@@ -440,10 +440,13 @@ def class_names(name, path=None):
     """
     if name == "cifar10":
         path = default_data_dir() / CIFAR10_FILE if path is None else Path(path).expanduser()
-        if path.is_file() and zipfile.is_zipfile(path):
-            with np.load(path, allow_pickle=False) as archive:
-                if "class_names" in archive.files:
-                    return tuple(str(item) for item in archive["class_names"])
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as archive:
+                    if "class_names" in archive.files:
+                        return tuple(str(item) for item in archive["class_names"])
+            except (zipfile.BadZipFile, EOFError, ValueError, OSError) as error:
+                raise DataError(f"{path} is not a readable .npz file: {error}") from None
         return CIFAR10_CLASSES
     if name not in CLASS_NAMES:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, received {name!r}")

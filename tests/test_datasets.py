@@ -364,6 +364,12 @@ def test_missing_cifar10_cache_says_how_to_make_it(empty_cache):
     with pytest.raises(FileNotFoundError, match=r"convnet data cifar10 --from PATH"):
         data.load_dataset("cifar10")
     assert data.class_names("cifar10") == data.CIFAR10_CLASSES
+    empty_cache.mkdir()
+    (empty_cache / "cifar10.npz").write_bytes(b"garbage")
+    with pytest.raises(data.DataError, match=r"cifar10.npz is not a readable .npz file"):
+        data.class_names("cifar10")
+    with pytest.raises(data.DataError, match=r"cifar10.npz is not an .npz file"):
+        data.load_dataset("cifar10")
 
 
 @pytest.mark.parametrize("change, message", [
