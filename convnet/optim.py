@@ -1,61 +1,99 @@
-"""Adam, written the way Keras computes it, updating parameters in place.
+"""Adam, RMSprop and SGD, written the way Keras 3 computes them, updating in place.
 
-Keras (3.x) folds both bias corrections into the step size::
+Each optimiser follows Keras's own order of operations, so that NumPy and Keras
+training runs stay comparable step for step. With ``g`` the gradient and ``t``
+the number of the step (from 1):
 
-    t      = iterations + 1
+Adam (Keras folds both bias corrections into the step size, so ``epsilon`` is
+added to the *uncorrected* ``sqrt(v)``)::
+
     alpha  = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
     m     += (g - m) * (1 - beta1)
     v     += (g*g - v) * (1 - beta2)
     param -= alpha * m / (sqrt(v) + epsilon)
 
-so ``epsilon`` is added to the *uncorrected* ``sqrt(v)``. Using the same
-formulation keeps NumPy and Keras training runs comparable step for step.
+RMSprop (``epsilon`` is added *inside* the square root)::
+
+    v      = rho * v + (1 - rho) * g*g
+    a      = rho * a + (1 - rho) * g              (centered only)
+    denom  = v - a*a + epsilon   if centered else   v + epsilon
+    step   = lr * g / sqrt(denom)
+    mom    = momentum * mom + step                (momentum > 0 only)
+    param -= mom   if momentum > 0 else   step
+
+SGD (the velocity holds the *negative* step)::
+
+    param -= lr * g                               (momentum = 0)
+    vel    = momentum * vel - lr * g              (momentum > 0)
+    param += vel                                  (classical)
+    param += momentum * vel - lr * g              (nesterov)
+
+The state of every optimiser lives in flat buffers (the parameters flattened
+and joined in order) allocated once, in anonymous shared memory, so processes
+forked later can each update a part of them (``convnet.parallel`` calls
+``flat_update`` on its share).
 """
+import inspect
 import math
+import numbers
 
 import numpy as np
 
 from convnet.memory import aligned_zeros, shared_zeros
 
 
-class Adam:
-    """Adam optimiser with Keras's defaults.
+def _check_real(name, value, low, high, low_open=False, high_open=False):
+    """Return ``value`` as a float, or raise ValueError naming ``name`` and the range."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number, received {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be in {interval}, received {value!r}")
+    return float(value)
 
-    Parameters
-    ----------
-    params : list of ndarray
-        The parameter arrays (of one dtype), updated in place by ``step``.
-        The two moment estimates of all of them live in two flat buffers
-        (the parameters flattened and joined in order), allocated once here
-        with the scratch space: a step runs each formula once over every
-        parameter instead of once per array, and allocates nothing. The
-        moments are in anonymous shared memory, so processes forked later
-        can each update a part of them (``convnet.parallel``); every flat
-        buffer starts on a 64-byte boundary (``convnet.memory``).
-    lr : float
-        Learning rate (Keras default 0.001).
-    beta1, beta2 : float
-        Decay rates of the first and second moment estimates.
-    epsilon : float
-        Added to ``sqrt(v)`` for numerical stability (Keras default 1e-7).
+
+def _check_learning_rate(lr):
+    if (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0
+            or not math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, received {lr!r}")
+    return float(lr)
+
+
+def _check_flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, received {value!r}")
+    return bool(value)
+
+
+class _FlatOptimizer:
+    """Shared machinery: flat state buffers, ``step``, ``state`` and ``load_state``.
+
+    A subclass sets ``name``, lists the state it keeps per parameter in
+    ``_slot_names()`` and computes one update in ``flat_update``.
     """
 
-    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-7):
-        if not lr > 0:
-            raise ValueError(f"lr must be a positive number, received {lr}")
+    name = ""
+
+    def __init__(self, params):
         self.params = list(params)
         dtypes = {param.dtype for param in self.params}
         if len(dtypes) > 1:
             raise ValueError("params must share one dtype, received "
                              f"{sorted(map(str, dtypes))}")
-        self.lr, self.beta1, self.beta2, self.epsilon = lr, beta1, beta2, epsilon
         self.iterations = 0
         dtype = dtypes.pop() if dtypes else np.float32
         size = sum(param.size for param in self.params)
-        self._flat_m, self._flat_v = shared_zeros(size, dtype), shared_zeros(size, dtype)
+        self._flat = {slot: shared_zeros(size, dtype) for slot in self._slot_names()}
+        self._slots = {slot: self._views(flat) for slot, flat in self._flat.items()}
         self._grad, self._scratch = aligned_zeros(size, dtype), aligned_zeros(size, dtype)
-        self.m, self.v = self._views(self._flat_m), self._views(self._flat_v)
         self._updates = self._views(self._scratch)
+
+    def _slot_names(self):
+        """Names of the per-parameter state buffers, also the keys' stems in ``state()``."""
+        raise NotImplementedError
 
     def _views(self, flat):
         """Split a flat buffer into views shaped like the parameters."""
@@ -65,8 +103,14 @@ class Adam:
             offset += param.size
         return views
 
+    def config(self):
+        """Return ``{"name": ..., hyper-parameter: value, ...}``; ``make_optimizer`` accepts it."""
+        hyper = inspect.signature(type(self).__init__).parameters
+        return {"name": self.name,
+                **{key: getattr(self, key) for key in list(hyper)[2:]}}
+
     def step(self, grads):
-        """Apply one Adam update.
+        """Apply one update to the parameters, in place.
 
         Parameters
         ----------
@@ -88,14 +132,14 @@ class Adam:
         self.iterations = t
 
     def flat_update(self, g, t, part=slice(None), out=None):
-        """Advance the moments of some elements and return their update.
+        """Advance the state of some elements and return their update.
 
         Parameters
         ----------
         g : ndarray of shape (n,)
             Gradient of the elements ``part`` of the flattened parameters.
         t : int
-            Number of the step, from 1 (sets the bias correction).
+            Number of the step, from 1.
         part : slice
             Which elements of the flattened parameters (n of them).
         out : ndarray of shape (n,), optional
@@ -107,6 +151,83 @@ class Adam:
             The amount to subtract from those elements of the parameters.
             ``iterations`` is left to the caller.
         """
+        raise NotImplementedError
+
+    def state(self):
+        """Return the optimiser's state as a dict of arrays (for a checkpoint).
+
+        Keys: ``"iterations"`` (int64 scalar), then for each parameter, in the
+        order of ``params``, one array per state buffer named after the buffer
+        and the parameter's index (Adam: ``"m0"``, ``"v0"``, ``"m1"``, ...).
+        """
+        state = {"iterations": np.int64(self.iterations)}
+        for index in range(len(self.params)):
+            for slot, views in self._slots.items():
+                state[f"{slot}{index}"] = views[index].copy()
+        return state
+
+    def load_state(self, state):
+        """Restore a state produced by ``state()``.
+
+        Shapes are checked, and keys this optimiser does not keep are refused (a
+        state written by another optimiser, or with other hyper-parameters).
+        """
+        expected = set(self.state())
+        unexpected = sorted(set(state) - expected)
+        if unexpected:
+            raise ValueError(f"optimizer state has keys {unexpected} that {self.name} with "
+                             f"these hyper-parameters does not keep (expected "
+                             f"{sorted(expected)}); was it written by another optimizer?")
+        try:
+            iterations = int(state["iterations"])
+            for index in range(len(self.params)):
+                for slot, views in self._slots.items():
+                    name, buffer = f"{slot}{index}", views[index]
+                    value = np.asarray(state[name])
+                    if value.shape != buffer.shape:
+                        raise ValueError(f"optimizer state {name!r} has shape {value.shape}, "
+                                         f"expected {buffer.shape}")
+                    buffer[...] = value
+        except KeyError as error:
+            raise ValueError(f"optimizer state is missing {error.args[0]!r}") from None
+        self.iterations = iterations
+
+
+class Adam(_FlatOptimizer):
+    """Adam optimiser with Keras's defaults.
+
+    Parameters
+    ----------
+    params : list of ndarray
+        The parameter arrays (of one dtype), updated in place by ``step``.
+        The two moment estimates of all of them live in two flat buffers,
+        allocated once with the scratch space: a step runs each formula once
+        over every parameter instead of once per array, and allocates
+        nothing. Every flat buffer starts on a 64-byte boundary
+        (``convnet.memory``).
+    lr : float
+        Learning rate (Keras default 0.001).
+    beta1, beta2 : float
+        Decay rates of the first and second moment estimates, in [0, 1).
+    epsilon : float
+        Added to ``sqrt(v)`` for numerical stability (Keras default 1e-7), >= 0.
+    """
+
+    name = "adam"
+
+    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-7):
+        self.lr = _check_learning_rate(lr)
+        self.beta1 = _check_real("beta1", beta1, 0, 1, high_open=True)
+        self.beta2 = _check_real("beta2", beta2, 0, 1, high_open=True)
+        self.epsilon = _check_real("epsilon", epsilon, 0, math.inf)
+        super().__init__(params)
+        self._flat_m, self._flat_v = self._flat["m"], self._flat["v"]
+        self.m, self.v = self._slots["m"], self._slots["v"]
+
+    def _slot_names(self):
+        return ("m", "v")
+
+    def flat_update(self, g, t, part=slice(None), out=None):
         alpha = self.lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
         m, v = self._flat_m[part], self._flat_v[part]
         scratch = np.empty_like(g) if out is None else out
@@ -126,29 +247,164 @@ class Adam:
         scratch *= alpha
         return scratch
 
-    def state(self):
-        """Return the optimiser's state as a dict of arrays (for a checkpoint).
+    flat_update.__doc__ = _FlatOptimizer.flat_update.__doc__
 
-        Keys: ``"iterations"`` (int64 scalar), ``"m0"``, ``"v0"``, ``"m1"``, ... one
-        pair per parameter, in the order of ``params``.
-        """
-        state = {"iterations": np.int64(self.iterations)}
-        for index, (m, v) in enumerate(zip(self.m, self.v)):
-            state[f"m{index}"] = m.copy()
-            state[f"v{index}"] = v.copy()
-        return state
 
-    def load_state(self, state):
-        """Restore a state produced by ``state()`` (shapes are checked)."""
-        try:
-            iterations = int(state["iterations"])
-            for index, (m, v) in enumerate(zip(self.m, self.v)):
-                for name, buffer in ((f"m{index}", m), (f"v{index}", v)):
-                    value = np.asarray(state[name])
-                    if value.shape != buffer.shape:
-                        raise ValueError(f"optimizer state {name!r} has shape {value.shape}, "
-                                         f"expected {buffer.shape}")
-                    buffer[...] = value
-        except KeyError as error:
-            raise ValueError(f"optimizer state is missing {error.args[0]!r}") from None
-        self.iterations = iterations
+class RMSprop(_FlatOptimizer):
+    """RMSprop with Keras's defaults and formulation (see the module docstring).
+
+    Parameters
+    ----------
+    params : list of ndarray
+        The parameter arrays (of one dtype), updated in place by ``step``.
+    lr : float
+        Learning rate (Keras default 0.001).
+    rho : float
+        Decay rate of the mean square of the gradients, in [0, 1) (default 0.9).
+    momentum : float
+        Momentum of the steps, in [0, 1) (default 0: no momentum buffer is kept).
+    epsilon : float
+        Added to the mean square before its square root (default 1e-7), >= 0.
+    centered : bool
+        Divide by the estimated variance of the gradients instead of their mean
+        square (keeps a running mean of the gradients too).
+    """
+
+    name = "rmsprop"
+
+    def __init__(self, params, lr=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
+        self.lr = _check_learning_rate(lr)
+        self.rho = _check_real("rho", rho, 0, 1, high_open=True)
+        self.momentum = _check_real("momentum", momentum, 0, 1, high_open=True)
+        self.epsilon = _check_real("epsilon", epsilon, 0, math.inf)
+        self.centered = _check_flag("centered", centered)
+        super().__init__(params)
+        # A second scratch buffer: Keras's order needs lr * g and the denominator at once.
+        self._work = aligned_zeros(self._scratch.size, self._scratch.dtype)
+
+    def _slot_names(self):
+        return (("velocity",) + (("momentum",) if self.momentum > 0 else ())
+                + (("average_gradient",) if self.centered else ()))
+
+    def flat_update(self, g, t, part=slice(None), out=None):
+        rho = self.rho
+        velocity = self._flat["velocity"][part]
+        scratch = np.empty_like(g) if out is None else out
+        work = self._work[part] if out is not None else np.empty_like(g)
+        # velocity = rho * velocity + (1 - rho) * g*g
+        np.multiply(g, g, out=scratch)
+        scratch *= 1 - rho
+        velocity *= rho
+        velocity += scratch
+        if self.centered:
+            average = self._flat["average_gradient"][part]
+            np.multiply(g, 1 - rho, out=scratch)
+            average *= rho
+            average += scratch
+            # denominator = velocity - average**2 + epsilon
+            np.multiply(average, average, out=work)
+            np.subtract(velocity, work, out=work)
+            work += self.epsilon
+        else:
+            np.add(velocity, self.epsilon, out=work)
+        np.sqrt(work, out=work)
+        # step = lr * g / sqrt(denominator)
+        np.multiply(g, self.lr, out=scratch)
+        scratch /= work
+        if self.momentum > 0:
+            momentum = self._flat["momentum"][part]
+            momentum *= self.momentum
+            momentum += scratch
+            scratch[...] = momentum
+        return scratch
+
+    flat_update.__doc__ = _FlatOptimizer.flat_update.__doc__
+
+
+class SGD(_FlatOptimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum, as Keras computes it.
+
+    Parameters
+    ----------
+    params : list of ndarray
+        The parameter arrays (of one dtype), updated in place by ``step``.
+    lr : float
+        Learning rate (Keras default 0.01).
+    momentum : float
+        In [0, 1] (default 0: plain gradient descent, no velocity buffer kept).
+    nesterov : bool
+        Use Nesterov momentum (look ahead along the velocity).
+    """
+
+    name = "sgd"
+
+    def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False):
+        self.lr = _check_learning_rate(lr)
+        self.momentum = _check_real("momentum", momentum, 0, 1)
+        self.nesterov = _check_flag("nesterov", nesterov)
+        super().__init__(params)
+        if self.momentum > 0 and self.nesterov:
+            self._work = aligned_zeros(self._scratch.size, self._scratch.dtype)
+
+    def _slot_names(self):
+        return ("velocity",) if self.momentum > 0 else ()
+
+    def flat_update(self, g, t, part=slice(None), out=None):
+        scratch = np.empty_like(g) if out is None else out
+        np.multiply(g, self.lr, out=scratch)
+        if self.momentum == 0:
+            return scratch
+        velocity = self._flat["velocity"][part]
+        # velocity = velocity * momentum - lr * g
+        velocity *= self.momentum
+        velocity -= scratch
+        if not self.nesterov:
+            # param += velocity, i.e. subtract -velocity (negation is exact)
+            return np.negative(velocity, out=scratch)
+        # param += velocity * momentum - lr * g, i.e. subtract lr * g - velocity * momentum
+        work = self._work[part] if out is not None else np.empty_like(g)
+        np.multiply(velocity, self.momentum, out=work)
+        scratch -= work
+        return scratch
+
+    flat_update.__doc__ = _FlatOptimizer.flat_update.__doc__
+
+
+OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}
+
+
+def make_optimizer(name, params, **hyper):
+    """Build an optimiser by name.
+
+    Parameters
+    ----------
+    name : str
+        ``"adam"``, ``"rmsprop"`` or ``"sgd"`` (case-insensitive).
+    params : list of ndarray
+        The parameter arrays (of one dtype), updated in place by ``step``.
+    **hyper
+        That optimiser's hyper-parameters (``lr`` and the others of its class);
+        omitted ones take Keras's defaults.
+
+    Returns
+    -------
+    Adam, RMSprop or SGD
+
+    Raises
+    ------
+    ValueError
+        An unknown name, a hyper-parameter the optimiser does not take, or a
+        value out of its range.
+    TypeError
+        A flag (``centered``, ``nesterov``) that is not a bool.
+    """
+    key = name.lower() if isinstance(name, str) else name
+    if key not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, received {name!r}")
+    cls = OPTIMIZERS[key]
+    accepted = list(inspect.signature(cls.__init__).parameters)[2:]
+    unknown = sorted(set(hyper) - set(accepted))
+    if unknown:
+        raise ValueError(f"{key} takes the hyper-parameters {', '.join(accepted)}; "
+                         f"received {', '.join(map(repr, unknown))}")
+    return cls(params, **hyper)

@@ -333,6 +333,7 @@ def test_fashion_mnist_from_the_debian_package():
 
 def test_missing_fashion_mnist_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path / "absent")
+    monkeypatch.setenv("CONVNET_DATA_DIR", str(tmp_path / "empty-cache"))
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         data.load_fashion_mnist()
     with pytest.raises(FileNotFoundError, match="--data PATH"):
@@ -341,7 +342,7 @@ def test_missing_fashion_mnist_says_how_to_install_it(tmp_path, monkeypatch):
 
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match="dataset must be one of mnist, fashion-mnist, "
-                                         "received 'cifar'"):
+                                         "cifar10, happy, signs, received 'cifar'"):
         data.load_dataset("cifar")
 
 

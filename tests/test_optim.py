@@ -1,0 +1,214 @@
+"""Adam, RMSprop and SGD against Keras's own optimisers, state round trips, the factory."""
+import numpy as np
+import pytest
+
+from convnet.model import LeNet5
+from convnet.optim import SGD, Adam, RMSprop, make_optimizer
+from convnet.parallel import TrainingProcesses
+
+STEPS = 100
+# (our class, our hyper-parameters, Keras class name, Keras's hyper-parameters). The large
+# epsilons make the place where epsilon is added matter at this tolerance.
+CASES = [
+    (Adam, {}, "Adam", {}),
+    (Adam, {"lr": 0.001, "beta1": 0.8, "beta2": 0.99, "epsilon": 0.1}, "Adam",
+     {"learning_rate": 0.001, "beta_1": 0.8, "beta_2": 0.99, "epsilon": 0.1}),
+    (RMSprop, {}, "RMSprop", {}),
+    (RMSprop, {"lr": 0.01, "rho": 0.8, "epsilon": 0.1}, "RMSprop",
+     {"learning_rate": 0.01, "rho": 0.8, "epsilon": 0.1}),
+    (RMSprop, {"lr": 0.01, "momentum": 0.9}, "RMSprop", {"learning_rate": 0.01, "momentum": 0.9}),
+    (RMSprop, {"lr": 0.003, "momentum": 0.5, "centered": True, "epsilon": 0.01}, "RMSprop",
+     {"learning_rate": 0.003, "momentum": 0.5, "centered": True, "epsilon": 0.01}),
+    (SGD, {}, "SGD", {}),
+    (SGD, {"lr": 0.05, "momentum": 0.9}, "SGD", {"learning_rate": 0.05, "momentum": 0.9}),
+    (SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True}, "SGD",
+     {"learning_rate": 0.05, "momentum": 0.9, "nesterov": True}),
+]
+CASE_IDS = ["adam", "adam-eps0.1", "rmsprop", "rmsprop-eps0.1", "rmsprop-momentum",
+            "rmsprop-centered", "sgd", "sgd-momentum", "sgd-nesterov"]
+
+
+def start_and_gradients(dtype, steps=STEPS, seed=0):
+    """Parameters of order 1 and a fixed sequence of gradients spanning 1e-3 to 1 in scale."""
+    rng = np.random.default_rng(seed)
+    shapes = [(3, 3, 2, 4), (1, 1, 1, 4), (7,)]
+    start = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    scales = [np.logspace(-3, 0, int(np.prod(shape))).reshape(shape) for shape in shapes]
+    grads = [[(rng.standard_normal(shape) * scale).astype(dtype)
+              for shape, scale in zip(shapes, scales)] for _ in range(steps)]
+    return start, grads
+
+
+@pytest.fixture(scope="module")
+def tf_graph_as_written():
+    """TensorFlow, with its graph rewrites off while these tests run.
+
+    Keras's steps run as one compiled function each (eager steps are several times
+    slower); without the rewrites the graph computes exactly the operations Keras
+    wrote, in its order, as eager execution does.
+    """
+    tf = pytest.importorskip("tensorflow")
+    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    yield tf
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ours, hyper, keras_name, keras_hyper", CASES, ids=CASE_IDS)
+def test_optimizer_follows_keras_for_100_steps(ours, hyper, keras_name, keras_hyper, dtype,
+                                               tf_graph_as_written):
+    tf = tf_graph_as_written
+    keras = pytest.importorskip("keras")
+    start, grads = start_and_gradients(dtype)
+    # Keras keeps the learning rate in a float32 variable, and casts SGD's momentum to the
+    # weights' dtype through a float32 tensor: with float64 weights both are float32 numbers.
+    hyper = {**hyper, "lr": float(np.float32(hyper.get("lr", ours(start).lr)))}
+    if ours is SGD and "momentum" in hyper:
+        hyper["momentum"] = float(np.float32(hyper["momentum"]))
+    params = [p.copy() for p in start]
+    optimizer = ours(params, **hyper)
+    variables = [keras.Variable(p, dtype=np.dtype(dtype).name) for p in start]
+    reference = getattr(keras.optimizers, keras_name)(**keras_hyper)
+    reference_step = tf.function(lambda grad: reference.apply_gradients(zip(grad, variables)))
+    for step, grad in enumerate(grads, 1):
+        optimizer.step(grad)
+        reference_step([tf.constant(g) for g in grad])
+        for ours_now, variable in zip(params, variables):
+            # Absolute tolerance on parameters of order 1.
+            np.testing.assert_allclose(ours_now, variable.numpy(), rtol=0, atol=1e-6,
+                                       err_msg=f"step {step}")
+        assert all(p.dtype == dtype for p in params)
+    assert optimizer.iterations == int(reference.iterations.numpy()) == STEPS
+    moved = max(np.abs(p - s).max() for p, s in zip(params, start))
+    assert moved > 1e-3   # the comparison is not between two parameters that never moved
+
+
+@pytest.mark.parametrize("ours, hyper", [(case[0], case[1]) for case in CASES], ids=CASE_IDS)
+def test_state_round_trip_continues_identically(ours, hyper):
+    start, grads = start_and_gradients(np.float64, steps=10, seed=3)
+    a_params = [p.copy() for p in start]
+    a = ours(a_params, **hyper)
+    for grad in grads[:5]:
+        a.step(grad)
+    b_params = [p.copy() for p in a_params]
+    b = ours(b_params, **hyper)
+    b.load_state(a.state())
+    assert b.iterations == 5
+    for grad in grads[5:]:
+        a.step(grad)
+        b.step(grad)
+    assert all(np.array_equal(x, y) for x, y in zip(a_params, b_params))
+    assert all(np.array_equal(a.state()[key], b.state()[key]) for key in a.state())
+
+
+def test_state_names_the_buffers_each_optimizer_keeps():
+    params = [np.zeros((2, 2)), np.zeros(3)]
+    assert set(Adam(params).state()) == {"iterations", "m0", "v0", "m1", "v1"}
+    assert set(SGD(params).state()) == {"iterations"}
+    assert set(SGD(params, momentum=0.9).state()) == {"iterations", "velocity0", "velocity1"}
+    assert set(RMSprop(params, momentum=0.5, centered=True).state()) == {
+        "iterations", "velocity0", "velocity1", "momentum0", "momentum1",
+        "average_gradient0", "average_gradient1"}
+
+
+def test_load_state_refuses_another_optimizers_state():
+    params = [np.zeros((2, 2)), np.zeros(3)]
+    with pytest.raises(ValueError, match=r"keys \['m0', 'm1', 'v0', 'v1'\] that sgd"):
+        SGD(params, momentum=0.9).load_state(Adam(params).state())
+    with pytest.raises(ValueError, match="optimizer state is missing 'm0'"):
+        Adam(params).load_state({"iterations": np.int64(1)})
+    with pytest.raises(ValueError, match="optimizer state 'velocity1' has shape"):
+        RMSprop(params).load_state({**RMSprop(params).state(), "velocity1": np.zeros(4)})
+
+
+@pytest.mark.parametrize("ours, hyper", [(case[0], case[1]) for case in CASES], ids=CASE_IDS)
+def test_flat_update_of_two_parts_equals_one_step(ours, hyper):
+    """The way ``convnet.parallel`` uses an optimiser: each process updates its own share."""
+    start, grads = start_and_gradients(np.float64, steps=4, seed=5)
+    whole_params = [p.copy() for p in start]
+    whole = ours(whole_params, **hyper)
+    flat = np.concatenate([p.ravel() for p in start])
+    shared = ours([flat], **hyper)
+    parts = [slice(0, 40), slice(40, flat.size)]
+    for t, grad in enumerate(grads, 1):
+        whole.step(grad)
+        g = np.concatenate([x.ravel() for x in grad])
+        for part in parts:
+            out = np.empty(part.stop - part.start)
+            flat[part] -= shared.flat_update(g[part], t, part, out=out)
+    np.testing.assert_array_equal(flat, np.concatenate([p.ravel() for p in whole_params]))
+
+
+@pytest.mark.parametrize("ours, hyper", [(RMSprop, {"momentum": 0.5}),
+                                         (SGD, {"momentum": 0.9, "nesterov": True})],
+                         ids=["rmsprop", "sgd-nesterov"])
+def test_training_processes_run_the_other_optimizers(ours, hyper):
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((12, 28, 28)), rng.integers(0, 10, 12)
+    model, reference = LeNet5(seed=2, dtype=np.float64), LeNet5(seed=2, dtype=np.float64)
+    optimizer, reference_optimizer = ours(model.parameters(), **hyper), ours(
+        reference.parameters(), **hyper)
+    order = rng.permutation(12)
+    with TrainingProcesses(model, optimizer, X, Y, 2) as training:
+        for start, _ in zip(range(0, 12, 4), training.run(order, 4)):
+            indices = order[start:start + 4]
+            reference_optimizer.step(reference.loss_and_grads(X[indices], Y[indices])[1])
+    for ours_now, expected in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_allclose(ours_now, expected, rtol=1e-9, atol=1e-13)
+
+
+# ---------------------------------------------------------------- factory and arguments
+@pytest.mark.parametrize("name, cls", [("adam", Adam), ("RMSprop", RMSprop), ("sgd", SGD)])
+def test_make_optimizer_builds_by_name_with_keras_defaults(name, cls):
+    optimizer = make_optimizer(name, [np.zeros(3, np.float32)])
+    assert type(optimizer) is cls
+    assert optimizer.lr == (0.01 if cls is SGD else 0.001)
+    config = optimizer.config()
+    rebuilt = make_optimizer(config.pop("name"), [np.zeros(3, np.float32)], **config)
+    assert rebuilt.config() == optimizer.config()
+
+
+def test_make_optimizer_passes_hyper_parameters():
+    optimizer = make_optimizer("sgd", [np.zeros(3)], lr=0.1, momentum=0.9, nesterov=True)
+    assert optimizer.config() == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True}
+
+
+@pytest.mark.parametrize("name, hyper, message", [
+    ("adagrad", {}, r"optimizer must be one of adam, rmsprop, sgd, received 'adagrad'"),
+    (None, {}, r"optimizer must be one of adam, rmsprop, sgd, received None"),
+    ("sgd", {"beta1": 0.9},
+     r"sgd takes the hyper-parameters lr, momentum, nesterov; received 'beta1'"),
+    ("rmsprop", {"learning_rate": 0.1}, r"rmsprop takes .*received 'learning_rate'"),
+    ("adam", {"lr": 0}, r"lr must be a positive number, received 0"),
+    ("sgd", {"lr": float("nan")}, r"lr must be a positive number, received nan"),
+    ("sgd", {"lr": "0.1"}, r"lr must be a positive number, received '0.1'"),
+    ("sgd", {"momentum": 1.5}, r"momentum must be in \[0, 1\], received 1.5"),
+    ("rmsprop", {"momentum": 1.0}, r"momentum must be in \[0, 1\), received 1.0"),
+    ("rmsprop", {"rho": -0.1}, r"rho must be in \[0, 1\), received -0.1"),
+    ("adam", {"beta2": 1}, r"beta2 must be in \[0, 1\), received 1"),
+    ("adam", {"epsilon": -1e-7}, r"epsilon must be in \[0, inf\], received -1e-07"),
+    ("adam", {"beta1": True}, r"beta1 must be a finite number, received True"),
+])
+def test_make_optimizer_rejects_bad_names_and_hyper_parameters(name, hyper, message):
+    with pytest.raises(ValueError, match=message):
+        make_optimizer(name, [np.zeros(3)], **hyper)
+
+
+@pytest.mark.parametrize("name, hyper, message", [
+    ("rmsprop", {"centered": "yes"}, r"centered must be True or False, received 'yes'"),
+    ("sgd", {"nesterov": 1}, r"nesterov must be True or False, received 1"),
+])
+def test_make_optimizer_rejects_flags_that_are_not_bools(name, hyper, message):
+    with pytest.raises(TypeError, match=message):
+        make_optimizer(name, [np.zeros(3)], **hyper)
+
+
+@pytest.mark.parametrize("cls", [Adam, RMSprop, SGD])
+def test_optimizers_reject_gradients_of_other_shapes_and_mixed_dtypes(cls):
+    optimizer = cls([np.zeros((3, 2)), np.zeros(4)])
+    with pytest.raises(ValueError, match=r"grads must match the parameters' shapes"):
+        optimizer.step([np.zeros((2, 3)), np.zeros(4)])
+    assert optimizer.iterations == 0
+    with pytest.raises(ValueError, match=r"params must share one dtype"):
+        cls([np.zeros(2, np.float32), np.zeros(2, np.float64)])
