@@ -85,7 +85,10 @@ class TrainingProcessError(RuntimeError):
 
 
 def _stopped(kind, rank, processes, child):
-    """Say which child stopped and how: ``"training process 2 of 2 (pid 7) stopped: ..."``."""
+    """Say which child stopped and how: ``"training process 2 of 2 (pid 7) stopped: ..."``.
+
+    Processes are numbered from 1, the parent, which runs the first share.
+    """
     code = child.exitcode
     if code is None:
         how = "its pipe closed"
@@ -406,7 +409,7 @@ class TrainingProcesses:
 
     def _check_children(self):
         """Raise if a child has stopped, naming it; the others are then told to stop too."""
-        for rank, child in enumerate(self.children, start=1):
+        for rank, child in enumerate(self.children, start=2):   # this process is 1
             if not child.is_alive():
                 self._meeting.stop()
                 child.join(timeout=1)   # its exit status
@@ -495,7 +498,7 @@ def evaluate(model, sets, processes=1, batch_size=500):
             children.append(child)
             links.append(link)
         shares = [_evaluate_share(model, sets, 0, processes, batch_size)]
-        for rank, (link, child) in enumerate(zip(links, children), start=1):
+        for rank, (link, child) in enumerate(zip(links, children), start=2):
             try:
                 status, value = link.recv()
             except (EOFError, OSError):

@@ -133,7 +133,10 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     keep_freed_memory()
     order = epoch_order(seed, epoch, len(X))
     total_loss = 0.0
-    with blas_threads(1), TrainingProcesses(model, optimizer, X, Y, processes) as training:
+    # A diverging run overflows on its way to NaN: the loss check below reports it in one
+    # line instead of NumPy's warnings.
+    with blas_threads(1), np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+            TrainingProcesses(model, optimizer, X, Y, processes) as training:
         steps = training.run(order, batch_size)
         for step, (loss, count) in enumerate(_progress(steps, description or f"epoch {epoch}",
                                                        -(-len(X) // batch_size), progress)):

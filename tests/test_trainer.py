@@ -290,7 +290,7 @@ def test_a_killed_training_process_stops_the_run_with_an_error(when):
             next(steps)
         os.kill(victim.pid, signal.SIGKILL)
         victim.join()
-        with pytest.raises(RuntimeError, match=r"training process failed: training process 2 "
+        with pytest.raises(RuntimeError, match=r"training process failed: training process 3 "
                            r"of 3 \(pid \d+\) stopped: killed by signal SIGKILL"):
             list(steps)
     assert training.children == []
@@ -435,7 +435,7 @@ def test_evaluation_in_processes_reports_errors(monkeypatch):
 
     monkeypatch.setattr(parallel, "_evaluate_share", stopping_child)
     with pytest.raises(parallel.TrainingProcessError,
-                       match=r"failed: evaluation process 1 of 2 \(pid \d+\) stopped: exit status 1"):
+                       match=r"failed: evaluation process 2 of 2 \(pid \d+\) stopped: exit status 1"):
         parallel.evaluate(model, [(X, np.zeros(1000, int))], 2)
 
 
