@@ -303,15 +303,26 @@ def _quiet_tensorflow(verbose):
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
 
 
-def _on_sigterm(main_process):
-    def handler(signum, frame):
-        if os.getpid() != main_process:
+class _SigtermHandler:
+    """Raise Terminated in the main process on SIGTERM; remember that it came.
+
+    A signal that arrives while Python runs a finaliser cannot stop the
+    program there (the exception is reported and dropped): ``received``
+    still tells ``main`` to end with the status of a terminated run.
+    """
+
+    def __init__(self):
+        self.main_process = os.getpid()
+        self.received = False
+
+    def __call__(self, signum, frame):
+        if os.getpid() != self.main_process:
             # A forked child (training and evaluation processes) ends as if untouched.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        self.received = True
         raise Terminated
-    return handler
 
 
 def main(argv=None):
@@ -319,13 +330,26 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_tensorflow(args.verbose)
+    handler = _SigtermHandler()
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm(os.getpid()))
+        previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:   # not the main thread: SIGTERM keeps its handler
         previous = None
+    previous_hook = sys.unraisablehook
+
+    def unraisable(report):
+        if not isinstance(report.exc_value, Terminated):   # already remembered by the handler
+            previous_hook(report)
+
+    sys.unraisablehook = unraisable
     try:
-        return _run(args)
+        status = _run(args)
+        if handler.received and status != EXIT_TERMINATED:
+            print("convnet: terminated", file=sys.stderr)
+            status = EXIT_TERMINATED
+        return status
     finally:
+        sys.unraisablehook = previous_hook
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -438,7 +438,6 @@ def test_every_user_error_is_one_line_with_status_2(kind, capsys, monkeypatch):
     def raising(args):
         raise kind("the thing at fault")
 
-    monkeypatch.setattr("convnet.cli._run_summary", raising)
     from convnet import cli
     monkeypatch.setitem(cli.COMMANDS, "summary", (cli._configure_summary, raising, "x"))
     assert main(["summary"]) == 2
@@ -469,6 +468,22 @@ def test_sigterm_prints_one_line_and_exits_143(small_mnist, tmp_path):
     assert err.splitlines()[-1] == "convnet: terminated"
     assert "Traceback" not in err
     assert int(read_npz(out / "checkpoint.npz")["epoch"]) >= 0
+
+
+def test_sigterm_inside_a_finaliser_still_ends_the_command_as_terminated(monkeypatch, capsys):
+    from convnet import cli
+
+    class SignalledWhenCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)   # the handler runs inside __del__
+
+    def run(args):
+        SignalledWhenCollected()
+
+    monkeypatch.setitem(cli.COMMANDS, "summary", (cli._configure_summary, run, "x"))
+    assert main(["summary"]) == 143
+    err = capsys.readouterr().err
+    assert err == "convnet: terminated\n"
 
 
 def children_of(pid):
