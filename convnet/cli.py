@@ -15,7 +15,8 @@ Exit statuses and messages:
 - 1: a training process failed or was killed (the line says which, and that
   ``--resume`` continues from the last checkpoint).
 - 130 on Ctrl-C, 143 on SIGTERM: one line, ``convnet: interrupted`` /
-  ``convnet: terminated``; the last checkpoint is whole.
+  ``convnet: terminated``; the last checkpoint is whole. 141, silently,
+  when the reader of the output goes away (``convnet ... | head``).
 - 70: anything else is a bug of the program: its traceback, then one line
   saying so. The library's own ``ValueError``/``TypeError`` (argument checks
   of ``convnet.ops``, say) land here: the command line checks what the user
@@ -46,6 +47,7 @@ EXIT_TRAINING_PROCESS = 1
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def positive_int(text):
@@ -365,6 +367,12 @@ def _run(args):
     except Terminated:
         print("convnet: terminated", file=sys.stderr)
         return EXIT_TERMINATED
+    except BrokenPipeError:
+        # The reader of the output has gone (`convnet ... | head`): stop quietly, as
+        # command-line tools do, and keep Python from failing to flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (UserError, TrainingProcessError) as error:
         if args.debug:
             traceback.print_exc()

@@ -486,6 +486,18 @@ def test_sigterm_inside_a_finaliser_still_ends_the_command_as_terminated(monkeyp
     assert err == "convnet: terminated\n"
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(small_mnist, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convnet.cli", "train", "--data", str(small_mnist), "--epochs",
+         "1", "--out", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("training LeNet-5")
+    process.stdout.close()   # as `convnet train | head -1` does
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 141
+    assert "Traceback" not in err and "convnet:" not in err
+
+
 def children_of(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as handle:
