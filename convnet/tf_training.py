@@ -59,7 +59,7 @@ import tensorflow as tf
 
 from convnet import data, storage
 from convnet.model import WEIGHT_NAMES
-from convnet.trainer import epoch_line, epochs_text, save_history_plot
+from convnet.trainer import check_not_empty, epoch_line, epochs_text, save_history_plot
 
 tf1 = tf.compat.v1
 
@@ -550,6 +550,7 @@ def train_cli(args):
         raise ValueError(f"backend must be 'tf1' or 'keras', received {args.backend!r}")
     X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
         args.dataset, args.data, args.limit)
+    check_not_empty(args, [("training", X_train), ("validation", X_valid), ("test", X_test)])
     out = Path(args.out)
     print(f"training LeNet-5 ({args.backend}) on {len(X_train)} {args.dataset} images, "
           f"{epochs_text(args.epochs)}, batch {args.batch_size}, lr {args.lr}, seed {args.seed}",

@@ -349,7 +349,7 @@ def data_source(args):
     return str(data.FASHION_MNIST_DIR)
 
 
-def _check_not_empty(args, splits):
+def check_not_empty(args, splits):
     """Raise BadDataError naming the first empty split of ``splits`` (name, images)."""
     for name, images in splits:
         if len(images) == 0:
@@ -376,7 +376,7 @@ def train_cli(args, progress=True):
     """
     X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
         args.dataset, args.data, args.limit)
-    _check_not_empty(args, [("training", X_train), ("validation", X_valid), ("test", X_test)])
+    check_not_empty(args, [("training", X_train), ("validation", X_valid), ("test", X_test)])
     out = Path(args.out)
     checkpoint = out / CHECKPOINT_NAME
     settings = {"seed": args.seed, "batch_size": args.batch_size, "lr": float(args.lr),
@@ -442,7 +442,7 @@ def evaluate_cli(args):
     model = LeNet5.load(args.checkpoint)
     first = {"train": 0, "valid": 2, "test": 4}[args.split]
     images, labels = data.load_dataset(args.dataset, args.data)[first:first + 2]
-    _check_not_empty(args, [(args.split, images)])
+    check_not_empty(args, [(args.split, images)])
     with blas_threads(1):
         loss, accuracy = model.evaluate(images, labels)
     print(f"{args.checkpoint} on the {args.dataset} {args.split} split ({len(images)} images): "

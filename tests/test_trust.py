@@ -589,14 +589,19 @@ def test_too_many_processes_are_refused_before_training(small_mnist, tmp_path, c
         f"convnet: error: --processes {too_many} is more than this machine can run at once")
 
 
-@pytest.mark.parametrize("split, name", [("valid", "validation"), ("test", "test")])
-def test_an_empty_split_is_named(split, name, mnist, tmp_path, capsys):
+@pytest.mark.parametrize("split, name, backend", [("valid", "validation", "numpy"),
+                                                  ("test", "test", "numpy"),
+                                                  ("valid", "validation", "tf1")])
+def test_an_empty_split_is_named(split, name, backend, mnist, tmp_path, capsys):
+    if backend != "numpy":
+        pytest.importorskip("tensorflow")
+
     def empty(arrays):
         arrays[f"X_{split}"] = arrays[f"X_{split}"][:0]
         arrays[f"Y_{split}"] = arrays[f"Y_{split}"][:0]
 
     data = save_mnist(tmp_path / "empty.npz", mnist, empty)
-    assert train(data, tmp_path / "run") == 2
+    assert train(data, tmp_path / "run", "--backend", backend) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert one_error_line(captured.err) == (f"convnet: error: the {name} split of {data} is "
