@@ -28,7 +28,7 @@ from convnet.model import LeNet5, read_npz
 from convnet.optim import Adam
 
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- test data and files
 @pytest.fixture(scope="module")
 def small_mnist(tmp_path_factory, mnist):
     """A small MNIST.npz: 256 training, 100 validation and 100 test images."""
