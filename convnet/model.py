@@ -5,12 +5,9 @@ max pool 2x2/2 -> flatten -> dense 120 + ReLU -> dense 84 + ReLU -> dense 10,
 then softmax. Weights travel in the Keras ``get_weights()`` order and shapes,
 so a model trained here loads into the Keras and TensorFlow versions and back.
 """
-import zipfile
-from pathlib import Path
-
 import numpy as np
 
-from convnet import storage
+from convnet import checkpoint, storage
 from convnet.checks import check_count
 from convnet.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, SoftmaxCrossEntropy
 from convnet.memory import shared_zeros
@@ -297,48 +294,43 @@ class LeNet5:
         arrays = dict(zip(WEIGHT_NAMES, self.parameters()))
         storage.save_npz(path, **arrays, **extra)
 
+    def weight_shapes(self):
+        """Return ``{name: shape}`` of the 10 weights, in exchange order (``WEIGHT_NAMES``)."""
+        return {name: param.shape for name, param in zip(WEIGHT_NAMES, self.parameters())}
+
     @classmethod
     def load(cls, path, dtype=np.float32):
         """Return a model with the weights saved in ``path`` by ``save``.
 
         Any ``.npz`` holding the 10 arrays under the keys ``WEIGHT_NAMES`` loads,
         e.g. the ``weights.npz`` of ``convnet train --backend keras`` or ``tf1``.
+        The file is read by ``convnet.checkpoint``, which checks every member's
+        declared shape and size before reading it and reads only the weights.
 
         Raises
         ------
-        ValueError
-            If the file is missing, not a readable ``.npz``, or lacks weights
-            of the right shapes (the message names the file).
+        BadCheckpointError
+            A ``ValueError`` naming the file if it is missing, not a readable
+            ``.npz``, holds members a LeNet-5 file does not hold, or lacks
+            finite weights of the right shapes.
         """
-        arrays = read_npz(path)
         model = cls(seed=0, dtype=dtype)
-        try:
-            model.set_weights([arrays[name] for name in WEIGHT_NAMES])
-        except KeyError as error:
-            raise ValueError(f"{path}: not a LeNet-5 checkpoint (no {error.args[0]!r})") from None
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+        model.set_weights(checkpoint.read_weights(path, model.weight_shapes()))
         return model
 
 
 def read_npz(path):
-    """Read every array of an ``.npz`` file (no pickle) into a dict.
+    """Read every array of a LeNet-5 checkpoint or weights file into a dict.
+
+    The members are checked as ``convnet.checkpoint.read`` does (known names,
+    declared shapes and sizes) before any is read.
 
     Raises
     ------
-    ValueError
-        Naming ``path`` if it does not exist or is not a valid ``.npz`` file.
+    BadCheckpointError
+        Naming ``path`` if it does not exist or is not a valid LeNet-5 ``.npz`` file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"checkpoint {path} is not an .npz file (not a zip archive)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"checkpoint {path} is not a readable .npz file ({error})") from None
+    return checkpoint.read(path, LeNet5().weight_shapes())
 
 
 def _pool_before_relu(layers):

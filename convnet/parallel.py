@@ -81,6 +81,25 @@ class TrainingProcessError(RuntimeError):
 
     def __init__(self, reason):
         super().__init__(f"a training process failed: {reason}")
+        self.reason = reason
+
+
+def _stopped(kind, rank, processes, child):
+    """Say which child stopped and how: ``"training process 2 of 2 (pid 7) stopped: ..."``.
+
+    Processes are numbered from 1, the parent, which runs the first share.
+    """
+    code = child.exitcode
+    if code is None:
+        how = "its pipe closed"
+    elif code < 0:
+        try:
+            how = f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    else:
+        how = f"exit status {code}"
+    return f"{kind} process {rank} of {processes} (pid {child.pid}) stopped: {how}"
 
 
 class _Aborted(Exception):
@@ -389,10 +408,13 @@ class TrainingProcesses:
             yield step
 
     def _check_children(self):
-        """Raise if a child has stopped; the others are then told to stop too."""
-        if not all(child.is_alive() for child in self.children):
-            self._meeting.stop()
-            raise TrainingProcessError("the process stopped")
+        """Raise if a child has stopped, naming it; the others are then told to stop too."""
+        for rank, child in enumerate(self.children, start=2):   # this process is 1
+            if not child.is_alive():
+                self._meeting.stop()
+                child.join(timeout=1)   # its exit status
+                raise TrainingProcessError(_stopped("training", rank, len(self.children) + 1,
+                                                    child))
 
     def _meet(self, kind, outcome):
         """Meet the children; raise if any process failed, else return the values."""
@@ -476,11 +498,13 @@ def evaluate(model, sets, processes=1, batch_size=500):
             children.append(child)
             links.append(link)
         shares = [_evaluate_share(model, sets, 0, processes, batch_size)]
-        for link in links:
+        for rank, (link, child) in enumerate(zip(links, children), start=2):
             try:
                 status, value = link.recv()
             except (EOFError, OSError):
-                raise TrainingProcessError("the process stopped") from None
+                child.join(timeout=1)   # its exit status
+                raise TrainingProcessError(_stopped("evaluation", rank, processes, child)) \
+                    from None
             if status != "ok":
                 raise TrainingProcessError(value)
             shares.append(value)

@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from convnet.checks import check_count
+from convnet.errors import BadCheckpointError, BadImageError, BadOptionError
 from convnet.storage import atomic_path
 
 DPI = 100
@@ -480,13 +481,13 @@ def show_cli(args):
 
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} not found (train one with "
+        raise BadCheckpointError(f"checkpoint {checkpoint} not found (train one with "
                                 "`convnet train`, or pass --checkpoint PATH)")
     model = LeNet5.load(checkpoint)
     _, _, X_valid, Y_valid, _, _ = data.load_dataset(args.dataset, args.data)
     index = args.index
     if not 0 <= index < len(X_valid):
-        raise ValueError(f"--index must be between 0 and {len(X_valid) - 1} (the validation "
+        raise BadOptionError(f"--index must be between 0 and {len(X_valid) - 1} (the validation "
                          f"split has {len(X_valid)} images), received {index}")
     names = class_names(args.dataset)
     out = Path(args.out)
@@ -585,22 +586,16 @@ def load_grayscale(path):
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        If it is not an image Pillow can decode.
+    BadImageError
+        A ``ValueError`` naming ``path`` if it does not exist, is not an image
+        Pillow can decode, or is too large (see ``convnet.images.read_grey``).
     """
-    from PIL import Image, UnidentifiedImageError
+    from convnet.images import read_grey
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image {path} not found")
-    try:
-        with Image.open(path) as picture:
-            gray = np.asarray(picture.convert("L"), dtype=np.float64)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ValueError(f"image {path} could not be read as a picture ({error})") from None
-    return gray / 255.0
+        raise BadImageError(f"image {path} not found")
+    return read_grey(path).astype(np.float64)
 
 
 def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters", size=CLASSIC_SIZE):

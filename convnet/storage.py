@@ -7,10 +7,17 @@ POSIX guarantees to be atomic.
 """
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from convnet.errors import StorageError
+
+# Temporary files are named ".<final name>.<random>.tmp<final suffix>": the
+# pattern below finds the ones a killed process left behind.
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
 
 
 @contextlib.contextmanager
@@ -30,21 +37,51 @@ def atomic_path(path):
         block raises, the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    # mkstemp creates files readable by the owner only; give the final file the
-    # permissions an ordinary open() would have.
-    os.chmod(tmp, 0o666 & ~_current_umask())
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
+                                   dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp)
+        # mkstemp creates files readable by the owner only; give the final file the
+        # permissions an ordinary open() would have.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if isinstance(error, StorageError):
+            raise
+        # The system's message ("[Errno 28] No space left on device") names no file.
+        failure = StorageError(f"cannot write {path}: {error.strerror or error}")
+        failure.errno = error.errno
+        raise failure from error
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
+
+
+def stale_temporary_files(folder):
+    """Return the temporary files ``atomic_path`` left in ``folder`` (a killed write's).
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder files are written into; need not exist.
+
+    Returns
+    -------
+    list of Path
+        Sorted. Only call this while no other process writes into ``folder``
+        (``convnet.runfolder`` holds its lock), or a write in progress is listed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(entry for entry in folder.iterdir()
+                  if _TEMPORARY.match(entry.name) and entry.is_file())
 
 
 def _current_umask():

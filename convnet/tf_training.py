@@ -59,7 +59,7 @@ import tensorflow as tf
 
 from convnet import data, storage
 from convnet.model import WEIGHT_NAMES
-from convnet.trainer import save_history_plot
+from convnet.trainer import check_not_empty, epoch_line, epochs_text, save_history_plot
 
 tf1 = tf.compat.v1
 
@@ -71,8 +71,6 @@ EXCHANGE_SHAPES = (
 )
 NUM_CLASSES = 10
 EVAL_BATCH = 1000
-EPOCH_LINE = ("After {epoch} epochs: cost {c}, accuracy {a}, "
-              "validation cost {vc}, validation accuracy {va}")
 
 
 # ---------------------------------------------------------------- checks
@@ -378,9 +376,9 @@ def set_seeds(seed):
 
 
 def _epoch_line(epoch, history):
-    """Format the per-epoch line of task 4 from the last history entries."""
-    return EPOCH_LINE.format(epoch=epoch, c=history["loss"][-1], a=history["accuracy"][-1],
-                             vc=history["val_loss"][-1], va=history["val_accuracy"][-1])
+    """Format the per-epoch line of task 4 (rounded) from the last history entries."""
+    return epoch_line(epoch, history["loss"][-1], history["accuracy"][-1],
+                      history["val_loss"][-1], history["val_accuracy"][-1])
 
 
 def _empty_history():
@@ -552,9 +550,10 @@ def train_cli(args):
         raise ValueError(f"backend must be 'tf1' or 'keras', received {args.backend!r}")
     X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
         args.dataset, args.data, args.limit)
+    check_not_empty(args, [("training", X_train), ("validation", X_valid), ("test", X_test)])
     out = Path(args.out)
     print(f"training LeNet-5 ({args.backend}) on {len(X_train)} {args.dataset} images, "
-          f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}",
+          f"{epochs_text(args.epochs)}, batch {args.batch_size}, lr {args.lr}, seed {args.seed}",
           flush=True)
 
     def log(line):

@@ -12,11 +12,17 @@ task 4's format. The line for epoch 0 is the untrained network, as in task 4.
 
 ``train_cli``, ``evaluate_cli`` and ``predict_cli`` implement
 ``convnet train --backend numpy``, ``convnet evaluate`` and ``convnet predict``.
-A checkpoint (``checkpoint.npz``) holds the weights (keys ``conv1_kernel``,
-``conv1_bias``, ... as in every LeNet-5 weights file of the project, so
-``LeNet5.load`` reads it), Adam's state, the epoch, the
+A checkpoint (``checkpoint.npz``, layout in ``convnet.checkpoint``) holds the
+weights (keys ``conv1_kernel``, ``conv1_bias``, ... as in every LeNet-5 weights
+file of the project, so ``LeNet5.load`` reads it), Adam's state, the epoch, the
 settings of the run and its history; it is rewritten atomically after every
-epoch.
+epoch. ``history.json`` is a copy of the checkpoint's history, written after
+it (and again when a run is resumed), so the two cannot disagree for long.
+
+A run never saves a model that is not finite: the loss of every step and,
+before each checkpoint, every weight and Adam moment are checked, and the
+run stops with ``TrainingDivergedError`` leaving the last good checkpoint
+as it was.
 
 Training and evaluation run with NumPy's BLAS limited to one thread
 (``convnet.threads.blas_threads``): a LeNet-5 step's matrix products are small
@@ -31,19 +37,37 @@ from pathlib import Path
 
 import numpy as np
 
+from convnet import checkpoint as checkpoints
 from convnet import data, parallel, storage
+from convnet.checkpoint import HISTORY_KEYS, RUN_SETTINGS
+from convnet.errors import BadCheckpointError, BadDataError, BadOptionError, TrainingDivergedError
 from convnet.memory import keep_freed_memory
-from convnet.model import LeNet5, read_npz
+from convnet.model import LeNet5
 from convnet.optim import Adam
 from convnet.parallel import TrainingProcesses
 from convnet.threads import blas_threads
 
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-EPOCH_LINE = ("After {epoch} epochs: cost {c}, accuracy {a}, "
-              "validation cost {vc}, validation accuracy {va}")
+EPOCH_LINE = ("After {epoch} {epochs}: cost {c:.4f}, accuracy {a:.4f}, "
+              "validation cost {vc:.4f}, validation accuracy {va:.4f}")
 CHECKPOINT_NAME = "checkpoint.npz"
-# Settings a resumed run must share with the checkpoint to continue it exactly.
-RUN_SETTINGS = ("seed", "batch_size", "lr", "dataset", "train_size")
+HISTORY_NAME = "history.json"
+# RUN_SETTINGS (from convnet.checkpoint): the settings a resumed run must share
+# with the checkpoint to continue it exactly.
+
+
+def epochs_text(count):
+    """``"1 epoch"``, ``"2 epochs"``, ``"0 epochs"``."""
+    return f"{count} epoch{'' if count == 1 else 's'}"
+
+
+def epoch_line(epoch, cost, accuracy, val_cost, val_accuracy):
+    """The per-epoch line of task 4's format, numbers rounded to 4 decimals.
+
+    ``"After 1 epoch: cost 0.2345, accuracy 0.9312, validation cost 0.2101,
+    validation accuracy 0.9400"`` (task 4's own main prints every digit).
+    """
+    return EPOCH_LINE.format(epoch=epoch, epochs="epoch" if epoch == 1 else "epochs",
+                             c=cost, a=accuracy, vc=val_cost, va=val_accuracy)
 
 
 def epoch_order(seed, epoch, count):
@@ -94,6 +118,12 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     float
         Mean of the batch losses over the epoch.
 
+    Raises
+    ------
+    TrainingDivergedError
+        As soon as a step's loss is not a finite number (the weights are
+        then no longer usable; nothing is saved by this function).
+
     Notes
     -----
     NumPy's BLAS is limited to one thread meanwhile (see ``blas_threads``),
@@ -103,10 +133,16 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     keep_freed_memory()
     order = epoch_order(seed, epoch, len(X))
     total_loss = 0.0
-    with blas_threads(1), TrainingProcesses(model, optimizer, X, Y, processes) as training:
+    # A diverging run overflows on its way to NaN: the loss check below reports it in one
+    # line instead of NumPy's warnings.
+    with blas_threads(1), np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+            TrainingProcesses(model, optimizer, X, Y, processes) as training:
         steps = training.run(order, batch_size)
-        for loss, count in _progress(steps, description or f"epoch {epoch}",
-                                     -(-len(X) // batch_size), progress):
+        for step, (loss, count) in enumerate(_progress(steps, description or f"epoch {epoch}",
+                                                       -(-len(X) // batch_size), progress)):
+            if not np.isfinite(loss):
+                raise TrainingDivergedError(f"training diverged: the loss became {loss} at "
+                                            f"step {step + 1} of epoch {epoch}")
             total_loss += loss * count
     return total_loss / max(len(X), 1)
 
@@ -123,7 +159,7 @@ def _record(model, data, epoch, history, log, processes):
         model, [(X_train, Y_train), (X_valid, Y_valid)], processes)
     for key, value in zip(HISTORY_KEYS, (cost, accuracy, val_cost, val_accuracy)):
         history[key].append(float(value))
-    log(EPOCH_LINE.format(epoch=epoch, c=cost, a=accuracy, vc=val_cost, va=val_accuracy))
+    log(epoch_line(epoch, cost, accuracy, val_cost, val_accuracy))
 
 
 def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, history=None,
@@ -150,7 +186,8 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
         History to extend (from a checkpoint); a fresh one otherwise.
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, history)`` after each epoch's
-        measurements (and after epoch 0 of a fresh run): saves checkpoints.
+        measurements (and after epoch 0 of a fresh run), once the weights
+        and Adam's moments are known to be finite: saves checkpoints.
     log : callable
         Receives each per-epoch line.
     progress : bool
@@ -165,6 +202,12 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
         The history: ``"loss"``, ``"accuracy"``, ``"val_loss"``,
         ``"val_accuracy"`` (one entry per epoch, epoch 0 included) and
         ``"epoch_seconds"`` (training time of each epoch, measurements excluded).
+
+    Raises
+    ------
+    TrainingDivergedError
+        If a step's loss, or after an epoch a weight or an Adam moment, is
+        not finite; ``on_epoch_end`` is not called for that epoch.
 
     Notes
     -----
@@ -190,15 +233,29 @@ def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
                     progress=progress, description=f"epoch {epoch}/{epochs}",
                     processes=processes)
         history["epoch_seconds"].append(time.perf_counter() - started)
+        _check_finite(model, optimizer, epoch)
         _record(model, data, epoch, history, log, processes)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     return history
 
 
+def _check_finite(model, optimizer, epoch):
+    """Raise TrainingDivergedError unless every weight and Adam moment is finite."""
+    arrays = [("weights", model.flat_parameters())]
+    arrays += [(f"Adam moment {name}", value) for name, value in optimizer.state().items()
+               if name != "iterations"]
+    for name, values in arrays:
+        if not np.isfinite(values).all():
+            raise TrainingDivergedError(f"training diverged: the {name} are no longer finite "
+                                        f"after epoch {epoch}" if name == "weights" else
+                                        f"training diverged: {name} is no longer finite "
+                                        f"after epoch {epoch}")
+
+
 # ---------------------------------------------------------------- checkpoints
 def save_checkpoint(path, model, optimizer, epoch, settings, history):
-    """Write a training checkpoint atomically.
+    """Write a training checkpoint atomically (layout: ``convnet.checkpoint``).
 
     Parameters
     ----------
@@ -213,62 +270,58 @@ def save_checkpoint(path, model, optimizer, epoch, settings, history):
     history : dict
         Lists of numbers, stored as float64 arrays under ``history_<key>``.
     """
-    extra = {f"adam_{key}": value for key, value in optimizer.state().items()}
-    extra["epoch"] = np.int64(epoch)
-    for key in RUN_SETTINGS:
-        extra[key] = np.asarray(settings[key])
-    for key, values in history.items():
-        extra[f"history_{key}"] = np.asarray(values, dtype=np.float64)
-    model.save(path, **extra)
+    weights = dict(zip(model.weight_shapes(), model.parameters()))
+    checkpoints.write(path, weights, optimizer.state(), epoch, settings, history)
 
 
 def load_checkpoint(path):
-    """Read a training checkpoint written by ``save_checkpoint``.
+    """Read a training checkpoint written by ``save_checkpoint``, checking all of it.
 
     Returns
     -------
     model : LeNet5
-    arrays : dict
-        Every array of the file (settings, epoch, Adam state, history).
+        With the checkpoint's weights.
+    state : dict
+        ``"optimizer"`` (Adam's state), ``"epoch"`` (int), ``"settings"``
+        (``RUN_SETTINGS`` as Python values) and ``"history"`` (dict of lists).
 
     Raises
     ------
-    ValueError
-        Naming the file if it is missing, corrupt or not a training checkpoint.
+    BadCheckpointError
+        Naming the file (and the member at fault) if it is missing, a
+        folder, corrupt, crafted, or not a resumable training checkpoint.
     """
-    model = LeNet5.load(path)
-    arrays = read_npz(path)
-    missing = [key for key in RUN_SETTINGS + ("epoch", "adam_iterations") if key not in arrays]
-    if missing:
-        raise ValueError(f"checkpoint {path} has no training state ({', '.join(missing)} "
-                         "missing): it cannot be resumed")
-    return model, arrays
-
-
-def _settings_of(arrays):
-    """Return the run settings stored in checkpoint ``arrays`` as Python values."""
-    return {key: arrays[key].item() for key in RUN_SETTINGS}
+    model = LeNet5(seed=0)
+    weights, optimizer, epoch, settings, history = checkpoints.read_training_state(
+        path, model.weight_shapes())
+    model.set_weights(weights)
+    return model, {"optimizer": optimizer, "epoch": epoch, "settings": settings,
+                   "history": history}
 
 
 def _resume(path, model, optimizer, settings):
     """Load the checkpoint at ``path`` into ``model``/``optimizer``; return (epoch, history)."""
-    if not Path(path).is_file():
-        raise ValueError(f"cannot resume: checkpoint {path} does not exist "
-                         "(train without --resume first, or pass the right --out)")
-    saved_model, arrays = load_checkpoint(path)
-    saved = _settings_of(arrays)
+    if not Path(path).exists():
+        raise BadCheckpointError(f"cannot resume: checkpoint {path} does not exist "
+                                 "(train without --resume first, or pass the right --out)")
+    saved_model, state = load_checkpoint(path)
+    saved = state["settings"]
     different = [f"{key} {saved[key]!r} (this run: {settings[key]!r})"
                  for key in RUN_SETTINGS if saved[key] != settings[key]]
     if different:
-        raise ValueError(f"cannot resume from {path}: it was trained with "
-                         + ", ".join(different)
-                         + "; pass the same settings, or choose another --out to start afresh")
+        raise BadOptionError(f"cannot resume from {path}: it was trained with "
+                             + ", ".join(different)
+                             + "; pass the same settings, or choose another --out to start afresh")
     model.set_weights(saved_model.get_weights())
-    optimizer.load_state({key[len("adam_"):]: value for key, value in arrays.items()
-                          if key.startswith("adam_")})
-    history = {key: arrays[f"history_{key}"].tolist()
-               for key in HISTORY_KEYS + ("epoch_seconds",) if f"history_{key}" in arrays}
-    return int(arrays["epoch"]), history
+    optimizer.load_state(state["optimizer"])
+    return state["epoch"], state["history"]
+
+
+def write_history(folder, history):
+    """Write ``history`` (a checkpoint's) to ``folder/history.json`` atomically; return the path."""
+    path = Path(folder) / HISTORY_NAME
+    storage.write_text(path, json.dumps(history, indent=2) + "\n")
+    return path
 
 
 # ---------------------------------------------------------------- command line
@@ -287,17 +340,43 @@ def save_history_plot(history, path, first_epoch):
                         first_epoch=first_epoch)
 
 
+def data_source(args):
+    """Where ``args.dataset`` is read from, for messages: ``--data`` or the default place."""
+    if args.data is not None:
+        return str(args.data)
+    if args.dataset == "mnist":
+        return str(data.default_mnist_path())
+    return str(data.FASHION_MNIST_DIR)
+
+
+def check_not_empty(args, splits):
+    """Raise BadDataError naming the first empty split of ``splits`` (name, images)."""
+    for name, images in splits:
+        if len(images) == 0:
+            raise BadDataError(f"the {name} split of {data_source(args)} is empty: "
+                               "it needs at least one image")
+
+
 def train_cli(args, progress=True):
     """Run ``convnet train --backend numpy``.
 
     ``args`` has dataset, data, epochs, batch_size, lr, seed, out, resume,
-    limit and processes. Prints one line per epoch in
-    task 4's format, the final validation and test accuracy and where the
-    files are. Writes in ``args.out``, after every epoch and atomically:
-    ``checkpoint.npz`` and ``history.json``; at the end ``history.png``.
+    limit and processes. Everything the run reads (data, and with ``resume``
+    the whole checkpoint) is checked before the first line is printed.
+    Prints one line per epoch in task 4's format, the final validation and
+    test accuracy and where the files are. Writes in ``args.out``, after
+    every epoch and atomically: ``checkpoint.npz``, then ``history.json``
+    (a copy of the checkpoint's history); at the end ``history.png``.
+
+    Raises
+    ------
+    TrainingDivergedError
+        If the loss or the weights stop being finite; the checkpoint then
+        still holds the last finite epoch.
     """
     X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
         args.dataset, args.data, args.limit)
+    check_not_empty(args, [("training", X_train), ("validation", X_valid), ("test", X_test)])
     out = Path(args.out)
     checkpoint = out / CHECKPOINT_NAME
     settings = {"seed": args.seed, "batch_size": args.batch_size, "lr": float(args.lr),
@@ -308,23 +387,39 @@ def train_cli(args, progress=True):
     start_epoch, history = 0, None
     if args.resume:
         start_epoch, history = _resume(checkpoint, model, optimizer, settings)
+        # A run killed between its checkpoint and history.json left the copy behind.
+        write_history(out, history)
         print(f"resuming from {checkpoint} after epoch {start_epoch}", flush=True)
     print(f"training LeNet-5 (numpy) on {len(X_train)} {args.dataset} images, "
-          f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, "
+          f"{epochs_text(args.epochs)}, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, "
           f"{processes} process{'es' if processes > 1 else ''}", flush=True)
     if start_epoch >= args.epochs and args.resume:
-        print(f"the checkpoint has already been trained for {start_epoch} epochs "
+        print(f"the checkpoint has already been trained for {epochs_text(start_epoch)} "
               f"(asked: {args.epochs}); nothing to train", flush=True)
+    saved = {"epoch": start_epoch if args.resume else None}
 
     def save(epoch, history):
         save_checkpoint(checkpoint, model, optimizer, epoch, settings, history)
-        storage.write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
+        saved["epoch"] = epoch
+        write_history(out, history)
 
-    history = fit(model, optimizer, (X_train, Y_train, X_valid, Y_valid), args.epochs,
-                  batch_size=args.batch_size, seed=args.seed, start_epoch=start_epoch,
-                  history=history, on_epoch_end=save,
-                  log=lambda line: print(line, flush=True), progress=progress,
-                  processes=processes)
+    try:
+        history = fit(model, optimizer, (X_train, Y_train, X_valid, Y_valid), args.epochs,
+                      batch_size=args.batch_size, seed=args.seed, start_epoch=start_epoch,
+                      history=history, on_epoch_end=save,
+                      log=lambda line: print(line, flush=True), progress=progress,
+                      processes=processes)
+    except TrainingDivergedError as error:
+        kept = ("nothing was saved" if saved["epoch"] is None else
+                f"{checkpoint} still holds epoch {saved['epoch']}")
+        raise TrainingDivergedError(f"{error}; {kept} (a smaller --lr may help)") from None
+    except parallel.TrainingProcessError as error:
+        if saved["epoch"] is None:
+            kept = "nothing was saved yet: run the command again"
+        else:
+            kept = (f"{checkpoint} holds epoch {saved['epoch']}: train again with --resume "
+                    "to continue from there")
+        raise parallel.TrainingProcessError(f"{error.reason}; {kept}") from None
     # The first entry of the history is the untrained network (epoch 0).
     plot = save_history_plot(history, out / "history.png", first_epoch=0)
     valid_accuracy = history["val_accuracy"][-1]
@@ -335,7 +430,7 @@ def train_cli(args, progress=True):
     if seconds:
         print(f"training time {np.mean(seconds):.1f} s per epoch "
               f"({len(X_train)} images, batch {args.batch_size})")
-    where = f"checkpoint: {checkpoint}, history: {out / 'history.json'}"
+    where = f"checkpoint: {checkpoint}, history: {out / HISTORY_NAME}"
     print(where + (f", plot: {plot}" if plot is not None else ""))
 
 
@@ -347,6 +442,7 @@ def evaluate_cli(args):
     model = LeNet5.load(args.checkpoint)
     first = {"train": 0, "valid": 2, "test": 4}[args.split]
     images, labels = data.load_dataset(args.dataset, args.data)[first:first + 2]
+    check_not_empty(args, [(args.split, images)])
     with blas_threads(1):
         loss, accuracy = model.evaluate(images, labels)
     print(f"{args.checkpoint} on the {args.dataset} {args.split} split ({len(images)} images): "

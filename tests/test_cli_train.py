@@ -85,7 +85,7 @@ def test_train_splits_batches_over_two_processes_by_default(small_mnist, tmp_pat
     assert main(["train", "--data", str(small_mnist), "--epochs", "1", "--limit", "64",
                  "--out", str(tmp_path)]) == 0
     assert main(["train", "--data", str(small_mnist), "--epochs", "1", "--limit", "64",
-                 "--out", str(tmp_path), "--processes", "1"]) == 0
+                 "--out", str(tmp_path), "--processes", "1", "--overwrite"]) == 0
     banners = [line for line in capsys.readouterr().out.splitlines()
                if line.startswith("training LeNet-5")]
     assert used == [2, 1]
@@ -104,7 +104,10 @@ def test_a_failed_training_process_is_a_one_line_error(small_mnist, tmp_path, ca
     code = main(["train", "--data", str(small_mnist), "--epochs", "1", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1
-    assert err.splitlines()[-1] == "convnet: error: a training process failed: the process stopped"
+    assert err.splitlines()[-1] == (
+        "convnet: error: a training process failed: the process stopped; "
+        f"{tmp_path / 'checkpoint.npz'} holds epoch 0: train again with --resume to continue "
+        "from there")
     assert "Traceback" not in err
 
 

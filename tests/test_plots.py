@@ -243,7 +243,7 @@ def test_filters_command_accepts_an_image(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [(None, "not found"),
-                                              (b"plain text", "could not be read")])
+                                              (b"plain text", "cannot read image")])
 def test_filters_command_rejects_bad_image(tmp_path, capsys, content, message):
     from convnet.cli import main
     source = tmp_path / "photo.jpg"
