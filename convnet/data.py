@@ -790,7 +790,7 @@ def _save_splits(target, train, test, validation_size, names, first):
 def _load_byte_splits(path, shape, num_classes, limit, hint):
     """Read a cache written by :func:`_save_splits`; return float32 images in [0, 1] (/255)."""
     if not path.exists():
-        raise FileNotFoundError(f"data file {path} not found: {hint}")
+        raise MissingDataError(f"data file {path} not found: {hint}")
     arrays = _read_npz(path)
     missing = [key for key in CURRICULUM_KEYS if key not in arrays]
     if missing:
@@ -832,7 +832,7 @@ def verify_fashion_mnist(folder=None):
     files = {stem: _find_idx_file(folder, stem) for stem in FASHION_MNIST_SHA256}
     for stem, found in files.items():
         if found is None:
-            raise FileNotFoundError(f"{folder / stem}[.gz] not found: {_FASHION_HINT}")
+            raise MissingDataError(f"{folder / stem}[.gz] not found: {_FASHION_HINT}")
     contents = {}
     for stem, expected in FASHION_MNIST_SHA256.items():
         found = files[stem]
@@ -874,7 +874,7 @@ def cache_fashion_mnist(source=None, directory=None):
     """
     folder = FASHION_MNIST_DIR if source is None else Path(source).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"Fashion-MNIST folder {folder} not found: {_FASHION_HINT}")
+        raise MissingDataError(f"Fashion-MNIST folder {folder} not found: {_FASHION_HINT}")
     arrays = _verified_fashion_arrays(folder)
     for kind in ("train", "test"):
         _check_pair(arrays["X_" + kind], arrays["Y_" + kind], f"{folder} ({kind})")
@@ -914,7 +914,7 @@ def check_cifar10_md5(path):
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"CIFAR-10 archive {path} not found: {_CIFAR10_HINT}")
+        raise MissingDataError(f"CIFAR-10 archive {path} not found: {_CIFAR10_HINT}")
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -967,7 +967,7 @@ def read_cifar10_archive(path):
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"CIFAR-10 archive {path} not found: {_CIFAR10_HINT}")
+        raise MissingDataError(f"CIFAR-10 archive {path} not found: {_CIFAR10_HINT}")
     try:
         with tarfile.open(path, "r:gz") as archive:
             # One pass in the archive's order: seeking back in a gzip stream would
@@ -1231,13 +1231,13 @@ def read_course_h5(name, folder):
                           "pip install h5py (or the project's `hdf5` extra)") from None
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"folder {folder} not found: {_course_hint(name)}")
+        raise MissingDataError(f"folder {folder} not found: {_course_hint(name)}")
     num_classes = len(info["classes"])
     arrays = {}
     for split, filename in info["files"].items():
         path = folder / filename
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: {_course_hint(name)}")
+            raise MissingDataError(f"{path} not found: {_course_hint(name)}")
         keys = (f"{split}_set_x", f"{split}_set_y", "list_classes")
         try:
             with h5py.File(path, "r") as handle:
