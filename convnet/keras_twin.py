@@ -206,3 +206,47 @@ def from_keras(keras_model, dtype=np.float32):
     model.set_weights({f"{layer.name}/{_variable_name(variable)}": np.asarray(variable.numpy())
                        for layer in layers for variable in layer.weights})
     return model
+
+
+def keras_loss_and_grads(twin, X, labels, training=True):
+    """Return the twin's mean loss and its gradients, computed by TensorFlow's GradientTape.
+
+    The last Dense layer's output before its softmax or sigmoid is taken as
+    the logits of TensorFlow's own fused cross-entropies, as the NumPy model
+    does, so the figures compare like with like.
+
+    Parameters
+    ----------
+    twin : keras.Model
+        A chain of layers ending in a Dense layer (as ``to_keras`` builds).
+    X : ndarray of shape (m, h, w, c)
+        Images, in the twin's dtype.
+    labels : ndarray of shape (m,)
+        Integer labels.
+    training : bool
+        Mode of the layers (batch statistics, dropout).
+
+    Returns
+    -------
+    loss : float
+    grads : dict of str to ndarray
+        The gradient of every trainable weight, by name (``conv1/kernel``, ...).
+    """
+    import tensorflow as tf
+    layers = [layer for layer in twin.layers if not isinstance(layer, tf.keras.layers.InputLayer)]
+    with tf.GradientTape() as tape:
+        out = tf.constant(X)
+        for layer in layers[:-1]:
+            out = layer(out, training=training)
+        logits = tf.matmul(out, layers[-1].kernel) + layers[-1].bias
+        if logits.shape[1] == 1:
+            losses = tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=tf.constant(np.asarray(labels)[:, None], logits.dtype), logits=logits)
+        else:
+            losses = tf.nn.softmax_cross_entropy_with_logits(
+                labels=tf.one_hot(labels, logits.shape[1], dtype=logits.dtype), logits=logits)
+        loss = tf.reduce_mean(losses)
+    variables = twin.trainable_variables
+    grads = tape.gradient(loss, variables)
+    return float(loss), {"/".join(variable.path.split("/")[-2:]): grad.numpy()
+                         for variable, grad in zip(variables, grads)}

@@ -8,7 +8,7 @@ from convnet.zoo import NAMES, load_spec
 tf = pytest.importorskip("tensorflow")
 K = tf.keras
 
-from convnet.keras_twin import from_keras, to_keras
+from convnet.keras_twin import from_keras, keras_loss_and_grads, to_keras
 
 
 def images_for(model, mnist, count, seed=0):
@@ -116,27 +116,6 @@ def test_batch_normalization_in_training_mode_matches_keras():
             if "moving" in name:
                 np.testing.assert_allclose(value, twin.get_layer("bn1").get_weights()[
                     2 if name.endswith("mean") else 3], rtol=1e-5, atol=1e-6)
-
-
-def keras_loss_and_grads(twin, X, labels, training):
-    """The mean loss and its gradients by GradientTape, the output's activation taken as logits."""
-    layers = twin.layers
-    with tf.GradientTape() as tape:
-        out = tf.constant(X)
-        for layer in layers[:-1]:
-            out = layer(out, training=training)
-        logits = tf.matmul(out, layers[-1].kernel) + layers[-1].bias
-        if logits.shape[1] == 1:
-            losses = tf.nn.sigmoid_cross_entropy_with_logits(
-                labels=tf.constant(labels[:, None], logits.dtype), logits=logits)
-        else:
-            losses = tf.nn.softmax_cross_entropy_with_logits(
-                labels=tf.one_hot(labels, logits.shape[1], dtype=logits.dtype), logits=logits)
-        loss = tf.reduce_mean(losses)
-    variables = twin.trainable_variables
-    grads = tape.gradient(loss, variables)
-    return float(loss), {"/".join(variable.path.split("/")[-2:]): grad.numpy()
-                         for variable, grad in zip(variables, grads)}
 
 
 @pytest.mark.parametrize("name", NAMES)
