@@ -19,6 +19,7 @@ from convnet.zoo import NAMES, load_spec
 
 
 def _with_statistics(model, seed=5):
+    """Give batch normalisation moving statistics away from zero mean and unit variance."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if hasattr(layer, "state"):

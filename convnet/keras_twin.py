@@ -19,11 +19,13 @@ _SPEC_KINDS = {keras_name: kind for kind, keras_name in KERAS_CLASSES.items()}
 
 
 def _keras():
+    """Return ``tf.keras``, importing TensorFlow only when a twin is asked for."""
     import tensorflow as tf
     return tf.keras
 
 
 def _activation(name):
+    """Keras's name of a spec activation (``None`` is Keras's ``'linear'``)."""
     return name or "linear"
 
 
@@ -105,11 +107,13 @@ def to_keras(model, functional=False, dtype=None, seed=0):
 
 
 def _pair(value):
+    """Return a Keras int or tuple as a list of two ints."""
     value = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
     return [int(item) for item in value]
 
 
 def _unsupported(layer, what):
+    """Return the error for a Keras layer option the NumPy model does not have."""
     return ValueError(f"Keras layer {layer.name!r} ({type(layer).__name__}): {what} has no "
                       "NumPy equivalent")
 

@@ -82,10 +82,12 @@ class _Entry:
     """Error messages for one layer entry: ``layer 3 ('conv2', Conv2D): ...``."""
 
     def __init__(self, index, entry):
+        """Remember the entry's position and content for the messages."""
         self.index = index
         self.entry = entry
 
     def error(self, message):
+        """Return a ValueError saying ``message`` about this entry."""
         kind = self.entry.get("layer")
         name = self.entry.get("name")
         label = ", ".join(repr(part) if part is name else str(part)
@@ -94,12 +96,14 @@ class _Entry:
         return ValueError(f"{where}: {message}")
 
     def count(self, field, value, minimum=1):
+        """Return ``value`` as an int at least ``minimum``, or raise naming ``field``."""
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             what = "a positive" if minimum == 1 else "a non-negative"
             raise self.error(f"{field} must be {what} integer, received {value!r}")
         return int(value)
 
     def pair(self, field, value, minimum=1):
+        """Return an int or two as a list of two ints at least ``minimum``, or raise."""
         if isinstance(value, (list, tuple)):
             if len(value) != 2:
                 raise self.error(f"{field} must be an integer or two, received {value!r}")
@@ -108,12 +112,14 @@ class _Entry:
         return [value, value]
 
     def choice(self, field, value, choices):
+        """Return ``value`` if it is one of ``choices``, or raise naming ``field``."""
         if value not in choices:
             raise self.error(f"{field} must be one of {', '.join(map(repr, choices))}, "
                              f"received {value!r}")
         return value
 
     def number(self, field, value, low, high, high_open):
+        """Return ``value`` as a float in [low, high] (or [low, high)), or raise."""
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
                 low <= value and (value < high if high_open else value <= high)):
             bracket = ")" if high_open else "]"

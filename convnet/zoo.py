@@ -41,6 +41,7 @@ def _lenet5(name, activation, pool):
 
 
 def _conv(name, filters, kernel, padding="same", activation="relu"):
+    """A Conv2D entry: the zoo's convolutions are 'same' and ReLU unless said otherwise."""
     return {"layer": "Conv2D", "name": name, "filters": filters, "kernel": kernel,
             "padding": padding, "activation": activation}
 
