@@ -89,6 +89,8 @@ def test_from_keras_reads_the_task_5_model(mnist):
     keras_model = lenet5(K.Input((28, 28, 1)))
     model = from_keras(keras_model)
     assert model.summary().total == 61706
+    # Task 5 builds exactly the zoo's lenet5: layers, names, shapes, activations.
+    assert model.spec["layers"] == Sequential(load_spec("lenet5")).spec["layers"]
     X = mnist[2][:128, :, :, np.newaxis]
     np.testing.assert_allclose(model.predict_proba(X), keras_model(X).numpy(), atol=1e-5)
 
