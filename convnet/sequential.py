@@ -140,7 +140,7 @@ def _normalise_field(check, kind, field, value):
     if field in ("kernel", "pool"):
         return check.pair(field, value)
     if field == "stride":
-        return None if value is None else check.pair(field, value)
+        return check.pair(field, value)
     if field == "padding" and kind == "ZeroPadding2D":
         if isinstance(value, (list, tuple)) and len(value) == 2 and all(
                 isinstance(item, (list, tuple)) for item in value):
@@ -229,8 +229,10 @@ def normalise_spec(spec):
             if field not in entry and default is _REQUIRED:
                 raise check.error(f"{kind} needs the field {field!r}")
             value = entry.get(field, default)
-            canonical[field] = (None if value is None and field == "stride"
-                                else _normalise_field(check, kind, field, value))
+            # A pool's stride defaults to its window; a convolution's must be given.
+            pool_default = value is None and field == "stride" and kind != "Conv2D"
+            canonical[field] = None if pool_default else _normalise_field(check, kind, field,
+                                                                          value)
         if kind in ("MaxPool2D", "AveragePool2D") and canonical["stride"] is None:
             canonical["stride"] = list(canonical["pool"])
         layers.append(canonical)
@@ -317,14 +319,15 @@ def summary_text(summary):
     the batch axis, parameter count), then the trainable and non-trainable
     counts, and last the line ``Total params: 220,234`` (thousands separated).
     """
-    widths = (32, 24, 12)
+    names = [f"{row.name} ({row.kind})" for row in summary.rows]
+    widths = (max([32] + [len(name) + 2 for name in names]), 24, 12)
     rule_width = sum(widths)
     lines = [f'Model: "{summary.name}"', "_" * rule_width,
              "Layer (type)".ljust(widths[0]) + "Output Shape".ljust(widths[1])
              + "Param #".rjust(widths[2]), "=" * rule_width]
-    for row in summary.rows:
+    for name, row in zip(names, summary.rows):
         shape = "(None, " + ", ".join(str(size) for size in row.output_shape) + ")"
-        lines.append(f"{row.name} ({row.kind})".ljust(widths[0]) + shape.ljust(widths[1])
+        lines.append(name.ljust(widths[0]) + shape.ljust(widths[1])
                      + f"{row.params:,}".rjust(widths[2]))
     lines += ["=" * rule_width,
               f"Trainable params: {summary.trainable:,}",

@@ -7,7 +7,7 @@ from reference_ops import numerical_gradient
 
 from convnet import layers as L
 from convnet.model import LeNet5
-from convnet.sequential import Sequential, normalise_spec
+from convnet.sequential import Sequential, normalise_spec, summary_text
 from convnet.zoo import load_spec
 
 STEP = 1e-6
@@ -303,6 +303,17 @@ def test_weights_by_name_and_in_order():
         other.set_weights([1, 2])
 
 
+def test_summary_table_columns_fit_long_names():
+    spec = [{"layer": "Input", "shape": [4, 4, 1]},
+            {"layer": "BatchNormalization", "name": "a_rather_long_layer_name"},
+            {"layer": "Flatten"}, {"layer": "Dense", "units": 2, "activation": "softmax"}]
+    lines = summary_text(Sequential(spec).summary()).splitlines()
+    row = next(line for line in lines if line.startswith("a_rather_long_layer_name"))
+    header = next(line for line in lines if line.startswith("Layer (type)"))
+    assert row.index("(None, 4, 4, 1)") == header.index("Output Shape")
+    assert row.endswith(" 4") and lines[-1] == "Total params: 38"
+
+
 def test_json_round_trip():
     model = Sequential(SOFTMAX_SPEC, seed=0)
     text = model.to_json()
@@ -328,6 +339,9 @@ def test_json_round_trip():
     ([{"layer": "Input", "shape": [4, 4, 1]}, {"layer": "Conv2D", "filters": 2, "kernel": 3,
                                                "strides": 2}],
      r"unknown field 'strides'; Conv2D takes name, filters, kernel, stride"),
+    ([{"layer": "Input", "shape": [4, 4, 1]}, {"layer": "Conv2D", "filters": 2, "kernel": 3,
+                                               "stride": None}],
+     r"layer 1 \(Conv2D\): stride must be a positive integer, received None"),
     ([{"layer": "Input", "shape": [4, 4, 1]}, {"layer": "MaxPool2D", "padding": "full"}],
      r"padding must be one of 'valid', 'same', received 'full'"),
     ([{"layer": "Input", "shape": [4, 4, 1]}, {"layer": "Conv2D", "filters": 2, "kernel": 3,
