@@ -95,6 +95,15 @@ def keras_output_size(size, kernel, stride, padding):
     return ops.output_size(size + before + after, kernel, stride, "valid")
 
 
+def _keras_pads(shape, window, stride, padding):
+    """Return ``((top, bottom), (left, right))`` of :func:`keras_padding` for inputs (m, h, w, c).
+
+    Written out axis by axis: this runs on every forward pass.
+    """
+    return (keras_padding(shape[1], window[0], stride[0], padding),
+            keras_padding(shape[2], window[1], stride[1], padding))
+
+
 def _pair(value):
     """Return an int or a pair of ints as a tuple of two ints."""
     if isinstance(value, (int, np.integer)):
@@ -181,8 +190,7 @@ class Conv2D:
         """Convolve ``x`` of shape (m, h, w, channels_in); returns (m, h', w', channels_out)."""
         padding = self.padding
         if self.pads_here:
-            self.pads = tuple(keras_padding(size, k, s, "same")
-                              for size, k, s in zip(x.shape[1:3], self.kernel, self.stride))
+            self.pads = _keras_pads(x.shape, self.kernel, self.stride, "same")
             x = _pad_explicitly(x, self.pads, 0)
             padding = "valid"
         self.x = x
@@ -235,9 +243,8 @@ class _Pool2D:
 
     def forward(self, x, training=False):
         """Pool ``x`` of shape (m, h, w, c); returns (m, h', w', c), sizes as in ``output_shape``."""
-        pads = tuple(keras_padding(size, k, s, self.padding)
-                     for size, k, s in zip(x.shape[1:3], self.window, self.stride))
-        self.pads = pads if any(any(pair) for pair in pads) else None
+        pads = _keras_pads(x.shape, self.window, self.stride, self.padding)
+        self.pads = None if pads == ((0, 0), (0, 0)) else pads
         self.counts = None
         if self.pads is not None:
             real = np.ones((1,) + x.shape[1:3] + (1,), x.dtype)
