@@ -104,6 +104,17 @@ def test_from_keras_rejects_what_numpy_lacks():
     outputs = K.layers.Dense(3, activation="softmax")(K.layers.GlobalAveragePooling2D()(inputs))
     with pytest.raises(ValueError, match="GlobalAveragePooling2D is not supported"):
         from_keras(K.Model(inputs, outputs))
+    flat = K.layers.Flatten()(inputs)
+    outputs = K.layers.Dense(3, activation="softmax", use_bias=False)(flat)
+    with pytest.raises(ValueError, match="use_bias=False has no NumPy equivalent"):
+        from_keras(K.Model(inputs, outputs))
+    outputs = K.layers.Dense(3, activation="softmax", name="out")(K.layers.Add(name="add")(
+        [flat, flat]))
+    with pytest.raises(ValueError, match="not one chain of layers: 'add' does not read"):
+        from_keras(K.Model(inputs, outputs))
+    outputs = K.layers.Dense(3, activation="relu")(flat)
+    with pytest.raises(ValueError, match="last layer must be Dense with activation 'softmax'"):
+        from_keras(K.Model(inputs, outputs))
 
 
 def test_batch_normalization_in_training_mode_matches_keras():

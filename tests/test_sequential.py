@@ -412,3 +412,32 @@ def test_binary_accuracy_and_probabilities():
     p = proba[:, 0]
     assert accuracy == pytest.approx(np.mean((p > 0.5) == Y))
     assert loss == pytest.approx(-np.mean(Y * np.log(p) + (1 - Y) * np.log(1 - p)))
+
+
+def test_feature_maps_and_the_flat_parameter_buffer():
+    model = Sequential(BINARY_SPEC, seed=0, dtype=np.float64)
+    X = np.random.default_rng(1).random((3,) + model.input_shape)
+    maps = model.feature_maps(X)
+    assert [name for name, _ in maps] == ["input", "pad1", "conv1", "conv1/tanh", "bn1", "relu1",
+                                          "pool1", "flatten1", "dense1", "dense1/sigmoid",
+                                          "dense2", "sigmoid"]
+    shapes = {name: value.shape[1:] for name, value in maps}
+    for row in model.summary().rows:
+        assert shapes[row.name] == row.output_shape, row.name
+    np.testing.assert_allclose(maps[-1][1], model.predict_proba(X))
+    flat = model.flat_parameters()
+    assert flat.size == model.summary().trainable
+    for param in model.parameters():
+        assert np.shares_memory(param, flat)
+
+
+def test_the_speed_benchmark_runs():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_models.py"
+    spec = importlib.util.spec_from_file_location("bench_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    figures = module.bench_models(batch_size=4, steps=2)
+    assert set(figures) == {"sequential", "lenet5", "ratio"}
+    assert all(value > 0 for value in figures.values())
