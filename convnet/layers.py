@@ -233,6 +233,7 @@ class _Pool2D:
         self.x = None
         self.pads = None
         self.counts = None
+        self._counts_of = None
         self.workspace = {}
 
     def output_shape(self, input_shape):
@@ -241,18 +242,31 @@ class _Pool2D:
                 for size, k, s in zip(input_shape[:2], self.window, self.stride))
         return h, w, input_shape[2]
 
+    def _real_cells(self, hw, dtype, pads):
+        """Return the number of real cells in each window, shape (1, h', w', 1).
+
+        The counts depend only on the input's (h, w) and dtype, so they are
+        kept for the next call.
+        """
+        key = (tuple(hw), dtype)
+        if self._counts_of is None or self._counts_of[0] != key:
+            real = np.ones((1,) + key[0] + (1,), dtype)
+            area = self.window[0] * self.window[1]
+            counts = area * ops.pool_forward(_pad_explicitly(real, pads, 0), self.window,
+                                             self.stride, "avg")
+            self._counts_of = (key, counts)
+        return self._counts_of[1]
+
     def forward(self, x, training=False):
         """Pool ``x`` of shape (m, h, w, c); returns (m, h', w', c), sizes as in ``output_shape``."""
         pads = _keras_pads(x.shape, self.window, self.stride, self.padding)
         self.pads = None if pads == ((0, 0), (0, 0)) else pads
         self.counts = None
         if self.pads is not None:
-            real = np.ones((1,) + x.shape[1:3] + (1,), x.dtype)
+            hw = x.shape[1:3]
             x = _pad_explicitly(x, pads, -np.inf if self.mode == "max" else 0)
             if self.mode == "avg":
-                area = self.window[0] * self.window[1]
-                self.counts = area * ops.pool_forward(_pad_explicitly(real, pads, 0),
-                                                      self.window, self.stride, "avg")
+                self.counts = self._real_cells(hw, x.dtype, pads)
         self.x = x
         out = ops.pool_forward(x, self.window, stride=self.stride, mode=self.mode,
                                workspace=self.workspace)
