@@ -1,9 +1,22 @@
 """convnet: convolutional neural networks from scratch in NumPy.
 
 The four layer operations of the curriculum (tasks 0-3) are exposed here from
-``convnet/ops.py``, the very file the task folder links to.
+``convnet/ops.py``, the very file the task folder links to. ``Sequential``
+(any small CNN from a spec), ``to_keras`` and ``from_keras`` (its Keras twin)
+are imported on first use.
 """
 from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
 
-__all__ = ["conv_backward", "conv_forward", "pool_backward", "pool_forward"]
+__all__ = ["Sequential", "conv_backward", "conv_forward", "from_keras", "pool_backward",
+           "pool_forward", "to_keras"]
 __version__ = "0.1.0"
+_LAZY = {"Sequential": "convnet.sequential", "to_keras": "convnet.keras_twin",
+         "from_keras": "convnet.keras_twin"}
+
+
+def __getattr__(name):
+    """Import ``Sequential``, ``to_keras`` and ``from_keras`` when first asked for."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'convnet' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -269,9 +269,18 @@ def _configure_summary(parser):
     # The fully connected 784-512-512-10 network is always shown beside LeNet-5.
     parser.add_argument("--alexnet", action="store_true",
                         help="also show AlexNet (2012), reviewed in docs/alexnet.md")
+    parser.add_argument("--model", metavar="NAME", default=None,
+                        help="show only this network's Keras-style table: a zoo name (lenet5, "
+                             "lenet5-classic, mlp, mnist-cnn, cifar-cnn, happy-model, signs-cnn) "
+                             "or a spec.json")
 
 
 def _run_summary(args):
+    if args.model is not None:
+        from convnet import sequential, zoo
+        model = sequential.Sequential(zoo.load_spec(args.model))
+        print(sequential.summary_text(model.summary()))
+        return
     from convnet import architectures
     architectures.summary_cli(args)
 

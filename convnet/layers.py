@@ -1,4 +1,4 @@
-"""The layers of the NumPy LeNet-5: forward and backward side by side.
+"""The layers of the NumPy networks: forward and backward side by side.
 
 Each layer keeps, from its last ``forward`` call, only what its ``backward``
 needs (overwritten on every call, never accumulated), and ``backward(dout)``
@@ -7,7 +7,15 @@ gradients of its parameters. Parameters and their gradients live in two small
 dicts, ``params`` and ``grads``, with the same keys.
 
 The convolution and pooling arithmetic is not repeated here: ``Conv2D`` and
-``MaxPool2D`` call the operations of ``convnet.ops`` (tasks 0-3).
+the pooling layers call the operations of ``convnet.ops`` (tasks 0-3). Where
+Keras's padding differs from the curriculum's (``'same'`` with a stride above
+one, ``'same'`` pooling) the layer pads explicitly, as :func:`keras_padding`
+says, and calls the ops with ``'valid'``.
+
+``forward(x, training=False)``: only ``BatchNormalization`` and ``Dropout``
+behave differently in training; the other layers accept the flag and ignore
+it. ``output_shape(input_shape)`` maps the shape of one example (without the
+batch axis) to the shape of its output, for shape inference.
 """
 import numpy as np
 
@@ -53,19 +61,87 @@ def _identity(z):
     return z
 
 
+def keras_padding(size, kernel, stride, padding):
+    """Return the padding Keras adds before and after one spatial axis.
+
+    Parameters
+    ----------
+    size, kernel, stride : int
+        Input length, window length and stride along the axis.
+    padding : {'same', 'valid'}
+        Keras's padding mode.
+
+    Returns
+    -------
+    tuple of int
+        ``(before, after)``. ``'valid'``: ``(0, 0)``, output
+        ``floor((size - kernel) / stride) + 1``. ``'same'``: output
+        ``ceil(size / stride)``, total padding
+        ``max((ceil(size / stride) - 1) * stride + kernel - size, 0)`` split
+        with the smaller half before. With stride 1 this is the curriculum's
+        ``'same'`` (``convnet.ops.padding_amounts``); with a larger stride
+        the curriculum keeps the input's size instead.
+    """
+    if padding == "valid":
+        return 0, 0
+    outputs = -(-size // stride)
+    total = max((outputs - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def keras_output_size(size, kernel, stride, padding):
+    """Return the output length along one axis under Keras's padding (see :func:`keras_padding`)."""
+    before, after = keras_padding(size, kernel, stride, padding)
+    return ops.output_size(size + before + after, kernel, stride, "valid")
+
+
+def _keras_pads(shape, window, stride, padding):
+    """Return ``((top, bottom), (left, right))`` of :func:`keras_padding` for inputs (m, h, w, c).
+
+    Written out axis by axis: this runs on every forward pass.
+    """
+    return (keras_padding(shape[1], window[0], stride[0], padding),
+            keras_padding(shape[2], window[1], stride[1], padding))
+
+
+def _pair(value):
+    """Return an int or a pair of ints as a tuple of two ints."""
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    return tuple(int(item) for item in value)
+
+
+def _pad_explicitly(x, pads, fill):
+    """Return ``x`` (m, h, w, c) with ``pads = ((top, bottom), (left, right))`` cells of ``fill``."""
+    (top, bottom), (left, right) = pads
+    m, h, w, c = x.shape
+    padded = np.full((m, h + top + bottom, w + left + right, c), fill, dtype=x.dtype)
+    padded[:, top:top + h, left:left + w] = x
+    return padded
+
+
+def _crop(padded, pads):
+    """Return the interior of ``padded`` (m, h', w', c): the inverse of :func:`_pad_explicitly`."""
+    (top, bottom), (left, right) = pads
+    return padded[:, top:padded.shape[1] - bottom, left:padded.shape[2] - right]
+
+
 class Conv2D:
-    """2-D convolution with stride 1 (``convnet.ops.conv_forward``/``conv_backward``).
+    """2-D convolution (``convnet.ops.conv_forward``/``conv_backward``), no activation.
 
     Parameters
     ----------
     name : str
         Layer name, used in ``feature_maps`` and error messages.
-    kernel_size : int
-        Height and width ``k`` of the square kernels.
+    kernel_size : int or tuple of two int
+        Height and width ``(kh, kw)`` of the kernels (an int for square ones).
     channels_in, channels_out : int
         Channels of the input and number of kernels.
     padding : {"same", "valid"}
-        Padding mode, as in ``convnet.ops``.
+        Padding mode, with Keras's meaning: ``'same'`` gives
+        ``ceil(h / sh)`` rows (see :func:`keras_padding`), ``'valid'``
+        ``floor((h - kh) / sh) + 1``. With stride 1 both agree with
+        ``convnet.ops``, which then pads; a strided ``'same'`` is padded here.
     rng : numpy.random.Generator
         Draws the He-normal kernels; biases start at zero.
     dtype : numpy dtype
@@ -73,83 +149,168 @@ class Conv2D:
     input_grad : bool
         False for a first layer: ``backward`` then skips the gradient with
         respect to the images (nobody needs it) and returns None.
+    stride : int or tuple of two int
+        ``(sh, sw)`` (an int for both), default 1.
 
     Attributes
     ----------
     params, grads : dict
-        ``"W"`` of shape (k, k, channels_in, channels_out), ``"b"`` of shape
+        ``"W"`` of shape (kh, kw, channels_in, channels_out), ``"b"`` of shape
         (channels_out,) (passed to the ops as a (1, 1, 1, channels_out) view).
     """
 
     def __init__(self, name, kernel_size, channels_in, channels_out, padding, rng,
-                 dtype=np.float32, input_grad=True):
-        shape = (kernel_size, kernel_size, channels_in, channels_out)
-        fan_in = kernel_size * kernel_size * channels_in
+                 dtype=np.float32, input_grad=True, stride=1):
+        self.kernel = _pair(kernel_size)
+        self.stride = _pair(stride)
+        shape = self.kernel + (channels_in, channels_out)
+        fan_in = self.kernel[0] * self.kernel[1] * channels_in
         self.name = name
         self.padding = padding
         self.input_grad = input_grad
+        # Only a strided 'same' differs from the ops' own padding.
+        self.pads_here = padding == "same" and self.stride != (1, 1)
         self.params = {"W": he_normal(shape, fan_in, rng, dtype),
                        "b": np.zeros(channels_out, dtype=dtype)}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
         self.x = None
+        self.pads = None
         self.workspace = {}
 
     def _bias4(self):
         return self.params["b"].reshape(1, 1, 1, -1)
 
-    def forward(self, x):
+    def output_shape(self, input_shape):
+        """Return (h', w', channels_out) for one example of shape (h, w, channels_in)."""
+        h, w = (keras_output_size(size, k, s, self.padding)
+                for size, k, s in zip(input_shape[:2], self.kernel, self.stride))
+        return h, w, self.params["W"].shape[3]
+
+    def forward(self, x, training=False):
         """Convolve ``x`` of shape (m, h, w, channels_in); returns (m, h', w', channels_out)."""
+        padding = self.padding
+        if self.pads_here:
+            self.pads = _keras_pads(x.shape, self.kernel, self.stride, "same")
+            x = _pad_explicitly(x, self.pads, 0)
+            padding = "valid"
         self.x = x
         return ops.conv_forward(x, self.params["W"], self._bias4(), _identity,
-                                padding=self.padding, stride=(1, 1),
+                                padding=padding, stride=self.stride,
                                 workspace=self.workspace)
 
     def backward(self, dout):
         """Take dL/dz of shape (m, h', w', channels_out); return dL/dx (or None), set grads."""
+        padding = "valid" if self.pads_here else self.padding
         dx, dW, db = ops.conv_backward(dout, self.x, self.params["W"], self._bias4(),
-                                       padding=self.padding, stride=(1, 1),
+                                       padding=padding, stride=self.stride,
                                        need_dA_prev=self.input_grad,
                                        workspace=self.workspace)
         self.grads["W"] = dW
         self.grads["b"] = db.reshape(-1)
+        if dx is not None and self.pads_here:
+            dx = _crop(dx, self.pads)
         return dx
 
 
-class MaxPool2D:
-    """Max pooling over non-overlapping ``size`` x ``size`` windows (``convnet.ops``).
+class _Pool2D:
+    """Pooling over ``pool`` windows moved by ``stride``, with Keras's ``padding``.
+
+    ``'same'`` pads explicitly (see :func:`keras_padding`): with -inf for
+    max pooling, so a padded cell never wins; with zeros for average pooling,
+    whose sums are divided by the number of real cells of each window, so a
+    padded cell never counts. Every window holds at least one real cell.
+    """
+
+    mode = None
+
+    def __init__(self, name, size=2, stride=None, padding="valid"):
+        self.name = name
+        self.size = size
+        self.window = _pair(size)
+        self.stride = self.window if stride is None else _pair(stride)
+        self.padding = padding
+        self.params, self.grads = {}, {}
+        self.x = None
+        self.pads = None
+        self.counts = None
+        self._counts_of = None
+        self.workspace = {}
+
+    def output_shape(self, input_shape):
+        """Return (h', w', c) for one example of shape (h, w, c)."""
+        h, w = (keras_output_size(size, k, s, self.padding)
+                for size, k, s in zip(input_shape[:2], self.window, self.stride))
+        return h, w, input_shape[2]
+
+    def _real_cells(self, hw, dtype, pads):
+        """Return the number of real cells in each window, shape (1, h', w', 1).
+
+        The counts depend only on the input's (h, w) and dtype, so they are
+        kept for the next call.
+        """
+        key = (tuple(hw), dtype)
+        if self._counts_of is None or self._counts_of[0] != key:
+            real = np.ones((1,) + key[0] + (1,), dtype)
+            area = self.window[0] * self.window[1]
+            counts = area * ops.pool_forward(_pad_explicitly(real, pads, 0), self.window,
+                                             self.stride, "avg")
+            self._counts_of = (key, counts)
+        return self._counts_of[1]
+
+    def forward(self, x, training=False):
+        """Pool ``x`` of shape (m, h, w, c); returns (m, h', w', c), sizes as in ``output_shape``."""
+        pads = _keras_pads(x.shape, self.window, self.stride, self.padding)
+        self.pads = None if pads == ((0, 0), (0, 0)) else pads
+        self.counts = None
+        if self.pads is not None:
+            hw = x.shape[1:3]
+            x = _pad_explicitly(x, pads, -np.inf if self.mode == "max" else 0)
+            if self.mode == "avg":
+                self.counts = self._real_cells(hw, x.dtype, pads)
+        self.x = x
+        out = ops.pool_forward(x, self.window, stride=self.stride, mode=self.mode,
+                               workspace=self.workspace)
+        if self.counts is not None:
+            out *= self.window[0] * self.window[1] / self.counts
+        return out
+
+    def backward(self, dout):
+        """Route ``dout`` of the pooled shape back to the input's shape (m, h, w, c)."""
+        if self.counts is not None:
+            dout = dout * (self.window[0] * self.window[1] / self.counts)
+        dx = ops.pool_backward(dout, self.x, self.window, stride=self.stride, mode=self.mode,
+                               ties="first", workspace=self.workspace)
+        return dx if self.pads is None else _crop(dx, self.pads)
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling (``convnet.ops``), by default over non-overlapping ``size`` x ``size`` windows.
 
     Parameters
     ----------
     name : str
         Layer name.
-    size : int
-        Window height and width, also the stride.
+    size : int or tuple of two int
+        Window height and width, also the stride unless ``stride`` is given.
+    stride : int or tuple of two int, optional
+        ``(sh, sw)``.
+    padding : {'valid', 'same'}
+        Keras's meaning (see :class:`_Pool2D`).
+
+    Notes
+    -----
+    ``backward`` uses ``ties="first"``: a window whose maximum occurs several
+    times (common on MNIST's saturated strokes) passes its gradient to one
+    entry, as TensorFlow does and as the loss's gradient requires.
     """
 
-    def __init__(self, name, size=2):
-        self.name = name
-        self.size = size
-        self.params, self.grads = {}, {}
-        self.x = None
-        self.workspace = {}
+    mode = "max"
 
-    def forward(self, x):
-        """Pool ``x`` of shape (m, h, w, c); returns (m, h // size, w // size, c)."""
-        self.x = x
-        window = (self.size, self.size)
-        return ops.pool_forward(x, window, stride=window, mode="max",
-                                workspace=self.workspace)
 
-    def backward(self, dout):
-        """Route ``dout`` of the pooled shape back to each window's first maximum.
+class AveragePool2D(_Pool2D):
+    """Average pooling (``convnet.ops``); parameters as :class:`MaxPool2D`."""
 
-        ``ties="first"``: a window whose maximum occurs several times (common on
-        MNIST's saturated strokes) passes its gradient to one entry, as TensorFlow
-        does and as the loss's gradient requires.
-        """
-        window = (self.size, self.size)
-        return ops.pool_backward(dout, self.x, window, stride=window, mode="max",
-                                 ties="first", workspace=self.workspace)
+    mode = "avg"
 
 
 class ReLU:
@@ -160,7 +321,11 @@ class ReLU:
         self.params, self.grads = {}, {}
         self.positive = None
 
-    def forward(self, x):
+    def output_shape(self, input_shape):
+        """Return ``input_shape``: element-wise layers keep the shape."""
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
         """Return ``max(x, 0)``, same shape as ``x``."""
         self.positive = x > 0
         return np.maximum(x, 0, dtype=x.dtype)
@@ -178,7 +343,11 @@ class Flatten:
         self.params, self.grads = {}, {}
         self.shape = None
 
-    def forward(self, x):
+    def output_shape(self, input_shape):
+        """Return ``(features,)``, the product of ``input_shape``."""
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training=False):
         """Return ``x`` of shape (m, ...) as (m, features)."""
         self.shape = x.shape
         return x.reshape(x.shape[0], -1)
@@ -215,7 +384,11 @@ class Dense:
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
         self.x = None
 
-    def forward(self, x):
+    def output_shape(self, input_shape):
+        """Return ``(units_out,)`` for an input of shape ``(units_in,)``."""
+        return (self.params["W"].shape[1],)
+
+    def forward(self, x, training=False):
         """Return ``x @ W + b`` of shape (m, units_out) for ``x`` of shape (m, units_in)."""
         self.x = x
         out = x @ self.params["W"]
@@ -227,6 +400,210 @@ class Dense:
         np.matmul(self.x.T, dout, out=self.grads["W"])
         np.sum(dout, axis=0, out=self.grads["b"])
         return dout @ self.params["W"].T
+
+
+class Activation:
+    """Element-wise ``tanh`` or ``sigmoid`` (ReLU has its own layer, :class:`ReLU`).
+
+    Parameters
+    ----------
+    name : str
+        Layer name.
+    function : {'tanh', 'sigmoid'}
+        The activation; both derivatives are written in terms of the output.
+    """
+
+    FUNCTIONS = ("tanh", "sigmoid")
+
+    def __init__(self, name, function):
+        if function not in self.FUNCTIONS:
+            raise ValueError(f"function must be 'tanh' or 'sigmoid', received {function!r}")
+        self.name = name
+        self.function = function
+        self.params, self.grads = {}, {}
+        self.out = None
+
+    def output_shape(self, input_shape):
+        """Return ``input_shape``: element-wise layers keep the shape."""
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        """Return ``tanh(x)`` or ``sigmoid(x)``, same shape and dtype as ``x``."""
+        self.out = np.tanh(x) if self.function == "tanh" else sigmoid(x)
+        return self.out
+
+    def backward(self, dout):
+        """Return ``dout * f'(x)``: ``1 - y**2`` for tanh, ``y (1 - y)`` for sigmoid."""
+        y = self.out
+        if self.function == "tanh":
+            return dout * (1 - y * y)
+        return dout * (y * (1 - y))
+
+
+def sigmoid(x):
+    """Return ``1 / (1 + exp(-x))`` of any shape without overflow (same dtype as ``x``)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+class ZeroPadding2D:
+    """Rows and columns of zeros around each image, as Keras's ``ZeroPadding2D``.
+
+    Parameters
+    ----------
+    name : str
+        Layer name.
+    pads : tuple
+        ``((top, bottom), (left, right))``, non-negative ints.
+    """
+
+    def __init__(self, name, pads):
+        self.name = name
+        self.pads = tuple(tuple(int(p) for p in pair) for pair in pads)
+        self.params, self.grads = {}, {}
+
+    def output_shape(self, input_shape):
+        """Return (h + top + bottom, w + left + right, c) for an input (h, w, c)."""
+        (top, bottom), (left, right) = self.pads
+        h, w, c = input_shape
+        return h + top + bottom, w + left + right, c
+
+    def forward(self, x, training=False):
+        """Return ``x`` (m, h, w, c) padded to (m, h + top + bottom, w + left + right, c)."""
+        return _pad_explicitly(x, self.pads, 0)
+
+    def backward(self, dout):
+        """Return the interior of ``dout``, of the input's shape (m, h, w, c)."""
+        return _crop(dout, self.pads)
+
+
+class BatchNormalization:
+    """Batch normalisation over the last (channel) axis, as Keras's ``BatchNormalization``.
+
+    Training: each channel is normalised with the batch's mean and biased
+    variance over every other axis, ``y = gamma (x - mean) / sqrt(var + eps)
+    + beta``, and the moving statistics move towards them,
+    ``moving = momentum * moving + (1 - momentum) * batch``. Inference: the
+    moving statistics replace the batch's.
+
+    Parameters
+    ----------
+    name : str
+        Layer name.
+    channels : int
+        Size ``c`` of the last axis.
+    dtype : numpy dtype
+        Dtype of the parameters and statistics.
+    momentum, epsilon : float
+        Keras's defaults, 0.99 and 1e-3.
+
+    Attributes
+    ----------
+    params, grads : dict
+        Trainable ``"gamma"`` (ones) and ``"beta"`` (zeros), shape (c,).
+    state : dict
+        Non-trainable ``"moving_mean"`` (zeros) and ``"moving_variance"``
+        (ones), shape (c,).
+    """
+
+    def __init__(self, name, channels, dtype=np.float32, momentum=0.99, epsilon=1e-3):
+        self.name = name
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.params = {"gamma": np.ones(channels, dtype), "beta": np.zeros(channels, dtype)}
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.state = {"moving_mean": np.zeros(channels, dtype),
+                      "moving_variance": np.ones(channels, dtype)}
+        self.normalised = None
+        self.inv_std = None
+        self.training = False
+
+    def output_shape(self, input_shape):
+        """Return ``input_shape``."""
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        """Normalise ``x`` of shape (m, ..., c); returns the same shape.
+
+        In training mode the moving statistics are updated as a side effect.
+        """
+        axes = tuple(range(x.ndim - 1))
+        self.training = training
+        if training:
+            mean = x.mean(axis=axes)
+            centred = x - mean
+            variance = np.mean(centred * centred, axis=axes)
+            keep = self.momentum
+            for key, batch in (("moving_mean", mean), ("moving_variance", variance)):
+                moving = self.state[key]
+                moving[...] = moving * keep + batch * (1 - keep)
+        else:
+            centred = x - self.state["moving_mean"]
+            variance = self.state["moving_variance"]
+        self.inv_std = (1 / np.sqrt(variance + self.epsilon)).astype(x.dtype, copy=False)
+        self.normalised = centred * self.inv_std
+        return self.normalised * self.params["gamma"] + self.params["beta"]
+
+    def backward(self, dout):
+        """Take dL/dy of shape (m, ..., c); return dL/dx, set the grads of gamma and beta.
+
+        In training mode the batch statistics depend on every input, hence
+        ``dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))``
+        (means over all axes but the last); in inference mode
+        ``dx = gamma / sqrt(moving_var + eps) * dy``.
+        """
+        axes = tuple(range(dout.ndim - 1))
+        xhat = self.normalised
+        self.grads["beta"] = dout.sum(axis=axes)
+        self.grads["gamma"] = (dout * xhat).sum(axis=axes)
+        scale = self.params["gamma"] * self.inv_std
+        if not self.training:
+            return dout * scale
+        count = dout.size // dout.shape[-1]
+        return scale * (dout - self.grads["beta"] / count
+                        - xhat * (self.grads["gamma"] / count))
+
+
+class Dropout:
+    """Inverted dropout, as Keras's ``Dropout``: active in training only.
+
+    In training each input is kept with probability ``1 - rate`` and scaled
+    by ``1 / (1 - rate)``, so the expected output equals the input; at
+    inference the layer passes its input through.
+
+    Parameters
+    ----------
+    name : str
+        Layer name.
+    rate : float
+        Fraction dropped, in [0, 1).
+    rng : numpy.random.Generator
+        Draws the masks (a generator of the model's own, never global state).
+    """
+
+    def __init__(self, name, rate, rng):
+        self.name = name
+        self.rate = float(rate)
+        self.rng = rng
+        self.params, self.grads = {}, {}
+        self.mask = None
+
+    def output_shape(self, input_shape):
+        """Return ``input_shape``."""
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        """Return ``x * mask`` (training) or ``x``; same shape as ``x``."""
+        if not training or self.rate == 0:
+            self.mask = None
+            return x
+        keep = self.rng.random(x.shape) >= self.rate
+        self.mask = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
+        return x * self.mask
+
+    def backward(self, dout):
+        """Return ``dout * mask`` (the last forward's mask), or ``dout`` if none was drawn."""
+        return dout if self.mask is None else dout * self.mask
 
 
 class SoftmaxCrossEntropy:
@@ -251,6 +628,11 @@ class SoftmaxCrossEntropy:
         return shifted
 
     @staticmethod
+    def probabilities(logits):
+        """Return the row-wise softmax of ``logits`` (m, k): the model's probabilities."""
+        return SoftmaxCrossEntropy.softmax(logits)
+
+    @staticmethod
     def losses(logits, labels):
         """Cross-entropy of each row: ``logsumexp(logits) - logits[label]``, shape (m,)."""
         top = logits.max(axis=1, keepdims=True)
@@ -267,5 +649,43 @@ class SoftmaxCrossEntropy:
         """Return dL/dlogits of shape (m, k) for the last ``forward``."""
         dlogits = self.probs.copy()
         dlogits[np.arange(len(self.labels)), self.labels] -= 1
+        dlogits /= len(self.labels)
+        return dlogits
+
+
+class SigmoidBinaryCrossEntropy:
+    """One sigmoid unit followed by the mean binary cross-entropy, fused, from logits.
+
+    The loss of a logit ``z`` and a label ``y`` in {0, 1} is written
+    ``max(z, 0) - z y + log(1 + exp(-|z|))``, which never overflows, and
+    its gradient with respect to ``z`` is ``(sigmoid(z) - y) / m``.
+    """
+
+    name = "sigmoid"
+
+    def __init__(self):
+        self.probs = None
+        self.labels = None
+
+    @staticmethod
+    def probabilities(logits):
+        """Return ``sigmoid(logits)`` of shape (m, 1) for logits (m, 1)."""
+        return sigmoid(logits)
+
+    @staticmethod
+    def losses(logits, labels):
+        """Binary cross-entropy of each row of ``logits`` (m, 1) against labels (m,): (m,)."""
+        z = logits[:, 0]
+        return np.maximum(z, 0) - z * labels + np.log1p(np.exp(-np.abs(z)))
+
+    def forward(self, logits, labels):
+        """Return the mean loss (float) of ``logits`` (m, 1) against ``labels`` (m,) in {0, 1}."""
+        self.labels = labels
+        self.probs = sigmoid(logits)
+        return float(self.losses(logits, labels).mean())
+
+    def backward(self):
+        """Return dL/dlogits of shape (m, 1) for the last ``forward``."""
+        dlogits = self.probs - self.labels[:, np.newaxis].astype(self.probs.dtype)
         dlogits /= len(self.labels)
         return dlogits

@@ -1,0 +1,150 @@
+"""The model zoo: the curriculum's and the course's networks as Sequential specs.
+
+Each spec gives its input shape (the ``Input`` entry), its loss (from the
+output activation) and the optimizer the course trained it with. Parameter
+counts, as Keras's ``summary()`` reports them:
+
+=================  ====================  ==============================
+name               input                 parameters
+=================  ====================  ==============================
+``lenet5``         28x28x1, 10 classes   61,706
+``lenet5-classic`` 28x28x1, 10 classes   61,706
+``mlp``            28x28x1, 10 classes   669,706
+``mnist-cnn``      28x28x1, 10 classes   220,234
+``cifar-cnn``      32x32x3, 10 classes   541,094
+``happy-model``    64x64x3, binary       37,633 (37,569 trainable)
+``signs-cnn``      64x64x3, 6 classes    1,310
+=================  ====================  ==============================
+"""
+import copy
+import json
+from pathlib import Path
+
+DEFAULT_MODEL = "lenet5"
+
+
+def _lenet5(name, activation, pool):
+    """LeNet-5's shapes with ``activation`` on the hidden layers and ``pool`` pooling."""
+    return {"name": name, "optimizer": "adam", "layers": [
+        {"layer": "Input", "shape": [28, 28, 1]},
+        {"layer": "Conv2D", "name": "conv1", "filters": 6, "kernel": 5, "padding": "same",
+         "activation": activation},
+        {"layer": pool, "name": "pool1", "pool": 2, "stride": 2},
+        {"layer": "Conv2D", "name": "conv2", "filters": 16, "kernel": 5, "padding": "valid",
+         "activation": activation},
+        {"layer": pool, "name": "pool2", "pool": 2, "stride": 2},
+        {"layer": "Flatten", "name": "flatten"},
+        {"layer": "Dense", "name": "dense1", "units": 120, "activation": activation},
+        {"layer": "Dense", "name": "dense2", "units": 84, "activation": activation},
+        {"layer": "Dense", "name": "dense3", "units": 10, "activation": "softmax"},
+    ]}
+
+
+def _conv(name, filters, kernel, padding="same", activation="relu"):
+    """A Conv2D entry: the zoo's convolutions are 'same' and ReLU unless said otherwise."""
+    return {"layer": "Conv2D", "name": name, "filters": filters, "kernel": kernel,
+            "padding": padding, "activation": activation}
+
+
+ZOO = {
+    "lenet5": _lenet5("lenet5", "relu", "MaxPool2D"),
+    "lenet5-classic": _lenet5("lenet5-classic", "tanh", "AveragePool2D"),
+    "mlp": {"name": "mlp", "optimizer": "rmsprop", "layers": [
+        {"layer": "Input", "shape": [28, 28, 1]},
+        {"layer": "Flatten", "name": "flatten"},
+        {"layer": "Dense", "name": "dense1", "units": 512, "activation": "relu"},
+        {"layer": "Dense", "name": "dense2", "units": 512, "activation": "relu"},
+        {"layer": "Dense", "name": "dense3", "units": 10, "activation": "softmax"},
+    ]},
+    "mnist-cnn": {"name": "mnist-cnn", "optimizer": "rmsprop", "layers": [
+        {"layer": "Input", "shape": [28, 28, 1]},
+        _conv("conv1", 32, 3),
+        {"layer": "MaxPool2D", "name": "pool1", "pool": 2},
+        _conv("conv2", 64, 3),
+        {"layer": "MaxPool2D", "name": "pool2", "pool": 2},
+        {"layer": "Flatten", "name": "flatten"},
+        {"layer": "Dense", "name": "dense1", "units": 64, "activation": "relu"},
+        {"layer": "Dense", "name": "dense2", "units": 10, "activation": "softmax"},
+    ]},
+    "cifar-cnn": {"name": "cifar-cnn", "optimizer": "rmsprop", "layers": [
+        {"layer": "Input", "shape": [32, 32, 3]},
+        _conv("conv1", 16, 3),
+        {"layer": "MaxPool2D", "name": "pool1", "pool": 2},
+        _conv("conv2", 32, 3),
+        {"layer": "MaxPool2D", "name": "pool2", "pool": 2},
+        _conv("conv3", 64, 3),
+        {"layer": "MaxPool2D", "name": "pool3", "pool": 2},
+        {"layer": "Dropout", "name": "dropout1", "rate": 0.3},
+        {"layer": "Flatten", "name": "flatten"},
+        {"layer": "Dense", "name": "dense1", "units": 500, "activation": "relu"},
+        {"layer": "Dropout", "name": "dropout2", "rate": 0.4},
+        {"layer": "Dense", "name": "dense2", "units": 10, "activation": "softmax"},
+    ]},
+    "happy-model": {"name": "happy-model", "optimizer": "adam", "layers": [
+        {"layer": "Input", "shape": [64, 64, 3]},
+        {"layer": "ZeroPadding2D", "name": "pad1", "padding": 3},
+        _conv("conv1", 32, 7, padding="valid", activation=None),
+        {"layer": "BatchNormalization", "name": "bn1", "momentum": 0.99, "epsilon": 1e-3},
+        {"layer": "ReLU", "name": "relu1"},
+        {"layer": "MaxPool2D", "name": "pool1", "pool": 2, "stride": 2},
+        {"layer": "Flatten", "name": "flatten"},
+        {"layer": "Dense", "name": "dense1", "units": 1, "activation": "sigmoid"},
+    ]},
+    "signs-cnn": {"name": "signs-cnn", "optimizer": "adam", "layers": [
+        {"layer": "Input", "shape": [64, 64, 3]},
+        _conv("conv1", 8, 4, activation=None),
+        {"layer": "ReLU", "name": "relu1"},
+        {"layer": "MaxPool2D", "name": "pool1", "pool": 8, "stride": 8, "padding": "same"},
+        _conv("conv2", 16, 2, activation=None),
+        {"layer": "ReLU", "name": "relu2"},
+        {"layer": "MaxPool2D", "name": "pool2", "pool": 4, "stride": 4, "padding": "same"},
+        {"layer": "Flatten", "name": "flatten"},
+        {"layer": "Dense", "name": "dense1", "units": 6, "activation": "softmax"},
+    ]},
+}
+NAMES = tuple(ZOO)
+
+
+def load_spec(name_or_path):
+    """Return the spec of a zoo model or of a JSON file.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A zoo name (``lenet5``, ``lenet5-classic``, ``mlp``, ``mnist-cnn``,
+        ``cifar-cnn``, ``happy-model``, ``signs-cnn``) or the path of a JSON
+        file holding a spec (a list of layer entries, or a dict with
+        ``"layers"``; see ``convnet.sequential``).
+
+    Returns
+    -------
+    list or dict
+        A fresh copy of the spec, ready for ``Sequential``; a file's dict
+        spec without a ``"name"`` is named after the file.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (listing the zoo), a missing or unreadable file,
+        or a file that is not JSON.
+    """
+    text = str(name_or_path)
+    if text in ZOO:
+        return copy.deepcopy(ZOO[text])
+    path = Path(text)
+    if path.suffix.lower() != ".json" and not path.exists():
+        raise ValueError(f"model must be one of {', '.join(NAMES)} or a .json spec file, "
+                         f"received {text!r}")
+    if not path.is_file():
+        raise ValueError(f"spec file {path} does not exist")
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"spec file {path} cannot be read ({error})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"spec file {path} is not valid JSON ({error})") from None
+    if isinstance(spec, list):
+        spec = {"name": path.stem, "layers": spec}
+    elif isinstance(spec, dict):
+        spec.setdefault("name", path.stem)
+    return spec
