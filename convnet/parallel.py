@@ -482,7 +482,8 @@ def evaluate(model, sets, processes=1, batch_size=500):
     """
     check_count("processes", processes)
     if processes == 1:
-        return [model.evaluate(X, Y, batch_size) for X, Y in sets]
+        with blas_threads(1):
+            return [model.evaluate(X, Y, batch_size) for X, Y in sets]
     for X, _ in sets:
         if len(X) == 0:
             raise ValueError("cannot evaluate on an empty set of images")
@@ -497,7 +498,8 @@ def evaluate(model, sets, processes=1, batch_size=500):
             child_end.close()
             children.append(child)
             links.append(link)
-        shares = [_evaluate_share(model, sets, 0, processes, batch_size)]
+        with blas_threads(1):   # as in the children: one thread count, one rounding
+            shares = [_evaluate_share(model, sets, 0, processes, batch_size)]
         for rank, (link, child) in enumerate(zip(links, children), start=2):
             try:
                 status, value = link.recv()
