@@ -1,7 +1,7 @@
 """convnet: convolutional neural networks from scratch in NumPy.
 
 The four layer operations of the curriculum (tasks 0-3) are exposed here from
-``convnet/ops.py``, the very file the task folder links to.
+``convnet/ops.py``, the engine; the task folder holds their readable versions.
 """
 from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
 
