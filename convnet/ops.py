@@ -221,7 +221,7 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
         product = 0
     dA_prev = np.empty(A_prev.shape, work) if need_dA_prev else None
     dA_band = _backward_band(W.shape, stride, out_hw)
-    if dA_band > 1 and need_dA_prev and not _all_finite(dZ):
+    if dA_band > 1 and c_prev > 1 and need_dA_prev and not _all_finite(dZ):
         dA_band = 1
     if inputs is not None and not need_dA_prev:
         chunks = []
@@ -313,10 +313,11 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
         if maxima is None:
             maxima = _pool(A_prev, kernel, stride, out_hw, "max",
                            _dtypes(A_prev)[0])
+        finite = _all_finite(dA)
         if stride == kernel:
             return _max_pool_backward_tiled(
                 dA, A_prev, maxima, kernel, out_hw, work,
-                ties == "first").astype(dtype, copy=False)
+                ties == "first", finite).astype(dtype, copy=False)
     dA_prev = np.zeros(A_prev.shape, work)
     # Windows that cannot overlap are written directly; otherwise the
     # contributions of overlapping windows are added up tap by tap.
@@ -338,9 +339,9 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
                     is_max &= unclaimed
                     unclaimed ^= is_max  # is_max implies unclaimed
                 if not overlapping:
-                    _route(dA, is_max, target)
+                    _route(dA, is_max, target, finite)
                     continue
-                _route(dA, is_max, share)
+                _route(dA, is_max, share, finite)
             if overlapping:
                 target += share
             else:
@@ -542,11 +543,10 @@ def _all_finite(array):
     """Tell whether array holds no NaN or inf, without a temporary copy.
 
     A sum is non-finite whenever an entry is; it may also overflow with
-    finite entries near the float64 limit, a false alarm that costs only
+    finite entries near its dtype's limit, a false alarm that costs only
     speed (the caller then takes the general path).
     """
-    return array.dtype.kind != "f" or bool(np.isfinite(
-        np.sum(array, dtype=np.float64)))
+    return array.dtype.kind != "f" or bool(np.isfinite(array.sum()))
 
 
 # ================================================================ speed-only machinery
@@ -924,14 +924,18 @@ def _pool(A, kernel, stride, out_hw, mode, dtype):
     return out
 
 
-def _route(gradient, mask, out):
+def _route(gradient, mask, out, finite):
     """``out = gradient`` where mask holds, exactly 0 elsewhere.
 
-    Unlike ``gradient * mask``, an inf or NaN gradient stays out of the
-    entries that are not their window's maximum.
+    ``gradient * mask`` is the fast way, but it turns an inf or NaN gradient
+    into NaN in the entries that are not their window's maximum; unless the
+    caller knows the gradient is finite, the masked copy is used instead.
     """
-    out[...] = 0
-    np.copyto(out, gradient, where=mask)
+    if finite:
+        np.multiply(gradient, mask, out=out)
+    else:
+        out[...] = 0
+        np.copyto(out, gradient, where=mask)
 
 
 def _same_window_neighbours(mask, column, c, kw, left, out, scratch):
@@ -977,7 +981,7 @@ def _same_window_neighbours(mask, column, c, kw, left, out, scratch):
 
 
 def _max_pool_backward_tiled(dA, A_prev, maxima, kernel, out_hw, dtype,
-                             first):
+                             first, finite):
     """Max-pooling gradient when the windows tile the input (stride = kernel).
 
     Parameters
@@ -995,6 +999,8 @@ def _max_pool_backward_tiled(dA, A_prev, maxima, kernel, out_hw, dtype,
     first : bool
         Route each window's gradient to its first maximum in row-major
         order (``ties="first"``) rather than to every maximum.
+    finite : bool
+        Whether dA holds no NaN or inf (see ``_route``).
 
     Returns
     -------
@@ -1040,5 +1046,6 @@ def _max_pool_backward_tiled(dA, A_prev, maxima, kernel, out_hw, dtype,
             np.greater(is_max, before, out=is_max)   # is_max and not before
             if i < kh - 1:
                 claimed |= after
-        _route(wide_grad, is_max, dA_prev[:, i:height:kh, :width].reshape(shape))
+        _route(wide_grad, is_max, dA_prev[:, i:height:kh, :width].reshape(shape),
+               finite)
     return dA_prev
