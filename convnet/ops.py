@@ -539,16 +539,6 @@ def _dtypes(*arrays):
     return dtype, np.promote_types(dtype, np.float32)
 
 
-def _all_finite(array):
-    """Tell whether array holds no NaN or inf, without a temporary copy.
-
-    A sum is non-finite whenever an entry is; it may also overflow with
-    finite entries near its dtype's limit, a false alarm that costs only
-    speed (the caller then takes the general path).
-    """
-    return array.dtype.kind != "f" or bool(np.isfinite(array.sum()))
-
-
 # ================================================================ speed-only machinery
 # Everything below exists only to make the four operations fast enough to
 # train with; what it computes is what the task files compute tap by tap.
@@ -568,6 +558,16 @@ def _all_finite(array):
 # and forms dA_prev band by band: one product, then kh strided additions per
 # group of non-overlapping bands (a band of one for a non-finite dZ). Large
 # batches go through in chunks of examples so temporary buffers stay small.
+def _all_finite(array):
+    """Tell whether array holds no NaN or inf, without a temporary copy.
+
+    A sum is non-finite whenever an entry is; it may also overflow with
+    finite entries near its dtype's limit, a false alarm that costs only
+    speed (the caller then takes the general path).
+    """
+    return array.dtype.kind != "f" or bool(np.isfinite(array.sum()))
+
+
 def _chunks(m, elements_per_example):
     """Yield slices of examples whose buffers hold ~_CHUNK_ELEMENTS."""
     size = max(1, _CHUNK_ELEMENTS // max(1, elements_per_example))
