@@ -99,7 +99,7 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1)):
     # A few examples at a time: the sums stay small enough for the cache.
     step = max(1, 2 ** 17 // (h_new * w_new * c_new))
     for start in range(0, m, step):
-        A = np.pad(A_prev[start:start + step].astype(work),
+        A = np.pad(A_prev[start:start + step].astype(work, copy=False),
                    ((0, 0), (top, bottom), (left, right), (0, 0)))
         # Channels first, so that every addition runs along output rows.
         sums = np.empty((c_new, len(A), h_new, w_new), work)

@@ -94,7 +94,7 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1)):
     dtype = np.result_type(dZ, A_prev, W, b)
     dtype = dtype if dtype.kind == "f" else np.dtype(np.float64)
     work = np.promote_types(dtype, np.float32)
-    A = np.pad(A_prev.astype(work),
+    A = np.pad(A_prev.astype(work, copy=False),
                ((0, 0), (top, bottom), (left, right), (0, 0)))
     dZ, W = dZ.astype(work), W.astype(work)
     dA, dW = np.zeros(A.shape, work), np.zeros(W.shape, work)

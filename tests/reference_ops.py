@@ -1,4 +1,9 @@
-"""Test helpers: the loop references (from ``convnet.reference_ops``) and finite differences."""
+"""Test helpers: the loop references (from ``convnet.reference_ops``), the task files
+loaded as modules, and finite differences."""
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 
 from convnet.reference_ops import (  # noqa: F401  (re-exported for the tests)
@@ -9,6 +14,22 @@ from convnet.reference_ops import (  # noqa: F401  (re-exported for the tests)
     reference_pool_backward,
     reference_pool_forward,
 )
+
+TASK_DIR = Path(__file__).resolve().parent.parent / "0x07-cnn"
+TASK_FUNCTIONS = {"0-conv_forward": "conv_forward", "1-pool_forward": "pool_forward",
+                  "2-conv_backward": "conv_backward", "3-pool_backward": "pool_backward"}
+
+
+def load_task_functions(folder=TASK_DIR):
+    """The four functions of the task files 0-3, each imported from its file in folder."""
+    functions = {}
+    for name, function in TASK_FUNCTIONS.items():
+        spec = importlib.util.spec_from_file_location("task_" + name.replace("-", "_"),
+                                                      Path(folder) / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        functions[function] = getattr(module, function)
+    return SimpleNamespace(**functions)
 
 
 def numerical_gradient(loss, x, eps=1e-6):

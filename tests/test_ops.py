@@ -4,7 +4,6 @@ Every grid below runs the fast engine (``convnet/ops.py``) and the readable task
 (``0x07-cnn/0-conv_forward.py`` ... ``3-pool_backward.py``, loaded from their folder)
 against the pixel-loop references of ``convnet/reference_ops.py``.
 """
-import importlib.util
 import itertools
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from convnet.reference_ops import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_ops import numerical_gradient
+from reference_ops import load_task_functions, numerical_gradient
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ROOT / "0x07-cnn"
@@ -34,18 +33,8 @@ TASK_FILES = ("0-conv_forward", "1-pool_forward", "2-conv_backward", "3-pool_bac
 FUNCTIONS = ("conv_forward", "pool_forward", "conv_backward", "pool_backward")
 
 
-def _load_task(name):
-    """Import one task file from the task folder as a module of its own."""
-    spec = importlib.util.spec_from_file_location("task_" + name.replace("-", "_"),
-                                                  TASKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 ENGINE = SimpleNamespace(**{name: getattr(ops, name) for name in FUNCTIONS})
-TASK = SimpleNamespace(**{name: getattr(_load_task(file), name)
-                          for file, name in zip(TASK_FILES, FUNCTIONS)})
+TASK = load_task_functions(TASKS)
 IMPLEMENTATIONS = [pytest.param(ENGINE, id="engine"), pytest.param(TASK, id="task")]
 # The task files follow the curriculum's tie rule only; the engine also has ties="first".
 IMPLEMENTATIONS_AND_TIES = [pytest.param(ENGINE, "all", id="engine-all"),
