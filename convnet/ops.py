@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Convolution and pooling layers in NumPy, forward and backward: the engine.
 
 This module is the fast path the package trains with (``convnet.layers``).
