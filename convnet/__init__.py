@@ -1,9 +1,9 @@
 """convnet: convolutional neural networks from scratch in NumPy.
 
 The four layer operations of the curriculum (tasks 0-3) are exposed here from
-``convnet/ops.py``, the very file the task folder links to. ``Sequential``
-(any small CNN from a spec), ``to_keras`` and ``from_keras`` (its Keras twin)
-are imported on first use.
+``convnet/ops.py``, the engine; the task folder holds their readable versions.
+``Sequential`` (any small CNN from a spec), ``to_keras`` and ``from_keras`` (its
+Keras twin) are imported on first use.
 """
 from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
 

@@ -1,7 +1,7 @@
 """Argument checks shared by the package's entry points.
 
-(The operations in ``convnet.ops`` keep their own checks, since each task
-file that links to them must run on its own.)
+(The operations in ``convnet.ops`` keep their own checks, close to the code
+they guard, and each task file in ``0x07-cnn/`` has its own, to stand alone.)
 """
 import numpy as np
 

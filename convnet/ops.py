@@ -1,29 +1,20 @@
-#!/usr/bin/env python3
-"""Convolution and pooling layers in NumPy, forward and backward.
+"""Convolution and pooling layers in NumPy, forward and backward: the engine.
 
-Tasks 0-3 of the curriculum (conv_forward, pool_forward, conv_backward,
-pool_backward) live together in this one module: the four task files are
-symbolic links to it, so each one stands alone with NumPy as its only
-dependency while the package keeps a single implementation of the padding
-and output-size arithmetic (``padding_amounts`` and ``output_size``).
+This module is the fast path the package trains with (``convnet.layers``).
+Its four public functions compute exactly what tasks 0-3 of the curriculum
+ask for; the readable versions of the same computations are the task files
+``0x07-cnn/0-conv_forward.py`` ... ``3-pool_backward.py``, and the slowest,
+most literal version (a loop over every index) is ``convnet/reference_ops.py``.
+The tests hold all three to the same results.
 
 Conventions: tensors are NHWC ``(m, h, w, c)``, kernels are
 ``(kh, kw, c_prev, c_new)``, biases ``(1, 1, 1, c_new)``; convolution is a
-cross-correlation (the kernel is not flipped).
+cross-correlation (the kernel is not flipped). Integer and boolean inputs
+give float64 results; float16 inputs are summed in float32. A NaN or inf
+only reaches the outputs whose windows hold it.
 
-Speed: nothing loops over examples or output positions in Python; the
-only inner loops run over kernel rows and taps. A convolution is one matrix
-product: each row of the input matrix holds what a band of adjacent output
-positions reads (in NHWC, kh contiguous runs of input, so the matrix is a
-strided view and one copy) and the kernel is spread over the band's
-outputs, the bias riding along as a column of ones. A band of one position
-is the classic window matrix (im2col), used with several channels;
-single-channel inputs, whose windows would make too thin a product, use
-bands of about four. The backward pass multiplies by the same matrix for dW
-and db, reused from the forward pass when the caller hands both calls one
-``workspace`` dict, and forms dA_prev band by band: one product, then kh
-strided additions per group of non-overlapping bands. Large batches go
-through in chunks of examples so temporary buffers stay small.
+The file reads top-down: the four operations first, then their argument
+checks, then, below a divider, the machinery that only exists for speed.
 """
 import numpy as np
 
@@ -35,6 +26,329 @@ TIES = ("all", "first")
 _CHUNK_ELEMENTS = 1 << 20
 
 
+# ---------------------------------------------------------------- the four operations
+def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
+                 workspace=None):
+    """Forward pass of a convolutional layer.
+
+    Parameters
+    ----------
+    A_prev : ndarray of shape (m, h_prev, w_prev, c_prev)
+        Output of the previous layer.
+    W : ndarray of shape (kh, kw, c_prev, c_new)
+        Kernels; cross-correlated with A_prev (not flipped).
+    b : ndarray of shape (1, 1, 1, c_new)
+        Biases.
+    activation : callable
+        Element-wise activation applied to the biased correlation.
+    padding : {'same', 'valid'} or tuple of two int, optional
+        ``'same'`` gives an output as large as the input at every stride
+        (total padding ``(h_prev - 1) * sh + kh - h_prev`` split with the
+        smaller half on top/left). With stride 1 this is TensorFlow's
+        ``'SAME'``; with stride > 1 TensorFlow gives ``ceil(h_prev / sh)``
+        outputs instead. ``'valid'`` adds no padding. ``(ph, pw)`` adds ph
+        rows of zeros at the top and bottom and pw columns on each side.
+    stride : tuple of two int, optional
+        ``(sh, sw)``, positive.
+    workspace : dict, optional, keyword only
+        Scratch memory owned by the caller, who passes the same dict to
+        every forward and backward call of one layer (as
+        ``convnet.layers.Conv2D`` does). The matrix of windows is then
+        built in memory reused from call to call and kept for
+        :func:`conv_backward`, which takes it from there instead of
+        gathering the windows again when it receives the same dict and the
+        very same ``A_prev`` array (not modified in between). A batch too
+        large for one chunk of work keeps nothing.
+
+    Returns
+    -------
+    ndarray of shape (m, h_new, w_new, c_new)
+        Activated output, of dtype ``np.result_type(A_prev, W, b)``, or
+        float64 when all three are integers or booleans (float16 is summed
+        in float32). ``h_new = (h_prev + top + bottom - kh) // sh + 1``,
+        likewise ``w_new``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For arguments of the wrong type or shape, naming the argument, and
+        for an activation that returns another shape than it receives.
+    """
+    if not callable(activation):
+        raise TypeError("activation must be callable, received "
+                        f"{activation!r}")
+    A_prev, W, b, pads, stride, out_shape = _conv_geometry(A_prev, W, b,
+                                                           padding, stride)
+    _check_workspace(workspace)
+    dtype, work = _dtypes(A_prev, W, b)
+    kh, kw, c_prev, c_new = W.shape
+    out_hw = out_shape[1:3]
+    band = _forward_band(W.shape, stride, out_hw)
+    if band > 1 and not _all_finite(A_prev):
+        band = 0
+    # The bias rides along as the kernel matrix's last row.
+    kernel_matrix = _kernel_matrix(W, b, band, stride[1]).astype(work,
+                                                                 copy=False)
+    out = np.empty(out_shape, work)
+    per_example = out_hw[0] * out_hw[1] * (kh * kw * c_prev + c_new)
+    chunks = list(_chunks(out_shape[0], per_example))
+    keep = workspace if len(chunks) == 1 else None
+    if workspace is not None:
+        workspace.pop("windows_of", None)
+    for rows in chunks:
+        A = _pad(A_prev[rows], pads, work)
+        inputs = _input_matrix(A, (kh, kw), stride, out_hw, band, keep)
+        Z = out[rows]
+        np.matmul(inputs, kernel_matrix, out=Z.reshape(len(inputs), -1))
+        activated = activation(Z)
+        if activated is not Z:
+            if np.shape(activated) != Z.shape:
+                raise ValueError("activation must return an array of the "
+                                 f"shape it receives, {Z.shape}, returned "
+                                 f"shape {np.shape(activated)}")
+            Z[...] = activated
+    if keep is not None:
+        keep["windows_of"] = (A_prev, _windows_key(W, pads, stride, work,
+                                                   band), inputs)
+    return out.astype(dtype, copy=False)
+
+
+def pool_forward(A_prev, kernel_shape, stride=(1, 1), mode="max", *,
+                 workspace=None):
+    """Forward pass of a pooling layer (no padding).
+
+    Parameters
+    ----------
+    A_prev : ndarray of shape (m, h_prev, w_prev, c)
+        Output of the previous layer.
+    kernel_shape : tuple of two int
+        ``(kh, kw)``, the pooling window.
+    stride : tuple of two int, optional
+        ``(sh, sw)``, positive.
+    mode : {'max', 'avg'}, optional
+        Maximum or average of each window.
+    workspace : dict, optional, keyword only
+        Scratch memory owned by the caller and passed to every call of one
+        layer: max pooling keeps a copy of its output there, which
+        :func:`pool_backward` reuses instead of pooling again when it
+        receives the same dict and the very same ``A_prev`` array (not
+        modified in between).
+
+    Returns
+    -------
+    ndarray of shape (m, h_new, w_new, c)
+        ``h_new = (h_prev - kh) // sh + 1``, likewise for w. Same dtype as
+        A_prev, or float64 for integers or booleans (float16 averages are
+        summed in float32).
+    """
+    A_prev, kernel, stride, mode, out_shape = _pool_geometry(
+        A_prev, kernel_shape, stride, mode)
+    _check_workspace(workspace)
+    dtype, work = _dtypes(A_prev)
+    out = _pool(A_prev, kernel, stride, out_shape[1:3], mode,
+                dtype if mode == "max" else work).astype(dtype, copy=False)
+    if workspace is not None:
+        workspace.pop("maxima_of", None)
+        if mode == "max":
+            maxima = _scratch(workspace, "maxima", out.shape, out.dtype)
+            np.copyto(maxima, out)
+            workspace["maxima_of"] = (A_prev, (kernel, stride), maxima)
+    return out
+
+
+def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
+                  need_dA_prev=True, workspace=None):
+    """Backward pass of a convolutional layer.
+
+    Parameters
+    ----------
+    dZ : ndarray of shape (m, h_new, w_new, c_new)
+        Gradient of the loss with respect to the unactivated output.
+    A_prev : ndarray of shape (m, h_prev, w_prev, c_prev)
+        Input of the forward pass.
+    W : ndarray of shape (kh, kw, c_prev, c_new)
+        Kernels.
+    b : ndarray of shape (1, 1, 1, c_new)
+        Biases.
+    padding : {'same', 'valid'} or tuple of two int, optional
+        As in :func:`conv_forward`.
+    stride : tuple of two int, optional
+        ``(sh, sw)``, positive.
+    need_dA_prev : bool, optional, keyword only
+        When False (e.g. for a first layer, whose input is the data) the
+        gradient with respect to A_prev is not computed and ``None`` is
+        returned in its place.
+    workspace : dict, optional, keyword only
+        The dict given to :func:`conv_forward` for this A_prev: its matrix
+        of windows is reused and the padded input gradient is formed in
+        memory reused from call to call. Without it (or for another
+        A_prev) the windows are gathered again; the result is the same.
+
+    Returns
+    -------
+    dA_prev : ndarray of shape (m, h_prev, w_prev, c_prev) or None
+        Gradient with respect to A_prev.
+    dW : ndarray of shape (kh, kw, c_prev, c_new)
+        Gradient with respect to W.
+    db : ndarray of shape (1, 1, 1, c_new)
+        Gradient with respect to b.
+    All three have dtype ``np.result_type(dZ, A_prev, W, b)``, or float64
+    when all four are integers or booleans (float16 is summed in float32).
+    """
+    A_prev, W, b, pads, stride, out_shape = _conv_geometry(A_prev, W, b,
+                                                           padding, stride)
+    dZ = _array("dZ", dZ, 4, "(m, h_new, w_new, c_new)")
+    _check_gradient("dZ", dZ, out_shape)
+    _check_workspace(workspace)
+    dtype, work = _dtypes(dZ, A_prev, W, b)
+    kh, kw, c_prev, c_new = W.shape
+    m, h_prev, w_prev = A_prev.shape[:3]
+    out_hw = out_shape[1:3]
+    (top, bottom), (left, right) = pads
+    no_padding = not (top or bottom or left or right)
+    padded_hw = (h_prev + top + bottom, w_prev + left + right)
+    W_cast = W.astype(work, copy=False)
+    band = _forward_band(W.shape, stride, out_hw)
+    # dZ as the input matrix's product gives it: band * c_new per row.
+    dZ_columns = c_new * (band or 1)
+    inputs = _kept(workspace, "windows_of", A_prev,
+                   _windows_key(W, pads, stride, work, band))
+    if inputs is not None:
+        product = inputs.T @ dZ.reshape(-1, dZ_columns).astype(work,
+                                                               copy=False)
+    else:
+        product = 0
+    dA_prev = np.empty(A_prev.shape, work) if need_dA_prev else None
+    dA_band = _backward_band(W.shape, stride, out_hw)
+    if dA_band > 1 and c_prev > 1 and need_dA_prev and not _all_finite(dZ):
+        dA_band = 1
+    if inputs is not None and not need_dA_prev:
+        chunks = []
+    else:
+        chunks = _chunks(m, out_hw[0] * out_hw[1] * kh * kw * c_prev * 2)
+    for rows in chunks:
+        if inputs is None:
+            A = _pad(A_prev[rows], pads, work)
+            product = product + _input_matrix(
+                A, (kh, kw), stride, out_hw, band).T @ dZ[rows].reshape(
+                    -1, dZ_columns).astype(work, copy=False)
+        if not need_dA_prev:
+            continue
+        dZ_rows = np.ascontiguousarray(dZ[rows], work)
+        count = rows.stop - rows.start
+        if no_padding:
+            dA = dA_prev[rows]
+            dA[...] = 0
+        else:
+            dA = _scratch(workspace, "dA_padded", (count,) + padded_hw +
+                          (c_prev,), work)
+            dA.fill(0)
+        if c_prev == 1:
+            _add_taps(dA, dZ_rows.reshape(-1, c_new),
+                      W_cast.reshape(-1, c_new), (kh, kw), stride, out_hw)
+        else:
+            _add_bands(dA, dZ_rows, W_cast, stride, dA_band)
+        if not no_padding:
+            dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
+    if m == 0:
+        product = np.zeros(_kernel_matrix(W, b, band, stride[1]).shape, work)
+    dW, db = _kernel_gradients(product, W.shape, band, stride[1])
+    if dA_prev is not None:
+        dA_prev = dA_prev.astype(dtype, copy=False)
+    return dA_prev, dW.astype(dtype, copy=False), db.astype(dtype, copy=False)
+
+
+def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
+                  ties="all", workspace=None):
+    """Backward pass of a pooling layer.
+
+    Parameters
+    ----------
+    dA : ndarray of shape (m, h_new, w_new, c)
+        Gradient of the loss with respect to the pooling output.
+    A_prev : ndarray of shape (m, h_prev, w_prev, c)
+        Input of the forward pass.
+    kernel_shape : tuple of two int
+        ``(kh, kw)``, the pooling window.
+    stride : tuple of two int, optional
+        ``(sh, sw)``, positive.
+    mode : {'max', 'avg'}, optional
+        ``'max'``: the window's gradient goes to its maximum (see
+        ``ties``). ``'avg'``: every entry of the window receives
+        ``dA / (kh * kw)``. Overlapping windows accumulate.
+    ties : {'all', 'first'}, optional, keyword only
+        Where a max window's gradient goes when several entries equal its
+        maximum. ``'all'`` (the curriculum's rule): every tied entry
+        receives the full gradient. ``'first'``: only the first tied entry
+        in row-major order within the window receives it, as TensorFlow's
+        ``max_pool2d`` gradient does; this is the true subgradient (the
+        gradients of the loss add up to the upstream gradient), so a
+        training loop should use it: on images with saturated pixels, such
+        as MNIST's strokes, ties are common and ``'all'`` inflates them.
+        Ignored for ``'avg'``.
+    workspace : dict, optional, keyword only
+        The dict given to :func:`pool_forward` for this A_prev: the maxima
+        it kept are reused. Without it they are computed again; the result
+        is the same.
+
+    Returns
+    -------
+    ndarray of shape (m, h_prev, w_prev, c)
+        Gradient with respect to A_prev, of dtype
+        ``np.result_type(dA, A_prev)``, or float64 when both are integers
+        or booleans (float16 is summed in float32).
+    """
+    A_prev, kernel, stride, mode, out_shape = _pool_geometry(
+        A_prev, kernel_shape, stride, mode)
+    ties = _choice("ties", ties, TIES)
+    dA = _array("dA", dA, 4, "(m, h_new, w_new, c)")
+    _check_gradient("dA", dA, out_shape)
+    _check_workspace(workspace)
+    dtype, work = _dtypes(dA, A_prev)
+    kh, kw = kernel
+    out_hw = out_shape[1:3]
+    if mode == "max":
+        maxima = _kept(workspace, "maxima_of", A_prev, (kernel, stride))
+        if maxima is None:
+            maxima = _pool(A_prev, kernel, stride, out_hw, "max",
+                           _dtypes(A_prev)[0])
+        finite = _all_finite(dA)
+        if stride == kernel:
+            return _max_pool_backward_tiled(
+                dA, A_prev, maxima, kernel, out_hw, work,
+                ties == "first", finite).astype(dtype, copy=False)
+    dA_prev = np.zeros(A_prev.shape, work)
+    # Windows that cannot overlap are written directly; otherwise the
+    # contributions of overlapping windows are added up tap by tap.
+    overlapping = stride[0] < kh or stride[1] < kw
+    if mode == "avg":
+        share = dA.astype(work) / (kh * kw)
+    else:
+        is_max = np.empty(maxima.shape, bool)
+        share = np.empty(maxima.shape, work)
+        # Windows whose gradient no earlier tap (row-major) has taken.
+        unclaimed = np.ones(maxima.shape, bool) if ties == "first" else None
+    for i in range(kh):
+        for j in range(kw):
+            target = _tap(dA_prev, i, j, stride, out_hw)
+            if mode == "max":
+                np.equal(_tap(A_prev, i, j, stride, out_hw), maxima,
+                         out=is_max)
+                if unclaimed is not None:
+                    is_max &= unclaimed
+                    unclaimed ^= is_max  # is_max implies unclaimed
+                if not overlapping:
+                    _route(dA, is_max, target, finite)
+                    continue
+                _route(dA, is_max, share, finite)
+            if overlapping:
+                target += share
+            else:
+                target[...] = share
+    return dA_prev.astype(dtype, copy=False)
+
+
+# ---------------------------------------------------------------- sizes and argument checks
 def padding_amounts(size, kernel, stride, padding):
     """Return the padding added before and after one spatial axis.
 
@@ -76,7 +390,6 @@ def output_size(size, kernel, stride, padding):
     return (size + before + after - kernel) // stride + 1
 
 
-# ---------------------------------------------------------------- checks
 def _is_int(value):
     """Tell whether value is an integer, excluding booleans."""
     return isinstance(value, (int, np.integer)) and not isinstance(
@@ -98,7 +411,7 @@ def _int_pair(name, value, minimum):
 def _array(name, value, ndim, layout):
     """Return value as a numeric ndarray with ndim dimensions, or raise."""
     array = np.asarray(value)
-    if array.dtype.kind not in "iuf":   # signed, unsigned, floating
+    if array.dtype.kind not in "biuf":   # bool, signed, unsigned, floating
         raise TypeError(f"{name} must be an array of real numbers, "
                         f"received dtype {array.dtype}")
     if array.ndim != ndim:
@@ -129,6 +442,14 @@ def _choice(name, value, choices):
     return value
 
 
+def _check_extent(A_prev):
+    """Raise unless A_prev has at least one row, column and channel."""
+    if min(A_prev.shape[1:]) < 1:
+        raise ValueError("A_prev must have a positive height, width and "
+                         "number of channels, received shape "
+                         f"{A_prev.shape}")
+
+
 def _check_gradient(name, gradient, expected):
     """Raise unless the upstream gradient has the forward output's shape."""
     if gradient.shape != expected:
@@ -151,6 +472,7 @@ def _conv_geometry(A_prev, W, b, padding, stride):
     b = _array("b", b, 4, "(1, 1, 1, c_new)")
     m, h_prev, w_prev, c_prev = A_prev.shape
     kh, kw, c_kernel, c_new = W.shape
+    _check_extent(A_prev)
     if c_kernel != c_prev:
         raise ValueError(f"W must have A_prev's {c_prev} channels on axis 2, "
                          f"received W of shape {W.shape}")
@@ -186,6 +508,7 @@ def _pool_geometry(A_prev, kernel_shape, stride, mode):
     strides = _int_pair("stride", stride, 1)
     mode = _choice("mode", mode, MODES)
     m, h_prev, w_prev, c = A_prev.shape
+    _check_extent(A_prev)
     if kernel[0] > h_prev or kernel[1] > w_prev:
         raise ValueError(f"kernel_shape {kernel} is larger than the input "
                          f"{(h_prev, w_prev)}")
@@ -194,7 +517,56 @@ def _pool_geometry(A_prev, kernel_shape, stride, mode):
     return A_prev, kernel, strides, mode, out_shape
 
 
-# ---------------------------------------------------------------- helpers
+def _check_workspace(workspace):
+    """Raise unless workspace is None or a dict."""
+    if workspace is not None and not isinstance(workspace, dict):
+        raise TypeError("workspace must be a dict or None, received "
+                        f"{type(workspace).__name__}")
+
+
+def _dtypes(*arrays):
+    """Return the result dtype and the dtype to sum in.
+
+    The result is ``np.result_type`` of the arrays, or float64 when they are
+    all integers or booleans (whose sums would overflow or be truncated);
+    sums are taken in at least float32, since float16 loses every addend
+    below a thousandth of the running total.
+    """
+    dtype = np.result_type(*arrays)
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)
+    return dtype, np.promote_types(dtype, np.float32)
+
+
+# ================================================================ speed-only machinery
+# Everything below exists only to make the four operations fast enough to
+# train with; what it computes is what the task files compute tap by tap.
+#
+# Nothing loops over examples or output positions in Python; the only inner
+# loops run over kernel rows and taps. A convolution is one matrix product:
+# each row of the input matrix holds what a band of adjacent output positions
+# reads (in NHWC, kh contiguous runs of input, so the matrix is a strided view
+# and one copy) and the kernel is spread over the band's outputs, the bias
+# riding along as a column of ones. A band of one position is the classic
+# window matrix (im2col), used with several channels; single-channel inputs,
+# whose windows would make too thin a product, use bands of about four. The
+# spread kernel holds zeros, which would turn a NaN or inf input into NaN
+# outputs outside its windows, so non-finite inputs take the window matrix.
+# The backward pass multiplies by the same matrix for dW and db, reused from
+# the forward pass when the caller hands both calls one ``workspace`` dict,
+# and forms dA_prev band by band: one product, then kh strided additions per
+# group of non-overlapping bands (a band of one for a non-finite dZ). Large
+# batches go through in chunks of examples so temporary buffers stay small.
+def _all_finite(array):
+    """Tell whether array holds no NaN or inf, without a temporary copy.
+
+    A sum is non-finite whenever an entry is; it may also overflow with
+    finite entries near its dtype's limit, a false alarm that costs only
+    speed (the caller then takes the general path).
+    """
+    return array.dtype.kind != "f" or bool(np.isfinite(array.sum()))
+
+
 def _chunks(m, elements_per_example):
     """Yield slices of examples whose buffers hold ~_CHUNK_ELEMENTS."""
     size = max(1, _CHUNK_ELEMENTS // max(1, elements_per_example))
@@ -230,17 +602,10 @@ def _kept(workspace, name, A_prev, key):
     return record[2]
 
 
-def _check_workspace(workspace):
-    """Raise unless workspace is None or a dict."""
-    if workspace is not None and not isinstance(workspace, dict):
-        raise TypeError("workspace must be a dict or None, received "
-                        f"{type(workspace).__name__}")
-
-
-def _windows_key(W, pads, stride, dtype):
+def _windows_key(W, pads, stride, dtype, band):
     """What an input matrix (windows or bands) depends on besides the input."""
     kh, kw, c_prev = W.shape[:3]
-    return (kh, kw, c_prev), pads, stride, np.dtype(dtype)
+    return (kh, kw, c_prev), pads, stride, np.dtype(dtype), band
 
 
 def _strided(A, start, shape, strides):
@@ -520,12 +885,14 @@ def _add_bands(dA, dZ, W, stride, band):
             target += by_band[:, :, first::group, i]
 
 
-def _pool(A, kernel, stride, out_hw, mode):
+def _pool(A, kernel, stride, out_hw, mode, dtype):
     """Pool A (no checks).
 
     Parameters
     ----------
     A : ndarray of shape (m, h_prev, w_prev, c)
+    dtype : numpy dtype
+        Of the result, in which the windows are combined.
 
     Returns
     -------
@@ -533,7 +900,6 @@ def _pool(A, kernel, stride, out_hw, mode):
     """
     (kh, kw), (h_new, w_new) = kernel, out_hw
     m, c = A.shape[0], A.shape[3]
-    dtype = _pool_dtype(A.dtype, mode)
     combine = np.maximum if mode == "max" else np.add
     if tuple(stride) == (kh, kw):
         # Windows tile the input: reduce whole kernel rows, then the kw
@@ -555,6 +921,20 @@ def _pool(A, kernel, stride, out_hw, mode):
     if mode == "avg":
         out /= kh * kw
     return out
+
+
+def _route(gradient, mask, out, finite):
+    """``out = gradient`` where mask holds, exactly 0 elsewhere.
+
+    ``gradient * mask`` is the fast way, but it turns an inf or NaN gradient
+    into NaN in the entries that are not their window's maximum; unless the
+    caller knows the gradient is finite, the masked copy is used instead.
+    """
+    if finite:
+        np.multiply(gradient, mask, out=out)
+    else:
+        out[...] = 0
+        np.copyto(out, gradient, where=mask)
 
 
 def _same_window_neighbours(mask, column, c, kw, left, out, scratch):
@@ -600,7 +980,7 @@ def _same_window_neighbours(mask, column, c, kw, left, out, scratch):
 
 
 def _max_pool_backward_tiled(dA, A_prev, maxima, kernel, out_hw, dtype,
-                             first):
+                             first, finite):
     """Max-pooling gradient when the windows tile the input (stride = kernel).
 
     Parameters
@@ -618,6 +998,8 @@ def _max_pool_backward_tiled(dA, A_prev, maxima, kernel, out_hw, dtype,
     first : bool
         Route each window's gradient to its first maximum in row-major
         order (``ties="first"``) rather than to every maximum.
+    finite : bool
+        Whether dA holds no NaN or inf (see ``_route``).
 
     Returns
     -------
@@ -663,316 +1045,6 @@ def _max_pool_backward_tiled(dA, A_prev, maxima, kernel, out_hw, dtype,
             np.greater(is_max, before, out=is_max)   # is_max and not before
             if i < kh - 1:
                 claimed |= after
-        np.multiply(is_max, wide_grad,
-                    out=dA_prev[:, i:height:kh, :width].reshape(shape))
-    return dA_prev
-
-
-def _pool_dtype(dtype, mode):
-    """Return the output dtype of pooling: averages of integers are floats."""
-    if mode == "avg" and not np.issubdtype(dtype, np.inexact):
-        return np.dtype(np.float64)
-    return dtype
-
-
-# ---------------------------------------------------------------- task 0
-def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
-                 workspace=None):
-    """Forward pass of a convolutional layer.
-
-    Parameters
-    ----------
-    A_prev : ndarray of shape (m, h_prev, w_prev, c_prev)
-        Output of the previous layer.
-    W : ndarray of shape (kh, kw, c_prev, c_new)
-        Kernels; cross-correlated with A_prev (not flipped).
-    b : ndarray of shape (1, 1, 1, c_new)
-        Biases.
-    activation : callable
-        Element-wise activation applied to the biased correlation.
-    padding : {'same', 'valid'} or tuple of two int, optional
-        ``'same'`` gives an output as large as the input at every stride
-        (total padding ``(h_prev - 1) * sh + kh - h_prev`` split with the
-        smaller half on top/left). With stride 1 this is TensorFlow's
-        ``'SAME'``; with stride > 1 TensorFlow gives ``ceil(h_prev / sh)``
-        outputs instead. ``'valid'`` adds no padding. ``(ph, pw)`` adds ph
-        rows of zeros at the top and bottom and pw columns on each side.
-    stride : tuple of two int, optional
-        ``(sh, sw)``, positive.
-    workspace : dict, optional, keyword only
-        Scratch memory owned by the caller, who passes the same dict to
-        every forward and backward call of one layer (as
-        ``convnet.layers.Conv2D`` does). The matrix of windows is then
-        built in memory reused from call to call and kept for
-        :func:`conv_backward`, which takes it from there instead of
-        gathering the windows again when it receives the same dict and the
-        very same ``A_prev`` array (not modified in between). A batch too
-        large for one chunk of work keeps nothing.
-
-    Returns
-    -------
-    ndarray of shape (m, h_new, w_new, c_new)
-        Activated output, of dtype ``np.result_type(A_prev, W, b)``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        For arguments of the wrong type or shape, naming the argument.
-    """
-    if not callable(activation):
-        raise TypeError("activation must be callable, received "
-                        f"{activation!r}")
-    A_prev, W, b, pads, stride, out_shape = _conv_geometry(A_prev, W, b,
-                                                           padding, stride)
-    _check_workspace(workspace)
-    dtype = np.result_type(A_prev, W, b)
-    kh, kw, c_prev, c_new = W.shape
-    out_hw = out_shape[1:3]
-    band = _forward_band(W.shape, stride, out_hw)
-    # The bias rides along as the kernel matrix's last row.
-    kernel_matrix = _kernel_matrix(W, b, band, stride[1]).astype(dtype,
-                                                                 copy=False)
-    out = np.empty(out_shape, dtype)
-    per_example = out_hw[0] * out_hw[1] * (kh * kw * c_prev + c_new)
-    chunks = list(_chunks(out_shape[0], per_example))
-    keep = workspace if len(chunks) == 1 else None
-    if workspace is not None:
-        workspace.pop("windows_of", None)
-    for rows in chunks:
-        A = _pad(A_prev[rows], pads, dtype)
-        inputs = _input_matrix(A, (kh, kw), stride, out_hw, band, keep)
-        Z = out[rows]
-        np.matmul(inputs, kernel_matrix, out=Z.reshape(len(inputs), -1))
-        activated = activation(Z)
-        if activated is not Z:
-            Z[...] = activated
-    if keep is not None:
-        keep["windows_of"] = (A_prev, _windows_key(W, pads, stride, dtype),
-                              inputs)
-    return out
-
-
-# ---------------------------------------------------------------- task 1
-def pool_forward(A_prev, kernel_shape, stride=(1, 1), mode="max", *,
-                 workspace=None):
-    """Forward pass of a pooling layer (no padding).
-
-    Parameters
-    ----------
-    A_prev : ndarray of shape (m, h_prev, w_prev, c)
-        Output of the previous layer.
-    kernel_shape : tuple of two int
-        ``(kh, kw)``, the pooling window.
-    stride : tuple of two int, optional
-        ``(sh, sw)``, positive.
-    mode : {'max', 'avg'}, optional
-        Maximum or average of each window.
-    workspace : dict, optional, keyword only
-        Scratch memory owned by the caller and passed to every call of one
-        layer: max pooling keeps a copy of its output there, which
-        :func:`pool_backward` reuses instead of pooling again when it
-        receives the same dict and the very same ``A_prev`` array (not
-        modified in between).
-
-    Returns
-    -------
-    ndarray of shape (m, h_new, w_new, c)
-        ``h_new = (h_prev - kh) // sh + 1``, likewise for w. Same dtype as
-        A_prev (average pooling of integers gives float64).
-    """
-    A_prev, kernel, stride, mode, out_shape = _pool_geometry(
-        A_prev, kernel_shape, stride, mode)
-    _check_workspace(workspace)
-    out = _pool(A_prev, kernel, stride, out_shape[1:3], mode)
-    if workspace is not None:
-        workspace.pop("maxima_of", None)
-        if mode == "max":
-            maxima = _scratch(workspace, "maxima", out.shape, out.dtype)
-            np.copyto(maxima, out)
-            workspace["maxima_of"] = (A_prev, (kernel, stride), maxima)
-    return out
-
-
-# ---------------------------------------------------------------- task 2
-def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
-                  need_dA_prev=True, workspace=None):
-    """Backward pass of a convolutional layer.
-
-    Parameters
-    ----------
-    dZ : ndarray of shape (m, h_new, w_new, c_new)
-        Gradient of the loss with respect to the unactivated output.
-    A_prev : ndarray of shape (m, h_prev, w_prev, c_prev)
-        Input of the forward pass.
-    W : ndarray of shape (kh, kw, c_prev, c_new)
-        Kernels.
-    b : ndarray of shape (1, 1, 1, c_new)
-        Biases.
-    padding : {'same', 'valid'} or tuple of two int, optional
-        As in :func:`conv_forward`.
-    stride : tuple of two int, optional
-        ``(sh, sw)``, positive.
-    need_dA_prev : bool, optional, keyword only
-        When False (e.g. for a first layer, whose input is the data) the
-        gradient with respect to A_prev is not computed and ``None`` is
-        returned in its place.
-    workspace : dict, optional, keyword only
-        The dict given to :func:`conv_forward` for this A_prev: its matrix
-        of windows is reused and the padded input gradient is formed in
-        memory reused from call to call. Without it (or for another
-        A_prev) the windows are gathered again; the result is the same.
-
-    Returns
-    -------
-    dA_prev : ndarray of shape (m, h_prev, w_prev, c_prev) or None
-        Gradient with respect to A_prev.
-    dW : ndarray of shape (kh, kw, c_prev, c_new)
-        Gradient with respect to W.
-    db : ndarray of shape (1, 1, 1, c_new)
-        Gradient with respect to b.
-    All three have dtype ``np.result_type(dZ, A_prev, W, b)``.
-    """
-    A_prev, W, b, pads, stride, out_shape = _conv_geometry(A_prev, W, b,
-                                                           padding, stride)
-    dZ = _array("dZ", dZ, 4, "(m, h_new, w_new, c_new)")
-    _check_gradient("dZ", dZ, out_shape)
-    _check_workspace(workspace)
-    dtype = np.result_type(dZ, A_prev, W, b)
-    kh, kw, c_prev, c_new = W.shape
-    m, h_prev, w_prev = A_prev.shape[:3]
-    out_hw = out_shape[1:3]
-    (top, bottom), (left, right) = pads
-    no_padding = not (top or bottom or left or right)
-    padded_hw = (h_prev + top + bottom, w_prev + left + right)
-    W_cast = W.astype(dtype, copy=False)
-    band = _forward_band(W.shape, stride, out_hw)
-    # dZ as the input matrix's product gives it: band * c_new per row.
-    dZ_columns = c_new * (band or 1)
-    inputs = _kept(workspace, "windows_of", A_prev,
-                   _windows_key(W, pads, stride, dtype))
-    if inputs is not None:
-        product = inputs.T @ dZ.reshape(-1, dZ_columns).astype(dtype,
-                                                               copy=False)
-    else:
-        product = 0
-    dA_prev = np.empty(A_prev.shape, dtype) if need_dA_prev else None
-    dA_band = _backward_band(W.shape, stride, out_hw)
-    if inputs is not None and not need_dA_prev:
-        chunks = []
-    else:
-        chunks = _chunks(m, out_hw[0] * out_hw[1] * kh * kw * c_prev * 2)
-    for rows in chunks:
-        if inputs is None:
-            A = _pad(A_prev[rows], pads, dtype)
-            product = product + _input_matrix(
-                A, (kh, kw), stride, out_hw, band).T @ dZ[rows].reshape(
-                    -1, dZ_columns).astype(dtype, copy=False)
-        if not need_dA_prev:
-            continue
-        dZ_rows = np.ascontiguousarray(dZ[rows], dtype)
-        count = rows.stop - rows.start
-        if no_padding:
-            dA = dA_prev[rows]
-            dA[...] = 0
-        else:
-            dA = _scratch(workspace, "dA_padded", (count,) + padded_hw +
-                          (c_prev,), dtype)
-            dA.fill(0)
-        if c_prev == 1:
-            _add_taps(dA, dZ_rows.reshape(-1, c_new),
-                      W_cast.reshape(-1, c_new), (kh, kw), stride, out_hw)
-        else:
-            _add_bands(dA, dZ_rows, W_cast, stride, dA_band)
-        if not no_padding:
-            dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
-    if m == 0:
-        product = np.zeros(_kernel_matrix(W, b, band, stride[1]).shape, dtype)
-    dW, db = _kernel_gradients(product, W.shape, band, stride[1])
-    return dA_prev, dW.astype(dtype, copy=False), db.astype(dtype, copy=False)
-
-
-# ---------------------------------------------------------------- task 3
-def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
-                  ties="all", workspace=None):
-    """Backward pass of a pooling layer.
-
-    Parameters
-    ----------
-    dA : ndarray of shape (m, h_new, w_new, c)
-        Gradient of the loss with respect to the pooling output.
-    A_prev : ndarray of shape (m, h_prev, w_prev, c)
-        Input of the forward pass.
-    kernel_shape : tuple of two int
-        ``(kh, kw)``, the pooling window.
-    stride : tuple of two int, optional
-        ``(sh, sw)``, positive.
-    mode : {'max', 'avg'}, optional
-        ``'max'``: the window's gradient goes to its maximum (see
-        ``ties``). ``'avg'``: every entry of the window receives
-        ``dA / (kh * kw)``. Overlapping windows accumulate.
-    ties : {'all', 'first'}, optional, keyword only
-        Where a max window's gradient goes when several entries equal its
-        maximum. ``'all'`` (the curriculum's rule): every tied entry
-        receives the full gradient. ``'first'``: only the first tied entry
-        in row-major order within the window receives it, as TensorFlow's
-        ``max_pool2d`` gradient does; this is the true subgradient (the
-        gradients of the loss add up to the upstream gradient), so a
-        training loop should use it: on images with saturated pixels, such
-        as MNIST's strokes, ties are common and ``'all'`` inflates them.
-        Ignored for ``'avg'``.
-    workspace : dict, optional, keyword only
-        The dict given to :func:`pool_forward` for this A_prev: the maxima
-        it kept are reused. Without it they are computed again; the result
-        is the same.
-
-    Returns
-    -------
-    ndarray of shape (m, h_prev, w_prev, c)
-        Gradient with respect to A_prev, of dtype
-        ``np.result_type(dA, A_prev)`` (floats for average pooling).
-    """
-    A_prev, kernel, stride, mode, out_shape = _pool_geometry(
-        A_prev, kernel_shape, stride, mode)
-    ties = _choice("ties", ties, TIES)
-    dA = _array("dA", dA, 4, "(m, h_new, w_new, c)")
-    _check_gradient("dA", dA, out_shape)
-    _check_workspace(workspace)
-    dtype = _pool_dtype(np.result_type(dA, A_prev), mode)
-    kh, kw = kernel
-    out_hw = out_shape[1:3]
-    if mode == "max":
-        maxima = _kept(workspace, "maxima_of", A_prev, (kernel, stride))
-        if maxima is None:
-            maxima = _pool(A_prev, kernel, stride, out_hw, "max")
-        if stride == kernel:
-            return _max_pool_backward_tiled(dA, A_prev, maxima, kernel,
-                                            out_hw, dtype, ties == "first")
-    dA_prev = np.zeros(A_prev.shape, dtype)
-    # Windows that cannot overlap are written directly; otherwise the
-    # contributions of overlapping windows are added up tap by tap.
-    overlapping = stride[0] < kh or stride[1] < kw
-    if mode == "avg":
-        share = dA.astype(dtype) / (kh * kw)
-    else:
-        is_max = np.empty(maxima.shape, bool)
-        share = np.empty(maxima.shape, dtype)
-        # Windows whose gradient no earlier tap (row-major) has taken.
-        unclaimed = np.ones(maxima.shape, bool) if ties == "first" else None
-    for i in range(kh):
-        for j in range(kw):
-            target = _tap(dA_prev, i, j, stride, out_hw)
-            if mode == "max":
-                np.equal(_tap(A_prev, i, j, stride, out_hw), maxima,
-                         out=is_max)
-                if unclaimed is not None:
-                    is_max &= unclaimed
-                    unclaimed ^= is_max  # is_max implies unclaimed
-                if not overlapping:
-                    np.multiply(dA, is_max, out=target)
-                    continue
-                np.multiply(dA, is_max, out=share)
-            if overlapping:
-                target += share
-            else:
-                target[...] = share
+        _route(wide_grad, is_max, dA_prev[:, i:height:kh, :width].reshape(shape),
+               finite)
     return dA_prev

@@ -1,6 +1,8 @@
 """Tests of the benchmark helpers in convnet/bench.py (not of speed itself)."""
 import argparse
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +67,43 @@ def test_training_rows_judge_the_faster_trainer_unrounded():
 def test_bench_train_rejects_a_bad_number_of_runs():
     with pytest.raises(ValueError, match="runs must be a positive integer, received 0"):
         bench.bench_train(runs=0)
+
+
+def test_ratio_row_judges_the_task_file_on_the_slower_thread_setting():
+    faster = bench._ratio_row("x", 3.0, 0.5, 1.0, 1.0)
+    both = bench._ratio_row("x", 3.0, 0.5, 1.0, 1.0, judge="both")
+    assert faster[-1] == "yes" and both[-1] == "no (3.00x over)"
+    assert bench._ratio_row("x", 0.9, 0.5, 1.0, 1.0, judge="both")[-1] == "yes"
+
+
+def test_task_conv_forward_loads_the_task_file(tmp_path):
+    import numpy as np
+    conv = bench.task_conv_forward()
+    assert conv is not None and conv.__module__ == "task_0_conv_forward"
+    A = np.ones((1, 3, 3, 1))
+    out = conv(A, np.ones((3, 3, 1, 1)), np.zeros((1, 1, 1, 1)), lambda z: z, "same", (2, 2))
+    np.testing.assert_array_equal(out[0, :, :, 0], [[1, 3, 1], [3, 9, 3], [1, 3, 1]])
+    assert bench.task_conv_forward(tmp_path) is None
+
+
+def _cpu_seconds(pid):
+    """User + system CPU time of a running process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_one_core_busy_runs_a_burning_child_and_stops_it():
+    with bench.one_core_busy(seconds=60) as pid:
+        time.sleep(1.0)   # the child starts (spawn) and burns
+        start, before = time.monotonic(), _cpu_seconds(pid)
+        time.sleep(1.0)
+        used = (_cpu_seconds(pid) - before) / (time.monotonic() - start)
+    assert used > 0.3   # a busy core, even on a shared machine
+    assert not Path(f"/proc/{pid}").exists()   # stopped and reaped
+
+
+def test_peak_added_bytes_sees_an_allocation():
+    import numpy as np
+    peak = bench.peak_added_bytes(lambda: np.ones(1_000_000))
+    assert 8_000_000 <= peak < 9_000_000

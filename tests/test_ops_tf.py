@@ -1,4 +1,4 @@
-"""convnet/ops.py against TensorFlow's own convolution and pooling, float64."""
+"""Tasks 0-3, engine (convnet/ops.py) and task files, against TensorFlow's own ops, float64."""
 import os
 import sys
 from pathlib import Path
@@ -6,14 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
+from convnet import ops
+from convnet.ops import pool_backward
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed: "
                                               "comparisons with tf.nn are skipped")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_ops import reference_pads
+from reference_ops import load_task_functions, reference_pads
+
+IMPLEMENTATIONS = [pytest.param(ops, id="engine"), pytest.param(load_task_functions(), id="task")]
 
 TOLERANCE = {"rtol": 1e-10, "atol": 1e-10}
 CONV_SHAPES = [  # (A_prev shape, kernel, c_new)
@@ -47,49 +50,54 @@ def _tf_conv_and_gradients(A, W, b, stride, tf_padding, probe_seed=1):
     return Z.numpy(), probe.numpy(), [g.numpy() for g in grads]
 
 
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @pytest.mark.parametrize("shape, kernel, c_new", CONV_SHAPES)
 @pytest.mark.parametrize("stride", [(1, 1), (2, 2), (3, 3), (1, 2), (3, 1)])
-def test_valid_conv_matches_tensorflow(shape, kernel, c_new, stride):
+def test_valid_conv_matches_tensorflow(shape, kernel, c_new, stride, impl):
     A, W, b = _inputs(shape, kernel, c_new)
     Z_tf, probe, grads_tf = _tf_conv_and_gradients(A, W, b, stride, "VALID")
-    np.testing.assert_allclose(conv_forward(A, W, b, identity, "valid", stride), Z_tf,
+    np.testing.assert_allclose(impl.conv_forward(A, W, b, identity, "valid", stride), Z_tf,
                                **TOLERANCE)
-    for ours, theirs in zip(conv_backward(probe, A, W, b, "valid", stride), grads_tf):
+    for ours, theirs in zip(impl.conv_backward(probe, A, W, b, "valid", stride), grads_tf):
         np.testing.assert_allclose(ours, theirs, **TOLERANCE)
 
 
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @pytest.mark.parametrize("shape, kernel, c_new", CONV_SHAPES)
-def test_same_conv_stride_one_matches_tensorflow(shape, kernel, c_new):
+def test_same_conv_stride_one_matches_tensorflow(shape, kernel, c_new, impl):
     A, W, b = _inputs(shape, kernel, c_new)
     Z_tf, probe, grads_tf = _tf_conv_and_gradients(A, W, b, (1, 1), "SAME")
-    np.testing.assert_allclose(conv_forward(A, W, b, identity, "same"), Z_tf, **TOLERANCE)
-    for ours, theirs in zip(conv_backward(probe, A, W, b, "same"), grads_tf):
+    np.testing.assert_allclose(impl.conv_forward(A, W, b, identity, "same"), Z_tf, **TOLERANCE)
+    for ours, theirs in zip(impl.conv_backward(probe, A, W, b, "same"), grads_tf):
         np.testing.assert_allclose(ours, theirs, **TOLERANCE)
 
 
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @pytest.mark.parametrize("shape, kernel, c_new", CONV_SHAPES)
 @pytest.mark.parametrize("stride", [(2, 2), (3, 3), (2, 3)])
-def test_same_conv_strided_matches_tensorflow_on_padded_input(shape, kernel, c_new, stride):
+def test_same_conv_strided_matches_tensorflow_on_padded_input(shape, kernel, c_new, stride,
+                                                              impl):
     """The curriculum's strided 'same' is TF 'VALID' on the explicitly padded input."""
     A, W, b = _inputs(shape, kernel, c_new)
     top, bottom = reference_pads(shape[1], kernel[0], stride[0], "same")
     left, right = reference_pads(shape[2], kernel[1], stride[1], "same")
     padded = np.pad(A, ((0, 0), (top, bottom), (left, right), (0, 0)))
     Z_tf, probe, (dpadded, dW, db) = _tf_conv_and_gradients(padded, W, b, stride, "VALID")
-    Z = conv_forward(A, W, b, identity, "same", stride)
+    Z = impl.conv_forward(A, W, b, identity, "same", stride)
     assert Z.shape[1:3] == shape[1:3]
     np.testing.assert_allclose(Z, Z_tf, **TOLERANCE)
-    dA_prev, dW_ours, db_ours = conv_backward(probe, A, W, b, "same", stride)
+    dA_prev, dW_ours, db_ours = impl.conv_backward(probe, A, W, b, "same", stride)
     np.testing.assert_allclose(dA_prev, dpadded[:, top:top + shape[1], left:left + shape[2]],
                                **TOLERANCE)
     np.testing.assert_allclose(dW_ours, dW, **TOLERANCE)
     np.testing.assert_allclose(db_ours, db, **TOLERANCE)
 
 
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @pytest.mark.parametrize("shape, kernel", POOL_SHAPES)
 @pytest.mark.parametrize("stride", [(1, 1), (2, 2), (3, 3), (2, 1)])
 @pytest.mark.parametrize("mode", ["max", "avg"])
-def test_pool_matches_tensorflow(shape, kernel, stride, mode):
+def test_pool_matches_tensorflow(shape, kernel, stride, mode, impl):
     # Continuous random values: no ties, where TF routes a max gradient to one entry only.
     A = np.random.default_rng(0).standard_normal(shape)
     A_t = tf.constant(A)
@@ -99,8 +107,8 @@ def test_pool_matches_tensorflow(shape, kernel, stride, mode):
         out_t = pool(A_t, ksize=kernel, strides=stride, padding="VALID")
         probe = np.random.default_rng(1).standard_normal(out_t.shape)
         loss = tf.reduce_sum(tf.constant(probe) * out_t)
-    np.testing.assert_allclose(pool_forward(A, kernel, stride, mode), out_t.numpy(), **TOLERANCE)
-    np.testing.assert_allclose(pool_backward(probe, A, kernel, stride, mode),
+    np.testing.assert_allclose(impl.pool_forward(A, kernel, stride, mode), out_t.numpy(), **TOLERANCE)
+    np.testing.assert_allclose(impl.pool_backward(probe, A, kernel, stride, mode),
                                tape.gradient(loss, A_t).numpy(), **TOLERANCE)
 
 

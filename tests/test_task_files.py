@@ -5,16 +5,19 @@ executable, end with a newline and be pycodestyle-clean. Task files (not the
 ``N-main.py`` examples) must also document every module, class and function and
 import only what their task allows; they are imported exactly as the
 curriculum's checkers do, ``__import__('0-conv_forward')`` from inside the folder,
-in a fresh interpreter each.
+in a fresh interpreter each. The folder must also survive ``cp -r``: a copy of it,
+given a (small) MNIST.npz, runs every example.
 """
 import ast
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 TASK_DIR = Path(__file__).resolve().parent.parent / "0x07-cnn"
@@ -210,3 +213,93 @@ def test_imports_like_the_curriculum_and_is_documented(name):
     existing(name)
     missing = import_and_list_undocumented(TASK_DIR, name[:-3])
     assert not missing, f"{name}: no docstring on {', '.join(missing)}"
+
+
+# ---------------------------------------------------------------- standalone copies
+PACKAGE_COPIES = {"4-lenet5.py": "convnet/lenet5_tf1.py", "5-lenet5.py": "convnet/lenet5_keras.py"}
+
+
+@pytest.mark.parametrize("name", TASK_FILES)
+def test_task_files_are_real_files(name):
+    path = existing(name)
+    assert path.is_file() and not path.is_symlink(), f"{name} must be a real file, not a link"
+
+
+@pytest.mark.parametrize("name, original", PACKAGE_COPIES.items())
+def test_lenet5_task_files_equal_the_package_modules(name, original):
+    """The package's TensorFlow trainers import the originals: the copies must not drift."""
+    assert existing(name).read_bytes() == (TASK_DIR.parent / original).read_bytes(), (
+        f"{name} differs from {original}: copy {original} over it")
+
+
+def test_task_6_review_and_its_figure_are_in_the_folder():
+    review = existing("6-alexnet.md")
+    assert review.is_file() and not review.is_symlink()
+    text = review.read_text(encoding="utf-8")
+    assert "](alexnet.png)" in text.split("## Introduction")[0]   # the picture at the top
+    for heading in ("Introduction", "Procedures", "Results", "Conclusion", "Personal Notes"):
+        assert f"## {heading}" in text
+    figure = existing("alexnet.png")
+    assert figure.is_file() and not figure.is_symlink()
+    assert figure.read_bytes().startswith(b"\x89PNG")
+    # docs/ keeps its old address for the review, as a link into the folder.
+    assert (TASK_DIR.parent / "docs" / "alexnet.md").resolve() == review.resolve()
+
+
+def small_mnist(path, train=40, valid=20):
+    """Write an MNIST.npz with the curriculum's keys, dtypes and ranges but few images."""
+    rng = np.random.default_rng(0)
+
+    def images(count):
+        return rng.random((count, 28, 28), dtype=np.float32) * 0.999
+
+    def labels(count):
+        return np.arange(count) % 10
+
+    np.savez(path, X_train=images(train), Y_train=labels(train), X_valid=images(valid),
+             Y_valid=labels(valid), X_test=images(valid), Y_test=labels(valid))
+
+
+# What each example prints on the small file: (arguments, patterns in its output).
+MAIN_RUNS = {
+    "0-main.py": ([], [r"^\(40, 26, 26, 2\)$"]),
+    "1-main.py": ([], [r"^\(40, 28, 28, 2\)$", r"^\(40, 14, 14, 2\)$"]),
+    "2-main.py": ([], [r"^\(array\(\[\[\[\[", r"^\s+\[\[\[-?\d"]),
+    "3-main.py": ([], [r"^\(10, 28, 28, 2\)$", r"^\[\[\[\["]),
+    "4-main.py": (["1"], [r"^After 0 epochs: cost \d", (r"^After 1 epochs: cost [\d.]+, "
+                          r"accuracy [\d.]+, validation cost [\d.]+, validation accuracy")]),
+    "5-main.py": (["1"], [r"accuracy: [\d.]+ - loss: [\d.]+ - val_accuracy: [\d.]+",
+                          r"^\[[\d.e\- ]+"]),
+}
+
+
+@pytest.fixture(scope="module")
+def copied_folder(tmp_path_factory):
+    """The task folder copied the way ``cp -r`` does (links stay links), with a small MNIST."""
+    import shutil
+    target = tmp_path_factory.mktemp("student") / "0x07-cnn"
+    shutil.copytree(TASK_DIR, target, symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "MNIST.npz", "[0-9]-main.png"))
+    small_mnist(target / "MNIST.npz")
+    return target
+
+
+def test_copied_folder_holds_no_links(copied_folder):
+    links = [path.name for path in copied_folder.iterdir() if path.is_symlink()]
+    assert links == [], f"these files would not survive a copy of the folder: {links}"
+
+
+@pytest.mark.parametrize("main", sorted(MAIN_RUNS))
+def test_every_main_runs_in_a_copy_of_the_folder(copied_folder, main):
+    arguments, patterns = MAIN_RUNS[main]
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DISPLAY", "PYTHONPATH", "MPLBACKEND")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run([sys.executable, main, *arguments], cwd=copied_folder, env=env,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, f"{main} failed in the copy:\n{result.stderr[-3000:]}"
+    for pattern in patterns:
+        assert re.search(pattern, result.stdout, re.MULTILINE), (
+            f"{main}: no line matching {pattern!r} in:\n{result.stdout[-2000:]}")
+    if main in ("0-main.py", "1-main.py", "4-main.py", "5-main.py"):
+        assert (copied_folder / main.replace(".py", ".png")).stat().st_size > 0

@@ -8,8 +8,9 @@ of channels the GPU holds. The upper row is GPU 1, the lower row GPU 2;
 grey arrows stay on one GPU, orange arrows are the layers where the two GPUs
 exchange activations.
 
-Usage: ``python docs/figures/draw_alexnet.py [--out PATH]`` (default: the
-``alexnet.png`` beside this script). The file is written atomically.
+Usage: ``python docs/figures/draw_alexnet.py [--out PATH]`` (default:
+``0x07-cnn/alexnet.png``, beside the review it illustrates). The file is
+written atomically.
 """
 import argparse
 import math
@@ -24,7 +25,7 @@ from convnet.storage import atomic_path
 
 FIGSIZE = (15.0, 7.0)
 DPI = 100
-DEFAULT_OUT = Path(__file__).resolve().parent / "alexnet.png"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "0x07-cnn" / "alexnet.png"
 
 GPU_COLOURS = ("#4C78A8", "#54A24B")
 INPUT_COLOUR = "#B0B0B0"
@@ -205,7 +206,7 @@ def main(argv=None):
     """Parse the command line and draw the figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", metavar="PATH", default=str(DEFAULT_OUT),
-                        help="PNG file to write (default: docs/figures/alexnet.png)")
+                        help="PNG file to write (default: 0x07-cnn/alexnet.png)")
     args = parser.parse_args(argv)
     print(draw(ALEXNET, args.out))
 
