@@ -193,6 +193,35 @@ def _run_filters(args):
     plots.filters_cli(args)
 
 
+# ---------------------------------------------------------------- serve
+def _configure_serve(parser):
+    parser.description = (
+        "Serve a page that shows the network at work: draw a digit and watch every layer, "
+        "inspect the arithmetic of a convolution, back-propagate, browse the mistakes.")
+    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz",
+                        help="LeNet-5 weights .npz written by `convnet train` "
+                             "(default: runs/lenet5-numpy/checkpoint.npz)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=positive_int, default=8000, help="default 8000")
+    _add_dataset_options(parser)
+
+
+def _run_serve(args):
+    from convnet import serve
+    if args.port > 65535:
+        raise ValueError(f"--port must be at most 65535, received {args.port}")
+    view = serve.NetworkView.from_checkpoint(args.checkpoint)
+    app = serve.build_app(view, browser=serve.browser_for(view, args.dataset, args.data),
+                          checkpoint=str(args.checkpoint))
+    warning = serve.host_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving {args.checkpoint} on http://{host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    serve.run(app, args.host, args.port)
+
+
 # ---------------------------------------------------------------- bench
 def _configure_bench(parser):
     parser.add_argument("which", choices=("ops", "train"), help="what to measure")
@@ -216,6 +245,7 @@ COMMANDS = {
     "show": (_configure_show, _run_show, "draw filters, feature maps and predictions of a checkpoint"),
     "filters": (_configure_filters, _run_filters, "apply classic hand-made kernels to a photograph"),
     "bench": (_configure_bench, _run_bench, "time the NumPy engine against TensorFlow"),
+    "serve": (_configure_serve, _run_serve, "a local web page that shows the network at work"),
 }
 
 

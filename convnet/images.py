@@ -15,13 +15,20 @@ BOX = 20
 INK_THRESHOLD = 0.2
 
 
-def load_digit_image(path):
+def load_digit_image(path, *, max_pixels=None, label=None):
     """Load one digit image as MNIST does.
 
     Parameters
     ----------
-    path : str or Path
-        PNG, JPEG or any image Pillow reads, of any size, colour or grey.
+    path : str, Path or binary file object
+        PNG, JPEG or any image Pillow reads, of any size, colour or grey
+        (a file object, e.g. ``io.BytesIO``, for an image received over the
+        network).
+    max_pixels : int, optional, keyword only
+        Refuse an image whose width times height exceeds this, before its
+        pixels are decoded (a small compressed file can hold a huge image).
+    label : str, optional, keyword only
+        How error messages name the image (default: ``path``).
 
     Returns
     -------
@@ -33,16 +40,23 @@ def load_digit_image(path):
     Raises
     ------
     ValueError
-        Naming ``path`` if the file cannot be read as an image or shows no digit.
+        Naming ``path`` if the file cannot be read as an image, is larger
+        than ``max_pixels`` or shows no digit.
     """
     from PIL import Image, UnidentifiedImageError  # Pillow only when images are read
 
+    name = path if label is None else label
     try:
         with Image.open(path) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ValueError(f"image {name} is {image.width}x{image.height} pixels; "
+                                 f"at most {max_pixels} pixels are accepted")
             image.load()
             grey = _flatten_alpha(image).convert("L")
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from None
+        # A file object's repr says nothing to the reader: drop it from the reason.
+        reason = str(error) if label is None else str(error).replace(str(path), "").strip()
+        raise ValueError(f"cannot read image {name}: {reason}") from None
     pixels = np.asarray(grey, dtype=np.float32) / 255.0
     if _border_mean(pixels) > 0.5:
         pixels = 1.0 - pixels
@@ -50,7 +64,7 @@ def load_digit_image(path):
     np.clip(pixels, 0.0, None, out=pixels)
     peak = pixels.max()
     if peak <= 0:
-        raise ValueError(f"image {path} shows no digit: nothing stands out from its background")
+        raise ValueError(f"image {name} shows no digit: nothing stands out from its background")
     ink_rows, ink_cols = np.nonzero(pixels >= INK_THRESHOLD * peak)
     crop = pixels[ink_rows.min():ink_rows.max() + 1, ink_cols.min():ink_cols.max() + 1]
     digit = _fit_box(crop / peak)
