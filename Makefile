@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test data install lint clean
+.PHONY: demo test data install lint clean screenshots
 
 demo: data
 	$(BIN)/convnet train --epochs 3
@@ -23,6 +23,14 @@ $(STAMP): pyproject.toml
 
 data: $(STAMP)
 	$(BIN)/convnet data --link 0x07-cnn
+
+# The page's screenshots in docs/figures/serve/, taken by the browser test (served
+# checkpoint: the demo's if it exists, else one the test trains on 5,000 images).
+screenshots: data
+	CONVNET_SCREENSHOTS=docs/figures/serve \
+	CONVNET_SERVE_CHECKPOINT=$$(test -f runs/lenet5-numpy/checkpoint.npz && \
+	  echo runs/lenet5-numpy/checkpoint.npz) \
+	$(BIN)/python -m pytest -q tests/test_serve_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check convnet tests benchmarks

@@ -13,6 +13,7 @@ const state = {
   inspectLayer: null,
   inspectChannel: 0,
   updates: 0,           // answers drawn so far
+  busy: false,          // a drawing is being sent, or strokes wait to be
 };
 // Stroke-to-update latencies in milliseconds: from the first pointer event not yet
 // drawn to the end of drawing the answer that includes it.
@@ -163,6 +164,7 @@ $("#clear").addEventListener("click", () => {
 
 // One request at a time: strokes made meanwhile are sent together when it returns.
 function requestUpdate() {
+  state.busy = true;
   if (inFlight) { pending = true; return; }
   inFlight = true;
   pending = false;
@@ -182,7 +184,7 @@ function requestUpdate() {
       $("#status").textContent = error.message;
     } finally {
       inFlight = false;
-      if (pending) requestUpdate();
+      if (pending) requestUpdate(); else state.busy = false;
     }
   }, "image/png");
 }
@@ -303,9 +305,8 @@ function drawInspectMap() {
   if (state.inspect && state.inspect.layer === layer.name &&
       state.inspect.channel === state.inspectChannel) {
     const context = canvas.getContext("2d");
-    context.strokeStyle = "#2b6cb0";
-    context.lineWidth = 0.3;
-    context.strokeRect(state.inspect.col, state.inspect.row, 1, 1);
+    context.fillStyle = "rgba(255, 140, 0, 0.85)";
+    context.fillRect(state.inspect.col, state.inspect.row, 1, 1);
   }
 }
 
