@@ -110,6 +110,13 @@ def _configure_train(parser):
                         help="numpy backend: processes sharing each training step (default "
                              f"{DEFAULT_PROCESSES}: each batch split over two cores; 1 "
                              "trains in this process alone, with slightly different rounding)")
+    parser.add_argument("--serve", action="store_true",
+                        help="numpy backend: stream the loss, accuracy and first-layer filters "
+                             "to the page of `convnet serve` (Watch training) on 127.0.0.1")
+    parser.add_argument("--serve-port", type=positive_int, default=8000,
+                        help="port of --serve's page (default 8000)")
+    parser.add_argument("--serve-every", type=positive_int, default=50, metavar="N",
+                        help="--serve sends an update every N steps (default 50)")
 
 
 def _run_train(args):
@@ -121,6 +128,8 @@ def _run_train(args):
     else:
         if args.resume:
             raise ValueError("--resume is available with --backend numpy only")
+        if args.serve:
+            raise ValueError("--serve is available with --backend numpy only")
         from convnet import tf_training
         tf_training.train_cli(args)
 

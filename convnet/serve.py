@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from convnet import ops
+from convnet.checks import check_count
 from convnet.images import load_digit_image
 from convnet.layers import Conv2D, ReLU, SoftmaxCrossEntropy
 
@@ -443,6 +444,127 @@ def training_event(step, epoch, loss, accuracy, kernels):
             "accuracy": None if accuracy is None else float(accuracy),
             "kernels": _channels_first(kernels[:, :, 0, :]),
             "kernel_shape": list(kernels.shape)}
+
+
+class TrainingWatcher:
+    """The trainer's per-step callback behind ``convnet train --serve``.
+
+    Every ``every`` steps it copies the trained weights into the served
+    model (so the Draw view shows the network as it learns), measures the
+    accuracy on a fixed slice of the validation split and publishes the
+    mean loss of those steps, that accuracy and conv1's kernels to ``feed``.
+
+    Parameters
+    ----------
+    model : LeNet5
+        The model being trained (only read, between steps).
+    view : NetworkView
+        The served network: a separate model, so that requests never touch
+        the layers the trainer is using.
+    feed : TrainingFeed
+    X_valid : ndarray of shape (m, 28, 28)
+    Y_valid : ndarray of shape (m,)
+        The validation slice whose accuracy is reported.
+    every : int
+        Steps between two events.
+    """
+
+    def __init__(self, model, view, feed, X_valid, Y_valid, every=50):
+        check_count("every", every)
+        self.model = model
+        self.view = view
+        self.feed = feed
+        self.X_valid, self.Y_valid = X_valid, Y_valid
+        self.every = every
+        self.step = 0
+        self._losses = []
+
+    def __call__(self, epoch, loss):
+        """Record one step's mean loss; publish an event every ``every`` steps."""
+        self.step += 1
+        self._losses.append(float(loss))
+        if self.step % self.every == 0:
+            self.publish(epoch)
+
+    def publish(self, epoch):
+        """Copy the weights into the served model and publish an event now."""
+        with self.view._lock:
+            self.view.model.set_weights(self.model.get_weights())
+            accuracy = None
+            if len(self.X_valid):
+                _, accuracy = self.view.model.evaluate(self.X_valid, self.Y_valid)
+            kernels = self.view.first_conv.params["W"].copy()
+        loss = float(np.mean(self._losses)) if self._losses else float("nan")
+        self._losses = []
+        self.feed.publish(training_event(self.step, epoch, loss, accuracy, kernels))
+
+
+class ServerThread:
+    """An ASGI application served by uvicorn in a background thread.
+
+    Parameters
+    ----------
+    app : ASGI application
+    host : str
+    port : int
+        0 picks a free port; ``url`` tells which.
+    """
+
+    def __init__(self, app, host=DEFAULT_HOST, port=0):
+        import socket
+
+        import uvicorn
+
+        if port == 0:
+            with socket.socket() as probe:
+                probe.bind((host, 0))
+                port = probe.getsockname()[1]
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{port}/"
+
+    def start(self, timeout=20.0):
+        """Start serving; return once the server listens.
+
+        Raises
+        ------
+        OSError
+            If it has not started within ``timeout`` seconds (port in use, say).
+        """
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(f"the server could not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout=10.0):
+        """Stop serving and wait for the thread (at most ``timeout`` seconds)."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+
+def watch_training(model, X_valid, Y_valid, host=DEFAULT_HOST, port=DEFAULT_PORT, every=50,
+                   sample=500):
+    """Serve the page for a training run; return ``(on_step callback, server thread)``.
+
+    The callback is a :class:`TrainingWatcher` reporting the accuracy on the
+    first ``sample`` validation images; the server is already listening.
+    """
+    from convnet.model import LeNet5
+
+    view = NetworkView(LeNet5(seed=0))
+    view.model.set_weights(model.get_weights())
+    feed = TrainingFeed()
+    watcher = TrainingWatcher(model, view, feed, X_valid[:sample], Y_valid[:sample], every)
+    server = ServerThread(build_app(view, feed=feed, checkpoint="(training)"), host, port)
+    return watcher, server.start()
 
 
 # ---------------------------------------------------------------- JSON helpers

@@ -68,7 +68,7 @@ def _progress(iterable, description, total, enabled):
 
 
 def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
-                description=None, processes=1):
+                description=None, processes=1, on_step=None):
     """Run one epoch of mini-batch Adam steps.
 
     Parameters
@@ -88,6 +88,9 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
         Show a tqdm bar.
     processes : int
         Processes sharing each step (see ``convnet.parallel``).
+    on_step : callable, optional
+        Called as ``on_step(epoch, loss)`` after every step, with that
+        batch's mean loss (``convnet train --serve`` streams them).
 
     Returns
     -------
@@ -108,6 +111,8 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
         for loss, count in _progress(steps, description or f"epoch {epoch}",
                                      -(-len(X) // batch_size), progress):
             total_loss += loss * count
+            if on_step is not None:
+                on_step(epoch, loss)
     return total_loss / max(len(X), 1)
 
 
@@ -127,7 +132,7 @@ def _record(model, data, epoch, history, log, processes):
 
 
 def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, history=None,
-        on_epoch_end=None, log=print, progress=True, processes=1):
+        on_epoch_end=None, log=print, progress=True, processes=1, on_step=None):
     """Train ``model`` up to ``epochs`` epochs, measuring it after each one.
 
     Parameters
@@ -158,6 +163,8 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     processes : int
         Processes sharing each step (see ``convnet.parallel``), and each
         evaluation.
+    on_step : callable, optional
+        Passed to :func:`train_epoch`: called after every step.
 
     Returns
     -------
@@ -172,11 +179,11 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     """
     with blas_threads(1):
         return _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
-                    on_epoch_end, log, progress, processes)
+                    on_epoch_end, log, progress, processes, on_step)
 
 
 def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history, on_epoch_end,
-         log, progress, processes):
+         log, progress, processes, on_step=None):
     """The loop of ``fit`` (same parameters)."""
     X_train, Y_train = data[0], data[1]
     history = empty_history() if history is None else history
@@ -188,7 +195,7 @@ def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
         started = time.perf_counter()
         train_epoch(model, optimizer, X_train, Y_train, batch_size, seed, epoch,
                     progress=progress, description=f"epoch {epoch}/{epochs}",
-                    processes=processes)
+                    processes=processes, on_step=on_step)
         history["epoch_seconds"].append(time.perf_counter() - started)
         _record(model, data, epoch, history, log, processes)
         if on_epoch_end is not None:
@@ -320,11 +327,21 @@ def train_cli(args, progress=True):
         save_checkpoint(checkpoint, model, optimizer, epoch, settings, history)
         storage.write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
 
-    history = fit(model, optimizer, (X_train, Y_train, X_valid, Y_valid), args.epochs,
-                  batch_size=args.batch_size, seed=args.seed, start_epoch=start_epoch,
-                  history=history, on_epoch_end=save,
-                  log=lambda line: print(line, flush=True), progress=progress,
-                  processes=processes)
+    on_step, server = None, None
+    if getattr(args, "serve", False):
+        from convnet import serve
+        on_step, server = serve.watch_training(model, X_valid, Y_valid, port=args.serve_port,
+                                               every=args.serve_every)
+        print(f"watch the training on {server.url} (Watch training)", flush=True)
+    try:
+        history = fit(model, optimizer, (X_train, Y_train, X_valid, Y_valid), args.epochs,
+                      batch_size=args.batch_size, seed=args.seed, start_epoch=start_epoch,
+                      history=history, on_epoch_end=save,
+                      log=lambda line: print(line, flush=True), progress=progress,
+                      processes=processes, on_step=on_step)
+    finally:
+        if server is not None:
+            server.stop()
     # The first entry of the history is the untrained network (epoch 0).
     plot = save_history_plot(history, out / "history.png", first_epoch=0)
     valid_accuracy = history["val_accuracy"][-1]

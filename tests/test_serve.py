@@ -5,6 +5,7 @@ The answers are checked against the library computed independently: the
 a pixel-loop convolution, finite differences of the loss, and label counts.
 """
 import io
+import json
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ pytest.importorskip("httpx")
 
 with warnings.catch_warnings():
     # Starlette's test client announces a move to another HTTP package.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from reference_ops import reference_conv_forward
@@ -438,3 +439,83 @@ def test_convnet_serve_answers_on_loopback(checkpoint, dataset):
         out, err = process.communicate(timeout=10)
     assert out.startswith(f"serving {checkpoint} on http://127.0.0.1:{port}/")
     assert "warning" not in err
+
+
+# ---------------------------------------------------------------- watch training
+def test_training_watcher_publishes_every_n_steps(mnist):
+    from convnet.optim import Adam
+    from convnet.trainer import fit
+    X, Y = mnist[0][:256], mnist[1][:256]
+    X_valid, Y_valid = mnist[2][:100], mnist[3][:100]
+    model = LeNet5(seed=0)
+    view = serve.NetworkView(LeNet5(seed=1))
+    feed = serve.TrainingFeed()
+    watcher = serve.TrainingWatcher(model, view, feed, X_valid, Y_valid, every=3)
+    losses = []
+
+    def on_step(epoch, loss):
+        losses.append(loss)
+        watcher(epoch, loss)
+
+    fit(model, Adam(model.parameters()), (X, Y, X_valid, Y_valid), 1, batch_size=32,
+        log=lambda line: None, progress=False, processes=1, on_step=on_step)
+    events, count = feed.since(0, timeout=0)
+    assert len(losses) == 8 and count == 2   # 256 images in batches of 32; every 3 steps
+    assert [event["step"] for event in events] == [3, 6]
+    for event, first in zip(events, (0, 3)):
+        assert event["loss"] == pytest.approx(np.mean(losses[first:first + 3]), rel=1e-12)
+        assert event["epoch"] == 1
+    watcher.publish(1)   # the state at the end of training
+    last = feed.since(2, timeout=0)[0][-1]
+    assert last["step"] == 8
+    assert last["loss"] == pytest.approx(np.mean(losses[6:]), rel=1e-12)
+    for served, trained in zip(view.model.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(served, trained)
+    kernels = np.stack([np.reshape(k, (5, 5)) for k in last["kernels"]], axis=-1)
+    np.testing.assert_allclose(kernels, model.get_weights()[0][:, :, 0, :], atol=1e-5)
+    predictions = model.predict_proba(X_valid).argmax(axis=1)
+    assert last["accuracy"] == pytest.approx(float((predictions == Y_valid).mean()))
+
+
+def test_training_events_stream_as_server_sent_events(checkpoint):
+    feed = serve.TrainingFeed()
+    view = serve.NetworkView.from_checkpoint(checkpoint)
+    kernels = view.first_conv.params["W"]
+    feed.publish(serve.training_event(10, 1, 0.5, 0.75, kernels))
+    server = serve.ServerThread(serve.build_app(view, feed=feed)).start()
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(server.url + "api/train/events", timeout=10) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            feed.publish(serve.training_event(20, 2, 0.25, 0.875, kernels))
+            events = []
+            while len(events) < 2:
+                line = stream.readline().decode()
+                if line.startswith("data: "):
+                    events.append(json.loads(line[len("data: "):]))
+        assert [(e["step"], e["epoch"], e["loss"], e["accuracy"]) for e in events] == \
+            [(10, 1, 0.5, 0.75), (20, 2, 0.25, 0.875)]
+        np.testing.assert_allclose(np.reshape(events[0]["kernels"][4], (5, 5)),
+                                   kernels[:, :, 0, 4], atol=1e-5)
+    finally:
+        server.stop()
+
+
+def test_train_serve_prints_where_to_watch(tmp_path, capsys, dataset):
+    from convnet.cli import main
+    port = _free_port()
+    assert main(["train", "--serve", "--serve-port", str(port), "--serve-every", "1",
+                 "--data", str(dataset[0]), "--epochs", "1", "--processes", "1",
+                 "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == f"watch the training on http://127.0.0.1:{port}/ (Watch training)"
+    with pytest.raises(OSError):   # the page stops with the training
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=2)
+
+
+@pytest.mark.parametrize("backend", ["tf1", "keras"])
+def test_train_serve_needs_the_numpy_backend(backend, capsys):
+    from convnet.cli import main
+    assert main(["train", "--backend", backend, "--serve"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "convnet: error: --serve is available with --backend numpy only"

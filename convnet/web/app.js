@@ -545,6 +545,10 @@ function drawChart() {
 function watchTraining() {
   if (!state.model || !state.model.training) return;
   const source = new EventSource("/api/train/events");
+  source.onerror = () => {
+    if (watched.length) $("#watch-status").textContent += " (the stream has stopped: the " +
+      "training has ended, or the server has)";
+  };
   source.onmessage = (message) => {
     const event = JSON.parse(message.data);
     watched.push(event);
