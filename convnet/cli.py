@@ -158,6 +158,11 @@ def _configure_predict(parser):
                              "(default: runs/lenet5-numpy/checkpoint.npz)")
     parser.add_argument("--top", type=positive_int, default=3,
                         help="how many of the most likely digits to show (default: 3)")
+    parser.add_argument("--show", action="store_true",
+                        help="also draw, for each image, the 28x28 input the network saw and "
+                             "its probabilities (PNG files in --out)")
+    parser.add_argument("--out", metavar="DIR", default="runs/pictures",
+                        help="folder of --show's pictures (default: runs/pictures)")
 
 
 def _run_predict(args):
@@ -183,6 +188,11 @@ def _configure_show(parser):
                         help="validation image whose feature maps are drawn, also the first "
                              "of the 25 predictions shown (default: 0)")
     parser.add_argument("--out", metavar="DIR", default="runs/pictures")
+    parser.add_argument("--image", metavar="FILE", default=None,
+                        help="draw only the feature maps of this digit picture (PNG or JPEG, "
+                             "prepared as `convnet predict` does)")
+    parser.add_argument("--mistakes", action="store_true",
+                        help="also draw the first 25 mistakes on the validation split")
     _add_dataset_options(parser)
 
 

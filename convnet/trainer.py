@@ -373,7 +373,9 @@ def evaluate_cli(args):
 def predict_cli(args):
     """Run ``convnet predict``: print the digit and top probabilities for each image file.
 
-    ``args`` has images (paths), checkpoint and top (how many probabilities).
+    ``args`` has images (paths), checkpoint and top (how many probabilities);
+    with ``show`` true it also draws each prepared 28x28 input and its
+    probabilities into the folder ``out`` and prints the PNG paths.
     """
     from convnet.images import load_digit_image
     model = LeNet5.load(args.checkpoint)
@@ -384,3 +386,9 @@ def predict_cli(args):
         ranked = np.argsort(probs)[::-1][:top]
         shown = ", ".join(f"{digit}: {probs[digit]:.4f}" for digit in ranked)
         print(f"{path}: {ranked[0]} ({shown})")
+    if getattr(args, "show", False):
+        from convnet.plots import draw_input_and_probabilities, input_picture_names
+        for path, name, image, probs in zip(args.images, input_picture_names(args.images),
+                                            images, probabilities):
+            print(draw_input_and_probabilities(image, probs, Path(args.out) / name,
+                                               title=f"What the network saw: {path}"))
