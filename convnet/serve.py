@@ -25,6 +25,7 @@ request reaches the file system.
 :func:`build_app` returns the ASGI application; it prints nothing.
 """
 import asyncio
+import base64
 import io
 import json
 import threading
@@ -43,9 +44,9 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # A 280x280 canvas is about 10 kB as a PNG; a phone photo a few MB.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4096 * 4096
-# Decimals kept for the numbers that are only drawn (maps, gradients): enough
-# for a colour scale, and the answer stays small. The Inspect view's numbers
-# are sent exact.
+# Decimals kept for the first-layer kernels streamed while training (drawn
+# only). Maps and gradients are sent as one byte per value (``drawing_codes``);
+# the Inspect view's numbers are sent exact.
 DRAWN_DECIMALS = 5
 BROWSE_SPLITS = ("valid", "test")
 BROWSE_LIMIT = 100
@@ -574,16 +575,43 @@ def _channels_first(activation):
     return [rounded[:, :, k].ravel().tolist() for k in range(rounded.shape[2])]
 
 
+def drawing_codes(activation, low, high):
+    """Quantise values for drawing: one byte each, channels first, in base64.
+
+    Parameters
+    ----------
+    activation : ndarray of shape (h, w, c) or (n,)
+    low, high : float
+        The smallest and largest value (the layer's colour scale).
+
+    Returns
+    -------
+    str
+        Base64 of ``round(255 * (value - low) / (high - low))`` as unsigned
+        bytes, channel 0's h * w values first (all zeros when high == low).
+        A value is recovered within ``(high - low) / 510``: far finer than
+        the eye tells colours apart, at a tenth of the size and encoding
+        time of JSON numbers.
+    """
+    values = np.asarray(activation, dtype=np.float64)
+    if values.ndim == 3:
+        values = values.transpose(2, 0, 1)
+    span = high - low
+    scaled = np.zeros(values.shape) if span <= 0 else (values - low) * (255.0 / span)
+    codes = np.rint(scaled).clip(0, 255).astype(np.uint8)
+    return base64.b64encode(codes.tobytes()).decode("ascii")
+
+
 def _drawn(name, activation):
-    """JSON-ready description of one layer's output (or gradient) for drawing."""
+    """JSON-ready description of one layer's output (or gradient) for drawing.
+
+    ``codes`` holds the values quantised by :func:`drawing_codes` between
+    ``min`` and ``max``; the page decodes them into one array per channel.
+    """
     activation = np.asarray(activation, dtype=np.float64)
-    entry = {"name": name, "kind": _kind(activation), "shape": list(activation.shape),
-             "min": float(activation.min()), "max": float(activation.max())}
-    if activation.ndim == 3:
-        entry["values"] = _channels_first(activation)
-    else:
-        entry["values"] = np.round(activation, DRAWN_DECIMALS).tolist()
-    return entry
+    low, high = float(activation.min()), float(activation.max())
+    return {"name": name, "kind": _kind(activation), "shape": list(activation.shape),
+            "min": low, "max": high, "codes": drawing_codes(activation, low, high)}
 
 
 def predict_payload(view, image):

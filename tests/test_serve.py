@@ -4,6 +4,7 @@ The answers are checked against the library computed independently: the
 ``convnet predict`` path (``load_digit_image`` then ``LeNet5.predict_proba``),
 a pixel-loop convolution, finite differences of the loss, and label counts.
 """
+import base64
 import io
 import json
 import socket
@@ -137,6 +138,21 @@ def test_predict_equals_convnet_predict(client, checkpoint, ink, paper):
     assert result["prediction"] == int(expected.argmax())
 
 
+def decoded(layer):
+    """The values of a drawn layer as the page decodes them, in the layer's shape."""
+    codes = np.frombuffer(base64.b64decode(layer["codes"]), dtype=np.uint8)
+    values = layer["min"] + codes * (layer["max"] - layer["min"]) / 255
+    if layer["kind"] == "maps":
+        h, w, c = layer["shape"]
+        return values.reshape(c, h, w).transpose(1, 2, 0)
+    return values
+
+
+def _step(layer):
+    """Largest error of a decoded value: half a code."""
+    return (layer["max"] - layer["min"]) / 510 + 1e-12
+
+
 def test_predict_sends_every_layers_output(client, checkpoint):
     png = seven_png()
     result = client.post("/api/predict", content=png).json()
@@ -144,16 +160,10 @@ def test_predict_sends_every_layers_output(client, checkpoint):
     assert [layer["name"] for layer in result["layers"]] == [name for name, _ in maps[1:-1]]
     for layer, (name, activation) in zip(result["layers"], maps[1:-1]):
         activation = activation[0].astype(np.float64)
-        if activation.ndim == 3:
-            assert layer["kind"] == "maps"
-            drawn = np.stack([np.reshape(channel, activation.shape[:2])
-                              for channel in layer["values"]], axis=-1)
-        else:
-            assert layer["kind"] == "vector"
-            drawn = np.array(layer["values"])
-        np.testing.assert_allclose(drawn, activation, atol=10.0 ** -serve.DRAWN_DECIMALS)
-        assert layer["min"] == pytest.approx(activation.min())
-        assert layer["max"] == pytest.approx(activation.max())
+        assert layer["kind"] == ("maps" if activation.ndim == 3 else "vector")
+        assert layer["shape"] == list(activation.shape)
+        assert layer["min"] == activation.min() and layer["max"] == activation.max()
+        np.testing.assert_allclose(decoded(layer), activation, rtol=0, atol=_step(layer))
 
 
 def test_first_layer_maps_equal_a_pixel_loop(client, checkpoint):
@@ -164,8 +174,20 @@ def test_first_layer_maps_equal_a_pixel_loop(client, checkpoint):
     image = _image_of(png).astype(np.float64)[None, :, :, None]
     expected = reference_conv_forward(image, W, b.reshape(1, 1, 1, -1), lambda z: z)[0]
     conv1 = result["layers"][0]
-    drawn = np.stack([np.reshape(channel, (28, 28)) for channel in conv1["values"]], axis=-1)
-    np.testing.assert_allclose(drawn, expected, atol=2e-5)
+    np.testing.assert_allclose(decoded(conv1), expected, rtol=0, atol=_step(conv1) + 1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 2), (7,), (2, 2, 1)])
+def test_drawing_codes_quantise_between_the_limits(shape):
+    values = np.random.default_rng(0).normal(size=shape)
+    low, high = values.min(), values.max()
+    codes = np.frombuffer(base64.b64decode(serve.drawing_codes(values, low, high)), np.uint8)
+    ordered = values.transpose(2, 0, 1).ravel() if values.ndim == 3 else values
+    expected = [round(255 * (v - low) / (high - low)) for v in ordered]
+    np.testing.assert_array_equal(codes, expected)
+    assert codes.min() == 0 and codes.max() == 255
+    flat = serve.drawing_codes(np.full(shape, 2.5), 2.5, 2.5)
+    assert set(base64.b64decode(flat)) == {0}
 
 
 @pytest.mark.parametrize("body, status, message", [
@@ -327,9 +349,9 @@ def test_backprop_endpoint(client, checkpoint):
     model = LeNet5.load(checkpoint)
     image = _image_of(png)
     model.loss_and_grads(image[None], np.array([7]))
-    np.testing.assert_allclose(
-        np.stack([np.reshape(k, (5, 5)) for k in result["kernel_gradient"]["values"]], -1),
-        model.gradients()[0][:, :, 0, :], atol=10.0 ** -serve.DRAWN_DECIMALS)
+    kernel_gradient = result["kernel_gradient"]
+    np.testing.assert_allclose(decoded(kernel_gradient), model.gradients()[0][:, :, 0, :],
+                               rtol=0, atol=_step(kernel_gradient) + 1e-9)
     logits = model.forward(image[None])
     assert result["loss"] == pytest.approx(float(model.loss_layer.losses(logits, [7])[0]),
                                            rel=1e-5)

@@ -17,7 +17,9 @@ const state = {
 };
 // Stroke-to-update latencies in milliseconds: from the first pointer event not yet
 // drawn to the end of drawing the answer that includes it.
-const stats = { latencies: [] };
+// parts: for each update, milliseconds spent encoding the drawing, waiting for the
+// server's answer and drawing it.
+const stats = { latencies: [], parts: [] };
 window.convnet = { state, stats };
 
 const $ = (selector) => document.querySelector(selector);
@@ -42,8 +44,8 @@ function colourScale(min, max) {
 }
 
 function paint(canvas, values, width, height, scale) {
-  canvas.width = width;
-  canvas.height = height;
+  if (canvas.width !== width) canvas.width = width;
+  if (canvas.height !== height) canvas.height = height;
   const context = canvas.getContext("2d");
   const image = context.createImageData(width, height);
   for (let i = 0; i < width * height; i++) {
@@ -74,6 +76,24 @@ function bars(canvas, values, min, max, highlight) {
   context.fillRect(0, zero, width, 1);
 }
 
+// The server sends the values it only draws as bytes: code k stands for
+// min + k * (max - min) / 255, channels first. Decode them into layer.values:
+// one array of h * w values per channel, or one array for a vector.
+function decodeLayer(layer) {
+  if (layer.values) return layer;
+  const text = atob(layer.codes);
+  const span = layer.max - layer.min;
+  const values = new Float32Array(text.length);
+  for (let i = 0; i < text.length; i++) values[i] = layer.min + text.charCodeAt(i) * span / 255;
+  if (layer.kind === "maps") {
+    const [h, w, c] = layer.shape;
+    layer.values = Array.from({ length: c }, (_, k) => values.subarray(k * h * w, (k + 1) * h * w));
+  } else {
+    layer.values = Array.from(values);
+  }
+  return layer;
+}
+
 function fmt(value) {
   return Number(value).toFixed(4);
 }
@@ -102,7 +122,7 @@ function showView(name) {
   $("#view-" + name).classList.add("active");
   if (name === "browse" && !browseLoaded) loadBrowse();
   if (name === "backprop" && state.blob && state.label !== null) runBackprop();
-  if (name === "inspect") drawInspectMap();
+  if (name === "inspect") { drawInspectMap(); refreshInspect(); }
 }
 
 // ------------------------------------------------------------------ Draw
@@ -110,6 +130,10 @@ const drawCanvas = $("#draw");
 const pen = drawCanvas.getContext("2d");
 let drawing = false, last = null;
 let inFlight = false, pending = false, strokeStart = null;
+const sendCanvas = document.createElement("canvas");
+sendCanvas.width = sendCanvas.height = 140;
+const sendContext = sendCanvas.getContext("2d");
+sendContext.imageSmoothingQuality = "high";
 
 function clearDrawing() {
   pen.fillStyle = "#000";
@@ -170,23 +194,43 @@ function requestUpdate() {
   pending = false;
   const started = strokeStart;
   strokeStart = null;
-  drawCanvas.toBlob(async (blob) => {
-    try {
-      const result = await postImage("/api/predict", blob);
-      state.result = result;
-      state.blob = blob;
-      renderDraw(result);
-      state.updates += 1;
-      stats.latencies.push(performance.now() - started);
-      $("#status").textContent = "";
-      if (state.inspect) refreshInspect();
-    } catch (error) {
-      $("#status").textContent = error.message;
-    } finally {
-      inFlight = false;
-      if (pending) requestUpdate(); else state.busy = false;
-    }
-  }, "image/png");
+  const encoding = performance.now();
+  // Send the drawing at half size: encoding 280x280 as PNG takes several times
+  // longer, and the server shrinks the digit to 20x20 pixels anyway.
+  sendContext.drawImage(drawCanvas, 0, 0, sendCanvas.width, sendCanvas.height);
+  // toDataURL encodes at once; toBlob would wait for a free turn of the browser.
+  const blob = dataUrlToBlob(sendCanvas.toDataURL("image/png"));
+  sendDrawing(blob, started, encoding);
+}
+
+function dataUrlToBlob(url) {
+  const [head, data] = url.split(",");
+  const text = atob(data);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return new Blob([bytes], { type: head.slice(5, head.indexOf(";")) });
+}
+
+async function sendDrawing(blob, started, encoding) {
+  try {
+    const sent = performance.now();
+    const result = await postImage("/api/predict", blob);
+    const received = performance.now();
+    state.result = result;
+    state.blob = blob;
+    renderDraw(result);
+    state.updates += 1;
+    const done = performance.now();
+    stats.latencies.push(done - started);
+    stats.parts.push({ encode: sent - encoding, server: received - sent, draw: done - received });
+    $("#status").textContent = "";
+    if (state.inspect && $("#view-inspect").classList.contains("active")) refreshInspect();
+  } catch (error) {
+    $("#status").textContent = error.message;
+  } finally {
+    inFlight = false;
+    if (pending) requestUpdate(); else state.busy = false;
+  }
 }
 
 function renderDraw(result) {
@@ -218,14 +262,22 @@ function inspectable(name) {
 
 // Draw every layer: (h, w, c) outputs as one picture per channel, vectors as bars.
 function renderLayers(container, layers, clickable) {
+  layers.forEach(decodeLayer);
+  // While drawing, the layers keep their shapes: repaint the pictures in place
+  // instead of building the page's elements again on every update.
+  const signature = layers.map((l) => l.name + ":" + l.shape.join("x")).join(",");
+  if (container.dataset.signature === signature) {
+    layers.forEach((layer, index) => repaintLayer(container.children[index], layer));
+    return;
+  }
+  container.dataset.signature = signature;
   const rows = layers.map((layer) => {
     const row = document.createElement("div");
     row.className = "layer";
     row.dataset.layer = layer.name;
     const title = document.createElement("div");
     title.className = "title";
-    title.textContent = `${layer.name}: ${layer.shape.join("\u00d7")}` +
-      `  (min ${fmt(layer.min)}, max ${fmt(layer.max)})`;
+    title.textContent = layerTitle(layer);
     row.appendChild(title);
     const maps = document.createElement("div");
     maps.className = "maps";
@@ -271,6 +323,25 @@ function renderLayers(container, layers, clickable) {
     return row;
   });
   container.replaceChildren(...rows);
+}
+
+function layerTitle(layer) {
+  return `${layer.name}: ${layer.shape.join("\u00d7")}` +
+    `  (min ${fmt(layer.min)}, max ${fmt(layer.max)})`;
+}
+
+function repaintLayer(row, layer) {
+  row.querySelector(".title").textContent = layerTitle(layer);
+  const canvases = row.querySelectorAll("canvas");
+  if (layer.kind === "maps") {
+    const [h, w] = layer.shape;
+    const scale = colourScale(layer.min, layer.max);
+    layer.values.forEach((values, channel) => paint(canvases[channel], values, w, h, scale));
+  } else {
+    const best = layer.values.length <= 10 ?
+      layer.values.indexOf(Math.max(...layer.values)) : -1;
+    bars(canvases[0], layer.values, layer.min, layer.max, best);
+  }
 }
 
 // ------------------------------------------------------------------ Inspect
@@ -327,6 +398,8 @@ $("#inspect-map").addEventListener("click", (event) => {
              Math.floor((event.clientX - box.left) * canvas.width / box.width));
 });
 
+let inspectAsked = 0;
+
 async function runInspect(row, col) {
   if (!state.blob) {
     $("#inspect-where").textContent = "draw a digit in the Draw view first";
@@ -334,8 +407,11 @@ async function runInspect(row, col) {
   }
   const query = new URLSearchParams({ layer: state.inspectLayer, row, col,
                                       channel: state.inspectChannel });
+  const asked = ++inspectAsked;
   try {
-    state.inspect = await postImage("/api/inspect?" + query, state.blob);
+    const answer = await postImage("/api/inspect?" + query, state.blob);
+    if (asked !== inspectAsked) return;   // a later click has been sent meanwhile
+    state.inspect = answer;
     renderInspect(state.inspect);
     drawInspectMap();
   } catch (error) {
