@@ -327,3 +327,43 @@ def test_browse_view_shows_confusion_and_images(page, mnist):
     assert all("wrong" in thumb.get_attribute("class") for thumb in thumbs)
     screenshot(page, "browse")
 
+
+
+def test_watch_view_draws_the_training_stream(checkpoint, tmp_path):
+    """Events published by a training appear on the page: status, curve and filters."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from convnet import serve
+    from convnet.model import LeNet5
+    feed = serve.TrainingFeed()
+    kernels = LeNet5.load(checkpoint).get_weights()[0]
+    start = LeNet5(seed=0).get_weights()[0]
+    for step in range(1, 11):
+        # The filters move from their initial values to the trained ones.
+        mix = step / 10
+        feed.publish(serve.training_event(50 * step, 1 + step // 6, 2.3 / step, 1 - 0.9 / step,
+                                          (1 - mix) * start + mix * kernels))
+    view = serve.NetworkView.from_checkpoint(checkpoint)
+    server = serve.ServerThread(serve.build_app(view, feed=feed)).start()
+    driver = new_driver(tmp_path / "profile")
+    try:
+        driver.get(server.url)
+        driver.find_element("css selector", "#tabs button[data-view='watch']").click()
+        WebDriverWait(driver, TIMEOUT).until(
+            lambda d: "step 500" in d.find_element("id", "watch-status").text)
+        feed.publish(serve.training_event(550, 2, 0.2, 0.95, kernels))
+        WebDriverWait(driver, TIMEOUT).until(
+            lambda d: "step 550" in d.find_element("id", "watch-status").text)
+        status = driver.find_element("id", "watch-status").text
+        assert status.startswith("epoch 2, step 550: loss 0.2000, validation-slice accuracy 95.0 %")
+        chart = _canvas_pixels(driver, driver.find_element("id", "watch-chart"))
+        blue = (chart[:, :, 2] > 150) & (chart[:, :, 0] < 100) & (chart[:, :, 3] > 0)
+        assert blue.sum() > 100   # the loss curve
+        filters = driver.find_elements("css selector", "#watch-filters canvas")
+        assert len(filters) == 6
+        pixels = _canvas_pixels(driver, filters[0])[:, :, :3].astype(int)
+        assert pixels.shape[:2] == (5, 5) and pixels.std() > 0
+        screenshot(driver, "watch")
+    finally:
+        driver.quit()
+        server.stop()
