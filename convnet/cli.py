@@ -230,7 +230,8 @@ def _run_serve(args):
     from convnet import serve
     if args.port > 65535:
         raise ValueError(f"--port must be at most 65535, received {args.port}")
-    view = serve.NetworkView.from_checkpoint(args.checkpoint)
+    from convnet.plots import class_names
+    view = serve.NetworkView.from_checkpoint(args.checkpoint, class_names(args.dataset))
     app = serve.build_app(view, browser=serve.browser_for(view, args.dataset, args.data),
                           checkpoint=str(args.checkpoint))
     warning = serve.host_warning(args.host)

@@ -427,6 +427,36 @@ def test_serve_without_checkpoint_is_a_clear_error(tmp_path, capsys):
                      "`convnet train` (or `make demo`), or pass --checkpoint PATH")
 
 
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_serve_command_warns_about_other_hosts(checkpoint, monkeypatch, capsys, host, warned):
+    from convnet.cli import main
+    started = {}
+    monkeypatch.setattr(serve, "run", lambda app, host, port: started.update(host=host,
+                                                                              port=port))
+    assert main(["serve", "--checkpoint", str(checkpoint), "--host", host, "--port", "8123",
+                 "--dataset", "fashion-mnist"]) == 0
+    assert started == {"host": host, "port": 8123}
+    captured = capsys.readouterr()
+    assert captured.out == f"serving {checkpoint} on http://{host}:8123/ (Ctrl-C stops)\n"
+    assert (captured.err == serve.host_warning(host) + "\n") if warned else captured.err == ""
+
+
+def test_serve_command_rejects_a_port_above_65535(checkpoint, capsys):
+    from convnet.cli import main
+    assert main(["serve", "--checkpoint", str(checkpoint), "--port", "70000"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "convnet: error: --port must be at most 65535, received 70000"
+
+
+def test_fashion_mnist_class_names_reach_the_page(checkpoint):
+    from convnet.plots import FASHION_CLASS_NAMES
+    view = serve.NetworkView.from_checkpoint(checkpoint, FASHION_CLASS_NAMES)
+    with TestClient(serve.build_app(view)) as fashion:
+        assert fashion.get("/api/model").json()["class_names"] == list(FASHION_CLASS_NAMES)
+        answer = fashion.post("/api/predict", content=seven_png()).json()
+        assert answer["class_names"] == list(FASHION_CLASS_NAMES)
+
+
 def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -320,6 +320,17 @@ def test_browse_view_shows_confusion_and_images(page, mnist):
     cell = page.find_element("css selector", "#confusion td[data-true='7'][data-predicted='7']")
     count = int(cell.text)
     assert count > 0.8 * int((mnist[3] == 7).sum())
+    # The most frequent confusion: its cell lists exactly its images.
+    cells = page.find_elements("css selector", "#confusion td.wrong")
+    worst = max(cells, key=lambda td: int(td.text))
+    worst.click()
+    WebDriverWait(page, TIMEOUT).until(
+        lambda d: len(d.find_elements("css selector", "#browse-images .thumb")) ==
+        min(int(worst.text), 100))
+    true, predicted = worst.get_attribute("data-true"), worst.get_attribute("data-predicted")
+    captions = [thumb.text for thumb in page.find_elements("css selector",
+                                                           "#browse-images .thumb")]
+    assert all(caption.startswith(f"{predicted} ({true}) #") for caption in captions)
     page.find_element("id", "browse-mistakes").click()
     WebDriverWait(page, TIMEOUT).until(
         lambda d: len(d.find_elements("css selector", "#browse-images .thumb")) > 0)
