@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test data install lint clean screenshots
+.PHONY: demo test data install lint clean screenshots guide
 
 demo: data
 	$(BIN)/convnet train --epochs 3
@@ -23,6 +23,11 @@ $(STAMP): pyproject.toml
 
 data: $(STAMP)
 	$(BIN)/convnet data --link 0x07-cnn
+
+# The guide's pictures and the numbers its section 6 quotes, from a run like `make demo`'s.
+guide: data
+	$(BIN)/convnet train --epochs 3 --out runs/guide
+	$(BIN)/python docs/figures/draw_guide.py --run runs/guide
 
 # The page's screenshots in docs/figures/serve/, taken by the browser test (served
 # checkpoint: the demo's if it exists, else one the test trains on 5,000 images).
