@@ -53,7 +53,7 @@ def load_digit_image(path, *, max_pixels=None, label=None):
                                  f"at most {max_pixels} pixels are accepted")
             image.load()
             grey = _flatten_alpha(image).convert("L")
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as error:
         # A file object's repr says nothing to the reader: drop it from the reason.
         reason = str(error) if label is None else str(error).replace(str(path), "").strip()
         raise ValueError(f"cannot read image {name}: {reason}") from None

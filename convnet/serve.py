@@ -728,7 +728,7 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
                 result = await handler(request)
             except RequestError as error:
                 return JSONResponse({"error": str(error)}, status_code=error.status)
-            except (ValueError, TypeError, FileNotFoundError) as error:
+            except (ValueError, FileNotFoundError) as error:
                 return JSONResponse({"error": str(error)}, status_code=400)
             return JSONResponse(result)
         return endpoint

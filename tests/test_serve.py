@@ -226,6 +226,18 @@ def test_image_of_too_many_pixels_is_refused_before_decoding(client):
     assert "5000x4000 pixels" in answer.json()["error"]
 
 
+def test_image_claiming_a_huge_size_is_refused(client):
+    """A PNG whose header claims 30000 x 30000 pixels (a few bytes of data)."""
+    import struct
+    import zlib
+    png = bytearray(seven_png(size=(20, 20)))
+    png[16:24] = struct.pack(">II", 30000, 30000)   # width and height in the IHDR chunk
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    answer = client.post("/api/predict", content=bytes(png))
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("cannot read image in the request body")
+
+
 # ---------------------------------------------------------------- inspect
 @pytest.mark.parametrize("layer, row, col, channel", [
     ("conv1", 0, 0, 0), ("conv1", 14, 13, 5), ("relu1", 27, 3, 2),
