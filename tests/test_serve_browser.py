@@ -340,7 +340,7 @@ def test_browse_view_shows_confusion_and_images(page, mnist):
 
 
 
-def test_watch_view_draws_the_training_stream(checkpoint, tmp_path):
+def test_watch_view_draws_the_training_stream(checkpoint, page):
     """Events published by a training appear on the page: status, curve and filters."""
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -356,7 +356,7 @@ def test_watch_view_draws_the_training_stream(checkpoint, tmp_path):
                                           (1 - mix) * start + mix * kernels))
     view = serve.NetworkView.from_checkpoint(checkpoint)
     server = serve.ServerThread(serve.build_app(view, feed=feed)).start()
-    driver = new_driver(tmp_path / "profile")
+    driver = page   # the same browser, on another server's page
     try:
         driver.get(server.url)
         driver.find_element("css selector", "#tabs button[data-view='watch']").click()
@@ -376,5 +376,4 @@ def test_watch_view_draws_the_training_stream(checkpoint, tmp_path):
         assert pixels.shape[:2] == (5, 5) and pixels.std() > 0
         screenshot(driver, "watch")
     finally:
-        driver.quit()
         server.stop()
