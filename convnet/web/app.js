@@ -633,13 +633,13 @@ function watchTraining() {
     $("#watch-status").textContent = `epoch ${event.epoch}, step ${event.step}: loss ` +
       `${event.loss.toFixed(4)}${accuracy}`;
     drawChart();
-    const [h, w] = event.kernel_shape;
     let min = 0, max = 0;
-    event.kernels.forEach((k) => k.forEach((v) => { min = Math.min(min, v); max = Math.max(max, v); }));
+    for (const kernel of event.kernels) {
+      for (const v of kernel) { min = Math.min(min, v); max = Math.max(max, v); }
+    }
     renderLayers($("#watch-filters"), [{ name: "conv1 kernels", kind: "maps",
       shape: event.kernel_shape.slice(0, 2).concat([event.kernels.length]), min, max,
       values: event.kernels }], false);
-    void h; void w;
   };
 }
 
