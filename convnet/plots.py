@@ -115,7 +115,9 @@ def _history_figure(curves, epochs):
         # Integer ticks only: a fractional epoch means nothing.
         axes.xaxis.get_major_locator().set_params(integer=True)
         last = max(int(epochs[-1]), 1)
-        axes.set_xlim(-0.05 * last, 1.05 * last)
+        # Room around the first and last points, which would touch the frame.
+        margin = max(0.05 * last, 0.25)
+        axes.set_xlim(-margin, last + margin)
     # The loss falls by orders of magnitude (2.3 untrained, a few hundredths
     # trained): a log scale keeps the late epochs readable.
     losses = np.concatenate([curves["loss"], curves["val_loss"]])
