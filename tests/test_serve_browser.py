@@ -332,8 +332,9 @@ def test_browse_view_shows_confusion_and_images(page, mnist):
                                                            "#browse-images .thumb")]
     assert all(caption.startswith(f"{predicted} ({true}) #") for caption in captions)
     page.find_element("id", "browse-mistakes").click()
+    # The cell's images stay until the mistakes replace them: wait for the caption.
     WebDriverWait(page, TIMEOUT).until(
-        lambda d: len(d.find_elements("css selector", "#browse-images .thumb")) > 0)
+        lambda d: d.find_element("id", "browse-caption").text.startswith("every mistake"))
     thumbs = page.find_elements("css selector", "#browse-images .thumb")
     assert all("wrong" in thumb.get_attribute("class") for thumb in thumbs)
     screenshot(page, "browse")
