@@ -232,9 +232,10 @@ def _run_serve(args):
         raise ValueError(f"--port must be at most 65535, received {args.port}")
     from convnet.plots import class_names
     view = serve.NetworkView.from_checkpoint(args.checkpoint, class_names(args.dataset))
-    app = serve.build_app(view, browser=serve.browser_for(view, args.dataset, args.data),
-                          checkpoint=str(args.checkpoint))
     warning = serve.host_warning(args.host)
+    app = serve.build_app(view, browser=serve.browser_for(view, args.dataset, args.data),
+                          checkpoint=str(args.checkpoint),
+                          allowed_hosts=None if warning else serve.LOOPBACK_NAMES)
     if warning:
         print(warning, file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host

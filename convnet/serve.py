@@ -57,6 +57,16 @@ ASSETS = {
     "style.css": ("style.css", "text/css; charset=utf-8"),
 }
 PAGE = "index.html"
+# The page loads its own script and style sheet and talks to this server only.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+                               "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+                               "connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+# Names by which a server on the loopback interface is reached.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 def host_warning(host):
@@ -564,7 +574,9 @@ def watch_training(model, X_valid, Y_valid, host=DEFAULT_HOST, port=DEFAULT_PORT
     view.model.set_weights(model.get_weights())
     feed = TrainingFeed()
     watcher = TrainingWatcher(model, view, feed, X_valid[:sample], Y_valid[:sample], every)
-    server = ServerThread(build_app(view, feed=feed, checkpoint="(training)"), host, port)
+    app = build_app(view, feed=feed, checkpoint="(training)",
+                    allowed_hosts=LOOPBACK_NAMES if host in LOOPBACK_HOSTS else None)
+    server = ServerThread(app, host, port)
     return watcher, server.start()
 
 
@@ -686,7 +698,8 @@ async def _read_image(request, max_bytes):
                             label="in the request body")
 
 
-def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX_BODY_BYTES):
+def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX_BODY_BYTES,
+              allowed_hosts=None):
     """Return the Starlette application of ``convnet serve``.
 
     Parameters
@@ -701,6 +714,14 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
         Shown on the page.
     max_body_bytes : int
         Largest request body accepted (413 beyond).
+    allowed_hosts : sequence of str, optional
+        Host names the requests must be addressed to (400 otherwise), e.g.
+        ``LOOPBACK_NAMES`` for a server on 127.0.0.1: a web page elsewhere
+        that renames its own address to 127.0.0.1 (DNS rebinding) then
+        cannot read the answers. None accepts any.
+
+    Every answer forbids the browser to load anything from elsewhere
+    (``Content-Security-Policy``) or to guess content types.
 
     Routes
     ------
@@ -817,7 +838,35 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
         Route("/api/browse/mistakes", api(browse_mistakes)),
         Route("/api/train/events", train_events),
     ]
-    return Starlette(routes=routes)
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    middleware = [Middleware(_SecurityHeaders)]
+    if allowed_hosts is not None:
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    return Starlette(routes=routes, middleware=middleware)
+
+
+class _SecurityHeaders:
+    """ASGI middleware adding ``SECURITY_HEADERS`` to every answer."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(name.encode("latin-1"), value.encode("latin-1"))
+                            for name, value in SECURITY_HEADERS.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def browser_for(view, dataset="mnist", data_path=None):

@@ -112,6 +112,24 @@ def test_only_the_packages_assets_are_served(client, url):
     assert b"import" not in answer.content
 
 
+def test_answers_forbid_loading_from_elsewhere(client):
+    for url in ("/", "/assets/app.js", "/api/model", "/assets/nothing"):
+        headers = client.get(url).headers
+        assert headers["content-security-policy"].startswith("default-src 'self';")
+        assert "script-src 'self';" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("host, status", [("127.0.0.1:8000", 200), ("localhost", 200),
+                                          ("[::1]:8000", 200), ("attacker.example", 400),
+                                          ("127.0.0.1.attacker.example", 400)])
+def test_loopback_server_answers_only_to_loopback_names(checkpoint, host, status):
+    app = serve.build_app(serve.NetworkView.from_checkpoint(checkpoint),
+                          allowed_hosts=serve.LOOPBACK_NAMES)
+    with TestClient(app) as local:
+        assert local.get("/api/model", headers={"host": host}).status_code == status
+
+
 # ---------------------------------------------------------------- model and predict
 def test_model_describes_every_layer(client, checkpoint):
     answer = client.get("/api/model").json()
@@ -443,11 +461,15 @@ def test_serve_without_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_serve_command_warns_about_other_hosts(checkpoint, monkeypatch, capsys, host, warned):
     from convnet.cli import main
     started = {}
-    monkeypatch.setattr(serve, "run", lambda app, host, port: started.update(host=host,
-                                                                              port=port))
+    monkeypatch.setattr(serve, "run", lambda app, host, port: started.update(
+        app=app, host=host, port=port))
     assert main(["serve", "--checkpoint", str(checkpoint), "--host", host, "--port", "8123",
                  "--dataset", "fashion-mnist"]) == 0
-    assert started == {"host": host, "port": 8123}
+    assert (started["host"], started["port"]) == (host, 8123)
+    with TestClient(started["app"]) as served:
+        # On loopback, requests addressed to another name are refused.
+        status = served.get("/api/model", headers={"host": "attacker.example"}).status_code
+        assert status == (200 if warned else 400)
     captured = capsys.readouterr()
     assert captured.out == f"serving {checkpoint} on http://{host}:8123/ (Ctrl-C stops)\n"
     assert (captured.err == serve.host_warning(host) + "\n") if warned else captured.err == ""

@@ -100,6 +100,7 @@ def new_driver(user_data_dir, size=(1400, 1000)):
                  "--disable-sync", "--no-first-run", f"--user-data-dir={user_data_dir}",
                  f"--window-size={size[0]},{size[1]}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_script_timeout(TIMEOUT)
     return driver
@@ -339,6 +340,13 @@ def test_browse_view_shows_confusion_and_images(page, mnist):
     assert all("wrong" in thumb.get_attribute("class") for thumb in thumbs)
     screenshot(page, "browse")
 
+
+
+def test_page_logs_no_errors(page, drawn_seven):
+    """Nothing the page did was refused (content policy, a failed request) or threw."""
+    severe = [entry["message"] for entry in page.get_log("browser")
+              if entry["level"] == "SEVERE"]
+    assert severe == []
 
 
 def test_watch_view_draws_the_training_stream(checkpoint, page):
