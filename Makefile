@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test data install lint clean
+.PHONY: demo test data install lint clean screenshots guide
 
 demo: data
 	$(BIN)/convnet train --epochs 3 --overwrite
@@ -18,11 +18,24 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[tf,plots,hdf5,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[tf,plots,hdf5,serve,dev]'
 	touch $(STAMP)
 
 data: $(STAMP)
 	$(BIN)/convnet data --link 0x07-cnn
+
+# The guide's pictures and the numbers its section 6 quotes, from a run like `make demo`'s.
+guide: data
+	$(BIN)/convnet train --epochs 3 --out runs/guide
+	$(BIN)/python docs/figures/draw_guide.py --run runs/guide
+
+# The page's screenshots in docs/figures/serve/, taken by the browser test (served
+# checkpoint: the demo's if it exists, else one the test trains on 5,000 images).
+screenshots: data
+	CONVNET_SCREENSHOTS=docs/figures/serve \
+	CONVNET_SERVE_CHECKPOINT=$$(test -f runs/lenet5-numpy/checkpoint.npz && \
+	  echo runs/lenet5-numpy/checkpoint.npz) \
+	$(BIN)/python -m pytest -q tests/test_serve_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check convnet tests benchmarks

@@ -202,6 +202,13 @@ def _configure_train(parser):
                         help="numpy backend: processes sharing each training step (default "
                              f"{DEFAULT_PROCESSES}: each batch split over two cores; 1 "
                              "trains in this process alone, with slightly different rounding)")
+    parser.add_argument("--serve", action="store_true",
+                        help="numpy backend: stream the loss, accuracy and first-layer filters "
+                             "to the page of `convnet serve` (Watch training) on 127.0.0.1")
+    parser.add_argument("--serve-port", type=positive_int, default=8000,
+                        help="port of --serve's page (default 8000)")
+    parser.add_argument("--serve-every", type=positive_int, default=50, metavar="N",
+                        help="--serve sends an update every N steps (default 50)")
 
 
 def _check_processes(processes):
@@ -219,6 +226,8 @@ def _run_train(args):
         args.out = f"runs/lenet5-{args.backend}"
     if args.resume and args.backend != "numpy":
         raise BadOptionError("--resume is available with --backend numpy only")
+    if args.serve and args.backend != "numpy":
+        raise BadOptionError("--serve is available with --backend numpy only")
     _check_processes(args.processes)
     from convnet import runfolder
     with runfolder.claim(args.out, resume=args.resume, overwrite=args.overwrite) as stale:
@@ -257,6 +266,11 @@ def _configure_predict(parser):
                              "(default: runs/lenet5-numpy/checkpoint.npz)")
     parser.add_argument("--top", type=positive_int, default=3,
                         help="how many of the most likely digits to show (default: 3)")
+    parser.add_argument("--show", action="store_true",
+                        help="also draw, for each image, the 28x28 input the network saw and "
+                             "its probabilities (PNG files in --out)")
+    parser.add_argument("--out", metavar="DIR", default="runs/pictures",
+                        help="folder of --show's pictures (default: runs/pictures)")
 
 
 def _run_predict(args):
@@ -291,6 +305,11 @@ def _configure_show(parser):
                         help="validation image whose feature maps are drawn, also the first "
                              "of the 25 predictions shown (default: 0)")
     parser.add_argument("--out", metavar="DIR", default="runs/pictures")
+    parser.add_argument("--image", metavar="FILE", default=None,
+                        help="draw only the feature maps of this digit picture (PNG or JPEG, "
+                             "prepared as `convnet predict` does)")
+    parser.add_argument("--mistakes", action="store_true",
+                        help="also draw the first 25 mistakes on the validation split")
     _add_dataset_options(parser)
 
 
@@ -308,6 +327,37 @@ def _configure_filters(parser):
 def _run_filters(args):
     from convnet import plots
     plots.filters_cli(args)
+
+
+# ---------------------------------------------------------------- serve
+def _configure_serve(parser):
+    parser.description = (
+        "Serve a page that shows the network at work: draw a digit and watch every layer, "
+        "inspect the arithmetic of a convolution, back-propagate, browse the mistakes.")
+    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz",
+                        help="LeNet-5 weights .npz written by `convnet train` "
+                             "(default: runs/lenet5-numpy/checkpoint.npz)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=positive_int, default=8000, help="default 8000")
+    _add_dataset_options(parser)
+
+
+def _run_serve(args):
+    from convnet import serve
+    if args.port > 65535:
+        raise ValueError(f"--port must be at most 65535, received {args.port}")
+    from convnet.plots import class_names
+    view = serve.NetworkView.from_checkpoint(args.checkpoint, class_names(args.dataset))
+    warning = serve.host_warning(args.host)
+    app = serve.build_app(view, browser=serve.browser_for(view, args.dataset, args.data),
+                          checkpoint=str(args.checkpoint),
+                          allowed_hosts=None if warning else serve.LOOPBACK_NAMES)
+    if warning:
+        print(warning, file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving {args.checkpoint} on http://{host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    serve.run(app, args.host, args.port)
 
 
 # ---------------------------------------------------------------- bench
@@ -334,6 +384,7 @@ COMMANDS = {
     "show": (_configure_show, _run_show, "draw filters, feature maps and predictions of a checkpoint"),
     "filters": (_configure_filters, _run_filters, "apply classic hand-made kernels to a photograph"),
     "bench": (_configure_bench, _run_bench, "time the NumPy engine against TensorFlow"),
+    "serve": (_configure_serve, _run_serve, "a local web page that shows the network at work"),
 }
 
 

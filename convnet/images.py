@@ -36,13 +36,19 @@ MAX_PIXELS = 4096 * 4096
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
-def load_digit_image(path):
+def load_digit_image(path, *, max_pixels=MAX_PIXELS, label=None):
     """Load one digit image as MNIST does.
 
     Parameters
     ----------
-    path : str or Path
+    path : str, Path or binary file object
         PNG, JPEG or any image Pillow reads, of any size, colour or grey.
+    max_pixels : int, optional
+        Largest width times height read, checked from the header
+        (default ``MAX_PIXELS``).
+    label : str, optional
+        What messages call the image (default: ``path``), for images that
+        arrive as file objects.
 
     Returns
     -------
@@ -55,16 +61,17 @@ def load_digit_image(path):
     ------
     BadImageError
         A ``ValueError`` naming ``path`` if the file cannot be read as an
-        image, is larger than ``MAX_PIXELS``, or shows no digit.
+        image, is larger than ``max_pixels``, or shows no digit.
     """
-    pixels = read_grey(path)
+    name = path if label is None else label
+    pixels = read_grey(path, max_pixels=max_pixels, label=label)
     if _border_mean(pixels) > 0.5:
         pixels = 1.0 - pixels
     pixels -= np.median(_border(pixels))
     np.clip(pixels, 0.0, None, out=pixels)
     peak = pixels.max()
     if peak <= 0:
-        raise BadImageError(f"image {path} shows no digit: nothing stands out from its "
+        raise BadImageError(f"image {name} shows no digit: nothing stands out from its "
                             "background")
     ink_rows, ink_cols = np.nonzero(pixels >= INK_THRESHOLD * peak)
     crop = pixels[ink_rows.min():ink_rows.max() + 1, ink_cols.min():ink_cols.max() + 1]
@@ -72,13 +79,17 @@ def load_digit_image(path):
     return _centre_by_mass(digit)
 
 
-def read_grey(path):
+def read_grey(path, *, max_pixels=MAX_PIXELS, label=None):
     """Read any image Pillow reads as grey levels in [0, 1], by its mode's own range.
 
     Parameters
     ----------
-    path : str or Path
+    path : str, Path or binary file object
         The image file.
+    max_pixels : int, optional
+        Largest width times height read (default ``MAX_PIXELS``).
+    label : str, optional
+        What messages call the image (default: ``path``).
 
     Returns
     -------
@@ -90,9 +101,11 @@ def read_grey(path):
     ------
     BadImageError
         Naming ``path`` if it does not exist, cannot be decoded, or declares
-        more than ``MAX_PIXELS`` pixels (checked before decoding).
+        more than ``max_pixels`` pixels (checked before decoding).
     """
     from PIL import Image, UnidentifiedImageError  # Pillow only when images are read
+
+    name = path if label is None else label
 
     try:
         with warnings.catch_warnings():
@@ -100,23 +113,28 @@ def read_grey(path):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
     except Image.DecompressionBombError:
-        raise BadImageError(f"image {path} is too large: it declares more than "
-                            f"{2 * Image.MAX_IMAGE_PIXELS} pixels, and at most {MAX_PIXELS} "
-                            "(4096x4096) are read") from None
+        raise BadImageError(f"image {name} is too large: it declares more than "
+                            f"{2 * Image.MAX_IMAGE_PIXELS} pixels, and at most {max_pixels} "
+                            "are read") from None
     except FileNotFoundError:
-        raise BadImageError(f"image {path} does not exist") from None
+        raise BadImageError(f"image {name} does not exist") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        raise BadImageError(f"cannot read image {path}: {error}") from None
+        raise BadImageError(f"cannot read image {name}: {_reason(error, path, label)}") from None
     with image:
         width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise BadImageError(f"image {path} is {width}x{height} pixels, more than the "
-                                f"{MAX_PIXELS} (4096x4096) that are read: scale it down first")
+        if width * height > max_pixels:
+            raise BadImageError(f"image {name} is {width}x{height} pixels, more than the "
+                                f"{max_pixels} that are read: scale it down first")
         try:
             image.load()
             return _grey(image)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-            raise BadImageError(f"cannot read image {path}: {error}") from None
+            raise BadImageError(f"cannot read image {name}: {_reason(error, path, label)}") from None
+
+
+def _reason(error, path, label):
+    """The error's text; without a file object's repr, which says nothing to the reader."""
+    return str(error) if label is None else str(error).replace(str(path), "").strip()
 
 
 def _grey(image):

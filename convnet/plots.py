@@ -90,7 +90,16 @@ def plot_history(history, path, first_epoch=1):
     epochs = np.arange(first_epoch, first_epoch + lengths["loss"])
     if len(epochs) == 0:
         raise ValueError("history has no epochs: every list is empty")
+    return save_figure(_history_figure(curves, epochs), path)
 
+
+def _history_figure(curves, epochs):
+    """The figure of :func:`plot_history` for checked ``curves`` and their ``epochs``.
+
+    The x axis always starts at epoch 0 (training starts there), so a
+    one-epoch Keras history is one point at epoch 1 on an axis from 0 to 1,
+    not a lone point on an axis of fractional epochs.
+    """
     figure = new_figure(HISTORY_SIZE)
     axes_loss, axes_acc = figure.subplots(1, 2)
     panels = ((axes_loss, "loss", "Loss (cross-entropy)"),
@@ -106,6 +115,10 @@ def plot_history(history, path, first_epoch=1):
         axes.legend()
         # Integer ticks only: a fractional epoch means nothing.
         axes.xaxis.get_major_locator().set_params(integer=True)
+        last = max(int(epochs[-1]), 1)
+        # Room around the first and last points, which would touch the frame.
+        margin = max(0.05 * last, 0.25)
+        axes.set_xlim(-margin, last + margin)
     # The loss falls by orders of magnitude (2.3 untrained, a few hundredths
     # trained): a log scale keeps the late epochs readable.
     losses = np.concatenate([curves["loss"], curves["val_loss"]])
@@ -114,13 +127,14 @@ def plot_history(history, path, first_epoch=1):
     trained = epochs[-1]
     figure.suptitle(f"Training history ({trained} epoch{'s' if trained != 1 else ''})")
     figure.tight_layout()
-    return save_figure(figure, path)
+    return figure
 
 
 # ---------------------------------------------------------------- pictures of a checkpoint
 FILTERS_SIZE = (9.0, 2.4)
 PREDICTIONS_SIZE = (8.0, 9.0)
 CONFUSION_SIZE = (7.5, 6.5)
+INPUT_SIZE = (8.0, 3.6)
 FEATURE_MAPS_WIDTH = 12.0
 # Heights in inches of the rows of the feature-map figure.
 _TITLE_HEIGHT = 0.5
@@ -128,6 +142,8 @@ _MAP_ROW_HEIGHT = 1.05
 _STRIP_HEIGHT = 0.7
 _BARS_HEIGHT = 1.3
 _MAP_COLUMNS = 16
+# Width of a feature-map row's colour bar, as a fraction of one channel's picture.
+_COLOUR_BAR_WIDTH = 0.12
 _CORRECT_COLOUR = "tab:blue"
 _WRONG_COLOUR = "tab:red"
 DIVERGING_CMAP = "RdBu_r"
@@ -312,30 +328,42 @@ def _draw_channels(subfigure, name, activation):
     """Draw the channels of an (h, w, c) activation as small images in one row."""
     h, w, channels = activation.shape
     cmap, vmin, vmax = _limits(activation)
-    axes = subfigure.subplots(1, _MAP_COLUMNS)
-    for k, ax in enumerate(axes):
+    grid = subfigure.add_gridspec(1, _MAP_COLUMNS + 1,
+                                  width_ratios=[1] * _MAP_COLUMNS + [_COLOUR_BAR_WIDTH])
+    for k in range(_MAP_COLUMNS):
+        ax = subfigure.add_subplot(grid[0, k])
         ax.set_xticks([])
         ax.set_yticks([])
         if k >= channels:
             ax.set_axis_off()
             continue
-        ax.imshow(activation[:, :, k], cmap=cmap, vmin=vmin, vmax=vmax)
+        image = ax.imshow(activation[:, :, k], cmap=cmap, vmin=vmin, vmax=vmax)
         if channels > 1:
             ax.set_xlabel(str(k), fontsize=7, labelpad=1)
+    _colour_bar(subfigure, image, subfigure.add_subplot(grid[0, _MAP_COLUMNS]))
     subfigure.suptitle(f"{name}: {h}x{w}x{channels}", fontsize=10, x=0.01, ha="left")
-    subfigure.subplots_adjust(left=0.01, right=0.99, bottom=0.14, top=0.78, wspace=0.1)
+    subfigure.subplots_adjust(left=0.01, right=0.96, bottom=0.14, top=0.78, wspace=0.1)
+
+
+def _colour_bar(subfigure, image, cax):
+    """A slim colour bar with small labels: the values behind a row's colours."""
+    bar = subfigure.colorbar(image, cax=cax)
+    bar.ax.tick_params(labelsize=6, length=2, pad=1)
+    bar.ax.yaxis.get_major_locator().set_params(nbins=3)
 
 
 def _draw_strip(subfigure, name, activation):
     """Draw a vector activation of shape (n,) as a one-row heat strip."""
     cmap, vmin, vmax = _limits(activation)
-    ax = subfigure.subplots(1, 1)
-    ax.imshow(activation[None, :], cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
-              interpolation="nearest")
+    grid = subfigure.add_gridspec(1, 2, width_ratios=[_MAP_COLUMNS, _COLOUR_BAR_WIDTH])
+    ax = subfigure.add_subplot(grid[0, 0])
+    image = ax.imshow(activation[None, :], cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
+                      interpolation="nearest")
     ax.set_yticks([])
     ax.tick_params(labelsize=7)
     ax.set_title(f"{name}: {activation.size} units", fontsize=10, loc="left")
-    subfigure.subplots_adjust(left=0.01, right=0.99, bottom=0.3, top=0.7)
+    _colour_bar(subfigure, image, subfigure.add_subplot(grid[0, 1]))
+    subfigure.subplots_adjust(left=0.01, right=0.96, bottom=0.3, top=0.7, wspace=0.02)
 
 
 def _draw_class_bars(subfigure, name, activation, names):
@@ -400,6 +428,79 @@ def draw_predictions(images, y_pred, y_true, path, names=MNIST_CLASS_NAMES,
     return save_figure(figure, path)
 
 
+def draw_input_and_probabilities(image, probabilities, path, names=MNIST_CLASS_NAMES,
+                                 title="What the network saw"):
+    """Draw the 28x28 image a model was given beside its class probabilities.
+
+    Parameters
+    ----------
+    image : ndarray of shape (h, w) or (h, w, 1)
+        The prepared input (e.g. from ``convnet.images.load_digit_image``),
+        drawn pixel by pixel with a colour bar of its values.
+    probabilities : ndarray of shape (n_classes,)
+        The model's softmax output; the most likely class is highlighted.
+    path : str or Path
+        Destination PNG, ``INPUT_SIZE * DPI`` pixels.
+    names : sequence of str, optional
+        Class names.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    image = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if image.ndim != 2:
+        raise ValueError(f"image must have shape (h, w) or (h, w, 1), received {image.shape}")
+    if probabilities.shape != (len(names),):
+        raise ValueError(f"probabilities must have shape ({len(names)},), "
+                         f"received {probabilities.shape}")
+    figure = new_figure(INPUT_SIZE)
+    grid = figure.add_gridspec(1, 3, width_ratios=[1, 0.05, 1.4], wspace=0.55)
+    ax = figure.add_subplot(grid[0, 0])
+    picture = ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(f"input {image.shape[0]}x{image.shape[1]}", fontsize=10)
+    ax.set_xticks([0, image.shape[1] - 1])
+    ax.set_yticks([0, image.shape[0] - 1])
+    ax.tick_params(labelsize=7)
+    figure.colorbar(picture, cax=figure.add_subplot(grid[0, 1]), label="pixel value")
+    bars = figure.add_subplot(grid[0, 2])
+    best = int(probabilities.argmax())
+    positions = np.arange(len(names))
+    bars.barh(positions, probabilities,
+              color=[_CORRECT_COLOUR if k == best else "tab:gray" for k in positions])
+    for k, p in enumerate(probabilities):
+        bars.text(min(p, 1.0) + 0.01, k, f"{p:.3f}", va="center", fontsize=7)
+    bars.set_yticks(positions, names, fontsize=8)
+    bars.invert_yaxis()
+    bars.set_xlim(0, 1.15)
+    bars.set_xlabel("probability")
+    bars.set_title(f"prediction: {names[best]} ({probabilities[best]:.1%})", fontsize=10)
+    figure.suptitle(title, fontsize=11)
+    figure.subplots_adjust(left=0.05, right=0.97, bottom=0.15, top=0.8)
+    return save_figure(figure, path)
+
+
+def input_picture_names(paths):
+    """File names of ``convnet predict --show``'s pictures: ``input_<stem>.png``, unique.
+
+    Images whose names share a stem (``a/1.png``, ``b/1.png``) get the
+    position of the image in the list appended: ``input_1.png``, ``input_1_2.png``.
+    """
+    names, seen = [], set()
+    for index, path in enumerate(paths):
+        name = f"input_{Path(path).stem}.png"
+        if name in seen:
+            name = f"input_{Path(path).stem}_{index + 1}.png"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
 def draw_confusion_matrix(matrix, path, names=MNIST_CLASS_NAMES, title="Confusion matrix"):
     """Draw a confusion matrix with every count written in its cell.
 
@@ -462,13 +563,18 @@ def show_cli(args):
     ``feature_maps_<index>.png`` (every layer's output for validation image
     ``args.index``), ``predictions.png`` (25 validation images from
     ``args.index`` on, titled "prediction (truth)") and
-    ``confusion_matrix.png`` (over the whole validation split).
+    ``confusion_matrix.png`` (over the whole validation split); with
+    ``args.mistakes`` also ``mistakes.png`` (the first 25 wrongly predicted
+    validation images). With ``args.image`` (a digit picture file) it only
+    draws that image's feature maps, ``feature_maps_<file stem>.png``,
+    prepared as ``convnet predict`` prepares it.
 
     Parameters
     ----------
     args : argparse.Namespace
         ``checkpoint`` (path of a LeNet-5 ``.npz``), ``index`` (int >= 0),
-        ``out`` (folder), ``dataset`` and ``data`` (as for ``convnet train``).
+        ``out`` (folder), ``dataset`` and ``data`` (as for ``convnet train``),
+        and optionally ``image`` (path or None) and ``mistakes`` (bool).
 
     Raises
     ------
@@ -484,6 +590,10 @@ def show_cli(args):
         raise BadCheckpointError(f"checkpoint {checkpoint} not found (train one with "
                                 "`convnet train`, or pass --checkpoint PATH)")
     model = LeNet5.load(checkpoint)
+    if getattr(args, "image", None) is not None:
+        print(_own_image_maps(model, Path(args.image), Path(args.out),
+                              class_names(args.dataset)))
+        return
     _, _, X_valid, Y_valid, _, _ = data.load_dataset(args.dataset, args.data)
     index = args.index
     if not 0 <= index < len(X_valid):
@@ -512,8 +622,26 @@ def show_cli(args):
     matrix = confusion_matrix(Y_valid, y_pred, n_classes=len(names))
     paths.append(draw_confusion_matrix(matrix, out / "confusion_matrix.png", names=names,
                                        title="Validation"))
+    if getattr(args, "mistakes", False):
+        wrong = np.flatnonzero(y_pred != Y_valid)[:25]
+        paths.append(draw_predictions(
+            X_valid[wrong], y_pred[wrong], Y_valid[wrong], out / "mistakes.png", names=names,
+            title=f"The first {len(wrong)} of {int((y_pred != Y_valid).sum())} mistakes on "
+                  f"the {len(Y_valid)} validation images"))
     for path in paths:
         print(path)
+
+
+def _own_image_maps(model, image_path, out, names):
+    """Draw every layer's output for a digit image file; return the PNG path."""
+    from convnet.images import load_digit_image
+    image = load_digit_image(image_path)
+    maps = [(name, activation[0]) for name, activation in model.feature_maps(image[None])]
+    probabilities = maps[-1][1]
+    return draw_feature_maps(
+        maps, out / f"feature_maps_{image_path.stem}.png", names=names,
+        title=f"Every layer's output for {image_path.name} "
+              f"(prediction: {names[int(probabilities.argmax())]})")
 
 
 # ---------------------------------------------------------------- classic filters
@@ -598,6 +726,37 @@ def load_grayscale(path):
     return read_grey(path).astype(np.float64)
 
 
+def filter_colour_limit(response, margin=1, percentile=99):
+    """Colour limit of a signed filter response: a high percentile of its magnitude inside.
+
+    Parameters
+    ----------
+    response : ndarray of shape (h, w)
+        A filtered image (``'same'`` padding).
+    margin : int
+        Rows and columns left out on each side: those the zero padding
+        reaches (1 for a 3x3 kernel). On a photograph the padding's black
+        frame meets bright pixels and gives the strongest responses of the
+        whole image; counted in, they set the scale and leave the inside
+        almost white.
+    percentile : float
+        Percentile of the magnitudes that saturates the colour map.
+
+    Returns
+    -------
+    float
+        The limit (1.0 when the inside is all zeros, or the image has no inside).
+    """
+    response = np.asarray(response, dtype=np.float64)
+    if response.ndim != 2:
+        raise ValueError(f"response must be a 2-D array, received shape {response.shape}")
+    check_count("margin", margin, non_negative=True)
+    inside = response[margin:response.shape[0] - margin, margin:response.shape[1] - margin]
+    if inside.size == 0:
+        return 1.0
+    return float(np.percentile(np.abs(inside), percentile)) or 1.0
+
+
 def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters", size=CLASSIC_SIZE):
     """Draw an image and its filtered versions side by side.
 
@@ -609,8 +768,9 @@ def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters", siz
         As returned by :func:`apply_classic_filters`. The responses of
         ``SIGNED_FILTERS`` (differences of pixels) use a diverging colour map
         centred on zero, saturated at the 99th percentile of their magnitude
-        so that a few strong edges do not wash the rest out; the others are
-        grey images clipped to [0, 1].
+        inside the frame the padding reaches (:func:`filter_colour_limit`),
+        so that neither a few strong edges nor the padding wash the rest
+        out; the others are grey images clipped to [0, 1].
     path : str or Path
         Destination PNG, ``size * DPI`` pixels.
     title : str, optional
@@ -630,7 +790,7 @@ def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters", siz
         ax.set_axis_off()
     for ax, (name, picture) in zip(axes.flat, panels):
         if name in SIGNED_FILTERS:
-            limit = float(np.percentile(np.abs(picture), 99)) or 1.0
+            limit = filter_colour_limit(picture)
             ax.imshow(picture, cmap=DIVERGING_CMAP, vmin=-limit, vmax=limit)
         else:
             ax.imshow(np.clip(picture, 0, 1), cmap="gray", vmin=0, vmax=1)

@@ -92,7 +92,7 @@ def _progress(iterable, description, total, enabled):
 
 
 def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
-                description=None, processes=1):
+                description=None, processes=1, on_step=None):
     """Run one epoch of mini-batch Adam steps.
 
     Parameters
@@ -112,6 +112,9 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
         Show a tqdm bar.
     processes : int
         Processes sharing each step (see ``convnet.parallel``).
+    on_step : callable, optional
+        Called as ``on_step(epoch, loss)`` after every step, with that
+        batch's mean loss (``convnet train --serve`` streams them).
 
     Returns
     -------
@@ -144,6 +147,8 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
                 raise TrainingDivergedError(f"training diverged: the loss became {loss} at "
                                             f"step {step + 1} of epoch {epoch}")
             total_loss += loss * count
+            if on_step is not None:
+                on_step(epoch, loss)
     return total_loss / max(len(X), 1)
 
 
@@ -163,7 +168,7 @@ def _record(model, data, epoch, history, log, processes):
 
 
 def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, history=None,
-        on_epoch_end=None, log=print, progress=True, processes=1):
+        on_epoch_end=None, log=print, progress=True, processes=1, on_step=None):
     """Train ``model`` up to ``epochs`` epochs, measuring it after each one.
 
     Parameters
@@ -195,6 +200,8 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     processes : int
         Processes sharing each step (see ``convnet.parallel``), and each
         evaluation.
+    on_step : callable, optional
+        Passed to :func:`train_epoch`: called after every step.
 
     Returns
     -------
@@ -215,11 +222,11 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     """
     with blas_threads(1):
         return _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
-                    on_epoch_end, log, progress, processes)
+                    on_epoch_end, log, progress, processes, on_step)
 
 
 def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history, on_epoch_end,
-         log, progress, processes):
+         log, progress, processes, on_step=None):
     """The loop of ``fit`` (same parameters)."""
     X_train, Y_train = data[0], data[1]
     history = empty_history() if history is None else history
@@ -231,7 +238,7 @@ def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
         started = time.perf_counter()
         train_epoch(model, optimizer, X_train, Y_train, batch_size, seed, epoch,
                     progress=progress, description=f"epoch {epoch}/{epochs}",
-                    processes=processes)
+                    processes=processes, on_step=on_step)
         history["epoch_seconds"].append(time.perf_counter() - started)
         _check_finite(model, optimizer, epoch)
         _record(model, data, epoch, history, log, processes)
@@ -403,12 +410,18 @@ def train_cli(args, progress=True):
         saved["epoch"] = epoch
         write_history(out, history)
 
+    on_step, server = None, None
+    if getattr(args, "serve", False):
+        from convnet import serve
+        on_step, server = serve.watch_training(model, X_valid, Y_valid, port=args.serve_port,
+                                               every=args.serve_every)
+        print(f"watch the training on {server.url} (Watch training)", flush=True)
     try:
         history = fit(model, optimizer, (X_train, Y_train, X_valid, Y_valid), args.epochs,
                       batch_size=args.batch_size, seed=args.seed, start_epoch=start_epoch,
                       history=history, on_epoch_end=save,
                       log=lambda line: print(line, flush=True), progress=progress,
-                      processes=processes)
+                      processes=processes, on_step=on_step)
     except TrainingDivergedError as error:
         kept = ("nothing was saved" if saved["epoch"] is None else
                 f"{checkpoint} still holds epoch {saved['epoch']}")
@@ -420,6 +433,9 @@ def train_cli(args, progress=True):
             kept = (f"{checkpoint} holds epoch {saved['epoch']}: train again with --resume "
                     "to continue from there")
         raise parallel.TrainingProcessError(f"{error.reason}; {kept}") from None
+    finally:
+        if server is not None:
+            server.stop()
     # The first entry of the history is the untrained network (epoch 0).
     plot = save_history_plot(history, out / "history.png", first_epoch=0)
     valid_accuracy = history["val_accuracy"][-1]
@@ -452,7 +468,9 @@ def evaluate_cli(args):
 def predict_cli(args):
     """Run ``convnet predict``: print the digit and top probabilities for each image file.
 
-    ``args`` has images (paths), checkpoint and top (how many probabilities).
+    ``args`` has images (paths), checkpoint and top (how many probabilities);
+    with ``show`` true it also draws each prepared 28x28 input and its
+    probabilities into the folder ``out`` and prints the PNG paths.
     """
     from convnet.images import load_digit_image
     model = LeNet5.load(args.checkpoint)
@@ -463,3 +481,9 @@ def predict_cli(args):
         ranked = np.argsort(probs)[::-1][:top]
         shown = ", ".join(f"{digit}: {probs[digit]:.4f}" for digit in ranked)
         print(f"{path}: {ranked[0]} ({shown})")
+    if getattr(args, "show", False):
+        from convnet.plots import draw_input_and_probabilities, input_picture_names
+        for path, name, image, probs in zip(args.images, input_picture_names(args.images),
+                                            images, probabilities):
+            print(draw_input_and_probabilities(image, probs, Path(args.out) / name,
+                                               title=f"What the network saw: {path}"))

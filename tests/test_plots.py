@@ -315,3 +315,124 @@ def test_drawing_never_loads_pyplot(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- pictures of one's own digit
+def _digit_file(path, size=(60, 80)):
+    from PIL import Image, ImageDraw
+    image = Image.new("L", size, 230)
+    draw = ImageDraw.Draw(image)
+    draw.line([(15, 15), (45, 15), (25, 70)], fill=10, width=6)
+    image.save(path)
+    return path
+
+
+def test_predict_show_draws_what_the_network_saw(tmp_path, capsys, checkpoint):
+    from convnet.cli import main
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = _digit_file(tmp_path / "a" / "7.png"), _digit_file(tmp_path / "b" / "7.png")
+    out = tmp_path / "pictures"
+    assert main(["predict", str(first), str(second), "--checkpoint", str(checkpoint),
+                 "--show", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[2:] == [str(out / "input_7.png"), str(out / "input_7_2.png")]
+    for name in ("input_7.png", "input_7_2.png"):
+        assert _png_shape(out / name) == _inches_to_pixels(plots.INPUT_SIZE)
+
+
+def test_predict_without_show_draws_nothing(tmp_path, capsys, checkpoint):
+    from convnet.cli import main
+    digit = _digit_file(tmp_path / "7.png")
+    assert main(["predict", str(digit), "--checkpoint", str(checkpoint),
+                 "--out", str(tmp_path / "pictures")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert not (tmp_path / "pictures").exists()
+
+
+@pytest.mark.parametrize("paths, names", [
+    (["x/1.png"], ["input_1.png"]),
+    (["a/1.png", "b/1.jpg", "c/2.png"], ["input_1.png", "input_1_2.png", "input_2.png"]),
+])
+def test_input_picture_names_are_unique(paths, names):
+    assert plots.input_picture_names(paths) == names
+
+
+@pytest.mark.parametrize("image, probabilities, message", [
+    (np.zeros((28, 28, 3)), np.full(10, 0.1), r"image must have shape \(h, w\)"),
+    (np.zeros((28, 28)), np.full(9, 0.1), r"probabilities must have shape \(10,\)"),
+])
+def test_draw_input_and_probabilities_rejects_bad_input(tmp_path, image, probabilities,
+                                                        message):
+    with pytest.raises(ValueError, match=message):
+        plots.draw_input_and_probabilities(image, probabilities, tmp_path / "i.png")
+
+
+def test_show_image_draws_the_maps_of_ones_own_digit(tmp_path, capsys, checkpoint):
+    from convnet.cli import main
+    from convnet.images import load_digit_image
+    from convnet.model import LeNet5
+    digit = _digit_file(tmp_path / "mine.png")
+    out = tmp_path / "pictures"
+    assert main(["show", "--checkpoint", str(checkpoint), "--image", str(digit),
+                 "--out", str(out), "--data", str(tmp_path / "no-such-data.npz")]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "feature_maps_mine.png")]
+    image = load_digit_image(digit)
+    maps = [(name, a[0]) for name, a in LeNet5.load(checkpoint).feature_maps(image[None])]
+    assert _png_shape(out / "feature_maps_mine.png") == \
+        _inches_to_pixels(plots.feature_maps_size(maps))
+
+
+def test_show_mistakes_adds_the_first_25_mistakes(tmp_path, capsys, checkpoint, small_dataset):
+    assert _show(checkpoint, small_dataset, tmp_path, "--mistakes") == 0
+    printed = capsys.readouterr().out.split()
+    assert printed[-1] == str(tmp_path / "mistakes.png")
+    assert len(printed) == 5
+    assert _png_shape(tmp_path / "mistakes.png") == _inches_to_pixels(plots.PREDICTIONS_SIZE)
+
+
+# ---------------------------------------------------------------- colour limits and axes
+def test_filter_colour_limit_ignores_the_padding_frame():
+    rng = np.random.default_rng(0)
+    response = rng.normal(size=(40, 30))
+    inside = np.abs(response[1:-1, 1:-1])
+    response[0, :] = response[-1, :] = response[:, 0] = response[:, -1] = 50.0
+    assert plots.filter_colour_limit(response) == pytest.approx(np.percentile(inside, 99))
+    assert plots.filter_colour_limit(response, margin=0) > 40   # the frame would set it
+    assert plots.filter_colour_limit(np.zeros((5, 5))) == 1.0
+    assert plots.filter_colour_limit(np.ones((2, 2)), margin=1) == 1.0
+
+
+def test_laplacian_of_a_light_photo_is_scaled_by_its_inside():
+    """A digit photographed on light paper: against the zero padding the paper's edge
+    is the strongest 'edge' of all, and must not set the colour scale."""
+    image = np.full((60, 50), 0.9)
+    image[15:45, 22:28] = 0.1
+    edges = plots.apply_classic_filters(image)["edges"]
+    limit = plots.filter_colour_limit(edges)
+    # The strongest response inside is at the stroke's side: 8 * 0.1 - (3 * 0.9 + 5 * 0.1).
+    assert limit == pytest.approx(2.4)
+    assert np.percentile(np.abs(edges), 99) == pytest.approx(2.7)   # the frame: 8 * 0.9 - 5 * 0.9
+
+
+@pytest.mark.parametrize("response, margin, error, message", [
+    (np.zeros((3, 3, 1)), 1, ValueError, "response must be a 2-D array"),
+    (np.zeros((3, 3)), -1, ValueError, "margin must be a non-negative integer"),
+])
+def test_filter_colour_limit_rejects_bad_input(response, margin, error, message):
+    with pytest.raises(error, match=message):
+        plots.filter_colour_limit(response, margin=margin)
+
+
+@pytest.mark.parametrize("first_epoch, epochs", [(1, 1), (0, 2), (1, 5)])
+def test_history_x_axis_starts_at_epoch_0(first_epoch, epochs):
+    curves = {key: np.linspace(1, 0.5, epochs) for key in plots.HISTORY_KEYS}
+    numbers = np.arange(first_epoch, first_epoch + epochs)
+    figure = plots._history_figure(curves, numbers)
+    for axes in figure.axes:
+        low, high = axes.get_xlim()
+        assert low <= 0 < high and high >= numbers[-1]
+        ticks = [t for t in axes.get_xticks() if low <= t <= high]
+        assert ticks[0] == 0 and all(float(t).is_integer() for t in ticks)
+        plotted = axes.get_lines()[0].get_xdata()
+        np.testing.assert_array_equal(plotted, numbers)

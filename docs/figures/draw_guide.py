@@ -1,9 +1,12 @@
 """Draw the pictures of docs/guide.md into docs/figures/guide/.
 
-Usage (from the repository root)::
+Usage (from the repository root), or ``make guide``::
 
     convnet train --epochs 3 --out runs/guide
     .venv/bin/python docs/figures/draw_guide.py --run runs/guide
+
+It also prints the numbers section 6 quotes (accuracies, losses, the
+filters' statistics, the frequent confusions), measured on the run.
 
 The small diagrams (a convolution, 'same' padding with stride 2, pooling
 forward and backward) are computed with the project's own ``convnet.ops``;
@@ -186,6 +189,56 @@ def draw_trained(run, X_valid, Y_valid):
     return paths
 
 
+def guide_numbers(run, X_valid, Y_valid, X_test, Y_test):
+    """Return the lines of the numbers section 6 of the guide quotes, for this run."""
+    model = LeNet5.load(run / "checkpoint.npz")
+    history = json.loads((run / "history.json").read_text())
+    with np.load(run / "checkpoint.npz", allow_pickle=False) as arrays:
+        seed = int(arrays["seed"])
+    accuracies = ", ".join(f"{a:.2%}" for a in history["val_accuracy"][1:])
+    _, test_accuracy = model.evaluate(X_test, Y_test)
+    seconds = ", ".join(f"{t:.1f}" for t in history["epoch_seconds"])
+    kernels = model.get_weights()[0][:, :, 0, :].astype(np.float64)
+    initial = LeNet5(seed=seed).get_weights()[0][:, :, 0, :].astype(np.float64)
+    correlations = [np.corrcoef(kernels[..., k].ravel(), initial[..., k].ravel())[0, 1]
+                    for k in range(kernels.shape[-1])]
+    norm_changes = [np.linalg.norm(kernels[..., k]) / np.linalg.norm(initial[..., k]) - 1
+                    for k in range(kernels.shape[-1])]
+    sums = kernels.sum(axis=(0, 1))
+    maps = dict(model.feature_maps(X_valid[FEATURE_MAP_INDEX:FEATURE_MAP_INDEX + 1]))
+    conv1_means = maps["conv1"][0].mean(axis=(0, 1))
+    empty_relu2 = int((maps["relu2"][0].max(axis=(0, 1)) == 0).sum())
+    logits = maps["dense3"][0]
+    y_pred = model.predict_proba(X_valid).argmax(axis=1)
+    matrix = plots.confusion_matrix(Y_valid, y_pred)
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    worst = np.argsort(off, axis=None)[::-1][:4]
+    confusions = ", ".join(f"{t} read as {p} ({off[t, p]})"
+                           for t, p in zip(*np.unravel_index(worst, off.shape)))
+    epochs = (f"epoch 0: loss {history['loss'][0]:.2f}, accuracy {history['accuracy'][0]:.1%}; "
+              f"last epoch: training loss {history['loss'][-1]:.3f}, validation loss "
+              f"{history['val_loss'][-1]:.3f}")
+    filters = ("conv1 kernels against their initial values: correlation "
+               f"{min(correlations):.2f} to {max(correlations):.2f}, norm changed by "
+               f"{min(norm_changes):+.0%} to {max(norm_changes):+.0%}; largest sum: filter "
+               f"{int(sums.argmax())} ({sums.max():+.2f}), most negative: filter "
+               f"{int(sums.argmin())} ({sums.min():+.2f})")
+    feature_maps = (f"feature maps of validation image {FEATURE_MAP_INDEX} (truth "
+                    f"{Y_valid[FEATURE_MAP_INDEX]}): predicted {int(logits.argmax())}, top logit "
+                    f"{logits.max():.1f}; conv1 channel with the most negative mean: "
+                    f"{int(conv1_means.argmin())}; relu2 channels all zero: {empty_relu2} of 16")
+    return [
+        f"run: {run}, seed {seed}, {len(history['epoch_seconds'])} epochs",
+        f"validation accuracy after each epoch: {accuracies}; test accuracy {test_accuracy:.2%}",
+        f"seconds per epoch: {seconds}",
+        epochs,
+        filters,
+        feature_maps,
+        f"most frequent confusions on validation: {confusions}",
+    ]
+
+
 def draw_classic(path):
     """The classic kernels on the face in matplotlib's sample photograph."""
     photo = plots.load_grayscale(plots.sample_photo_path())
@@ -214,7 +267,7 @@ def main(argv=None):
         print(f"draw_guide: {args.run} lacks checkpoint.npz or history.json; "
               "train first with `convnet train --epochs 3 --out runs/guide`", file=sys.stderr)
         return 2
-    _, _, X_valid, Y_valid, _, _ = load_mnist()
+    _, _, X_valid, Y_valid, X_test, Y_test = load_mnist()
     paths = [draw_convolution(HERE / "convolution.png"),
              draw_same_stride(HERE / "same_stride2.png"),
              draw_pooling(HERE / "pooling.png"),
@@ -223,6 +276,9 @@ def main(argv=None):
     for path in paths:
         shrink(path)
         print(f"{path.relative_to(HERE.parent.parent.parent)}  {path.stat().st_size // 1024} KiB")
+    print("The numbers section 6 quotes:")
+    for line in guide_numbers(args.run, X_valid, Y_valid, X_test, Y_test):
+        print("  " + line)
     return 0
 
 
