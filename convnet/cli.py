@@ -346,7 +346,7 @@ def _configure_serve(parser):
 def _run_serve(args):
     from convnet import serve
     if args.port > 65535:
-        raise ValueError(f"--port must be at most 65535, received {args.port}")
+        raise BadOptionError(f"--port must be at most 65535, received {args.port}")
     from convnet.plots import class_names
     view = serve.NetworkView.from_checkpoint(args.checkpoint, class_names(args.dataset))
     warning = serve.host_warning(args.host)

@@ -35,6 +35,7 @@ import numpy as np
 
 from convnet import ops
 from convnet.checks import check_count
+from convnet.errors import BadCheckpointError, StorageError
 from convnet.images import load_digit_image
 from convnet.layers import Conv2D, ReLU, SoftmaxCrossEntropy
 
@@ -124,16 +125,15 @@ class NetworkView:
 
         Raises
         ------
-        FileNotFoundError
-            If ``path`` does not exist, with how to make one.
-        ValueError
-            If it is not a LeNet-5 checkpoint.
+        BadCheckpointError
+            If ``path`` does not exist (with how to make one), or is not a
+            LeNet-5 checkpoint.
         """
         from convnet.model import LeNet5
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} not found: train one with `convnet train` "
-                                    "(or `make demo`), or pass --checkpoint PATH")
+            raise BadCheckpointError(f"checkpoint {path} not found: train one with "
+                                     "`convnet train` (or `make demo`), or pass --checkpoint PATH")
         return cls(LeNet5.load(path), class_names)
 
     def layer_names(self):
@@ -551,7 +551,8 @@ class ServerThread:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise OSError(f"the server could not start on {self.url}")
+                raise StorageError(f"the server could not start on {self.url} (is the port "
+                                   "already in use?)")
             time.sleep(0.02)
         return self
 

@@ -253,7 +253,7 @@ def test_image_claiming_a_huge_size_is_refused(client):
     png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
     answer = client.post("/api/predict", content=bytes(png))
     assert answer.status_code == 400
-    assert answer.json()["error"].startswith("cannot read image in the request body")
+    assert answer.json()["error"].startswith("image in the request body is too large")
 
 
 # ---------------------------------------------------------------- inspect
