@@ -326,6 +326,8 @@ def train_cli(args, progress=True):
     def save(epoch, history):
         save_checkpoint(checkpoint, model, optimizer, epoch, settings, history)
         storage.write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
+        if server is not None and epoch > 0:
+            on_step.publish(epoch)   # the page shows each epoch's final weights
 
     on_step, server = None, None
     if getattr(args, "serve", False):
