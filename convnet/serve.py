@@ -102,10 +102,12 @@ class NetworkView:
     class_names : sequence of str
         Display names of the output classes.
 
-    Notes
-    -----
-    The layers keep state between ``forward`` and ``backward``, so one lock
-    lets a single request at a time run the network.
+    Attributes
+    ----------
+    lock : threading.Lock
+        Held while the network runs: the layers keep state between
+        ``forward`` and ``backward``, so one request at a time runs it. Hold
+        it to change the weights of the model served.
     """
 
     def __init__(self, model, class_names=tuple(str(digit) for digit in range(10))):
@@ -113,7 +115,7 @@ class NetworkView:
         self.layers = list(model.layers)
         self.class_names = tuple(class_names)
         self.dtype = np.dtype(getattr(model, "dtype", np.float32))
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         convs = [layer for layer in self.layers if isinstance(layer, Conv2D)]
         if not convs:
             raise ValueError("the model has no convolutional layer to show")
@@ -185,7 +187,7 @@ class NetworkView:
             ``("input", (28, 28, 1))``, then each layer's output for this
             image ((h, w, c) maps or (n,) vectors) and ``("softmax", (10,))``.
         """
-        with self._lock:
+        with self.lock:
             maps = self._forward_locked(image)
         return [(name, activation[0]) for name, activation in maps]
 
@@ -237,7 +239,7 @@ class NetworkView:
             raise ValueError(f"layer must be one of {', '.join(names)} (a convolution or the "
                              f"activation after it), received {layer_name!r}")
         conv, activation = behind
-        with self._lock:
+        with self.lock:
             maps = dict(self._forward_locked(image))
         names = self.layer_names()
         conv_input = maps[names[names.index(conv.name) - 1]][0]
@@ -303,7 +305,7 @@ class NetworkView:
             raise ValueError(f"label must be an integer from 0 to {n_classes - 1}, "
                              f"received {label!r}")
         loss_layer = SoftmaxCrossEntropy()
-        with self._lock:
+        with self.lock:
             maps = self._forward_locked(image)
             loss = loss_layer.forward(maps[-2][1], np.array([label]))
             dout = loss_layer.backward()
@@ -351,7 +353,7 @@ class SplitBrowser:
                 arrays = self._load()
                 images, labels = arrays[2:4] if name == "valid" else arrays[4:6]
                 model = self.view.model
-                with self.view._lock:
+                with self.view.lock:
                     probabilities = model.predict_proba(images)
                 self._splits[name] = (images, labels, probabilities.argmax(axis=1),
                                       probabilities)
@@ -499,7 +501,7 @@ class TrainingWatcher:
 
     def publish(self, epoch):
         """Copy the weights into the served model and publish an event now."""
-        with self.view._lock:
+        with self.view.lock:
             self.view.model.set_weights(self.model.get_weights())
             accuracy = None
             if len(self.X_valid):

@@ -409,6 +409,8 @@ def train_cli(args, progress=True):
         save_checkpoint(checkpoint, model, optimizer, epoch, settings, history)
         saved["epoch"] = epoch
         write_history(out, history)
+        if server is not None and epoch > 0:
+            on_step.publish(epoch)   # the page shows each epoch's final weights
 
     on_step, server = None, None
     if getattr(args, "serve", False):

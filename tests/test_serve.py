@@ -599,6 +599,36 @@ def test_train_serve_prints_where_to_watch(tmp_path, capsys, dataset):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=2)
 
 
+def test_train_serve_publishes_the_end_of_every_epoch(tmp_path, monkeypatch, capsys, dataset):
+    from convnet.cli import main
+    feed = serve.TrainingFeed()
+    made = {}
+
+    class NoServer:
+        url = "http://127.0.0.1:1/"
+
+        def stop(self):
+            made["stopped"] = True
+
+    def watch(model, X_valid, Y_valid, port, every):
+        view = serve.NetworkView(LeNet5(seed=1))
+        made["watcher"] = serve.TrainingWatcher(model, view, feed, X_valid[:10], Y_valid[:10],
+                                                every)
+        made["view"] = view
+        return made["watcher"], NoServer()
+
+    monkeypatch.setattr(serve, "watch_training", watch)
+    assert main(["train", "--serve", "--serve-every", "50", "--data", str(dataset[0]),
+                 "--epochs", "2", "--processes", "1", "--out", str(tmp_path)]) == 0
+    events, _ = feed.since(0, timeout=0)
+    # 4 training images: one step an epoch, fewer than --serve-every.
+    assert [(event["epoch"], event["step"]) for event in events] == [(1, 1), (2, 2)]
+    assert made["stopped"]
+    trained = LeNet5.load(tmp_path / "checkpoint.npz")
+    for served, saved in zip(made["view"].model.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(served, saved)
+
+
 @pytest.mark.parametrize("backend", ["tf1", "keras"])
 def test_train_serve_needs_the_numpy_backend(backend, capsys):
     from convnet.cli import main
