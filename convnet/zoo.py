@@ -20,6 +20,9 @@ import copy
 import json
 from pathlib import Path
 
+from convnet.errors import BadOptionError
+from convnet.sequential import normalise_spec
+
 DEFAULT_MODEL = "lenet5"
 
 
@@ -124,27 +127,32 @@ def load_spec(name_or_path):
 
     Raises
     ------
-    ValueError
-        For an unknown name (listing the zoo), a missing or unreadable file,
-        or a file that is not JSON.
+    BadOptionError
+        A ``ValueError`` for an unknown name (listing the zoo), a missing or
+        unreadable file, a file that is not JSON, or a spec that
+        ``convnet.sequential.normalise_spec`` refuses (naming the file).
     """
     text = str(name_or_path)
     if text in ZOO:
         return copy.deepcopy(ZOO[text])
     path = Path(text)
     if path.suffix.lower() != ".json" and not path.exists():
-        raise ValueError(f"model must be one of {', '.join(NAMES)} or a .json spec file, "
+        raise BadOptionError(f"model must be one of {', '.join(NAMES)} or a .json spec file, "
                          f"received {text!r}")
     if not path.is_file():
-        raise ValueError(f"spec file {path} does not exist")
+        raise BadOptionError(f"spec file {path} does not exist")
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"spec file {path} cannot be read ({error})") from None
+        raise BadOptionError(f"spec file {path} cannot be read ({error})") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"spec file {path} is not valid JSON ({error})") from None
+        raise BadOptionError(f"spec file {path} is not valid JSON ({error})") from None
     if isinstance(spec, list):
         spec = {"name": path.stem, "layers": spec}
     elif isinstance(spec, dict):
         spec.setdefault("name", path.stem)
+    try:
+        normalise_spec(spec)
+    except (TypeError, ValueError) as error:
+        raise BadOptionError(f"spec file {path}: {error}") from None
     return spec
