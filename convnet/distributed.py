@@ -23,7 +23,16 @@ A single process (no MPI job, or a job of one rank) runs the same steps
 with nothing to exchange, so 1, 2 or 3 ranks give bit-identical weights for
 one seed on one machine (every rank must run the same NumPy and BLAS on
 the same kind of processor, with BLAS on one thread: see
-``convnet.threads.blas_threads``). Models with BatchNormalization cannot be
+``convnet.threads.blas_threads``).
+
+That rule has a price on one process: LeNet-5 at batch 32 cut into two
+micro-batches of 16 takes about a quarter longer per step than the whole
+batch at once (smaller matrix products, twice the calls). So
+``micro_batch=None`` is offered too, and is the default: the batch is cut
+into one nearly equal slice per rank, a single process runs whole batches
+at full speed, and the weights are bit-identical for the same number of
+processes only. ``DataParallel.rule`` names the rule in force; a checkpoint
+records it and ``check_same_rule`` refuses to resume under another. Models with BatchNormalization cannot be
 cut into micro-batches without changing their batch statistics: they train
 whole batches, on one process only.
 
@@ -37,6 +46,7 @@ this process is a rank of one (``in_mpi_job``), and choosing the number of
 processes (``default_processes``).
 """
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -109,16 +119,16 @@ def mpiexec_path():
     return path
 
 
-def launch_command(argv, processes):
+def launch_command(argv, processes, program=("-m", "convnet.cli")):
     """Return the command that runs ``python -m convnet.cli *argv`` as ``processes`` MPI ranks.
 
-    ``python -m mpi4py`` runs the command line so that a rank stopped by an
+    ``python -m mpi4py`` runs the program so that a rank stopped by an
     error ends the whole job (``MPI_Abort``) instead of leaving the others
-    waiting.
+    waiting. ``program`` is what follows it: ``("-m", module)`` or a script's path.
     """
     check_count("processes", processes)
     return [str(mpiexec_path()), "-n", str(processes), sys.executable, "-m", "mpi4py",
-            "-m", "convnet.cli", *map(str, argv)]
+            *map(str, program), *map(str, argv)]
 
 
 # The banner Hydra prints when a rank dies, and the parts of it worth a line.
@@ -139,7 +149,7 @@ def _describe_failure(banner, status):
     return f"{who} stopped: {what}; every rank of the job was stopped"
 
 
-def launch(argv, processes, output=None):
+def launch(argv, processes, output=None, program=("-m", "convnet.cli")):
     """Run ``convnet *argv`` as ``processes`` MPI ranks on this machine; wait for the end.
 
     The ranks' output is passed on as it comes, except the banner ``mpiexec``
@@ -153,6 +163,8 @@ def launch(argv, processes, output=None):
         Number of ranks, >= 1.
     output : binary file, optional
         Where the ranks' output goes (default: this process's standard output).
+    program : tuple of str
+        What each rank runs (see ``launch_command``).
 
     Returns
     -------
@@ -166,7 +178,7 @@ def launch(argv, processes, output=None):
         A rank was killed or crashed; ``mpiexec`` stopped every other rank.
     """
     out = output if output is not None else sys.stdout.buffer
-    command = launch_command(argv, processes)
+    command = launch_command(argv, processes, program)
     kept, banner = b"", b""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as job:
         try:
@@ -244,22 +256,23 @@ def processes_for(idle, available, limit):
     return int(max(1, min(available, limit, math.floor(idle + 0.25))))
 
 
-def default_processes(batch_size=32, micro_batch=DEFAULT_MICRO_BATCH, window=0.3):
+def default_processes(batch_size=32, micro_batch=None, window=0.3):
     """Return the number of processes likely to train fastest on this machine now.
 
     One per processor this process may use that was at least three quarters
     idle over the last ``window`` seconds (measured from /proc/stat), at
-    most the number of micro-batches in a batch (more ranks would have
-    nothing to do), and at least 1. On a quiet 2-core machine that is 2 for
+    most the number of micro-batches in a batch when ``micro_batch`` is
+    given (more ranks would have nothing to do), and at least 1. On a quiet 2-core machine that is 2 for
     LeNet-5 at batch 32; with another job holding a core, 1.
     """
     check_count("batch_size", batch_size)
-    check_count("micro_batch", micro_batch)
+    if micro_batch is not None:
+        check_count("micro_batch", micro_batch)
     if hasattr(os, "sched_getaffinity"):
         available = len(os.sched_getaffinity(0))
     else:
         available = os.cpu_count() or 1
-    limit = -(-batch_size // micro_batch)
+    limit = batch_size if micro_batch is None else -(-batch_size // micro_batch)
     if min(available, limit) == 1:
         return 1
     return processes_for(idle_processors(window), available, limit)
@@ -276,6 +289,24 @@ def _uses_batch_statistics(model):
 def _runs(count, parts):
     """Bounds of ``parts`` contiguous runs of ``count`` items: ``parts + 1`` offsets."""
     return [count * part // parts for part in range(parts + 1)]
+
+
+def check_same_rule(saved, current):
+    """Raise unless a run saved under rule ``saved`` may resume under rule ``current``.
+
+    Both are ``DataParallel.rule`` strings; a checkpoint without one
+    (``saved`` None) resumes under any rule.
+
+    Raises
+    ------
+    BadOptionError
+        Naming both rules and how to resume alike.
+    """
+    if saved is not None and saved != current:
+        raise BadOptionError(
+            f"this run was trained with {saved!r} and would resume with {current!r}: the "
+            f"weights would match neither uninterrupted run; resume with the same number of "
+            f"processes (or the same --micro-batch)")
 
 
 class DataParallel:
@@ -297,9 +328,11 @@ class DataParallel:
     comm : mpi4py communicator, optional
         The ranks sharing the work. Default: ``MPI.COMM_WORLD`` inside an
         MPI job (see ``in_mpi_job``), else this process alone, without MPI.
-    micro_batch : int
-        Images per micro-batch (see the module docstring). Changing it
-        changes the rounding of the gradient sums, not the result otherwise.
+    micro_batch : int or None
+        Images per micro-batch: the same weights for any number of ranks
+        (see the module docstring; changing it changes the rounding of the
+        gradient sums). None: one slice of each batch per rank, the same
+        weights for the same number of ranks only.
     seed : int
         Seeds the Dropout masks, with the step's and micro-batch's numbers.
 
@@ -309,8 +342,9 @@ class DataParallel:
         Several ranks for a model with BatchNormalization.
     """
 
-    def __init__(self, model, optimizer, comm=None, micro_batch=DEFAULT_MICRO_BATCH, seed=0):
-        check_count("micro_batch", micro_batch)
+    def __init__(self, model, optimizer, comm=None, micro_batch=None, seed=0):
+        if micro_batch is not None:
+            check_count("micro_batch", micro_batch)
         if comm is None and in_mpi_job():
             comm = world()
         self.model, self.optimizer, self.comm, self.seed = model, optimizer, comm, int(seed)
@@ -364,9 +398,28 @@ class DataParallel:
             self.optimizer.load_state(state)
 
     # ------------------------------------------------------------ one step
+    @property
+    def rule(self):
+        """What makes two runs of one seed agree bit for bit, as a string for a checkpoint.
+
+        ``"micro-batch 16"``: any number of ranks with that micro-batch;
+        ``"processes 2"``: that number of processes (``micro_batch=None``);
+        ``"whole batches"``: a model with BatchNormalization, one process.
+        """
+        if self.whole_batches:
+            return "whole batches"
+        if self.micro_batch is None:
+            return f"processes {self.size}"
+        return f"micro-batch {self.micro_batch}"
+
     def micro_batches(self, count):
         """Bounds of the micro-batches of a batch of ``count`` images: a list of (start, stop)."""
-        width = count if self.whole_batches else self.micro_batch
+        if self.whole_batches:
+            return [(0, count)]
+        if self.micro_batch is None:
+            runs = _runs(count, self.size)
+            return [(start, stop) for start, stop in itertools.pairwise(runs) if stop > start]
+        width = self.micro_batch
         return [(start, min(start + width, count)) for start in range(0, count, width)]
 
     def _dropout_generator(self, step, index):

@@ -58,12 +58,14 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--kill-rank", type=int)
     parser.add_argument("--kill-step", type=int, default=0)
-    parser.add_argument("--slow", type=float, default=0.0)
+    parser.add_argument("--micro-batch", type=int, default=MICRO_BATCH,
+                        help="0: one slice of each batch per rank")
     args = parser.parse_args()
     X, Y = made_up_data(160)
     model, optimizer = build(args.model)
     with blas_threads(1):
-        trainer = DataParallel(model, optimizer, micro_batch=MICRO_BATCH, seed=3)
+        trainer = DataParallel(model, optimizer, micro_batch=args.micro_batch or None,
+                               seed=3)
         losses = []
         for step, (images, labels) in enumerate(batches(args.steps, X, Y)):
             if trainer.rank == args.kill_rank and step == args.kill_step:
