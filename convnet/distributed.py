@@ -64,6 +64,9 @@ from convnet.errors import BadOptionError, UserError
 # two-rank job, and costs one process no more than a whole batch (see
 # docs/distributed.md for the figures).
 DEFAULT_MICRO_BATCH = 16
+# The fewest images per rank worth a process of its own: a slice of 16 already
+# costs about a quarter more per image than a whole batch of 32.
+MIN_SLICE = 16
 # Environment variables a process manager sets in every rank: MPICH's Hydra
 # (and other PMI-1/2 managers), PMIx (Open MPI 5, Slurm), Open MPI's ORTE.
 _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")
@@ -261,8 +264,9 @@ def default_processes(batch_size=32, micro_batch=None, window=0.3):
 
     One per processor this process may use that was at least three quarters
     idle over the last ``window`` seconds (measured from /proc/stat), at
-    most the number of micro-batches in a batch when ``micro_batch`` is
-    given (more ranks would have nothing to do), and at least 1. On a quiet 2-core machine that is 2 for
+    least 1, and at most the number of micro-batches in a batch (more ranks
+    would have nothing to do); without ``micro_batch``, at most one per
+    ``MIN_SLICE`` images of a batch (thinner slices cost more than they save). On a quiet 2-core machine that is 2 for
     LeNet-5 at batch 32; with another job holding a core, 1.
     """
     check_count("batch_size", batch_size)
@@ -272,7 +276,10 @@ def default_processes(batch_size=32, micro_batch=None, window=0.3):
         available = len(os.sched_getaffinity(0))
     else:
         available = os.cpu_count() or 1
-    limit = batch_size if micro_batch is None else -(-batch_size // micro_batch)
+    if micro_batch is None:
+        limit = max(1, batch_size // MIN_SLICE)
+    else:
+        limit = -(-batch_size // micro_batch)
     if min(available, limit) == 1:
         return 1
     return processes_for(idle_processors(window), available, limit)

@@ -4,7 +4,8 @@ Usage: ``python distributed_run.py MODEL STEPS OUT.npz [--kill-rank R --kill-ste
 ``MODEL`` is a zoo name or ``dropout`` (a small network with Dropout). Every
 rank trains the same batches; rank 0 alone writes the final parameters, the
 losses and whether all ranks agreed, to ``OUT.npz``. With ``--kill-rank`` the
-rank R kills itself with SIGKILL at step S (to test how a job ends).
+rank R kills itself with SIGKILL at step S (to test how a job ends); with
+``--bad-label-rank R`` its labels at step S are out of range instead.
 """
 import argparse
 import os
@@ -58,6 +59,8 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--kill-rank", type=int)
     parser.add_argument("--kill-step", type=int, default=0)
+    parser.add_argument("--bad-label-rank", type=int,
+                        help="this rank's labels are out of range at --kill-step")
     parser.add_argument("--micro-batch", type=int, default=MICRO_BATCH,
                         help="0: one slice of each batch per rank")
     args = parser.parse_args()
@@ -70,6 +73,8 @@ def main():
         for step, (images, labels) in enumerate(batches(args.steps, X, Y)):
             if trainer.rank == args.kill_rank and step == args.kill_step:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if trainer.rank == args.bad_label_rank and step == args.kill_step:
+                labels = np.full_like(labels, 99)
             losses.append(trainer.step(images, labels))
         evaluation = trainer.evaluate([(X[:70], Y[:70])], batch_size=16)
         agree = trainer.parameters_agree()

@@ -190,6 +190,22 @@ def test_a_killed_rank_ends_the_job_with_one_line_and_no_orphans(tmp_path):
     assert _running(str(out)) == []
 
 
+@needs_mpi
+def test_a_rank_that_fails_stops_every_rank_before_the_update(tmp_path):
+    # Run without mpi4py's runner (no MPI_Abort on an exception): the ranks must
+    # learn of the failure inside the exchange itself, or they would wait for ever.
+    out = tmp_path / "never-written.npz"
+    command = [distributed.mpiexec_path(), "-n", "3", sys.executable, RUN, "lenet5", "5", out,
+               "--bad-label-rank", "2", "--kill-step", "1"]
+    job = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert job.returncode != 0
+    assert job.stderr.count("DistributedJobError: rank 2 of 3 failed to compute micro-batch 2 "
+                            "of step 2; no rank updated") == 2
+    assert job.stderr.count("ValueError: Y must hold labels 0-9") == 1
+    assert not out.exists()
+    assert _running(str(out)) == []
+
+
 def test_launch_without_mpiexec_names_the_packages(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     with pytest.raises(BadOptionError, match="pip install mpi4py mpich"):
@@ -213,7 +229,7 @@ def test_idle_processors_sees_a_busy_child():
     try:
         time.sleep(0.3)   # let them start burning
         idle = distributed.idle_processors(window=0.5)
-        chosen = distributed.default_processes(batch_size=32, window=0.5)
+        chosen = distributed.default_processes(batch_size=64, window=0.5)
     finally:
         for burner in burners:
             burner.kill()
