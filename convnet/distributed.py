@@ -384,7 +384,8 @@ class DataParallel:
         self._rows = np.zeros((0, self._row), self.dtype)
         if self.size > 1:
             from mpi4py import MPI
-            self._mpi_type = MPI._typedict[self.dtype.char]
+            from mpi4py.util.dtlib import from_numpy_dtype
+            self._mpi_type = from_numpy_dtype(self.dtype)
             self._in_place = MPI.IN_PLACE
             self._synchronise()
 
