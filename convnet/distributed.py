@@ -135,10 +135,52 @@ def launch_command(argv, processes, program=("-m", "convnet.cli")):
 
 
 # The banner Hydra prints when a rank dies, and the parts of it worth a line.
-_BANNER = re.compile(rb"^=+\s*$", re.MULTILINE)
+_BANNER = re.compile(rb"^=+\r?\n=\s+BAD TERMINATION", re.MULTILINE)
+_BANNER_TITLE = b"=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES"
 _EXIT_STRING = re.compile(rb"EXIT STRING: (.+?)\s*$", re.MULTILINE)
 _EXIT_CODE = re.compile(rb"EXIT CODE: (\d+)")
 _PID = re.compile(rb"PID (\d+)")
+
+
+def _unsure_from(kept):
+    """Where the output may hold the unfinished start of the banner (else its length).
+
+    The banner opens with a line of ``=`` and then its title: a last
+    unfinished line of ``=`` only, or such a line followed by a beginning of
+    the title, is held back until more output shows what it is.
+    """
+    last = kept.rfind(b"\n") + 1
+    before = kept.rfind(b"\n", 0, max(last - 1, 0)) + 1
+    if last > 0 and kept[before:last - 1].rstrip(b"\r").strip(b"=") == b"" \
+            and kept[before:before + 1] == b"=" and _BANNER_TITLE.startswith(kept[last:]):
+        return before
+    if kept[last:].strip(b"=") == b"":
+        return last
+    return len(kept)
+
+
+def _forward(chunks, out):
+    """Write the chunks of bytes to ``out`` as they come, up to Hydra's banner; return the banner.
+
+    Returns b"" when no banner came.
+    """
+    kept, banner = b"", b""
+    for chunk in chunks:
+        if banner:
+            banner += chunk
+            continue
+        kept += chunk
+        found = _BANNER.search(kept)
+        if found:
+            banner = kept[found.start():]
+            kept = kept[:found.start()]
+        cut = _unsure_from(kept)
+        out.write(kept[:cut])
+        out.flush()
+        kept = kept[cut:]
+    out.write(kept)
+    out.flush()
+    return banner
 
 
 def _describe_failure(banner, status):
@@ -182,32 +224,12 @@ def launch(argv, processes, output=None, program=("-m", "convnet.cli")):
     """
     out = output if output is not None else sys.stdout.buffer
     command = launch_command(argv, processes, program)
-    kept, banner = b"", b""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as job:
         try:
-            while chunk := job.stdout.read1(65536):
-                if banner:
-                    banner += chunk
-                    continue
-                kept += chunk
-                found = _BANNER.search(kept)
-                if found:
-                    banner = kept[found.start():]
-                    kept = kept[:found.start()]
-                # Hold back a last unfinished line that may be the banner's start.
-                cut = kept.rfind(b"\n") + 1
-                if kept[cut:].strip(b"=") == b"":
-                    out.write(kept[:cut])
-                    kept = kept[cut:]
-                else:
-                    out.write(kept)
-                    kept = b""
-                out.flush()
+            banner = _forward(iter(lambda: job.stdout.read1(65536), b""), out)
         except BaseException:   # Ctrl-C, say: Hydra passes it on to every rank
             job.terminate()
             raise
-    out.write(kept)
-    out.flush()
     if banner or job.returncode < 0 or job.returncode > 2:
         raise DistributedJobError(_describe_failure(banner, job.returncode))
     return job.returncode

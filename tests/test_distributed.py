@@ -206,6 +206,27 @@ def test_a_rank_that_fails_stops_every_rank_before_the_update(tmp_path):
     assert _running(str(out)) == []
 
 
+BANNER = (b"\n" + b"=" * 83 + b"\n=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES\n"
+          b"=   PID 32657 RUNNING AT vm\n=   EXIT CODE: 9\n=   CLEANING UP REMAINING PROCESSES\n"
+          b"=   YOU CAN IGNORE THE BELOW CLEANUP MESSAGES\n" + b"=" * 83 + b"\n"
+          b"YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)\n"
+          b"This typically refers to a problem with your application.\n")
+RANKS_SAID = b"epoch 1\r 50%\r100%\n=====\nsection\n==\n"
+
+
+@pytest.mark.parametrize("tail", [b"", BANNER])
+@pytest.mark.parametrize("width", [1, 2, 7, 64, 10_000])
+def test_the_ranks_output_passes_and_the_banner_is_kept_back(tail, width):
+    text = RANKS_SAID + tail
+    out = io.BytesIO()
+    banner = distributed._forward((text[i:i + width] for i in range(0, len(text), width)), out)
+    assert out.getvalue() == RANKS_SAID + (b"\n" if tail else b"")
+    assert banner == tail[1:]
+    if tail:
+        assert distributed._describe_failure(banner, 9) == (
+            "a rank (pid 32657) stopped: Killed (signal 9); every rank of the job was stopped")
+
+
 def test_launch_without_mpiexec_names_the_packages(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     with pytest.raises(BadOptionError, match="pip install mpi4py mpich"):
