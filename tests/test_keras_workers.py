@@ -10,6 +10,7 @@ from convnet import keras_workers
 pytest.importorskip("tensorflow")
 
 
+@pytest.mark.slow
 def test_two_loopback_workers_agree(tmp_path, mnist):
     from convnet.sequential import Sequential
     from convnet.zoo import load_spec
