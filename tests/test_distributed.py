@@ -165,6 +165,15 @@ def test_ranks_give_bit_identical_weights(alone, tmp_path, model, processes):
     np.testing.assert_allclose(ranks["evaluation"], expected["evaluation"], rtol=1e-12)
 
 
+@needs_mpi
+def test_launch_runs_the_command_line_as_every_rank():
+    output = io.BytesIO()
+    assert distributed.launch(["--help"], 2, output=output) == 0
+    assert output.getvalue().count(b"usage: convnet") == 2
+    output = io.BytesIO()
+    assert distributed.launch(["train", "--epochs", "-1"], 2, output=output) == 2
+
+
 def _running(marker):
     """Process ids whose command line holds ``marker``."""
     found = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True,
