@@ -26,15 +26,17 @@ the same kind of processor, with BLAS on one thread: see
 ``convnet.threads.blas_threads``).
 
 That rule has a price on one process: LeNet-5 at batch 32 cut into two
-micro-batches of 16 takes about a quarter longer per step than the whole
-batch at once (smaller matrix products, twice the calls). So
+micro-batches of 16 takes a quarter to a third longer per step than the
+whole batch at once (smaller matrix products, twice the calls). So
 ``micro_batch=None`` is offered too, and is the default: the batch is cut
 into one nearly equal slice per rank, a single process runs whole batches
 at full speed, and the weights are bit-identical for the same number of
 processes only. ``DataParallel.rule`` names the rule in force; a checkpoint
-records it and ``check_same_rule`` refuses to resume under another. Models with BatchNormalization cannot be
-cut into micro-batches without changing their batch statistics: they train
-whole batches, on one process only.
+records it and ``check_same_rule`` refuses to resume under another.
+
+Models with BatchNormalization cannot be cut into micro-batches without
+changing their batch statistics: they train whole batches, on one process
+only.
 
 The model and the optimiser know nothing of this: the mechanism uses
 ``model.parameters()``, ``model.loss_and_grads``, the optional
@@ -60,9 +62,9 @@ import numpy as np
 from convnet.checks import check_count
 from convnet.errors import BadOptionError, UserError
 
-# Images per micro-batch: LeNet-5's batch of 32 makes two, one per rank of a
-# two-rank job, and costs one process no more than a whole batch (see
-# docs/distributed.md for the figures).
+# The micro-batch to ask for when the weights must not depend on the number of
+# processes: LeNet-5's batch of 32 makes two, one per rank of a two-rank job
+# (one process then pays a quarter to a third more: docs/distributed.md).
 DEFAULT_MICRO_BATCH = 16
 # The fewest images per rank worth a process of its own: a slice of 16 already
 # costs about a quarter more per image than a whole batch of 32.
@@ -288,8 +290,9 @@ def default_processes(batch_size=32, micro_batch=None, window=0.3):
     idle over the last ``window`` seconds (measured from /proc/stat), at
     least 1, and at most the number of micro-batches in a batch (more ranks
     would have nothing to do); without ``micro_batch``, at most one per
-    ``MIN_SLICE`` images of a batch (thinner slices cost more than they save). On a quiet 2-core machine that is 2 for
-    LeNet-5 at batch 32; with another job holding a core, 1.
+    ``MIN_SLICE`` images of a batch (thinner slices cost more than they
+    save). On a quiet 2-core machine that is 2 for LeNet-5 at batch 32;
+    with another job holding a core, 1.
     """
     check_count("batch_size", batch_size)
     if micro_batch is not None:

@@ -19,11 +19,13 @@ the user starts one worker per host with a TF_CONFIG that lists every host
 and the same version of convnet and TensorFlow on every host.
 """
 import argparse
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -82,27 +84,43 @@ def run_workers(workers, options, timeout=600):
         A worker failed or the time ran out; every worker was stopped.
     """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    processes = []
-    try:
-        for config in loopback_configs(workers):
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "convnet.keras_workers", *map(str, options)],
-                env=dict(env, TF_CONFIG=config), stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True))
-        deadline = time.monotonic() + timeout
-        while any(process.poll() is None for process in processes):
-            failed = [index for index, process in enumerate(processes)
-                      if process.poll() not in (None, 0)]
-            if failed or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-        outputs = [process.communicate() for process in processes]
+    processes, stopped, timed_out = [], set(), False
+    with contextlib.ExitStack() as files:
+        # Files, not pipes: a worker must never block on a full pipe nobody reads.
+        logs = [(files.enter_context(tempfile.TemporaryFile()),
+                 files.enter_context(tempfile.TemporaryFile())) for _ in range(workers)]
+        try:
+            for config, (stdout, stderr) in zip(loopback_configs(workers), logs):
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "convnet.keras_workers", *map(str, options)],
+                    env=dict(env, TF_CONFIG=config), stdout=stdout, stderr=stderr,
+                    stdin=subprocess.DEVNULL))
+            deadline = time.monotonic() + timeout
+            while any(process.poll() is None for process in processes):
+                if any(process.poll() not in (None, 0) for process in processes):
+                    break
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                time.sleep(0.1)
+        finally:
+            for index, process in enumerate(processes):
+                if process.poll() is None:
+                    process.kill()
+                    stopped.add(index)
+                process.wait()
+        outputs = []
+        for stdout, stderr in logs:
+            stdout.seek(0)
+            stderr.seek(0)
+            outputs.append((stdout.read().decode(errors="replace"),
+                            stderr.read().decode(errors="replace")))
+    if timed_out:
+        raise WorkerError(f"the {workers} Keras workers did not finish within {timeout} s; "
+                          f"they were stopped")
     for index, process in enumerate(processes):
-        if process.returncode != 0:
+        # The first worker that failed by itself, not one stopped because of it.
+        if process.returncode != 0 and index not in stopped:
             errors = outputs[index][1].strip().splitlines()
             last = errors[-1] if errors else f"exit status {process.returncode}"
             raise WorkerError(f"Keras worker {index} of {workers} stopped: {last}")

@@ -23,7 +23,8 @@ def test_two_loopback_workers_agree(tmp_path, mnist):
     assert all(math.isfinite(report["loss"][0]) for report in reports)
     assert reports[0]["loss"] == reports[1]["loss"]
     initial = list(Sequential(load_spec("lenet5"), seed=0).get_weights().values())
-    with np.load(tmp_path / "weights-0.npz") as first, np.load(tmp_path / "weights-1.npz") as second:
+    with np.load(tmp_path / "weights-0.npz") as first, \
+            np.load(tmp_path / "weights-1.npz") as second:
         assert len(first.files) == len(initial) == 10
         for number, start in enumerate(initial):
             key = f"w{number}"
@@ -45,3 +46,14 @@ def test_a_worker_without_tf_config_gets_one_line(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(keras_workers.WorkerError, match="TF_CONFIG must give cluster.worker"):
         keras_workers.train_worker()
+
+
+def test_a_failing_worker_is_reported_in_one_line():
+    with pytest.raises(keras_workers.WorkerError,
+                       match=r"^Keras worker [01] of 2 stopped: .*--images: invalid int value"):
+        keras_workers.run_workers(2, ["--images", "many"], timeout=60)
+
+
+def test_workers_out_of_time_are_stopped():
+    with pytest.raises(keras_workers.WorkerError, match="did not finish within 0.5 s"):
+        keras_workers.run_workers(2, ["--images", 320], timeout=0.5)
