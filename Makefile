@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[tf,plots,hdf5,serve,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[tf,plots,hdf5,serve,mpi,dev]'
 	touch $(STAMP)
 
 data: $(STAMP)

@@ -468,6 +468,28 @@ class Sequential:
         """Return the trainable parameter arrays themselves (not copies), in Keras order."""
         return [layer.params[key] for layer, key in self._param_slots()]
 
+    @property
+    def dropout_generator(self):
+        """The generator the Dropout layers draw their masks from; None without Dropout.
+
+        Assigning a ``numpy.random.Generator`` makes every Dropout layer draw
+        from it from then on: a caller that needs masks independent of which
+        process computes a batch (``convnet.distributed``) gives each batch a
+        generator of its own.
+        """
+        dropouts = [layer for layer in self.layers if isinstance(layer, L.Dropout)]
+        return dropouts[0].rng if dropouts else None
+
+    @dropout_generator.setter
+    def dropout_generator(self, rng):
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"dropout_generator must be a numpy.random.Generator, "
+                            f"received {type(rng).__name__}")
+        self._dropout_rng = rng
+        for layer in self.layers:
+            if isinstance(layer, L.Dropout):
+                layer.rng = rng
+
     def flat_parameters(self):
         """Return the one flat buffer every trainable parameter is a view of."""
         return self._flat
