@@ -556,3 +556,26 @@ def write(path, model, optimizer, epoch, settings, history, class_names):
     for key, values in history.items():
         arrays[f"history_{key}"] = np.asarray(values, dtype=np.float64)
     storage.save_npz(path, **arrays)
+
+
+def write_model(path, model, dataset, class_names):
+    """Write a model alone (spec, weights, dataset, class names) atomically: no training state.
+
+    ``read_model`` reads it; it cannot be resumed.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination ``.npz``.
+    model : Sequential
+    dataset : str
+        The dataset it classifies.
+    class_names : sequence of str
+        One name per class of the model.
+    """
+    arrays = {"spec": _text_array(model.to_json())}
+    arrays.update(model.get_weights())
+    arrays["class_names"] = np.asarray([str(name)[:MAX_NAME] for name in class_names],
+                                       dtype=f"<U{MAX_NAME}")
+    arrays["dataset"] = np.asarray(dataset)
+    storage.save_npz(path, **arrays)

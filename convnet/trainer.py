@@ -326,6 +326,15 @@ def save_checkpoint(path, model, optimizer, epoch, settings, history, class_name
     checkpoints.write(path, model, optimizer, epoch, settings, history, class_names)
 
 
+def save_model(path, model, dataset="mnist", class_names=None):
+    """Write ``model`` alone (no training state) atomically; ``load_model`` reads it.
+
+    ``class_names`` defaults to the dataset's.
+    """
+    names = data.class_names(dataset) if class_names is None else class_names
+    checkpoints.write_model(path, model, dataset, names)
+
+
 def load_model(path, dtype=np.float32):
     """Return the model of a checkpoint (or LeNet-5 weights file) and what it was trained on.
 

@@ -198,3 +198,17 @@ def test_pooling_before_relu_gives_the_written_order_to_the_bit(dtype):
     np.testing.assert_array_equal(model.forward(X), written_logits)
     relu1 = dict(model.feature_maps(X))["conv1/relu"]
     assert (relu1 == 0).mean() > 0.2 and relu1.shape == (6, 28, 28, 6)   # written order
+
+
+def test_a_model_saved_alone_loads_with_its_dataset_but_cannot_be_resumed(tmp_path):
+    from convnet import checkpoint
+    from convnet.errors import BadCheckpointError
+    model = LeNet5(seed=6)
+    path = tmp_path / "sub" / "model.npz"
+    trainer.save_model(path, model, "fashion-mnist")
+    loaded, dataset, names = trainer.load_model(path)
+    assert dataset == "fashion-mnist" and names[0] == "T-shirt/top" and len(names) == 10
+    assert all(np.array_equal(a, b) for a, b in zip(weight_list(model), weight_list(loaded)))
+    assert [p.name for p in path.parent.iterdir()] == ["model.npz"]   # no temporary left
+    with pytest.raises(BadCheckpointError, match="has no model spec or optimizer"):
+        checkpoint.read_training_state(path)
