@@ -498,11 +498,13 @@ class Sequential:
         *key : int
             Non-negative integers naming the stream.
         """
+        dropouts = [layer for layer in self.layers if isinstance(layer, L.Dropout)]
+        if not dropouts:
+            return
         base = self.seed if isinstance(self.seed, numbers.Integral) else 0
         rng = np.random.default_rng([int(base), *map(int, key)])
-        for layer in self.layers:
-            if isinstance(layer, L.Dropout):
-                layer.rng = rng
+        for layer in dropouts:
+            layer.rng = rng
 
     def _move_parameters_to_shared_memory(self):
         """Put every trainable parameter in one flat buffer of anonymous shared memory.

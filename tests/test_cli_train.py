@@ -200,8 +200,8 @@ def test_a_spec_file_trains_and_resume_refuses_another_model_or_optimizer(small_
 
 
 @pytest.mark.parametrize("model, message", [
-    ("cifar-cnn", r"model cifar-cnn takes images of shape \(32, 32, 3\), but mnist's are "
-                  r"\(28, 28, 1\)"),
+    ("cifar-cnn", (r"model cifar-cnn takes images of shape \(32, 32, 3\), but mnist's are "
+                   r"\(28, 28, 1\)")),
     ("signs-cnn", r"model signs-cnn takes images of shape \(64, 64, 3\)"),
     ("nonexistent", "--model nonexistent"),
 ])

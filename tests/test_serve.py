@@ -28,9 +28,8 @@ with warnings.catch_warnings():
 
 from reference_ops import reference_conv_forward
 
-from convnet import serve
+from convnet import serve, trainer
 from convnet.images import load_digit_image
-from convnet import trainer
 from convnet.model import LeNet5
 from convnet.optim import Adam
 
@@ -498,9 +497,9 @@ def test_serve_shows_a_fashion_checkpoint_with_its_names_and_refuses_other_model
     view = serve.NetworkView.from_checkpoint(classic)
     assert view.inspect(np.zeros((28, 28)), "conv1/tanh", 0, 0, 0)["activation"] == "tanh"
     for name, message in (("mlp", "the model has no convolutional layer"),
-                          ("cifar-cnn", r"the page draws 28x28 grey digits, so it shows models "
-                                        r"of input \(28, 28, 1\); this model takes "
-                                        r"\(32, 32, 3\)")):
+                          ("cifar-cnn", (r"the page draws 28x28 grey digits, so it shows "
+                                         r"models of input \(28, 28, 1\); this model takes "
+                                         r"\(32, 32, 3\)"))):
         path = save_checkpoint(Sequential(load_spec(name)), tmp_path / f"{name}.npz",
                                names=[str(k) for k in range(10)])
         assert main(["serve", "--checkpoint", str(path)]) == 2
