@@ -678,7 +678,7 @@ def _run_bench(args):
 COMMANDS = {
     "data": (_configure_data, _run_data,
              "fetch MNIST (or verify another dataset) and cache it as .npz"),
-    "train": (_configure_train, _run_train, "train LeNet-5 (NumPy by default, or TF / Keras)"),
+    "train": (_configure_train, _run_train, "train a network (NumPy: any zoo model or spec; TF / Keras: LeNet-5)"),
     "evaluate": (_configure_evaluate, _run_evaluate, "accuracy and loss of a checkpoint on a split"),
     "predict": (_configure_predict, _run_predict, "classify digit images with a checkpoint"),
     "summary": (_configure_summary, _run_summary, "LeNet-5's layers, shapes and parameter counts"),

@@ -332,7 +332,7 @@ class TrainingProcesses:
     optimizer : Adam, RMSprop or SGD
         Built on ``model.parameters()``, in that order. Its ``iterations``
         counts the steps, whichever process ran them.
-    X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
+    X : ndarray of shape (m, h, w, c) (or (m, h, w) when c is 1)
         Training images (the children inherit them when forked).
     Y : ndarray of shape (m,)
         Integer labels.
@@ -471,7 +471,7 @@ def evaluate(model, sets, processes=1, batch_size=500):
     Parameters
     ----------
     model : Sequential
-    sets : list of (ndarray of shape (m, 28, 28), ndarray of shape (m,))
+    sets : list of (ndarray of shape (m, h, w, c), ndarray of shape (m,))
         Images and integer labels; each set must be non-empty.
     processes : int
         Total number of processes, >= 1.
