@@ -403,3 +403,40 @@ def test_predict_unreadable_image(trained_run, tmp_path, capsys):
     assert code == 2
     assert err.startswith(f"convnet: error: cannot read image {broken}")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("model, name", [("happy-model", "happy"), ("signs-cnn", "signs")])
+def test_the_course_models_train_on_their_datasets(model, name, tmp_path, capsys):
+    """happy-model: one sigmoid unit on 0/1 labels, batch normalisation, one process."""
+    pytest.importorskip("h5py")
+    from test_datasets import write_course_files
+
+    from convnet import data
+    write_course_files(tmp_path / "course", name, n_train=11, n_test=5)
+    cached = data.cache_course_h5(name, tmp_path / "course", tmp_path / "cache",
+                                  validation_size=3).path
+    out = tmp_path / "run"
+    assert main(["train", "--model", model, "--dataset", name, "--data", str(cached),
+                 "--epochs", "1", "--batch-size", "4", "--out", str(out)]) == 0
+    processes = "1 process" if model == "happy-model" else "2 processes"
+    assert capsys.readouterr().out.splitlines()[0].endswith(processes)
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz"),
+                 "--data", str(cached)]) == 0
+    X_test, Y_test = data.load_dataset(name, cached)[4:]
+    probabilities = load_model(out / "checkpoint.npz").predict_proba(X_test)
+    predicted = ((probabilities[:, 0] > 0.5).astype(int) if probabilities.shape[1] == 1
+                 else probabilities.argmax(axis=1))
+    assert (f"on the {name} test split (5 images): accuracy {np.mean(predicted == Y_test):.4f}"
+            in capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum is used with --optimizer sgd"),
+    (["--backend", "keras", "--optimizer", "sgd"], ("--optimizer is available with --backend "
+                                                   "numpy only")),
+])
+def test_optimizer_options_that_do_not_apply_are_refused(options, message, small_mnist,
+                                                         tmp_path, capsys):
+    assert main(["train", "--data", str(small_mnist), "--out", str(tmp_path / "run"),
+                 *options]) == 2
+    assert message in capsys.readouterr().err
