@@ -218,7 +218,7 @@ def _configure_train(parser):
                         help=f"random seed, 0 to {SEED_LIMIT - 1} (default: 0)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder for checkpoint, history and plots "
-                             "(default: runs/lenet5-BACKEND)")
+                             "(default: runs/MODEL-BACKEND, e.g. runs/lenet5-numpy)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the checkpoint in --out (numpy backend)")
     parser.add_argument("--overwrite", action="store_true",
@@ -251,7 +251,9 @@ def _check_processes(processes):
 
 def _run_train(args):
     if args.out is None:
-        args.out = f"runs/lenet5-{args.backend}"
+        from pathlib import Path
+        model = Path(args.model).stem if args.model.endswith(".json") else args.model
+        args.out = f"runs/{model}-{args.backend}"
     if args.resume and args.backend != "numpy":
         raise BadOptionError("--resume is available with --backend numpy only")
     if args.serve and args.backend != "numpy":
@@ -332,8 +334,11 @@ def _run_summary(args):
         summary_checkpoint_cli(args)
         return
     if args.model is not None:
-        from convnet import sequential, zoo
-        model = sequential.Sequential(zoo.load_spec(args.model))
+        from convnet import sequential
+        try:
+            model = sequential.Sequential(_load_spec(args.model))
+        except ValueError as error:
+            raise BadOptionError(f"--model {args.model}: {error}") from None
         print(sequential.summary_text(model.summary()))
         return
     from convnet import architectures

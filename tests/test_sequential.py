@@ -414,15 +414,3 @@ def test_feature_maps_and_the_flat_parameter_buffer():
     assert flat.size == model.summary().trainable
     for param in model.parameters():
         assert np.shares_memory(param, flat)
-
-
-def test_the_speed_benchmark_runs():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_models.py"
-    spec = importlib.util.spec_from_file_location("bench_models", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    figures = module.bench_models(batch_size=4, steps=2)
-    assert set(figures) == {"sequential", "lenet5", "ratio"}
-    assert all(value > 0 for value in figures.values())
