@@ -212,7 +212,8 @@ def _json_member(path, archive, found, key, members):
     raw = _read_data(path, archive, found[key], key, member, *header)
     try:
         return json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        # RecursionError: brackets nested deeper than the parser goes.
         raise BadCheckpointError(f"checkpoint {path}: member {key!r} is not JSON text "
                                  f"({error})") from None
 
