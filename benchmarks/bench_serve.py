@@ -203,8 +203,9 @@ def default_checkpoint(folder):
     if path.is_file():
         return path, "runs/lenet5-numpy/checkpoint.npz"
     from convnet.model import LeNet5
+    from convnet.trainer import save_model
     path = Path(folder) / "untrained.npz"
-    LeNet5(seed=0).save(path)
+    save_model(path, LeNet5(seed=0))
     return path, "an untrained LeNet-5 (no runs/lenet5-numpy/checkpoint.npz)"
 
 

@@ -1,18 +1,21 @@
-"""Reading checkpoints and weights files that may have been damaged or crafted.
+"""Self-describing training checkpoints, read safely even when damaged or crafted.
 
 A checkpoint is an ``.npz`` file: a zip archive of ``.npy`` members, one per
 array. ``np.load`` trusts what it reads: a small file can hold a member that
 inflates to gigabytes, or one whose header claims a shape of any size. This
-module reads only the members a LeNet-5 file may hold (``layout``), and for
-each one checks, before reading any of its data:
+module first reads the ``spec`` member (the model's architecture as JSON
+text, at most ``MAX_SPEC_BYTES``) and the ``optimizer`` member (its
+configuration as JSON text), derives from them every other member the file
+may hold (``layout``: names, shapes, dtypes), and for each one checks,
+before reading any of its data:
 
 - its name is known, and no name appears twice;
 - the size the zip directory declares for it is at most what its expected
   shape and dtype need, plus a small header;
-- its ``.npy`` header declares exactly the expected shape (histories: one
-  dimension, at most ``MAX_EPOCHS + 1`` entries), a dtype of the expected kind
-  (never an object, structured or complex dtype), and a data size that agrees
-  with the zip directory.
+- its ``.npy`` header declares exactly the expected shape (texts and
+  histories: one dimension, at most a fixed length), a dtype of the expected
+  kind (never an object, structured or complex dtype), and a data size that
+  agrees with the zip directory.
 
 Only then is the member's data read, into an array of the declared size, so
 reading a file never holds more than the expected arrays in memory, whatever
@@ -22,9 +25,15 @@ finite; the run settings must be in range. Every refusal is a
 
 Layout of a training checkpoint (written by ``write``):
 
-- the weights, under the model's names (``conv1_kernel``, ``conv1_bias``, ...);
-- Adam's state: ``adam_iterations`` (int scalar), ``adam_m<i>`` and
-  ``adam_v<i>`` (the shape of weight ``i``);
+- ``spec``: the canonical spec (``Sequential.to_json``), UTF-8 bytes as a
+  uint8 array (never a pickled object);
+- the weights under the model's names (``conv1/kernel``, ``conv1/bias``,
+  ``bn1/moving_mean``, ...), in Keras ``get_weights`` order;
+- ``optimizer``: the optimiser's ``config()`` as JSON text (uint8), and its
+  state: ``optimizer_iterations`` (int scalar) and one member per state
+  buffer and trainable weight, ``optimizer_<slot><i>`` (Adam: ``m0``,
+  ``v0``, ...), of the shape of trainable weight ``i``;
+- ``class_names``: the dataset's class names (text array, one per class);
 - ``epoch`` (int scalar, epochs completed);
 - the run settings ``RUN_SETTINGS``: ``seed``, ``batch_size``, ``train_size``
   (int scalars), ``lr`` (float scalar), ``dataset`` (string scalar);
@@ -32,15 +41,17 @@ Layout of a training checkpoint (written by ``write``):
   float64 entries, epoch 0 being the untrained network) and
   ``history_epoch_seconds`` (``epoch`` entries).
 
-A weights file (``convnet train --backend tf1|keras``) holds only the weights.
+A LeNet-5 weights file of the TensorFlow and Keras trainings (the ten
+``WEIGHT_NAMES``, no ``spec``) reads as the zoo's ``lenet5`` with no dataset.
 """
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from convnet import storage
+from convnet import optim, storage
 from convnet.errors import BadCheckpointError
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -50,13 +61,26 @@ RUN_SETTINGS = ("seed", "batch_size", "lr", "dataset", "train_size")
 MAX_EPOCHS = 100_000
 # Seeds are kept below 2**32, the range every generator of NumPy and TensorFlow accepts.
 SEED_LIMIT = 2 ** 32
-# Longest dataset name stored (in characters).
+# Longest dataset or class name stored (in characters).
 MAX_NAME = 64
+# Longest spec and optimizer configuration (JSON bytes): the zoo's specs take about 2 kB.
+MAX_SPEC_BYTES = 1 << 16
+MAX_CONFIG_BYTES = 1 << 12
+# Most weights a checkpoint's spec may declare (a float32 model of 400 MB): a crafted spec
+# cannot make the reader allocate more.
+MAX_PARAMETERS = 100_000_000
+# Most classes a model may have (and class names a checkpoint may hold).
+MAX_CLASSES = 100_000
 # An .npy header written by NumPy is 128 bytes or a few multiples of 64; anything
 # much longer is not a NumPy header.
 MAX_HEADER = 4096
 # Bytes read at a time: the zip reader holds one such chunk beside the array it fills.
 READ_CHUNK = 1 << 16
+# The ten names of a LeNet-5 weights file of the TensorFlow and Keras trainings (and of
+# older NumPy checkpoints), in exchange order, and the zoo lenet5 weights they are.
+LEGACY_WEIGHT_NAMES = ("conv1_kernel", "conv1_bias", "conv2_kernel", "conv2_bias",
+                       "dense1_kernel", "dense1_bias", "dense2_kernel", "dense2_bias",
+                       "dense3_kernel", "dense3_bias")
 
 
 class _Missing(BadCheckpointError):
@@ -74,44 +98,39 @@ class Member:
     Attributes
     ----------
     shape : tuple of int, or None
-        The exact shape expected; None for a history (one dimension of at
-        most ``MAX_EPOCHS + 1`` entries).
+        The exact shape expected; None for one dimension of at most
+        ``max_length`` entries (histories, texts).
     kinds : str
         Allowed dtype kinds (``"f"`` float, ``"iu"`` integers, ``"U"`` text).
     finite : bool
         Refuse NaN and infinite values.
+    max_length : int
+        Longest length of a one-dimensional member (``shape`` None).
     """
 
     shape: tuple
     kinds: str
     finite: bool = False
+    max_length: int = MAX_EPOCHS + 1
 
     def max_items(self):
         """Largest number of elements the member may hold."""
-        return MAX_EPOCHS + 1 if self.shape is None else int(np.prod(self.shape, dtype=np.int64))
+        return self.max_length if self.shape is None else int(np.prod(self.shape,
+                                                                     dtype=np.int64))
 
     def max_itemsize(self):
-        """Largest item size in bytes (float64, int64, or ``MAX_NAME`` characters)."""
-        return 4 * MAX_NAME if self.kinds == "U" else 8
+        """Largest item size in bytes (float64, int64, uint8, or ``MAX_NAME`` characters)."""
+        return {"U": 4 * MAX_NAME, "u": 1}.get(self.kinds, 8)
 
 
-def layout(weight_shapes):
-    """Return every member a checkpoint of these weights may hold, by key.
+TEXT_MEMBERS = {"spec": Member(None, "u", max_length=MAX_SPEC_BYTES),
+                "optimizer": Member(None, "u", max_length=MAX_CONFIG_BYTES)}
 
-    Parameters
-    ----------
-    weight_shapes : dict of str to tuple
-        The model's weight names and shapes, in the model's order.
 
-    Returns
-    -------
-    dict of str to Member
-    """
-    members = {name: Member(tuple(shape), "f", finite=True) for name, shape in weight_shapes.items()}
-    for index, shape in enumerate(weight_shapes.values()):
-        members[f"adam_m{index}"] = Member(tuple(shape), "f", finite=True)
-        members[f"adam_v{index}"] = Member(tuple(shape), "f", finite=True)
-    for key in ("adam_iterations", "epoch", "seed", "batch_size", "train_size"):
+def _run_members():
+    """The members every training checkpoint holds whatever its model: settings, history."""
+    members = {}
+    for key in ("optimizer_iterations", "epoch", "seed", "batch_size", "train_size"):
         members[key] = Member((), "iu")
     members["lr"] = Member((), "f", finite=True)
     members["dataset"] = Member((), "U")
@@ -120,15 +139,143 @@ def layout(weight_shapes):
     return members
 
 
-def read(path, weight_shapes, keys=None, required=()):
+def layout(weight_shapes, trainable, slots, num_classes):
+    """Return every member a checkpoint of this model and optimiser may hold, by key.
+
+    Parameters
+    ----------
+    weight_shapes : dict of str to tuple
+        Every weight's name and shape, in the model's order.
+    trainable : list of str
+        The names of the trainable weights, in order (the optimiser's).
+    slots : tuple of str
+        The optimiser's state buffers per trainable weight (Adam: ``m``, ``v``).
+    num_classes : int
+        Entries of ``class_names``.
+
+    Returns
+    -------
+    dict of str to Member
+    """
+    members = dict(TEXT_MEMBERS)
+    members.update({name: Member(tuple(shape), "f", finite=True)
+                    for name, shape in weight_shapes.items()})
+    for index, name in enumerate(trainable):
+        for slot in slots:
+            members[f"optimizer_{slot}{index}"] = Member(tuple(weight_shapes[name]), "f",
+                                                         finite=True)
+    members["class_names"] = Member((num_classes,), "U")
+    members.update(_run_members())
+    return members
+
+
+def _legacy_layout():
+    """Members of an older LeNet-5 checkpoint or weights file (no ``spec``)."""
+    shapes = [(5, 5, 1, 6), (6,), (5, 5, 6, 16), (16,), (400, 120), (120,), (120, 84), (84,),
+              (84, 10), (10,)]
+    members = {name: Member(shape, "f", finite=True)
+               for name, shape in zip(LEGACY_WEIGHT_NAMES, shapes)}
+    for index, shape in enumerate(shapes):
+        members[f"adam_m{index}"] = Member(shape, "f", finite=True)
+        members[f"adam_v{index}"] = Member(shape, "f", finite=True)
+    members.update(_run_members())
+    members["adam_iterations"] = members.pop("optimizer_iterations")
+    return members
+
+
+@dataclass
+class Contents:
+    """What ``read`` found: the model's spec and optimiser configuration, and the arrays.
+
+    Attributes
+    ----------
+    spec : dict
+        The canonical spec (the zoo's ``lenet5`` for a legacy LeNet-5 file).
+    optimizer : dict or None
+        The optimiser's ``config()``; None for a legacy file.
+    arrays : dict of str to ndarray
+        The members read, weights under the model's names.
+    legacy : bool
+        The file has no spec: an older LeNet-5 checkpoint or weights file.
+    """
+
+    spec: dict
+    optimizer: dict
+    arrays: dict
+    legacy: bool = False
+
+
+def _json_member(path, archive, found, key, members):
+    """Read and parse a JSON text member (already present in ``found``)."""
+    member = members[key]
+    header = _read_header(path, archive, found[key], key, member)
+    raw = _read_data(path, archive, found[key], key, member, *header)
+    try:
+        return json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        # RecursionError: brackets nested deeper than the parser goes.
+        raise BadCheckpointError(f"checkpoint {path}: member {key!r} is not JSON text "
+                                 f"({error})") from None
+
+
+def _model_layout(path, spec, config):
+    """The layout of a checkpoint whose spec and optimiser configuration were read."""
+    from convnet.sequential import normalise_spec, spec_weights
+    try:
+        spec = normalise_spec(spec)
+        shapes, trainable = spec_weights(spec)
+    except (ValueError, TypeError) as error:
+        raise BadCheckpointError(f"checkpoint {path}: member 'spec' is not a valid model "
+                                 f"spec ({error})") from None
+    count = sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes.values())
+    if count > MAX_PARAMETERS:
+        raise BadCheckpointError(f"checkpoint {path}: its spec declares {count:,} weights, "
+                                 f"more than the {MAX_PARAMETERS:,} a checkpoint may hold")
+    last = spec["layers"][-1]
+    num_classes = last["units"] if last["activation"] == "softmax" else 2
+    if num_classes > MAX_CLASSES:
+        raise BadCheckpointError(f"checkpoint {path}: its spec declares {num_classes} classes, "
+                                 f"more than {MAX_CLASSES}")
+    slots = ()
+    if config is not None:
+        try:
+            slots = optimizer_slots(config)
+        except (ValueError, TypeError) as error:
+            raise BadCheckpointError(f"checkpoint {path}: member 'optimizer' is not a valid "
+                                     f"optimizer configuration ({error})") from None
+    return spec, layout(shapes, trainable, slots, num_classes)
+
+
+def optimizer_slots(config):
+    """Return the state buffers per weight of the optimiser ``config`` describes.
+
+    Parameters
+    ----------
+    config : dict
+        ``{"name": "adam", "lr": ..., ...}`` as ``config()`` returns it.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an unknown optimiser or hyper-parameter, or a value out of range.
+    """
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError(f"an optimizer configuration must be a dict with a 'name', "
+                         f"received {config!r}")
+    hyper = {key: value for key, value in config.items() if key != "name"}
+    return optim.make_optimizer(config["name"], [], **hyper).slot_names()
+
+
+def read(path, keys=None, required=()):
     """Read members of a checkpoint after checking every member's declared shape and size.
+
+    The spec and optimiser members are read first (size-capped), and give
+    the layout every other member is checked against.
 
     Parameters
     ----------
     path : str or Path
         The ``.npz`` file.
-    weight_shapes : dict of str to tuple
-        The model's weight names and shapes (see ``layout``).
     keys : iterable of str, optional
         The members to read; all members present by default. The others are
         checked from their headers but not read.
@@ -137,8 +284,7 @@ def read(path, weight_shapes, keys=None, required=()):
 
     Returns
     -------
-    dict of str to ndarray
-        The members read, with the shapes ``layout`` gives them.
+    Contents
 
     Raises
     ------
@@ -146,7 +292,8 @@ def read(path, weight_shapes, keys=None, required=()):
         Naming the file (and the member) if the file is missing, a folder,
         not a zip archive, or holds a member that is unknown, repeated,
         larger than expected, of the wrong shape or dtype, truncated, or
-        (weights, optimiser state, learning rate) not finite.
+        (weights, optimiser state, learning rate) not finite; or if its
+        spec or optimiser configuration is not valid.
     """
     path = Path(path)
     if path.is_dir():
@@ -156,9 +303,19 @@ def read(path, weight_shapes, keys=None, required=()):
         raise BadCheckpointError(f"checkpoint {path} does not exist")
     if not zipfile.is_zipfile(path):
         raise BadCheckpointError(f"checkpoint {path} is not an .npz file (not a zip archive)")
-    members = layout(weight_shapes)
     try:
         with zipfile.ZipFile(path) as archive:
+            names = {info.filename for info in archive.infolist()}
+            if "spec.npy" in names:
+                texts = _check_directory(path, archive, TEXT_MEMBERS, known_only=False)
+                spec = _json_member(path, archive, texts, "spec", TEXT_MEMBERS)
+                config = (_json_member(path, archive, texts, "optimizer", TEXT_MEMBERS)
+                          if "optimizer" in texts else None)
+                spec, members = _model_layout(path, spec, config)
+                legacy = False
+            else:
+                from convnet.zoo import load_spec
+                spec, config, members, legacy = load_spec("lenet5"), None, _legacy_layout(), True
             found = _check_directory(path, archive, members)
             missing = [key for key in required if key not in found]
             if missing:
@@ -166,22 +323,30 @@ def read(path, weight_shapes, keys=None, required=()):
             headers = {key: _read_header(path, archive, info, key, members[key])
                        for key, info in found.items()}
             wanted = found if keys is None else [key for key in keys if key in found]
-            return {key: _read_data(path, archive, found[key], key, members[key], *headers[key])
-                    for key in wanted}
+            arrays = {key: _read_data(path, archive, found[key], key, members[key],
+                                      *headers[key])
+                      for key in wanted if key not in TEXT_MEMBERS}
+            return Contents(spec, config, arrays, legacy)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as error:
         if isinstance(error, BadCheckpointError):
             raise
         raise BadCheckpointError(f"checkpoint {path} is not a readable .npz file ({error})") from None
 
 
-def _check_directory(path, archive, members):
-    """Return ``{key: ZipInfo}`` after checking every member's name and declared size."""
+def _check_directory(path, archive, members, known_only=True):
+    """Return ``{key: ZipInfo}`` after checking every member's name and declared size.
+
+    With ``known_only`` false, members not in ``members`` are skipped (left
+    to a later check against the full layout) instead of refused.
+    """
     found = {}
     for info in archive.infolist():
         key = info.filename[:-len(".npy")] if info.filename.endswith(".npy") else None
+        if key not in members and not known_only:
+            continue
         if key not in members:
-            raise BadCheckpointError(f"checkpoint {path}: not a LeNet-5 checkpoint (unknown "
-                                     f"member {info.filename!r})")
+            raise BadCheckpointError(f"checkpoint {path}: not a checkpoint of this model "
+                                     f"(unknown member {info.filename!r})")
         if key in found:
             raise BadCheckpointError(f"checkpoint {path} holds {info.filename!r} twice")
         member = members[key]
@@ -216,9 +381,9 @@ def _read_header(path, archive, info, key, member):
         raise BadCheckpointError(f"{where} has dtype {dtype}, expected "
                                  f"{_kind_names(member.kinds)}")
     if member.shape is None:
-        if len(shape) != 1 or shape[0] > MAX_EPOCHS + 1:
+        if len(shape) != 1 or shape[0] > member.max_length:
             raise BadCheckpointError(f"{where} has shape {shape}, expected (n,) with "
-                                     f"n <= {MAX_EPOCHS + 1}")
+                                     f"n <= {member.max_length}")
     elif tuple(shape) != member.shape:
         raise BadCheckpointError(f"{where} has shape {tuple(shape)}, expected {member.shape}")
     size = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -229,7 +394,7 @@ def _read_header(path, archive, info, key, member):
 
 
 def _kind_names(kinds):
-    names = {"f": "floating point", "i": "integer", "u": "integer", "U": "text"}
+    names = {"f": "floating point", "i": "integer", "u": "unsigned bytes", "U": "text"}
     return " or ".join(dict.fromkeys(names[kind] for kind in kinds))
 
 
@@ -253,38 +418,64 @@ def _read_data(path, archive, info, key, member, dtype, shape, fortran_order, of
     return array
 
 
-def read_weights(path, weight_shapes):
-    """Read only the weights of a checkpoint or weights file.
+def _text_array(text):
+    """UTF-8 bytes of ``text`` as a uint8 array (how JSON members are stored)."""
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def read_model(path):
+    """Read what using a model needs: its spec, weights, dataset and class names.
 
     Returns
     -------
-    list of ndarray
-        The weights in the order of ``weight_shapes``, with those shapes.
+    spec : dict
+        The canonical spec.
+    weights : dict of str to ndarray
+        Every weight by the model's names (``Sequential.set_weights`` takes it).
+    dataset : str or None
+        The dataset the model was trained on (None for a legacy weights file).
+    class_names : tuple of str or None
+        Its class names, in label order (None for a legacy weights file).
+
+    Raises
+    ------
+    BadCheckpointError
+        As ``read``; also if weights are missing.
     """
-    names = list(weight_shapes)
-    try:
-        arrays = read(path, weight_shapes, keys=names, required=names)
-    except _Missing as error:
-        raise BadCheckpointError(f"checkpoint {path}: not a LeNet-5 checkpoint "
-                                 f"(no {error.missing[0]!r})") from None
-    return [arrays[name] for name in names]
+    from convnet.sequential import spec_weights
+    contents = read(path, keys=None)
+    arrays = contents.arrays
+    if contents.legacy:
+        _require(path, arrays, LEGACY_WEIGHT_NAMES, "LeNet-5 weights")
+        names = list(spec_weights(contents.spec)[0])
+        weights = {name: arrays[old] for name, old in zip(names, LEGACY_WEIGHT_NAMES)}
+        return contents.spec, weights, None, None
+    names = list(spec_weights(contents.spec)[0])
+    _require(path, arrays, names + ["dataset", "class_names"], "a model")
+    weights = {name: arrays[name] for name in names}
+    return (contents.spec, weights, str(arrays["dataset"].item()),
+            tuple(str(item) for item in arrays["class_names"]))
 
 
-def read_training_state(path, weight_shapes):
+def _require(path, arrays, keys, what):
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise BadCheckpointError(f"checkpoint {path}: not {what} checkpoint "
+                                 f"(no {missing[0]!r})")
+
+
+def read_training_state(path):
     """Read a whole training checkpoint and check that it can be resumed.
 
     Returns
     -------
-    weights : list of ndarray
-        In the order of ``weight_shapes``.
-    optimizer_state : dict
-        ``"iterations"``, ``"m0"``, ``"v0"``, ... as ``Adam.load_state`` takes it.
-    epoch : int
-        Epochs completed.
-    settings : dict
-        The ``RUN_SETTINGS`` as Python values.
-    history : dict of str to list of float
-        ``HISTORY_KEYS`` (``epoch + 1`` entries each) and ``"epoch_seconds"``.
+    dict
+        ``"spec"`` (canonical spec), ``"weights"`` (dict by name),
+        ``"optimizer"`` (config dict), ``"optimizer_state"`` (``"iterations"``,
+        ``"m0"``, ... as ``load_state`` takes it), ``"epoch"`` (int),
+        ``"settings"`` (``RUN_SETTINGS`` as Python values), ``"history"``
+        (dict of lists: ``HISTORY_KEYS`` with ``epoch + 1`` entries each and
+        ``"epoch_seconds"``), ``"class_names"`` (tuple of str).
 
     Raises
     ------
@@ -292,19 +483,26 @@ def read_training_state(path, weight_shapes):
         As ``read``; also if the training state is missing or out of range
         (a negative epoch, say), naming the file and the member.
     """
-    names = list(weight_shapes)
-    state = [f"adam_{kind}{index}" for index in range(len(names)) for kind in "mv"]
+    from convnet.sequential import spec_weights
+    contents = read(path)
+    arrays = contents.arrays
+    if contents.legacy or contents.optimizer is None:
+        raise BadCheckpointError(f"checkpoint {path} has no model spec or optimizer: it was "
+                                 "written by an older version or another backend and cannot "
+                                 "be resumed")
+    shapes, trainable = spec_weights(contents.spec)
+    slots = optimizer_slots(contents.optimizer)
+    state = [f"optimizer_{slot}{index}" for index in range(len(trainable)) for slot in slots]
     history_keys = [f"history_{key}" for key in HISTORY_KEYS + ("epoch_seconds",)]
-    scalars = list(RUN_SETTINGS) + ["epoch", "adam_iterations"]
-    try:
-        arrays = read(path, weight_shapes, required=names + state + scalars + history_keys)
-    except _Missing as error:
+    scalars = list(RUN_SETTINGS) + ["epoch", "optimizer_iterations"]
+    needed = list(shapes) + state + scalars + history_keys + ["class_names"]
+    missing = [key for key in needed if key not in arrays]
+    if missing:
         raise BadCheckpointError(f"checkpoint {path} has no training state "
-                                 f"({', '.join(error.missing)} missing): it cannot be "
-                                 "resumed") from None
+                                 f"({', '.join(missing)} missing): it cannot be resumed")
     values = {key: arrays[key].item() for key in scalars}
     where = f"checkpoint {path}:"
-    for key, low, high in (("epoch", 0, MAX_EPOCHS), ("adam_iterations", 0, None),
+    for key, low, high in (("epoch", 0, MAX_EPOCHS), ("optimizer_iterations", 0, None),
                            ("seed", 0, SEED_LIMIT - 1), ("batch_size", 1, None),
                            ("train_size", 1, None)):
         if values[key] < low or (high is not None and values[key] > high):
@@ -319,34 +517,66 @@ def read_training_state(path, weight_shapes):
         if len(values_list) != expected:
             raise BadCheckpointError(f"{where} history_{key} has {len(values_list)} entries, "
                                      f"expected {expected} for epoch {epoch}")
-    optimizer_state = {key[len("adam_"):]: arrays[key] for key in state + ["adam_iterations"]}
-    settings = {key: values[key] for key in RUN_SETTINGS}
-    return [arrays[name] for name in names], optimizer_state, epoch, settings, history
+    optimizer_state = {key[len("optimizer_"):]: arrays[key]
+                       for key in state + ["optimizer_iterations"]}
+    return {"spec": contents.spec, "weights": {name: arrays[name] for name in shapes},
+            "optimizer": contents.optimizer, "optimizer_state": optimizer_state,
+            "epoch": epoch, "settings": {key: values[key] for key in RUN_SETTINGS},
+            "history": history, "class_names": tuple(str(item) for item in arrays["class_names"])}
 
 
-def write(path, weights, optimizer_state, epoch, settings, history):
+def write(path, model, optimizer, epoch, settings, history, class_names):
     """Write a training checkpoint atomically, in the layout ``read_training_state`` reads.
 
     Parameters
     ----------
     path : str or Path
         Destination ``.npz``.
-    weights : dict of str to ndarray
-        The model's weights by name, in the model's order.
-    optimizer_state : dict of str to ndarray
-        ``Adam.state()``: ``"iterations"``, ``"m0"``, ``"v0"``, ...
+    model : Sequential
+        Its spec and every weight are stored.
+    optimizer : Adam, RMSprop or SGD
+        Built on ``model.parameters()``: its ``config()`` and ``state()``.
     epoch : int
         Epochs completed.
     settings : dict
         The ``RUN_SETTINGS``.
     history : dict of str to list of float
         ``HISTORY_KEYS`` and ``"epoch_seconds"``, stored as float64 arrays.
+    class_names : sequence of str
+        The dataset's class names, one per class of the model.
     """
-    arrays = dict(weights)
-    arrays.update({f"adam_{key}": value for key, value in optimizer_state.items()})
+    arrays = {"spec": _text_array(model.to_json()),
+              "optimizer": _text_array(json.dumps(optimizer.config()))}
+    arrays.update(model.get_weights())
+    arrays.update({f"optimizer_{key}": value for key, value in optimizer.state().items()})
+    arrays["class_names"] = np.asarray([str(name)[:MAX_NAME] for name in class_names],
+                                       dtype=f"<U{MAX_NAME}")
     arrays["epoch"] = np.int64(epoch)
     for key in RUN_SETTINGS:
         arrays[key] = np.asarray(settings[key])
     for key, values in history.items():
         arrays[f"history_{key}"] = np.asarray(values, dtype=np.float64)
+    storage.save_npz(path, **arrays)
+
+
+def write_model(path, model, dataset, class_names):
+    """Write a model alone (spec, weights, dataset, class names) atomically: no training state.
+
+    ``read_model`` reads it; it cannot be resumed.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination ``.npz``.
+    model : Sequential
+    dataset : str
+        The dataset it classifies.
+    class_names : sequence of str
+        One name per class of the model.
+    """
+    arrays = {"spec": _text_array(model.to_json())}
+    arrays.update(model.get_weights())
+    arrays["class_names"] = np.asarray([str(name)[:MAX_NAME] for name in class_names],
+                                       dtype=f"<U{MAX_NAME}")
+    arrays["dataset"] = np.asarray(dataset)
     storage.save_npz(path, **arrays)

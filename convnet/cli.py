@@ -86,6 +86,17 @@ def seed_int(text):
     return value
 
 
+def unit_float(text):
+    """argparse type: a float in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, received {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), received {text}")
+    return value
+
+
 def _int(text):
     try:
         return int(text)
@@ -93,16 +104,19 @@ def _int(text):
         raise argparse.ArgumentTypeError(f"must be an integer, received {text!r}") from None
 
 
-DATASETS = ("mnist", "fashion-mnist")
-DATA_SOURCES = ("mnist", "fashion-mnist", "cifar10", "happy", "signs")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "happy", "signs")
+DATA_SOURCES = DATASETS
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+DEFAULT_CHECKPOINT = "runs/lenet5-numpy/checkpoint.npz"
 
 
-def _add_dataset_options(parser):
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist",
-                        help="which dataset to use (default: mnist)")
+def _add_dataset_options(parser, default="mnist"):
+    parser.add_argument("--dataset", choices=DATASETS, default=default,
+                        help="which dataset to use (default: "
+                             + ("mnist" if default else "the checkpoint's own") + ")")
     parser.add_argument("--data", metavar="PATH", default=None,
                         help="read the dataset from PATH instead: MNIST.npz, a Keras-style "
-                             "mnist.npz, or a folder of IDX .gz files")
+                             "mnist.npz, a folder of IDX .gz files, or a cached NAME.npz")
 
 
 # ---------------------------------------------------------------- data
@@ -183,25 +197,39 @@ def _configure_train(parser):
     parser.add_argument("--backend", choices=("numpy", "tf1", "keras"), default="numpy",
                         help="numpy: the project's own engine (default); tf1: task 4's "
                              "TensorFlow graph; keras: task 5's Keras model")
+    parser.add_argument("--model", metavar="NAME", default="lenet5",
+                        help="numpy backend: a zoo name (lenet5, lenet5-classic, mlp, mnist-cnn, "
+                             "cifar-cnn, happy-model, signs-cnn) or a spec.json (default: lenet5)")
     _add_dataset_options(parser)
     parser.add_argument("--epochs", type=non_negative_int, default=5)
     parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                        help="numpy backend: the optimizer, with Keras's defaults (default: the "
+                             "model's own, adam if its spec names none)")
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="learning rate (default: Keras's for the optimizer: 0.001 for adam "
+                             "and rmsprop, 0.01 for sgd)")
+    parser.add_argument("--momentum", type=unit_float, default=None,
+                        help="numpy backend: momentum of sgd or rmsprop, in [0, 1) (default 0)")
+    parser.add_argument("--keep", choices=("last", "best"), default="last",
+                        help="numpy backend: best also keeps best.npz, the checkpoint of the "
+                             "epoch with the best validation accuracy (default: last only)")
     parser.add_argument("--seed", type=seed_int, default=0,
                         help=f"random seed, 0 to {SEED_LIMIT - 1} (default: 0)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder for checkpoint, history and plots "
-                             "(default: runs/lenet5-BACKEND)")
+                             "(default: runs/MODEL-BACKEND, e.g. runs/lenet5-numpy)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the checkpoint in --out (numpy backend)")
     parser.add_argument("--overwrite", action="store_true",
                         help="train afresh into an --out that already holds a run, replacing it")
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="train on only the first N training images")
-    parser.add_argument("--processes", type=positive_int, default=DEFAULT_PROCESSES,
+    parser.add_argument("--processes", type=positive_int, default=None,
                         help="numpy backend: processes sharing each training step (default "
                              f"{DEFAULT_PROCESSES}: each batch split over two cores; 1 "
-                             "trains in this process alone, with slightly different rounding)")
+                             "trains in this process alone, with slightly different rounding; "
+                             "a model with BatchNormalization trains in one process)")
     parser.add_argument("--serve", action="store_true",
                         help="numpy backend: stream the loss, accuracy and first-layer filters "
                              "to the page of `convnet serve` (Watch training) on 127.0.0.1")
@@ -223,20 +251,29 @@ def _check_processes(processes):
 
 def _run_train(args):
     if args.out is None:
-        args.out = f"runs/lenet5-{args.backend}"
+        from pathlib import Path
+        model = Path(args.model).stem if args.model.endswith(".json") else args.model
+        args.out = f"runs/{model}-{args.backend}"
     if args.resume and args.backend != "numpy":
         raise BadOptionError("--resume is available with --backend numpy only")
     if args.serve and args.backend != "numpy":
         raise BadOptionError("--serve is available with --backend numpy only")
-    _check_processes(args.processes)
+    for option, value, unset in (("--optimizer", args.optimizer, None),
+                                 ("--momentum", args.momentum, None),
+                                 ("--keep", args.keep, "last")):
+        if args.backend != "numpy" and value != unset:
+            raise BadOptionError(f"{option} is available with --backend numpy only")
+    if args.processes is not None:
+        _check_processes(args.processes)
+    if args.backend != "numpy" and args.lr is None:
+        args.lr = 1e-3   # Adam's default, the TensorFlow and Keras trainings' optimizer
     from convnet import runfolder
     with runfolder.claim(args.out, resume=args.resume, overwrite=args.overwrite) as stale:
         if stale:
             print(f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} left "
                   f"in {args.out} by an interrupted write", flush=True)
         if args.backend == "numpy":
-            from convnet import trainer
-            trainer.train_cli(args)
+            train_cli(args)
         else:
             from convnet import tf_training
             tf_training.train_cli(args)
@@ -244,26 +281,25 @@ def _run_train(args):
 
 # ---------------------------------------------------------------- evaluate / predict
 def _configure_evaluate(parser):
-    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz",
-                        help="LeNet-5 weights .npz written by `convnet train` "
-                             "(default: runs/lenet5-numpy/checkpoint.npz)")
+    parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
+                        help="checkpoint .npz written by `convnet train` (or a LeNet-5 "
+                             f"weights.npz) (default: {DEFAULT_CHECKPOINT})")
     parser.add_argument("--split", choices=("train", "valid", "test"), default="test",
                         help="which split to measure (default: test)")
-    _add_dataset_options(parser)
+    _add_dataset_options(parser, default=None)
 
 
 def _run_evaluate(args):
-    from convnet import trainer
-    trainer.evaluate_cli(args)
+    evaluate_cli(args)
 
 
 def _configure_predict(parser):
     parser.add_argument("images", metavar="IMAGE", nargs="+",
                         help="PNG or JPEG files, one digit each, any size; dark-on-light "
                              "images are inverted, and the digit is scaled and centred as in MNIST")
-    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz",
-                        help="LeNet-5 weights .npz written by `convnet train` "
-                             "(default: runs/lenet5-numpy/checkpoint.npz)")
+    parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
+                        help="checkpoint .npz of a model of 28x28 grey images written by "
+                             f"`convnet train` (default: {DEFAULT_CHECKPOINT})")
     parser.add_argument("--top", type=positive_int, default=3,
                         help="how many of the most likely digits to show (default: 3)")
     parser.add_argument("--show", action="store_true",
@@ -274,8 +310,7 @@ def _configure_predict(parser):
 
 
 def _run_predict(args):
-    from convnet import trainer
-    trainer.predict_cli(args)
+    predict_cli(args)
 
 
 # ---------------------------------------------------------------- pictures
@@ -287,12 +322,23 @@ def _configure_summary(parser):
                         help="show only this network's Keras-style table: a zoo name (lenet5, "
                              "lenet5-classic, mlp, mnist-cnn, cifar-cnn, happy-model, signs-cnn) "
                              "or a spec.json")
+    parser.add_argument("--checkpoint", metavar="PATH", default=None,
+                        help="show only the Keras-style table of this checkpoint's model, and "
+                             "what it was trained on")
 
 
 def _run_summary(args):
+    if args.checkpoint is not None:
+        if args.model is not None:
+            raise BadOptionError("give --model or --checkpoint, not both")
+        summary_checkpoint_cli(args)
+        return
     if args.model is not None:
-        from convnet import sequential, zoo
-        model = sequential.Sequential(zoo.load_spec(args.model))
+        from convnet import sequential
+        try:
+            model = sequential.Sequential(_load_spec(args.model))
+        except ValueError as error:
+            raise BadOptionError(f"--model {args.model}: {error}") from None
         print(sequential.summary_text(model.summary()))
         return
     from convnet import architectures
@@ -300,7 +346,7 @@ def _run_summary(args):
 
 
 def _configure_show(parser):
-    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz")
+    parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT)
     parser.add_argument("--index", type=non_negative_int, default=0,
                         help="validation image whose feature maps are drawn, also the first "
                              "of the 25 predictions shown (default: 0)")
@@ -310,12 +356,11 @@ def _configure_show(parser):
                              "prepared as `convnet predict` does)")
     parser.add_argument("--mistakes", action="store_true",
                         help="also draw the first 25 mistakes on the validation split")
-    _add_dataset_options(parser)
+    _add_dataset_options(parser, default=None)
 
 
 def _run_show(args):
-    from convnet import plots
-    plots.show_cli(args)
+    show_cli(args)
 
 
 def _configure_filters(parser):
@@ -326,7 +371,265 @@ def _configure_filters(parser):
 
 def _run_filters(args):
     from convnet import plots
-    plots.filters_cli(args)
+    print(plots.draw_classic_filters_of(args.image, args.out))
+
+
+# ---------------------------------------------------------------- the NumPy engine's commands
+def _processes_for(model, asked):
+    """The number of training processes: ``asked``, or the default for this model."""
+    if model.has_batch_normalization:
+        if asked is not None and asked > 1:
+            raise BadOptionError(f"--processes {asked}: model {model.spec['name']} has "
+                                 "BatchNormalization, whose batch statistics need the whole "
+                                 "batch; it trains in one process (pass --processes 1)")
+        return 1
+    return DEFAULT_PROCESSES if asked is None else asked
+
+
+def _load_spec(name):
+    """The spec of ``--model`` NAME (zoo name or spec.json), a user error if it is not one."""
+    from convnet import zoo
+    try:
+        return zoo.load_spec(name)
+    except (ValueError, OSError) as error:
+        raise BadOptionError(f"--model {name}: {error}") from None
+
+
+def train_cli(args, progress=True):
+    """Run ``convnet train --backend numpy``.
+
+    ``args`` has model, dataset, data, epochs, batch_size, optimizer, lr,
+    momentum, seed, out, resume, keep, limit and processes. Everything the
+    run reads (data, and with ``resume`` the whole checkpoint) is checked
+    before the first line is printed. Prints one line per epoch in task 4's
+    format, the final validation and test accuracy and where the files are.
+    Writes in ``args.out``, after every epoch and atomically:
+    ``checkpoint.npz``, with ``--keep best`` ``best.npz`` when the epoch is
+    the best so far, then ``history.json``; at the end ``history.png``.
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    from convnet import data, parallel, trainer
+    from convnet.errors import TrainingDivergedError
+    from convnet.threads import blas_threads
+
+    spec = _load_spec(args.model)
+    try:
+        model = trainer.build_model(spec, seed=args.seed)
+    except ValueError as error:
+        raise BadOptionError(f"--model {args.model}: {error}") from None
+    processes = _processes_for(model, args.processes)
+    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
+        args.dataset, args.data, args.limit)
+    names = data.class_names(args.dataset)
+    trainer.check_model_fits(model, args.dataset, X_train.shape[1:], len(names))
+    trainer.check_not_empty(args, [("training", X_train), ("validation", X_valid),
+                                   ("test", X_test)])
+    optimizer_name = args.optimizer or model.spec["optimizer"] or "adam"
+    optimizer = trainer.make_run_optimizer(model, optimizer_name, args.lr, args.momentum)
+    out = Path(args.out)
+    checkpoint = out / trainer.CHECKPOINT_NAME
+    settings = {"seed": args.seed, "batch_size": args.batch_size, "lr": optimizer.lr,
+                "dataset": args.dataset, "train_size": len(X_train)}
+    start_epoch, history = 0, None
+    if args.resume:
+        start_epoch, history = trainer.resume(checkpoint, model, optimizer, settings)
+        # A run killed between its checkpoint and history.json left the copy behind.
+        trainer.write_history(out, history)
+        print(f"resuming from {checkpoint} after epoch {start_epoch}", flush=True)
+    print(f"training {model.spec['name']} (numpy) on {len(X_train)} {args.dataset} images, "
+          f"{trainer.epochs_text(args.epochs)}, batch {args.batch_size}, {optimizer.name} "
+          f"lr {optimizer.lr:g}, seed {args.seed}, "
+          f"{processes} process{'es' if processes > 1 else ''}", flush=True)
+    if start_epoch >= args.epochs and args.resume:
+        print(f"the checkpoint has already been trained for {trainer.epochs_text(start_epoch)} "
+              f"(asked: {args.epochs}); nothing to train", flush=True)
+    saved = {"epoch": start_epoch if args.resume else None}
+
+    def save(epoch, history):
+        trainer.save_checkpoint(checkpoint, model, optimizer, epoch, settings, history, names)
+        saved["epoch"] = epoch
+        if args.keep == "best":
+            trainer.keep_if_best(checkpoint, epoch, history, out)
+        trainer.write_history(out, history)
+        if server is not None and epoch > 0:
+            on_step.publish(epoch)   # the page shows each epoch's final weights
+
+    on_step, server = None, None
+    if getattr(args, "serve", False):
+        from convnet import serve
+        on_step, server = serve.watch_training(model, X_valid, Y_valid, port=args.serve_port,
+                                               every=args.serve_every)
+        print(f"watch the training on {server.url} (Watch training)", flush=True)
+    try:
+        history = trainer.fit(model, optimizer, (X_train, Y_train, X_valid, Y_valid),
+                              args.epochs, batch_size=args.batch_size, seed=args.seed,
+                              start_epoch=start_epoch, history=history, on_epoch_end=save,
+                              log=lambda line: print(line, flush=True), progress=progress,
+                              processes=processes, on_step=on_step)
+    except TrainingDivergedError as error:
+        kept = ("nothing was saved" if saved["epoch"] is None else
+                f"{checkpoint} still holds epoch {saved['epoch']}")
+        raise TrainingDivergedError(f"{error}; {kept} (a smaller --lr may help)") from None
+    except parallel.TrainingProcessError as error:
+        if saved["epoch"] is None:
+            kept = "nothing was saved yet: run the command again"
+        else:
+            kept = (f"{checkpoint} holds epoch {saved['epoch']}: train again with --resume "
+                    "to continue from there")
+        raise parallel.TrainingProcessError(f"{error.reason}; {kept}") from None
+    finally:
+        if server is not None:
+            server.stop()
+    # The first entry of the history is the untrained network (epoch 0).
+    plot = trainer.save_history_plot(history, out / "history.png", first_epoch=0)
+    valid_accuracy = history["val_accuracy"][-1]
+    with blas_threads(1):
+        _, test_accuracy = model.evaluate(X_test, Y_test)
+    print(f"validation accuracy {valid_accuracy:.4f}, test accuracy {test_accuracy:.4f}")
+    seconds = history["epoch_seconds"]
+    if seconds:
+        print(f"training time {np.mean(seconds):.1f} s per epoch "
+              f"({len(X_train)} images, batch {args.batch_size})")
+    where = f"checkpoint: {checkpoint}"
+    if args.keep == "best":
+        best = trainer.best_epoch(history)
+        where += f", best: {out / trainer.BEST_NAME} (epoch {best})"
+    where += f", history: {out / trainer.HISTORY_NAME}"
+    print(where + (f", plot: {plot}" if plot is not None else ""))
+
+
+def _checkpoint_dataset(args, stored):
+    """The dataset a checkpoint is used on: its own; ``--dataset`` only if it agrees.
+
+    A LeNet-5 weights file of the TensorFlow or Keras trainings does not say
+    which dataset it learnt: then ``--dataset`` (default mnist).
+    """
+    if stored is None:
+        return args.dataset or "mnist"
+    if args.dataset is not None and args.dataset != stored:
+        raise BadOptionError(f"checkpoint {args.checkpoint} was trained on {stored}, not "
+                             f"{args.dataset}: leave out --dataset (the checkpoint's own is "
+                             "used) or pass a checkpoint trained on "
+                             f"{args.dataset}")
+    return stored
+
+
+def _load_checkpoint_model(args):
+    """The model of ``args.checkpoint``, its dataset (checked against ``--dataset``) and names."""
+    from convnet import trainer
+    model, stored, names = trainer.load_model(args.checkpoint)
+    dataset = _checkpoint_dataset(args, stored)
+    return model, dataset, names
+
+
+def _split_of(args, model, dataset, split):
+    """Images and labels of ``split`` of ``dataset``, checked against ``model``."""
+    from convnet import data, trainer
+    first = {"train": 0, "valid": 2, "test": 4}[split]
+    arrays = data.load_dataset(dataset, args.data)
+    images, labels = arrays[first:first + 2]
+    trainer.check_model_fits(model, dataset, arrays[0].shape[1:], len(data.class_names(dataset)))
+    trainer.check_not_empty(args.data or f"the {dataset} data", [(split, images)])
+    return images, labels
+
+
+def evaluate_cli(args):
+    """Run ``convnet evaluate``: print the loss and accuracy of a checkpoint on a split.
+
+    ``args`` has checkpoint, split ("train", "valid" or "test"), dataset
+    (None: the checkpoint's own) and data.
+    """
+    from convnet.threads import blas_threads
+    model, dataset, _ = _load_checkpoint_model(args)
+    images, labels = _split_of(args, model, dataset, args.split)
+    with blas_threads(1):
+        loss, accuracy = model.evaluate(images, labels)
+    print(f"{args.checkpoint} on the {dataset} {args.split} split ({len(images)} images): "
+          f"accuracy {accuracy:.4f}, loss {loss:.4f}")
+
+
+def predict_cli(args):
+    """Run ``convnet predict``: print the class and top probabilities for each image file.
+
+    ``args`` has images (paths), checkpoint and top (how many probabilities);
+    with ``show`` true it also draws each prepared 28x28 input and its
+    probabilities into the folder ``out`` and prints the PNG paths. The
+    checkpoint's model must take 28x28 grey images (the pictures are
+    prepared as MNIST digits).
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    from convnet import trainer
+    from convnet.images import load_digit_image
+    model, dataset, names = trainer.load_model(args.checkpoint)
+    if tuple(model.input_shape) != (28, 28, 1):
+        raise BadOptionError(f"convnet predict prepares pictures as 28x28 grey digits, but "
+                             f"the model of {args.checkpoint} takes images of shape "
+                             f"{tuple(model.input_shape)}")
+    images = np.stack([load_digit_image(path) for path in args.images])
+    probabilities = model.predict_proba(images)
+    if probabilities.shape[1] == 1:
+        probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
+    top = min(args.top, probabilities.shape[1])
+    label = (lambda k: str(k)) if dataset in (None, "mnist") else (lambda k: names[k])
+    for path, probs in zip(args.images, probabilities):
+        ranked = np.argsort(probs)[::-1][:top]
+        shown = ", ".join(f"{label(k)}: {probs[k]:.4f}" for k in ranked)
+        print(f"{path}: {label(ranked[0])} ({shown})")
+    if getattr(args, "show", False):
+        from convnet.plots import class_names, draw_input_and_probabilities, input_picture_names
+        for path, name, image, probs in zip(args.images, input_picture_names(args.images),
+                                            images, probabilities):
+            print(draw_input_and_probabilities(image, probs, Path(args.out) / name,
+                                               names=class_names(dataset, names),
+                                               title=f"What the network saw: {path}"))
+
+
+def show_cli(args):
+    """Run ``convnet show``: draw the pictures of a checkpoint and print their paths.
+
+    See ``plots.draw_checkpoint_pictures``; with ``args.image`` (a digit
+    picture file) only that image's feature maps are drawn, prepared as
+    ``convnet predict`` prepares it.
+    """
+    from pathlib import Path
+
+    from convnet import plots
+    from convnet.errors import BadCheckpointError
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file() and not checkpoint.is_dir():
+        raise BadCheckpointError(f"checkpoint {checkpoint} not found (train one with "
+                                 "`convnet train`, or pass --checkpoint PATH)")
+    model, dataset, stored = _load_checkpoint_model(args)
+    names = plots.class_names(dataset, stored)
+    if getattr(args, "image", None) is not None:
+        if tuple(model.input_shape) != (28, 28, 1):
+            raise BadOptionError(f"--image is prepared as a 28x28 grey digit, but the model of "
+                                 f"{checkpoint} takes images of shape "
+                                 f"{tuple(model.input_shape)}")
+        print(plots.draw_image_maps(model, Path(args.image), Path(args.out), names))
+        return
+    X_valid, Y_valid = _split_of(args, model, dataset, "valid")
+    for path in plots.draw_checkpoint_pictures(model, str(checkpoint), X_valid, Y_valid,
+                                               args.index, Path(args.out), names,
+                                               mistakes=getattr(args, "mistakes", False)):
+        print(path)
+
+
+def summary_checkpoint_cli(args):
+    """Run ``convnet summary --checkpoint PATH``: the model's table and what it learnt from."""
+    from convnet import sequential, trainer
+    model, dataset, names = trainer.load_model(args.checkpoint)
+    print(sequential.summary_text(model.summary()))
+    if dataset is None:
+        print("Dataset: not recorded (a LeNet-5 weights file)")
+    else:
+        print(f"Dataset: {dataset} ({len(names)} classes: {', '.join(names)})")
 
 
 # ---------------------------------------------------------------- serve
@@ -334,23 +637,26 @@ def _configure_serve(parser):
     parser.description = (
         "Serve a page that shows the network at work: draw a digit and watch every layer, "
         "inspect the arithmetic of a convolution, back-propagate, browse the mistakes.")
-    parser.add_argument("--checkpoint", metavar="PATH", default="runs/lenet5-numpy/checkpoint.npz",
-                        help="LeNet-5 weights .npz written by `convnet train` "
-                             "(default: runs/lenet5-numpy/checkpoint.npz)")
+    parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
+                        help="checkpoint .npz of a model of 28x28 grey images written by "
+                             f"`convnet train` (default: {DEFAULT_CHECKPOINT})")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=positive_int, default=8000, help="default 8000")
-    _add_dataset_options(parser)
+    _add_dataset_options(parser, default=None)
 
 
 def _run_serve(args):
     from convnet import serve
     if args.port > 65535:
         raise BadOptionError(f"--port must be at most 65535, received {args.port}")
-    from convnet.plots import class_names
-    view = serve.NetworkView.from_checkpoint(args.checkpoint, class_names(args.dataset))
+    view = serve.NetworkView.from_checkpoint(args.checkpoint)
+    dataset = _checkpoint_dataset(args, view.dataset)
+    if view.dataset is None and dataset != "mnist":
+        from convnet.plots import class_names
+        view.class_names = class_names(dataset)
     warning = serve.host_warning(args.host)
-    app = serve.build_app(view, browser=serve.browser_for(view, args.dataset, args.data),
+    app = serve.build_app(view, browser=serve.browser_for(view, dataset, args.data),
                           checkpoint=str(args.checkpoint),
                           allowed_hosts=None if warning else serve.LOOPBACK_NAMES)
     if warning:
@@ -377,7 +683,7 @@ def _run_bench(args):
 COMMANDS = {
     "data": (_configure_data, _run_data,
              "fetch MNIST (or verify another dataset) and cache it as .npz"),
-    "train": (_configure_train, _run_train, "train LeNet-5 (NumPy by default, or TF / Keras)"),
+    "train": (_configure_train, _run_train, "train a network (NumPy: any zoo model or spec; TF / Keras: LeNet-5)"),
     "evaluate": (_configure_evaluate, _run_evaluate, "accuracy and loss of a checkpoint on a split"),
     "predict": (_configure_predict, _run_predict, "classify digit images with a checkpoint"),
     "summary": (_configure_summary, _run_summary, "LeNet-5's layers, shapes and parameter counts"),

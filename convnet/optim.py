@@ -95,6 +95,10 @@ class _FlatOptimizer:
         """Names of the per-parameter state buffers, also the keys' stems in ``state()``."""
         raise NotImplementedError
 
+    def slot_names(self):
+        """Return the names of the state buffers kept per parameter (Adam: ``("m", "v")``)."""
+        return tuple(self._slot_names())
+
     def _views(self, flat):
         """Split a flat buffer into views shaped like the parameters."""
         views, offset = [], 0

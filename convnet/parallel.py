@@ -3,10 +3,14 @@
 Each batch is split into ``processes`` nearly equal slices. Every process
 computes its slice's gradient and writes it, flattened, into a buffer of
 shared memory; then every process averages the slices' gradients over its
-own share of the flattened parameters and applies Adam to that share. The
-parameters (``LeNet5`` keeps them in one flat shared buffer) and Adam's
-moments (in shared memory too) are therefore updated in place by all the
-processes at once.
+own share of the flattened parameters and applies the optimiser to that
+share. The parameters (a ``Sequential`` model keeps them in one flat shared
+buffer) and the optimiser's buffers (in shared memory too) are therefore
+updated in place by all the processes at once. Dropout masks of step ``t``
+in the process of rank ``r`` come from the stream ``(seed, t, r)`` (see
+``Sequential.seed_dropout``), so no two processes draw the same masks.
+A model with BatchNormalization trains in one process: its batch
+statistics need the whole batch.
 
 Every process is sent the epoch's order once and walks through the same
 steps; they meet twice a step, when the gradients are written and when the
@@ -136,8 +140,8 @@ class _Share:
 
     Parameters
     ----------
-    model : LeNet5
-    optimizer : Adam
+    model : Sequential
+    optimizer : Adam, RMSprop or SGD
         Built on ``model.parameters()``.
     X, Y : ndarray
         Training images and labels.
@@ -155,17 +159,18 @@ class _Share:
         self._average = aligned_zeros(self.part.stop - self.part.start, grads[0].dtype)
         self._scratch = aligned_zeros(self.part.stop - self.part.start, grads[0].dtype)
 
-    def gradient(self, indices):
-        """Write the gradient of ``X[indices]`` into this process's buffer; return the loss."""
+    def gradient(self, indices, t):
+        """Write the gradient of ``X[indices]`` (step ``t``) into this process's buffer; return the loss."""
         if len(indices) == 0:   # a batch smaller than the number of processes
             self.grads[self.rank][...] = 0
             return 0.0
+        self.model.seed_dropout(t, self.rank)
         loss, grads = self.model.loss_and_grads(self.X[indices], self.Y[indices])
         np.concatenate([np.ravel(grad) for grad in grads], out=self.grads[self.rank])
         return loss
 
     def update(self, t, weights):
-        """Apply Adam step ``t`` to this share, with the slices' gradients averaged by ``weights``."""
+        """Apply optimiser step ``t`` to this share, with the slices' gradients averaged by ``weights``."""
         average, scratch, part = self._average, self._scratch, self.part
         np.multiply(self.grads[0][part], weights[0], out=average)
         for grad, weight in zip(self.grads[1:], weights[1:]):
@@ -186,7 +191,8 @@ class _Share:
         for index, start in enumerate(range(0, len(order), batch_size)):
             batch = order[start:start + batch_size]
             bounds = _share_bounds(len(batch), count)
-            losses = meet(0, _attempt(self.gradient, batch[bounds[self.rank]:bounds[self.rank + 1]]))
+            losses = meet(0, _attempt(self.gradient, batch[bounds[self.rank]:bounds[self.rank + 1]],
+                                      first_t + index + 1))
             weights = [(stop - begin) / len(batch) for begin, stop in itertools.pairwise(bounds)]
             meet(1, _attempt(self.update, first_t + index + 1, weights))
             yield float(np.dot(weights, losses)), len(batch)
@@ -312,7 +318,7 @@ class _Meeting:
 
 
 class TrainingProcesses:
-    """Run the Adam training steps of an epoch in ``processes`` processes.
+    """Run the optimiser steps of an epoch in ``processes`` processes.
 
     ``run(order, batch_size)`` gives the same result as ``model.loss_and_grads``
     on each whole batch followed by ``optimizer.step``, up to rounding; the
@@ -322,11 +328,11 @@ class TrainingProcesses:
 
     Parameters
     ----------
-    model : LeNet5
-    optimizer : Adam
+    model : Sequential
+    optimizer : Adam, RMSprop or SGD
         Built on ``model.parameters()``, in that order. Its ``iterations``
         counts the steps, whichever process ran them.
-    X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
+    X : ndarray of shape (m, h, w, c) (or (m, h, w) when c is 1)
         Training images (the children inherit them when forked).
     Y : ndarray of shape (m,)
         Integer labels.
@@ -336,6 +342,9 @@ class TrainingProcesses:
 
     def __init__(self, model, optimizer, X, Y, processes=1):
         check_count("processes", processes)
+        if processes > 1 and model.has_batch_normalization:
+            raise ValueError("a model with BatchNormalization trains in one process (its batch "
+                             f"statistics need the whole batch), received processes={processes}")
         self.model, self.optimizer, self.X, self.Y = model, optimizer, X, Y
         self.children, self._links = [], []
         if processes > 1:
@@ -393,6 +402,7 @@ class TrainingProcesses:
         if not self.children:
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
+                self.model.seed_dropout(self.optimizer.iterations + 1, 0)
                 loss, grads = self.model.loss_and_grads(self.X[batch], self.Y[batch])
                 self.optimizer.step(grads)
                 yield loss, len(batch)
@@ -460,8 +470,8 @@ def evaluate(model, sets, processes=1, batch_size=500):
 
     Parameters
     ----------
-    model : LeNet5
-    sets : list of (ndarray of shape (m, 28, 28), ndarray of shape (m,))
+    model : Sequential
+    sets : list of (ndarray of shape (m, h, w, c), ndarray of shape (m,))
         Images and integer labels; each set must be non-empty.
     processes : int
         Total number of processes, >= 1.

@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from convnet.checks import check_count
-from convnet.errors import BadCheckpointError, BadImageError, BadOptionError
+from convnet.errors import BadImageError, BadOptionError
 from convnet.storage import atomic_path
 
 DPI = 100
@@ -152,9 +152,20 @@ FASHION_CLASS_NAMES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
                        "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
 
 
-def class_names(dataset):
-    """Return the 10 display names of the classes of ``dataset``."""
-    return FASHION_CLASS_NAMES if dataset == "fashion-mnist" else MNIST_CLASS_NAMES
+def class_names(dataset, stored=None):
+    """Return the display names of the classes of ``dataset``.
+
+    MNIST's digits and Fashion-MNIST's short names for those two; for the
+    others ``stored`` (a checkpoint's names) if given, else the dataset's own.
+    """
+    if dataset == "fashion-mnist":
+        return FASHION_CLASS_NAMES
+    if dataset in (None, "mnist"):
+        return MNIST_CLASS_NAMES if stored is None else tuple(stored)
+    if stored is not None:
+        return tuple(stored)
+    from convnet import data
+    return tuple(data.class_names(dataset))
 
 
 def confusion_matrix(y_true, y_pred, n_classes=10):
@@ -556,53 +567,64 @@ def draw_confusion_matrix(matrix, path, names=MNIST_CLASS_NAMES, title="Confusio
     return save_figure(figure, path)
 
 
-def show_cli(args):
-    """``convnet show``: draw the pictures of a checkpoint and print their paths.
+def first_conv_kernels(model):
+    """Return ``(name, kernels)`` of a model's first convolution, or None if it has none.
 
-    Writes four PNGs into ``args.out``: ``filters.png`` (conv1's kernels),
-    ``feature_maps_<index>.png`` (every layer's output for validation image
-    ``args.index``), ``predictions.png`` (25 validation images from
-    ``args.index`` on, titled "prediction (truth)") and
+    ``kernels`` has shape (kh, kw, c_in, filters).
+    """
+    for name, weights in model.get_weights().items():
+        if name.endswith("/kernel") and weights.ndim == 4:
+            return name[:-len("/kernel")], weights
+    return None
+
+
+def draw_checkpoint_pictures(model, label, X_valid, Y_valid, index, out, names, mistakes=False):
+    """Draw the pictures of a trained model on the validation split; return their paths.
+
+    Writes into ``out``: ``filters.png`` (the first convolution's kernels,
+    when it reads one channel), ``feature_maps_<index>.png`` (every layer's
+    output for validation image ``index``), ``predictions.png`` (25
+    validation images from ``index`` on, titled "prediction (truth)") and
     ``confusion_matrix.png`` (over the whole validation split); with
-    ``args.mistakes`` also ``mistakes.png`` (the first 25 wrongly predicted
-    validation images). With ``args.image`` (a digit picture file) it only
-    draws that image's feature maps, ``feature_maps_<file stem>.png``,
-    prepared as ``convnet predict`` prepares it.
+    ``mistakes`` also ``mistakes.png`` (the first 25 wrongly predicted
+    validation images).
 
     Parameters
     ----------
-    args : argparse.Namespace
-        ``checkpoint`` (path of a LeNet-5 ``.npz``), ``index`` (int >= 0),
-        ``out`` (folder), ``dataset`` and ``data`` (as for ``convnet train``),
-        and optionally ``image`` (path or None) and ``mistakes`` (bool).
+    model : Sequential
+    label : str
+        What the model is called in titles (its checkpoint's path).
+    X_valid : ndarray of shape (m, h, w) or (m, h, w, c)
+        Validation images.
+    Y_valid : ndarray of shape (m,)
+        Their integer labels.
+    index : int
+        A validation image, 0 to m - 1.
+    out : Path
+        Folder of the pictures.
+    names : sequence of str
+        Class names, in label order.
+    mistakes : bool
+        Also draw the mistakes.
+
+    Returns
+    -------
+    list of Path
 
     Raises
     ------
-    ValueError, FileNotFoundError
-        If the checkpoint or the data cannot be read, or ``--index`` is not a
-        valid validation image index.
+    BadOptionError
+        If ``index`` is not a validation image.
     """
-    from convnet import data
-    from convnet.model import LeNet5
-
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
-        raise BadCheckpointError(f"checkpoint {checkpoint} not found (train one with "
-                                "`convnet train`, or pass --checkpoint PATH)")
-    model = LeNet5.load(checkpoint)
-    if getattr(args, "image", None) is not None:
-        print(_own_image_maps(model, Path(args.image), Path(args.out),
-                              class_names(args.dataset)))
-        return
-    _, _, X_valid, Y_valid, _, _ = data.load_dataset(args.dataset, args.data)
-    index = args.index
     if not 0 <= index < len(X_valid):
         raise BadOptionError(f"--index must be between 0 and {len(X_valid) - 1} (the validation "
-                         f"split has {len(X_valid)} images), received {index}")
-    names = class_names(args.dataset)
-    out = Path(args.out)
-    paths = [draw_first_layer_filters(model.get_weights()[0], out / "filters.png",
-                                      title=f"conv1 filters of {checkpoint}")]
+                             f"split has {len(X_valid)} images), received {index}")
+    out = Path(out)
+    paths = []
+    first = first_conv_kernels(model)
+    if first is not None and first[1].shape[2] == 1:
+        paths.append(draw_first_layer_filters(first[1], out / "filters.png",
+                                              title=f"{first[0]} filters of {label}"))
 
     # feature_maps works on a batch: give it one image and drop the batch axis.
     batch_maps = model.feature_maps(X_valid[index:index + 1])
@@ -612,7 +634,7 @@ def show_cli(args):
         title=f"Every layer's output for validation image {index} "
               f"(truth: {names[Y_valid[index]]})"))
 
-    y_pred = model.predict_proba(X_valid).argmax(axis=1)
+    y_pred = predicted_classes(model, X_valid)
     start = max(0, min(index, len(X_valid) - 25))
     shown = slice(start, start + 25)
     paths.append(draw_predictions(
@@ -622,18 +644,33 @@ def show_cli(args):
     matrix = confusion_matrix(Y_valid, y_pred, n_classes=len(names))
     paths.append(draw_confusion_matrix(matrix, out / "confusion_matrix.png", names=names,
                                        title="Validation"))
-    if getattr(args, "mistakes", False):
+    if mistakes:
         wrong = np.flatnonzero(y_pred != Y_valid)[:25]
         paths.append(draw_predictions(
             X_valid[wrong], y_pred[wrong], Y_valid[wrong], out / "mistakes.png", names=names,
             title=f"The first {len(wrong)} of {int((y_pred != Y_valid).sum())} mistakes on "
                   f"the {len(Y_valid)} validation images"))
-    for path in paths:
-        print(path)
+    return paths
 
 
-def _own_image_maps(model, image_path, out, names):
-    """Draw every layer's output for a digit image file; return the PNG path."""
+def predicted_classes(model, X):
+    """Return the predicted class of each image: argmax, or probability above 0.5 for a sigmoid.
+
+    Returns
+    -------
+    ndarray of shape (m,), int64
+    """
+    probabilities = model.predict_proba(X)
+    if probabilities.shape[1] == 1:
+        return (probabilities[:, 0] > 0.5).astype(np.int64)
+    return probabilities.argmax(axis=1)
+
+
+def draw_image_maps(model, image_path, out, names):
+    """Draw every layer's output for a digit image file; return the PNG path.
+
+    The picture is prepared as ``convnet predict`` prepares it (a 28x28 digit).
+    """
     from convnet.images import load_digit_image
     image = load_digit_image(image_path)
     maps = [(name, activation[0]) for name, activation in model.feature_maps(image[None])]
@@ -801,22 +838,27 @@ def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters", siz
     return save_figure(figure, path)
 
 
-def filters_cli(args):
-    """``convnet filters``: apply the classic kernels to a photograph, print the PNG path.
+def draw_classic_filters_of(path, out):
+    """Apply the classic kernels to the photograph at ``path``; return the PNG written in ``out``.
 
     Parameters
     ----------
-    args : argparse.Namespace
-        ``image`` (a picture file, or None for matplotlib's sample photograph)
-        and ``out`` (folder receiving ``classic_filters.png``).
+    path : str or Path, or None
+        A picture file; None for matplotlib's sample photograph.
+    out : str or Path
+        Folder receiving ``classic_filters.png``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If matplotlib's sample photograph is missing.
     """
-    path = sample_photo_path() if args.image is None else Path(args.image)
-    if args.image is None and not path.is_file():
-        raise FileNotFoundError(f"matplotlib's sample photograph {path} is missing; "
+    photo = sample_photo_path() if path is None else Path(path)
+    if path is None and not photo.is_file():
+        raise FileNotFoundError(f"matplotlib's sample photograph {photo} is missing; "
                                 "pass --image PATH")
-    image = load_grayscale(path)
+    image = load_grayscale(photo)
     filtered = apply_classic_filters(image)
-    out = draw_classic_filters(image, filtered, Path(args.out) / "classic_filters.png",
-                               title=f"Classic 3x3 kernels applied with conv_forward to "
-                                     f"{path.name}")
-    print(out)
+    return draw_classic_filters(image, filtered, Path(out) / "classic_filters.png",
+                                title=f"Classic 3x3 kernels applied with conv_forward to "
+                                      f"{photo.name}")

@@ -294,6 +294,49 @@ def _infer_shapes(layers):
     return shapes
 
 
+def spec_weights(spec):
+    """Return the names and shapes of a spec's weights without building the model.
+
+    Parameters
+    ----------
+    spec : list of dict or dict
+        A spec (checked by :func:`normalise_spec`).
+
+    Returns
+    -------
+    shapes : dict of str to tuple
+        Every weight's name and shape, in Keras ``get_weights`` order (as
+        ``Sequential.get_weights``): ``conv1/kernel`` (kh, kw, c_in, filters),
+        ``conv1/bias`` (filters,), ``bn1/gamma``, ``bn1/beta``,
+        ``bn1/moving_mean``, ``bn1/moving_variance`` (c,), ``dense1/kernel``
+        (units_in, units), ``dense1/bias`` (units,).
+    trainable : list of str
+        The names of the trainable weights, in ``Sequential.parameters`` order.
+    """
+    spec = normalise_spec(spec)
+    layers = spec["layers"]
+    shapes, trainable = {}, []
+    for entry, input_shape in zip(layers[1:], _infer_shapes(layers)[:-1]):
+        name, kind = entry["name"], entry["layer"]
+        if kind == "Conv2D":
+            learned = {"kernel": tuple(entry["kernel"]) + (input_shape[2], entry["filters"]),
+                       "bias": (entry["filters"],)}
+            fixed = {}
+        elif kind == "Dense":
+            learned = {"kernel": (input_shape[0], entry["units"]), "bias": (entry["units"],)}
+            fixed = {}
+        elif kind == "BatchNormalization":
+            channels = (input_shape[-1],)
+            learned = {"gamma": channels, "beta": channels}
+            fixed = {"moving_mean": channels, "moving_variance": channels}
+        else:
+            continue
+        for suffix, shape in list(learned.items()) + list(fixed.items()):
+            shapes[f"{name}/{suffix}"] = shape
+        trainable += [f"{name}/{suffix}" for suffix in learned]
+    return shapes, trainable
+
+
 # ---------------------------------------------------------------- summaries
 class SummaryRow(NamedTuple):
     """One layer of a summary: its name, Keras class, output shape and parameter count."""
@@ -380,6 +423,7 @@ class Sequential:
                 raise ValueError("micro_batch cannot be used with BatchNormalization: its "
                                  "batch statistics need the whole batch")
         self.micro_batch = micro_batch
+        self.seed = seed
         rng = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         self._blocks = []   # (entry, computing layers) for every entry after Input
@@ -430,6 +474,37 @@ class Sequential:
         if activation == "relu":
             return [layer, L.ReLU(f"{name}/relu")]
         return [layer, L.Activation(f"{name}/{activation}", activation)]
+
+    @property
+    def has_dropout(self):
+        """True if a layer draws random masks in training."""
+        return any(isinstance(layer, L.Dropout) and layer.rate > 0 for layer in self.layers)
+
+    @property
+    def has_batch_normalization(self):
+        """True if a layer keeps batch statistics (training then needs whole batches)."""
+        return any(isinstance(layer, L.BatchNormalization) for layer in self.layers)
+
+    def seed_dropout(self, *key):
+        """Draw the following dropout masks from a stream of their own.
+
+        The stream depends only on the model's seed and ``key`` (say, the
+        step number and a process's rank), so processes sharing a step draw
+        different masks, and a resumed run draws the masks the uninterrupted
+        run would have drawn.
+
+        Parameters
+        ----------
+        *key : int
+            Non-negative integers naming the stream.
+        """
+        dropouts = [layer for layer in self.layers if isinstance(layer, L.Dropout)]
+        if not dropouts:
+            return
+        base = self.seed if isinstance(self.seed, numbers.Integral) else 0
+        rng = np.random.default_rng([int(base), *map(int, key)])
+        for layer in dropouts:
+            layer.rng = rng
 
     def _move_parameters_to_shared_memory(self):
         """Put every trainable parameter in one flat buffer of anonymous shared memory.

@@ -37,7 +37,7 @@ from convnet import ops
 from convnet.checks import check_count
 from convnet.errors import BadCheckpointError, StorageError
 from convnet.images import load_digit_image
-from convnet.layers import Conv2D, ReLU, SoftmaxCrossEntropy
+from convnet.layers import Activation, Conv2D, ReLU
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -86,7 +86,9 @@ def _kind(activation):
 
 def _activation_name(layer):
     """Name of an element-wise activation layer, or None for other layers."""
-    return "relu" if isinstance(layer, ReLU) else None
+    if isinstance(layer, ReLU):
+        return "relu"
+    return layer.function if isinstance(layer, Activation) else None
 
 
 class NetworkView:
@@ -97,8 +99,12 @@ class NetworkView:
     model : object
         A model with ``layers`` (objects with ``name``, ``params`` and
         ``forward``/``backward`` as in ``convnet.layers``), ``loss_layer``
-        (softmax and cross-entropy, as ``SoftmaxCrossEntropy``) and a
-        ``dtype``, such as :class:`convnet.model.LeNet5`.
+        (the output's activation fused with its loss, as
+        ``SoftmaxCrossEntropy``), an ``input_shape`` of (28, 28, 1) (the
+        Draw view's digits) and a ``dtype``, such as a
+        :class:`convnet.sequential.Sequential` model of 28x28 grey images with
+        a convolution. Its convolutions can be inspected; dense layers are
+        drawn as bars.
     class_names : sequence of str
         Display names of the output classes.
 
@@ -116,30 +122,53 @@ class NetworkView:
         self.class_names = tuple(class_names)
         self.dtype = np.dtype(getattr(model, "dtype", np.float32))
         self.lock = threading.Lock()
+        self.dataset = None
+        input_shape = tuple(getattr(model, "input_shape", (28, 28, 1)))
+        if input_shape != (28, 28, 1):
+            raise ValueError(f"the page draws 28x28 grey digits, so it shows models of input "
+                             f"(28, 28, 1); this model takes {input_shape}")
         convs = [layer for layer in self.layers if isinstance(layer, Conv2D)]
         if not convs:
             raise ValueError("the model has no convolutional layer to show")
         self.first_conv = convs[0]
+        self._loss_class = type(model.loss_layer)
 
     @classmethod
-    def from_checkpoint(cls, path, class_names=tuple(str(digit) for digit in range(10))):
-        """Load a LeNet-5 weights file written by ``convnet train`` (any backend).
+    def from_checkpoint(cls, path, class_names=None):
+        """Load a checkpoint written by ``convnet train`` (or a LeNet-5 weights file).
+
+        ``class_names`` defaults to the display names of the checkpoint's
+        dataset; ``dataset`` is set to that dataset (None if not recorded).
 
         Raises
         ------
         BadCheckpointError
-            If ``path`` does not exist (with how to make one), or is not a
-            LeNet-5 checkpoint.
+            If ``path`` does not exist (with how to make one), is not a
+            checkpoint, or its model is not one the page can show (a 28x28x1
+            input and a convolution).
         """
-        from convnet.model import LeNet5
+        from convnet.plots import class_names as display_names
+        from convnet.trainer import load_model
         path = Path(path)
         if not path.is_file():
             raise BadCheckpointError(f"checkpoint {path} not found: train one with "
                                      "`convnet train` (or `make demo`), or pass --checkpoint PATH")
-        return cls(LeNet5.load(path), class_names)
+        model, dataset, stored = load_model(path)
+        names = display_names(dataset, stored) if class_names is None else class_names
+        try:
+            view = cls(model, names)
+        except ValueError as error:
+            raise BadCheckpointError(f"checkpoint {path} holds {model.spec['name']}, which "
+                                     f"the page cannot show: {error}") from None
+        view.dataset = dataset
+        return view
 
     def layer_names(self):
-        """Names of the outputs drawn: ``"input"``, every layer, then ``"softmax"``."""
+        """Names of the outputs drawn: ``"input"``, every layer, then ``"softmax"``.
+
+        ``"softmax"`` names the probabilities whatever the output's
+        activation (the page's name for them).
+        """
         return ["input"] + [layer.name for layer in self.layers] + ["softmax"]
 
     def describe(self):
@@ -170,7 +199,7 @@ class NetworkView:
         for layer in self.layers:
             out = layer.forward(out)
             maps.append((layer.name, out))
-        maps.append(("softmax", SoftmaxCrossEntropy.softmax(out)))
+        maps.append(("softmax", self._loss_class.probabilities(out)))
         return maps
 
     def forward(self, image):
@@ -304,7 +333,7 @@ class NetworkView:
                 or not 0 <= label < n_classes:
             raise ValueError(f"label must be an integer from 0 to {n_classes - 1}, "
                              f"received {label!r}")
-        loss_layer = SoftmaxCrossEntropy()
+        loss_layer = self._loss_class()
         with self.lock:
             maps = self._forward_locked(image)
             loss = loss_layer.forward(maps[-2][1], np.array([label]))
@@ -469,7 +498,7 @@ class TrainingWatcher:
 
     Parameters
     ----------
-    model : LeNet5
+    model : Sequential
         The model being trained (only read, between steps).
     view : NetworkView
         The served network: a separate model, so that requests never touch
@@ -571,9 +600,9 @@ def watch_training(model, X_valid, Y_valid, host=DEFAULT_HOST, port=DEFAULT_PORT
     The callback is a :class:`TrainingWatcher` reporting the accuracy on the
     first ``sample`` validation images; the server is already listening.
     """
-    from convnet.model import LeNet5
+    from convnet.sequential import Sequential
 
-    view = NetworkView(LeNet5(seed=0))
+    view = NetworkView(Sequential(model.spec, seed=0, dtype=model.dtype))
     view.model.set_weights(model.get_weights())
     feed = TrainingFeed()
     watcher = TrainingWatcher(model, view, feed, X_valid[:sample], Y_valid[:sample], every)

@@ -1,6 +1,7 @@
-"""Training, evaluating and using the NumPy LeNet-5: the library behind the CLI.
+"""Training, evaluating and using a NumPy ``Sequential`` model: the library behind the CLI.
 
-``fit`` is the training loop: Adam on mini-batches, the training set reshuffled
+``fit`` is the training loop: an optimiser (Adam, RMSprop or SGD) on
+mini-batches, the training set reshuffled
 every epoch with a permutation derived from ``(seed, epoch)`` alone, so a run
 resumed from a checkpoint draws exactly the batches the uninterrupted run
 would have drawn, without storing any random-generator state.
@@ -10,27 +11,28 @@ running average over the epoch's batches) and of the validation set are
 measured with the epoch's final weights, in bounded chunks, and printed in
 task 4's format. The line for epoch 0 is the untrained network, as in task 4.
 
-``train_cli``, ``evaluate_cli`` and ``predict_cli`` implement
-``convnet train --backend numpy``, ``convnet evaluate`` and ``convnet predict``.
-A checkpoint (``checkpoint.npz``, layout in ``convnet.checkpoint``) holds the
-weights (keys ``conv1_kernel``, ``conv1_bias``, ... as in every LeNet-5 weights
-file of the project, so ``LeNet5.load`` reads it), Adam's state, the epoch, the
-settings of the run and its history; it is rewritten atomically after every
-epoch. ``history.json`` is a copy of the checkpoint's history, written after
-it (and again when a run is resumed), so the two cannot disagree for long.
+A checkpoint (``checkpoint.npz``, layout in ``convnet.checkpoint``) describes
+itself: the model's spec, its weights by name, the optimiser's configuration
+and state, the dataset and its class names, the epoch, the settings of the
+run and its history; it is rewritten atomically after every epoch.
+``history.json`` is a copy of the checkpoint's history, written after it (and
+again when a run is resumed), so the two cannot disagree for long. With
+``keep_best`` a copy of the best validation epoch's checkpoint is kept as
+``best.npz``, as Keras's ``ModelCheckpoint(save_best_only=True)`` does.
 
 A run never saves a model that is not finite: the loss of every step and,
-before each checkpoint, every weight and Adam moment are checked, and the
+before each checkpoint, every weight and optimiser buffer are checked, and the
 run stops with ``TrainingDivergedError`` leaving the last good checkpoint
 as it was.
 
 Training and evaluation run with NumPy's BLAS limited to one thread
 (``convnet.threads.blas_threads``): a LeNet-5 step's matrix products are small
-(a few thousand rows at most), so waking a second thread for each costs more
+(a few thousand rows at most for the zoo's models), so waking a second thread for each costs more
 than it saves, and on a busy machine spinning BLAS threads make a step several
 times slower.
 """
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -42,15 +44,19 @@ from convnet import data, parallel, storage
 from convnet.checkpoint import HISTORY_KEYS, RUN_SETTINGS
 from convnet.errors import BadCheckpointError, BadDataError, BadOptionError, TrainingDivergedError
 from convnet.memory import keep_freed_memory
-from convnet.model import LeNet5
-from convnet.optim import Adam
+from convnet.optim import make_optimizer
 from convnet.parallel import TrainingProcesses
+from convnet.sequential import Sequential
 from convnet.threads import blas_threads
 
 EPOCH_LINE = ("After {epoch} {epochs}: cost {c:.4f}, accuracy {a:.4f}, "
               "validation cost {vc:.4f}, validation accuracy {va:.4f}")
 CHECKPOINT_NAME = "checkpoint.npz"
+BEST_NAME = "best.npz"
 HISTORY_NAME = "history.json"
+# Images per micro-batch of a training step (see ``Sequential``'s ``micro_batch``): each
+# slice's maps stay in the processor's caches from layer to layer.
+MICRO_BATCH = 32
 # RUN_SETTINGS (from convnet.checkpoint): the settings a resumed run must share
 # with the checkpoint to continue it exactly.
 
@@ -93,14 +99,14 @@ def _progress(iterable, description, total, enabled):
 
 def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
                 description=None, processes=1, on_step=None):
-    """Run one epoch of mini-batch Adam steps.
+    """Run one epoch of mini-batch optimiser steps.
 
     Parameters
     ----------
-    model : LeNet5
-    optimizer : Adam
+    model : Sequential
+    optimizer : Adam, RMSprop or SGD
         Built on ``model.parameters()``.
-    X : ndarray of shape (m, 28, 28) or (m, 28, 28, 1)
+    X : ndarray of shape (m, h, w, c) (or (m, h, w) when c is 1)
         Training images, float32.
     Y : ndarray of shape (m,)
         Integer labels.
@@ -173,15 +179,15 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
 
     Parameters
     ----------
-    model : LeNet5
-    optimizer : Adam
+    model : Sequential
+    optimizer : Adam, RMSprop or SGD
     data : tuple
-        ``(X_train, Y_train, X_valid, Y_valid)``: images (m, 28, 28) and
+        ``(X_train, Y_train, X_valid, Y_valid)``: images (m, h, w, c) and
         integer labels (m,).
     epochs : int
         Total number of epochs of the run (a resumed run counts those done).
     batch_size : int
-        Images per Adam step.
+        Images per optimiser step.
     seed : int
         Seed of the per-epoch shuffling.
     start_epoch : int
@@ -192,7 +198,7 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, history)`` after each epoch's
         measurements (and after epoch 0 of a fresh run), once the weights
-        and Adam's moments are known to be finite: saves checkpoints.
+        and the optimiser's state are known to be finite: saves checkpoints.
     log : callable
         Receives each per-epoch line.
     progress : bool
@@ -213,8 +219,8 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     Raises
     ------
     TrainingDivergedError
-        If a step's loss, or after an epoch a weight or an Adam moment, is
-        not finite; ``on_epoch_end`` is not called for that epoch.
+        If a step's loss, or after an epoch a weight or an optimiser buffer,
+        is not finite; ``on_epoch_end`` is not called for that epoch.
 
     Notes
     -----
@@ -248,10 +254,12 @@ def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
 
 
 def _check_finite(model, optimizer, epoch):
-    """Raise TrainingDivergedError unless every weight and Adam moment is finite."""
+    """Raise TrainingDivergedError unless every weight and optimiser buffer is finite."""
     arrays = [("weights", model.flat_parameters())]
-    arrays += [(f"Adam moment {name}", value) for name, value in optimizer.state().items()
-               if name != "iterations"]
+    arrays += [(f"{optimizer.name} buffer {name}", value)
+               for name, value in optimizer.state().items() if name != "iterations"]
+    arrays += [(f"weight {name}", value) for name, value in model.get_weights().items()
+               if name.endswith(("/moving_mean", "/moving_variance"))]
     for name, values in arrays:
         if not np.isfinite(values).all():
             raise TrainingDivergedError(f"training diverged: the {name} are no longer finite "
@@ -260,25 +268,94 @@ def _check_finite(model, optimizer, epoch):
                                         f"after epoch {epoch}")
 
 
-# ---------------------------------------------------------------- checkpoints
-def save_checkpoint(path, model, optimizer, epoch, settings, history):
+# ---------------------------------------------------------------- models and checkpoints
+def build_model(spec, seed=0, dtype=np.float32):
+    """Return a ``Sequential`` of ``spec`` ready to train: micro-batches unless it has BatchNormalization."""
+    model = Sequential(spec, seed=seed, dtype=dtype)
+    if not model.has_batch_normalization:
+        model.micro_batch = MICRO_BATCH
+    return model
+
+
+def check_model_fits(model, dataset, image_shape, num_classes):
+    """Raise BadOptionError unless ``model`` takes the dataset's images and classes.
+
+    Parameters
+    ----------
+    model : Sequential
+    dataset : str
+        Its name, for the message.
+    image_shape : tuple of int
+        (h, w) or (h, w, c) of one image of the dataset.
+    num_classes : int
+        Classes of the dataset.
+    """
+    shape = tuple(image_shape) + ((1,) if len(image_shape) == 2 else ())
+    name = model.spec["name"]
+    if shape != tuple(model.input_shape):
+        raise BadOptionError(f"model {name} takes images of shape {tuple(model.input_shape)}, "
+                             f"but {dataset}'s are {shape}: choose a model for this dataset "
+                             "(--model) or another --dataset")
+    if num_classes != model.num_classes:
+        output = ("one sigmoid unit (2 classes)" if model.num_classes == 2
+                  and model.spec["layers"][-1]["activation"] == "sigmoid"
+                  else f"{model.num_classes} classes")
+        raise BadOptionError(f"model {name} predicts {output}, but {dataset} has "
+                             f"{num_classes} classes: choose a model for this dataset "
+                             "(--model) or another --dataset")
+
+
+def save_checkpoint(path, model, optimizer, epoch, settings, history, class_names):
     """Write a training checkpoint atomically (layout: ``convnet.checkpoint``).
 
     Parameters
     ----------
     path : str or Path
         Destination ``.npz``.
-    model : LeNet5
-    optimizer : Adam
+    model : Sequential
+    optimizer : Adam, RMSprop or SGD
     epoch : int
         Epochs completed.
     settings : dict
         The run's ``RUN_SETTINGS`` (seed, batch_size, lr, dataset, train_size).
     history : dict
         Lists of numbers, stored as float64 arrays under ``history_<key>``.
+    class_names : sequence of str
+        The dataset's class names.
     """
-    weights = dict(zip(model.weight_shapes(), model.parameters()))
-    checkpoints.write(path, weights, optimizer.state(), epoch, settings, history)
+    checkpoints.write(path, model, optimizer, epoch, settings, history, class_names)
+
+
+def save_model(path, model, dataset="mnist", class_names=None):
+    """Write ``model`` alone (no training state) atomically; ``load_model`` reads it.
+
+    ``class_names`` defaults to the dataset's.
+    """
+    names = data.class_names(dataset) if class_names is None else class_names
+    checkpoints.write_model(path, model, dataset, names)
+
+
+def load_model(path, dtype=np.float32):
+    """Return the model of a checkpoint (or LeNet-5 weights file) and what it was trained on.
+
+    Returns
+    -------
+    model : Sequential
+        Built from the checkpoint's spec, with its weights.
+    dataset : str or None
+        The dataset it was trained on (None for a TensorFlow/Keras LeNet-5
+        weights file, which does not say).
+    class_names : tuple of str or None
+
+    Raises
+    ------
+    BadCheckpointError
+        Naming the file (and the member at fault).
+    """
+    spec, weights, dataset, class_names = checkpoints.read_model(path)
+    model = Sequential(spec, seed=0, dtype=dtype)
+    model.set_weights(weights)
+    return model, dataset, class_names
 
 
 def load_checkpoint(path):
@@ -286,11 +363,10 @@ def load_checkpoint(path):
 
     Returns
     -------
-    model : LeNet5
+    model : Sequential
         With the checkpoint's weights.
     state : dict
-        ``"optimizer"`` (Adam's state), ``"epoch"`` (int), ``"settings"``
-        (``RUN_SETTINGS`` as Python values) and ``"history"`` (dict of lists).
+        What ``convnet.checkpoint.read_training_state`` returns.
 
     Raises
     ------
@@ -298,16 +374,41 @@ def load_checkpoint(path):
         Naming the file (and the member at fault) if it is missing, a
         folder, corrupt, crafted, or not a resumable training checkpoint.
     """
-    model = LeNet5(seed=0)
-    weights, optimizer, epoch, settings, history = checkpoints.read_training_state(
-        path, model.weight_shapes())
-    model.set_weights(weights)
-    return model, {"optimizer": optimizer, "epoch": epoch, "settings": settings,
-                   "history": history}
+    state = checkpoints.read_training_state(path)
+    model = Sequential(state["spec"], seed=0)
+    model.set_weights(state["weights"])
+    return model, state
 
 
-def _resume(path, model, optimizer, settings):
-    """Load the checkpoint at ``path`` into ``model``/``optimizer``; return (epoch, history)."""
+def make_run_optimizer(model, name, lr=None, momentum=None):
+    """Return optimiser ``name`` on ``model``'s parameters: Keras's defaults, ``lr``/``momentum`` if given.
+
+    Raises
+    ------
+    BadOptionError
+        For ``momentum`` with Adam, which has none.
+    """
+    hyper = {} if lr is None else {"lr": float(lr)}
+    if momentum is not None:
+        if name == "adam":
+            raise BadOptionError("--momentum is used with --optimizer sgd or rmsprop, not adam")
+        hyper["momentum"] = float(momentum)
+    try:
+        return make_optimizer(name, model.parameters(), **hyper)
+    except ValueError as error:
+        raise BadOptionError(str(error)) from None
+
+
+def resume(path, model, optimizer, settings):
+    """Load the checkpoint at ``path`` into ``model``/``optimizer``; return (epoch, history).
+
+    Raises
+    ------
+    BadCheckpointError
+        If the file is missing or unreadable.
+    BadOptionError
+        If the checkpoint's model, optimiser or run settings differ from this run's.
+    """
     if not Path(path).exists():
         raise BadCheckpointError(f"cannot resume: checkpoint {path} does not exist "
                                  "(train without --resume first, or pass the right --out)")
@@ -315,13 +416,43 @@ def _resume(path, model, optimizer, settings):
     saved = state["settings"]
     different = [f"{key} {saved[key]!r} (this run: {settings[key]!r})"
                  for key in RUN_SETTINGS if saved[key] != settings[key]]
+    if saved_model.spec != model.spec:
+        different.insert(0, f"model {saved_model.spec['name']!r} (this run: "
+                            f"{model.spec['name']!r}, or another spec)")
+    if state["optimizer"] != optimizer.config():
+        different.append(f"optimizer {state['optimizer']} (this run: {optimizer.config()})")
     if different:
         raise BadOptionError(f"cannot resume from {path}: it was trained with "
                              + ", ".join(different)
                              + "; pass the same settings, or choose another --out to start afresh")
     model.set_weights(saved_model.get_weights())
-    optimizer.load_state(state["optimizer"])
+    optimizer.load_state(state["optimizer_state"])
     return state["epoch"], state["history"]
+
+
+def best_epoch(history):
+    """Return the epoch (index into the history) with the highest validation accuracy.
+
+    Ties go to the earliest epoch, as Keras's ``ModelCheckpoint`` keeps a
+    file until an epoch strictly improves on it.
+    """
+    return int(np.argmax(history["val_accuracy"]))
+
+
+def keep_if_best(checkpoint, epoch, history, folder):
+    """Copy ``checkpoint`` to ``folder/best.npz`` atomically if ``epoch`` is the best so far.
+
+    Returns
+    -------
+    Path or None
+        ``best.npz`` when it was written.
+    """
+    if best_epoch(history) != epoch:
+        return None
+    best = Path(folder) / BEST_NAME
+    with storage.atomic_path(best) as tmp:
+        shutil.copyfile(checkpoint, tmp)
+    return best
 
 
 def write_history(folder, history):
@@ -331,7 +462,7 @@ def write_history(folder, history):
     return path
 
 
-# ---------------------------------------------------------------- command line
+# ---------------------------------------------------------------- pictures and data
 def save_history_plot(history, path, first_epoch):
     """Draw a history's curves; return the PNG path, or None without matplotlib.
 
@@ -353,139 +484,19 @@ def data_source(args):
         return str(args.data)
     if args.dataset == "mnist":
         return str(data.default_mnist_path())
-    return str(data.FASHION_MNIST_DIR)
+    if args.dataset == "fashion-mnist":
+        return str(data.FASHION_MNIST_DIR)
+    return f"the cached {args.dataset} data"
 
 
-def check_not_empty(args, splits):
-    """Raise BadDataError naming the first empty split of ``splits`` (name, images)."""
+def check_not_empty(source, splits):
+    """Raise BadDataError naming the first empty split of ``splits`` (name, images).
+
+    ``source`` names where the data came from: a string, or the parsed
+    arguments (``dataset``, ``data``).
+    """
+    source = source if isinstance(source, str) else data_source(source)
     for name, images in splits:
         if len(images) == 0:
-            raise BadDataError(f"the {name} split of {data_source(args)} is empty: "
+            raise BadDataError(f"the {name} split of {source} is empty: "
                                "it needs at least one image")
-
-
-def train_cli(args, progress=True):
-    """Run ``convnet train --backend numpy``.
-
-    ``args`` has dataset, data, epochs, batch_size, lr, seed, out, resume,
-    limit and processes. Everything the run reads (data, and with ``resume``
-    the whole checkpoint) is checked before the first line is printed.
-    Prints one line per epoch in task 4's format, the final validation and
-    test accuracy and where the files are. Writes in ``args.out``, after
-    every epoch and atomically: ``checkpoint.npz``, then ``history.json``
-    (a copy of the checkpoint's history); at the end ``history.png``.
-
-    Raises
-    ------
-    TrainingDivergedError
-        If the loss or the weights stop being finite; the checkpoint then
-        still holds the last finite epoch.
-    """
-    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
-        args.dataset, args.data, args.limit)
-    check_not_empty(args, [("training", X_train), ("validation", X_valid), ("test", X_test)])
-    out = Path(args.out)
-    checkpoint = out / CHECKPOINT_NAME
-    settings = {"seed": args.seed, "batch_size": args.batch_size, "lr": float(args.lr),
-                "dataset": args.dataset, "train_size": len(X_train)}
-    processes = args.processes
-    model = LeNet5(seed=args.seed)
-    optimizer = Adam(model.parameters(), lr=args.lr)
-    start_epoch, history = 0, None
-    if args.resume:
-        start_epoch, history = _resume(checkpoint, model, optimizer, settings)
-        # A run killed between its checkpoint and history.json left the copy behind.
-        write_history(out, history)
-        print(f"resuming from {checkpoint} after epoch {start_epoch}", flush=True)
-    print(f"training LeNet-5 (numpy) on {len(X_train)} {args.dataset} images, "
-          f"{epochs_text(args.epochs)}, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, "
-          f"{processes} process{'es' if processes > 1 else ''}", flush=True)
-    if start_epoch >= args.epochs and args.resume:
-        print(f"the checkpoint has already been trained for {epochs_text(start_epoch)} "
-              f"(asked: {args.epochs}); nothing to train", flush=True)
-    saved = {"epoch": start_epoch if args.resume else None}
-
-    def save(epoch, history):
-        save_checkpoint(checkpoint, model, optimizer, epoch, settings, history)
-        saved["epoch"] = epoch
-        write_history(out, history)
-        if server is not None and epoch > 0:
-            on_step.publish(epoch)   # the page shows each epoch's final weights
-
-    on_step, server = None, None
-    if getattr(args, "serve", False):
-        from convnet import serve
-        on_step, server = serve.watch_training(model, X_valid, Y_valid, port=args.serve_port,
-                                               every=args.serve_every)
-        print(f"watch the training on {server.url} (Watch training)", flush=True)
-    try:
-        history = fit(model, optimizer, (X_train, Y_train, X_valid, Y_valid), args.epochs,
-                      batch_size=args.batch_size, seed=args.seed, start_epoch=start_epoch,
-                      history=history, on_epoch_end=save,
-                      log=lambda line: print(line, flush=True), progress=progress,
-                      processes=processes, on_step=on_step)
-    except TrainingDivergedError as error:
-        kept = ("nothing was saved" if saved["epoch"] is None else
-                f"{checkpoint} still holds epoch {saved['epoch']}")
-        raise TrainingDivergedError(f"{error}; {kept} (a smaller --lr may help)") from None
-    except parallel.TrainingProcessError as error:
-        if saved["epoch"] is None:
-            kept = "nothing was saved yet: run the command again"
-        else:
-            kept = (f"{checkpoint} holds epoch {saved['epoch']}: train again with --resume "
-                    "to continue from there")
-        raise parallel.TrainingProcessError(f"{error.reason}; {kept}") from None
-    finally:
-        if server is not None:
-            server.stop()
-    # The first entry of the history is the untrained network (epoch 0).
-    plot = save_history_plot(history, out / "history.png", first_epoch=0)
-    valid_accuracy = history["val_accuracy"][-1]
-    with blas_threads(1):
-        _, test_accuracy = model.evaluate(X_test, Y_test)
-    print(f"validation accuracy {valid_accuracy:.4f}, test accuracy {test_accuracy:.4f}")
-    seconds = history["epoch_seconds"]
-    if seconds:
-        print(f"training time {np.mean(seconds):.1f} s per epoch "
-              f"({len(X_train)} images, batch {args.batch_size})")
-    where = f"checkpoint: {checkpoint}, history: {out / HISTORY_NAME}"
-    print(where + (f", plot: {plot}" if plot is not None else ""))
-
-
-def evaluate_cli(args):
-    """Run ``convnet evaluate``: print the loss and accuracy of a checkpoint on a split.
-
-    ``args`` has checkpoint, split ("train", "valid" or "test"), dataset and data.
-    """
-    model = LeNet5.load(args.checkpoint)
-    first = {"train": 0, "valid": 2, "test": 4}[args.split]
-    images, labels = data.load_dataset(args.dataset, args.data)[first:first + 2]
-    check_not_empty(args, [(args.split, images)])
-    with blas_threads(1):
-        loss, accuracy = model.evaluate(images, labels)
-    print(f"{args.checkpoint} on the {args.dataset} {args.split} split ({len(images)} images): "
-          f"accuracy {accuracy:.4f}, loss {loss:.4f}")
-
-
-def predict_cli(args):
-    """Run ``convnet predict``: print the digit and top probabilities for each image file.
-
-    ``args`` has images (paths), checkpoint and top (how many probabilities);
-    with ``show`` true it also draws each prepared 28x28 input and its
-    probabilities into the folder ``out`` and prints the PNG paths.
-    """
-    from convnet.images import load_digit_image
-    model = LeNet5.load(args.checkpoint)
-    images = np.stack([load_digit_image(path) for path in args.images])
-    probabilities = model.predict_proba(images)
-    top = min(args.top, probabilities.shape[1])
-    for path, probs in zip(args.images, probabilities):
-        ranked = np.argsort(probs)[::-1][:top]
-        shown = ", ".join(f"{digit}: {probs[digit]:.4f}" for digit in ranked)
-        print(f"{path}: {ranked[0]} ({shown})")
-    if getattr(args, "show", False):
-        from convnet.plots import draw_input_and_probabilities, input_picture_names
-        for path, name, image, probs in zip(args.images, input_picture_names(args.images),
-                                            images, probabilities):
-            print(draw_input_and_probabilities(image, probs, Path(args.out) / name,
-                                               title=f"What the network saw: {path}"))

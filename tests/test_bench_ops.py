@@ -40,7 +40,7 @@ def test_bench_cli_dispatches_ops(monkeypatch):
 def test_time_layers_reports_every_layer_inside_real_steps(capsys):
     rows, step_ms = bench.time_layers(steps=3, batch=4)
     names = [row[0] for row in rows]
-    assert names[:2] == ["conv1", "relu1"] and names[-3:] == ["softmax", "Adam step", "whole step"]
+    assert names[:2] == ["conv1", "conv1/relu"] and names[-3:] == ["softmax", "Adam step", "whole step"]
     assert step_ms > 0
     timed = [float(row[1]) + float(row[2] or 0) for row in rows[:-1]]
     assert all(value >= 0 for value in timed) and 0 < sum(timed) <= step_ms

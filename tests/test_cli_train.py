@@ -1,14 +1,21 @@
 """``convnet train`` (numpy), ``evaluate`` and ``predict``: outputs, files and user errors."""
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from convnet import trainer
 from convnet.cli import main
 from convnet.images import load_digit_image
-from convnet.model import LeNet5
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def load_model(path):
+    return trainer.load_model(path)[0]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +60,7 @@ def test_train_writes_checkpoint_history_and_plot(trained_run, small_mnist):
                                                      "history.png"]
     history = json.loads((out / "history.json").read_text())
     assert len(history["val_accuracy"]) == 2   # epoch 0 (untrained) and epoch 1
-    model = LeNet5.load(out / "checkpoint.npz")
+    model = load_model(out / "checkpoint.npz")
     with np.load(small_mnist) as arrays:
         loss, accuracy = model.evaluate(arrays["X_valid"], arrays["Y_valid"])
     assert history["val_accuracy"][-1] == accuracy
@@ -87,9 +94,10 @@ def test_train_splits_batches_over_two_processes_by_default(small_mnist, tmp_pat
     assert main(["train", "--data", str(small_mnist), "--epochs", "1", "--limit", "64",
                  "--out", str(tmp_path), "--processes", "1", "--overwrite"]) == 0
     banners = [line for line in capsys.readouterr().out.splitlines()
-               if line.startswith("training LeNet-5")]
+               if line.startswith("training lenet5")]
     assert used == [2, 1]
     assert banners[0].endswith("seed 0, 2 processes") and banners[1].endswith("seed 0, 1 process")
+    assert "adam lr 0.001" in banners[0]
 
 
 def test_a_failed_training_process_is_a_one_line_error(small_mnist, tmp_path, capsys,
@@ -138,6 +146,147 @@ def test_bad_numbers_are_rejected(option, value, message, capsys):
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+def read_arrays(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+@pytest.mark.parametrize("model, optimizer, extra, lr, slots", [
+    ("mlp", "rmsprop", ["--momentum", "0.5"], 1e-3, {"velocity", "momentum"}),
+    ("lenet5-classic", "sgd", [], 0.01, set()),
+    ("lenet5", "sgd", ["--momentum", "0.9", "--lr", "0.05"], 0.05, {"velocity"}),
+])
+def test_train_any_zoo_model_with_any_optimizer(model, optimizer, extra, lr, slots, small_mnist,
+                                                tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(small_mnist), "--epochs", "1", "--limit", "64",
+                 "--out", str(out), "--model", model, "--optimizer", optimizer, *extra]) == 0
+    assert f"training {model} (numpy)" in capsys.readouterr().out
+    arrays = read_arrays(out / "checkpoint.npz")
+    spec = json.loads(arrays["spec"].tobytes())
+    config = json.loads(arrays["optimizer"].tobytes())
+    assert spec["name"] == model and config["name"] == optimizer
+    assert config["lr"] == pytest.approx(lr) and float(arrays["lr"]) == pytest.approx(lr)
+    stored = {key[len("optimizer_"):].rstrip("0123456789") for key in arrays
+              if key.startswith("optimizer_") and key != "optimizer_iterations"}
+    assert stored == slots
+    assert int(arrays["optimizer_iterations"]) == 2   # 64 images, batch 32
+    from convnet.sequential import Sequential
+    from convnet.zoo import load_spec
+    names = list(Sequential(load_spec(model)).get_weights())
+    assert [key for key in arrays if "/" in key] == names
+
+
+def test_a_spec_file_trains_and_resume_refuses_another_model_or_optimizer(small_mnist, tmp_path,
+                                                                          capsys):
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps({"name": "tiny", "layers": [
+        {"layer": "Input", "shape": [28, 28, 1]},
+        {"layer": "Conv2D", "filters": 2, "kernel": 5, "stride": 2, "activation": "relu"},
+        {"layer": "Flatten"}, {"layer": "Dropout", "rate": 0.2},
+        {"layer": "Dense", "units": 10, "activation": "softmax"}]}))
+    out = tmp_path / "run"
+    common = ["train", "--data", str(small_mnist), "--limit", "64", "--out", str(out)]
+    assert main(common + ["--epochs", "1", "--model", str(spec)]) == 0
+    assert main(common + ["--epochs", "2", "--model", str(spec), "--resume"]) == 0
+    capsys.readouterr()
+    assert main(common + ["--epochs", "3", "--resume"]) == 2
+    assert "trained with model 'tiny' (this run: 'lenet5'" in capsys.readouterr().err
+    assert main(common + ["--epochs", "3", "--model", str(spec), "--optimizer", "sgd",
+                          "--resume"]) == 2
+    assert "optimizer {'name': 'adam'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model, message", [
+    ("cifar-cnn", (r"model cifar-cnn takes images of shape \(32, 32, 3\), but mnist's are "
+                   r"\(28, 28, 1\)")),
+    ("signs-cnn", r"model signs-cnn takes images of shape \(64, 64, 3\)"),
+    ("nonexistent", "--model nonexistent"),
+])
+def test_a_model_that_does_not_fit_the_dataset_is_refused_before_training(
+        model, message, small_mnist, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(small_mnist), "--model", model, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert re.search(message, line)
+    assert not (out / "checkpoint.npz").exists()
+
+
+def test_a_model_with_other_classes_is_refused():
+    from convnet.errors import BadOptionError
+    from convnet.sequential import Sequential
+    from convnet.zoo import load_spec
+    model = Sequential(load_spec("happy-model"))
+    with pytest.raises(BadOptionError, match="happy-model predicts one sigmoid unit "
+                                             r"\(2 classes\), but signs has 6 classes"):
+        trainer.check_model_fits(model, "signs", (64, 64, 3), 6)
+    trainer.check_model_fits(model, "happy", (64, 64, 3), 2)   # binary: two classes fit
+
+
+def test_a_batch_normalization_model_refuses_more_processes(tmp_path, capsys):
+    assert main(["train", "--model", "happy-model", "--processes", "2",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "BatchNormalization" in capsys.readouterr().err
+
+
+def test_keep_best_keeps_the_best_validation_epoch(small_mnist, tmp_path, capsys):
+    out = tmp_path / "run"
+    # A large step size makes validation accuracy rise and fall.
+    assert main(["train", "--data", str(small_mnist), "--epochs", "4", "--limit", "96",
+                 "--out", str(out), "--keep", "best", "--optimizer", "sgd", "--lr", "0.3",
+                 "--processes", "1"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    best = int(np.argmax(history["val_accuracy"]))
+    assert f"best: {out / 'best.npz'} (epoch {best})" in capsys.readouterr().out
+    assert int(read_arrays(out / "best.npz")["epoch"]) == best
+    with np.load(small_mnist) as arrays:
+        _, accuracy = load_model(out / "best.npz").evaluate(arrays["X_valid"], arrays["Y_valid"])
+    assert accuracy == history["val_accuracy"][best] == max(history["val_accuracy"])
+    assert sorted(path.name for path in out.iterdir()) == [
+        "best.npz", "checkpoint.npz", "history.json", "history.png"]
+
+
+def test_summary_of_a_checkpoint(trained_run, capsys):
+    assert main(["summary", "--checkpoint", str(trained_run / "checkpoint.npz")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == 'Model: "lenet5"'
+    assert "Total params: 61,706" in lines
+    assert lines[-1] == "Dataset: mnist (10 classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)"
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir(FASHION),
+                    reason=f"{FASHION} absent: install it with `apt-get install "
+                           "dataset-fashion-mnist`")
+def test_a_fashion_checkpoint_is_evaluated_on_fashion_mnist_without_being_told(tmp_path,
+                                                                             capsys):
+    from convnet import data
+    fashion = data.load_dataset("fashion-mnist")
+    small = tmp_path / "fashion.npz"
+    np.savez(small, X_train=fashion[0][:256], Y_train=fashion[1][:256],
+             X_valid=fashion[2][:100], Y_valid=fashion[3][:100], X_test=fashion[4],
+             Y_test=fashion[5])
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "fashion-mnist", "--data", str(small), "--epochs", "1",
+                 "--out", str(out)]) == 0
+    checkpoint = out / "checkpoint.npz"
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(checkpoint)]) == 0   # no --dataset, no --data
+    line = capsys.readouterr().out.strip()
+    with trainer.blas_threads(1):
+        loss, accuracy = load_model(checkpoint).evaluate(fashion[4], fashion[5])
+    assert line == (f"{checkpoint} on the fashion-mnist test split (10000 images): "
+                    f"accuracy {accuracy:.4f}, loss {loss:.4f}")
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--dataset", "mnist"]) == 2
+    assert (f"checkpoint {checkpoint} was trained on fashion-mnist, not mnist"
+            in capsys.readouterr().err)
+    assert main(["summary", "--checkpoint", str(checkpoint)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "Dataset: fashion-mnist (10 classes: T-shirt/top, Trouser, Pullover, Dress, Coat, "
+        "Sandal, Shirt, Sneaker, Bag, Ankle boot)")
 
 
 # ---------------------------------------------------------------- evaluate
@@ -239,7 +388,7 @@ def test_predict_prints_digit_and_top_probabilities(trained_run, tmp_path, capsy
     assert main(["predict", str(picture), str(picture), "--checkpoint", str(checkpoint),
                  "--top", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    probs = LeNet5.load(checkpoint).predict_proba(load_digit_image(picture)[None])[0]
+    probs = load_model(checkpoint).predict_proba(load_digit_image(picture)[None])[0]
     best, second = np.argsort(probs)[::-1][:2]
     expected = (f"{picture}: {best} ({best}: {probs[best]:.4f}, "
                 f"{second}: {probs[second]:.4f})")
@@ -254,3 +403,40 @@ def test_predict_unreadable_image(trained_run, tmp_path, capsys):
     assert code == 2
     assert err.startswith(f"convnet: error: cannot read image {broken}")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("model, name", [("happy-model", "happy"), ("signs-cnn", "signs")])
+def test_the_course_models_train_on_their_datasets(model, name, tmp_path, capsys):
+    """happy-model: one sigmoid unit on 0/1 labels, batch normalisation, one process."""
+    pytest.importorskip("h5py")
+    from test_datasets import write_course_files
+
+    from convnet import data
+    write_course_files(tmp_path / "course", name, n_train=11, n_test=5)
+    cached = data.cache_course_h5(name, tmp_path / "course", tmp_path / "cache",
+                                  validation_size=3).path
+    out = tmp_path / "run"
+    assert main(["train", "--model", model, "--dataset", name, "--data", str(cached),
+                 "--epochs", "1", "--batch-size", "4", "--out", str(out)]) == 0
+    processes = "1 process" if model == "happy-model" else "2 processes"
+    assert capsys.readouterr().out.splitlines()[0].endswith(processes)
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz"),
+                 "--data", str(cached)]) == 0
+    X_test, Y_test = data.load_dataset(name, cached)[4:]
+    probabilities = load_model(out / "checkpoint.npz").predict_proba(X_test)
+    predicted = ((probabilities[:, 0] > 0.5).astype(int) if probabilities.shape[1] == 1
+                 else probabilities.argmax(axis=1))
+    assert (f"on the {name} test split (5 images): accuracy {np.mean(predicted == Y_test):.4f}"
+            in capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum is used with --optimizer sgd"),
+    (["--backend", "keras", "--optimizer", "sgd"], ("--optimizer is available with --backend "
+                                                   "numpy only")),
+])
+def test_optimizer_options_that_do_not_apply_are_refused(options, message, small_mnist,
+                                                         tmp_path, capsys):
+    assert main(["train", "--data", str(small_mnist), "--out", str(tmp_path / "run"),
+                 *options]) == 2
+    assert message in capsys.readouterr().err

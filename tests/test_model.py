@@ -1,8 +1,9 @@
-"""The NumPy LeNet-5: whole-network gradients, shapes, seeding, weights and files."""
+"""The NumPy LeNet-5 (the zoo's lenet5 on Sequential): gradients, shapes, seeding, weights, files."""
 import numpy as np
 import pytest
 
-from convnet.model import LeNet5
+from convnet import trainer
+from convnet.model import WEIGHT_NAMES, LeNet5
 
 EXCHANGE_SHAPES = [(5, 5, 1, 6), (6,), (5, 5, 6, 16), (16,), (400, 120), (120,),
                    (120, 84), (84,), (84, 10), (10,)]
@@ -43,8 +44,9 @@ def test_shapes_and_probabilities():
     X, _ = random_batch(3)
     maps = model.feature_maps(X.astype(np.float32))
     names = [name for name, _ in maps]
-    assert names == ["input", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten",
-                     "dense1", "relu3", "dense2", "relu4", "dense3", "softmax"]
+    assert names == ["input", "conv1", "conv1/relu", "pool1", "conv2", "conv2/relu", "pool2",
+                     "flatten", "dense1", "dense1/relu", "dense2", "dense2/relu", "dense3",
+                     "softmax"]
     shapes = {name: act.shape for name, act in maps}
     assert shapes["conv1"] == (3, 28, 28, 6)
     assert shapes["pool1"] == (3, 14, 14, 6)
@@ -75,56 +77,63 @@ def test_evaluate_matches_probabilities():
     assert accuracy == np.mean(probs.argmax(axis=1) == Y)
 
 
+def weight_list(model):
+    return list(model.get_weights().values())
+
+
 def test_same_seed_same_weights_and_exchange_format():
-    weights_a, weights_b = LeNet5(seed=5).get_weights(), LeNet5(seed=5).get_weights()
+    weights_a, weights_b = weight_list(LeNet5(seed=5)), weight_list(LeNet5(seed=5))
     assert [w.shape for w in weights_a] == EXCHANGE_SHAPES
     assert all(w.dtype == np.float32 for w in weights_a)
     assert all(np.array_equal(a, b) for a, b in zip(weights_a, weights_b))
-    assert not np.array_equal(weights_a[0], LeNet5(seed=6).get_weights()[0])
+    assert not np.array_equal(weights_a[0], weight_list(LeNet5(seed=6))[0])
     assert all(not w.any() for w in weights_a[1::2])   # biases start at zero
     assert sum(w.size for w in weights_a) == 61706
 
 
 def test_set_weights_round_trip_and_errors():
     source, target = LeNet5(seed=1), LeNet5(seed=2)
-    target.set_weights(source.get_weights())
-    assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), target.get_weights()))
+    target.set_weights(weight_list(source))
+    assert all(np.array_equal(a, b) for a, b in zip(weight_list(source), weight_list(target)))
     X, _ = random_batch(2)
     np.testing.assert_array_equal(source.predict_proba(X), target.predict_proba(X))
     with pytest.raises(ValueError, match="list of 10 arrays"):
-        target.set_weights(source.get_weights()[:9])
-    bad = source.get_weights()
+        target.set_weights(weight_list(source)[:9])
+    bad = weight_list(source)
     bad[4] = bad[4].T
-    with pytest.raises(ValueError, match=r"weights\[4\] must have shape \(400, 120\)"):
+    with pytest.raises(ValueError, match=r"dense1/kernel must have shape \(400, 120\)"):
         target.set_weights(bad)
 
 
-def test_save_load_round_trip(tmp_path):
+def test_a_tensorflow_weights_file_loads_as_the_zoo_lenet5(tmp_path):
+    """The TF and Keras trainings write the ten WEIGHT_NAMES: they load for evaluate and predict."""
     model = LeNet5(seed=4)
-    path = tmp_path / "sub" / "model.npz"
-    model.save(path)
-    loaded = LeNet5.load(path)
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), loaded.get_weights()))
-    assert [p.name for p in path.parent.iterdir()] == ["model.npz"]   # no temporary left
+    path = tmp_path / "weights.npz"
+    np.savez(path, **dict(zip(WEIGHT_NAMES, weight_list(model))))
+    loaded, dataset, names = trainer.load_model(path)
+    assert dataset is None and names is None and loaded.spec["name"] == "lenet5"
+    assert all(np.array_equal(a, b) for a, b in zip(weight_list(model), weight_list(loaded)))
+    X, _ = random_batch(3)
+    np.testing.assert_array_equal(model.predict_proba(X), loaded.predict_proba(X))
 
 
 def test_load_errors_name_the_file(tmp_path):
     missing = tmp_path / "missing.npz"
     with pytest.raises(ValueError, match="missing.npz does not exist"):
-        LeNet5.load(missing)
+        trainer.load_model(missing)
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"not a zip file at all")
     with pytest.raises(ValueError, match="corrupt.npz is not an .npz file"):
-        LeNet5.load(corrupt)
+        trainer.load_model(corrupt)
     truncated = tmp_path / "truncated.npz"
-    LeNet5().save(truncated)
+    np.savez(truncated, **dict(zip(WEIGHT_NAMES, weight_list(LeNet5()))))
     truncated.write_bytes(truncated.read_bytes()[:2000])
     with pytest.raises(ValueError, match="truncated.npz"):
-        LeNet5.load(truncated)
+        trainer.load_model(truncated)
     other = tmp_path / "other.npz"
     np.savez(other, something=np.zeros(3))
-    with pytest.raises(ValueError, match="other.npz: not a LeNet-5 checkpoint"):
-        LeNet5.load(other)
+    with pytest.raises(ValueError, match="other.npz: not a checkpoint of this model"):
+        trainer.load_model(other)
 
 
 @pytest.mark.parametrize("shape", [(2, 28, 28, 3), (2, 32, 32), (28, 28)])
@@ -187,5 +196,19 @@ def test_pooling_before_relu_gives_the_written_order_to_the_bit(dtype):
     for grad, written in zip(grads, model.gradients()):
         np.testing.assert_array_equal(grad, written)
     np.testing.assert_array_equal(model.forward(X), written_logits)
-    relu1 = dict(model.feature_maps(X))["relu1"]
+    relu1 = dict(model.feature_maps(X))["conv1/relu"]
     assert (relu1 == 0).mean() > 0.2 and relu1.shape == (6, 28, 28, 6)   # written order
+
+
+def test_a_model_saved_alone_loads_with_its_dataset_but_cannot_be_resumed(tmp_path):
+    from convnet import checkpoint
+    from convnet.errors import BadCheckpointError
+    model = LeNet5(seed=6)
+    path = tmp_path / "sub" / "model.npz"
+    trainer.save_model(path, model, "fashion-mnist")
+    loaded, dataset, names = trainer.load_model(path)
+    assert dataset == "fashion-mnist" and names[0] == "T-shirt/top" and len(names) == 10
+    assert all(np.array_equal(a, b) for a, b in zip(weight_list(model), weight_list(loaded)))
+    assert [p.name for p in path.parent.iterdir()] == ["model.npz"]   # no temporary left
+    with pytest.raises(BadCheckpointError, match="has no model spec or optimizer"):
+        checkpoint.read_training_state(path)

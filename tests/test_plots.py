@@ -115,12 +115,27 @@ def small_dataset(tmp_path_factory):
     return path
 
 
+def write_checkpoint(path, dataset="mnist", names=tuple("0123456789")):
+    """A training checkpoint of an untrained LeNet-5, as ``convnet train`` writes it."""
+    from convnet import trainer
+    from convnet.model import LeNet5
+    from convnet.optim import Adam
+    model = LeNet5(seed=0)
+    settings = {"seed": 0, "batch_size": 32, "lr": 1e-3, "dataset": dataset, "train_size": 8}
+    history = {key: [2.3] for key in trainer.HISTORY_KEYS}
+    history["epoch_seconds"] = []
+    trainer.save_checkpoint(path, model, Adam(model.parameters()), 0, settings, history, names)
+    return path
+
+
+def load_model(path):
+    from convnet import trainer
+    return trainer.load_model(path)[0]
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from convnet.model import LeNet5
-    path = tmp_path_factory.mktemp("run") / "c.npz"
-    LeNet5(seed=0).save(path)
-    return path
+    return write_checkpoint(tmp_path_factory.mktemp("run") / "c.npz")
 
 
 def _show(checkpoint, data, out, *extra):
@@ -136,14 +151,13 @@ def _inches_to_pixels(size):
 
 @pytest.mark.parametrize("index", [0, N_VALID - 1])
 def test_show_writes_the_four_pictures(tmp_path, capsys, checkpoint, small_dataset, index):
-    from convnet.model import LeNet5
     assert _show(checkpoint, small_dataset, tmp_path, "--index", str(index)) == 0
     printed = capsys.readouterr().out.split()
     names = ["filters.png", f"feature_maps_{index}.png", "predictions.png",
              "confusion_matrix.png"]
     assert printed == [str(tmp_path / name) for name in names]
     images = np.load(small_dataset)["X_valid"]
-    maps = [(name, a[0]) for name, a in LeNet5.load(checkpoint).feature_maps(images[:1])]
+    maps = [(name, a[0]) for name, a in load_model(checkpoint).feature_maps(images[:1])]
     expected = {
         "filters.png": plots.FILTERS_SIZE,
         f"feature_maps_{index}.png": plots.feature_maps_size(maps),
@@ -154,6 +168,18 @@ def test_show_writes_the_four_pictures(tmp_path, capsys, checkpoint, small_datas
         path = tmp_path / name
         assert path.stat().st_size > 0
         assert _png_shape(path) == _inches_to_pixels(size), name
+
+
+def test_show_refuses_a_dataset_other_than_the_checkpoints(tmp_path, capsys, small_dataset):
+    fashion = write_checkpoint(tmp_path / "fashion.npz", "fashion-mnist",
+                               ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                                "Shirt", "Sneaker", "Bag", "Ankle boot"])
+    assert _show(fashion, small_dataset, tmp_path / "out", "--dataset", "mnist") == 2
+    error = capsys.readouterr().err
+    assert error == (f"convnet: error: checkpoint {fashion} was trained on fashion-mnist, not "
+                     "mnist: leave out --dataset (the checkpoint's own is used) or pass a "
+                     "checkpoint trained on mnist\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_show_rejects_index_out_of_range(tmp_path, capsys, checkpoint, small_dataset):
@@ -371,14 +397,13 @@ def test_draw_input_and_probabilities_rejects_bad_input(tmp_path, image, probabi
 def test_show_image_draws_the_maps_of_ones_own_digit(tmp_path, capsys, checkpoint):
     from convnet.cli import main
     from convnet.images import load_digit_image
-    from convnet.model import LeNet5
     digit = _digit_file(tmp_path / "mine.png")
     out = tmp_path / "pictures"
     assert main(["show", "--checkpoint", str(checkpoint), "--image", str(digit),
                  "--out", str(out), "--data", str(tmp_path / "no-such-data.npz")]) == 0
     assert capsys.readouterr().out.split() == [str(out / "feature_maps_mine.png")]
     image = load_digit_image(digit)
-    maps = [(name, a[0]) for name, a in LeNet5.load(checkpoint).feature_maps(image[None])]
+    maps = [(name, a[0]) for name, a in load_model(checkpoint).feature_maps(image[None])]
     assert _png_shape(out / "feature_maps_mine.png") == \
         _inches_to_pixels(plots.feature_maps_size(maps))
 

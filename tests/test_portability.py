@@ -40,10 +40,11 @@ def test_weight_files_share_their_keys(tmp_path):
     """A weights.npz of the TensorFlow trainings loads as a NumPy checkpoint."""
     from convnet.model import WEIGHT_NAMES
     assert tuple(tf_training.EXCHANGE_NAMES) == WEIGHT_NAMES
-    weights = LeNet5(seed=3).get_weights()
+    weights = list(LeNet5(seed=3).get_weights().values())
     path = tmp_path / "weights.npz"
     np.savez(path, **dict(zip(tf_training.EXCHANGE_NAMES, weights)))
-    loaded = LeNet5.load(path).get_weights()
+    from convnet.trainer import load_model
+    loaded = list(load_model(path)[0].get_weights().values())
     assert all(np.array_equal(a, b) for a, b in zip(loaded, weights))
 
 
@@ -54,11 +55,11 @@ def max_difference(a, b):
 def test_numpy_weights_in_keras_and_back(trained, mnist):
     model, numpy_probs = trained
     X_valid = mnist[2]
-    keras = tf_training.keras_model(model.get_weights())
+    keras = tf_training.keras_model(list(model.get_weights().values()))
     keras_probs = keras.predict(X_valid[..., None], batch_size=1000, verbose=0)
     assert max_difference(keras_probs, numpy_probs) < TOLERANCE
     assert all(np.array_equal(a, b) for a, b in
-               zip(tf_training.keras_get_weights(keras), model.get_weights()))
+               zip(tf_training.keras_get_weights(keras), list(model.get_weights().values())))
     # Train the Keras copy a little, then bring its weights back to NumPy.
     one_hot = np.eye(10, dtype=np.float32)
     keras.train_on_batch(mnist[0][:32, ..., None], one_hot[mnist[1][:32]])
@@ -71,7 +72,7 @@ def test_numpy_weights_in_keras_and_back(trained, mnist):
 def test_numpy_weights_in_tf_graph_and_back(trained, mnist):
     model, numpy_probs = trained
     X_valid = mnist[2]
-    with tf_training.TF1LeNet5(model.get_weights()) as network:
+    with tf_training.TF1LeNet5(list(model.get_weights().values())) as network:
         assert max_difference(network.predict_proba(X_valid), numpy_probs) < TOLERANCE
         network.train_step(mnist[0][:32], mnist[1][:32])
         returned = LeNet5()
@@ -96,7 +97,7 @@ def test_gradients_agree_with_tensorflow(steps, mnist):
                 32, 0, 1)
     X, Y = X_train[2000:2032], Y_train[2000:2032]
     _, grads = model.loss_and_grads(X, Y)
-    keras = tf_training.keras_model(model.get_weights())
+    keras = tf_training.keras_model(list(model.get_weights().values()))
     with tf.GradientTape() as tape:
         probs = keras(X[..., None], training=True)
         loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(Y, probs))

@@ -6,7 +6,6 @@ import pytest
 from reference_ops import numerical_gradient
 
 from convnet import layers as L
-from convnet.model import LeNet5
 from convnet.sequential import Sequential, normalise_spec, summary_text
 from convnet.zoo import load_spec
 
@@ -263,20 +262,6 @@ def test_whole_model_gradients_in_training_mode(spec):
                                    rtol=RTOL, atol=ATOL, err_msg=name)
 
 
-def test_lenet5_spec_is_the_lenet5_class(mnist):
-    X, Y = mnist[0][:64], mnist[1][:64]
-    ours, theirs = Sequential(load_spec("lenet5"), seed=7, micro_batch=32), LeNet5(seed=7)
-    for mine, other in zip(ours.parameters(), theirs.parameters(), strict=True):
-        np.testing.assert_array_equal(mine, other)
-    loss, grads = ours.loss_and_grads(X, Y)
-    other_loss, other_grads = theirs.loss_and_grads(X, Y)
-    assert loss == pytest.approx(other_loss, rel=1e-6)
-    for mine, other in zip(grads, other_grads):
-        np.testing.assert_allclose(mine, other, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)
-    assert ours.evaluate(X, Y) == pytest.approx(theirs.evaluate(X, Y))
-
-
 def test_weights_by_name_and_in_order():
     model = Sequential(load_spec("happy-model"), seed=0)
     weights = model.get_weights()
@@ -429,15 +414,3 @@ def test_feature_maps_and_the_flat_parameter_buffer():
     assert flat.size == model.summary().trainable
     for param in model.parameters():
         assert np.shares_memory(param, flat)
-
-
-def test_the_speed_benchmark_runs():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_models.py"
-    spec = importlib.util.spec_from_file_location("bench_models", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    figures = module.bench_models(batch_size=4, steps=2)
-    assert set(figures) == {"sequential", "lenet5", "ratio"}
-    assert all(value > 0 for value in figures.values())

@@ -7,6 +7,7 @@ a pixel-loop convolution, finite differences of the loss, and label counts.
 import base64
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -27,9 +28,27 @@ with warnings.catch_warnings():
 
 from reference_ops import reference_conv_forward
 
-from convnet import serve
+from convnet import serve, trainer
 from convnet.images import load_digit_image
 from convnet.model import LeNet5
+from convnet.optim import Adam
+
+
+def load_model(path, dtype=np.float32):
+    return trainer.load_model(path, dtype=dtype)[0]
+
+
+def weight_list(model):
+    return list(model.get_weights().values())
+
+
+def save_checkpoint(model, path, dataset="mnist", names=tuple("0123456789")):
+    """Write ``model`` as ``convnet train`` writes its checkpoint."""
+    settings = {"seed": 0, "batch_size": 32, "lr": 1e-3, "dataset": dataset, "train_size": 8}
+    history = {key: [2.3] for key in trainer.HISTORY_KEYS}
+    history["epoch_seconds"] = []
+    trainer.save_checkpoint(path, model, Adam(model.parameters()), 0, settings, history, names)
+    return path
 
 
 def seven_png(size=(120, 160), ink=255, paper=0, width=9):
@@ -54,8 +73,7 @@ def checkpoint(tmp_path_factory):
         if "b" in layer.params:
             layer.params["b"][...] = rng.normal(0, 0.1, layer.params["b"].shape)
     path = tmp_path_factory.mktemp("serve") / "checkpoint.npz"
-    model.save(path)
-    return path
+    return save_checkpoint(model, path)
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +151,12 @@ def test_loopback_server_answers_only_to_loopback_names(checkpoint, host, status
 # ---------------------------------------------------------------- model and predict
 def test_model_describes_every_layer(client, checkpoint):
     answer = client.get("/api/model").json()
-    model = LeNet5.load(checkpoint)
+    model = load_model(checkpoint)
     maps = model.feature_maps(np.zeros((1, 28, 28)))
     assert [row["name"] for row in answer["layers"]] == [name for name, _ in maps]
     assert [tuple(row["shape"]) for row in answer["layers"]] == [a.shape[1:] for _, a in maps]
     inspectable = [row["name"] for row in answer["layers"] if row["inspectable"]]
-    assert inspectable == ["conv1", "relu1", "conv2", "relu2"]
+    assert inspectable == ["conv1", "conv1/relu", "conv2", "conv2/relu"]
     assert answer["class_names"] == [str(k) for k in range(10)]
     assert answer["browse"] is True and answer["training"] is False
 
@@ -151,7 +169,7 @@ def test_predict_equals_convnet_predict(client, checkpoint, ink, paper):
     result = answer.json()
     image = _image_of(png)
     np.testing.assert_array_equal(np.array(result["image"], np.float32).reshape(28, 28), image)
-    expected = LeNet5.load(checkpoint).predict_proba(image[None])[0]
+    expected = load_model(checkpoint).predict_proba(image[None])[0]
     np.testing.assert_allclose(result["probabilities"], expected, rtol=1e-6, atol=1e-7)
     assert result["prediction"] == int(expected.argmax())
 
@@ -174,7 +192,7 @@ def _step(layer):
 def test_predict_sends_every_layers_output(client, checkpoint):
     png = seven_png()
     result = client.post("/api/predict", content=png).json()
-    maps = LeNet5.load(checkpoint).feature_maps(_image_of(png)[None])
+    maps = load_model(checkpoint).feature_maps(_image_of(png)[None])
     assert [layer["name"] for layer in result["layers"]] == [name for name, _ in maps[1:-1]]
     for layer, (name, activation) in zip(result["layers"], maps[1:-1]):
         activation = activation[0].astype(np.float64)
@@ -187,8 +205,8 @@ def test_predict_sends_every_layers_output(client, checkpoint):
 def test_first_layer_maps_equal_a_pixel_loop(client, checkpoint):
     png = seven_png()
     result = client.post("/api/predict", content=png).json()
-    model = LeNet5.load(checkpoint, dtype=np.float64)
-    W, b = model.get_weights()[:2]
+    model = load_model(checkpoint, dtype=np.float64)
+    W, b = weight_list(model)[:2]
     image = _image_of(png).astype(np.float64)[None, :, :, None]
     expected = reference_conv_forward(image, W, b.reshape(1, 1, 1, -1), lambda z: z)[0]
     conv1 = result["layers"][0]
@@ -258,8 +276,8 @@ def test_image_claiming_a_huge_size_is_refused(client):
 
 # ---------------------------------------------------------------- inspect
 @pytest.mark.parametrize("layer, row, col, channel", [
-    ("conv1", 0, 0, 0), ("conv1", 14, 13, 5), ("relu1", 27, 3, 2),
-    ("conv2", 0, 9, 15), ("relu2", 4, 6, 7),
+    ("conv1", 0, 0, 0), ("conv1", 14, 13, 5), ("conv1/relu", 27, 3, 2),
+    ("conv2", 0, 9, 15), ("conv2/relu", 4, 6, 7),
 ])
 def test_inspect_shows_the_arithmetic_of_conv_forward(client, checkpoint, layer, row, col,
                                                       channel):
@@ -269,12 +287,12 @@ def test_inspect_shows_the_arithmetic_of_conv_forward(client, checkpoint, layer,
                          content=png)
     assert answer.status_code == 200
     shown = answer.json()
-    model = LeNet5.load(checkpoint)
+    model = load_model(checkpoint)
     maps = dict(model.feature_maps(_image_of(png)[None]))
-    conv = {"conv1": "conv1", "relu1": "conv1", "conv2": "conv2", "relu2": "conv2"}[layer]
+    conv = {"conv1": "conv1", "conv1/relu": "conv1", "conv2": "conv2", "conv2/relu": "conv2"}[layer]
     previous = {"conv1": "input", "conv2": "pool1"}[conv]
     index = {"conv1": 0, "conv2": 2}[conv]
-    W, b = model.get_weights()[index:index + 2]
+    W, b = weight_list(model)[index:index + 2]
     padding = {"conv1": "same", "conv2": "valid"}[conv]
     A_prev = maps[previous]
     relu_z = conv_forward(A_prev, W, b.reshape(1, 1, 1, -1), lambda z: np.maximum(z, 0),
@@ -302,7 +320,7 @@ def test_inspect_shows_the_arithmetic_of_conv_forward(client, checkpoint, layer,
 
 
 @pytest.mark.parametrize("query, message", [
-    ("layer=pool1&row=0&col=0&channel=0", "layer must be one of conv1, relu1, conv2, relu2"),
+    ("layer=pool1&row=0&col=0&channel=0", "layer must be one of conv1, conv1/relu, conv2, conv2/relu"),
     ("layer=nope&row=0&col=0&channel=0", "received 'nope'"),
     ("row=0&col=0&channel=0", "query parameter layer is required"),
     ("layer=conv1&row=28&col=0&channel=0", "row must be an integer from 0 to 27"),
@@ -320,7 +338,7 @@ def test_inspect_rejects_bad_queries(client, query, message):
 # ---------------------------------------------------------------- back-propagate
 def test_backprop_gradients_equal_finite_differences(checkpoint):
     """dL/d(input) and dL/d(conv1 kernels) in float64 against centred differences."""
-    model = LeNet5.load(checkpoint, dtype=np.float64)
+    model = load_model(checkpoint, dtype=np.float64)
     view = serve.NetworkView(model)
     # Random pixels: no two values of a pooling window tie, so the loss is
     # differentiable there and centred differences are its gradient.
@@ -359,15 +377,15 @@ def test_backprop_gradients_equal_finite_differences(checkpoint):
 
 def test_backprop_layer_gradients_chain_through_the_layers(checkpoint):
     """Each layer's gradient is the next layer's gradient pulled back: spot-check dense1."""
-    model = LeNet5.load(checkpoint, dtype=np.float64)
+    model = load_model(checkpoint, dtype=np.float64)
     view = serve.NetworkView(model)
     _, _, gradients, _ = view.backward(_image_of(seven_png()).astype(np.float64), 7)
     gradients = dict(gradients)
     dense2 = model.layers[9]
     relu3_mask = (dict(view.forward(_image_of(seven_png())))["dense1"] > 0)
-    np.testing.assert_allclose(gradients["relu3"], gradients["dense2"] @ dense2.params["W"].T,
+    np.testing.assert_allclose(gradients["dense1/relu"], gradients["dense2"] @ dense2.params["W"].T,
                                rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(gradients["dense1"], gradients["relu3"] * relu3_mask,
+    np.testing.assert_allclose(gradients["dense1"], gradients["dense1/relu"] * relu3_mask,
                                rtol=1e-10, atol=1e-14)
 
 
@@ -376,7 +394,7 @@ def test_backprop_endpoint(client, checkpoint):
     answer = client.post("/api/backprop?label=7", content=png)
     assert answer.status_code == 200
     result = answer.json()
-    model = LeNet5.load(checkpoint)
+    model = load_model(checkpoint)
     image = _image_of(png)
     model.loss_and_grads(image[None], np.array([7]))
     kernel_gradient = result["kernel_gradient"]
@@ -385,7 +403,7 @@ def test_backprop_endpoint(client, checkpoint):
     logits = model.forward(image[None])
     assert result["loss"] == pytest.approx(float(model.loss_layer.losses(logits, [7])[0]),
                                            rel=1e-5)
-    assert [g["name"] for g in result["gradients"]][:3] == ["input", "conv1", "relu1"]
+    assert [g["name"] for g in result["gradients"]][:3] == ["input", "conv1", "conv1/relu"]
     for label in ("10", "-1", "x"):
         bad = client.post(f"/api/backprop?label={label}", content=png)
         assert bad.status_code == 400 and "label must be an integer" in bad.json()["error"]
@@ -396,7 +414,7 @@ def test_backprop_endpoint(client, checkpoint):
 def test_browse_confusion_matrix_and_cells(client, checkpoint, dataset, split, first):
     arrays = dataset[1]
     images, labels = arrays[first], arrays["Y" + first[1:]]
-    predicted = LeNet5.load(checkpoint).predict_proba(images).argmax(axis=1)
+    predicted = load_model(checkpoint).predict_proba(images).argmax(axis=1)
     matrix = np.zeros((10, 10), int)
     for t, p in zip(labels, predicted):
         matrix[t, p] += 1
@@ -457,14 +475,45 @@ def test_serve_without_checkpoint_is_a_clear_error(tmp_path, capsys):
                      "`convnet train` (or `make demo`), or pass --checkpoint PATH")
 
 
+def test_serve_shows_a_fashion_checkpoint_with_its_names_and_refuses_other_models(
+        tmp_path, monkeypatch, capsys):
+    from convnet.cli import main
+    from convnet.plots import FASHION_CLASS_NAMES
+    from convnet.sequential import Sequential
+    from convnet.zoo import load_spec
+    started = {}
+    monkeypatch.setattr(serve, "run", lambda app, host, port: started.update(app=app))
+    fashion = save_checkpoint(LeNet5(seed=2), tmp_path / "fashion.npz", "fashion-mnist",
+                              [f"class {k}" for k in range(10)])
+    assert main(["serve", "--checkpoint", str(fashion), "--port", "8123"]) == 0
+    with TestClient(started["app"]) as served:
+        answer = served.get("/api/model", headers={"host": "127.0.0.1"}).json()
+        assert answer["class_names"] == list(FASHION_CLASS_NAMES)
+    capsys.readouterr()
+    assert main(["serve", "--checkpoint", str(fashion), "--dataset", "mnist"]) == 2
+    assert "was trained on fashion-mnist, not mnist" in capsys.readouterr().err
+    # A classic LeNet-5 (tanh, average pooling) is shown: its activations are named.
+    classic = save_checkpoint(Sequential(load_spec("lenet5-classic")), tmp_path / "c.npz")
+    view = serve.NetworkView.from_checkpoint(classic)
+    assert view.inspect(np.zeros((28, 28)), "conv1/tanh", 0, 0, 0)["activation"] == "tanh"
+    for name, message in (("mlp", "the model has no convolutional layer"),
+                          ("cifar-cnn", (r"the page draws 28x28 grey digits, so it shows "
+                                         r"models of input \(28, 28, 1\); this model takes "
+                                         r"\(32, 32, 3\)"))):
+        path = save_checkpoint(Sequential(load_spec(name)), tmp_path / f"{name}.npz",
+                               names=[str(k) for k in range(10)])
+        assert main(["serve", "--checkpoint", str(path)]) == 2
+        assert re.search(f"checkpoint {path} holds {name}, which the page cannot show: "
+                         f"{message}", capsys.readouterr().err)
+
+
 @pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
 def test_serve_command_warns_about_other_hosts(checkpoint, monkeypatch, capsys, host, warned):
     from convnet.cli import main
     started = {}
     monkeypatch.setattr(serve, "run", lambda app, host, port: started.update(
         app=app, host=host, port=port))
-    assert main(["serve", "--checkpoint", str(checkpoint), "--host", host, "--port", "8123",
-                 "--dataset", "fashion-mnist"]) == 0
+    assert main(["serve", "--checkpoint", str(checkpoint), "--host", host, "--port", "8123"]) == 0
     assert (started["host"], started["port"]) == (host, 8123)
     with TestClient(started["app"]) as served:
         # On loopback, requests addressed to another name are refused.
@@ -555,10 +604,10 @@ def test_training_watcher_publishes_every_n_steps(mnist):
     last = feed.since(2, timeout=0)[0][-1]
     assert last["step"] == 8
     assert last["loss"] == pytest.approx(np.mean(losses[6:]), rel=1e-12)
-    for served, trained in zip(view.model.get_weights(), model.get_weights()):
+    for served, trained in zip(weight_list(view.model), weight_list(model)):
         np.testing.assert_array_equal(served, trained)
     kernels = np.stack([np.reshape(k, (5, 5)) for k in last["kernels"]], axis=-1)
-    np.testing.assert_allclose(kernels, model.get_weights()[0][:, :, 0, :], atol=1e-5)
+    np.testing.assert_allclose(kernels, weight_list(model)[0][:, :, 0, :], atol=1e-5)
     predictions = model.predict_proba(X_valid).argmax(axis=1)
     assert last["accuracy"] == pytest.approx(float((predictions == Y_valid).mean()))
 
@@ -624,8 +673,8 @@ def test_train_serve_publishes_the_end_of_every_epoch(tmp_path, monkeypatch, cap
     # 4 training images: one step an epoch, fewer than --serve-every.
     assert [(event["epoch"], event["step"]) for event in events] == [(1, 1), (2, 2)]
     assert made["stopped"]
-    trained = LeNet5.load(tmp_path / "checkpoint.npz")
-    for served, saved in zip(made["view"].model.get_weights(), trained.get_weights()):
+    trained = load_model(tmp_path / "checkpoint.npz")
+    for served, saved in zip(weight_list(made["view"].model), weight_list(trained)):
         np.testing.assert_array_equal(served, saved)
 
 

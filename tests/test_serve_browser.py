@@ -59,7 +59,11 @@ def checkpoint(mnist, tmp_path_factory):
     for epoch in (1, 2):
         train_epoch(model, optimizer, X_train, Y_train, 32, 0, epoch, processes=1)
     path = tmp_path_factory.mktemp("serve") / "checkpoint.npz"
-    model.save(path)
+    settings = {"seed": 0, "batch_size": 32, "lr": 2e-3, "dataset": "mnist", "train_size": 5000}
+    history = {key: [0.0] * 3 for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    history["epoch_seconds"] = [0.0, 0.0]
+    from convnet.trainer import save_checkpoint
+    save_checkpoint(path, model, optimizer, 2, settings, history, [str(k) for k in range(10)])
     return path
 
 
@@ -235,19 +239,19 @@ def _wait_inspect(page, layer, row, col, channel):
 
 
 def test_inspect_numbers_equal_conv_forward(page, drawn_seven, checkpoint):
-    from convnet.model import LeNet5
-    W1, b1, W2, b2 = LeNet5.load(checkpoint).get_weights()[:4]
+    from convnet.trainer import load_model
+    W1, b1, W2, b2 = list(load_model(checkpoint)[0].get_weights().values())[:4]
     X = drawn_seven[None, :, :, None]
-    # Click a pixel of relu1's channel 2 map in the Draw view, on the digit's bar.
+    # Click a pixel of conv1/relu's channel 2 map in the Draw view, on the digit's bar.
     row, col, channel = 8, 14, 2
-    canvas = page.find_element("css selector", f"#layers canvas[data-layer='relu1']"
+    canvas = page.find_element("css selector", f"#layers canvas[data-layer='conv1/relu']"
                                                f"[data-channel='{channel}']")
     size = canvas.size
     from selenium.webdriver.common.action_chains import ActionChains
     ActionChains(page).move_to_element_with_offset(
         canvas, int((col + 0.5) * size["width"] / 28 - size["width"] / 2),
         int((row + 0.5) * size["height"] / 28 - size["height"] / 2)).click().perform()
-    _wait_inspect(page, "relu1", row, col, channel)
+    _wait_inspect(page, "conv1/relu", row, col, channel)
     assert page.find_element("id", "view-inspect").is_displayed()
 
     z = conv_forward(X, W1, b1.reshape(1, 1, 1, -1), _identity, padding="same")
@@ -356,8 +360,9 @@ def test_watch_view_draws_the_training_stream(checkpoint, page):
     from convnet import serve
     from convnet.model import LeNet5
     feed = serve.TrainingFeed()
-    kernels = LeNet5.load(checkpoint).get_weights()[0]
-    start = LeNet5(seed=0).get_weights()[0]
+    from convnet.trainer import load_model
+    kernels = load_model(checkpoint)[0].get_weights()["conv1/kernel"]
+    start = LeNet5(seed=0).get_weights()["conv1/kernel"]
     for step in range(1, 11):
         # The filters move from their initial values to the trained ones.
         mix = step / 10

@@ -1,4 +1,4 @@
-"""Adam, the training loop, seeding and exact resumption of the NumPy trainer."""
+"""Adam, the training loop, seeding, exact resumption and training processes of the NumPy trainer."""
 import itertools
 import os
 import signal
@@ -11,10 +11,21 @@ import pytest
 
 from convnet import parallel, trainer
 from convnet.cli import main
-from convnet.model import WEIGHT_NAMES, LeNet5, read_npz
-from convnet.optim import Adam
+from convnet.model import LeNet5
+from convnet.optim import Adam, make_optimizer
 from convnet.parallel import TrainingProcesses
+from convnet.sequential import Sequential
 from convnet.threads import blas_threads
+
+
+def read_npz(path):
+    """Every array of a checkpoint this project wrote (trusted: written by the test)."""
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def weight_list(model):
+    return list(model.get_weights().values())
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +156,11 @@ def test_same_seed_same_training(mnist):
     for _ in range(2):
         model = LeNet5(seed=7)
         trainer.train_epoch(model, Adam(model.parameters()), X, Y, 32, seed=7, epoch=1)
-        runs.append(model.get_weights())
+        runs.append(weight_list(model))
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
     other = LeNet5(seed=7)
     trainer.train_epoch(other, Adam(other.parameters()), X, Y, 32, seed=8, epoch=1)
-    assert not np.array_equal(other.get_weights()[0], runs[0][0])
+    assert not np.array_equal(weight_list(other)[0], runs[0][0])
 
 
 def test_fit_history_and_lines(mnist):
@@ -168,10 +179,10 @@ def test_fit_history_and_lines(mnist):
 
 
 def checkpoint_state(path):
-    """Weights and Adam state of a checkpoint, as a dict of arrays."""
+    """Weights and optimizer state of a checkpoint, as a dict of arrays."""
     arrays = read_npz(path)
     return {key: value for key, value in arrays.items()
-            if key in WEIGHT_NAMES or key.startswith("adam_") or key == "epoch"}
+            if "/" in key or key.startswith("optimizer") or key == "epoch"}
 
 
 def assert_same_state(path_a, path_b):
@@ -203,24 +214,24 @@ def test_resume_after_interruption_mid_epoch(small_mnist, tmp_path, monkeypatch,
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     options = ("--processes", processes)
     assert main(train_args(small_mnist, straight, 2, *options)) == 0
-    real_step = LeNet5.loss_and_grads
+    real_step = Sequential.loss_and_grads
     calls = {"count": 0}
     parent = os.getpid()
 
-    def interrupted_step(self, X, Y):
+    def interrupted_step(self, X, Y, training=True):
         if os.getpid() == parent:   # Ctrl-C reaches the parent; children ignore it
             calls["count"] += 1
             if calls["count"] == 10 + 4:   # 10 steps per epoch: stop inside epoch 2
                 raise KeyboardInterrupt
-        return real_step(self, X, Y)
+        return real_step(self, X, Y, training)
 
-    monkeypatch.setattr(LeNet5, "loss_and_grads", interrupted_step)
+    monkeypatch.setattr(Sequential, "loss_and_grads", interrupted_step)
     assert main(train_args(small_mnist, stopped, 2, *options)) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err
     assert "Traceback" not in err
     assert int(read_npz(stopped / "checkpoint.npz")["epoch"]) == 1
-    monkeypatch.setattr(LeNet5, "loss_and_grads", real_step)
+    monkeypatch.setattr(Sequential, "loss_and_grads", real_step)
     assert main(train_args(small_mnist, stopped, 2, "--resume", *options)) == 0
     assert_same_state(straight / "checkpoint.npz", stopped / "checkpoint.npz")
 
@@ -228,15 +239,15 @@ def test_resume_after_interruption_mid_epoch(small_mnist, tmp_path, monkeypatch,
 def test_resume_after_interruption_in_the_first_epoch(small_mnist, tmp_path, monkeypatch):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert main(train_args(small_mnist, straight, 1)) == 0
-    real_step = LeNet5.loss_and_grads
+    real_step = Sequential.loss_and_grads
 
-    def interrupted_step(self, X, Y):
+    def interrupted_step(self, X, Y, training=True):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(LeNet5, "loss_and_grads", interrupted_step)
+    monkeypatch.setattr(Sequential, "loss_and_grads", interrupted_step)
     assert main(train_args(small_mnist, stopped, 1)) == 130
     assert int(read_npz(stopped / "checkpoint.npz")["epoch"]) == 0
-    monkeypatch.setattr(LeNet5, "loss_and_grads", real_step)
+    monkeypatch.setattr(Sequential, "loss_and_grads", real_step)
     assert main(train_args(small_mnist, stopped, 1, "--resume")) == 0
     assert_same_state(straight / "checkpoint.npz", stopped / "checkpoint.npz")
     histories = [read_npz(path / "checkpoint.npz")["history_val_loss"]
@@ -278,6 +289,58 @@ def test_training_processes_take_the_whole_batch_steps(processes, batch):
     assert training.children == []
 
 
+DROPOUT_SPEC = [{"layer": "Input", "shape": [8, 8, 1]},
+                {"layer": "Conv2D", "filters": 3, "kernel": 3, "activation": "relu"},
+                {"layer": "Flatten"},
+                {"layer": "Dropout", "rate": 0.5},
+                {"layer": "Dense", "units": 4, "activation": "softmax"}]
+
+
+@pytest.mark.parametrize("optimizer_name", ["adam", "rmsprop", "sgd"])
+def test_training_processes_draw_dropout_masks_from_a_stream_per_step_and_process(
+        optimizer_name):
+    """Two processes with dropout equal a loop that seeds each slice with (step, rank)."""
+    rng = np.random.default_rng(3)
+    X, Y = rng.random((24, 8, 8)), rng.integers(0, 4, 24)
+    model = Sequential(DROPOUT_SPEC, seed=4, dtype=np.float64)
+    reference = Sequential(DROPOUT_SPEC, seed=4, dtype=np.float64)
+    optimizer = make_optimizer(optimizer_name, model.parameters())
+    reference_optimizer = make_optimizer(optimizer_name, reference.parameters())
+    order = rng.permutation(24)
+    with TrainingProcesses(model, optimizer, X, Y, 2) as training:
+        losses = [loss for loss, _ in training.run(order, 8)]
+    masks = []
+    for step, start in enumerate(range(0, 24, 8), start=1):
+        batch = order[start:start + 8]
+        grads, loss = [np.zeros_like(param) for param in reference.parameters()], 0.0
+        for rank, part in enumerate((batch[:4], batch[4:])):
+            reference.seed_dropout(step, rank)
+            part_loss, part_grads = reference.loss_and_grads(X[part], Y[part])
+            masks.append(reference.layers[3].mask.copy())
+            loss += part_loss / 2
+            for total, grad in zip(grads, part_grads):
+                total += grad / 2
+        reference_optimizer.step(grads)
+        assert losses[step - 1] == pytest.approx(loss, rel=1e-12)
+    for ours, expected in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-13)
+    # The two processes of a step, and two steps, drew different masks.
+    assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[0], masks[2])
+
+
+def test_a_model_with_batch_normalization_trains_in_one_process():
+    spec = [{"layer": "Input", "shape": [6, 6, 1]}, {"layer": "Conv2D", "filters": 2, "kernel": 3},
+            {"layer": "BatchNormalization"}, {"layer": "Flatten"},
+            {"layer": "Dense", "units": 1, "activation": "sigmoid"}]
+    model = Sequential(spec)
+    X, Y = np.zeros((4, 6, 6), np.float32), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="BatchNormalization trains in one process"):
+        TrainingProcesses(model, Adam(model.parameters()), X, Y, 2)
+    with TrainingProcesses(model, Adam(model.parameters()), X, Y, 1) as training:
+        [(loss, count)] = training.run(np.arange(4), 4)
+    assert count == 4 and np.isfinite(loss)
+
+
 @pytest.mark.parametrize("when", ["before the run", "during the run"])
 def test_a_killed_training_process_stops_the_run_with_an_error(when):
     rng = np.random.default_rng(0)
@@ -313,14 +376,14 @@ def test_training_processes_report_errors_and_bad_counts():
     model = LeNet5()
     optimizer = Adam(model.parameters())
     X, Y = np.zeros((4, 28, 28), np.float32), np.array([0, 1, 2, 11])
-    before = model.get_weights()
+    before = weight_list(model)
     with TrainingProcesses(model, optimizer, X, Y, 2) as training:
         with pytest.raises(RuntimeError, match="training process failed: ValueError: Y must hold"):
             list(training.run(np.array([0, 1, 3, 3]), 4))   # the child's slice is bad
         with pytest.raises(ValueError, match="Y must hold"):
             list(training.run(np.array([3, 3, 0, 1]), 4))   # this process's slice is bad
         assert optimizer.iterations == 0
-        for ours, expected in zip(model.get_weights(), before):
+        for ours, expected in zip(weight_list(model), before):
             np.testing.assert_array_equal(ours, expected)
         reference_loss = model.loss_and_grads(X[[0, 1, 2, 0]], Y[[0, 1, 2, 0]])[0]
         [(loss, count)] = training.run(np.array([0, 1, 2, 0]), 4)   # the children are ready

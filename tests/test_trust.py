@@ -24,8 +24,18 @@ import pytest
 from convnet import checkpoint, errors, trainer
 from convnet.cli import main
 from convnet.images import MAX_PIXELS, load_digit_image
-from convnet.model import LeNet5, read_npz
+from convnet.model import WEIGHT_NAMES, LeNet5
 from convnet.optim import Adam
+from convnet.sequential import Sequential
+
+
+def read_npz(path):
+    """Every member of a checkpoint, read as ``convnet evaluate`` reads it (checked first)."""
+    return checkpoint.read(path).arrays
+
+
+def load_model(path):
+    return trainer.load_model(path)[0]
 
 
 # ---------------------------------------------------------------- test data and files
@@ -74,7 +84,8 @@ def write_checkpoint(path, **changes):
     settings = {"seed": 0, "batch_size": 32, "lr": 1e-3, "dataset": "mnist", "train_size": 64}
     history = {key: [2.3] for key in trainer.HISTORY_KEYS}
     history["epoch_seconds"] = []
-    trainer.save_checkpoint(path, model, optimizer, 0, settings, history)
+    trainer.save_checkpoint(path, model, optimizer, 0, settings, history,
+                            [str(digit) for digit in range(10)])
     arrays = checkpoint_arrays(path)
     arrays.update(changes)
     np.savez(path, **arrays)
@@ -110,7 +121,7 @@ def test_a_huge_learning_rate_stops_the_run_and_keeps_the_finite_checkpoint(smal
     assert "training diverged" in line and "still holds epoch 0" in line
     state = checkpoint_arrays(out / "checkpoint.npz")
     assert int(state["epoch"]) == 0
-    assert all(np.isfinite(state[name]).all() for name in LeNet5().weight_shapes())
+    assert all(np.isfinite(state[name]).all() for name in LeNet5().get_weights())
 
 
 def test_a_non_finite_loss_while_resuming_leaves_the_checkpoint_untouched(small_mnist, tmp_path,
@@ -118,13 +129,13 @@ def test_a_non_finite_loss_while_resuming_leaves_the_checkpoint_untouched(small_
     out = tmp_path / "run"
     assert train(small_mnist, out, "--processes", "1") == 0
     before = (out / "checkpoint.npz").read_bytes()
-    real_step = LeNet5.loss_and_grads
+    real_step = Sequential.loss_and_grads
 
-    def nan_loss(self, X, Y):
-        _, grads = real_step(self, X, Y)
+    def nan_loss(self, X, Y, training=True):
+        _, grads = real_step(self, X, Y, training)
         return float("nan"), grads
 
-    monkeypatch.setattr(LeNet5, "loss_and_grads", nan_loss)
+    monkeypatch.setattr(Sequential, "loss_and_grads", nan_loss)
     assert train(small_mnist, out, "--processes", "1", "--resume", epochs=2) == 2
     line = one_error_line(capsys.readouterr().err)
     assert re.search(r"the loss became nan at step 1 of epoch 2; .* still holds epoch 1", line)
@@ -145,12 +156,14 @@ def inflating_member(path, name, megabytes):
 
 
 @pytest.mark.parametrize("name, message", [("extra.npy", "unknown member 'extra.npy'"),
-                                           ("history_loss.npy", "'history_loss' declares")])
+                                           ("history_loss.npy", "'history_loss' declares"),
+                                           ("spec.npy", "'spec' declares"),
+                                           ("conv1/kernel.npy", "'conv1/kernel' declares")])
 def test_an_inflating_member_is_refused_before_it_is_read(name, message, tmp_path):
     path = write_checkpoint(tmp_path / "bomb.npz")
-    if name == "history_loss.npy":   # replace the real member by the inflating one
+    if name != "extra.npy":   # replace the real member by the inflating one
         arrays = checkpoint_arrays(path)
-        del arrays["history_loss"]
+        del arrays[name[:-len(".npy")]]
         np.savez(path, **arrays)
     inflating_member(path, name, 64)
     assert path.stat().st_size < 2 << 20
@@ -160,26 +173,71 @@ def test_an_inflating_member_is_refused_before_it_is_read(name, message, tmp_pat
         _, construction = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         with pytest.raises(errors.BadCheckpointError, match=f"bomb.npz.*{message}"):
-            LeNet5.load(path)
+            load_model(path)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < construction + 2 * model_bytes()
 
 
-def test_reading_weights_takes_at_most_twice_the_model(tmp_path):
+@pytest.mark.parametrize("kind", ["checkpoint", "TensorFlow weights file"])
+def test_reading_weights_takes_at_most_twice_the_model(kind, tmp_path):
     path = tmp_path / "weights.npz"
-    LeNet5(seed=1).save(path)
-    shapes = LeNet5().weight_shapes()
+    expected = list(LeNet5(seed=1).get_weights().values())
+    if kind == "checkpoint":
+        write_checkpoint(path)
+        expected = list(LeNet5(seed=0).get_weights().values())
+    else:
+        np.savez(path, **dict(zip(WEIGHT_NAMES, expected)))
     tracemalloc.start()
     try:
-        weights = checkpoint.read_weights(path, shapes)
+        _, weights, _, _ = checkpoint.read_model(path)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 2 * model_bytes()
-    expected = LeNet5(seed=1).get_weights()
-    assert all(np.array_equal(a, b) for a, b in zip(weights, expected))
+    # A checkpoint also holds the optimizer's two moments, read and checked too.
+    assert peak < (2 if kind != "checkpoint" else 4) * model_bytes()
+    assert all(np.array_equal(a, b) for a, b in zip(weights.values(), expected))
+
+
+def text_member(value):
+    return np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"spec": np.zeros(checkpoint.MAX_SPEC_BYTES + 1, np.uint8)},
+     r"'spec' has shape \(65537,\), expected \(n,\) with n <= 65536"),
+    ({"spec": np.frombuffer(b"{not json", np.uint8)}, "member 'spec' is not JSON text"),
+    ({"spec": np.frombuffer(b"[" * 60000, np.uint8)}, "member 'spec' is not JSON text"),
+    ({"spec": np.frombuffer(b"\xff\xfe", np.uint8)}, "member 'spec' is not JSON text"),
+    ({"spec": text_member([{"layer": "Input", "shape": [28, 28, 1]}, {"layer": "Flatten"},
+                           {"layer": "Dense", "units": 10 ** 6, "activation": "relu"},
+                           {"layer": "Dense", "units": 10 ** 3, "activation": "softmax"}])},
+     "declares 1,785,001,000 weights, more than the 100,000,000"),
+    ({"spec": text_member([{"layer": "Input", "shape": [28, 28, 1]}, {"layer": "Pool"}])},
+     "member 'spec' is not a valid model spec"),
+    ({"spec": np.zeros(3, np.float64)}, "member 'spec' has dtype float64"),
+    ({"optimizer": text_member({"name": "adagrad"})}, "'optimizer' is not a valid optimizer"),
+    ({"optimizer": text_member({"name": "sgd", "lr": 0.01, "momentum": 0.0,
+                                "nesterov": False})},
+     r"unknown member 'optimizer_m0.npy'"),
+    ({"class_names": np.array(["a", "b"])}, r"'class_names' has shape \(2,\), expected \(10,\)"),
+])
+def test_the_spec_and_optimizer_members_give_the_layout(changes, message, tmp_path):
+    """The spec is read first, size-capped, and decides every other member's shape."""
+    path = write_checkpoint(tmp_path / "crafted.npz", **changes)
+    with pytest.raises(errors.BadCheckpointError, match=f"crafted.npz.*{message}"):
+        trainer.load_model(path)
+
+
+def test_a_spec_describing_another_model_refuses_the_weights(tmp_path):
+    spec = json.loads(LeNet5().to_json())
+    spec["layers"][1]["filters"] = 7
+    path = write_checkpoint(tmp_path / "other.npz", spec=text_member(spec))
+    with pytest.raises(errors.BadCheckpointError,
+                       match=r"member 'conv1/kernel' has shape \(5, 5, 1, 6\), expected "
+                             r"\(5, 5, 1, 7\)"):
+        trainer.load_model(path)
 
 
 def npy_bytes(shape, dtype, data=b""):
@@ -204,9 +262,9 @@ def test_a_header_claiming_a_huge_shape_is_refused_unread(tmp_path):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("conv1_kernel", np.full((5, 5, 1, 6), np.nan, np.float32), "'conv1_kernel' holds NaN"),
-    ("dense3_bias", np.zeros(10, np.complex64), "'dense3_bias' has dtype complex64"),
-    ("conv2_bias", np.zeros(17, np.float32), r"'conv2_bias' has shape \(17,\), expected \(16,\)"),
+    ("conv1/kernel", np.full((5, 5, 1, 6), np.nan, np.float32), "'conv1/kernel' holds NaN"),
+    ("dense3/bias", np.zeros(10, np.complex64), "'dense3/bias' has dtype complex64"),
+    ("conv2/bias", np.zeros(17, np.float32), r"'conv2/bias' has shape \(17,\), expected \(16,\)"),
 ])
 def test_bad_weights_are_refused_by_evaluate_and_predict(key, value, message, tmp_path, capsys):
     path = write_checkpoint(tmp_path / "bad.npz", **{key: value})
@@ -239,7 +297,7 @@ def test_image_bombs_are_refused_from_the_header(width, height, message, tmp_pat
     bomb = png_header(tmp_path / "bomb.png", width, height)
     assert bomb.stat().st_size < 1000 and width * height > MAX_PIXELS
     weights = tmp_path / "weights.npz"
-    LeNet5().save(weights)
+    np.savez(weights, **dict(zip(WEIGHT_NAMES, LeNet5().get_weights().values())))
     started = time.perf_counter()
     assert main(["predict", str(bomb), "--checkpoint", str(weights)]) == 2
     assert time.perf_counter() - started < 5
@@ -491,7 +549,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(small_mnist, tmp_path)
         [sys.executable, "-m", "convnet.cli", "train", "--data", str(small_mnist), "--epochs",
          "1", "--out", str(tmp_path / "run")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdout.readline().startswith("training LeNet-5")
+    assert process.stdout.readline().startswith("training lenet5")
     process.stdout.close()   # as `convnet train | head -1` does
     err = process.stderr.read()
     assert process.wait(timeout=60) == 141
@@ -554,7 +612,7 @@ def test_a_checkpoint_path_that_is_a_folder_says_so(tmp_path, capsys):
     ({"lr": np.array([1e-3, 1e-3])}, r"member 'lr' has shape \(2,\), expected \(\)"),
     ({"seed": np.int64(-1)}, "seed is -1, expected from 0 to"),
     ({"history_loss": np.zeros(3)}, "history_loss has 3 entries, expected 1 for epoch 0"),
-    ({"adam_v3": np.full(16, np.inf, np.float32)}, "'adam_v3' holds NaN or infinite"),
+    ({"optimizer_v3": np.full(16, np.inf, np.float32)}, "'optimizer_v3' holds NaN or infinite"),
 ])
 def test_a_hand_edited_checkpoint_is_refused_before_anything_is_announced(
         changes, message, small_mnist, tmp_path, capsys):

@@ -26,6 +26,7 @@ from PIL import Image
 from convnet import conv_forward, plots, pool_backward, pool_forward
 from convnet.data import load_mnist
 from convnet.model import LeNet5
+from convnet.trainer import load_model
 
 HERE = Path(__file__).resolve().parent / "guide"
 FEATURE_MAP_INDEX = 0
@@ -161,13 +162,13 @@ def draw_pooling(path):
 
 def draw_trained(run, X_valid, Y_valid):
     """The pictures of ``convnet show`` and the training curves, for the guide."""
-    model = LeNet5.load(run / "checkpoint.npz")
+    model = load_model(run / "checkpoint.npz")[0]
     history = json.loads((run / "history.json").read_text())
     # The NumPy trainer measures the untrained network too (epoch 0), so its
     # metric lists are one longer than its list of epoch times.
     first_epoch = 1 - (len(history["loss"]) - len(history["epoch_seconds"]))
     paths = [plots.plot_history(history, HERE / "history.png", first_epoch=first_epoch),
-             plots.draw_first_layer_filters(model.get_weights()[0], HERE / "filters.png",
+             plots.draw_first_layer_filters(model.get_weights()["conv1/kernel"], HERE / "filters.png",
                                             title="conv1 filters after training")]
     image = X_valid[FEATURE_MAP_INDEX:FEATURE_MAP_INDEX + 1]
     maps = [(name, activation[0]) for name, activation in model.feature_maps(image)]
@@ -191,15 +192,15 @@ def draw_trained(run, X_valid, Y_valid):
 
 def guide_numbers(run, X_valid, Y_valid, X_test, Y_test):
     """Return the lines of the numbers section 6 of the guide quotes, for this run."""
-    model = LeNet5.load(run / "checkpoint.npz")
+    model = load_model(run / "checkpoint.npz")[0]
     history = json.loads((run / "history.json").read_text())
     with np.load(run / "checkpoint.npz", allow_pickle=False) as arrays:
         seed = int(arrays["seed"])
     accuracies = ", ".join(f"{a:.2%}" for a in history["val_accuracy"][1:])
     _, test_accuracy = model.evaluate(X_test, Y_test)
     seconds = ", ".join(f"{t:.1f}" for t in history["epoch_seconds"])
-    kernels = model.get_weights()[0][:, :, 0, :].astype(np.float64)
-    initial = LeNet5(seed=seed).get_weights()[0][:, :, 0, :].astype(np.float64)
+    kernels = model.get_weights()["conv1/kernel"][:, :, 0, :].astype(np.float64)
+    initial = LeNet5(seed=seed).get_weights()["conv1/kernel"][:, :, 0, :].astype(np.float64)
     correlations = [np.corrcoef(kernels[..., k].ravel(), initial[..., k].ravel())[0, 1]
                     for k in range(kernels.shape[-1])]
     norm_changes = [np.linalg.norm(kernels[..., k]) / np.linalg.norm(initial[..., k]) - 1
@@ -207,7 +208,7 @@ def guide_numbers(run, X_valid, Y_valid, X_test, Y_test):
     sums = kernels.sum(axis=(0, 1))
     maps = dict(model.feature_maps(X_valid[FEATURE_MAP_INDEX:FEATURE_MAP_INDEX + 1]))
     conv1_means = maps["conv1"][0].mean(axis=(0, 1))
-    empty_relu2 = int((maps["relu2"][0].max(axis=(0, 1)) == 0).sum())
+    empty_relu2 = int((maps["conv2/relu"][0].max(axis=(0, 1)) == 0).sum())
     logits = maps["dense3"][0]
     y_pred = model.predict_proba(X_valid).argmax(axis=1)
     matrix = plots.confusion_matrix(Y_valid, y_pred)
