@@ -26,7 +26,7 @@ data: $(STAMP)
 
 # The guide's pictures and the numbers its section 6 quotes, from a run like `make demo`'s.
 guide: data
-	$(BIN)/convnet train --epochs 3 --out runs/guide
+	$(BIN)/convnet train --epochs 3 --out runs/guide --overwrite
 	$(BIN)/python docs/figures/draw_guide.py --run runs/guide
 
 # The page's screenshots in docs/figures/serve/, taken by the browser test (served
