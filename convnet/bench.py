@@ -414,16 +414,33 @@ def bench_images(input_shape, num_classes, seed=0):
             return X[:MNIST_TRAIN, :, :, np.newaxis], Y[:MNIST_TRAIN].astype(np.int64), "MNIST"
         except (ImportError, OSError, ValueError):
             pass
-    count = {(28, 28, 1): MNIST_TRAIN, (32, 32, 3): CIFAR_TRAIN}.get(input_shape, OTHER_TRAIN)
+    count = bench_data_size(input_shape)
     X = rng.random((count, *input_shape), dtype=np.float32)
     Y = rng.integers(0, num_classes, count).astype(np.int64)
     return X, Y, f"synthetic {'x'.join(map(str, input_shape))}"
 
 
+def bench_data_size(input_shape):
+    """How many training images ``bench_images`` gives for a model's input shape."""
+    return {(28, 28, 1): MNIST_TRAIN, (32, 32, 3): CIFAR_TRAIN}.get(tuple(input_shape),
+                                                                   OTHER_TRAIN)
+
+
 def _peak_rss_bytes():
-    """This process's peak resident memory so far, in bytes (Linux reports KiB)."""
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's peak resident memory so far, in bytes.
+
+    Read from ``VmHWM`` in /proc/self/status, which starts afresh in a newly
+    executed program (``getrusage``'s figure would include the parent's peak,
+    which Linux carries across ``exec``); 0 where /proc is missing.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 class NumpyStepper:
@@ -643,10 +660,11 @@ def bench_train(models=("mnist-cnn",), quick=False, steps=DEFAULT_STEPS, runs=1,
         spec, model_batch, model_optimizer = train_setting(model, batch, optimizer)
         last = spec["layers"][-1]
         classes = 2 if last["activation"] == "sigmoid" else last["units"]
-        # The children load their own copy; here only the size is needed.
-        X, _, source = bench_images(spec["layers"][0]["shape"], classes)
-        total = len(X)
-        del X
+        # The children load their own copy of the data; here only its size is needed.
+        input_shape = tuple(spec["layers"][0]["shape"])
+        total = bench_data_size(input_shape)
+        source = ("MNIST" if input_shape == (28, 28, 1) and classes == 10
+                  else f"synthetic {'x'.join(map(str, input_shape))}")
         timed_steps = 50 if quick else steps
         count = total if timed_steps is None else min(total, timed_steps * model_batch)
         timed = f"{count:,} {source} images" + (
