@@ -230,3 +230,35 @@ def test_train_command_refuses_a_model_that_does_not_fit(tmp_path, capsys, argum
     assert status == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+def write_course_h5(folder, name, n_train, n_test):
+    """Write small ``train_NAME.h5`` / ``test_NAME.h5`` files in the course's layout."""
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(0)
+    classes = 2 if name == "happy" else 6
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        with h5py.File(folder / f"{split}_{name}.h5", "w") as handle:
+            handle.create_dataset(f"{split}_set_x",
+                                  data=rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8))
+            handle.create_dataset(f"{split}_set_y", data=rng.integers(0, classes, n))
+            handle.create_dataset("list_classes", data=np.arange(classes))
+
+
+@pytest.mark.parametrize("model, dataset, loss, validation", [
+    ("happy-model", "happy", "binary_crossentropy", 100),
+    ("signs-cnn", "signs", "categorical_crossentropy", 120)])
+def test_train_command_trains_the_course_models_on_their_files(tmp_path, capsys, model,
+                                                               dataset, loss, validation):
+    # The course keeps the last 100 (happy) or 120 (signs) training images for validation.
+    write_course_h5(tmp_path / "course", dataset, n_train=validation + 20, n_test=8)
+    out = tmp_path / "run"
+    assert main(["train", "--backend", "keras", "--model", model, "--dataset", dataset,
+                 "--data", str(tmp_path / "course"), "--epochs", "1", "--batch-size", "16",
+                 "--out", str(out)]) == 0
+    assert f"training {model} (keras) on 20 {dataset} images" in capsys.readouterr().out
+    with np.load(out / "weights.npz", allow_pickle=False) as stored:
+        spec = json.loads(stored["spec"].tobytes().decode("utf-8"))
+        assert str(stored["dataset"]) == dataset
+    assert spec["loss"] == loss
