@@ -184,8 +184,9 @@ def _cache_dataset(data, args):
 # ---------------------------------------------------------------- train
 def _configure_train(parser):
     parser.add_argument("--backend", choices=("numpy", "tf1", "keras"), default="numpy",
-                        help="numpy: the project's own engine (default); tf1: task 4's "
-                             "TensorFlow graph; keras: task 5's Keras model")
+                        help="numpy: the project's own engine (default); keras: the Keras "
+                             "twin of --model, trained by Keras's fit; tf1: task 4's "
+                             "TensorFlow graph of LeNet-5, built from the lenet5 spec")
     parser.add_argument("--model", metavar="NAME", default="lenet5",
                         help="a zoo name (lenet5, lenet5-classic, mlp, mnist-cnn, cifar-cnn, "
                              "happy-model, signs-cnn) or a spec.json (default: lenet5); "
