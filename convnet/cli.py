@@ -403,8 +403,12 @@ def _configure_summary(parser):
 
 def _run_summary(args):
     if args.model is not None:
-        from convnet import sequential, zoo
-        model = sequential.Sequential(zoo.load_spec(args.model))
+        from convnet import sequential
+        spec = _load_model_spec(args.model)
+        try:
+            model = sequential.Sequential(spec)
+        except ValueError as error:   # a layer that does not fit its input
+            raise BadOptionError(f"--model: {error}") from None
         print(sequential.summary_text(model.summary()))
         return
     from convnet import architectures
