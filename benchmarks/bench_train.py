@@ -1,28 +1,19 @@
 #!/usr/bin/env python3
-"""Time one epoch of the NumPy LeNet-5 trainer against Keras ``fit``.
+"""Time a training epoch of the NumPy Sequential model against its Keras twin's ``fit``.
 
-Same as ``convnet bench train [--quick] [--runs N]``; see ``convnet.bench.bench_train``.
-``--profile`` instead profiles NumPy training steps with cProfile;
-``--layers`` times each layer's forward and backward pass inside them.
+Same as ``convnet bench train [--model NAME ...] [--quick] [--steps N] [--runs N]
+[--layers]``; see ``convnet.bench.bench_train``. ``--profile`` instead profiles
+NumPy training steps of the first model with cProfile.
 """
-import argparse
+import sys
 
-from convnet.bench import bench_train, profile_train_step, time_layers
+from convnet.bench import profile_train_step
+from convnet.cli import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="time 6,400 images and scale to an epoch")
-    parser.add_argument("--runs", type=int, default=1,
-                        help="measure each batch size N times and add a row of medians")
-    parser.add_argument("--profile", action="store_true",
-                        help="profile 200 NumPy training steps at batch 32 instead")
-    parser.add_argument("--layers", action="store_true",
-                        help="time each layer inside 400 NumPy training steps at batch 32 instead")
-    args = parser.parse_args()
-    if args.layers:
-        time_layers()
-    elif args.profile:
-        profile_train_step()
+    if "--profile" in sys.argv[1:]:
+        arguments = sys.argv[1:]
+        model = arguments[arguments.index("--model") + 1] if "--model" in arguments else "lenet5"
+        print(profile_train_step(model)[1])
     else:
-        bench_train(quick=args.quick, runs=args.runs)
+        sys.exit(main(["bench", "train", *sys.argv[1:]]))

@@ -9,8 +9,9 @@ the formula behind it, Keras-like summary tables and the Markdown tables of
 ``docs/alexnet.md``.
 
 Three networks are described: LeNet-5 as this project builds it (task 4/5),
-the fully connected 784-512-512-10 network it is compared with, and AlexNet
-(Krizhevsky, Sutskever & Hinton, 2012). Shapes are NHWC without the batch
+the fully connected 784-512-512-10 network it is compared with, both read
+from their zoo specs (``convnet.zoo``: ``lenet5`` and ``mlp``), and AlexNet
+(Krizhevsky, Sutskever & Hinton, 2012), written out here. Shapes are NHWC without the batch
 dimension: ``(h, w, c)`` for images, ``(n,)`` after flattening.
 """
 from dataclasses import dataclass, field
@@ -158,23 +159,50 @@ class LayerReport:
 
 
 # ---------------------------------------------------------------- the three networks
-LENET5 = Architecture("LeNet-5", (28, 28, 1), (
-    conv("conv1", 6, 5, padding="same"),
-    pool("pool1", 2, 2),
-    conv("conv2", 16, 5, padding="valid"),
-    pool("pool2", 2, 2),
-    flatten("flatten"),
-    dense("dense1", 120),
-    dense("dense2", 84),
-    dense("dense3", 10, activation="softmax"),
-))
+def from_spec(spec, name=None):
+    """Return the Architecture of a model spec (``convnet.zoo``, ``convnet.sequential``).
 
-MLP = Architecture("MLP 784-512-512-10", (28, 28, 1), (
-    flatten("flatten"),
-    dense("dense1", 512),
-    dense("dense2", 512),
-    dense("dense3", 10, activation="softmax"),
-))
+    Parameters
+    ----------
+    spec : list, dict or str
+        A spec, or a zoo name or spec.json path (``convnet.zoo.load_spec``).
+        Its layers must have a counterpart here: Conv2D, 'valid' MaxPool2D
+        and AveragePool2D, Flatten, Dense and Dropout.
+    name : str, optional
+        Display name (default: the spec's).
+
+    Raises
+    ------
+    ValueError
+        For a layer with no counterpart (padding, batch normalisation, a
+        separate ReLU, 'same' pooling).
+    """
+    from convnet.sequential import normalise_spec
+    from convnet.zoo import load_spec
+    spec = normalise_spec(load_spec(spec) if isinstance(spec, str) else spec)
+    layers = []
+    for entry in spec["layers"][1:]:
+        kind, label = entry["layer"], entry["name"]
+        if kind == "Conv2D":
+            layers.append(conv(label, entry["filters"], entry["kernel"], entry["stride"],
+                               entry["padding"], activation=entry["activation"]))
+        elif kind in ("MaxPool2D", "AveragePool2D") and entry["padding"] == "valid":
+            layers.append(pool(label, entry["pool"], entry["stride"],
+                               "max" if kind == "MaxPool2D" else "avg"))
+        elif kind == "Flatten":
+            layers.append(flatten(label))
+        elif kind == "Dense":
+            layers.append(dense(label, entry["units"], entry["activation"]))
+        elif kind == "Dropout":
+            layers.append(dropout(label, entry["rate"]))
+        else:
+            raise ValueError(f"layer {label!r} ({kind}) has no counterpart in these tables")
+    return Architecture(name or spec["name"], tuple(spec["layers"][0]["shape"]), tuple(layers))
+
+
+# LeNet-5 and the MLP are the zoo's models; only the display names are set here.
+LENET5 = from_spec("lenet5", "LeNet-5")
+MLP = from_spec("mlp", "MLP 784-512-512-10")
 
 
 def alexnet(input_size=227, conv1_padding="valid", grouped=True):
@@ -468,31 +496,29 @@ def doc_tables():
 
 
 # ---------------------------------------------------------------- command line
-def summary_cli(args):
-    """Print LeNet-5's summary, then the MLP's and the ratio (``convnet summary``).
+def summary_report(alexnet=False):
+    """Return the text of ``convnet summary``: LeNet-5's table, the MLP's and their ratio.
 
     Parameters
     ----------
-    args : argparse.Namespace
-        ``args.alexnet`` (bool, optional) also prints AlexNet's summary.
+    alexnet : bool
+        Also give AlexNet's table and neuron count.
     """
     lenet_total = total_params(LENET5)
     mlp_total = total_params(MLP)
-    print(summary_table(LENET5))
-    print()
-    print(summary_table(MLP))
-    print()
-    print(f"LeNet-5: {lenet_total:,} parameters; {MLP.name}: {mlp_total:,}, "
-          f"{mlp_total / lenet_total:.1f} times as many.")
-    print("Why fewer: a convolution reuses one small kernel at every position of the image "
-          "(weight sharing),\nand each output sees only a 5x5 neighbourhood (local "
-          "connectivity), whereas a dense layer\ngives every input pixel its own weight "
-          "to every unit.")
-    if getattr(args, "alexnet", False):
-        print()
-        print(summary_table(ALEXNET))
-        print(f"AlexNet: {neuron_count(ALEXNET):,} neurons; input read as 227x227x3 "
-              "(the paper's 224 with 11x11 stride 4 and no padding would give 54x54, not 55x55).")
+    parts = [summary_table(LENET5), "", summary_table(MLP), "",
+             (f"LeNet-5: {lenet_total:,} parameters; {MLP.name}: {mlp_total:,}, "
+             f"{mlp_total / lenet_total:.1f} times as many."),
+             ("Why fewer: a convolution reuses one small kernel at every position of the image "
+             "(weight sharing),\nand each output sees only a 5x5 neighbourhood (local "
+             "connectivity), whereas a dense layer\ngives every input pixel its own weight "
+             "to every unit.")]
+    if alexnet:
+        parts += ["", summary_table(ALEXNET),
+                  (f"AlexNet: {neuron_count(ALEXNET):,} neurons; input read as 227x227x3 "
+                  "(the paper's 224 with 11x11 stride 4 and no padding would give 54x54, "
+                  "not 55x55).")]
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":

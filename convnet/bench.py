@@ -2,9 +2,12 @@
 
 Shared helpers (:func:`median_time`, :func:`format_table`,
 :func:`setup_tensorflow`, :func:`machine_info`) serve every benchmark; each
-benchmark is one ``bench_<name>(quick=False)`` function that prints a table
-and returns its rows. ``convnet bench ops`` runs :func:`bench_ops`;
-``convnet bench train`` runs :func:`bench_train`.
+benchmark is one ``bench_<name>(...)`` function that returns the rows of its
+table (the command line prints them). ``convnet bench ops`` runs
+:func:`bench_ops`; ``convnet bench train --model NAME`` runs
+:func:`bench_train`: the NumPy Sequential model's training epoch against
+its Keras twin's ``fit``, and :func:`time_layers` says where the NumPy
+step's time goes.
 """
 import contextlib
 import importlib.util
@@ -218,7 +221,7 @@ def _load():
         return "load average unknown"
 
 
-def _bench_0_main(tf, quick):
+def _bench_0_main(tf, quick, log):
     """The 0-main convolution, task file and engine: time against TF, memory.
 
     Timed on a quiet machine (as quiet as it is) and again while a child
@@ -238,7 +241,7 @@ def _bench_0_main(tf, quick):
     rows = []
     for busy in (False, True):
         label = ", one core busy" if busy else ""
-        print(f"0-main{label}: {_load()}", flush=True)
+        log(f"0-main{label}: {_load()}")
         with one_core_busy() if busy else contextlib.nullcontext():
             theirs = median_time(lambda: tf_conv(X_t, W_t, b_t).numpy(), repeats, 1)
             for name, function in versions:
@@ -246,7 +249,7 @@ def _bench_0_main(tf, quick):
                 rows.append(_ratio_row(f"0-main conv {count}x28x28x1 float64, {name}{label}",
                                        *ours, theirs, 1.0,
                                        judge="both" if name == "task file" else "faster"))
-        print(f"0-main{label} done: {_load()}", flush=True)
+        log(f"0-main{label} done: {_load()}")
 
     subset = 20 if quick else 100
     naive = median_time(lambda: _naive_conv_relu(X[:subset], W, b), 1, 0) * count / subset
@@ -345,238 +348,344 @@ OPS_HEADERS = ["workload", "ours (ms)", "ours, 1 BLAS thread (ms)", "TF (ms)", "
                "ours 1 thread/TF", "target", "met"]
 
 
-def bench_ops(quick=False):
-    """Time tasks 0-3 against TensorFlow; print and return the table rows.
+def bench_ops(quick=False, log=None):
+    """Time tasks 0-3 against TensorFlow; return the rows of the table (``OPS_HEADERS``).
 
     Workloads: the 0-main convolution (50,000 MNIST images, float64, bias and
     ReLU; 5,000 with ``quick``) by the task file ``0x07-cnn/0-conv_forward.py``
     and by the engine, on the machine as it is and with one core kept busy,
     with a naive per-pixel loop extrapolated from a subset and the peak
     memory traced by tracemalloc; LeNet-5's layers in float32 at batch 32
-    and 256, forward and backward (engine).
+    and 256, forward and backward (engine). ``log`` (optional) receives a
+    line with the machine's load before and after the 0-main timings.
     """
     tf = setup_tensorflow()
-    print(machine_info())
     repeats = 5 if quick else 20
-    rows = _bench_0_main(tf, quick)
+    rows = _bench_0_main(tf, quick, log or (lambda line: None))
     for batch in (32, 256):
         rows += _bench_lenet_layers(tf, batch, repeats)
-    print(format_table(OPS_HEADERS, rows))
     return rows
-
-
-def bench_cli(args):
-    """Run the benchmark named by ``args.which`` ("ops" or "train")."""
-    if args.which == "ops":
-        bench_ops(quick=args.quick)
-    elif args.which == "train":
-        bench_train(quick=args.quick, runs=getattr(args, "runs", 1))
-    else:
-        raise ValueError(f"which must be 'ops' or 'train', received {args.which!r}")
 
 
 # ---------------------------------------------------------------- training benchmark
-TRAIN_HEADERS = ["batch", "images timed", "NumPy (s/epoch)", "NumPy, 2 processes (s/epoch)",
-                 "Keras fit (s/epoch)", "NumPy/Keras", "NumPy 2 processes/Keras", "target", "met"]
-TRAIN_TARGET = 0.5
-EPOCH_IMAGES = 50000
+TRAIN_HEADERS = ["model", "batch", "optimizer", "timed", "NumPy (s/epoch)", "Keras fit (s/epoch)",
+                 "NumPy/Keras", "target", "met", "NumPy peak RSS (MB)", "Keras peak RSS (MB)"]
+# The NumPy epoch's target, as a fraction of Keras's, for the models that have one.
+TRAIN_TARGETS = {"mnist-cnn": 1.0, "mlp": 1.0, "cifar-cnn": 1.0}
+# The batch each model was trained with in the course (32 for the others).
+COURSE_BATCH = {"mnist-cnn": 64, "cifar-cnn": 32, "mlp": 128}
+DEFAULT_BATCH = 32
+# Training-set sizes: MNIST's 50,000 for 28x28x1 models, CIFAR-10's 45,000 (after its 5,000
+# validation images) for 32x32x3; any other input shape gets this many synthetic images.
+MNIST_TRAIN = 50000
+CIFAR_TRAIN = 45000
+OTHER_TRAIN = 1000
+DEFAULT_STEPS = 200
 
 
-def _training_images():
-    """MNIST's 50,000 training images (m, 28, 28) float32 and labels, random without the file."""
+def bench_images(input_shape, num_classes, seed=0):
+    """Training images and labels for a model's input: the data its epoch is timed on.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        (h, w, c) of the model.
+    num_classes : int
+        2 for a sigmoid output.
+    seed : int
+        Seed of the synthetic images.
+
+    Returns
+    -------
+    X : ndarray of shape (n, h, w, c), float32 in [0, 1)
+        MNIST's 50,000 training images for (28, 28, 1) when the file is
+        cached (random ones of that size otherwise); 45,000 random images for
+        (32, 32, 3), the size of CIFAR-10's training split; 1,000 otherwise.
+    Y : ndarray of shape (n,), int64
+    source : str
+        What X is, for the output.
+    """
+    input_shape = tuple(input_shape)
+    rng = np.random.default_rng(seed)
+    if input_shape == (28, 28, 1) and num_classes == 10:
+        try:
+            from convnet.data import load_mnist
+            X, Y = load_mnist()[:2]
+            return X[:MNIST_TRAIN, :, :, np.newaxis], Y[:MNIST_TRAIN].astype(np.int64), "MNIST"
+        except (ImportError, OSError, ValueError):
+            pass
+    count = bench_data_size(input_shape)
+    X = rng.random((count, *input_shape), dtype=np.float32)
+    Y = rng.integers(0, num_classes, count).astype(np.int64)
+    return X, Y, f"synthetic {'x'.join(map(str, input_shape))}"
+
+
+def bench_data_size(input_shape):
+    """How many training images ``bench_images`` gives for a model's input shape."""
+    return {(28, 28, 1): MNIST_TRAIN, (32, 32, 3): CIFAR_TRAIN}.get(tuple(input_shape),
+                                                                   OTHER_TRAIN)
+
+
+def _peak_rss_bytes():
+    """This process's peak resident memory so far, in bytes.
+
+    Read from ``VmHWM`` in /proc/self/status, which starts afresh in a newly
+    executed program (``getrusage``'s figure would include the parent's peak,
+    which Linux carries across ``exec``); 0 where /proc is missing.
+    """
     try:
-        from convnet.data import load_mnist
-        X, Y = load_mnist()[:2]
-    except (ImportError, OSError, ValueError):
-        rng = np.random.default_rng(0)
-        X = rng.random((EPOCH_IMAGES, 28, 28), dtype=np.float32)
-        Y = rng.integers(0, 10, EPOCH_IMAGES)
-    return X[:EPOCH_IMAGES], Y[:EPOCH_IMAGES]
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
-class _NumpyTrainer:
-    """A NumPy LeNet-5 and its Adam, trained slice by slice (for interleaved timing)."""
+class NumpyStepper:
+    """A Sequential model and its optimizer, trained by a plain loop of steps.
 
-    def __init__(self, X, Y, batch, processes):
-        from convnet.model import LeNet5
-        from convnet.optim import Adam
-        self.model = LeNet5(seed=0)
-        self.optimizer = Adam(self.model.parameters())
-        self.batch, self.processes = batch, processes
-        self.train(X[:5 * batch], Y[:5 * batch])   # warm-up
+    Parameters
+    ----------
+    spec : str or dict
+        A zoo name, spec.json path or spec.
+    batch : int
+    optimizer : str
+        adam, rmsprop or sgd (``convnet.optim``, Keras's formulation and
+        defaults).
+    seed : int
+    blas_thread_count : int
+        BLAS threads while training: 1, as ``convnet train`` runs (on a busy
+        two-core machine a second BLAS thread waiting for its core makes a
+        Dense layer's product over ten times slower).
+    """
 
-    def train(self, X, Y):
-        """Train one pass over X, Y; return the seconds it took."""
-        from convnet.trainer import train_epoch
-        start = time.perf_counter()
-        train_epoch(self.model, self.optimizer, X, Y, self.batch, 0, 1,
-                    processes=self.processes)
-        return time.perf_counter() - start
-
-
-class _KerasTrainer:
-    """Task 5's Keras model trained slice by slice with ``fit`` (for interleaved timing)."""
-
-    def __init__(self, X, Y, batch):
-        from convnet.tf_training import keras_model
-        self.model = keras_model()
+    def __init__(self, spec, batch, optimizer, seed=0, blas_thread_count=1):
+        from convnet.optim import make_optimizer
+        from convnet.sequential import Sequential
+        from convnet.zoo import load_spec
+        self.model = Sequential(load_spec(spec) if isinstance(spec, str) else spec, seed=seed)
+        self.optimizer = make_optimizer(optimizer, self.model.parameters())
         self.batch = batch
-        self.train(X[:5 * batch], Y[:5 * batch])   # warm-up: traces the training function
+        self.rng = np.random.default_rng(seed)
+        self.blas_thread_count = blas_thread_count
 
     def train(self, X, Y):
-        """Train one pass over X, Y with ``fit``; return the seconds it took."""
-        X = X[..., np.newaxis]
-        one_hot = np.eye(10, dtype=np.float32)[Y]
+        """One shuffled pass over X (m, h, w, c), Y (m,); return the seconds it took."""
+        with blas_threads(self.blas_thread_count):
+            start = time.perf_counter()
+            order = self.rng.permutation(len(X))
+            for begin in range(0, len(X), self.batch):
+                batch = order[begin:begin + self.batch]
+                _, grads = self.model.loss_and_grads(X[batch], Y[batch])
+                self.optimizer.step(grads)
+            return time.perf_counter() - start
+
+
+class KerasFitter:
+    """The Keras twin of a spec, trained slice by slice with ``fit``, Keras's own optimizer."""
+
+    def __init__(self, spec, batch, optimizer, seed=0):
+        setup_tensorflow()
+        from convnet import tf_training
+        self.spec = tf_training.normalise_spec(
+            tf_training.zoo.load_spec(spec) if isinstance(spec, str) else spec)
+        self.model = tf_training.build_keras(self.spec, optimizer, seed=seed)
+        self.targets = lambda Y: tf_training.keras_targets(self.spec, Y)
+        self.batch = batch
+
+    def train(self, X, Y):
+        """One shuffled pass over X, Y with ``fit``; return the seconds it took."""
+        targets = self.targets(Y)
         start = time.perf_counter()
-        self.model.fit(X, one_hot, batch_size=self.batch, epochs=1, verbose=0, shuffle=True)
+        self.model.fit(X, targets, batch_size=self.batch, epochs=1, verbose=0, shuffle=True)
         return time.perf_counter() - start
 
 
-def _numpy_worker(connection, batch):
-    """Child process: build the NumPy trainers, then time each slice it is sent.
+def _train_worker(connection, kind, spec, batch, optimizer):
+    """Child process: build one trainer, then time each slice of the data it is sent.
 
-    It never imports TensorFlow, as ``convnet train`` with the NumPy backend
-    does not: TensorFlow's thread pools, once started in a process, slow
-    NumPy work in that process down by 15-50 % on a 2-core machine.
-    Receives ``slice`` objects (None to stop); answers with the seconds of
-    the one-process and two-process trainers.
+    The NumPy trainer's process never imports TensorFlow, as ``convnet
+    train`` with the NumPy backend does not (TensorFlow's thread pools slow
+    NumPy work in the same process down). Sends ``("ready", RSS)`` once
+    built and warmed up, answers each ``slice`` with the seconds it took,
+    and ``None`` with ``("peak", RSS)``.
     """
-    X, Y = _training_images()
-    trainers = [_NumpyTrainer(X, Y, batch, 1), _NumpyTrainer(X, Y, batch, 2)]
-    connection.send("ready")
+    trainer_class = NumpyStepper if kind == "numpy" else KerasFitter
+    trainer = trainer_class(spec, batch, optimizer)
+    spec_dict = trainer.model.spec if kind == "numpy" else trainer.spec
+    last = spec_dict["layers"][-1]
+    classes = 2 if last["activation"] == "sigmoid" else last["units"]
+    X, Y, _ = bench_images(spec_dict["layers"][0]["shape"], classes)
+    trainer.train(X[:3 * batch], Y[:3 * batch])   # warm-up: traces Keras's step, fills caches
+    connection.send(("ready", _peak_rss_bytes()))
     while (part := connection.recv()) is not None:
-        connection.send([trainer.train(X[part], Y[part]) for trainer in trainers])
+        connection.send(trainer.train(X[part], Y[part]))
+    connection.send(("peak", _peak_rss_bytes()))
 
 
-def _epoch_seconds(X, Y, batch, count, segments):
-    """Seconds per epoch of X for NumPy (1 process), NumPy (2 processes) and Keras.
-
-    The first ``count`` images are cut into ``segments`` slices and the
-    trainers take turns on each slice, so that the load of a shared machine
-    falls on all of them alike; the sums are scaled from ``count`` to
-    ``len(X)``. The NumPy trainers run in a fresh child process without
-    TensorFlow (see ``_numpy_worker``), Keras in this one.
-    """
-    context = multiprocessing.get_context("spawn")
+def _start_worker(context, kind, spec, batch, optimizer):
+    """Start a trainer process; return (process, connection) once it is ready."""
     connection, child_end = context.Pipe()
-    worker = context.Process(target=_numpy_worker, args=(child_end, batch))
+    worker = context.Process(target=_train_worker, args=(child_end, kind, spec, batch, optimizer))
     worker.start()
     child_end.close()   # so that a dead worker reads as end of file, not silence
+    return worker, connection
+
+
+def _receive(connection, kind):
+    """Read a worker's answer; a worker that died is an error naming it."""
     try:
-        keras = _KerasTrainer(X, Y, batch)
-        try:
-            connection.recv()
-        except EOFError:
-            raise RuntimeError("the NumPy benchmark process stopped (its error is above)") from None
-        totals = np.zeros(3)
+        return connection.recv()
+    except EOFError:
+        raise RuntimeError(f"the {kind} benchmark process stopped (its error is above)") from None
+
+
+def measure_epoch(spec, batch, optimizer, count, total, segments):
+    """Seconds per epoch of the NumPy trainer and of Keras ``fit``, and their peak memory.
+
+    The first ``count`` images are cut into ``segments`` slices and the two
+    trainers take turns on each slice, so the load of a shared machine falls
+    on both alike; the sums are scaled from ``count`` images to ``total``.
+    Each trainer runs in a fresh child process of its own.
+
+    Returns
+    -------
+    dict
+        ``numpy`` and ``keras`` (seconds per epoch), ``numpy_rss`` and
+        ``keras_rss`` (peak resident bytes of each process, data and
+        libraries included), ``numpy_rss_ready`` and ``keras_rss_ready``
+        (the same once built and warmed up, before the timed slices).
+    """
+    context = multiprocessing.get_context("spawn")
+    workers = {kind: _start_worker(context, kind, spec, batch, optimizer)
+               for kind in ("numpy", "keras")}
+    result = {}
+    try:
+        for kind, (_, connection) in workers.items():
+            result[f"{kind}_rss_ready"] = _receive(connection, kind)[1]
+        totals = dict.fromkeys(workers, 0.0)
         for part in np.array_split(np.arange(count), segments):
             part = slice(int(part[0]), int(part[-1]) + 1)
-            connection.send(part)
-            totals[:2] += connection.recv()
-            totals[2] += keras.train(X[part], Y[part])
-        connection.send(None)
+            for kind, (_, connection) in workers.items():
+                connection.send(part)
+                totals[kind] += _receive(connection, kind)
+        for kind, (_, connection) in workers.items():
+            connection.send(None)
+            result[f"{kind}_rss"] = _receive(connection, kind)[1]
+            result[kind] = totals[kind] * total / count
     finally:
-        worker.join(timeout=60)
-        if worker.is_alive():
-            worker.terminate()
-    return list(totals * len(X) / count)
+        for worker, _ in workers.values():
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.terminate()
+    return result
 
 
-def _train_rows(batch, timed, runs):
-    """Table rows for one batch size: one per run, then their median when there are several.
+def train_setting(model, batch=None, optimizer=None):
+    """The canonical spec, batch and optimizer the training benchmark uses for ``model``.
 
-    ``runs`` holds ``(NumPy, NumPy with 2 processes, Keras)`` seconds per
-    epoch of each run. Each ratio is of times measured in the same run; the
-    last row's times and ratios are the medians over the runs, and only that
-    row judges the target, on the faster NumPy trainer.
+    The batch defaults to the course's for the model (``COURSE_BATCH``, else
+    32), the optimizer to the spec's own (adam when it names none); NumPy
+    and Keras use the same.
     """
-    runs = np.array(runs, dtype=float).reshape(-1, 3)
-    ratios = runs[:, :2] / runs[:, 2:]
-    lines = [(str(batch) if len(runs) == 1 else f"{batch} (run {index + 1})", times, ratio)
-             for index, (times, ratio) in enumerate(zip(runs, ratios))]
-    if len(runs) > 1:
-        lines.append((f"{batch} (median of {len(runs)})", np.median(runs, axis=0),
-                      np.median(ratios, axis=0)))
-    rows = [[label, timed, *(f"{seconds:.1f}" for seconds in times),
-             *(f"{value:.2f}" for value in ratio), "", ""] for label, times, ratio in lines]
-    best = lines[-1][2].min()
-    rows[-1][7:] = [f"<= {TRAIN_TARGET:g}",
-                    "yes" if best <= TRAIN_TARGET else f"no ({best / TRAIN_TARGET:.2f}x over)"]
-    return rows
+    from convnet.sequential import normalise_spec
+    from convnet.zoo import load_spec
+    spec = normalise_spec(load_spec(model))
+    if batch is None:
+        batch = COURSE_BATCH.get(spec["name"], DEFAULT_BATCH)
+    check_count("batch", batch)
+    return spec, batch, optimizer or spec["optimizer"] or "adam"
 
 
-def bench_train(quick=False, runs=1):
-    """Time one training epoch (50,000 images) of the NumPy LeNet-5 against Keras ``fit``.
+def train_row(name, batch, optimizer, timed, measured, target):
+    """A table row of ``bench_train`` from one or more measurements (medians when several)."""
+    numpy_s = float(np.median([m["numpy"] for m in measured]))
+    keras_s = float(np.median([m["keras"] for m in measured]))
+    ratio = float(np.median([m["numpy"] / m["keras"] for m in measured]))
+    if target is None:
+        goal, met = "", ""
+    else:
+        goal = f"<= {target:g}"
+        met = "yes" if ratio <= target else f"no ({ratio / target:.2f}x over)"
+    mb = 1e-6
+    return [name, str(batch), optimizer, timed, f"{numpy_s:.1f}", f"{keras_s:.1f}",
+            f"{ratio:.2f}", goal, met,
+            f"{max(m['numpy_rss'] for m in measured) * mb:.0f}",
+            f"{max(m['keras_rss'] for m in measured) * mb:.0f}"]
 
-    Both train task 5's network with Adam from He-normal weights, at batch 32
-    and 128, in the same run. The NumPy trainer uses one BLAS thread (as
-    ``convnet train`` does), in one process and then with each batch split
-    over two (``convnet train``'s default), in a process of its own
-    without TensorFlow (as ``convnet train`` runs); TensorFlow uses every
-    core. The target is judged on the faster NumPy time. The epoch is timed
-    in 5 slices of 10,000 images, the trainers taking turns on each slice,
-    so that the varying load of a shared machine falls on all of them alike
-    (each Keras ``fit`` call pays its small set-up cost). With ``quick`` only
-    the first 6,400 images are trained on and the time is scaled to 50,000
-    (the "images timed" column says so). With ``runs`` above 1 each batch
-    size is measured that many times and a last row gives the medians, which
-    judge the target. Prints and returns the table rows.
+
+def bench_train(models=("mnist-cnn",), quick=False, steps=DEFAULT_STEPS, runs=1, batch=None,
+                optimizer=None, log=None):
+    """Time a training epoch of the NumPy Sequential model against Keras ``fit``.
+
+    For each model: the NumPy side is ``Sequential`` and its optimizer
+    (``convnet.optim``) in a plain loop of steps (one BLAS thread, as
+    ``convnet train`` runs); the Keras side is the model's twin (``to_keras``, same
+    initial weights) with Keras's own optimizer of the same name and
+    defaults, trained by ``fit``; both in the same run, each in a child
+    process of its own, taking turns on slices of the data (4 slices, 2 with
+    ``quick``). The data are those of ``bench_images``: MNIST for the 28x28x1
+    models, 45,000 synthetic 32x32x3 images (CIFAR-10's training split) for
+    ``cifar-cnn``.
+
+    Parameters
+    ----------
+    models : sequence of str
+        Zoo names or spec.json paths.
+    quick : bool
+        Time 50 steps instead of ``steps``, in 2 slices.
+    steps : int or None
+        Time this many steps and scale to an epoch; None times a whole epoch.
+    runs : int
+        Measure each model this many times; the row gives the medians.
+    batch : int, optional
+        Default: the model's course batch (``COURSE_BATCH``), else 32.
+    optimizer : str, optional
+        Default: the spec's own.
+    log : callable, optional
+        Receives a line as each measurement ends.
+
+    Returns
+    -------
+    list of list of str
+        One row per model, in ``TRAIN_HEADERS`` order.
     """
     check_count("runs", runs)
-    setup_tensorflow()
-    print(machine_info())
-    X, Y = _training_images()
+    if steps is not None:
+        check_count("steps", steps)
     rows = []
-    for batch in (32, 128):
-        count = min(len(X), 6400) if quick else len(X)
-        timed = f"{count}" + (f" (scaled to {len(X)})" if count < len(X) else "")
-        measured = [_epoch_seconds(X, Y, batch, count, 2 if quick else 5) for _ in range(runs)]
-        rows += _train_rows(batch, timed, measured)
-    print(format_table(TRAIN_HEADERS, rows))
+    for model in models:
+        spec, model_batch, model_optimizer = train_setting(model, batch, optimizer)
+        last = spec["layers"][-1]
+        classes = 2 if last["activation"] == "sigmoid" else last["units"]
+        # The children load their own copy of the data; here only its size is needed.
+        input_shape = tuple(spec["layers"][0]["shape"])
+        total = bench_data_size(input_shape)
+        source = ("MNIST" if input_shape == (28, 28, 1) and classes == 10
+                  else f"synthetic {'x'.join(map(str, input_shape))}")
+        timed_steps = 50 if quick else steps
+        count = total if timed_steps is None else min(total, timed_steps * model_batch)
+        timed = f"{count:,} {source} images" + (
+            f" ({count // model_batch} steps), scaled to {total:,}" if count < total else "")
+        measured = []
+        for run in range(runs):
+            measured.append(measure_epoch(spec, model_batch, model_optimizer, count, total,
+                                          2 if quick else 4))
+            if log is not None:
+                m = measured[-1]
+                log(f"{spec['name']} run {run + 1}/{runs}: NumPy {m['numpy']:.1f} s/epoch, "
+                    f"Keras {m['keras']:.1f} s/epoch ({_load()})")
+        rows.append(train_row(spec["name"], model_batch, model_optimizer, timed, measured,
+                              TRAIN_TARGETS.get(spec["name"])))
     return rows
 
 
-def profile_train_step(steps=200, batch=32, top=15):
-    """Profile ``steps`` NumPy training steps with cProfile; print the top functions.
-
-    Returns the ``pstats.Stats`` object (sorted by own time).
-    """
-    import cProfile
-    import pstats
-
-    from convnet.model import LeNet5
-    from convnet.optim import Adam
-    from convnet.trainer import train_epoch
-    X, Y = _training_images()
-    model = LeNet5(seed=0)
-    optimizer = Adam(model.parameters())
-    count = steps * batch
-    train_epoch(model, optimizer, X[:5 * batch], Y[:5 * batch], batch, 0, 0)   # warm-up
-    profiler = cProfile.Profile()
-    profiler.enable()
-    train_epoch(model, optimizer, X[:count], Y[:count], batch, 0, 1)
-    profiler.disable()
-    stats = pstats.Stats(profiler).sort_stats("tottime")
-    stats.print_stats(top)
-    return stats
-
-
-def time_layers(steps=400, batch=32, processes=1):
-    """Time every layer's forward and backward pass inside real training steps.
-
-    Trains ``steps`` steps of ``batch`` MNIST images (one BLAS thread, as
-    ``convnet train``) with each layer's ``forward`` and ``backward`` and
-    Adam's ``step`` wrapped in a timer, and prints a Markdown table of the
-    milliseconds per step each takes and its share of the whole step.
-    Returns ``(rows, milliseconds per step)``.
-    """
-    from convnet.model import LeNet5
-    from convnet.optim import Adam
-    from convnet.trainer import train_epoch
-    X, Y = _training_images()
-    model = LeNet5(seed=0)
-    optimizer = Adam(model.parameters())
-    train_epoch(model, optimizer, X[:5 * batch], Y[:5 * batch], batch, 0, 0)   # warm-up
+# ---------------------------------------------------------------- where the time goes
+def _timed_stepper(model, batch, optimizer):
+    """A NumpyStepper whose layers, loss and optimizer step add their seconds to a dict."""
+    stepper = NumpyStepper(model, batch, optimizer)
     seconds = {}
 
     def timed(key, function):
@@ -587,21 +696,81 @@ def time_layers(steps=400, batch=32, processes=1):
             return result
         return run
 
-    for layer in model.layers + [model.loss_layer]:
+    for layer in stepper.model.layers + [stepper.model.loss_layer]:
         layer.forward = timed((layer.name, "forward"), layer.forward)
         layer.backward = timed((layer.name, "backward"), layer.backward)
-    optimizer.step = timed(("Adam step", "forward"), optimizer.step)
+    optimizer_name = f"{stepper.optimizer.name} step"
+    stepper.optimizer.step = timed((optimizer_name, "forward"), stepper.optimizer.step)
+    return stepper, seconds, optimizer_name
+
+
+def time_layers(model="lenet5", steps=400, batch=None, optimizer=None):
+    """Time every layer's forward and backward pass inside real NumPy training steps.
+
+    Trains ``steps`` steps (plain loop, as ``bench_train``'s NumPy side) with
+    each layer's ``forward`` and ``backward``, the loss and the optimizer's
+    ``step`` wrapped in a timer.
+
+    Returns
+    -------
+    rows : list of list of str
+        Layer, forward ms per step, backward ms per step, share of the step;
+        the last row is the whole step.
+    step_ms : float
+        Milliseconds per step.
+    """
+    spec, batch, optimizer = train_setting(model, batch, optimizer)
+    last = spec["layers"][-1]
+    classes = 2 if last["activation"] == "sigmoid" else last["units"]
+    X, Y, _ = bench_images(spec["layers"][0]["shape"], classes)
+    stepper, seconds, optimizer_name = _timed_stepper(spec, batch, optimizer)
+    stepper.train(X[:3 * batch], Y[:3 * batch])   # warm-up
+    seconds.clear()
     count = min(steps * batch, len(X))
-    start = time.perf_counter()
-    train_epoch(model, optimizer, X[:count], Y[:count], batch, 0, 1)
-    step_ms = (time.perf_counter() - start) * 1e3 * batch / count
-    per_step = {key: value * 1e3 * batch / count for key, value in seconds.items()}
+    elapsed = stepper.train(X[:count], Y[:count])
+    step_count = -(-count // batch)
+    step_ms = elapsed * 1e3 / step_count
+    per_step = {key: value * 1e3 / step_count for key, value in seconds.items()}
     rows = []
-    for name in [layer.name for layer in model.layers] + ["softmax", "Adam step"]:
+    names = [layer.name for layer in stepper.model.layers]
+    for name in names + [stepper.model.loss_layer.name, optimizer_name]:
         forward, backward = per_step.get((name, "forward"), 0.0), per_step.get((name, "backward"))
         total = forward + (backward or 0.0)
         rows.append([name, f"{forward:.3f}", "" if backward is None else f"{backward:.3f}",
                      f"{100 * total / step_ms:.0f} %"])
     rows.append(["whole step", "", "", f"{step_ms:.2f} ms"])
-    print(format_table(["layer", "forward (ms)", "backward (ms)", "share of the step"], rows))
     return rows, step_ms
+
+
+LAYER_HEADERS = ["layer", "forward (ms)", "backward (ms)", "share of the step"]
+
+
+def profile_train_step(model="lenet5", steps=200, batch=None, top=15):
+    """Profile ``steps`` NumPy training steps with cProfile.
+
+    Returns
+    -------
+    stats : pstats.Stats
+        Sorted by own time.
+    text : str
+        Its report of the ``top`` functions.
+    """
+    import cProfile
+    import io
+    import pstats
+
+    spec, batch, optimizer = train_setting(model, batch)
+    last = spec["layers"][-1]
+    classes = 2 if last["activation"] == "sigmoid" else last["units"]
+    X, Y, _ = bench_images(spec["layers"][0]["shape"], classes)
+    stepper = NumpyStepper(spec, batch, optimizer)
+    stepper.train(X[:3 * batch], Y[:3 * batch])   # warm-up
+    count = min(steps * batch, len(X))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    stepper.train(X[:count], Y[:count])
+    profiler.disable()
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream).sort_stats("tottime")
+    stats.print_stats(top)
+    return stats, stream.getvalue()

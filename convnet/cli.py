@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 from convnet.errors import BadOptionError, UserError
 
@@ -105,7 +106,8 @@ def _int(text):
 
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "happy", "signs")
-DATA_SOURCES = DATASETS
+DATA_SOURCES = TRAIN_DATASETS = DATASETS
+TF1_DATASETS = ("mnist", "fashion-mnist")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 DEFAULT_CHECKPOINT = "runs/lenet5-numpy/checkpoint.npz"
 
@@ -195,17 +197,19 @@ def _cache_dataset(data, args):
 # ---------------------------------------------------------------- train
 def _configure_train(parser):
     parser.add_argument("--backend", choices=("numpy", "tf1", "keras"), default="numpy",
-                        help="numpy: the project's own engine (default); tf1: task 4's "
-                             "TensorFlow graph; keras: task 5's Keras model")
+                        help="numpy: the project's own engine (default); keras: the Keras "
+                             "twin of --model, trained by Keras's fit; tf1: task 4's "
+                             "TensorFlow graph of LeNet-5, built from the lenet5 spec")
     parser.add_argument("--model", metavar="NAME", default="lenet5",
-                        help="numpy backend: a zoo name (lenet5, lenet5-classic, mlp, mnist-cnn, "
-                             "cifar-cnn, happy-model, signs-cnn) or a spec.json (default: lenet5)")
+                        help="a zoo name (lenet5, lenet5-classic, mlp, mnist-cnn, cifar-cnn, "
+                             "happy-model, signs-cnn) or a spec.json (default: lenet5); "
+                             "--backend tf1 trains lenet5 only")
     _add_dataset_options(parser)
     parser.add_argument("--epochs", type=non_negative_int, default=5)
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                        help="numpy backend: the optimizer, with Keras's defaults (default: the "
-                             "model's own, adam if its spec names none)")
+                        help="numpy and keras backends: the optimizer, with Keras's defaults "
+                             "(default: the model's own, adam if its spec names none)")
     parser.add_argument("--lr", type=positive_float, default=None,
                         help="learning rate (default: Keras's for the optimizer: 0.001 for adam "
                              "and rmsprop, 0.01 for sgd)")
@@ -251,22 +255,29 @@ def _check_processes(processes):
 
 def _run_train(args):
     if args.out is None:
-        from pathlib import Path
-        model = Path(args.model).stem if args.model.endswith(".json") else args.model
+        model = args.model if args.model in _zoo_names() else Path(args.model).stem
         args.out = f"runs/{model}-{args.backend}"
     if args.resume and args.backend != "numpy":
         raise BadOptionError("--resume is available with --backend numpy only")
     if args.serve and args.backend != "numpy":
         raise BadOptionError("--serve is available with --backend numpy only")
-    for option, value, unset in (("--optimizer", args.optimizer, None),
-                                 ("--momentum", args.momentum, None),
-                                 ("--keep", args.keep, "last")):
+    numpy_only = [("--momentum", args.momentum, None), ("--keep", args.keep, "last")]
+    if args.backend == "tf1":
+        numpy_only.append(("--optimizer", args.optimizer, None))
+    for option, value, unset in numpy_only:
         if args.backend != "numpy" and value != unset:
-            raise BadOptionError(f"{option} is available with --backend numpy only")
+            raise BadOptionError(f"{option} is not available with --backend {args.backend}")
+    if args.backend == "tf1":
+        if args.model != "lenet5":
+            raise BadOptionError(f"--backend tf1 trains lenet5 only, received --model "
+                                 f"{args.model} (--backend numpy or keras trains any model)")
+        if args.dataset not in TF1_DATASETS:
+            raise BadOptionError(f"--dataset {args.dataset} is not available with --backend "
+                                 "tf1, which trains LeNet-5 on 28x28x1 images")
+        if args.lr is None:
+            args.lr = 1e-3   # Adam's default, task 4's optimizer
     if args.processes is not None:
         _check_processes(args.processes)
-    if args.backend != "numpy" and args.lr is None:
-        args.lr = 1e-3   # Adam's default, the TensorFlow and Keras trainings' optimizer
     from convnet import runfolder
     with runfolder.claim(args.out, resume=args.resume, overwrite=args.overwrite) as stale:
         if stale:
@@ -275,8 +286,89 @@ def _run_train(args):
         if args.backend == "numpy":
             train_cli(args)
         else:
-            from convnet import tf_training
-            tf_training.train_cli(args)
+            train_tf_cli(args)
+
+
+def _zoo_names():
+    from convnet import zoo
+    return zoo.NAMES
+
+
+def _load_model_spec(name):
+    """The canonical spec of ``--model NAME``; a bad name or file is the user's mistake."""
+    from convnet import sequential, zoo
+    try:
+        return sequential.normalise_spec(zoo.load_spec(name))
+    except ValueError as error:
+        raise BadOptionError(f"--model {name}: {error}") from None
+
+
+def train_tf_cli(args):
+    """Run ``convnet train --backend tf1|keras``.
+
+    ``args`` has backend ("tf1" or "keras"), model, dataset, data, epochs,
+    batch_size, optimizer, lr, seed, out and limit. The model and the data
+    are checked against each other before training. Prints the per-epoch
+    lines in task 4's format and the final validation and test accuracy;
+    writes in ``args.out``: ``history.json`` (the per-epoch lists),
+    ``run.json`` (settings and final figures), ``weights.npz`` (see
+    ``tf_training.weights_arrays``) and ``history.png``.
+    """
+    import numpy as np
+
+    from convnet import data, tf_training
+    from convnet.errors import BadDataError
+    from convnet.trainer import epochs_text
+    spec = _load_model_spec(args.model)
+    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
+        args.dataset, args.data, args.limit)
+    source = args.data or f"the {args.dataset} dataset"
+    for split, images in (("training", X_train), ("validation", X_valid), ("test", X_test)):
+        if len(images) == 0:
+            raise BadDataError(f"the {split} split of {source} is empty: it needs at least "
+                               "one image")
+    class_names = data.class_names(args.dataset, args.data)
+    tf_training.check_fits(spec, args.model, args.dataset, X_train.shape[1:], len(class_names))
+    optimizer = args.optimizer or spec["optimizer"] or "adam"
+    if args.backend == "tf1":
+        optimizer = "adam"
+    lr_text = f"lr {args.lr}" if args.lr is not None else "Keras's default lr"
+    print(f"training {spec['name']} ({args.backend}) on {len(X_train)} {args.dataset} images, "
+          f"{epochs_text(args.epochs)}, batch {args.batch_size}, {optimizer}, {lr_text}, "
+          f"seed {args.seed}", flush=True)
+
+    def log(line):
+        print(line, flush=True)
+
+    train_data = (X_train, Y_train, X_valid, Y_valid)
+    if args.backend == "tf1":
+        history, network = tf_training.train_tf1(
+            train_data, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.lr, seed=args.seed, log=log)
+        with network:
+            _, valid_accuracy = network.evaluate(X_valid, Y_valid)
+            _, test_accuracy = network.evaluate(X_test, Y_test)
+            weights = network.get_weights()
+    else:
+        history, network = tf_training.train_keras(
+            train_data, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.lr, seed=args.seed, log=log, spec=spec, optimizer=optimizer)
+        _, valid_accuracy = tf_training.evaluate_keras(network, spec, X_valid, Y_valid)
+        _, test_accuracy = tf_training.evaluate_keras(network, spec, X_test, Y_test)
+        weights = network.get_weights()
+    print(f"validation accuracy {valid_accuracy:.4f}, test accuracy {test_accuracy:.4f}")
+    seconds = history["epoch_seconds"]
+    if seconds:
+        print(f"training time {np.mean(seconds):.1f} s per epoch "
+              f"({len(X_train)} images, batch {args.batch_size})")
+    run = {"backend": args.backend, "model": spec["name"], "dataset": args.dataset,
+           "train_size": len(X_train), "epochs": args.epochs, "batch_size": args.batch_size,
+           "optimizer": optimizer, "lr": args.lr, "seed": args.seed,
+           "valid_accuracy": float(valid_accuracy), "test_accuracy": float(test_accuracy),
+           "epoch_seconds": seconds, "tensorflow": tf_training.tf.__version__}
+    arrays = tf_training.weights_arrays(spec, weights, args.dataset, class_names)
+    written = tf_training.write_run(args.out, history, run, arrays)
+    print("wrote " + ", ".join(str(path) for path in written))
 
 
 # ---------------------------------------------------------------- evaluate / predict
@@ -335,14 +427,15 @@ def _run_summary(args):
         return
     if args.model is not None:
         from convnet import sequential
+        spec = _load_model_spec(args.model)
         try:
-            model = sequential.Sequential(_load_spec(args.model))
-        except ValueError as error:
-            raise BadOptionError(f"--model {args.model}: {error}") from None
+            model = sequential.Sequential(spec)
+        except ValueError as error:   # a layer that does not fit its input
+            raise BadOptionError(f"--model: {error}") from None
         print(sequential.summary_text(model.summary()))
         return
     from convnet import architectures
-    architectures.summary_cli(args)
+    print(architectures.summary_report(alexnet=args.alexnet))
 
 
 def _configure_show(parser):
@@ -386,15 +479,6 @@ def _processes_for(model, asked):
     return DEFAULT_PROCESSES if asked is None else asked
 
 
-def _load_spec(name):
-    """The spec of ``--model`` NAME (zoo name or spec.json), a user error if it is not one."""
-    from convnet import zoo
-    try:
-        return zoo.load_spec(name)
-    except (ValueError, OSError) as error:
-        raise BadOptionError(f"--model {name}: {error}") from None
-
-
 def train_cli(args, progress=True):
     """Run ``convnet train --backend numpy``.
 
@@ -415,7 +499,7 @@ def train_cli(args, progress=True):
     from convnet.errors import TrainingDivergedError
     from convnet.threads import blas_threads
 
-    spec = _load_spec(args.model)
+    spec = _load_model_spec(args.model)
     try:
         model = trainer.build_model(spec, seed=args.seed)
     except ValueError as error:
@@ -668,16 +752,68 @@ def _run_serve(args):
 
 # ---------------------------------------------------------------- bench
 def _configure_bench(parser):
+    parser.description = (
+        "ops: the curriculum's convolution and LeNet-5's layers against TensorFlow. train: "
+        "a training epoch of the NumPy model (Sequential and its optimizer in a plain loop of "
+        "steps) against its Keras twin's fit, with the same optimizer, batch and initial "
+        "weights, each in a process of its own, taking turns on slices of the data; "
+        "seconds per epoch, their ratio and each process's peak memory. The machine's "
+        "other work makes every figure noisy: compare ratios measured in one run.")
     parser.add_argument("which", choices=("ops", "train"), help="what to measure")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats and smaller inputs (train: 50 steps)")
+    parser.add_argument("--model", metavar="NAME", action="append", default=None,
+                        help="train: a zoo name or spec.json, repeatable (default: mnist-cnn, "
+                             "mlp, cifar-cnn and lenet5)")
+    parser.add_argument("--steps", type=non_negative_int, default=None,
+                        help="train: time N steps and scale to an epoch; 0 times a whole "
+                             "epoch (default 200)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="train: default the model's course batch (mnist-cnn 64, mlp 128, "
+                             "else 32)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                        help="train: default the model's own (rmsprop for mnist-cnn, mlp and "
+                             "cifar-cnn, adam otherwise)")
     parser.add_argument("--runs", type=positive_int, default=1,
-                        help="train: measure each batch size N times and add a row of medians "
+                        help="train: measure each model N times; the row gives the medians "
                              "(default 1)")
+    parser.add_argument("--layers", action="store_true",
+                        help="train: instead, time each layer of the NumPy step (first --model)")
+
+
+BENCH_MODELS = ("mnist-cnn", "mlp", "cifar-cnn", "lenet5")
 
 
 def _run_bench(args):
     from convnet import bench
-    bench.bench_cli(args)
+    if args.which == "ops":
+        for option, value in (("--model", args.model), ("--steps", args.steps),
+                              ("--batch-size", args.batch_size),
+                              ("--optimizer", args.optimizer)):
+            if value is not None:
+                raise BadOptionError(f"{option} is used with `convnet bench train` only")
+        print(bench.machine_info(), flush=True)
+        rows = bench.bench_ops(quick=args.quick, log=lambda line: print(line, flush=True))
+        print(bench.format_table(bench.OPS_HEADERS, rows))
+        return
+    models = args.model or list(BENCH_MODELS)
+    for model in models:
+        _load_model_spec(model)
+    steps = bench.DEFAULT_STEPS if args.steps is None else (args.steps or None)
+    print(bench.machine_info(), flush=True)
+    if args.layers:
+        rows, step_ms = bench.time_layers(models[0], steps=steps or 400,
+                                          batch=args.batch_size, optimizer=args.optimizer)
+        print(f"{models[0]}: NumPy training step, {step_ms:.2f} ms")
+        print(bench.format_table(bench.LAYER_HEADERS, rows))
+        return
+    rows = bench.bench_train(models, quick=args.quick, steps=steps, runs=args.runs,
+                             batch=args.batch_size, optimizer=args.optimizer,
+                             log=lambda line: print(line, flush=True))
+    print(bench.format_table(bench.TRAIN_HEADERS, rows))
+    print("NumPy: one process, one BLAS thread (as `convnet train` runs); Keras: "
+          "TensorFlow's default threads. Peak RSS includes each process's libraries and its "
+          "copy of the data.")
 
 
 COMMANDS = {

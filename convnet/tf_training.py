@@ -1,10 +1,18 @@
-"""Training runs of the TensorFlow LeNet-5s and weight transfer between engines.
+"""The models in TensorFlow: training runs of the graph and Keras backends, weight transfer.
 
-The three LeNet-5s of the project (the NumPy ``convnet.model.LeNet5``, task 4's
-graph in ``convnet.lenet5_tf1`` and task 5's Keras model in
-``convnet.lenet5_keras``) share one weight format, the *exchange format*: a
-list of 10 float32 arrays in the order and shapes of Keras'
-``model.get_weights()``::
+Every network comes from one definition, its spec (``convnet.zoo``):
+
+- the Keras backend trains the Keras twin of any spec,
+  ``to_keras(Sequential(spec))`` (``convnet.keras_twin``), with Keras's own
+  Adam, RMSprop or SGD and its own ``fit``;
+- the graph backend trains LeNet-5 as task 4 does, its graph laid out from
+  the zoo's ``lenet5`` spec by ``convnet.tf1_graph`` (``tf.nn`` ops,
+  ``tf.compat.v1`` variables, Adam).
+
+LeNet-5's weights travel between the engines in one format, the *exchange
+format*: a list of 10 float32 arrays in the order and shapes of Keras's
+``model.get_weights()``, stored in ``weights.npz`` files under
+``EXCHANGE_NAMES``::
 
     conv1 kernel (5, 5, 1, 6),   conv1 bias (6,),
     conv2 kernel (5, 5, 6, 16),  conv2 bias (16,),
@@ -15,35 +23,33 @@ list of 10 float32 arrays in the order and shapes of Keras'
 Weight transfer
 ---------------
 Keras:
-    ``keras_model(weights=None)`` builds and compiles task 5's model (optionally
-    loading ``weights``); ``keras_get_weights(model)`` /
+    ``keras_model(weights=None)`` builds and compiles the Keras LeNet-5
+    (optionally loading ``weights``); ``keras_get_weights(model)`` /
     ``keras_set_weights(model, weights)`` read and write it, checking shapes.
-TensorFlow graph (task 4):
-    ``TF1LeNet5(weights=None, seed=0)`` builds task 4's graph in a private
+TensorFlow graph:
+    ``TF1LeNet5(weights=None, seed=0)`` builds the graph in a private
     ``tf.Graph`` with its own ``Session`` (use it as a context manager or call
     ``close()``); it has ``get_weights()``, ``set_weights(weights)``,
     ``predict_proba(X)``, ``evaluate(X, labels)`` and ``train_step(X, labels)``.
     ``tf1_get_weights(session)`` / ``tf1_set_weights(session, weights)`` do the
-    same for any session whose graph holds one task-4 LeNet-5 (its 10
-    trainable variables, created in exchange order).
+    same for any session whose graph holds one LeNet-5 (its 10 trainable
+    variables, created in exchange order).
 One-shot predictions:
     ``keras_predict_proba(weights, X)`` and ``tf1_predict_proba(weights, X)``
-    return the (m, 10) softmax output of each engine for the same weights, so
-    ``LeNet5().get_weights()`` from NumPy can be run through either engine and
-    the results compared with ``LeNet5.predict_proba``; weights trained in
-    either engine go back with ``LeNet5.set_weights``.
+    return the (m, 10) softmax output of each engine for the same weights.
 
 Every check raises ``ValueError`` naming the offending array and the shape it
-should have. Images are ``X`` of shape (m, 28, 28, 1) (or (m, 28, 28), which
-is given a channel axis); labels are integers of shape (m,).
+should have. LeNet-5's images are ``X`` of shape (m, 28, 28, 1) (or
+(m, 28, 28), which is given a channel axis); labels are integers of shape (m,).
 
 Training
 --------
-``train_cli(args)`` runs ``convnet train --backend tf1|keras``: the trainings
-of 4-main and 5-main with the command's epochs, batch size, learning rate,
-seed, dataset and ``--limit``; it prints one line per epoch in task 4's
-format, the final validation and test accuracy, and writes ``history.json``,
-``run.json``, ``weights.npz`` and ``history.png`` in ``--out``.
+``train_tf1`` and ``train_keras`` run the trainings of 4-main and 5-main
+(the latter for any spec) and return their history; ``check_fits`` refuses a
+dataset whose images or classes do not fit the model; ``evaluate_keras``
+measures a trained twin; ``weights_arrays`` gives what ``weights.npz``
+holds; ``write_run`` writes a run's files. The command ``convnet train
+--backend tf1|keras`` (``convnet.cli``) puts them together.
 """
 import json
 import os
@@ -57,20 +63,38 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 
-from convnet import data, storage
-from convnet.model import WEIGHT_NAMES
-from convnet.trainer import check_not_empty, epoch_line, epochs_text, save_history_plot
+from convnet import storage, zoo
+from convnet.errors import BadOptionError
+from convnet.keras_twin import to_keras
+from convnet.sequential import Sequential, normalise_spec
+from convnet.tf1_graph import build_logits
+from convnet.trainer import epoch_line, save_history_plot
 
 tf1 = tf.compat.v1
 
-# The keys of every LeNet-5 weights file, in exchange order (see convnet.model).
-EXCHANGE_NAMES = WEIGHT_NAMES
-EXCHANGE_SHAPES = (
-    (5, 5, 1, 6), (6,), (5, 5, 6, 16), (16,),
-    (400, 120), (120,), (120, 84), (84,), (84, 10), (10,),
-)
-NUM_CLASSES = 10
+LENET5 = "lenet5"
+# The keys of every LeNet-5 weights file, in exchange order.
+EXCHANGE_NAMES = ("conv1_kernel", "conv1_bias", "conv2_kernel", "conv2_bias",
+                  "dense1_kernel", "dense1_bias", "dense2_kernel", "dense2_bias",
+                  "dense3_kernel", "dense3_bias")
 EVAL_BATCH = 1000
+# Keras's optimizers by the names ``convnet train --optimizer`` takes.
+KERAS_OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
+
+
+def lenet5_spec():
+    """Return the canonical spec of the zoo's ``lenet5``, the one definition of LeNet-5."""
+    return normalise_spec(zoo.load_spec(LENET5))
+
+
+def _spec_weight_shapes(spec):
+    """Shapes of every weight of ``spec``, in Keras ``get_weights`` order."""
+    return tuple(array.shape for array in Sequential(spec).get_weights().values())
+
+
+EXCHANGE_SHAPES = _spec_weight_shapes(lenet5_spec())
+NUM_CLASSES = EXCHANGE_SHAPES[-1][0]
+INPUT_SHAPE = tuple(lenet5_spec()["layers"][0]["shape"])
 
 
 # ---------------------------------------------------------------- checks
@@ -108,12 +132,14 @@ def check_weights(weights):
     return checked
 
 
-def as_images(X):
-    """Return images as float32 of shape (m, 28, 28, 1).
+def as_images(X, input_shape=INPUT_SHAPE):
+    """Return images as float32 of shape (m, h, w, c).
 
     Parameters
     ----------
-    X : array-like of shape (m, 28, 28) or (m, 28, 28, 1)
+    X : array-like of shape (m, h, w, c), or (m, h, w) when c is 1
+    input_shape : tuple of int
+        The model's (h, w, c); LeNet-5's (28, 28, 1) by default.
 
     Raises
     ------
@@ -121,41 +147,78 @@ def as_images(X):
         If the shape is neither.
     """
     X = np.asarray(X, dtype=np.float32)
-    if X.ndim == 3:
+    h, w, c = input_shape
+    if X.ndim == 3 and c == 1:
         X = X[..., np.newaxis]
-    if X.ndim != 4 or X.shape[1:] != (28, 28, 1):
-        raise ValueError("X must have shape (m, 28, 28) or (m, 28, 28, 1), "
-                         f"received {X.shape}")
+    if X.ndim != 4 or X.shape[1:] != tuple(input_shape):
+        gray = f"(m, {h}, {w}) or " if c == 1 else ""
+        raise ValueError(f"X must have shape {gray}(m, {h}, {w}, {c}), received {X.shape}")
     return X
 
 
-def _as_labels(labels, m):
+def _as_labels(labels, m, num_classes=NUM_CLASSES):
     """Return integer labels of shape (m,), checked against the class count."""
     labels = np.asarray(labels)
     if labels.shape != (m,):
         raise ValueError(f"labels must have shape ({m},), received {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise ValueError(f"labels must be integers in [0, {NUM_CLASSES - 1}]")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must be integers in [0, {num_classes - 1}]")
     return labels.astype(np.int64)
 
 
+def check_fits(spec, model_name, dataset, image_shape, num_classes):
+    """Refuse a dataset whose images or classes do not fit the model, before training.
+
+    Parameters
+    ----------
+    spec : dict
+        The model's canonical spec.
+    model_name, dataset : str
+        As the user gave them, for the message.
+    image_shape : tuple of int
+        The dataset's image shape without the batch axis: (h, w) for grey
+        images, (h, w, c) otherwise.
+    num_classes : int
+        How many classes the dataset has.
+
+    Raises
+    ------
+    BadOptionError
+        One line naming the model, the dataset and what differs.
+    """
+    h, w, c = spec["layers"][0]["shape"]
+    shape = tuple(image_shape) + ((1,) if len(image_shape) == 2 else ())
+    if shape != (h, w, c):
+        raise BadOptionError(f"--model {model_name} takes {h}x{w}x{c} images, but --dataset "
+                             f"{dataset} has {'x'.join(map(str, shape))} images")
+    last = spec["layers"][-1]
+    classes = 2 if last["activation"] == "sigmoid" else last["units"]
+    if classes != num_classes:
+        output = ("one sigmoid unit (2 classes)" if last["activation"] == "sigmoid"
+                  else f"{classes} classes")
+        raise BadOptionError(f"--model {model_name} has {output}, but --dataset {dataset} has "
+                             f"{num_classes} classes")
+
+
 # ---------------------------------------------------------------- Keras
-def keras_model(weights=None):
-    """Build task 5's compiled LeNet-5, optionally loading exchange weights.
+def keras_model(weights=None, seed=0):
+    """Build and compile the Keras LeNet-5, the twin of the zoo's ``lenet5``.
 
     Parameters
     ----------
     weights : list of 10 ndarrays, optional
-        Exchange-format weights; without them the model keeps its seeded
-        He-normal initial weights.
+        Exchange-format weights; without them the model holds the NumPy
+        model's seeded He-normal initial weights.
+    seed : int
+        Seed of those initial weights.
 
     Returns
     -------
     keras.Model
-        Input (m, 28, 28, 1), output (m, 10) probabilities.
+        Input (m, 28, 28, 1), output (m, 10) probabilities; compiled with
+        Adam (Keras's defaults), categorical cross-entropy and accuracy.
     """
-    from convnet.lenet5_keras import lenet5
-    model = lenet5(tf.keras.Input((28, 28, 1)))
+    model = to_keras(Sequential(lenet5_spec(), seed=seed))
     if weights is not None:
         keras_set_weights(model, weights)
     return model
@@ -172,7 +235,7 @@ def keras_set_weights(model, weights):
 
 
 def keras_predict_proba(weights, X, batch_size=EVAL_BATCH):
-    """Softmax output of task 5's model with the given weights.
+    """Softmax output of the Keras LeNet-5 with the given weights.
 
     Parameters
     ----------
@@ -188,6 +251,29 @@ def keras_predict_proba(weights, X, batch_size=EVAL_BATCH):
     return model.predict(as_images(X), batch_size=batch_size, verbose=0)
 
 
+def keras_optimizer(name, learning_rate=None):
+    """Return Keras's own optimizer ``name`` (adam, rmsprop, sgd), Keras's defaults otherwise.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
+    if name not in KERAS_OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(KERAS_OPTIMIZERS)}, "
+                         f"received {name!r}")
+    optimizer = getattr(tf.keras.optimizers, KERAS_OPTIMIZERS[name])
+    return optimizer() if learning_rate is None else optimizer(learning_rate=learning_rate)
+
+
+def keras_targets(spec, labels):
+    """Keras's targets for integer ``labels`` (m,): one-hot (m, k), or (m, 1) for a sigmoid."""
+    last = spec["layers"][-1]
+    if last["activation"] == "sigmoid":
+        return np.asarray(labels, dtype=np.float32)[:, np.newaxis]
+    return np.eye(last["units"], dtype=np.float32)[labels]
+
+
 # ---------------------------------------------------------------- TF graph
 def tf1_variables(graph):
     """Return the 10 trainable variables of the one LeNet-5 in ``graph``.
@@ -195,8 +281,8 @@ def tf1_variables(graph):
     Raises
     ------
     ValueError
-        If the graph does not hold exactly the 10 variables of one task-4
-        LeNet-5 with the exchange shapes.
+        If the graph does not hold exactly the 10 variables of one LeNet-5
+        with the exchange shapes.
     """
     variables = graph.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES)
     shapes = [tuple(variable.shape.as_list()) for variable in variables]
@@ -213,8 +299,8 @@ def tf1_get_weights(session):
     Parameters
     ----------
     session : tf.compat.v1.Session
-        A session whose graph was built by task 4's ``lenet5`` (once) and
-        whose variables are initialised.
+        A session whose graph holds one LeNet-5 (task 4's ``lenet5`` or
+        ``TF1LeNet5``) with initialised variables.
 
     Returns
     -------
@@ -244,11 +330,13 @@ def tf1_set_weights(session, weights):
 
 
 class TF1LeNet5:
-    """Task 4's LeNet-5 in a private graph and session.
+    """LeNet-5 as task 4 builds it, laid out from the zoo's spec, in a private graph.
 
     The graph takes images ``x`` (m, 28, 28, 1) and integer labels (m,),
-    one-hot encoded in the graph, like 4-main. Nothing outside this object
-    sees the graph, so eager execution stays on for the rest of the process.
+    one-hot encoded in the graph, like 4-main; its loss is the softmax
+    cross-entropy of the logits and its training op Adam's. Nothing outside
+    this object sees the graph, so eager execution stays on for the rest of
+    the process.
 
     Parameters
     ----------
@@ -257,24 +345,24 @@ class TF1LeNet5:
     seed : int
         Graph-level random seed of the initialisers.
     learning_rate : float
-        Adam's learning rate; task 4's own training op (default 0.001) is
-        used when it is 0.001.
+        Adam's learning rate.
     """
 
     def __init__(self, weights=None, seed=0, learning_rate=1e-3):
         """Build the graph, open its session and initialise the variables."""
-        from convnet.lenet5_tf1 import lenet5
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(seed)
-            self.x = tf1.placeholder(tf.float32, (None, 28, 28, 1), name="x")
+            self.x = tf1.placeholder(tf.float32, (None, *INPUT_SHAPE), name="x")
             self.labels = tf1.placeholder(tf.int64, (None,), name="labels")
             y = tf.one_hot(self.labels, NUM_CLASSES)
-            self.y_pred, self.train_op, self.loss, self.accuracy = lenet5(self.x, y)
-            self.variables = tf1_variables(self.graph)
-            if learning_rate != 1e-3:
-                self.train_op = tf1.train.AdamOptimizer(learning_rate).minimize(
-                    self.loss, var_list=self.variables)
+            logits, self.variables = build_logits(lenet5_spec(), self.x)
+            self.y_pred = tf.nn.softmax(logits)
+            self.loss = tf1.losses.softmax_cross_entropy(y, logits)
+            self.train_op = tf1.train.AdamOptimizer(learning_rate).minimize(self.loss)
+            correct = tf.equal(tf.argmax(logits, axis=1), self.labels)
+            self.accuracy = tf.reduce_mean(tf.cast(correct, tf.float32))
+            tf1_variables(self.graph)
             init = tf1.global_variables_initializer()
         self.session = tf1.Session(graph=self.graph)
         self.session.run(init)
@@ -351,7 +439,7 @@ class TF1LeNet5:
 
 
 def tf1_predict_proba(weights, X, batch_size=EVAL_BATCH):
-    """Softmax output of task 4's graph with the given weights.
+    """Softmax output of the TensorFlow graph with the given weights.
 
     Parameters
     ----------
@@ -388,8 +476,8 @@ def _empty_history():
 
 
 def train_tf1(data, epochs=5, batch_size=32, learning_rate=1e-3, seed=0,
-              progress=True, log=print):
-    """Train task 4's graph as 4-main does.
+              progress=True, log=None):
+    """Train LeNet-5's TensorFlow graph as 4-main does.
 
     Each epoch shuffles the training set, runs Adam on batches of
     ``batch_size``, then evaluates cost and accuracy on the full training and
@@ -407,7 +495,7 @@ def train_tf1(data, epochs=5, batch_size=32, learning_rate=1e-3, seed=0,
         Seeds the initial weights and the shuffling.
     progress : bool
         Show a tqdm bar per epoch (on a terminal).
-    log : callable
+    log : callable, optional
         Receives each per-epoch line.
 
     Returns
@@ -443,7 +531,8 @@ def train_tf1(data, epochs=5, batch_size=32, learning_rate=1e-3, seed=0,
             for key, value in zip(("loss", "accuracy", "val_loss", "val_accuracy"),
                                   (cost, accuracy, val_cost, val_accuracy)):
                 history[key].append(float(value))
-            log(_epoch_line(epoch, history))
+            if log is not None:
+                log(_epoch_line(epoch, history))
     except BaseException:
         network.close()
         raise
@@ -466,7 +555,7 @@ class _EpochRecorder(tf.keras.callbacks.Callback):
     """Keras callback: per-epoch line in task 4's format and training time."""
 
     def __init__(self, history, log):
-        """Append to ``history`` and send lines to ``log``."""
+        """Append to ``history`` and send lines to ``log`` (if not None)."""
         super().__init__()
         self.history_lists = history
         self.log = log
@@ -481,33 +570,71 @@ class _EpochRecorder(tf.keras.callbacks.Callback):
         self.last_batch_end = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        """Record the epoch's metrics and print its line."""
+        """Record the epoch's metrics and send its line."""
         logs = logs or {}
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             self.history_lists[key].append(float(logs[key]))
         self.history_lists["epoch_seconds"].append(self.last_batch_end - self.epoch_start)
-        self.log(_epoch_line(epoch + 1, self.history_lists))
+        if self.log is not None:
+            self.log(_epoch_line(epoch + 1, self.history_lists))
 
 
-def train_keras(data, epochs=5, batch_size=32, learning_rate=1e-3, seed=0,
-                progress=True, log=print):
-    """Train task 5's model as 5-main does.
+def build_keras(spec, optimizer=None, learning_rate=None, seed=0):
+    """Return the compiled Keras twin of ``spec``, ready to ``fit``.
+
+    Parameters
+    ----------
+    spec : list, dict or str
+        A spec, or a zoo name or spec.json path (``convnet.zoo.load_spec``).
+    optimizer : str, optional
+        adam, rmsprop or sgd (Keras's own); default: the spec's, else adam.
+    learning_rate : float, optional
+        Default: Keras's for the optimizer.
+    seed : int
+        Seed of the initial weights (those of ``Sequential(spec, seed)``:
+        He-normal kernels, zero biases) and of the dropout masks.
+
+    Returns
+    -------
+    keras.Model
+        Compiled with the optimizer, the spec's loss (categorical or binary
+        cross-entropy) and the accuracy metric.
+    """
+    if isinstance(spec, (str, Path)):
+        spec = zoo.load_spec(spec)
+    model = Sequential(spec, seed=seed)
+    twin = to_keras(model, seed=seed)
+    name = optimizer or model.spec["optimizer"] or "adam"
+    twin.compile(optimizer=keras_optimizer(name, learning_rate), loss=model.spec["loss"],
+                 metrics=["accuracy"])
+    return twin
+
+
+def train_keras(data, epochs=5, batch_size=32, learning_rate=None, seed=0, progress=True,
+                log=None, spec=LENET5, optimizer=None):
+    """Train the Keras twin of a spec with ``fit``, as 5-main trains LeNet-5.
 
     Parameters
     ----------
     data : tuple
-        (X_train, Y_train, X_valid, Y_valid): images (m, 28, 28[, 1]) and
-        integer labels (m,), one-hot encoded here.
+        (X_train, Y_train, X_valid, Y_valid): images (m, h, w, c) of the
+        spec's input shape ((m, h, w) when c is 1) and integer labels (m,),
+        one-hot encoded here (0/1 targets for a sigmoid output).
     epochs, batch_size : int
-    learning_rate : float
-        Adam's learning rate (the model is recompiled when it is not 0.001).
+    learning_rate : float, optional
+        Default: Keras's for the optimizer (0.001 for Adam and RMSprop,
+        0.01 for SGD).
     seed : int
-        Seeds the shuffling; the initial weights come from the model's own
-        HeNormal(seed=0) initialisers.
+        Seeds the initial weights, the dropout masks and the shuffling.
     progress : bool
-        Show Keras' progress bar (``verbose=1``; ``verbose=2`` otherwise).
-    log : callable
+        Show Keras's progress bar (``verbose=1`` on a terminal; ``verbose=2``
+        otherwise).
+    log : callable, optional
         Receives each per-epoch line.
+    spec : list, dict or str
+        The model (default: the zoo's ``lenet5``).
+    optimizer : str, optional
+        adam, rmsprop or sgd; default: the spec's, else adam.
 
     Returns
     -------
@@ -518,82 +645,92 @@ def train_keras(data, epochs=5, batch_size=32, learning_rate=1e-3, seed=0,
         epoch.
     model : keras.Model
     """
+    spec = normalise_spec(zoo.load_spec(spec) if isinstance(spec, (str, Path)) else spec)
+    input_shape = tuple(spec["layers"][0]["shape"])
+    classes = 2 if spec["layers"][-1]["activation"] == "sigmoid" else spec["layers"][-1]["units"]
     X_train, Y_train, X_valid, Y_valid = data
-    X_train, X_valid = as_images(X_train), as_images(X_valid)
-    Y_train = _as_labels(Y_train, len(X_train))
-    Y_valid = _as_labels(Y_valid, len(X_valid))
+    X_train, X_valid = as_images(X_train, input_shape), as_images(X_valid, input_shape)
+    Y_train = _as_labels(Y_train, len(X_train), classes)
+    Y_valid = _as_labels(Y_valid, len(X_valid), classes)
     set_seeds(seed)
-    model = keras_model()
-    if learning_rate != 1e-3:
-        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
+    model = build_keras(spec, optimizer, learning_rate, seed)
     history = _empty_history()
-    one_hot = np.eye(NUM_CLASSES, dtype=np.float32)
-    model.fit(X_train, one_hot[Y_train], batch_size=batch_size, epochs=epochs,
-              validation_data=(X_valid, one_hot[Y_valid]), shuffle=True,
-              verbose=1 if progress and sys.stdout.isatty() else 2,
+    model.fit(X_train, keras_targets(spec, Y_train), batch_size=batch_size, epochs=epochs,
+              validation_data=(X_valid, keras_targets(spec, Y_valid)), shuffle=True,
+              verbose=1 if progress and sys.stdout.isatty() else 2 if progress else 0,
               callbacks=[_EpochRecorder(history, log)])
     return history, model
 
 
-def train_cli(args):
-    """Run ``convnet train --backend tf1|keras``.
+def evaluate_keras(model, spec, X, labels):
+    """Return ``(loss, accuracy)`` of a compiled Keras twin on images and integer labels.
 
-    ``args`` has backend ("tf1" or "keras"), dataset, data, epochs,
-    batch_size, lr, seed, out and limit. Prints the per-epoch lines and the
-    final validation and test accuracy; writes in ``args.out``:
-    ``history.json`` (the per-epoch lists), ``run.json`` (settings and final
-    figures), ``weights.npz`` (exchange format, keys EXCHANGE_NAMES) and
-    ``history.png``.
+    Parameters
+    ----------
+    model : keras.Model
+    spec : dict
+        Its canonical spec.
+    X : ndarray of shape (m, h, w, c), or (m, h, w) when c is 1
+    labels : ndarray of shape (m,)
     """
-    if args.backend not in ("tf1", "keras"):
-        raise ValueError(f"backend must be 'tf1' or 'keras', received {args.backend!r}")
-    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
-        args.dataset, args.data, args.limit)
-    check_not_empty(args, [("training", X_train), ("validation", X_valid), ("test", X_test)])
-    out = Path(args.out)
-    print(f"training LeNet-5 ({args.backend}) on {len(X_train)} {args.dataset} images, "
-          f"{epochs_text(args.epochs)}, batch {args.batch_size}, lr {args.lr}, seed {args.seed}",
-          flush=True)
+    X = as_images(X, tuple(spec["layers"][0]["shape"]))
+    loss, accuracy = model.evaluate(X, keras_targets(spec, labels), batch_size=EVAL_BATCH,
+                                    verbose=0)
+    return float(loss), float(accuracy)
 
-    def log(line):
-        print(line, flush=True)
 
-    train = train_tf1 if args.backend == "tf1" else train_keras
-    history, network = train((X_train, Y_train, X_valid, Y_valid), epochs=args.epochs,
-                             batch_size=args.batch_size, learning_rate=args.lr,
-                             seed=args.seed, log=log)
-    if args.backend == "tf1":
-        with network:
-            _, valid_accuracy = network.evaluate(X_valid, Y_valid)
-            _, test_accuracy = network.evaluate(X_test, Y_test)
-            weights = network.get_weights()
-    else:
-        one_hot = np.eye(NUM_CLASSES, dtype=np.float32)
-        _, valid_accuracy = network.evaluate(as_images(X_valid), one_hot[Y_valid],
-                                             batch_size=EVAL_BATCH, verbose=0)
-        _, test_accuracy = network.evaluate(as_images(X_test), one_hot[Y_test],
-                                            batch_size=EVAL_BATCH, verbose=0)
-        weights = keras_get_weights(network)
-    print(f"validation accuracy {valid_accuracy:.4f}, test accuracy {test_accuracy:.4f}")
-    seconds = history["epoch_seconds"]
-    if seconds:
-        print(f"training time {np.mean(seconds):.1f} s per epoch "
-              f"({len(X_train)} images, batch {args.batch_size})")
+def weights_arrays(spec, weights, dataset=None, class_names=None):
+    """Return what a run's ``weights.npz`` holds.
 
-    run = {"backend": args.backend, "dataset": args.dataset, "train_size": len(X_train),
-           "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-           "seed": args.seed, "valid_accuracy": float(valid_accuracy),
-           "test_accuracy": float(test_accuracy), "epoch_seconds": seconds,
-           "tensorflow": tf.__version__}
+    LeNet-5 keeps the exchange format every LeNet-5 reader takes: its ten
+    weights under ``EXCHANGE_NAMES``, nothing else. Any other model is
+    stored self-described: ``spec`` (its canonical spec as JSON, UTF-8
+    bytes in a uint8 array), every weight under its name (``conv1/kernel``,
+    ``bn1/moving_mean``, ...), ``dataset`` and ``class_names`` (strings).
+
+    Parameters
+    ----------
+    spec : dict
+        The canonical spec.
+    weights : list of ndarray
+        In Keras ``get_weights()`` order.
+    dataset : str, optional
+    class_names : sequence of str, optional
+
+    Returns
+    -------
+    dict of str to ndarray
+    """
+    model = Sequential(spec)
+    if spec["layers"] == lenet5_spec()["layers"]:
+        return dict(zip(EXCHANGE_NAMES, check_weights(weights)))
+    model.set_weights(list(weights))
+    arrays = {"spec": np.frombuffer(model.to_json().encode("utf-8"), dtype=np.uint8)}
+    arrays.update(model.get_weights())
+    if dataset is not None:
+        arrays["dataset"] = np.array(dataset)
+    if class_names is not None:
+        arrays["class_names"] = np.array(list(class_names))
+    return arrays
+
+
+def write_run(out, history, run, arrays):
+    """Write a run's files atomically in the folder ``out``; return their paths.
+
+    ``history.json`` (the per-epoch lists), ``run.json`` (``run``: settings
+    and final figures), ``weights.npz`` (``arrays``, see ``weights_arrays``)
+    and, after at least one epoch, ``history.png`` (skipped without
+    matplotlib).
+    """
+    out = Path(out)
     storage.write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
     storage.write_text(out / "run.json", json.dumps(run, indent=2) + "\n")
-    storage.save_npz(out / "weights.npz", **dict(zip(EXCHANGE_NAMES, weights)))
+    storage.save_npz(out / "weights.npz", **arrays)
     written = [out / "history.json", out / "run.json", out / "weights.npz"]
-    if args.epochs > 0:
-        # tf1's history has one more entry than epochs trained: the untrained network.
+    if history["epoch_seconds"]:
+        # The graph's history has one more entry than epochs trained: the untrained network.
         untrained = len(history["loss"]) - len(history["epoch_seconds"])
         plot = save_history_plot(history, out / "history.png", first_epoch=1 - untrained)
         if plot is not None:
             written.append(Path(plot))
-    print("wrote " + ", ".join(str(path) for path in written))
+    return written

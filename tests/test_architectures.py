@@ -25,6 +25,15 @@ DRAW_SCRIPT = ROOT / "docs" / "figures" / "draw_alexnet.py"
 
 
 # ---------------------------------------------------------------- parameter counts by hand
+
+def load_task_file(name):
+    """Import the task file ``0x07-cnn/NAME.py`` as it stands, under a private module name."""
+    path = Path(__file__).resolve().parents[1] / "0x07-cnn" / f"{name}.py"
+    loader_spec = importlib.util.spec_from_file_location(f"task_{name.replace('-', '_')}", path)
+    module = importlib.util.module_from_spec(loader_spec)
+    loader_spec.loader.exec_module(module)
+    return module
+
 def test_lenet5_parameters_match_the_formulas_layer_by_layer():
     by_hand = {
         "conv1": (5 * 5 * 1 + 1) * 6,
@@ -157,8 +166,6 @@ def test_unknown_kind_is_refused():
 # ---------------------------------------------------------------- against Keras
 def _keras():
     pytest.importorskip("tensorflow")
-    if importlib.util.find_spec("convnet.lenet5_keras") is None:
-        pytest.skip("convnet/lenet5_keras.py is not available")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow.keras as K
     return K
@@ -166,8 +173,7 @@ def _keras():
 
 def test_lenet5_agrees_with_the_keras_model_of_task_5():
     K = _keras()
-    from convnet.lenet5_keras import lenet5
-    model = lenet5(K.Input((28, 28, 1)))
+    model = load_task_file("5-lenet5").lenet5(K.Input((28, 28, 1)))
     keras_layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     ours = arch.analyse(arch.LENET5)
     assert model.count_params() == arch.total_params(arch.LENET5)
@@ -249,3 +255,32 @@ def test_alexnet_diagram_script_writes_a_png_of_the_expected_size(tmp_path):
     assert image.shape[:2] == (round(height * script.DPI), round(width * script.DPI))
     assert image.std() > 0.05  # something was drawn, not a blank canvas
     assert not list(tmp_path.glob(".alexnet.png.*"))  # no temporary file left behind
+
+
+# ---------------------------------------------------------------- from the zoo's specs
+# The specification's parameter counts of the zoo models these tables can show.
+SPEC_COUNTS = {"lenet5": 61_706, "lenet5-classic": 61_706, "mlp": 669_706,
+               "mnist-cnn": 220_234, "cifar-cnn": 541_094}
+
+
+@pytest.mark.parametrize("name", SPEC_COUNTS)
+def test_from_spec_agrees_with_the_sequential_model_and_the_spec(name):
+    from convnet.sequential import Sequential
+    from convnet.zoo import load_spec
+    architecture = arch.from_spec(name)
+    summary = Sequential(load_spec(name)).summary()
+    assert [(r.layer.name, tuple(r.output_shape), r.params)
+            for r in arch.analyse(architecture)] == [
+        (row.name, tuple(row.output_shape), row.params) for row in summary.rows]
+    assert arch.total_params(architecture) == SPEC_COUNTS[name]
+
+
+def test_lenet5_and_mlp_tables_are_the_zoo_models():
+    assert arch.LENET5.layers == arch.from_spec("lenet5").layers
+    assert arch.MLP.layers == arch.from_spec("mlp").layers
+
+
+@pytest.mark.parametrize("name, kind", [("happy-model", "ZeroPadding2D"), ("signs-cnn", "ReLU")])
+def test_from_spec_refuses_layers_without_a_counterpart(name, kind):
+    with pytest.raises(ValueError, match=f"{kind}\\) has no counterpart"):
+        arch.from_spec(name)

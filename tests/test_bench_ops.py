@@ -1,12 +1,13 @@
 """Tests of the benchmark helpers in convnet/bench.py (not of speed itself)."""
-import argparse
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from convnet import bench
+from convnet.threads import blas_threads
 
 
 def test_median_time_skips_warmup_and_takes_the_median():
@@ -30,43 +31,124 @@ def test_format_table_aligns_markdown_columns():
     assert lines[1].startswith("|--") and lines[2].startswith("| x ")
 
 
-def test_bench_cli_dispatches_ops(monkeypatch):
+def test_bench_ops_command_prints_the_rows_the_library_returns(monkeypatch, capsys):
+    from convnet import cli
     seen = []
-    monkeypatch.setattr(bench, "bench_ops", lambda quick: seen.append(quick))
-    bench.bench_cli(argparse.Namespace(which="ops", quick=True))
+
+    def fake_bench_ops(quick, log):
+        seen.append(quick)
+        log("0-main: load average 1.00")
+        return [["conv", "1.00", "", "", "", "", "", "yes"]]
+
+    monkeypatch.setattr(bench, "bench_ops", fake_bench_ops)
+    monkeypatch.setattr(bench, "machine_info", lambda: "test machine")
+    assert cli.main(["bench", "ops", "--quick"]) == 0
+    printed = capsys.readouterr().out.splitlines()
     assert seen == [True]
+    assert printed[:2] == ["test machine", "0-main: load average 1.00"]
+    assert printed[2].startswith("| workload") and printed[4].startswith("| conv ")
 
 
-def test_time_layers_reports_every_layer_inside_real_steps(capsys):
-    rows, step_ms = bench.time_layers(steps=3, batch=4)
+def test_bench_ops_refuses_the_training_options(capsys):
+    from convnet import cli
+    assert cli.main(["bench", "ops", "--model", "mlp"]) == 2
+    assert "--model is used with `convnet bench train` only" in capsys.readouterr().err
+
+
+def test_bench_train_refuses_an_unknown_model(capsys):
+    from convnet import cli
+    assert cli.main(["bench", "train", "--model", "resnet"]) == 2
+    assert "--model resnet: model must be one of" in capsys.readouterr().err
+
+
+def test_time_layers_reports_every_layer_inside_real_steps():
+    rows, step_ms = bench.time_layers("lenet5", steps=3, batch=4)
     names = [row[0] for row in rows]
-    assert names[:2] == ["conv1", "conv1/relu"] and names[-3:] == ["softmax", "Adam step", "whole step"]
+    assert names[:3] == ["conv1", "conv1/relu", "pool1"]
+    assert names[-3:] == ["softmax", "adam step", "whole step"]
     assert step_ms > 0
     timed = [float(row[1]) + float(row[2] or 0) for row in rows[:-1]]
     assert all(value >= 0 for value in timed) and 0 < sum(timed) <= step_ms
-    assert "| conv2 " in capsys.readouterr().out
 
 
-def test_training_rows_give_each_run_and_the_medians():
-    runs = [(5.0, 4.0, 10.0), (6.0, 3.0, 5.0), (5.5, 4.4, 8.0)]
-    rows = bench._train_rows(32, "50000", runs)
-    assert [row[0] for row in rows] == ["32 (run 1)", "32 (run 2)", "32 (run 3)", "32 (median of 3)"]
-    assert rows[1][2:7] == ["6.0", "3.0", "5.0", "1.20", "0.60"]
-    # Medians of the times, and of the ratios measured within each run.
-    assert rows[3][2:7] == ["5.5", "4.0", "8.0", "0.69", "0.55"]
-    assert [row[8] for row in rows] == ["", "", "", "no (1.10x over)"]
+def test_profile_of_training_steps_names_the_work():
+    stats, text = bench.profile_train_step("lenet5", steps=3, batch=8, top=5)
+    profiled = {name for _, _, name in stats.stats}
+    assert {"loss_and_grads", "conv_forward", "conv_backward", "step"} <= profiled
+    assert "function calls in" in text
 
 
-def test_training_rows_judge_the_faster_trainer_unrounded():
-    [row] = bench._train_rows(128, "6400 (scaled to 50000)", [(4.0, 2.52, 5.0)])
-    assert row[0] == "128" and row[5:] == ["0.80", "0.50", "<= 0.5", "no (1.01x over)"]
-    [row] = bench._train_rows(32, "50000", [(2.0, 9.0, 5.0)])
-    assert row[7:] == ["<= 0.5", "yes"]
+def measurement(numpy_s, keras_s, numpy_rss=100e6, keras_rss=200e6):
+    return {"numpy": numpy_s, "keras": keras_s, "numpy_rss": numpy_rss, "keras_rss": keras_rss}
+
+
+def test_training_row_gives_the_medians_of_the_runs():
+    runs = [measurement(5.0, 10.0), measurement(6.0, 5.0, 300e6), measurement(5.5, 8.0)]
+    row = bench.train_row("mlp", 128, "rmsprop", "all", runs, 1.0)
+    # Medians of the times, and of the ratios measured within each run: 0.5, 1.2, 0.6875.
+    assert row[4:9] == ["5.5", "8.0", "0.69", "<= 1", "yes"]
+    assert row[9:] == ["300", "200"]
+    row = bench.train_row("mlp", 128, "rmsprop", "all", [measurement(3.0, 2.0)], 1.0)
+    assert row[6:9] == ["1.50", "<= 1", "no (1.50x over)"]
+    assert bench.train_row("lenet5", 32, "adam", "all", runs, None)[7:9] == ["", ""]
 
 
 def test_bench_train_rejects_a_bad_number_of_runs():
     with pytest.raises(ValueError, match="runs must be a positive integer, received 0"):
         bench.bench_train(runs=0)
+
+
+@pytest.mark.parametrize("model, batch, optimizer", [
+    ("mnist-cnn", 64, "rmsprop"), ("mlp", 128, "rmsprop"), ("cifar-cnn", 32, "rmsprop"),
+    ("lenet5", 32, "adam")])
+def test_train_setting_is_the_course_batch_and_the_spec_optimizer(model, batch, optimizer):
+    spec, got_batch, got_optimizer = bench.train_setting(model)
+    assert (spec["name"], got_batch, got_optimizer) == (model, batch, optimizer)
+    assert bench.train_setting(model, 16, "sgd")[1:] == (16, "sgd")
+
+
+def test_bench_images_are_cifar_sized_for_the_colour_model():
+    X, Y, source = bench.bench_images((32, 32, 3), 10)
+    assert X.shape == (45000, 32, 32, 3) and X.dtype == "float32" and Y.shape == (45000,)
+    assert source == "synthetic 32x32x3" and set(np.unique(Y)) == set(range(10))
+
+
+def test_numpy_stepper_takes_the_optimizer_steps_of_a_hand_loop():
+    """The stepper's plain loop equals loss_and_grads + step written out, batch by batch."""
+    from convnet.optim import make_optimizer
+    from convnet.sequential import Sequential
+    from convnet.zoo import load_spec
+    rng = np.random.default_rng(1)
+    X, Y = rng.random((10, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 10)
+    stepper = bench.NumpyStepper("mlp", 4, "rmsprop", seed=3)
+    reference = Sequential(load_spec("mlp"), seed=3)
+    optimizer = make_optimizer("rmsprop", reference.parameters())
+    order = np.random.default_rng(3).permutation(10)
+    stepper.train(X, Y)
+    with blas_threads(1):   # the stepper's setting, so that the rounding is the same
+        for start in range(0, 10, 4):
+            batch = order[start:start + 4]
+            optimizer.step(reference.loss_and_grads(X[batch], Y[batch])[1])
+    for got, expected in zip(stepper.model.parameters(), reference.parameters()):
+        np.testing.assert_array_equal(got, expected)
+
+
+TINY_SPEC = {"name": "tiny", "optimizer": "sgd", "layers": [
+    {"layer": "Input", "shape": [8, 8, 1]},
+    {"layer": "Conv2D", "filters": 2, "kernel": 3, "activation": "relu"},
+    {"layer": "Flatten"},
+    {"layer": "Dense", "units": 3, "activation": "softmax"}]}
+
+
+@pytest.mark.slow
+def test_measure_epoch_times_both_trainers_and_scales_to_the_epoch():
+    result = bench.measure_epoch(TINY_SPEC, 16, "sgd", count=64, total=1000, segments=2)
+    assert set(result) == {"numpy", "keras", "numpy_rss", "keras_rss", "numpy_rss_ready",
+                           "keras_rss_ready"}
+    assert result["numpy"] > 0 and result["keras"] > 0
+    assert result["numpy_rss"] >= result["numpy_rss_ready"] > 10e6
+    # TensorFlow's libraries alone take more memory than the NumPy process.
+    assert result["keras_rss"] > result["numpy_rss"]
 
 
 def test_ratio_row_judges_the_task_file_on_the_slower_thread_setting():

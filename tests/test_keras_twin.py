@@ -1,4 +1,7 @@
 """The NumPy Sequential models against their Keras twins: probabilities, BN statistics, gradients."""
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,14 @@ K = tf.keras
 
 from convnet.keras_twin import from_keras, keras_loss_and_grads, to_keras
 
+
+def load_task_file(name):
+    """Import the task file ``0x07-cnn/NAME.py`` as it stands, under a private module name."""
+    path = Path(__file__).resolve().parents[1] / "0x07-cnn" / f"{name}.py"
+    loader_spec = importlib.util.spec_from_file_location(f"task_{name.replace('-', '_')}", path)
+    module = importlib.util.module_from_spec(loader_spec)
+    loader_spec.loader.exec_module(module)
+    return module
 
 def images_for(model, mnist, count, seed=0):
     """MNIST validation images for 28x28x1 models, uniform [0, 1] images otherwise."""
@@ -85,8 +96,7 @@ def test_from_keras_reads_a_functional_model_written_as_the_course_does():
 
 
 def test_from_keras_reads_the_task_5_model(mnist):
-    from convnet.lenet5_keras import lenet5
-    keras_model = lenet5(K.Input((28, 28, 1)))
+    keras_model = load_task_file("5-lenet5").lenet5(K.Input((28, 28, 1)))
     model = from_keras(keras_model)
     assert model.summary().total == 61706
     # Task 5 builds exactly the zoo's lenet5: layers, names, shapes, activations.

@@ -215,21 +215,12 @@ def test_imports_like_the_curriculum_and_is_documented(name):
     assert not missing, f"{name}: no docstring on {', '.join(missing)}"
 
 
-# ---------------------------------------------------------------- standalone copies
-PACKAGE_COPIES = {"4-lenet5.py": "convnet/lenet5_tf1.py", "5-lenet5.py": "convnet/lenet5_keras.py"}
-
-
+# ---------------------------------------------------------------- real files
+# Tasks 4 and 5 are checked against the zoo's lenet5 spec in test_lenet5_tf.py.
 @pytest.mark.parametrize("name", TASK_FILES)
 def test_task_files_are_real_files(name):
     path = existing(name)
     assert path.is_file() and not path.is_symlink(), f"{name} must be a real file, not a link"
-
-
-@pytest.mark.parametrize("name, original", PACKAGE_COPIES.items())
-def test_lenet5_task_files_equal_the_package_modules(name, original):
-    """The package's TensorFlow trainers import the originals: the copies must not drift."""
-    assert existing(name).read_bytes() == (TASK_DIR.parent / original).read_bytes(), (
-        f"{name} differs from {original}: copy {original} over it")
 
 
 def test_task_6_review_and_its_figure_are_in_the_folder():

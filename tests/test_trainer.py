@@ -255,14 +255,6 @@ def test_resume_after_interruption_in_the_first_epoch(small_mnist, tmp_path, mon
     assert np.array_equal(*histories)   # epoch 0 recorded once
 
 
-def test_profile_of_training_steps_runs(capsys):
-    from convnet.bench import profile_train_step
-    stats = profile_train_step(steps=3, batch=8, top=5)
-    profiled = {name for _, _, name in stats.stats}
-    assert {"loss_and_grads", "conv_forward", "conv_backward", "step"} <= profiled
-    assert "function calls in" in capsys.readouterr().out
-
-
 # ---------------------------------------------------------------- training processes
 @pytest.mark.parametrize("processes, batch", [(2, 10), (3, 7), (2, 1), (3, 4)])
 def test_training_processes_take_the_whole_batch_steps(processes, batch):
