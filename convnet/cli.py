@@ -266,7 +266,8 @@ def _run_train(args):
         numpy_only.append(("--optimizer", args.optimizer, None))
     for option, value, unset in numpy_only:
         if args.backend != "numpy" and value != unset:
-            raise BadOptionError(f"{option} is not available with --backend {args.backend}")
+            raise BadOptionError(f"{option} is not available with {args.backend}: "
+                                 f"--backend {args.backend} does not use it")
     if args.backend == "tf1":
         if args.model != "lenet5":
             raise BadOptionError(f"--backend tf1 trains lenet5 only, received --model "

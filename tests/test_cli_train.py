@@ -432,9 +432,8 @@ def test_the_course_models_train_on_their_datasets(model, name, tmp_path, capsys
 
 @pytest.mark.parametrize("options, message", [
     (["--optimizer", "adam", "--momentum", "0.9"], "--momentum is used with --optimizer sgd"),
-    (["--backend", "keras", "--momentum", "0.9"], "--momentum is not available with --backend "
-                                                  "keras"),
-    (["--backend", "tf1", "--keep", "best"], "--keep is not available with --backend tf1"),
+    (["--backend", "keras", "--momentum", "0.9"], "--momentum is not available with keras"),
+    (["--backend", "tf1", "--keep", "best"], "--keep is not available with tf1"),
 ])
 def test_optimizer_options_that_do_not_apply_are_refused(options, message, small_mnist,
                                                          tmp_path, capsys):

@@ -220,7 +220,7 @@ def test_train_command_trains_a_spec_file(tmp_path, capsys, mnist):
      "--model cifar-cnn takes 32x32x3 images, but --dataset mnist has 28x28x1 images"),
     (["--backend", "tf1", "--model", "mlp"], "--backend tf1 trains lenet5 only"),
     (["--backend", "tf1", "--optimizer", "sgd"],
-     "--optimizer is not available with --backend tf1"),
+     "--optimizer is not available with tf1"),
     (["--backend", "keras", "--model", "alexnet"], "--model alexnet: model must be one of lenet5"),
 ])
 def test_train_command_refuses_a_model_that_does_not_fit(tmp_path, capsys, arguments, message,
