@@ -61,6 +61,7 @@ import numpy as np
 
 from convnet.checks import check_count
 from convnet.errors import BadOptionError, UserError
+from convnet.memory import views_like
 
 # The micro-batch to ask for when the weights must not depend on the number of
 # processes: LeNet-5's batch of 32 makes two, one per rank of a two-rank job
@@ -399,8 +400,8 @@ class DataParallel:
         self._size = sum(param.size for param in self.params)
         self._total = np.zeros(self._size, self.dtype)
         self._scratch = np.zeros(self._size, self.dtype)
-        self._total_views = self._views(self._total)
-        self._scratch_views = self._views(self._scratch)
+        self._total_views = views_like(self._total, self.params)
+        self._scratch_views = views_like(self._scratch, self.params)
         # A row per micro-batch: the flat gradient, padding to 8 bytes, then
         # two float64 numbers (the mean loss, and 1 if the rank failed).
         itemsize = self.dtype.itemsize
@@ -413,14 +414,6 @@ class DataParallel:
             self._mpi_type = from_numpy_dtype(self.dtype)
             self._in_place = MPI.IN_PLACE
             self._synchronise()
-
-    def _views(self, flat):
-        """Split a flat buffer into views shaped like the parameters."""
-        views, offset = [], 0
-        for param in self.params:
-            views.append(flat[offset:offset + param.size].reshape(param.shape))
-            offset += param.size
-        return views
 
     def _synchronise(self):
         """Give every rank rank 0's parameters and optimiser state (say, a resumed run's)."""

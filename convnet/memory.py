@@ -72,3 +72,24 @@ def aligned_zeros(count, dtype):
     start = (-buffer.ctypes.data % ALIGNMENT) // dtype.itemsize
     return buffer[start:start + count]
 
+
+def views_like(flat, arrays):
+    """Split ``flat`` into consecutive views shaped like ``arrays``, in order.
+
+    Parameters
+    ----------
+    flat : ndarray of shape (n,)
+        A buffer at least as long as all of ``arrays`` together.
+    arrays : sequence of ndarray
+        Arrays whose shapes the views take.
+
+    Returns
+    -------
+    list of ndarray
+        Views into ``flat`` (no copies), one per array.
+    """
+    views, offset = [], 0
+    for array in arrays:
+        views.append(flat[offset:offset + array.size].reshape(array.shape))
+        offset += array.size
+    return views

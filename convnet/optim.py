@@ -39,7 +39,7 @@ import numbers
 
 import numpy as np
 
-from convnet.memory import aligned_zeros, shared_zeros
+from convnet.memory import aligned_zeros, shared_zeros, views_like
 
 
 def _check_real(name, value, low, high, low_open=False, high_open=False):
@@ -87,9 +87,9 @@ class _FlatOptimizer:
         dtype = dtypes.pop() if dtypes else np.float32
         size = sum(param.size for param in self.params)
         self._flat = {slot: shared_zeros(size, dtype) for slot in self._slot_names()}
-        self._slots = {slot: self._views(flat) for slot, flat in self._flat.items()}
+        self._slots = {slot: views_like(flat, self.params) for slot, flat in self._flat.items()}
         self._grad, self._scratch = aligned_zeros(size, dtype), aligned_zeros(size, dtype)
-        self._updates = self._views(self._scratch)
+        self._updates = views_like(self._scratch, self.params)
 
     def _slot_names(self):
         """Names of the per-parameter state buffers, also the keys' stems in ``state()``."""
@@ -98,14 +98,6 @@ class _FlatOptimizer:
     def slot_names(self):
         """Return the names of the state buffers kept per parameter (Adam: ``("m", "v")``)."""
         return tuple(self._slot_names())
-
-    def _views(self, flat):
-        """Split a flat buffer into views shaped like the parameters."""
-        views, offset = [], 0
-        for param in self.params:
-            views.append(flat[offset:offset + param.size].reshape(param.shape))
-            offset += param.size
-        return views
 
     def config(self):
         """Return ``{"name": ..., hyper-parameter: value, ...}``; ``make_optimizer`` accepts it."""

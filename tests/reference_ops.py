@@ -20,16 +20,19 @@ TASK_FUNCTIONS = {"0-conv_forward": "conv_forward", "1-pool_forward": "pool_forw
                   "2-conv_backward": "conv_backward", "3-pool_backward": "pool_backward"}
 
 
+def load_task_file(name, folder=TASK_DIR):
+    """Import the task file ``folder/NAME.py`` as it stands, under a private module name."""
+    spec = importlib.util.spec_from_file_location("task_" + name.replace("-", "_"),
+                                                  Path(folder) / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_task_functions(folder=TASK_DIR):
     """The four functions of the task files 0-3, each imported from its file in folder."""
-    functions = {}
-    for name, function in TASK_FUNCTIONS.items():
-        spec = importlib.util.spec_from_file_location("task_" + name.replace("-", "_"),
-                                                      Path(folder) / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        functions[function] = getattr(module, function)
-    return SimpleNamespace(**functions)
+    return SimpleNamespace(**{function: getattr(load_task_file(name, folder), function)
+                              for name, function in TASK_FUNCTIONS.items()})
 
 
 def numerical_gradient(loss, x, eps=1e-6):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reference_ops import load_task_file
 
 from convnet import architectures as arch
 from convnet.cli import main
@@ -25,14 +26,6 @@ DRAW_SCRIPT = ROOT / "docs" / "figures" / "draw_alexnet.py"
 
 
 # ---------------------------------------------------------------- parameter counts by hand
-
-def load_task_file(name):
-    """Import the task file ``0x07-cnn/NAME.py`` as it stands, under a private module name."""
-    path = Path(__file__).resolve().parents[1] / "0x07-cnn" / f"{name}.py"
-    loader_spec = importlib.util.spec_from_file_location(f"task_{name.replace('-', '_')}", path)
-    module = importlib.util.module_from_spec(loader_spec)
-    loader_spec.loader.exec_module(module)
-    return module
 
 def test_lenet5_parameters_match_the_formulas_layer_by_layer():
     by_hand = {

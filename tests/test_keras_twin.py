@@ -1,9 +1,7 @@
 """The NumPy Sequential models against their Keras twins: probabilities, BN statistics, gradients."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from reference_ops import load_task_file
 
 from convnet.sequential import Sequential
 from convnet.zoo import NAMES, load_spec
@@ -13,14 +11,6 @@ K = tf.keras
 
 from convnet.keras_twin import from_keras, keras_loss_and_grads, to_keras
 
-
-def load_task_file(name):
-    """Import the task file ``0x07-cnn/NAME.py`` as it stands, under a private module name."""
-    path = Path(__file__).resolve().parents[1] / "0x07-cnn" / f"{name}.py"
-    loader_spec = importlib.util.spec_from_file_location(f"task_{name.replace('-', '_')}", path)
-    module = importlib.util.module_from_spec(loader_spec)
-    loader_spec.loader.exec_module(module)
-    return module
 
 def images_for(model, mnist, count, seed=0):
     """MNIST validation images for 28x28x1 models, uniform [0, 1] images otherwise."""

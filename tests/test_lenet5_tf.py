@@ -10,7 +10,6 @@ from the zoo's spec, and the tests hold the two to the same layers, shapes,
 initialisers and parameter counts.
 """
 import ast
-import importlib.util
 import json
 import math
 import os
@@ -24,6 +23,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
+from reference_ops import load_task_file
+
 from convnet import tf_training
 from convnet.keras_twin import from_keras
 from convnet.sequential import Sequential
@@ -33,14 +34,6 @@ tf1 = tf.compat.v1
 ROOT = Path(__file__).resolve().parents[1]
 TASK_DIR = ROOT / "0x07-cnn"
 
-
-def load_task_file(name):
-    """Import the task file ``0x07-cnn/NAME.py`` as it stands, under a private module name."""
-    loader_spec = importlib.util.spec_from_file_location(f"task_{name.replace('-', '_')}",
-                                                         TASK_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(loader_spec)
-    loader_spec.loader.exec_module(module)
-    return module
 
 
 tf1_lenet5 = load_task_file("4-lenet5").lenet5
