@@ -69,10 +69,7 @@ def non_negative_int(text):
 
 def positive_float(text):
     """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, received {text!r}") from None
+    value = _float(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, received {text}")
     return value
@@ -89,10 +86,7 @@ def seed_int(text):
 
 def unit_float(text):
     """argparse type: a float in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, received {text!r}") from None
+    value = _float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1), received {text}")
     return value
@@ -103,6 +97,13 @@ def _int(text):
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer, received {text!r}") from None
+
+
+def _float(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, received {text!r}") from None
 
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "happy", "signs")
