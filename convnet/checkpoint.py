@@ -134,6 +134,8 @@ def _run_members():
         members[key] = Member((), "iu")
     members["lr"] = Member((), "f", finite=True)
     members["dataset"] = Member((), "U")
+    # How the steps were shared (``convnet.distributed.rule_of``); older checkpoints lack it.
+    members["rule"] = Member((), "U")
     for key in HISTORY_KEYS + ("epoch_seconds",):
         members[f"history_{key}"] = Member(None, "f")
     return members
@@ -522,6 +524,7 @@ def read_training_state(path):
     return {"spec": contents.spec, "weights": {name: arrays[name] for name in shapes},
             "optimizer": contents.optimizer, "optimizer_state": optimizer_state,
             "epoch": epoch, "settings": {key: values[key] for key in RUN_SETTINGS},
+            "rule": str(arrays["rule"].item()) if "rule" in arrays else None,
             "history": history, "class_names": tuple(str(item) for item in arrays["class_names"])}
 
 
@@ -554,6 +557,8 @@ def write(path, model, optimizer, epoch, settings, history, class_names):
     arrays["epoch"] = np.int64(epoch)
     for key in RUN_SETTINGS:
         arrays[key] = np.asarray(settings[key])
+    if settings.get("rule") is not None:
+        arrays["rule"] = np.asarray(str(settings["rule"])[:MAX_NAME])
     for key, values in history.items():
         arrays[f"history_{key}"] = np.asarray(values, dtype=np.float64)
     storage.save_npz(path, **arrays)

@@ -35,11 +35,12 @@ from pathlib import Path
 
 from convnet.errors import BadOptionError, UserError
 
-# The NumPy trainer splits each batch over two processes unless told
-# otherwise: an epoch takes about 0.7 of one process's time on two cores.
-# On one processor the two take turns (neither waits by spinning): the
-# same numbers, only slower.
-DEFAULT_PROCESSES = 2
+# Set for the ranks of a job that `convnet train --processes N` starts: the run folder
+# it already holds for them, so that rank 0 writes there without claiming it again.
+LAUNCHED_RUN = "CONVNET_LAUNCHED_RUN"
+# The rank of this process and the size of its MPI job, once `convnet train` joined one:
+# errors and messages depend on them (see ``_report``).
+_JOB = {"rank": 0, "size": 1}
 # Seeds are stored in checkpoints and passed to NumPy and TensorFlow, which all take 32 bits.
 SEED_LIMIT = 2 ** 32
 # Exit statuses (see the module's docstring).
@@ -231,10 +232,16 @@ def _configure_train(parser):
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="train on only the first N training images")
     parser.add_argument("--processes", type=positive_int, default=None,
-                        help="numpy backend: processes sharing each training step (default "
-                             f"{DEFAULT_PROCESSES}: each batch split over two cores; 1 "
-                             "trains in this process alone, with slightly different rounding; "
-                             "a model with BatchNormalization trains in one process)")
+                        help="numpy backend: MPI processes sharing each training step "
+                             "(default: one per processor idle now, at most one per 16 "
+                             "images of a batch; a model with BatchNormalization trains in "
+                             "one process). Under mpiexec, leave it out: the job's ranks share "
+                             "the steps")
+    parser.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
+                        help="numpy backend: cut each batch into micro-batches of N images, "
+                             "added in a fixed order, so that one seed gives the same weights "
+                             "whatever --processes (slower on one process; default: one "
+                             "slice of each batch per process)")
     parser.add_argument("--serve", action="store_true",
                         help="numpy backend: stream the loss, accuracy and first-layer filters "
                              "to the page of `convnet serve` (Watch training) on 127.0.0.1")
@@ -246,12 +253,14 @@ def _configure_train(parser):
 
 def _check_processes(processes):
     """Refuse more training processes than this machine runs at once (two always allowed)."""
-    from convnet.parallel import available_processors
+    from convnet.distributed import available_processors
     processors = available_processors()
-    if processes > max(processors, DEFAULT_PROCESSES):
+    most = max(processors, 2)
+    if processes > most:
         raise BadOptionError(f"--processes {processes} is more than this machine can run at "
                              f"once: {processors} processor{'s' if processors > 1 else ''} "
-                             f"available, so at most {max(processors, DEFAULT_PROCESSES)}")
+                             f"available, so at most {most} (more hosts: see "
+                             "docs/distributed.md)")
 
 
 def _run_train(args):
@@ -262,7 +271,8 @@ def _run_train(args):
         raise BadOptionError("--resume is available with --backend numpy only")
     if args.serve and args.backend != "numpy":
         raise BadOptionError("--serve is available with --backend numpy only")
-    numpy_only = [("--momentum", args.momentum, None), ("--keep", args.keep, "last")]
+    numpy_only = [("--momentum", args.momentum, None), ("--keep", args.keep, "last"),
+                  ("--processes", args.processes, None), ("--micro-batch", args.micro_batch, None)]
     if args.backend == "tf1":
         numpy_only.append(("--optimizer", args.optimizer, None))
     for option, value, unset in numpy_only:
@@ -278,17 +288,43 @@ def _run_train(args):
                                  "tf1, which trains LeNet-5 on 28x28x1 images")
         if args.lr is None:
             args.lr = 1e-3   # Adam's default, task 4's optimizer
+    from convnet import distributed, runfolder
+    if args.backend == "numpy" and distributed.in_mpi_job():
+        return _train_as_rank(args)
     if args.processes is not None:
         _check_processes(args.processes)
-    from convnet import runfolder
     with runfolder.claim(args.out, resume=args.resume, overwrite=args.overwrite) as stale:
-        if stale:
-            print(f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} left "
-                  f"in {args.out} by an interrupted write", flush=True)
+        _say_removed(args, stale)
         if args.backend == "numpy":
-            train_cli(args)
-        else:
-            train_tf_cli(args)
+            return train_cli(args)
+        train_tf_cli(args)
+    return 0
+
+
+def _say_removed(args, stale):
+    if stale:
+        print(f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} left "
+              f"in {args.out} by an interrupted write", flush=True)
+
+
+def _train_as_rank(args):
+    """``convnet train`` in a rank of an MPI job: share the steps; rank 0 writes.
+
+    Rank 0 claims the run folder, unless the ``convnet train`` that started
+    the job holds it already (``LAUNCHED_RUN``); the other ranks never write.
+    """
+    from convnet import distributed, runfolder
+    comm = distributed.world()
+    _JOB.update(rank=comm.Get_rank(), size=comm.Get_size())
+    if args.processes is not None and args.processes != _JOB["size"]:
+        raise BadOptionError(f"--processes {args.processes} differs from the {_JOB['size']} "
+                             "ranks of this MPI job: leave --processes out under mpiexec")
+    launched = os.environ.get(LAUNCHED_RUN) == str(Path(args.out).resolve())
+    if _JOB["rank"] != 0 or launched:
+        return train_cli(args, comm=comm)
+    with runfolder.claim(args.out, resume=args.resume, overwrite=args.overwrite) as stale:
+        _say_removed(args, stale)
+        return train_cli(args, comm=comm)
 
 
 def _zoo_names():
@@ -470,72 +506,143 @@ def _run_filters(args):
 
 
 # ---------------------------------------------------------------- the NumPy engine's commands
-def _processes_for(model, asked):
-    """The number of training processes: ``asked``, or the default for this model."""
+def _processes_for(model, args):
+    """The number of training processes: ``--processes``, or the default for this model now."""
+    from convnet import distributed
     if model.has_batch_normalization:
-        if asked is not None and asked > 1:
-            raise BadOptionError(f"--processes {asked}: model {model.spec['name']} has "
+        if args.processes is not None and args.processes > 1:
+            raise BadOptionError(f"--processes {args.processes}: model {model.spec['name']} has "
                                  "BatchNormalization, whose batch statistics need the whole "
                                  "batch; it trains in one process (pass --processes 1)")
+        if args.micro_batch is not None:
+            raise BadOptionError(f"--micro-batch {args.micro_batch}: model "
+                                 f"{model.spec['name']} has BatchNormalization, whose batch "
+                                 "statistics need each batch whole")
         return 1
-    return DEFAULT_PROCESSES if asked is None else asked
+    if args.processes is not None:
+        return args.processes
+    return distributed.default_processes(args.batch_size, args.micro_batch)
 
 
-def train_cli(args, progress=True):
-    """Run ``convnet train --backend numpy``.
+class _NumpyRun:
+    """Everything a NumPy training needs, built and checked before it starts."""
+
+    def __init__(self, args, processes=None, read_checkpoint=True):
+        from convnet import data, distributed, trainer
+        spec = _load_model_spec(args.model)
+        try:
+            self.model = model = trainer.build_model(spec, seed=args.seed)
+        except ValueError as error:
+            raise BadOptionError(f"--model {args.model}: {error}") from None
+        self.processes = _processes_for(model, args) if processes is None else processes
+        self.rule = distributed.rule_of(self.processes, args.micro_batch,
+                                        model.has_batch_normalization)
+        arrays = data.load_dataset(args.dataset, args.data, args.limit)
+        self.train, self.valid, self.test = arrays[0:2], arrays[2:4], arrays[4:6]
+        self.class_names = data.class_names(args.dataset)
+        trainer.check_model_fits(model, args.dataset, self.train[0].shape[1:],
+                                 len(self.class_names))
+        trainer.check_not_empty(args, [("training", self.train[0]),
+                                       ("validation", self.valid[0]), ("test", self.test[0])])
+        optimizer_name = args.optimizer or model.spec["optimizer"] or "adam"
+        self.optimizer = trainer.make_run_optimizer(model, optimizer_name, args.lr,
+                                                    args.momentum)
+        self.out = Path(args.out)
+        self.checkpoint = self.out / trainer.CHECKPOINT_NAME
+        self.settings = {"seed": args.seed, "batch_size": args.batch_size,
+                         "lr": self.optimizer.lr, "dataset": args.dataset,
+                         "train_size": len(self.train[0]), "rule": self.rule}
+        self.start_epoch, self.history = 0, None
+        if args.resume and read_checkpoint:
+            self.start_epoch, self.history = trainer.resume(self.checkpoint, model,
+                                                            self.optimizer, self.settings)
+
+
+def _kept(checkpoint):
+    """What a stopped run leaves: the epoch ``checkpoint`` holds, and how to go on."""
+    from convnet import checkpoint as checkpoints
+    from convnet.errors import BadCheckpointError
+    try:
+        epoch = checkpoints.read_training_state(checkpoint)["epoch"]
+    except BadCheckpointError:
+        return "nothing was saved yet: run the command again"
+    return f"{checkpoint} holds epoch {epoch}: train again with --resume to continue from there"
+
+
+def train_cli(args, progress=True, comm=None):
+    """Run ``convnet train --backend numpy``; return the exit status.
 
     ``args`` has model, dataset, data, epochs, batch_size, optimizer, lr,
-    momentum, seed, out, resume, keep, limit and processes. Everything the
-    run reads (data, and with ``resume`` the whole checkpoint) is checked
-    before the first line is printed. Prints one line per epoch in task 4's
-    format, the final validation and test accuracy and where the files are.
-    Writes in ``args.out``, after every epoch and atomically:
-    ``checkpoint.npz``, with ``--keep best`` ``best.npz`` when the epoch is
-    the best so far, then ``history.json``; at the end ``history.png``.
+    momentum, seed, out, resume, keep, limit, processes, micro_batch and
+    argv (the command line). Everything the run reads (data, and with
+    ``resume`` the whole checkpoint) is checked before the first line is
+    printed. With more than one process, the same command line is then run
+    as an MPI job of that many ranks (``convnet.distributed.launch``);
+    ``comm`` is that job's communicator in its ranks. Prints one line per
+    epoch in task 4's format, the final validation and test accuracy and
+    where the files are. Writes in ``args.out``, after every epoch and
+    atomically: ``checkpoint.npz``, with ``--keep best`` ``best.npz`` when
+    the epoch is the best so far, then ``history.json``; at the end
+    ``history.png``.
     """
-    from pathlib import Path
+    from convnet import distributed
+    if comm is None:
+        run = _NumpyRun(args)
+        if run.processes > 1:
+            processes = run.processes
+            del run   # the ranks load their own copy of the data
+            try:
+                return distributed.launch(args.argv, processes,
+                                          env={LAUNCHED_RUN: str(Path(args.out).resolve())})
+            except distributed.DistributedJobError as error:
+                from convnet import trainer
+                raise distributed.DistributedJobError(
+                    f"{error}; {_kept(Path(args.out) / trainer.CHECKPOINT_NAME)}") from None
+    else:
+        run = _NumpyRun(args, processes=comm.Get_size(), read_checkpoint=comm.Get_rank() == 0)
+    _train_numpy(args, run, progress, comm)
+    return 0
 
+
+def _train_numpy(args, run, progress, comm):
+    """Train ``run`` alone or as a rank of ``comm``; the writer prints and writes."""
     import numpy as np
 
-    from convnet import data, parallel, trainer
+    from convnet import distributed, trainer
     from convnet.errors import TrainingDivergedError
     from convnet.threads import blas_threads
 
-    spec = _load_model_spec(args.model)
-    try:
-        model = trainer.build_model(spec, seed=args.seed)
-    except ValueError as error:
-        raise BadOptionError(f"--model {args.model}: {error}") from None
-    processes = _processes_for(model, args.processes)
-    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
-        args.dataset, args.data, args.limit)
-    names = data.class_names(args.dataset)
-    trainer.check_model_fits(model, args.dataset, X_train.shape[1:], len(names))
-    trainer.check_not_empty(args, [("training", X_train), ("validation", X_valid),
-                                   ("test", X_test)])
-    optimizer_name = args.optimizer or model.spec["optimizer"] or "adam"
-    optimizer = trainer.make_run_optimizer(model, optimizer_name, args.lr, args.momentum)
-    out = Path(args.out)
-    checkpoint = out / trainer.CHECKPOINT_NAME
-    settings = {"seed": args.seed, "batch_size": args.batch_size, "lr": optimizer.lr,
-                "dataset": args.dataset, "train_size": len(X_train)}
-    start_epoch, history = 0, None
+    if comm is not None and comm.Get_size() > 1:
+        run.start_epoch, run.history = comm.bcast((run.start_epoch, run.history), root=0)
+    model, optimizer, out, checkpoint = run.model, run.optimizer, run.out, run.checkpoint
+    steps = distributed.DataParallel(model, optimizer, comm=comm, micro_batch=args.micro_batch,
+                                     seed=args.seed)
+    writer = steps.is_writer
+
+    def say(line):
+        if writer:
+            print(line, flush=True)
+
     if args.resume:
-        start_epoch, history = trainer.resume(checkpoint, model, optimizer, settings)
         # A run killed between its checkpoint and history.json left the copy behind.
-        trainer.write_history(out, history)
-        print(f"resuming from {checkpoint} after epoch {start_epoch}", flush=True)
-    print(f"training {model.spec['name']} (numpy) on {len(X_train)} {args.dataset} images, "
-          f"{trainer.epochs_text(args.epochs)}, batch {args.batch_size}, {optimizer.name} "
-          f"lr {optimizer.lr:g}, seed {args.seed}, "
-          f"{processes} process{'es' if processes > 1 else ''}", flush=True)
-    if start_epoch >= args.epochs and args.resume:
-        print(f"the checkpoint has already been trained for {trainer.epochs_text(start_epoch)} "
-              f"(asked: {args.epochs}); nothing to train", flush=True)
-    saved = {"epoch": start_epoch if args.resume else None}
+        if writer:
+            trainer.write_history(out, run.history)
+        say(f"resuming from {checkpoint} after epoch {run.start_epoch}")
+    slicing = ("" if args.micro_batch is None
+               else f", micro-batches of {args.micro_batch}")
+    say(f"training {model.spec['name']} (numpy) on {len(run.train[0])} {args.dataset} images, "
+        f"{trainer.epochs_text(args.epochs)}, batch {args.batch_size}, {optimizer.name} "
+        f"lr {optimizer.lr:g}, seed {args.seed}, "
+        f"{run.processes} process{'es' if run.processes > 1 else ''}{slicing}")
+    if run.start_epoch >= args.epochs and args.resume:
+        say(f"the checkpoint has already been trained for "
+            f"{trainer.epochs_text(run.start_epoch)} (asked: {args.epochs}); nothing to train")
+    saved = {"epoch": run.start_epoch if args.resume else None}
+    on_step, server = None, None
 
     def save(epoch, history):
-        trainer.save_checkpoint(checkpoint, model, optimizer, epoch, settings, history, names)
+        trainer.save_checkpoint(checkpoint, model, optimizer, epoch, run.settings, history,
+                                run.class_names)
         saved["epoch"] = epoch
         if args.keep == "best":
             trainer.keep_if_best(checkpoint, epoch, history, out)
@@ -543,48 +650,47 @@ def train_cli(args, progress=True):
         if server is not None and epoch > 0:
             on_step.publish(epoch)   # the page shows each epoch's final weights
 
-    on_step, server = None, None
-    if getattr(args, "serve", False):
+    if getattr(args, "serve", False) and writer:
         from convnet import serve
-        on_step, server = serve.watch_training(model, X_valid, Y_valid, port=args.serve_port,
+        on_step, server = serve.watch_training(model, *run.valid, port=args.serve_port,
                                                every=args.serve_every)
-        print(f"watch the training on {server.url} (Watch training)", flush=True)
+        say(f"watch the training on {server.url} (Watch training)")
     try:
-        history = trainer.fit(model, optimizer, (X_train, Y_train, X_valid, Y_valid),
-                              args.epochs, batch_size=args.batch_size, seed=args.seed,
-                              start_epoch=start_epoch, history=history, on_epoch_end=save,
-                              log=lambda line: print(line, flush=True), progress=progress,
-                              processes=processes, on_step=on_step)
+        history = trainer.fit(model, optimizer, (*run.train, *run.valid), args.epochs,
+                              batch_size=args.batch_size, seed=args.seed,
+                              start_epoch=run.start_epoch, history=run.history,
+                              on_epoch_end=save if writer else None, log=say,
+                              progress=progress and writer, on_step=on_step, steps=steps)
     except TrainingDivergedError as error:
         kept = ("nothing was saved" if saved["epoch"] is None else
                 f"{checkpoint} still holds epoch {saved['epoch']}")
         raise TrainingDivergedError(f"{error}; {kept} (a smaller --lr may help)") from None
-    except parallel.TrainingProcessError as error:
-        if saved["epoch"] is None:
-            kept = "nothing was saved yet: run the command again"
-        else:
-            kept = (f"{checkpoint} holds epoch {saved['epoch']}: train again with --resume "
-                    "to continue from there")
-        raise parallel.TrainingProcessError(f"{error.reason}; {kept}") from None
+    except distributed.DistributedJobError as error:
+        kept = ("nothing was saved yet: run the command again" if saved["epoch"] is None else
+                f"{checkpoint} holds epoch {saved['epoch']}: train again with --resume to "
+                "continue from there")
+        raise distributed.DistributedJobError(f"{error}; {kept}") from None
     finally:
         if server is not None:
             server.stop()
+    with blas_threads(1):
+        [(_, test_accuracy)] = steps.evaluate([run.test])
+    if not writer:
+        return
     # The first entry of the history is the untrained network (epoch 0).
     plot = trainer.save_history_plot(history, out / "history.png", first_epoch=0)
     valid_accuracy = history["val_accuracy"][-1]
-    with blas_threads(1):
-        _, test_accuracy = model.evaluate(X_test, Y_test)
     print(f"validation accuracy {valid_accuracy:.4f}, test accuracy {test_accuracy:.4f}")
     seconds = history["epoch_seconds"]
     if seconds:
         print(f"training time {np.mean(seconds):.1f} s per epoch "
-              f"({len(X_train)} images, batch {args.batch_size})")
+              f"({len(run.train[0])} images, batch {args.batch_size})")
     where = f"checkpoint: {checkpoint}"
     if args.keep == "best":
         best = trainer.best_epoch(history)
         where += f", best: {out / trainer.BEST_NAME} (epoch {best})"
     where += f", history: {out / trainer.HISTORY_NAME}"
-    print(where + (f", plot: {plot}" if plot is not None else ""))
+    print(where + (f", plot: {plot}" if plot is not None else ""), flush=True)
 
 
 def _checkpoint_dataset(args, stored):
@@ -882,6 +988,8 @@ def main(argv=None):
     """Entry point of the ``convnet`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # `convnet train` runs its own command line again as the ranks of an MPI job.
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_tensorflow(args.verbose)
     handler = _SigtermHandler()
     try:
@@ -908,33 +1016,65 @@ def main(argv=None):
 
 
 def _run(args):
-    """Run the sub-command; turn its outcome into messages and an exit status."""
-    from convnet.parallel import TrainingProcessError
+    """Run the sub-command; turn its outcome into messages and an exit status.
+
+    In a rank of an MPI job (see ``_train_as_rank``), an error every rank
+    meets alike at the same step (a diverged training, another rank's
+    failure) is told by rank 0 alone and ends each rank normally. Any other
+    failure is told by the rank that met it, naming the rank, and ends the
+    whole job (``MPI_Abort``): the other ranks would wait for it for ever.
+    The ranks of a job that ``convnet train`` started leave Ctrl-C and
+    SIGTERM for it to tell.
+    """
+    status, collective = _outcome(args)
+    if _JOB["size"] > 1 and status and not collective:
+        from convnet.distributed import abort_job_on_failure
+        abort_job_on_failure(status)
+    return status
+
+
+def _tell(message, collective=False, interruption=False):
+    """Print a one-line outcome on standard error, as the rank of a job should."""
+    rank, size = _JOB["rank"], _JOB["size"]
+    if size > 1:
+        if interruption and LAUNCHED_RUN in os.environ or collective and rank != 0:
+            return
+        if rank != 0:
+            message = message.replace("convnet:", f"convnet (rank {rank} of {size}):", 1)
+    print(message, file=sys.stderr)
+
+
+def _outcome(args):
+    """Run the sub-command; return (exit status, whether every rank of a job ends alike)."""
+    from convnet.distributed import DistributedJobError
+    from convnet.errors import TrainingDivergedError
     try:
-        args.run(args)
+        return args.run(args) or 0, False
     except KeyboardInterrupt:
-        print("convnet: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        _tell("convnet: interrupted", interruption=True)
+        return EXIT_INTERRUPTED, False
     except Terminated:
-        print("convnet: terminated", file=sys.stderr)
-        return EXIT_TERMINATED
+        _tell("convnet: terminated", interruption=True)
+        return EXIT_TERMINATED, False
     except BrokenPipeError:
         # The reader of the output has gone (`convnet ... | head`): stop quietly, as
         # command-line tools do, and keep Python from failing to flush at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
-    except (UserError, TrainingProcessError) as error:
+        return EXIT_BROKEN_PIPE, False
+    except UserError as error:
         if args.debug:
             traceback.print_exc()
-        print(f"convnet: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR if isinstance(error, UserError) else EXIT_TRAINING_PROCESS
+        collective = isinstance(error, (TrainingDivergedError, DistributedJobError))
+        _tell(f"convnet: error: {error}", collective=collective)
+        status = (EXIT_TRAINING_PROCESS if isinstance(error, DistributedJobError)
+                  else EXIT_USER_ERROR)
+        return status, collective
     except Exception as error:  # noqa: BLE001 -- every other error is a bug: show where it is
         traceback.print_exc()
-        print(f"convnet: internal error, a bug in convnet (please report it with the traceback "
-              f"above): {type(error).__name__}: {error}", file=sys.stderr)
-        return EXIT_BUG
-    return 0
+        _tell(f"convnet: internal error, a bug in convnet (please report it with the "
+              f"traceback above): {type(error).__name__}: {error}")
+        return EXIT_BUG, False
 
 
 if __name__ == "__main__":

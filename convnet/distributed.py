@@ -125,16 +125,19 @@ def mpiexec_path():
     return path
 
 
-def launch_command(argv, processes, program=("-m", "convnet.cli")):
-    """Return the command that runs ``python -m convnet.cli *argv`` as ``processes`` MPI ranks.
+def launch_command(argv, processes, program=None):
+    """Return the command that runs ``convnet *argv`` (or ``program``) as ``processes`` MPI ranks.
 
-    ``python -m mpi4py`` runs the program so that a rank stopped by an
-    error ends the whole job (``MPI_Abort``) instead of leaving the others
-    waiting. ``program`` is what follows it: ``("-m", module)`` or a script's path.
+    ``convnet`` itself decides how a failing rank ends the job (see
+    ``abort_job_on_failure``). Any other ``program`` (``("-m", module)`` or
+    a script's path) runs under ``python -m mpi4py``, so that a rank stopped
+    by an uncaught error ends the whole job (``MPI_Abort``) instead of
+    leaving the others waiting.
     """
     check_count("processes", processes)
-    return [str(mpiexec_path()), "-n", str(processes), sys.executable, "-m", "mpi4py",
-            *map(str, program), *map(str, argv)]
+    runner = ["-m", "convnet.cli"] if program is None else ["-m", "mpi4py", *map(str, program)]
+    return [str(mpiexec_path()), "-n", str(processes), sys.executable, *runner,
+            *map(str, argv)]
 
 
 # The banner Hydra prints when a rank dies, and the parts of it worth a line.
@@ -197,11 +200,12 @@ def _describe_failure(banner, status):
     return f"{who} stopped: {what}; every rank of the job was stopped"
 
 
-def launch(argv, processes, output=None, program=("-m", "convnet.cli")):
+def launch(argv, processes, output=None, program=None, env=None):
     """Run ``convnet *argv`` as ``processes`` MPI ranks on this machine; wait for the end.
 
     The ranks' output is passed on as it comes, except the banner ``mpiexec``
-    prints when a rank dies, which becomes the error's one line.
+    prints when a rank dies, which becomes the error's one line. Their
+    standard error is this process's.
 
     Parameters
     ----------
@@ -211,8 +215,10 @@ def launch(argv, processes, output=None, program=("-m", "convnet.cli")):
         Number of ranks, >= 1.
     output : binary file, optional
         Where the ranks' output goes (default: this process's standard output).
-    program : tuple of str
-        What each rank runs (see ``launch_command``).
+    program : tuple of str, optional
+        What each rank runs instead of ``convnet`` (see ``launch_command``).
+    env : dict of str, optional
+        Variables added to this process's environment for the ranks.
 
     Returns
     -------
@@ -227,7 +233,9 @@ def launch(argv, processes, output=None, program=("-m", "convnet.cli")):
     """
     out = output if output is not None else sys.stdout.buffer
     command = launch_command(argv, processes, program)
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as job:
+    environment = None if env is None else dict(os.environ, **env)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          env=environment) as job:
         try:
             banner = _forward(iter(lambda: job.stdout.read1(65536), b""), out)
         except BaseException:   # Ctrl-C, say: Hydra passes it on to every rank
@@ -273,6 +281,13 @@ def idle_processors(window=0.3):
     return processors * (after[0] - before[0]) / total
 
 
+def available_processors():
+    """Return how many processors this process may run on (its affinity, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def processes_for(idle, available, limit):
     """The rule of ``default_processes``: one process per processor at least 3/4 idle.
 
@@ -298,10 +313,7 @@ def default_processes(batch_size=32, micro_batch=None, window=0.3):
     check_count("batch_size", batch_size)
     if micro_batch is not None:
         check_count("micro_batch", micro_batch)
-    if hasattr(os, "sched_getaffinity"):
-        available = len(os.sched_getaffinity(0))
-    else:
-        available = os.cpu_count() or 1
+    available = available_processors()
     if micro_batch is None:
         limit = max(1, batch_size // MIN_SLICE)
     else:
@@ -322,6 +334,20 @@ def _uses_batch_statistics(model):
 def _runs(count, parts):
     """Bounds of ``parts`` contiguous runs of ``count`` items: ``parts + 1`` offsets."""
     return [count * part // parts for part in range(parts + 1)]
+
+
+def rule_of(processes, micro_batch=None, whole_batches=False):
+    """What makes two runs of one seed agree bit for bit, as a string for a checkpoint.
+
+    ``"micro-batch 16"``: any number of ranks with that micro-batch;
+    ``"processes 2"``: that number of processes (``micro_batch=None``);
+    ``"whole batches"``: a model with BatchNormalization, one process.
+    """
+    if whole_batches:
+        return "whole batches"
+    if micro_batch is None:
+        return f"processes {processes}"
+    return f"micro-batch {micro_batch}"
 
 
 def check_same_rule(saved, current):
@@ -426,17 +452,8 @@ class DataParallel:
     # ------------------------------------------------------------ one step
     @property
     def rule(self):
-        """What makes two runs of one seed agree bit for bit, as a string for a checkpoint.
-
-        ``"micro-batch 16"``: any number of ranks with that micro-batch;
-        ``"processes 2"``: that number of processes (``micro_batch=None``);
-        ``"whole batches"``: a model with BatchNormalization, one process.
-        """
-        if self.whole_batches:
-            return "whole batches"
-        if self.micro_batch is None:
-            return f"processes {self.size}"
-        return f"micro-batch {self.micro_batch}"
+        """What makes two runs of one seed agree bit for bit (see ``rule_of``)."""
+        return rule_of(self.size, self.micro_batch, self.whole_batches)
 
     def micro_batches(self, count):
         """Bounds of the micro-batches of a batch of ``count`` images: a list of (start, stop)."""

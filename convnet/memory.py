@@ -1,4 +1,4 @@
-"""Memory for training: freed memory kept, buffers aligned, buffers shared.
+"""Memory for training: freed memory kept, buffers aligned.
 
 **Kept.** A LeNet-5 step allocates and frees arrays of a few hundred kilobytes (the
 activations and window matrices of a batch). By default glibc's ``malloc``
@@ -9,18 +9,12 @@ in: about 70 page faults a step at batch 32, 3 to 14 % of its time on the
 development machine. Keeping that memory instead costs nothing more than
 the peak a step already uses.
 
-**Aligned.** The flat buffers Adam and the training processes sweep (the
-parameters, gradients, moments and scratch space) start on 64-byte
-boundaries, and ``convnet.parallel`` starts each process's share of them on
-one too: the same sweep over a share that started 20 bytes past a boundary
-took 30 % longer.
-
-**Shared.** The parameters, Adam's moments and the processes' gradients are
-in anonymous shared memory, which processes forked later see and update in
-place (``convnet.parallel``).
+**Aligned.** The flat buffers the optimisers and the data-parallel steps
+sweep (the parameters, gradients, moments and scratch space) start on 64-byte
+boundaries: the same sweep over a buffer that started 20 bytes past a
+boundary took 30 % longer.
 """
 import ctypes
-import mmap
 
 import numpy as np
 
@@ -55,13 +49,6 @@ def keep_freed_memory():
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return (mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) == 1
             and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1)
-
-
-def shared_zeros(count, dtype):
-    """Return ``count`` zeros of ``dtype`` in anonymous shared memory (page-aligned)."""
-    dtype = np.dtype(dtype)
-    memory = mmap.mmap(-1, max(count * dtype.itemsize, 1))
-    return np.frombuffer(memory, dtype=dtype, count=count)
 
 
 def aligned_zeros(count, dtype):

@@ -29,9 +29,8 @@ SGD (the velocity holds the *negative* step)::
     param += momentum * vel - lr * g              (nesterov)
 
 The state of every optimiser lives in flat buffers (the parameters flattened
-and joined in order) allocated once, in anonymous shared memory, so processes
-forked later can each update a part of them (``convnet.parallel`` calls
-``flat_update`` on its share).
+and joined in order) allocated once: a step runs each formula once over every
+parameter instead of once per array, and allocates nothing.
 """
 import inspect
 import math
@@ -39,7 +38,7 @@ import numbers
 
 import numpy as np
 
-from convnet.memory import aligned_zeros, shared_zeros, views_like
+from convnet.memory import aligned_zeros, views_like
 
 
 def _check_real(name, value, low, high, low_open=False, high_open=False):
@@ -72,7 +71,7 @@ class _FlatOptimizer:
     """Shared machinery: flat state buffers, ``step``, ``state`` and ``load_state``.
 
     A subclass sets ``name``, lists the state it keeps per parameter in
-    ``_slot_names()`` and computes one update in ``flat_update``.
+    ``_slot_names()`` and computes one update in ``_update``.
     """
 
     name = ""
@@ -86,7 +85,7 @@ class _FlatOptimizer:
         self.iterations = 0
         dtype = dtypes.pop() if dtypes else np.float32
         size = sum(param.size for param in self.params)
-        self._flat = {slot: shared_zeros(size, dtype) for slot in self._slot_names()}
+        self._flat = {slot: aligned_zeros(size, dtype) for slot in self._slot_names()}
         self._slots = {slot: views_like(flat, self.params) for slot, flat in self._flat.items()}
         self._grad, self._scratch = aligned_zeros(size, dtype), aligned_zeros(size, dtype)
         self._updates = views_like(self._scratch, self.params)
@@ -122,29 +121,25 @@ class _FlatOptimizer:
         if grads:
             np.concatenate([np.ravel(grad) for grad in grads], out=self._grad)
         t = self.iterations + 1
-        self.flat_update(self._grad, t, out=self._scratch)
+        self._update(self._grad, t)
         for param, update in zip(self.params, self._updates):
             param -= update
         self.iterations = t
 
-    def flat_update(self, g, t, part=slice(None), out=None):
-        """Advance the state of some elements and return their update.
+    def _update(self, g, t):
+        """Advance the state by one step and return the update, in ``self._scratch``.
 
         Parameters
         ----------
         g : ndarray of shape (n,)
-            Gradient of the elements ``part`` of the flattened parameters.
+            The gradient of the flattened parameters (n elements); read to the end.
         t : int
             Number of the step, from 1.
-        part : slice
-            Which elements of the flattened parameters (n of them).
-        out : ndarray of shape (n,), optional
-            Receives the result; not ``g``, which is read to the end.
 
         Returns
         -------
         ndarray of shape (n,)
-            The amount to subtract from those elements of the parameters.
+            The amount to subtract from the flattened parameters.
             ``iterations`` is left to the caller.
         """
         raise NotImplementedError
@@ -223,10 +218,10 @@ class Adam(_FlatOptimizer):
     def _slot_names(self):
         return ("m", "v")
 
-    def flat_update(self, g, t, part=slice(None), out=None):
+    def _update(self, g, t):
         alpha = self.lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
-        m, v = self._flat_m[part], self._flat_v[part]
-        scratch = np.empty_like(g) if out is None else out
+        m, v = self._flat_m, self._flat_v
+        scratch = self._scratch
         # m += (g - m) * (1 - beta1)
         np.subtract(g, m, out=scratch)
         scratch *= 1 - self.beta1
@@ -242,8 +237,6 @@ class Adam(_FlatOptimizer):
         np.divide(m, scratch, out=scratch)
         scratch *= alpha
         return scratch
-
-    flat_update.__doc__ = _FlatOptimizer.flat_update.__doc__
 
 
 class RMSprop(_FlatOptimizer):
@@ -282,18 +275,18 @@ class RMSprop(_FlatOptimizer):
         return (("velocity",) + (("momentum",) if self.momentum > 0 else ())
                 + (("average_gradient",) if self.centered else ()))
 
-    def flat_update(self, g, t, part=slice(None), out=None):
+    def _update(self, g, t):
         rho = self.rho
-        velocity = self._flat["velocity"][part]
-        scratch = np.empty_like(g) if out is None else out
-        work = self._work[part] if out is not None else np.empty_like(g)
+        velocity = self._flat["velocity"]
+        scratch = self._scratch
+        work = self._work
         # velocity = rho * velocity + (1 - rho) * g*g
         np.multiply(g, g, out=scratch)
         scratch *= 1 - rho
         velocity *= rho
         velocity += scratch
         if self.centered:
-            average = self._flat["average_gradient"][part]
+            average = self._flat["average_gradient"]
             np.multiply(g, 1 - rho, out=scratch)
             average *= rho
             average += scratch
@@ -308,13 +301,11 @@ class RMSprop(_FlatOptimizer):
         np.multiply(g, self.lr, out=scratch)
         scratch /= work
         if self.momentum > 0:
-            momentum = self._flat["momentum"][part]
+            momentum = self._flat["momentum"]
             momentum *= self.momentum
             momentum += scratch
             scratch[...] = momentum
         return scratch
-
-    flat_update.__doc__ = _FlatOptimizer.flat_update.__doc__
 
 
 class SGD(_FlatOptimizer):
@@ -345,12 +336,12 @@ class SGD(_FlatOptimizer):
     def _slot_names(self):
         return ("velocity",) if self.momentum > 0 else ()
 
-    def flat_update(self, g, t, part=slice(None), out=None):
-        scratch = np.empty_like(g) if out is None else out
+    def _update(self, g, t):
+        scratch = self._scratch
         np.multiply(g, self.lr, out=scratch)
         if self.momentum == 0:
             return scratch
-        velocity = self._flat["velocity"][part]
+        velocity = self._flat["velocity"]
         # velocity = velocity * momentum - lr * g
         velocity *= self.momentum
         velocity -= scratch
@@ -358,12 +349,10 @@ class SGD(_FlatOptimizer):
             # param += velocity, i.e. subtract -velocity (negation is exact)
             return np.negative(velocity, out=scratch)
         # param += velocity * momentum - lr * g, i.e. subtract lr * g - velocity * momentum
-        work = self._work[part] if out is not None else np.empty_like(g)
+        work = self._work
         np.multiply(velocity, self.momentum, out=work)
         scratch -= work
         return scratch
-
-    flat_update.__doc__ = _FlatOptimizer.flat_update.__doc__
 
 
 OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}

@@ -42,7 +42,7 @@ import numpy as np
 
 from convnet import layers as L
 from convnet.checks import check_count
-from convnet.memory import shared_zeros
+from convnet.memory import aligned_zeros
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softmax")
 PADDINGS = ("valid", "same")
@@ -442,7 +442,7 @@ class Sequential:
         first = self._pass[self._backward_stop]
         if isinstance(first, L.Conv2D):
             first.input_grad = False
-        self._move_parameters_to_shared_memory()
+        self._join_parameters()
         self._grad_sums = [np.zeros_like(param) for param in self.parameters()]
 
     def _build(self, entry, input_shape, rng):
@@ -485,35 +485,14 @@ class Sequential:
         """True if a layer keeps batch statistics (training then needs whole batches)."""
         return any(isinstance(layer, L.BatchNormalization) for layer in self.layers)
 
-    def seed_dropout(self, *key):
-        """Draw the following dropout masks from a stream of their own.
+    def _join_parameters(self):
+        """Make every trainable parameter a view of one flat, aligned buffer.
 
-        The stream depends only on the model's seed and ``key`` (say, the
-        step number and a process's rank), so processes sharing a step draw
-        different masks, and a resumed run draws the masks the uninterrupted
-        run would have drawn.
-
-        Parameters
-        ----------
-        *key : int
-            Non-negative integers naming the stream.
-        """
-        dropouts = [layer for layer in self.layers if isinstance(layer, L.Dropout)]
-        if not dropouts:
-            return
-        base = self.seed if isinstance(self.seed, numbers.Integral) else 0
-        rng = np.random.default_rng([int(base), *map(int, key)])
-        for layer in dropouts:
-            layer.rng = rng
-
-    def _move_parameters_to_shared_memory(self):
-        """Put every trainable parameter in one flat buffer of anonymous shared memory.
-
-        Processes forked from this one then see every update of the weights
-        without copying them, as with ``LeNet5``.
+        Whole-model checks (all weights finite) and exchanges (one message
+        for every gradient) then handle one array instead of one per layer.
         """
         params = self.parameters()
-        flat = shared_zeros(sum(param.size for param in params), self.dtype)
+        flat = aligned_zeros(sum(param.size for param in params), self.dtype)
         offset = 0
         for (layer, key), param in zip(self._param_slots(), params):
             view = flat[offset:offset + param.size].reshape(param.shape)

@@ -40,12 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from convnet import checkpoint as checkpoints
-from convnet import data, parallel, storage
+from convnet import data, storage
 from convnet.checkpoint import HISTORY_KEYS, RUN_SETTINGS
+from convnet.distributed import DataParallel, check_same_rule
 from convnet.errors import BadCheckpointError, BadDataError, BadOptionError, TrainingDivergedError
 from convnet.memory import keep_freed_memory
 from convnet.optim import make_optimizer
-from convnet.parallel import TrainingProcesses
 from convnet.sequential import Sequential
 from convnet.threads import blas_threads
 
@@ -98,7 +98,7 @@ def _progress(iterable, description, total, enabled):
 
 
 def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
-                description=None, processes=1, on_step=None):
+                description=None, on_step=None, steps=None):
     """Run one epoch of mini-batch optimiser steps.
 
     Parameters
@@ -116,11 +116,14 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
         Select the epoch's shuffling (see ``epoch_order``).
     progress : bool
         Show a tqdm bar.
-    processes : int
-        Processes sharing each step (see ``convnet.parallel``).
+    description : str, optional
+        The bar's label (default ``"epoch N"``).
     on_step : callable, optional
         Called as ``on_step(epoch, loss)`` after every step, with that
         batch's mean loss (``convnet train --serve`` streams them).
+    steps : DataParallel, optional
+        Runs each step: alone, or shared by the ranks of an MPI job (see
+        ``convnet.distributed``). Default: this process alone, whole batches.
 
     Returns
     -------
@@ -131,7 +134,8 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     ------
     TrainingDivergedError
         As soon as a step's loss is not a finite number (the weights are
-        then no longer usable; nothing is saved by this function).
+        then no longer usable; nothing is saved by this function). Every
+        rank of a job raises it at the same step.
 
     Notes
     -----
@@ -140,19 +144,21 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     one (see ``convnet.memory``).
     """
     keep_freed_memory()
+    steps = DataParallel(model, optimizer, seed=seed) if steps is None else steps
     order = epoch_order(seed, epoch, len(X))
+    starts = range(0, len(X), batch_size)
     total_loss = 0.0
     # A diverging run overflows on its way to NaN: the loss check below reports it in one
     # line instead of NumPy's warnings.
-    with blas_threads(1), np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-            TrainingProcesses(model, optimizer, X, Y, processes) as training:
-        steps = training.run(order, batch_size)
-        for step, (loss, count) in enumerate(_progress(steps, description or f"epoch {epoch}",
-                                                       -(-len(X) // batch_size), progress)):
+    with blas_threads(1), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for step, start in enumerate(_progress(starts, description or f"epoch {epoch}",
+                                               len(starts), progress)):
+            batch = order[start:start + batch_size]
+            loss = steps.step(X[batch], Y[batch])
             if not np.isfinite(loss):
                 raise TrainingDivergedError(f"training diverged: the loss became {loss} at "
                                             f"step {step + 1} of epoch {epoch}")
-            total_loss += loss * count
+            total_loss += loss * len(batch)
             if on_step is not None:
                 on_step(epoch, loss)
     return total_loss / max(len(X), 1)
@@ -163,18 +169,18 @@ def empty_history():
     return {key: [] for key in HISTORY_KEYS + ("epoch_seconds",)}
 
 
-def _record(model, data, epoch, history, log, processes):
+def _record(data, epoch, history, log, steps):
     """Measure the four metrics with the current weights, append them, log the line."""
     X_train, Y_train, X_valid, Y_valid = data
-    (cost, accuracy), (val_cost, val_accuracy) = parallel.evaluate(
-        model, [(X_train, Y_train), (X_valid, Y_valid)], processes)
+    (cost, accuracy), (val_cost, val_accuracy) = steps.evaluate(
+        [(X_train, Y_train), (X_valid, Y_valid)])
     for key, value in zip(HISTORY_KEYS, (cost, accuracy, val_cost, val_accuracy)):
         history[key].append(float(value))
     log(epoch_line(epoch, cost, accuracy, val_cost, val_accuracy))
 
 
 def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, history=None,
-        on_epoch_end=None, log=print, progress=True, processes=1, on_step=None):
+        on_epoch_end=None, log=print, progress=True, on_step=None, steps=None):
     """Train ``model`` up to ``epochs`` epochs, measuring it after each one.
 
     Parameters
@@ -189,7 +195,7 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     batch_size : int
         Images per optimiser step.
     seed : int
-        Seed of the per-epoch shuffling.
+        Seed of the per-epoch shuffling (and of Dropout's masks).
     start_epoch : int
         Epochs already done. A run whose history is still empty first
         records the untrained network as epoch 0.
@@ -203,11 +209,12 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
         Receives each per-epoch line.
     progress : bool
         Show a tqdm bar per epoch on stderr.
-    processes : int
-        Processes sharing each step (see ``convnet.parallel``), and each
-        evaluation.
     on_step : callable, optional
         Passed to :func:`train_epoch`: called after every step.
+    steps : DataParallel, optional
+        Runs every step and evaluation: alone, or shared by the ranks of an
+        MPI job, which all call ``fit`` alike (see ``convnet.distributed``).
+        Default: this process alone, whole batches.
 
     Returns
     -------
@@ -226,28 +233,29 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     -----
     NumPy's BLAS is limited to one thread meanwhile (see ``blas_threads``).
     """
+    steps = DataParallel(model, optimizer, seed=seed) if steps is None else steps
     with blas_threads(1):
         return _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
-                    on_epoch_end, log, progress, processes, on_step)
+                    on_epoch_end, log, progress, on_step, steps)
 
 
 def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history, on_epoch_end,
-         log, progress, processes, on_step=None):
+         log, progress, on_step, steps):
     """The loop of ``fit`` (same parameters)."""
     X_train, Y_train = data[0], data[1]
     history = empty_history() if history is None else history
     if start_epoch == 0 and not history["loss"]:
-        _record(model, data, 0, history, log, processes)
+        _record(data, 0, history, log, steps)
         if on_epoch_end is not None:
             on_epoch_end(0, history)
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.perf_counter()
         train_epoch(model, optimizer, X_train, Y_train, batch_size, seed, epoch,
                     progress=progress, description=f"epoch {epoch}/{epochs}",
-                    processes=processes, on_step=on_step)
+                    on_step=on_step, steps=steps)
         history["epoch_seconds"].append(time.perf_counter() - started)
         _check_finite(model, optimizer, epoch)
-        _record(model, data, epoch, history, log, processes)
+        _record(data, epoch, history, log, steps)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     return history
@@ -425,6 +433,7 @@ def resume(path, model, optimizer, settings):
         raise BadOptionError(f"cannot resume from {path}: it was trained with "
                              + ", ".join(different)
                              + "; pass the same settings, or choose another --out to start afresh")
+    check_same_rule(state["rule"], settings.get("rule"))
     model.set_weights(saved_model.get_weights())
     optimizer.load_state(state["optimizer_state"])
     return state["epoch"], state["history"]

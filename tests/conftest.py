@@ -22,3 +22,16 @@ def mnist():
     for array in arrays:
         array.setflags(write=False)
     return arrays
+
+
+@pytest.fixture(autouse=True)
+def one_training_process_by_default(monkeypatch):
+    """``convnet train`` run in a test's own process trains alone unless told otherwise.
+
+    The default count depends on how busy the machine is at that moment;
+    tests that need more processes ask for them (``--processes``), and the
+    rule itself has tests of its own.
+    """
+    from convnet import distributed
+    monkeypatch.setattr(distributed, "default_processes",
+                        lambda batch_size=32, micro_batch=None, window=0.3: 1)

@@ -78,45 +78,78 @@ def test_train_output(small_mnist, tmp_path, capsys):
                          f"{tmp_path / 'history.json'}, plot: {tmp_path / 'history.png'}")
 
 
-def test_train_splits_batches_over_two_processes_by_default(small_mnist, tmp_path, capsys,
-                                                           monkeypatch):
-    from convnet import trainer
-    used = []
-    original = trainer.TrainingProcesses
+def test_the_default_number_of_processes_is_decided_at_the_start(small_mnist, tmp_path, capfd,
+                                                                 monkeypatch):
+    from convnet import distributed
+    asked = []
 
-    def recording(*args):
-        used.append(args[-1])
-        return original(*args)
+    def deciding(batch_size, micro_batch=None, window=0.3):
+        asked.append((batch_size, micro_batch))
+        return 2
 
-    monkeypatch.setattr(trainer, "TrainingProcesses", recording)
+    monkeypatch.setattr(distributed, "default_processes", deciding)
+    two, one = tmp_path / "two", tmp_path / "one"
     assert main(["train", "--data", str(small_mnist), "--epochs", "1", "--limit", "64",
-                 "--out", str(tmp_path)]) == 0
+                 "--out", str(two)]) == 0
     assert main(["train", "--data", str(small_mnist), "--epochs", "1", "--limit", "64",
-                 "--out", str(tmp_path), "--processes", "1", "--overwrite"]) == 0
-    banners = [line for line in capsys.readouterr().out.splitlines()
+                 "--out", str(one), "--processes", "1"]) == 0
+    banners = [line for line in capfd.readouterr().out.splitlines()
                if line.startswith("training lenet5")]
-    assert used == [2, 1]
+    assert asked == [(32, None)]
     assert banners[0].endswith("seed 0, 2 processes") and banners[1].endswith("seed 0, 1 process")
     assert "adam lr 0.001" in banners[0]
+    rules = [str(np.load(folder / "checkpoint.npz")["rule"]) for folder in (two, one)]
+    assert rules == ["processes 2", "processes 1"]
 
 
-def test_a_failed_training_process_is_a_one_line_error(small_mnist, tmp_path, capsys,
-                                                       monkeypatch):
-    from convnet import parallel
+def test_a_failed_rank_is_a_one_line_error(small_mnist, tmp_path, capsys, monkeypatch):
+    from convnet import distributed
 
-    def failing_run(self, order, batch_size):
-        raise parallel.TrainingProcessError("the process stopped")
-        yield
+    def failing_step(self, X, Y):
+        raise distributed.DistributedJobError("rank 1 of 2 failed to compute micro-batch 1 "
+                                              "of step 1; no rank updated")
 
-    monkeypatch.setattr(parallel.TrainingProcesses, "run", failing_run)
+    monkeypatch.setattr(distributed.DataParallel, "step", failing_step)
     code = main(["train", "--data", str(small_mnist), "--epochs", "1", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1
     assert err.splitlines()[-1] == (
-        "convnet: error: a training process failed: the process stopped; "
-        f"{tmp_path / 'checkpoint.npz'} holds epoch 0: train again with --resume to continue "
-        "from there")
+        "convnet: error: rank 1 of 2 failed to compute micro-batch 1 of step 1; no rank "
+        f"updated; {tmp_path / 'checkpoint.npz'} holds epoch 0: train again with --resume to "
+        "continue from there")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_micro_batches_give_the_same_weights_whatever_the_number_of_ranks(
+        small_mnist, tmp_path, processes):
+    """The rule of ``--micro-batch``: 1, 2 or 3 ranks end bit for bit alike (3 under mpiexec)."""
+    pytest.importorskip("mpi4py")
+    from convnet import distributed
+    alone, ranks = tmp_path / "alone", tmp_path / "ranks"
+    options = ["train", "--data", str(small_mnist), "--epochs", "2", "--limit", "96",
+               "--micro-batch", "8", "--batch-size", "24"]
+    assert main([*options, "--out", str(alone), "--processes", "1"]) == 0
+    command = [distributed.mpiexec_path(), "-n", str(processes), sys.executable, "-m",
+               "convnet.cli", *options, "--out", str(ranks)]
+    job = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.count("After 2 epochs") == 1   # rank 0 alone speaks
+    first, second = np.load(alone / "checkpoint.npz"), np.load(ranks / "checkpoint.npz")
+    assert str(second["rule"]) == "micro-batch 8"
+    for key in first.files:
+        if key != "history_epoch_seconds":
+            assert np.array_equal(first[key], second[key]), key
+
+
+def test_resume_refuses_another_rule(small_mnist, tmp_path, capsys):
+    options = ["train", "--data", str(small_mnist), "--limit", "64", "--out", str(tmp_path)]
+    assert main([*options, "--epochs", "1", "--processes", "1", "--micro-batch", "8"]) == 0
+    assert main([*options, "--epochs", "2", "--processes", "1", "--resume"]) == 2
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line == ("convnet: error: this run was trained with 'micro-batch 8' and would resume "
+                    "with 'processes 1': the weights would match neither uninterrupted run; "
+                    "resume with the same number of processes (or the same --micro-batch)")
 
 
 def test_resume_refuses_other_settings(trained_run, small_mnist, capsys):
@@ -406,20 +439,21 @@ def test_predict_unreadable_image(trained_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("model, name", [("happy-model", "happy"), ("signs-cnn", "signs")])
-def test_the_course_models_train_on_their_datasets(model, name, tmp_path, capsys):
+def test_the_course_models_train_on_their_datasets(model, name, tmp_path, capsys, monkeypatch):
     """happy-model: one sigmoid unit on 0/1 labels, batch normalisation, one process."""
     pytest.importorskip("h5py")
     from test_datasets import write_course_files
 
-    from convnet import data
+    from convnet import data, distributed
+    if model == "happy-model":   # one process even where the default would be two
+        monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
     write_course_files(tmp_path / "course", name, n_train=11, n_test=5)
     cached = data.cache_course_h5(name, tmp_path / "course", tmp_path / "cache",
                                   validation_size=3).path
     out = tmp_path / "run"
     assert main(["train", "--model", model, "--dataset", name, "--data", str(cached),
                  "--epochs", "1", "--batch-size", "4", "--out", str(out)]) == 0
-    processes = "1 process" if model == "happy-model" else "2 processes"
-    assert capsys.readouterr().out.splitlines()[0].endswith(processes)
+    assert capsys.readouterr().out.splitlines()[0].endswith(", 1 process")
     assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz"),
                  "--data", str(cached)]) == 0
     X_test, Y_test = data.load_dataset(name, cached)[4:]

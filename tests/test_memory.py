@@ -49,7 +49,3 @@ def test_aligned_zeros_start_on_the_boundary(dtype, count):
         assert count == 0 or zeros.ctypes.data % memory.ALIGNMENT == 0
 
 
-def test_shared_zeros_are_page_aligned_and_writable():
-    zeros = memory.shared_zeros(10, np.float32)
-    zeros[3] = 1.5
-    assert zeros.sum() == 1.5 and zeros.ctypes.data % memory.ALIGNMENT == 0

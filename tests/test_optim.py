@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from convnet.distributed import DataParallel
 from convnet.model import LeNet5
 from convnet.optim import SGD, Adam, RMSprop, make_optimizer
-from convnet.parallel import TrainingProcesses
 
 STEPS = 100
 # (our class, our hyper-parameters, Keras class name, Keras's hyper-parameters). The large
@@ -123,37 +123,34 @@ def test_load_state_refuses_another_optimizers_state():
 
 
 @pytest.mark.parametrize("ours, hyper", [(case[0], case[1]) for case in CASES], ids=CASE_IDS)
-def test_flat_update_of_two_parts_equals_one_step(ours, hyper):
-    """The way ``convnet.parallel`` uses an optimiser: each process updates its own share."""
+def test_one_flat_parameter_equals_the_parameters_apart(ours, hyper):
+    """Every formula is element-wise: joining the parameters into one array changes nothing."""
     start, grads = start_and_gradients(np.float64, steps=4, seed=5)
-    whole_params = [p.copy() for p in start]
-    whole = ours(whole_params, **hyper)
+    apart_params = [p.copy() for p in start]
+    apart = ours(apart_params, **hyper)
     flat = np.concatenate([p.ravel() for p in start])
-    shared = ours([flat], **hyper)
-    parts = [slice(0, 40), slice(40, flat.size)]
-    for t, grad in enumerate(grads, 1):
-        whole.step(grad)
-        g = np.concatenate([x.ravel() for x in grad])
-        for part in parts:
-            out = np.empty(part.stop - part.start)
-            flat[part] -= shared.flat_update(g[part], t, part, out=out)
-    np.testing.assert_array_equal(flat, np.concatenate([p.ravel() for p in whole_params]))
+    joined = ours([flat], **hyper)
+    for grad in grads:
+        apart.step(grad)
+        joined.step([np.concatenate([x.ravel() for x in grad])])
+    np.testing.assert_array_equal(flat, np.concatenate([p.ravel() for p in apart_params]))
 
 
 @pytest.mark.parametrize("ours, hyper", [(RMSprop, {"momentum": 0.5}),
                                          (SGD, {"momentum": 0.9, "nesterov": True})],
                          ids=["rmsprop", "sgd-nesterov"])
-def test_training_processes_run_the_other_optimizers(ours, hyper):
+def test_micro_batches_run_the_other_optimizers(ours, hyper):
     rng = np.random.default_rng(0)
     X, Y = rng.random((12, 28, 28)), rng.integers(0, 10, 12)
     model, reference = LeNet5(seed=2, dtype=np.float64), LeNet5(seed=2, dtype=np.float64)
     optimizer, reference_optimizer = ours(model.parameters(), **hyper), ours(
         reference.parameters(), **hyper)
+    steps = DataParallel(model, optimizer, micro_batch=3)
     order = rng.permutation(12)
-    with TrainingProcesses(model, optimizer, X, Y, 2) as training:
-        for start, _ in zip(range(0, 12, 4), training.run(order, 4)):
-            indices = order[start:start + 4]
-            reference_optimizer.step(reference.loss_and_grads(X[indices], Y[indices])[1])
+    for start in range(0, 12, 4):
+        indices = order[start:start + 4]
+        steps.step(X[indices], Y[indices])
+        reference_optimizer.step(reference.loss_and_grads(X[indices], Y[indices])[1])
     for ours_now, expected in zip(model.parameters(), reference.parameters()):
         np.testing.assert_allclose(ours_now, expected, rtol=1e-9, atol=1e-13)
 

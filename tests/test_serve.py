@@ -593,7 +593,7 @@ def test_training_watcher_publishes_every_n_steps(mnist):
         watcher(epoch, loss)
 
     fit(model, Adam(model.parameters()), (X, Y, X_valid, Y_valid), 1, batch_size=32,
-        log=lambda line: None, progress=False, processes=1, on_step=on_step)
+        log=lambda line: None, progress=False, on_step=on_step)
     events, count = feed.since(0, timeout=0)
     assert len(losses) == 8 and count == 2   # 256 images in batches of 32; every 3 steps
     assert [event["step"] for event in events] == [3, 6]

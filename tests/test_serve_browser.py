@@ -57,7 +57,7 @@ def checkpoint(mnist, tmp_path_factory):
     model = LeNet5(seed=0)
     optimizer = Adam(model.parameters(), lr=2e-3)
     for epoch in (1, 2):
-        train_epoch(model, optimizer, X_train, Y_train, 32, 0, epoch, processes=1)
+        train_epoch(model, optimizer, X_train, Y_train, 32, 0, epoch)
     path = tmp_path_factory.mktemp("serve") / "checkpoint.npz"
     settings = {"seed": 0, "batch_size": 32, "lr": 2e-3, "dataset": "mnist", "train_size": 5000}
     history = {key: [0.0] * 3 for key in ("loss", "accuracy", "val_loss", "val_accuracy")}

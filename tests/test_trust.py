@@ -503,14 +503,14 @@ def test_every_user_error_is_one_line_with_status_2(kind, capsys, monkeypatch):
 
 
 # ---------------------------------------------------------------- 8. messages and their timing
-def start_training(data, out, *options, epochs=50):
-    """A ``convnet train`` child process, returned once it has printed epoch 0."""
+def start_training(data, out, *options, epochs=50, until="After 0 epochs"):
+    """A ``convnet train`` child process, returned once it has printed a line starting ``until``."""
     process = subprocess.Popen(
         [sys.executable, "-m", "convnet.cli", "train", "--data", str(data), "--epochs",
          str(epochs), "--out", str(out), *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:
-        if line.startswith("After 0 epochs"):
+        if line.startswith(until):
             return process
     process.wait()
     pytest.fail(f"training did not start: {process.stderr.read()}")
@@ -556,36 +556,78 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(small_mnist, tmp_path)
     assert "Traceback" not in err and "convnet:" not in err
 
 
-def children_of(pid):
+def descendants(pid):
+    """Process ids of every descendant of ``pid`` (from /proc), children first."""
+    found, waiting = [], [pid]
+    while waiting:
+        parent = waiting.pop()
+        try:
+            with open(f"/proc/{parent}/task/{parent}/children") as handle:
+                children = [int(child) for child in handle.read().split()]
+        except FileNotFoundError:
+            children = []
+        found += children
+        waiting += children
+    return found
+
+
+def rank_of(pid):
+    """The MPI rank a process was started as, from its environment; None if it is no rank."""
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(child) for child in handle.read().split()]
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            variables = dict(item.split(b"=", 1) for item in handle.read().split(b"\0")
+                             if b"=" in item)
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    rank = variables.get(b"PMI_RANK")
+    return None if rank is None else int(rank)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[-1][0] != "Z"
     except FileNotFoundError:
-        return []
+        return False
 
 
-def test_a_killed_worker_is_named_and_resume_is_offered(mnist, tmp_path):
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="needs /proc")
+def test_a_killed_rank_stops_the_job_in_one_line_and_resume_goes_on(mnist, tmp_path):
+    pytest.importorskip("mpi4py")
     data = tmp_path / "MNIST.npz"
     X_train, Y_train, X_valid, Y_valid, X_test, Y_test = mnist
-    np.savez(data, X_train=X_train[:2000], Y_train=Y_train[:2000], X_valid=X_valid[:100],
+    np.savez(data, X_train=X_train[:1600], Y_train=Y_train[:1600], X_valid=X_valid[:100],
              Y_valid=Y_valid[:100], X_test=X_test[:100], Y_test=Y_test[:100])
     out = tmp_path / "run"
-    process = start_training(data, out, "--processes", "2")
-    deadline = time.monotonic() + 30
-    victim = None
-    while victim is None and time.monotonic() < deadline:
-        found = children_of(process.pid)
-        if found:
-            victim = found[0]
-            os.kill(victim, signal.SIGKILL)
-        time.sleep(0.05)
+    process = start_training(data, out, "--processes", "2", until="After 1 epoch")
+    tree = descendants(process.pid)
+    victims = [pid for pid in tree if rank_of(pid) == 1]
+    assert len(victims) == 1, tree
+    os.kill(victims[0], signal.SIGKILL)
     _, err = process.communicate(timeout=60)
-    assert victim is not None
     assert process.returncode == 1
     line = one_error_line(err)
-    assert re.search(rf"(training|evaluation) process 2 of 2 \(pid {victim}\) stopped: killed "
-                     r"by signal SIGKILL", line)
-    assert "train again with --resume to continue from there" in line
+    match = re.fullmatch(rf"convnet: error: a rank \(pid {victims[0]}\) stopped: Killed "
+                         rf"\(signal 9\); every rank of the job was stopped; "
+                         rf"{re.escape(str(out / 'checkpoint.npz'))} holds epoch (\d+): "
+                         r"train again with --resume to continue from there", line)
+    assert match, line
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in tree if alive(pid)]
+    # The checkpoint is whole, and resuming from it gives the uninterrupted run's weights.
+    epoch = int(match.group(1))
+    assert int(read_npz(out / "checkpoint.npz")["epoch"]) == epoch >= 1
+    straight = tmp_path / "straight"
+    common = ["--data", str(data), "--epochs", str(epoch + 1), "--processes", "2"]
+    assert main(["train", *common, "--out", str(out), "--resume"]) == 0
+    assert main(["train", *common, "--out", str(straight)]) == 0
+    resumed, expected = read_npz(out / "checkpoint.npz"), read_npz(straight / "checkpoint.npz")
+    assert int(resumed["epoch"]) == epoch + 1
+    for key in expected:
+        if key != "history_epoch_seconds":
+            assert np.array_equal(resumed[key], expected[key]), key
 
 
 def test_a_full_disk_names_the_file(small_mnist, tmp_path, capsys, monkeypatch):
@@ -637,7 +679,7 @@ def test_a_seed_out_of_range_is_refused_before_training(small_mnist, tmp_path, c
 
 
 def test_too_many_processes_are_refused_before_training(small_mnist, tmp_path, capsys):
-    from convnet.parallel import available_processors
+    from convnet.distributed import available_processors
     out = tmp_path / "run"
     too_many = max(available_processors(), 2) + 1
     assert train(small_mnist, out, "--processes", str(too_many)) == 2
