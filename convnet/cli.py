@@ -521,6 +521,8 @@ def _processes_for(model, args):
         return 1
     if args.processes is not None:
         return args.processes
+    if not distributed.mpi_available():
+        return 1   # several processes need MPI: asking for them says what to install
     return distributed.default_processes(args.batch_size, args.micro_batch)
 
 

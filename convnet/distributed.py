@@ -116,6 +116,13 @@ def abort_job_on_failure(status):
         set_abort_status(status)
 
 
+def mpi_available():
+    """Return True if MPI for Python and the ``mpiexec`` next to this Python are installed."""
+    import importlib.util
+    return (importlib.util.find_spec("mpi4py") is not None
+            and (Path(sys.executable).parent / "mpiexec").exists())
+
+
 def mpiexec_path():
     """Return the ``mpiexec`` installed next to this Python (the ``mpich`` wheel's), or raise."""
     path = Path(sys.executable).parent / "mpiexec"

@@ -102,6 +102,21 @@ def test_the_default_number_of_processes_is_decided_at_the_start(small_mnist, tm
     assert rules == ["processes 2", "processes 1"]
 
 
+def test_without_mpi_the_default_is_one_process(small_mnist, tmp_path, capsys, monkeypatch):
+    from convnet import distributed
+    monkeypatch.setattr(distributed, "mpi_available", lambda: False)
+    monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
+    assert main(["train", "--data", str(small_mnist), "--epochs", "0", "--out",
+                 str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(", 1 process")
+    monkeypatch.setattr(distributed, "mpiexec_path", lambda: (_ for _ in ()).throw(
+        distributed.BadOptionError("no mpiexec next to python: several processes need MPI, "
+                                   "installed with pip install mpi4py mpich")))
+    assert main(["train", "--data", str(small_mnist), "--epochs", "0", "--processes", "2",
+                 "--out", str(tmp_path / "two")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("pip install mpi4py mpich")
+
+
 def test_a_failed_rank_is_a_one_line_error(small_mnist, tmp_path, capsys, monkeypatch):
     from convnet import distributed
 
