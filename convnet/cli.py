@@ -594,8 +594,13 @@ def train_cli(args, progress=True, comm=None):
             processes = run.processes
             del run   # the ranks load their own copy of the data
             try:
-                return distributed.launch(args.argv, processes,
-                                          env={LAUNCHED_RUN: str(Path(args.out).resolve())})
+                status = distributed.launch(args.argv, processes,
+                                            env={LAUNCHED_RUN: str(Path(args.out).resolve())})
+                if status == EXIT_INTERRUPTED:
+                    raise KeyboardInterrupt
+                if status == EXIT_TERMINATED:
+                    raise Terminated
+                return status
             except distributed.DistributedJobError as error:
                 from convnet import trainer
                 raise distributed.DistributedJobError(
@@ -1030,6 +1035,13 @@ def _run(args):
     """
     status, collective = _outcome(args)
     if _JOB["size"] > 1 and status and not collective:
+        if status in (EXIT_INTERRUPTED, EXIT_TERMINATED) and LAUNCHED_RUN in os.environ:
+            # The command that started the job was interrupted too, and says so; leaving
+            # without MPI's goodbye makes mpiexec stop every rank without MPI_Abort's
+            # message (a rank stopped alone is then reported by that command).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
         from convnet.distributed import abort_job_on_failure
         abort_job_on_failure(status)
     return status

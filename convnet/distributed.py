@@ -74,6 +74,8 @@ MIN_SLICE = 16
 # (and other PMI-1/2 managers), PMIx (Open MPI 5, Slurm), Open MPI's ORTE.
 _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")
 MPI_INSTALL_HINT = "pip install mpi4py mpich"
+# Exit statuses of a job whose ranks were stopped by SIGINT (Ctrl-C) or SIGTERM.
+STOPPED = (128 + 2, 128 + 15)
 
 
 class DistributedJobError(UserError, RuntimeError):
@@ -231,7 +233,8 @@ def launch(argv, processes, output=None, program=None, env=None):
     -------
     int
         The job's exit status when every rank ended on its own (0, or the
-        status of a command that failed the same way on every rank).
+        status of a command that failed the same way on every rank), or
+        one of ``STOPPED`` when Ctrl-C or SIGTERM stopped the ranks.
 
     Raises
     ------
@@ -248,7 +251,7 @@ def launch(argv, processes, output=None, program=None, env=None):
         except BaseException:   # Ctrl-C, say: Hydra passes it on to every rank
             job.terminate()
             raise
-    if banner or job.returncode < 0 or job.returncode > 2:
+    if banner or job.returncode < 0 or job.returncode > 2 and job.returncode not in STOPPED:
         raise DistributedJobError(_describe_failure(banner, job.returncode))
     return job.returncode
 

@@ -630,6 +630,30 @@ def test_a_killed_rank_stops_the_job_in_one_line_and_resume_goes_on(mnist, tmp_p
             assert np.array_equal(resumed[key], expected[key]), key
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="needs /proc")
+@pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "convnet: interrupted"),
+                                                  (signal.SIGTERM, 143, "convnet: terminated")])
+def test_a_stopped_run_of_ranks_says_so_in_one_line_and_leaves_no_rank(
+        small_mnist, tmp_path, signum, status, said):
+    pytest.importorskip("mpi4py")
+    out = tmp_path / "run"
+    process = start_training(small_mnist, out, "--processes", "2", epochs=500)
+    tree = descendants(process.pid)
+    assert sorted(rank_of(pid) for pid in tree if rank_of(pid) is not None) == [0, 1]
+    deadline = time.monotonic() + 10
+    while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)   # epoch 0's line comes just before its checkpoint
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == status
+    assert one_error_line(err) == said
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in tree if alive(pid)]
+    assert int(read_npz(out / "checkpoint.npz")["epoch"]) >= 0
+
+
 def test_a_full_disk_names_the_file(small_mnist, tmp_path, capsys, monkeypatch):
     def full(descriptor):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
