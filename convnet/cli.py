@@ -983,7 +983,7 @@ class _SigtermHandler:
 
     def __call__(self, signum, frame):
         if os.getpid() != self.main_process:
-            # A forked child (training and evaluation processes) ends as if untouched.
+            # A child forked by a library ends as if untouched.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
