@@ -111,6 +111,11 @@ def _say(line):
     print(line, flush=True)
 
 
+def _note(line):
+    """Print a note that is not the command's output (a skipped step, say) on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "happy", "signs")
 DATA_SOURCES = TRAIN_DATASETS = DATASETS
 TF1_DATASETS = ("mnist", "fashion-mnist")
@@ -374,7 +379,7 @@ def train_tf_cli(args):
            "valid_accuracy": float(valid_accuracy), "test_accuracy": float(test_accuracy),
            "epoch_seconds": seconds, "tensorflow": tf_training.tf.__version__}
     arrays = tf_training.weights_arrays(spec, weights, args.dataset, class_names)
-    written = tf_training.write_run(args.out, history, run, arrays)
+    written = tf_training.write_run(args.out, history, run, arrays, log=_note)
     print("wrote " + ", ".join(str(path) for path in written))
 
 
@@ -516,8 +521,8 @@ def train_cli(args, progress=True):
         args.dataset, args.data, args.limit)
     names = data.class_names(args.dataset)
     trainer.check_model_fits(model, args.dataset, X_train.shape[1:], len(names))
-    trainer.check_not_empty(args, [("training", X_train), ("validation", X_valid),
-                                   ("test", X_test)])
+    trainer.check_not_empty(trainer.data_source(args.dataset, args.data),
+                            [("training", X_train), ("validation", X_valid), ("test", X_test)])
     optimizer_name = args.optimizer or model.spec["optimizer"] or "adam"
     optimizer = trainer.make_run_optimizer(model, optimizer_name, args.lr, args.momentum)
     out = Path(args.out)
@@ -575,7 +580,7 @@ def train_cli(args, progress=True):
         if server is not None:
             server.stop()
     # The first entry of the history is the untrained network (epoch 0).
-    plot = trainer.save_history_plot(history, out / "history.png", first_epoch=0)
+    plot = trainer.save_history_plot(history, out / "history.png", first_epoch=0, log=_note)
     valid_accuracy = history["val_accuracy"][-1]
     with blas_threads(1):
         _, test_accuracy = model.evaluate(X_test, Y_test)
