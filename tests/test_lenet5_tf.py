@@ -288,9 +288,9 @@ def test_train_command_writes_history_and_weights(tmp_path, capsys, monkeypatch,
     plotted = []
     real_plot = trainer.save_history_plot
 
-    def spy(history, path, first_epoch):
+    def spy(history, path, first_epoch, log=None):
         plotted.append(first_epoch)
-        return real_plot(history, path, first_epoch)
+        return real_plot(history, path, first_epoch, log=log)
 
     monkeypatch.setattr(tf_training, "save_history_plot", spy)
     out = tmp_path / backend
