@@ -387,32 +387,38 @@ def train_cluster(data, spec, epochs=5, batch_size=32, optimizer="adam", learnin
             loss = tf.reduce_sum(losses) / size
         grads = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return tf.reduce_sum(losses), _correct(tf, output, T)
+        return tf.stack([tf.reduce_sum(losses), _correct(tf, output, T)])
 
     # One trace per worker (the signature leaves the batch free): every worker then
     # creates its collective operations in the same order.
     @tf.function(input_signature=[images, targets, tf.TensorSpec((), tf.float32)])
     def train_step(X, T, size):
-        loss_sum, correct = strategy.run(replica_step, args=(X, T, size))
-        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+        """This worker's (sum of losses, right answers) on its slice; updates the weights."""
+        return strategy.experimental_local_results(
+            strategy.run(replica_step, args=(X, T, size)))[0]
+
+    @tf.function(input_signature=[tf.TensorSpec((2,), tf.float64)])
+    def sum_over_workers(values):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM,
+                               strategy.run(tf.identity, args=(values,)), axis=None)
 
     history = tf_training._empty_history()
     m = len(X_train)
     for epoch in range(1, epochs + 1):
         order = trainer.epoch_order(seed, epoch, m)
-        loss_sum = correct = 0.0
+        # Summed here and over the workers once an epoch, not at every step: each
+        # collective operation costs a round trip between the workers.
+        totals = tf.zeros(2, tf.float64)
         start_time = time.perf_counter()
         for start in range(0, m, batch_size):
             batch = order[start:start + batch_size]
             mine = batch[len(batch) * index // workers:len(batch) * (index + 1) // workers]
-            step_loss, step_correct = train_step(X_train[mine], T_train[mine],
-                                                 np.float32(len(batch)))
-            loss_sum += float(step_loss)
-            correct += float(step_correct)
+            totals += tf.cast(train_step(X_train[mine], T_train[mine], np.float32(len(batch))),
+                              tf.float64)
+        loss_sum, correct = sum_over_workers(totals).numpy()
         history["epoch_seconds"].append(time.perf_counter() - start_time)
-        history["loss"].append(loss_sum / m)
-        history["accuracy"].append(correct / m)
+        history["loss"].append(float(loss_sum) / m)
+        history["accuracy"].append(float(correct) / m)
         if index == 0:
             val_loss, val_accuracy = evaluate(model, spec, X_valid, T_valid)
             history["val_loss"].append(val_loss)
