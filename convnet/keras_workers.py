@@ -177,7 +177,7 @@ def run_workers(command, workers, log, timeout=None, program=None):
     check_count("workers", workers)
     program = list(program or [sys.executable, "-m", "convnet.cli"])
     env = dict(os.environ, **{LAUNCHER_ENV: str(os.getpid())})
-    processes, stopped, timed_out = [], set(), False
+    processes, timed_out = [], False
     relay = _LineRelay(log)
     with contextlib.ExitStack() as files:
         # Files, not pipes, for what nobody reads live: a worker must never block on a
@@ -203,10 +203,9 @@ def run_workers(command, workers, log, timeout=None, program=None):
             failed = [index for index, process in enumerate(processes)
                       if process.poll() not in (None, 0)]
         finally:
-            for index, process in enumerate(processes):
+            for process in processes:
                 if process.poll() is None:
                     process.kill()
-                    stopped.add(index)
                 process.wait()
             relay.join()
         relay.raise_failure()
