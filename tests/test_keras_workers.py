@@ -354,3 +354,27 @@ def test_workers_end_when_their_launcher_is_killed(tmp_path):
         launcher.kill()
     launcher.communicate(timeout=30)
     assert wait_until_gone(marker) == []
+
+
+BINARY_SPEC = {"name": "binary", "layers": [
+    {"layer": "Input", "shape": [28, 28, 1]},
+    {"layer": "Conv2D", "filters": 2, "kernel": [5, 5], "activation": "relu"},
+    {"layer": "Flatten"},
+    {"layer": "Dense", "units": 1, "activation": "sigmoid"}]}
+
+
+@pytest.mark.parametrize("model", ["lenet5", "binary"])
+def test_the_workers_measure_loss_and_accuracy_as_keras_does(model, mnist):
+    # The workers' own measure (Keras's evaluate does not run under their strategy)
+    # against Keras's evaluate, for a softmax and a sigmoid output.
+    from convnet import tf_training
+    from convnet.sequential import normalise_spec
+    from convnet.zoo import load_spec
+    spec = normalise_spec(BINARY_SPEC if model == "binary" else load_spec(model))
+    X = mnist[2][:300, ..., np.newaxis]
+    labels = mnist[3][:300] % (2 if model == "binary" else 10)
+    network = tf_training.build_keras(spec, seed=3)
+    expected = tf_training.evaluate_keras(network, spec, X, labels)
+    measured = keras_workers.evaluate(network, spec, X, tf_training.keras_targets(spec, labels),
+                                      batch_size=128)
+    assert measured == pytest.approx(expected, rel=1e-5)
