@@ -252,6 +252,12 @@ def _configure_train(parser):
                              "added in a fixed order, so that one seed gives the same weights "
                              "whatever --processes (slower on one process; default: one "
                              "slice of each batch per process)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="keras backend: train on N worker processes over loopback with "
+                             "TensorFlow's MultiWorkerMirroredStrategy, each taking a share of "
+                             "every batch (default 1: Keras's fit in this process); with "
+                             "TF_CONFIG set, this process is the worker it names (see "
+                             "docs/distributed.md)")
     parser.add_argument("--serve", action="store_true",
                         help="numpy backend: stream the loss, accuracy and first-layer filters "
                              "to the page of `convnet serve` (Watch training) on 127.0.0.1")
@@ -271,6 +277,38 @@ def _check_processes(processes):
                              f"once: {processors} processor{'s' if processors > 1 else ''} "
                              f"available, so at most {most} (more hosts: see "
                              "docs/distributed.md)")
+
+
+def _check_workers(args):
+    """Check --workers against the backend, TF_CONFIG's cluster and this machine's processors.
+
+    Sets ``args.workers`` to the number of workers of the run (1 without a cluster).
+    """
+    from convnet import keras_workers
+    if args.backend != "keras":
+        raise BadOptionError(f"--workers is available with --backend keras only, received "
+                             f"--backend {args.backend}")
+    task = keras_workers.cluster_task()
+    if task is not None:
+        if args.workers is not None and args.workers != task[1]:
+            raise BadOptionError(f"--workers {args.workers} does not match TF_CONFIG, whose "
+                                 f"cluster has {task[1]} workers")
+        args.workers = task[1]
+        return
+    args.workers = args.workers or 1
+    from convnet.distributed import available_processors
+    processors = available_processors()
+    limit = max(processors, 2)
+    if args.workers > limit:
+        raise BadOptionError(f"--workers {args.workers} is more than this machine can run at "
+                             f"once: {processors} processor{'s' if processors > 1 else ''} "
+                             f"available, so at most {limit} (use TF_CONFIG to train on "
+                             "several machines)")
+
+
+def _keras_claims_out():
+    from convnet import keras_workers
+    return keras_workers.claims_run_folder()
 
 
 def _run_train(args):
@@ -303,6 +341,11 @@ def _run_train(args):
         return _train_as_rank(args)
     if args.processes is not None:
         _check_processes(args.processes)
+    if args.workers is not None or args.backend == "keras":
+        _check_workers(args)
+    if args.backend == "keras" and not _keras_claims_out():
+        train_tf_cli(args)   # a Keras worker: see keras_workers.claims_run_folder
+        return
     with runfolder.claim(args.out, resume=args.resume, overwrite=args.overwrite) as stale:
         _say_removed(args, stale)
         if args.backend == "numpy":
@@ -355,16 +398,22 @@ def train_tf_cli(args):
     """Run ``convnet train --backend tf1|keras``.
 
     ``args`` has backend ("tf1" or "keras"), model, dataset, data, epochs,
-    batch_size, optimizer, lr, seed, out and limit. The model and the data
-    are checked against each other before training. Prints the per-epoch
-    lines in task 4's format and the final validation and test accuracy;
-    writes in ``args.out``: ``history.json`` (the per-epoch lists),
-    ``run.json`` (settings and final figures), ``weights.npz`` (see
+    batch_size, optimizer, lr, seed, out, limit and, for keras, workers
+    (set by ``_check_workers``). The model and the data are checked against
+    each other before training. Prints the per-epoch lines in task 4's
+    format and the final validation and test accuracy; writes in
+    ``args.out``: ``history.json`` (the per-epoch lists), ``run.json``
+    (settings and final figures), ``weights.npz`` (see
     ``tf_training.weights_arrays``) and ``history.png``.
+
+    Keras with several workers: without TF_CONFIG this process starts the
+    workers on loopback (``keras_workers.run_workers``) and relays the
+    chief's output; with TF_CONFIG it is the worker named there, and only
+    the chief (worker 0) prints and writes.
     """
     import numpy as np
 
-    from convnet import data, tf_training
+    from convnet import data, keras_workers, zoo
     from convnet.errors import BadDataError
     from convnet.trainer import epochs_text
     spec = _load_model_spec(args.model)
@@ -376,14 +425,27 @@ def train_tf_cli(args):
             raise BadDataError(f"the {split} split of {source} is empty: it needs at least "
                                "one image")
     class_names = data.class_names(args.dataset, args.data)
-    tf_training.check_fits(spec, args.model, args.dataset, X_train.shape[1:], len(class_names))
+    zoo.check_fits(spec, args.model, args.dataset, X_train.shape[1:], len(class_names))
+    task = None
+    if args.backend == "keras":
+        keras_workers.check_spec(spec, args.workers)
+        task = keras_workers.cluster_task()
+    if args.backend == "keras" and task is None and args.workers > 1:
+        keras_workers.run_workers(keras_workers.worker_command(args), args.workers,
+                                  log=lambda line: print(line, flush=True))
+        return
+    from convnet import tf_training  # after the launcher's return: it need not load TensorFlow
+    chief = task is None or task[0] == 0
     optimizer = args.optimizer or spec["optimizer"] or "adam"
     if args.backend == "tf1":
         optimizer = "adam"
     lr_text = f"lr {args.lr}" if args.lr is not None else "Keras's default lr"
-    print(f"training {spec['name']} ({args.backend}) on {len(X_train)} {args.dataset} images, "
-          f"{epochs_text(args.epochs)}, batch {args.batch_size}, {optimizer}, {lr_text}, "
-          f"seed {args.seed}", flush=True)
+    workers_text = (f", {args.workers} worker{'s' if args.workers > 1 else ''}"
+                    if task is not None else "")
+    if chief:
+        print(f"training {spec['name']} ({args.backend}) on {len(X_train)} {args.dataset} "
+              f"images, {epochs_text(args.epochs)}, batch {args.batch_size}, {optimizer}, "
+              f"{lr_text}, seed {args.seed}{workers_text}", flush=True)
 
     def log(line):
         print(line, flush=True)
@@ -397,6 +459,22 @@ def train_tf_cli(args):
             _, valid_accuracy = network.evaluate(X_valid, Y_valid)
             _, test_accuracy = network.evaluate(X_test, Y_test)
             weights = network.get_weights()
+    elif task is not None:
+        history, network, index = keras_workers.train_cluster(
+            train_data, spec, epochs=args.epochs, batch_size=args.batch_size,
+            optimizer=optimizer, learning_rate=args.lr, seed=args.seed,
+            log=log if chief else None)
+        keras_workers.write_worker_weights(network, index)
+        if not chief:
+            return
+        input_shape = tuple(spec["layers"][0]["shape"])
+        _, valid_accuracy = keras_workers.evaluate(
+            network, spec, tf_training.as_images(X_valid, input_shape),
+            tf_training.keras_targets(spec, Y_valid))
+        _, test_accuracy = keras_workers.evaluate(
+            network, spec, tf_training.as_images(X_test, input_shape),
+            tf_training.keras_targets(spec, Y_test))
+        weights = network.get_weights()
     else:
         history, network = tf_training.train_keras(
             train_data, epochs=args.epochs, batch_size=args.batch_size,
@@ -414,6 +492,8 @@ def train_tf_cli(args):
            "optimizer": optimizer, "lr": args.lr, "seed": args.seed,
            "valid_accuracy": float(valid_accuracy), "test_accuracy": float(test_accuracy),
            "epoch_seconds": seconds, "tensorflow": tf_training.tf.__version__}
+    if args.backend == "keras":
+        run["workers"] = args.workers
     arrays = tf_training.weights_arrays(spec, weights, args.dataset, class_names)
     written = tf_training.write_run(args.out, history, run, arrays, log=_note)
     print("wrote " + ", ".join(str(path) for path in written))

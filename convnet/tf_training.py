@@ -45,8 +45,9 @@ should have. LeNet-5's images are ``X`` of shape (m, 28, 28, 1) (or
 Training
 --------
 ``train_tf1`` and ``train_keras`` run the trainings of 4-main and 5-main
-(the latter for any spec) and return their history; ``check_fits`` refuses a
-dataset whose images or classes do not fit the model; ``evaluate_keras``
+(the latter for any spec) and return their history; ``check_fits`` (from
+``convnet.zoo``, which checks without TensorFlow) refuses a dataset whose
+images or classes do not fit the model; ``evaluate_keras``
 measures a trained twin; ``weights_arrays`` gives what ``weights.npz``
 holds; ``write_run`` writes a run's files. The command ``convnet train
 --backend tf1|keras`` (``convnet.cli``) puts them together.
@@ -64,11 +65,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
 
 from convnet import storage, zoo
-from convnet.errors import BadOptionError
 from convnet.keras_twin import to_keras
 from convnet.sequential import Sequential, normalise_spec
 from convnet.tf1_graph import build_logits
 from convnet.trainer import epoch_line, save_history_plot
+from convnet.zoo import check_fits  # noqa: F401 -- part of this module's interface
 
 tf1 = tf.compat.v1
 
@@ -164,40 +165,6 @@ def _as_labels(labels, m, num_classes=NUM_CLASSES):
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must be integers in [0, {num_classes - 1}]")
     return labels.astype(np.int64)
-
-
-def check_fits(spec, model_name, dataset, image_shape, num_classes):
-    """Refuse a dataset whose images or classes do not fit the model, before training.
-
-    Parameters
-    ----------
-    spec : dict
-        The model's canonical spec.
-    model_name, dataset : str
-        As the user gave them, for the message.
-    image_shape : tuple of int
-        The dataset's image shape without the batch axis: (h, w) for grey
-        images, (h, w, c) otherwise.
-    num_classes : int
-        How many classes the dataset has.
-
-    Raises
-    ------
-    BadOptionError
-        One line naming the model, the dataset and what differs.
-    """
-    h, w, c = spec["layers"][0]["shape"]
-    shape = tuple(image_shape) + ((1,) if len(image_shape) == 2 else ())
-    if shape != (h, w, c):
-        raise BadOptionError(f"--model {model_name} takes {h}x{w}x{c} images, but --dataset "
-                             f"{dataset} has {'x'.join(map(str, shape))} images")
-    last = spec["layers"][-1]
-    classes = 2 if last["activation"] == "sigmoid" else last["units"]
-    if classes != num_classes:
-        output = ("one sigmoid unit (2 classes)" if last["activation"] == "sigmoid"
-                  else f"{classes} classes")
-        raise BadOptionError(f"--model {model_name} has {output}, but --dataset {dataset} has "
-                             f"{num_classes} classes")
 
 
 # ---------------------------------------------------------------- Keras

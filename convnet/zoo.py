@@ -156,3 +156,37 @@ def load_spec(name_or_path):
     except (TypeError, ValueError) as error:
         raise BadOptionError(f"spec file {path}: {error}") from None
     return spec
+
+
+def check_fits(spec, model_name, dataset, image_shape, num_classes):
+    """Refuse a dataset whose images or classes do not fit the model, before training.
+
+    Parameters
+    ----------
+    spec : dict
+        The model's canonical spec.
+    model_name, dataset : str
+        As the user gave them, for the message.
+    image_shape : tuple of int
+        The dataset's image shape without the batch axis: (h, w) for grey
+        images, (h, w, c) otherwise.
+    num_classes : int
+        How many classes the dataset has.
+
+    Raises
+    ------
+    BadOptionError
+        One line naming the model, the dataset and what differs.
+    """
+    h, w, c = spec["layers"][0]["shape"]
+    shape = tuple(image_shape) + ((1,) if len(image_shape) == 2 else ())
+    if shape != (h, w, c):
+        raise BadOptionError(f"--model {model_name} takes {h}x{w}x{c} images, but --dataset "
+                             f"{dataset} has {'x'.join(map(str, shape))} images")
+    last = spec["layers"][-1]
+    classes = 2 if last["activation"] == "sigmoid" else last["units"]
+    if classes != num_classes:
+        output = ("one sigmoid unit (2 classes)" if last["activation"] == "sigmoid"
+                  else f"{classes} classes")
+        raise BadOptionError(f"--model {model_name} has {output}, but --dataset {dataset} has "
+                             f"{num_classes} classes")
