@@ -359,7 +359,7 @@ def train_cluster(data, spec, epochs=5, batch_size=32, optimizer="adam", learnin
     if LAUNCHER_ENV in os.environ:
         _end_with_launcher(int(os.environ[LAUNCHER_ENV]))
         # The workers share this machine's processors; set before TensorFlow starts.
-        from convnet.parallel import available_processors
+        from convnet.distributed import available_processors
         threads = max(1, available_processors() // workers)
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
