@@ -560,7 +560,8 @@ DEFAULT_ENGINES = ("1 process", "1 process, micro-batch 16", "default", "2 ranks
 # The engine the targets are judged on: what `convnet train` runs.
 JUDGED_ENGINE = "default"
 TRAIN_HEADERS = ["model", "batch", "optimizer", "engine", "processes", "s/epoch",
-                 "/ Keras", "target", "met", "peak RSS per process (MB)"]
+                 "/ Keras", "target", "met", "peak RSS per process (MB)",
+                 "CPU s/epoch, first process"]
 WARMUP_STEPS = 3
 
 
@@ -743,7 +744,9 @@ def engine_rows(name, batch, optimizer, runs, images, total, target=None):
         ratios measured within each run (blank without ``keras``); the
         processes are each run's count for an engine that decides it, else
         the fixed count; the memory is the largest peak of any process of
-        any run.
+        any run; the CPU seconds (median, scaled like the seconds) are rank
+        0's, or Keras's process's, all its threads: next to the clock they
+        show how much the machine's other work slowed an engine down.
     """
     rows = []
     for engine in runs[0]:
@@ -762,9 +765,10 @@ def engine_rows(name, batch, optimizer, runs, images, total, target=None):
         else:
             processes = str(runs[0][engine]["processes"])
         peak = max(max(run[engine]["rss"]) for run in runs)
+        cpu = float(np.median([run[engine]["cpu_seconds"] * total / images for run in runs]))
         rows.append([name, str(batch), optimizer, engine, processes,
                      _seconds_text(float(np.median(seconds))), ratio, goal, met,
-                     f"{peak / 1e6:.0f}"])
+                     f"{peak / 1e6:.0f}", _seconds_text(cpu)])
     return rows
 
 

@@ -957,7 +957,7 @@ def _run_bench(args):
           "started by mpiexec; the burner is another process keeping one core busy, "
           "the default decided while it runs. Keras: fit, TensorFlow's default threads. "
           "Times exclude starting the processes; peak RSS includes each process's libraries "
-          "and its copy of the data.")
+          "and its copy of the data; CPU seconds are the first process's (all its threads).")
 
 
 COMMANDS = {

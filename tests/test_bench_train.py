@@ -10,9 +10,9 @@ import pytest
 from convnet import bench, cli, distributed
 
 
-def result(seconds, processes=1, rss=(100e6,)):
-    return {"seconds": seconds, "cpu_seconds": seconds, "rss": list(rss),
-            "processes": processes}
+def result(seconds, processes=1, rss=(100e6,), cpu_seconds=None):
+    return {"seconds": seconds, "rss": list(rss), "processes": processes,
+            "cpu_seconds": seconds / 2 if cpu_seconds is None else cpu_seconds}
 
 
 # Three runs of three engines, 1,000 images timed of a 50,000-image epoch (x 50).
@@ -42,6 +42,8 @@ def test_engine_rows_are_the_medians_of_the_runs():
     assert default[4] == "2, 1, 2" and alone[4] == "1"
     # Memory: the largest peak of any process of any run.
     assert default[9] == "130" and keras[9] == "800"
+    # CPU seconds: the median, scaled as the clock (here half of it).
+    assert alone[10] == "2.50" and keras[10] == "4.00"
     assert rows[0][:3] == ["mlp", "128", "rmsprop"]
 
 
@@ -182,6 +184,8 @@ def test_quick_run_of_one_process_two_ranks_and_keras(monkeypatch, capsys):
         assert float(rows[name][5]) == pytest.approx(epoch, rel=0.01, abs=0.01)
         assert rows[name][4] == str(run[name]["processes"])
         assert float(rows[name][9]) == pytest.approx(max(run[name]["rss"]) / 1e6, abs=0.5)
+        cpu = run[name]["cpu_seconds"] * 50000 / 128
+        assert float(rows[name][10]) == pytest.approx(cpu, rel=0.01, abs=0.01)
     for name in ("1 process", "2 ranks"):
         ratio = run[name]["seconds"] / run["keras"]["seconds"]
         assert float(rows[name][6]) == pytest.approx(ratio, abs=0.005)
