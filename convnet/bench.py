@@ -565,8 +565,12 @@ TRAIN_HEADERS = ["model", "batch", "optimizer", "engine", "processes", "s/epoch"
 WARMUP_STEPS = 3
 
 
-def check_engines(names):
-    """Return the engine names as a tuple, or raise ValueError naming the unknown one."""
+def check_engines(names, spec=None):
+    """Return the engine names as a tuple, or raise ValueError naming the unknown one.
+
+    With ``spec``, also refuse several ranks for a model with
+    BatchNormalization, which trains in one process only.
+    """
     names = tuple(names)
     if not names:
         raise ValueError("engines must name at least one engine, received none")
@@ -574,7 +578,16 @@ def check_engines(names):
         if name not in TRAIN_ENGINES:
             raise ValueError(f"engine must be one of {', '.join(map(repr, TRAIN_ENGINES))}, "
                              f"received {name!r}")
+        if spec is not None and _one_process_only(spec) and (TRAIN_ENGINES[name].processes
+                                                              or 1) > 1:
+            raise ValueError(f"engine {name!r}: model {spec['name']} has BatchNormalization "
+                             f"and trains in one process only")
     return names
+
+
+def _one_process_only(spec):
+    """True for a model with BatchNormalization: ``convnet train`` runs it in one process."""
+    return any(layer["layer"] == "BatchNormalization" for layer in spec["layers"])
 
 
 # ---------------------------------------------------------------- the training worker
@@ -600,7 +613,7 @@ def _time_numpy_steps(spec, batch, optimizer, images, micro_batch, seed):
     keep_freed_memory()
     with blas_threads(1), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # The warm-up takes the epoch's last batches: the timed ones are its first.
-        for start in range(len(X) - WARMUP_STEPS * batch, len(X), batch):
+        for start in range(max(0, len(X) - WARMUP_STEPS * batch), len(X), batch):
             steps.step(X[order[start:start + batch]], Y[order[start:start + batch]])
         if comm is not None:
             comm.Barrier()
@@ -704,12 +717,13 @@ def measure_engines(spec, batch, optimizer, images, engines, seed=0):
     """
     from convnet import distributed
     results = {}
-    for name in check_engines(engines):
+    for name in check_engines(engines, spec):
         engine = TRAIN_ENGINES[name]
         job = {"kind": engine.kind, "spec": spec, "batch": batch, "optimizer": optimizer,
                "images": images, "micro_batch": engine.micro_batch, "seed": seed}
         with one_core_busy() if engine.burner else contextlib.nullcontext():
-            processes = engine.processes or distributed.default_processes(batch)
+            processes = engine.processes or (
+                1 if _one_process_only(spec) else distributed.default_processes(batch))
             results[name] = run_engine(name, job, processes)
     return results
 
@@ -835,9 +849,11 @@ def bench_train(models=("mnist-cnn",), steps=DEFAULT_STEPS, runs=1, batch=None,
     if steps is not None:
         check_count("steps", steps)
     engines = check_engines(engines)
+    settings = [train_setting(model, batch, optimizer) for model in models]
+    for spec, _, _ in settings:
+        check_engines(engines, spec)
     results = []
-    for model in models:
-        spec, model_batch, model_optimizer = train_setting(model, batch, optimizer)
+    for spec, model_batch, model_optimizer in settings:
         last = spec["layers"][-1]
         classes = 2 if last["activation"] == "sigmoid" else last["units"]
         # The workers load their own copy of the data; here only its size is needed.

@@ -942,6 +942,11 @@ def _run_bench(args):
         return
     print(f"{bench.load_average_text()} on {os.cpu_count()} processors; engines: "
           f"{', '.join(engines)}", flush=True)
+    for model in models:
+        try:
+            bench.check_engines(engines, bench.train_setting(model)[0])
+        except ValueError as error:
+            raise BadOptionError(f"--engine: {error}") from None
     results = bench.bench_train(models, steps=steps, runs=args.runs, batch=args.batch_size,
                                 optimizer=args.optimizer, engines=engines,
                                 log=lambda line: print(line, flush=True))

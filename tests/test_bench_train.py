@@ -80,6 +80,25 @@ def test_check_engines_names_the_unknown_one():
         bench.check_engines([])
 
 
+def test_several_ranks_are_refused_for_a_model_with_batch_normalization(capsys):
+    spec = bench.train_setting("happy-model")[0]
+    assert bench.check_engines(["1 process", "default", "keras"], spec)
+    with pytest.raises(ValueError, match="'2 ranks': model happy-model has BatchNormal"):
+        bench.check_engines(["1 process", "2 ranks"], spec)
+    assert cli.main(["bench", "train", "--model", "happy-model", "--engine", "all"]) == 2
+    assert "trains in one process only" in capsys.readouterr().err
+
+
+def test_the_default_of_a_model_with_batch_normalization_is_one_process(monkeypatch):
+    launched = []
+    monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
+    monkeypatch.setattr(bench, "run_engine",
+                        lambda name, job, processes: launched.append(processes) or {})
+    bench.measure_engines(bench.train_setting("happy-model")[0], 32, "adam", 64, ["default"])
+    bench.measure_engines(bench.train_setting("lenet5")[0], 32, "adam", 64, ["default"])
+    assert launched == [1, 2]
+
+
 def test_bench_train_command_refuses_an_unknown_engine(capsys):
     assert cli.main(["bench", "train", "--model", "lenet5", "--engine", "fork 2"]) == 2
     assert "--engine: engine must be one of" in capsys.readouterr().err
