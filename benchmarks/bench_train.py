@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Time a training epoch of the NumPy Sequential model against its Keras twin's ``fit``.
+"""Time a training epoch of the NumPy engines against the Keras twin's ``fit``.
 
-Same as ``convnet bench train [--model NAME ...] [--quick] [--steps N] [--runs N]
-[--layers]``; see ``convnet.bench.bench_train``. ``--profile`` instead profiles
+Same as ``convnet bench train [--model NAME ...] [--engine NAME ...] [--quick] [--steps N]
+[--runs N] [--layers]``; see ``convnet.bench.bench_train``. ``--profile`` instead profiles
 NumPy training steps of the first model with cProfile.
 """
 import sys

@@ -5,19 +5,25 @@ Shared helpers (:func:`median_time`, :func:`format_table`,
 benchmark is one ``bench_<name>(...)`` function that returns the rows of its
 table (the command line prints them). ``convnet bench ops`` runs
 :func:`bench_ops`; ``convnet bench train --model NAME`` runs
-:func:`bench_train`: the NumPy Sequential model's training epoch against
-its Keras twin's ``fit``, and :func:`time_layers` says where the NumPy
-step's time goes.
+:func:`bench_train`: a training epoch of the NumPy engine, alone and as MPI
+ranks (``TRAIN_ENGINES``), against its Keras twin's ``fit``, each in fresh
+processes started by :func:`run_engine` (``python -m convnet.bench
+--worker JOB`` runs :func:`run_worker`); :func:`time_layers` says where the
+NumPy step's time goes.
 """
 import contextlib
 import importlib.util
+import io
+import json
 import multiprocessing
 import os
 import platform
 import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -171,9 +177,11 @@ def task_conv_forward(folder=TASK_FOLDER):
     return module.conv_forward
 
 
-def _burn(stop, seconds):
+def _burn(stop, seconds, started=None):
     """Keep one core busy until ``stop`` is set or ``seconds`` have passed."""
     end = time.monotonic() + seconds
+    if started is not None:
+        started.set()
     while not stop.is_set() and time.monotonic() < end:
         sum(range(10_000))
 
@@ -182,15 +190,17 @@ def _burn(stop, seconds):
 def one_core_busy(seconds=600):
     """Run the block while a child process keeps one core busy.
 
-    The child stops when the block ends, and on its own after ``seconds``
-    whatever happens to this process. Shared machines are often this busy;
-    multi-threaded BLAS then waits for the busy core (see docs/performance.md).
+    The block starts once the child is burning; the child stops when the
+    block ends, and on its own after ``seconds`` whatever happens to this
+    process. Shared machines are often this busy; multi-threaded BLAS then
+    waits for the busy core (see docs/performance.md).
     """
     context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    burner = context.Process(target=_burn, args=(stop, seconds), daemon=True)
+    stop, started = context.Event(), context.Event()
+    burner = context.Process(target=_burn, args=(stop, seconds, started), daemon=True)
     burner.start()
     try:
+        started.wait(60)
         yield burner.pid
     finally:
         stop.set()
@@ -213,7 +223,7 @@ def peak_added_bytes(fn):
     return peak
 
 
-def _load():
+def load_average_text():
     """The machine's load averages over 1, 5 and 15 minutes, as text."""
     try:
         return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
@@ -241,7 +251,7 @@ def _bench_0_main(tf, quick, log):
     rows = []
     for busy in (False, True):
         label = ", one core busy" if busy else ""
-        log(f"0-main{label}: {_load()}")
+        log(f"0-main{label}: {load_average_text()}")
         with one_core_busy() if busy else contextlib.nullcontext():
             theirs = median_time(lambda: tf_conv(X_t, W_t, b_t).numpy(), repeats, 1)
             for name, function in versions:
@@ -249,7 +259,7 @@ def _bench_0_main(tf, quick, log):
                 rows.append(_ratio_row(f"0-main conv {count}x28x28x1 float64, {name}{label}",
                                        *ours, theirs, 1.0,
                                        judge="both" if name == "task file" else "faster"))
-        log(f"0-main{label} done: {_load()}")
+        log(f"0-main{label} done: {load_average_text()}")
 
     subset = 20 if quick else 100
     naive = median_time(lambda: _naive_conv_relu(X[:subset], W, b), 1, 0) * count / subset
@@ -368,8 +378,6 @@ def bench_ops(quick=False, log=None):
 
 
 # ---------------------------------------------------------------- training benchmark
-TRAIN_HEADERS = ["model", "batch", "optimizer", "timed", "NumPy (s/epoch)", "Keras fit (s/epoch)",
-                 "NumPy/Keras", "target", "met", "NumPy peak RSS (MB)", "Keras peak RSS (MB)"]
 # The NumPy epoch's target, as a fraction of Keras's, for the models that have one.
 TRAIN_TARGETS = {"mnist-cnn": 1.0, "mlp": 1.0, "cifar-cnn": 1.0}
 # The batch each model was trained with in the course (32 for the others).
@@ -503,86 +511,6 @@ class KerasFitter:
         return time.perf_counter() - start
 
 
-def _train_worker(connection, kind, spec, batch, optimizer):
-    """Child process: build one trainer, then time each slice of the data it is sent.
-
-    The NumPy trainer's process never imports TensorFlow, as ``convnet
-    train`` with the NumPy backend does not (TensorFlow's thread pools slow
-    NumPy work in the same process down). Sends ``("ready", RSS)`` once
-    built and warmed up, answers each ``slice`` with the seconds it took,
-    and ``None`` with ``("peak", RSS)``.
-    """
-    trainer_class = NumpyStepper if kind == "numpy" else KerasFitter
-    trainer = trainer_class(spec, batch, optimizer)
-    spec_dict = trainer.model.spec if kind == "numpy" else trainer.spec
-    last = spec_dict["layers"][-1]
-    classes = 2 if last["activation"] == "sigmoid" else last["units"]
-    X, Y, _ = bench_images(spec_dict["layers"][0]["shape"], classes)
-    trainer.train(X[:3 * batch], Y[:3 * batch])   # warm-up: traces Keras's step, fills caches
-    connection.send(("ready", _peak_rss_bytes()))
-    while (part := connection.recv()) is not None:
-        connection.send(trainer.train(X[part], Y[part]))
-    connection.send(("peak", _peak_rss_bytes()))
-
-
-def _start_worker(context, kind, spec, batch, optimizer):
-    """Start a trainer process; return (process, connection) once it is ready."""
-    connection, child_end = context.Pipe()
-    worker = context.Process(target=_train_worker, args=(child_end, kind, spec, batch, optimizer))
-    worker.start()
-    child_end.close()   # so that a dead worker reads as end of file, not silence
-    return worker, connection
-
-
-def _receive(connection, kind):
-    """Read a worker's answer; a worker that died is an error naming it."""
-    try:
-        return connection.recv()
-    except EOFError:
-        raise RuntimeError(f"the {kind} benchmark process stopped (its error is above)") from None
-
-
-def measure_epoch(spec, batch, optimizer, count, total, segments):
-    """Seconds per epoch of the NumPy trainer and of Keras ``fit``, and their peak memory.
-
-    The first ``count`` images are cut into ``segments`` slices and the two
-    trainers take turns on each slice, so the load of a shared machine falls
-    on both alike; the sums are scaled from ``count`` images to ``total``.
-    Each trainer runs in a fresh child process of its own.
-
-    Returns
-    -------
-    dict
-        ``numpy`` and ``keras`` (seconds per epoch), ``numpy_rss`` and
-        ``keras_rss`` (peak resident bytes of each process, data and
-        libraries included), ``numpy_rss_ready`` and ``keras_rss_ready``
-        (the same once built and warmed up, before the timed slices).
-    """
-    context = multiprocessing.get_context("spawn")
-    workers = {kind: _start_worker(context, kind, spec, batch, optimizer)
-               for kind in ("numpy", "keras")}
-    result = {}
-    try:
-        for kind, (_, connection) in workers.items():
-            result[f"{kind}_rss_ready"] = _receive(connection, kind)[1]
-        totals = dict.fromkeys(workers, 0.0)
-        for part in np.array_split(np.arange(count), segments):
-            part = slice(int(part[0]), int(part[-1]) + 1)
-            for kind, (_, connection) in workers.items():
-                connection.send(part)
-                totals[kind] += _receive(connection, kind)
-        for kind, (_, connection) in workers.items():
-            connection.send(None)
-            result[f"{kind}_rss"] = _receive(connection, kind)[1]
-            result[kind] = totals[kind] * total / count
-    finally:
-        for worker, _ in workers.values():
-            worker.join(timeout=60)
-            if worker.is_alive():
-                worker.terminate()
-    return result
-
-
 def train_setting(model, batch=None, optimizer=None):
     """The canonical spec, batch and optimizer the training benchmark uses for ``model``.
 
@@ -599,87 +527,364 @@ def train_setting(model, batch=None, optimizer=None):
     return spec, batch, optimizer or spec["optimizer"] or "adam"
 
 
-def train_row(name, batch, optimizer, timed, measured, target):
-    """A table row of ``bench_train`` from one or more measurements (medians when several)."""
-    numpy_s = float(np.median([m["numpy"] for m in measured]))
-    keras_s = float(np.median([m["keras"] for m in measured]))
-    ratio = float(np.median([m["numpy"] / m["keras"] for m in measured]))
-    if target is None:
-        goal, met = "", ""
-    else:
-        goal = f"<= {target:g}"
-        met = "yes" if ratio <= target else f"no ({ratio / target:.2f}x over)"
-    mb = 1e-6
-    return [name, str(batch), optimizer, timed, f"{numpy_s:.1f}", f"{keras_s:.1f}",
-            f"{ratio:.2f}", goal, met,
-            f"{max(m['numpy_rss'] for m in measured) * mb:.0f}",
-            f"{max(m['keras_rss'] for m in measured) * mb:.0f}"]
+class Engine(NamedTuple):
+    """One way of training a model, as ``bench_train`` runs it.
+
+    ``kind`` is ``"numpy"`` (``DataParallel``, one BLAS thread) or
+    ``"keras"`` (the twin's ``fit``); ``processes`` the number of MPI ranks,
+    or None for the count ``distributed.default_processes`` picks at that
+    moment; ``micro_batch`` as ``DataParallel`` takes it; ``burner`` whether
+    another process keeps one core busy meanwhile (and while the default is
+    decided).
+    """
+
+    kind: str
+    processes: int | None
+    micro_batch: int | None
+    burner: bool
 
 
-def bench_train(models=("mnist-cnn",), quick=False, steps=DEFAULT_STEPS, runs=1, batch=None,
-                optimizer=None, log=None):
-    """Time a training epoch of the NumPy Sequential model against Keras ``fit``.
+TRAIN_ENGINES = {
+    "1 process": Engine("numpy", 1, None, False),
+    "1 process, micro-batch 16": Engine("numpy", 1, 16, False),
+    "default": Engine("numpy", None, None, False),
+    "2 ranks": Engine("numpy", 2, None, False),
+    "default + burner": Engine("numpy", None, None, True),
+    "1 process + burner": Engine("numpy", 1, None, True),
+    "2 ranks + burner": Engine("numpy", 2, None, True),
+    "keras": Engine("keras", 1, None, False),
+}
+# What `convnet bench train` measures unless told (the two other burner engines on request).
+DEFAULT_ENGINES = ("1 process", "1 process, micro-batch 16", "default", "2 ranks",
+                   "default + burner", "keras")
+# The engine the targets are judged on: what `convnet train` runs.
+JUDGED_ENGINE = "default"
+TRAIN_HEADERS = ["model", "batch", "optimizer", "engine", "processes", "s/epoch",
+                 "/ Keras", "target", "met", "peak RSS per process (MB)",
+                 "CPU s/epoch, first process"]
+WARMUP_STEPS = 3
 
-    For each model: the NumPy side is ``Sequential`` and its optimizer
-    (``convnet.optim``) in a plain loop of steps (one BLAS thread, as
-    ``convnet train`` runs); the Keras side is the model's twin (``to_keras``, same
-    initial weights) with Keras's own optimizer of the same name and
-    defaults, trained by ``fit``; both in the same run, each in a child
-    process of its own, taking turns on slices of the data (4 slices, 2 with
-    ``quick``). The data are those of ``bench_images``: MNIST for the 28x28x1
-    models, 45,000 synthetic 32x32x3 images (CIFAR-10's training split) for
-    ``cifar-cnn``.
+
+def check_engines(names, spec=None):
+    """Return the engine names as a tuple, or raise ValueError naming the unknown one.
+
+    With ``spec``, also refuse several ranks for a model with
+    BatchNormalization, which trains in one process only.
+    """
+    names = tuple(names)
+    if not names:
+        raise ValueError("engines must name at least one engine, received none")
+    for name in names:
+        if name not in TRAIN_ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(map(repr, TRAIN_ENGINES))}, "
+                             f"received {name!r}")
+        if spec is not None and _one_process_only(spec) and (TRAIN_ENGINES[name].processes
+                                                              or 1) > 1:
+            raise ValueError(f"engine {name!r}: model {spec['name']} has BatchNormalization "
+                             f"and trains in one process only")
+    return names
+
+
+def _one_process_only(spec):
+    """True for a model with BatchNormalization: ``convnet train`` runs it in one process."""
+    return any(layer["layer"] == "BatchNormalization" for layer in spec["layers"])
+
+
+# ---------------------------------------------------------------- the training worker
+def _time_numpy_steps(spec, batch, optimizer, images, micro_batch, seed):
+    """Train ``images`` images as ``convnet train`` does; return rank 0's result, else None.
+
+    Every rank of the MPI job this process may belong to (or this process
+    alone) builds the model as ``convnet train`` does and trains the same
+    batches through ``DataParallel``, with one BLAS thread and the
+    allocator's freed memory kept, after ``WARMUP_STEPS`` untimed steps.
+    """
+    from convnet import distributed, trainer
+    from convnet.memory import keep_freed_memory
+    from convnet.optim import make_optimizer
+    comm = distributed.world() if distributed.in_mpi_job() else None
+    model = trainer.build_model(spec, seed=seed)
+    steps = distributed.DataParallel(model, make_optimizer(optimizer, model.parameters()),
+                                     comm=comm, micro_batch=micro_batch, seed=seed)
+    last = model.spec["layers"][-1]
+    X, Y, _ = bench_images(model.input_shape, 2 if last["activation"] == "sigmoid"
+                           else last["units"])
+    order = trainer.epoch_order(seed, 1, len(X))
+    keep_freed_memory()
+    with blas_threads(1), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # The warm-up takes the epoch's last batches: the timed ones are its first.
+        for start in range(max(0, len(X) - WARMUP_STEPS * batch), len(X), batch):
+            steps.step(X[order[start:start + batch]], Y[order[start:start + batch]])
+        if comm is not None:
+            comm.Barrier()
+        begin, cpu = time.perf_counter(), time.process_time()
+        for start in range(0, images, batch):
+            chosen = order[start:min(start + batch, images)]
+            steps.step(X[chosen], Y[chosen])
+        if comm is not None:
+            comm.Barrier()
+        seconds, cpu = time.perf_counter() - begin, time.process_time() - cpu
+    peaks = [_peak_rss_bytes()] if comm is None else comm.gather(_peak_rss_bytes(), root=0)
+    if not steps.is_writer:
+        return None
+    return {"seconds": seconds, "cpu_seconds": cpu, "rss": peaks, "processes": steps.size,
+            "tensorflow_imported": "tensorflow" in sys.modules}
+
+
+def _time_keras_fit(spec, batch, optimizer, images, seed):
+    """Train ``images`` images with the Keras twin's ``fit``; return the result."""
+    fitter = KerasFitter(spec, batch, optimizer, seed=seed)
+    last = fitter.spec["layers"][-1]
+    X, Y, _ = bench_images(fitter.spec["layers"][0]["shape"],
+                           2 if last["activation"] == "sigmoid" else last["units"])
+    fitter.train(X[-WARMUP_STEPS * batch:], Y[-WARMUP_STEPS * batch:])   # traces the step
+    cpu = time.process_time()
+    seconds = fitter.train(X[:images], Y[:images])
+    return {"seconds": seconds, "cpu_seconds": time.process_time() - cpu,
+            "rss": [_peak_rss_bytes()], "processes": 1}
+
+
+def run_worker(job):
+    """The benchmark's worker: train as ``job`` says; return rank 0's result (else None).
+
+    Parameters
+    ----------
+    job : dict
+        ``kind`` ("numpy" or "keras"), ``spec`` (a normalised spec dict),
+        ``batch``, ``optimizer``, ``images`` (how many to time), and for
+        NumPy ``micro_batch``; ``seed`` optional (0).
+
+    Returns
+    -------
+    dict or None
+        ``seconds`` of the timed steps, ``cpu_seconds`` (this process's),
+        ``rss`` (each rank's peak resident bytes) and ``processes`` (for
+        NumPy also ``tensorflow_imported``, which should be False); None on
+        ranks other than 0.
+    """
+    seed = job.get("seed", 0)
+    if job["kind"] == "keras":
+        return _time_keras_fit(job["spec"], job["batch"], job["optimizer"], job["images"], seed)
+    return _time_numpy_steps(job["spec"], job["batch"], job["optimizer"], job["images"],
+                             job.get("micro_batch"), seed)
+
+
+def _result_line(text, name):
+    """The worker's JSON result: the last line of its output that holds one."""
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"the {name} benchmark worker printed no result")
+
+
+def run_engine(name, job, processes):
+    """Run ``job`` (see ``run_worker``) in fresh processes: ``processes`` MPI ranks or one.
+
+    One process is a plain ``python -m convnet.bench --worker``; more are
+    an MPI job started by ``distributed.launch``. Returns rank 0's result.
+
+    Raises
+    ------
+    RuntimeError
+        The worker failed; the message ends with its last lines of error output.
+    """
+    from convnet import distributed
+    argv = ["--worker", json.dumps(job)]
+    if processes == 1:
+        done = subprocess.run([sys.executable, "-m", "convnet.bench", *argv],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"the {name} benchmark worker failed with exit status "
+                               f"{done.returncode}:\n{tail}")
+        return _result_line(done.stdout, name)
+    output = io.BytesIO()
+    status = distributed.launch(argv, processes, output=output, program=("-m", "convnet.bench"))
+    if status != 0:
+        raise RuntimeError(f"the {name} benchmark job failed with exit status {status} "
+                           f"(its error is above)")
+    return _result_line(output.getvalue().decode(errors="replace"), name)
+
+
+def measure_engines(spec, batch, optimizer, images, engines, seed=0):
+    """One run: each engine in turn, in fresh processes; return {engine: result}.
+
+    Each result is ``run_worker``'s, ``processes`` being the number of
+    processes the engine ran (for ``default``: what ``default_processes``
+    chose just before, with the burner already running for ``default +
+    burner``).
+    """
+    from convnet import distributed
+    results = {}
+    for name in check_engines(engines, spec):
+        engine = TRAIN_ENGINES[name]
+        job = {"kind": engine.kind, "spec": spec, "batch": batch, "optimizer": optimizer,
+               "images": images, "micro_batch": engine.micro_batch, "seed": seed}
+        with one_core_busy() if engine.burner else contextlib.nullcontext():
+            processes = engine.processes or (
+                1 if _one_process_only(spec) else distributed.default_processes(batch))
+            results[name] = run_engine(name, job, processes)
+    return results
+
+
+# ---------------------------------------------------------------- the table
+def _seconds_text(seconds):
+    return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
+
+
+def engine_rows(name, batch, optimizer, runs, images, total, target=None):
+    """Rows of medians of ``bench_train``'s table for one model, in ``TRAIN_HEADERS`` order.
+
+    Parameters
+    ----------
+    name : str
+        The model's name.
+    batch : int
+    optimizer : str
+    runs : list of dict
+        One ``measure_engines`` result per run, the same engines in each.
+    images, total : int
+        Images timed, and in an epoch: seconds are scaled by ``total / images``.
+    target : float, optional
+        The most the judged engine (``JUDGED_ENGINE``) may take, as a
+        fraction of Keras's epoch.
+
+    Returns
+    -------
+    list of list of str
+        One row per engine, in the runs' order. Seconds per epoch are the
+        medians over the runs; the ratio to Keras is the median of the
+        ratios measured within each run (blank without ``keras``); the
+        processes are each run's count for an engine that decides it, else
+        the fixed count; the memory is the largest peak of any process of
+        any run; the CPU seconds (median, scaled like the seconds) are rank
+        0's, or Keras's process's, all its threads: next to the clock they
+        show how much the machine's other work slowed an engine down.
+    """
+    rows = []
+    for engine in runs[0]:
+        seconds = [run[engine]["seconds"] * total / images for run in runs]
+        ratio, goal, met = "", "", ""
+        if "keras" in runs[0] and engine != "keras":
+            median_ratio = float(np.median([run[engine]["seconds"] / run["keras"]["seconds"]
+                                            for run in runs]))
+            ratio = f"{median_ratio:.2f}"
+            if target is not None and engine == JUDGED_ENGINE:
+                goal = f"<= {target:g}"
+                met = "yes" if median_ratio <= target else \
+                    f"no ({median_ratio / target:.2f}x over)"
+        if TRAIN_ENGINES[engine].processes is None:
+            processes = ", ".join(str(run[engine]["processes"]) for run in runs)
+        else:
+            processes = str(runs[0][engine]["processes"])
+        peak = max(max(run[engine]["rss"]) for run in runs)
+        cpu = float(np.median([run[engine]["cpu_seconds"] * total / images for run in runs]))
+        rows.append([name, str(batch), optimizer, engine, processes,
+                     _seconds_text(float(np.median(seconds))), ratio, goal, met,
+                     f"{peak / 1e6:.0f}", _seconds_text(cpu)])
+    return rows
+
+
+def verdict(name, rows):
+    """One line: the judged engine's ratio to Keras against its target, and one process's.
+
+    ``rows`` are ``engine_rows``'; returns "" when the judged engine
+    (``JUDGED_ENGINE``) has no target in them.
+    """
+    by_engine = {row[3]: row for row in rows}
+    judged = by_engine.get(JUDGED_ENGINE)
+    if judged is None or not judged[7]:
+        return ""
+    line = (f"{name}: the default ({judged[4]} processes) took {judged[6]} x Keras's epoch, "
+            f"target {judged[7]}: {'met' if judged[8] == 'yes' else 'not met'}")
+    alone = by_engine.get("1 process")
+    if alone is not None and alone[6]:
+        line += f"; one process {alone[6]} x"
+    return line
+
+
+def bench_train(models=("mnist-cnn",), steps=DEFAULT_STEPS, runs=1, batch=None,
+                optimizer=None, engines=DEFAULT_ENGINES, log=None):
+    """Time a training epoch of the NumPy engines against Keras ``fit``, per model.
+
+    For each model and each run, every engine of ``engines`` (names of
+    ``TRAIN_ENGINES``) trains in turn, in fresh processes (the NumPy ones
+    never import TensorFlow): ``WARMUP_STEPS`` untimed steps, then
+    ``steps`` timed ones, inside the worker, so that starting Python, MPI
+    and TensorFlow is not counted; the seconds are scaled to the epoch. The
+    NumPy engines are ``convnet train``'s ``DataParallel`` with one BLAS
+    thread, alone or as MPI ranks; ``keras`` is the model's twin (same
+    initial weights) with Keras's own optimizer of the same name, trained
+    by ``fit`` with TensorFlow's default threads. The data are those of
+    ``bench_images``: MNIST for the 28x28x1 models, 45,000 synthetic
+    32x32x3 images for ``cifar-cnn``.
 
     Parameters
     ----------
     models : sequence of str
         Zoo names or spec.json paths.
-    quick : bool
-        Time 50 steps instead of ``steps``, in 2 slices.
     steps : int or None
         Time this many steps and scale to an epoch; None times a whole epoch.
     runs : int
-        Measure each model this many times; the row gives the medians.
+        Measure each model this many times; the rows give the medians.
     batch : int, optional
         Default: the model's course batch (``COURSE_BATCH``), else 32.
     optimizer : str, optional
         Default: the spec's own.
+    engines : sequence of str
+        Which engines, in the order each run takes them.
     log : callable, optional
-        Receives a line as each measurement ends.
+        Receives a line as each run ends, with the machine's load.
 
     Returns
     -------
-    list of list of str
-        One row per model, in ``TRAIN_HEADERS`` order.
+    list of dict
+        One per model: ``name``, ``timed`` (what was timed, as text),
+        ``rows`` (``engine_rows``), ``verdict`` (a line, or ""), ``runs``
+        (the raw results) and ``loads`` (the load averages before and after
+        each run, as pairs of text).
     """
     check_count("runs", runs)
     if steps is not None:
         check_count("steps", steps)
-    rows = []
-    for model in models:
-        spec, model_batch, model_optimizer = train_setting(model, batch, optimizer)
+    engines = check_engines(engines)
+    settings = [train_setting(model, batch, optimizer) for model in models]
+    for spec, _, _ in settings:
+        check_engines(engines, spec)
+    results = []
+    for spec, model_batch, model_optimizer in settings:
         last = spec["layers"][-1]
         classes = 2 if last["activation"] == "sigmoid" else last["units"]
-        # The children load their own copy of the data; here only its size is needed.
+        # The workers load their own copy of the data; here only its size is needed.
         input_shape = tuple(spec["layers"][0]["shape"])
         total = bench_data_size(input_shape)
         source = ("MNIST" if input_shape == (28, 28, 1) and classes == 10
                   else f"synthetic {'x'.join(map(str, input_shape))}")
-        timed_steps = 50 if quick else steps
-        count = total if timed_steps is None else min(total, timed_steps * model_batch)
-        timed = f"{count:,} {source} images" + (
-            f" ({count // model_batch} steps), scaled to {total:,}" if count < total else "")
-        measured = []
+        images = total if steps is None else min(total, steps * model_batch)
+        timed = f"{images:,} {source} images" + (
+            f" ({-(-images // model_batch)} steps), scaled to {total:,}" if images < total
+            else "")
+        measured, loads = [], []
         for run in range(runs):
-            measured.append(measure_epoch(spec, model_batch, model_optimizer, count, total,
-                                          2 if quick else 4))
+            before = load_average_text()
+            measured.append(measure_engines(spec, model_batch, model_optimizer, images, engines))
+            loads.append((before, load_average_text()))
             if log is not None:
-                m = measured[-1]
-                log(f"{spec['name']} run {run + 1}/{runs}: NumPy {m['numpy']:.1f} s/epoch, "
-                    f"Keras {m['keras']:.1f} s/epoch ({_load()})")
-        rows.append(train_row(spec["name"], model_batch, model_optimizer, timed, measured,
-                              TRAIN_TARGETS.get(spec["name"])))
-    return rows
+                seconds = ", ".join(
+                    f"{engine} {_seconds_text(result['seconds'] * total / images)}"
+                    + (f" ({result['processes']})"
+                       if TRAIN_ENGINES[engine].processes is None else "")
+                    for engine, result in measured[-1].items())
+                log(f"{spec['name']} run {run + 1}/{runs}, s/epoch: {seconds} "
+                    f"({loads[-1][0]} before, {loads[-1][1]} after)")
+        target = TRAIN_TARGETS.get(spec["name"])
+        rows = engine_rows(spec["name"], model_batch, model_optimizer, measured, images, total,
+                           target)
+        results.append({"name": spec["name"], "timed": timed, "rows": rows,
+                        "verdict": verdict(spec["name"], rows), "runs": measured,
+                        "loads": loads})
+    return results
 
 
 # ---------------------------------------------------------------- where the time goes
@@ -774,3 +979,12 @@ def profile_train_step(model="lenet5", steps=200, batch=None, top=15):
     stats = pstats.Stats(profiler, stream=stream).sort_stats("tottime")
     stats.print_stats(top)
     return stats, stream.getvalue()
+
+
+if __name__ == "__main__":
+    # The training benchmark's worker (``run_engine``): python -m convnet.bench --worker JOB
+    if sys.argv[1:2] != ["--worker"] or len(sys.argv) != 3:
+        sys.exit("usage: python -m convnet.bench --worker JOB (JSON); see run_worker")
+    outcome = run_worker(json.loads(sys.argv[2]))
+    if outcome is not None:
+        print(json.dumps(outcome), flush=True)

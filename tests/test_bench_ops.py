@@ -78,21 +78,6 @@ def test_profile_of_training_steps_names_the_work():
     assert "function calls in" in text
 
 
-def measurement(numpy_s, keras_s, numpy_rss=100e6, keras_rss=200e6):
-    return {"numpy": numpy_s, "keras": keras_s, "numpy_rss": numpy_rss, "keras_rss": keras_rss}
-
-
-def test_training_row_gives_the_medians_of_the_runs():
-    runs = [measurement(5.0, 10.0), measurement(6.0, 5.0, 300e6), measurement(5.5, 8.0)]
-    row = bench.train_row("mlp", 128, "rmsprop", "all", runs, 1.0)
-    # Medians of the times, and of the ratios measured within each run: 0.5, 1.2, 0.6875.
-    assert row[4:9] == ["5.5", "8.0", "0.69", "<= 1", "yes"]
-    assert row[9:] == ["300", "200"]
-    row = bench.train_row("mlp", 128, "rmsprop", "all", [measurement(3.0, 2.0)], 1.0)
-    assert row[6:9] == ["1.50", "<= 1", "no (1.50x over)"]
-    assert bench.train_row("lenet5", 32, "adam", "all", runs, None)[7:9] == ["", ""]
-
-
 def test_bench_train_rejects_a_bad_number_of_runs():
     with pytest.raises(ValueError, match="runs must be a positive integer, received 0"):
         bench.bench_train(runs=0)
@@ -131,24 +116,6 @@ def test_numpy_stepper_takes_the_optimizer_steps_of_a_hand_loop():
             optimizer.step(reference.loss_and_grads(X[batch], Y[batch])[1])
     for got, expected in zip(stepper.model.parameters(), reference.parameters()):
         np.testing.assert_array_equal(got, expected)
-
-
-TINY_SPEC = {"name": "tiny", "optimizer": "sgd", "layers": [
-    {"layer": "Input", "shape": [8, 8, 1]},
-    {"layer": "Conv2D", "filters": 2, "kernel": 3, "activation": "relu"},
-    {"layer": "Flatten"},
-    {"layer": "Dense", "units": 3, "activation": "softmax"}]}
-
-
-@pytest.mark.slow
-def test_measure_epoch_times_both_trainers_and_scales_to_the_epoch():
-    result = bench.measure_epoch(TINY_SPEC, 16, "sgd", count=64, total=1000, segments=2)
-    assert set(result) == {"numpy", "keras", "numpy_rss", "keras_rss", "numpy_rss_ready",
-                           "keras_rss_ready"}
-    assert result["numpy"] > 0 and result["keras"] > 0
-    assert result["numpy_rss"] >= result["numpy_rss_ready"] > 10e6
-    # TensorFlow's libraries alone take more memory than the NumPy process.
-    assert result["keras_rss"] > result["numpy_rss"]
 
 
 def test_ratio_row_judges_the_task_file_on_the_slower_thread_setting():
