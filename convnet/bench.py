@@ -805,7 +805,7 @@ def verdict(name, rows):
 
 
 def bench_train(models=("mnist-cnn",), steps=DEFAULT_STEPS, runs=1, batch=None,
-                optimizer=None, engines=DEFAULT_ENGINES, log=None):
+                optimizer=None, engines=None, log=None):
     """Time a training epoch of the NumPy engines against Keras ``fit``, per model.
 
     For each model and each run, every engine of ``engines`` (names of
@@ -832,8 +832,11 @@ def bench_train(models=("mnist-cnn",), steps=DEFAULT_STEPS, runs=1, batch=None,
         Default: the model's course batch (``COURSE_BATCH``), else 32.
     optimizer : str, optional
         Default: the spec's own.
-    engines : sequence of str
-        Which engines, in the order each run takes them.
+    engines : sequence of str, optional
+        Which engines, in the order each run takes them. Default
+        ``DEFAULT_ENGINES``, less the ones of several ranks for a model with
+        BatchNormalization (which trains in one process only; named, they
+        are refused).
     log : callable, optional
         Receives a line as each run ends, with the machine's load.
 
@@ -848,12 +851,16 @@ def bench_train(models=("mnist-cnn",), steps=DEFAULT_STEPS, runs=1, batch=None,
     check_count("runs", runs)
     if steps is not None:
         check_count("steps", steps)
-    engines = check_engines(engines)
+    chosen = engines is not None
+    engines = check_engines(engines if chosen else DEFAULT_ENGINES)
     settings = [train_setting(model, batch, optimizer) for model in models]
     for spec, _, _ in settings:
-        check_engines(engines, spec)
+        if chosen:
+            check_engines(engines, spec)
     results = []
     for spec, model_batch, model_optimizer in settings:
+        model_engines = engines if chosen or not _one_process_only(spec) else tuple(
+            name for name in engines if (TRAIN_ENGINES[name].processes or 1) == 1)
         last = spec["layers"][-1]
         classes = 2 if last["activation"] == "sigmoid" else last["units"]
         # The workers load their own copy of the data; here only its size is needed.
@@ -868,7 +875,8 @@ def bench_train(models=("mnist-cnn",), steps=DEFAULT_STEPS, runs=1, batch=None,
         measured, loads = [], []
         for run in range(runs):
             before = load_average_text()
-            measured.append(measure_engines(spec, model_batch, model_optimizer, images, engines))
+            measured.append(measure_engines(spec, model_batch, model_optimizer, images,
+                                            model_engines))
             loads.append((before, load_average_text()))
             if log is not None:
                 seconds = ", ".join(

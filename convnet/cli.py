@@ -997,10 +997,10 @@ BENCH_MODELS = ("mnist-cnn", "mlp", "cifar-cnn", "lenet5")
 
 
 def _bench_engines(names):
-    """The engines ``--engine`` names (all for ``all``), or the default ones."""
+    """The engines ``--engine`` names (all for ``all``), or None for the default ones."""
     from convnet import bench
     if not names:
-        return bench.DEFAULT_ENGINES
+        return None
     engines = []
     for name in names:
         chosen = list(bench.TRAIN_ENGINES) if name == "all" else [name]
@@ -1027,6 +1027,11 @@ def _run_bench(args):
     for model in models:
         _load_model_spec(model)
     engines = _bench_engines(args.engine)
+    for model in models if engines is not None and not args.layers else ():
+        try:
+            bench.check_engines(engines, bench.train_setting(model)[0])
+        except ValueError as error:
+            raise BadOptionError(f"--engine: {error}") from None
     if args.steps is None:
         steps = 50 if args.quick else bench.DEFAULT_STEPS
     else:
@@ -1039,12 +1044,7 @@ def _run_bench(args):
         print(bench.format_table(bench.LAYER_HEADERS, rows))
         return
     print(f"{bench.load_average_text()} on {os.cpu_count()} processors; engines: "
-          f"{', '.join(engines)}", flush=True)
-    for model in models:
-        try:
-            bench.check_engines(engines, bench.train_setting(model)[0])
-        except ValueError as error:
-            raise BadOptionError(f"--engine: {error}") from None
+          f"{', '.join(engines or bench.DEFAULT_ENGINES)}", flush=True)
     results = bench.bench_train(models, steps=steps, runs=args.runs, batch=args.batch_size,
                                 optimizer=args.optimizer, engines=engines,
                                 log=lambda line: print(line, flush=True))

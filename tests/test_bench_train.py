@@ -89,6 +89,20 @@ def test_several_ranks_are_refused_for_a_model_with_batch_normalization(capsys):
     assert "trains in one process only" in capsys.readouterr().err
 
 
+def test_the_default_selection_leaves_out_several_ranks_for_batch_normalization(monkeypatch):
+    measured = []
+
+    def fake_measure(spec, batch, optimizer, images, engines, seed=0):
+        measured.append((spec["name"], engines))
+        return {name: result(1.0) for name in engines}
+
+    monkeypatch.setattr(bench, "measure_engines", fake_measure)
+    bench.bench_train(["happy-model", "lenet5"], steps=2)
+    assert measured[0] == ("happy-model", tuple(name for name in bench.DEFAULT_ENGINES
+                                                if name != "2 ranks"))
+    assert measured[1] == ("lenet5", bench.DEFAULT_ENGINES)
+
+
 def test_the_default_of_a_model_with_batch_normalization_is_one_process(monkeypatch):
     launched = []
     monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
@@ -107,7 +121,7 @@ def test_bench_train_command_refuses_an_unknown_engine(capsys):
 def test_engine_all_and_the_default_selection():
     assert cli._bench_engines(["all"]) == tuple(bench.TRAIN_ENGINES)
     assert cli._bench_engines(["keras", "all"])[0] == "keras"
-    assert cli._bench_engines(None) == bench.DEFAULT_ENGINES
+    assert cli._bench_engines(None) is None   # bench_train's default
     assert set(bench.DEFAULT_ENGINES) >= {"1 process", "default", "2 ranks",
                                           "default + burner", "keras"}
 
