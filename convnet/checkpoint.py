@@ -136,6 +136,8 @@ def _run_members():
     members["dataset"] = Member((), "U")
     # How the steps were shared (``convnet.distributed.rule_of``); older checkpoints lack it.
     members["rule"] = Member((), "U")
+    # The random changes made to the training images (``--augment``), joined by commas.
+    members["augment"] = Member((), "U")
     for key in HISTORY_KEYS + ("epoch_seconds",):
         members[f"history_{key}"] = Member(None, "f")
     return members
@@ -525,6 +527,7 @@ def read_training_state(path):
             "optimizer": contents.optimizer, "optimizer_state": optimizer_state,
             "epoch": epoch, "settings": {key: values[key] for key in RUN_SETTINGS},
             "rule": str(arrays["rule"].item()) if "rule" in arrays else None,
+            "augment": str(arrays["augment"].item()) if "augment" in arrays else "",
             "history": history, "class_names": tuple(str(item) for item in arrays["class_names"])}
 
 
@@ -557,8 +560,9 @@ def write(path, model, optimizer, epoch, settings, history, class_names):
     arrays["epoch"] = np.int64(epoch)
     for key in RUN_SETTINGS:
         arrays[key] = np.asarray(settings[key])
-    if settings.get("rule") is not None:
-        arrays["rule"] = np.asarray(str(settings["rule"])[:MAX_NAME])
+    for key in ("rule", "augment"):
+        if settings.get(key):
+            arrays[key] = np.asarray(str(settings[key])[:MAX_NAME])
     for key, values in history.items():
         arrays[f"history_{key}"] = np.asarray(values, dtype=np.float64)
     storage.save_npz(path, **arrays)

@@ -227,6 +227,11 @@ def _configure_train(parser):
                              "and rmsprop, 0.01 for sgd)")
     parser.add_argument("--momentum", type=unit_float, default=None,
                         help="numpy backend: momentum of sgd or rmsprop, in [0, 1) (default 0)")
+    parser.add_argument("--augment", choices=("flip", "shift"), action="append", default=None,
+                        help="numpy backend, repeatable: change the training images at random "
+                             "at every step: flip mirrors half of them left to right, shift "
+                             "moves each by up to 2 pixels (for Fashion-MNIST and CIFAR-10; a "
+                             "mirrored digit is another digit)")
     parser.add_argument("--keep", choices=("last", "best"), default="last",
                         help="numpy backend: best also keeps best.npz, the checkpoint of the "
                              "epoch with the best validation accuracy (default: last only)")
@@ -320,6 +325,7 @@ def _run_train(args):
     if args.serve and args.backend != "numpy":
         raise BadOptionError("--serve is available with --backend numpy only")
     numpy_only = [("--momentum", args.momentum, None), ("--keep", args.keep, "last"),
+                  ("--augment", args.augment, None),
                   ("--processes", args.processes, None), ("--micro-batch", args.micro_batch, None)]
     if args.backend == "tf1":
         numpy_only.append(("--optimizer", args.optimizer, None))
@@ -644,7 +650,8 @@ class _NumpyRun:
         self.checkpoint = self.out / trainer.CHECKPOINT_NAME
         self.settings = {"seed": args.seed, "batch_size": args.batch_size,
                          "lr": self.optimizer.lr, "dataset": args.dataset,
-                         "train_size": len(self.train[0]), "rule": self.rule}
+                         "train_size": len(self.train[0]), "rule": self.rule,
+                         "augment": ",".join(sorted(set(args.augment or ())))}
         self.start_epoch, self.history = 0, None
         if args.resume and read_checkpoint:
             self.start_epoch, self.history = trainer.resume(self.checkpoint, model,
@@ -728,6 +735,8 @@ def _train_numpy(args, run, progress, comm):
         say(f"resuming from {checkpoint} after epoch {run.start_epoch}")
     slicing = ("" if args.micro_batch is None
                else f", micro-batches of {args.micro_batch}")
+    augment = run.settings["augment"]
+    slicing += f", augment {augment}" if augment else ""
     say(f"training {model.spec['name']} (numpy) on {len(run.train[0])} {args.dataset} images, "
         f"{trainer.epochs_text(args.epochs)}, batch {args.batch_size}, {optimizer.name} "
         f"lr {optimizer.lr:g}, seed {args.seed}, "
@@ -758,7 +767,8 @@ def _train_numpy(args, run, progress, comm):
                               batch_size=args.batch_size, seed=args.seed,
                               start_epoch=run.start_epoch, history=run.history,
                               on_epoch_end=save if writer else None, log=say,
-                              progress=progress and writer, on_step=on_step, steps=steps)
+                              progress=progress and writer, on_step=on_step, steps=steps,
+                              augment=augment.split(",") if augment else ())
     except TrainingDivergedError as error:
         kept = ("nothing was saved" if saved["epoch"] is None else
                 f"{checkpoint} still holds epoch {saved['epoch']}")

@@ -57,6 +57,9 @@ HISTORY_NAME = "history.json"
 # Images per micro-batch of a training step (see ``Sequential``'s ``micro_batch``): each
 # slice's maps stay in the processor's caches from layer to layer.
 MICRO_BATCH = 32
+# Random changes ``augment_batch`` can make to the training images, and the largest shift.
+AUGMENTATIONS = ("flip", "shift")
+SHIFT = 2
 # RUN_SETTINGS (from convnet.checkpoint): the settings a resumed run must share
 # with the checkpoint to continue it exactly.
 
@@ -85,6 +88,44 @@ def epoch_order(seed, epoch, count):
     return np.random.default_rng([seed, epoch]).permutation(count)
 
 
+def augment_batch(X, kinds, rng):
+    """Return a randomly altered copy of a batch of images (Keras's random image layers).
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, h, w, c)
+        The batch (left unchanged).
+    kinds : sequence of str
+        Any of ``AUGMENTATIONS``: ``"flip"`` mirrors each image left to right
+        with probability 1/2 (``RandomFlip("horizontal")``); ``"shift"`` moves
+        each image by a whole number of pixels drawn from -``SHIFT`` to
+        ``SHIFT`` along each axis, filling with zeros (``RandomTranslation``
+        with ``fill_mode="constant"``).
+    rng : numpy.random.Generator
+        Draws the changes; the same generator state gives the same batch.
+
+    Returns
+    -------
+    ndarray of shape (m, h, w, c)
+    """
+    unknown = sorted(set(kinds) - set(AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"kinds must be among {', '.join(AUGMENTATIONS)}, received {unknown}")
+    X = np.array(X, copy=True)
+    m, h, w = X.shape[:3]
+    if "flip" in kinds:
+        mirrored = rng.random(m) < 0.5
+        X[mirrored] = X[mirrored, :, ::-1]
+    if "shift" in kinds:
+        moves = rng.integers(-SHIFT, SHIFT + 1, size=(m, 2))
+        moved = np.zeros_like(X)
+        for image, (dy, dx) in enumerate(moves):
+            moved[image, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+                X[image, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        X = moved
+    return X
+
+
 def _progress(iterable, description, total, enabled):
     """Wrap ``iterable`` in a tqdm bar on stderr when asked and available."""
     if not enabled:
@@ -98,7 +139,7 @@ def _progress(iterable, description, total, enabled):
 
 
 def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
-                description=None, on_step=None, steps=None):
+                description=None, on_step=None, steps=None, augment=()):
     """Run one epoch of mini-batch optimiser steps.
 
     Parameters
@@ -124,6 +165,10 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     steps : DataParallel, optional
         Runs each step: alone, or shared by the ranks of an MPI job (see
         ``convnet.distributed``). Default: this process alone, whole batches.
+    augment : sequence of str
+        Random changes to each batch's images (see ``augment_batch``), drawn
+        from ``(seed, epoch, step)``: the same on every rank and in a
+        resumed run.
 
     Returns
     -------
@@ -154,7 +199,11 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
         for step, start in enumerate(_progress(starts, description or f"epoch {epoch}",
                                                len(starts), progress)):
             batch = order[start:start + batch_size]
-            loss = steps.step(X[batch], Y[batch])
+            images = X[batch]
+            if augment:
+                images = augment_batch(images, augment,
+                                       np.random.default_rng([seed, epoch, step]))
+            loss = steps.step(images, Y[batch])
             if not np.isfinite(loss):
                 raise TrainingDivergedError(f"training diverged: the loss became {loss} at "
                                             f"step {step + 1} of epoch {epoch}")
@@ -180,7 +229,7 @@ def _record(data, epoch, history, log, steps):
 
 
 def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, history=None,
-        on_epoch_end=None, log=print, progress=True, on_step=None, steps=None):
+        on_epoch_end=None, log=print, progress=True, on_step=None, steps=None, augment=()):
     """Train ``model`` up to ``epochs`` epochs, measuring it after each one.
 
     Parameters
@@ -215,6 +264,8 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
         Runs every step and evaluation: alone, or shared by the ranks of an
         MPI job, which all call ``fit`` alike (see ``convnet.distributed``).
         Default: this process alone, whole batches.
+    augment : sequence of str
+        Passed to :func:`train_epoch`: random changes to the training images.
 
     Returns
     -------
@@ -236,11 +287,11 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
     steps = DataParallel(model, optimizer, seed=seed) if steps is None else steps
     with blas_threads(1):
         return _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
-                    on_epoch_end, log, progress, on_step, steps)
+                    on_epoch_end, log, progress, on_step, steps, tuple(augment))
 
 
 def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history, on_epoch_end,
-         log, progress, on_step, steps):
+         log, progress, on_step, steps, augment):
     """The loop of ``fit`` (same parameters)."""
     X_train, Y_train = data[0], data[1]
     history = empty_history() if history is None else history
@@ -252,7 +303,7 @@ def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
         started = time.perf_counter()
         train_epoch(model, optimizer, X_train, Y_train, batch_size, seed, epoch,
                     progress=progress, description=f"epoch {epoch}/{epochs}",
-                    on_step=on_step, steps=steps)
+                    on_step=on_step, steps=steps, augment=augment)
         history["epoch_seconds"].append(time.perf_counter() - started)
         _check_finite(model, optimizer, epoch)
         _record(data, epoch, history, log, steps)
@@ -434,6 +485,11 @@ def resume(path, model, optimizer, settings):
                              + ", ".join(different)
                              + "; pass the same settings, or choose another --out to start afresh")
     check_same_rule(state["rule"], settings.get("rule"))
+    saved_augment, augment = state["augment"], settings.get("augment", "")
+    if saved_augment != augment:
+        raise BadOptionError(f"cannot resume from {path}: it was trained with --augment "
+                             f"{saved_augment or 'none'} (this run: {augment or 'none'}); pass "
+                             "the same --augment, or choose another --out to start afresh")
     model.set_weights(saved_model.get_weights())
     optimizer.load_state(state["optimizer_state"])
     return state["epoch"], state["history"]

@@ -143,7 +143,7 @@ def test_micro_batches_give_the_same_weights_whatever_the_number_of_ranks(
     from convnet import distributed
     alone, ranks = tmp_path / "alone", tmp_path / "ranks"
     options = ["train", "--data", str(small_mnist), "--epochs", "2", "--limit", "96",
-               "--micro-batch", "8", "--batch-size", "24"]
+               "--micro-batch", "8", "--batch-size", "24", "--augment", "flip"]
     assert main([*options, "--out", str(alone), "--processes", "1"]) == 0
     command = [distributed.mpiexec_path(), "-n", str(processes), sys.executable, "-m",
                "convnet.cli", *options, "--out", str(ranks)]

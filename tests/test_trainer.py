@@ -243,3 +243,66 @@ def test_resume_after_interruption_in_the_first_epoch(small_mnist, tmp_path, mon
     assert np.array_equal(*histories)   # epoch 0 recorded once
 
 
+
+
+# ---------------------------------------------------------------- augmentation
+def shifted(image, dy, dx):
+    """``image`` (h, w, c) moved down by dy and right by dx, zeros where nothing moved in."""
+    moved = np.roll(image, (dy, dx), axis=(0, 1))
+    if dy > 0:
+        moved[:dy] = 0
+    elif dy < 0:
+        moved[dy:] = 0
+    if dx > 0:
+        moved[:, :dx] = 0
+    elif dx < 0:
+        moved[:, dx:] = 0
+    return moved
+
+
+def test_flip_mirrors_about_half_of_the_images_and_leaves_the_batch_alone():
+    X = np.random.default_rng(0).random((400, 6, 5, 2)).astype(np.float32)
+    before = X.copy()
+    out = trainer.augment_batch(X, ["flip"], np.random.default_rng(1))
+    assert np.array_equal(X, before)
+    mirrored = np.array([np.array_equal(o, x[:, ::-1]) for o, x in zip(out, X)])
+    kept = np.array([np.array_equal(o, x) for o, x in zip(out, X)])
+    assert np.all(mirrored ^ kept)
+    assert 150 < mirrored.sum() < 250
+
+
+def test_shift_moves_each_image_by_at_most_two_pixels_with_zeros():
+    X = np.random.default_rng(2).random((60, 7, 6, 3)) + 1   # no zero pixel of its own
+    out = trainer.augment_batch(X, ["shift"], np.random.default_rng(3))
+    moves = set()
+    for o, x in zip(out, X):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if np.array_equal(o, shifted(x, dy, dx))]
+        assert len(found) == 1
+        moves.add(found[0])
+    assert len(moves) > 10   # the 25 moves are all drawn, not one
+
+
+def test_augmentation_depends_on_the_generator_alone_and_refuses_unknown_kinds():
+    X = np.random.default_rng(4).random((8, 5, 5, 1))
+    first = trainer.augment_batch(X, ["flip", "shift"], np.random.default_rng([7, 1, 2]))
+    again = trainer.augment_batch(X, ["shift", "flip"], np.random.default_rng([7, 1, 2]))
+    assert np.array_equal(first, again)
+    with pytest.raises(ValueError, match=r"kinds must be among flip, shift, received \['rotate'\]"):
+        trainer.augment_batch(X, ["rotate"], np.random.default_rng(0))
+
+
+def test_resume_with_augmentation_equals_uninterrupted_and_refuses_another(small_mnist, tmp_path,
+                                                                          capsys):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    options = ("--processes", "1", "--augment", "shift", "--augment", "flip")
+    assert main(train_args(small_mnist, straight, 2, *options)) == 0
+    assert main(train_args(small_mnist, stopped, 1, *options)) == 0
+    assert main(train_args(small_mnist, stopped, 2, "--resume", "--processes", "1")) == 2
+    assert "it was trained with --augment flip,shift (this run: none)" in capsys.readouterr().err
+    assert main(train_args(small_mnist, stopped, 2, "--resume", *options)) == 0
+    assert_same_state(straight / "checkpoint.npz", stopped / "checkpoint.npz")
+    plain = tmp_path / "plain"
+    assert main(train_args(small_mnist, plain, 1, "--processes", "1")) == 0
+    assert not np.array_equal(read_npz(plain / "checkpoint.npz")["conv1/kernel"],
+                              read_npz(stopped / "checkpoint.npz")["conv1/kernel"])
