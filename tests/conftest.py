@@ -24,6 +24,24 @@ def mnist():
     return arrays
 
 
+@pytest.fixture(scope="session")
+def mnist_slice(mnist):
+    """A function writing the first images of each MNIST split to a new MNIST.npz.
+
+    ``mnist_slice(path, train, valid, test)`` returns ``path``.
+    """
+    import numpy as np
+
+    def write(path, train, valid, test):
+        X_train, Y_train, X_valid, Y_valid, X_test, Y_test = mnist
+        np.savez(path, X_train=X_train[:train], Y_train=Y_train[:train],
+                 X_valid=X_valid[:valid], Y_valid=Y_valid[:valid], X_test=X_test[:test],
+                 Y_test=Y_test[:test])
+        return path
+
+    return write
+
+
 @pytest.fixture(autouse=True)
 def one_training_process_by_default(monkeypatch):
     """``convnet train`` run in a test's own process trains alone unless told otherwise.

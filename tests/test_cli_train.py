@@ -19,17 +19,9 @@ def load_model(path):
 
 
 @pytest.fixture(scope="module")
-def small_mnist(tmp_path_factory):
+def small_mnist(mnist_slice, tmp_path_factory):
     """A small MNIST.npz: 256 training, 100 validation and 100 test images."""
-    from convnet import data
-    try:
-        X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_mnist()
-    except FileNotFoundError as error:
-        pytest.skip(f"MNIST not cached: {error}")
-    path = tmp_path_factory.mktemp("data") / "MNIST.npz"
-    np.savez(path, X_train=X_train[:256], Y_train=Y_train[:256], X_valid=X_valid[:100],
-             Y_valid=Y_valid[:100], X_test=X_test[:100], Y_test=Y_test[:100])
-    return path
+    return mnist_slice(tmp_path_factory.mktemp("data") / "MNIST.npz", 256, 100, 100)
 
 
 @pytest.fixture(scope="module")

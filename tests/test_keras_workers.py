@@ -24,13 +24,9 @@ SGD = ["--optimizer", "sgd", "--lr", "0.1"]
 
 
 @pytest.fixture(scope="module")
-def small_data(tmp_path_factory, mnist):
+def small_data(tmp_path_factory, mnist_slice):
     """A small MNIST.npz: 400 training, 100 validation and 100 test images."""
-    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = mnist
-    path = tmp_path_factory.mktemp("data") / "MNIST.npz"
-    np.savez(path, X_train=X_train[:400], Y_train=Y_train[:400], X_valid=X_valid[:100],
-             Y_valid=Y_valid[:100], X_test=X_test[:100], Y_test=Y_test[:100])
-    return path
+    return mnist_slice(tmp_path_factory.mktemp("data") / "MNIST.npz", 400, 100, 100)
 
 
 def convnet(arguments, env=None, **options):

@@ -21,13 +21,9 @@ def weight_list(model):
 
 
 @pytest.fixture(scope="module")
-def small_mnist(mnist, tmp_path_factory):
+def small_mnist(mnist_slice, tmp_path_factory):
     """A small MNIST.npz (320 training, 200 validation, 200 test images)."""
-    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = mnist
-    path = tmp_path_factory.mktemp("data") / "MNIST.npz"
-    np.savez(path, X_train=X_train[:320], Y_train=Y_train[:320], X_valid=X_valid[:200],
-             Y_valid=Y_valid[:200], X_test=X_test[:200], Y_test=Y_test[:200])
-    return path
+    return mnist_slice(tmp_path_factory.mktemp("data") / "MNIST.npz", 320, 200, 200)
 
 
 # ---------------------------------------------------------------- Adam

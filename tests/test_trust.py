@@ -592,12 +592,9 @@ def alive(pid):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="needs /proc")
-def test_a_killed_rank_stops_the_job_in_one_line_and_resume_goes_on(mnist, tmp_path):
+def test_a_killed_rank_stops_the_job_in_one_line_and_resume_goes_on(mnist_slice, tmp_path):
     pytest.importorskip("mpi4py")
-    data = tmp_path / "MNIST.npz"
-    X_train, Y_train, X_valid, Y_valid, X_test, Y_test = mnist
-    np.savez(data, X_train=X_train[:1600], Y_train=Y_train[:1600], X_valid=X_valid[:100],
-             Y_valid=Y_valid[:100], X_test=X_test[:100], Y_test=Y_test[:100])
+    data = mnist_slice(tmp_path / "MNIST.npz", 1600, 100, 100)
     out = tmp_path / "run"
     process = start_training(data, out, "--processes", "2", until="After 1 epoch")
     tree = descendants(process.pid)
