@@ -530,9 +530,9 @@ def train_setting(model, batch=None, optimizer=None):
 class Engine(NamedTuple):
     """One way of training a model, as ``bench_train`` runs it.
 
-    ``kind`` is ``"numpy"`` (``DataParallel``, one BLAS thread) or
+    ``kind`` is ``"numpy"`` (``DataParallel``, one BLAS thread unless the default layout gives more) or
     ``"keras"`` (the twin's ``fit``); ``processes`` the number of MPI ranks,
-    or None for the count ``distributed.default_processes`` picks at that
+    or None for the count ``distributed.default_layout`` picks at that
     moment; ``micro_batch`` as ``DataParallel`` takes it; ``burner`` whether
     another process keeps one core busy meanwhile (and while the default is
     decided).
@@ -591,12 +591,12 @@ def _one_process_only(spec):
 
 
 # ---------------------------------------------------------------- the training worker
-def _time_numpy_steps(spec, batch, optimizer, images, micro_batch, seed):
+def _time_numpy_steps(spec, batch, optimizer, images, micro_batch, seed, threads=1):
     """Train ``images`` images as ``convnet train`` does; return rank 0's result, else None.
 
     Every rank of the MPI job this process may belong to (or this process
     alone) builds the model as ``convnet train`` does and trains the same
-    batches through ``DataParallel``, with one BLAS thread and the
+    batches through ``DataParallel``, with ``threads`` BLAS threads and the
     allocator's freed memory kept, after ``WARMUP_STEPS`` untimed steps.
     """
     from convnet import distributed, trainer
@@ -611,7 +611,7 @@ def _time_numpy_steps(spec, batch, optimizer, images, micro_batch, seed):
                            else last["units"])
     order = trainer.epoch_order(seed, 1, len(X))
     keep_freed_memory()
-    with blas_threads(1), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with blas_threads(threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # The warm-up takes the epoch's last batches: the timed ones are its first.
         for start in range(max(0, len(X) - WARMUP_STEPS * batch), len(X), batch):
             steps.step(X[order[start:start + batch]], Y[order[start:start + batch]])
@@ -628,7 +628,7 @@ def _time_numpy_steps(spec, batch, optimizer, images, micro_batch, seed):
     if not steps.is_writer:
         return None
     return {"seconds": seconds, "cpu_seconds": cpu, "rss": peaks, "processes": steps.size,
-            "tensorflow_imported": "tensorflow" in sys.modules}
+            "threads": threads, "tensorflow_imported": "tensorflow" in sys.modules}
 
 
 def _time_keras_fit(spec, batch, optimizer, images, seed):
@@ -666,7 +666,7 @@ def run_worker(job):
     if job["kind"] == "keras":
         return _time_keras_fit(job["spec"], job["batch"], job["optimizer"], job["images"], seed)
     return _time_numpy_steps(job["spec"], job["batch"], job["optimizer"], job["images"],
-                             job.get("micro_batch"), seed)
+                             job.get("micro_batch"), seed, job.get("threads", 1))
 
 
 def _result_line(text, name):
@@ -711,7 +711,7 @@ def measure_engines(spec, batch, optimizer, images, engines, seed=0):
     """One run: each engine in turn, in fresh processes; return {engine: result}.
 
     Each result is ``run_worker``'s, ``processes`` being the number of
-    processes the engine ran (for ``default``: what ``default_processes``
+    processes the engine ran (for ``default``: what ``default_layout``
     chose just before, with the burner already running for ``default +
     burner``).
     """
@@ -722,9 +722,10 @@ def measure_engines(spec, batch, optimizer, images, engines, seed=0):
         job = {"kind": engine.kind, "spec": spec, "batch": batch, "optimizer": optimizer,
                "images": images, "micro_batch": engine.micro_batch, "seed": seed}
         with one_core_busy() if engine.burner else contextlib.nullcontext():
-            processes = engine.processes or (
-                1 if _one_process_only(spec) else distributed.default_processes(batch))
-            results[name] = run_engine(name, job, processes)
+            processes, threads = (engine.processes, 1) if engine.processes else (
+                (1, 1) if _one_process_only(spec) else distributed.default_layout(
+                    not any(entry["layer"] == "Conv2D" for entry in spec["layers"]), batch))
+            results[name] = run_engine(name, dict(job, threads=threads), processes)
     return results
 
 
@@ -775,15 +776,21 @@ def engine_rows(name, batch, optimizer, runs, images, total, target=None):
                 met = "yes" if median_ratio <= target else \
                     f"no ({median_ratio / target:.2f}x over)"
         if TRAIN_ENGINES[engine].processes is None:
-            processes = ", ".join(str(run[engine]["processes"]) for run in runs)
+            processes = ", ".join(_layout_text(run[engine]) for run in runs)
         else:
-            processes = str(runs[0][engine]["processes"])
+            processes = _layout_text(runs[0][engine])
         peak = max(max(run[engine]["rss"]) for run in runs)
         cpu = float(np.median([run[engine]["cpu_seconds"] * total / images for run in runs]))
         rows.append([name, str(batch), optimizer, engine, processes,
                      _seconds_text(float(np.median(seconds))), ratio, goal, met,
                      f"{peak / 1e6:.0f}", _seconds_text(cpu)])
     return rows
+
+
+def _layout_text(result):
+    """``"2"`` for two processes, ``"1 (2 threads)"`` for one process with two BLAS threads."""
+    threads = result.get("threads", 1)
+    return str(result["processes"]) + (f" ({threads} threads)" if threads > 1 else "")
 
 
 def verdict(name, rows):

@@ -249,9 +249,11 @@ def _configure_train(parser):
     parser.add_argument("--processes", type=positive_int, default=None,
                         help="numpy backend: MPI processes sharing each training step "
                              "(default: one per processor idle now, at most one per 16 "
-                             "images of a batch; a model with BatchNormalization trains in "
-                             "one process). Under mpiexec, leave it out: the job's ranks share "
-                             "the steps")
+                             "images of a batch, or for a model without convolution one "
+                             "process with that many BLAS threads; a model with "
+                             "BatchNormalization trains in one process; --resume continues "
+                             "as the run began). Under mpiexec, leave it out: the job's ranks "
+                             "share the steps")
     parser.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
                         help="numpy backend: cut each batch into micro-batches of N images, "
                              "added in a fixed order, so that one seed gives the same weights "
@@ -602,8 +604,9 @@ def _run_filters(args):
 
 
 # ---------------------------------------------------------------- the NumPy engine's commands
-def _processes_for(model, args):
-    """The number of training processes: ``--processes``, or the default for this model now."""
+def _layout_for(model, args, checkpoint):
+    """(processes, BLAS threads): ``--processes``; else a resumed run's; else the default now."""
+    from convnet import checkpoint as checkpoints
     from convnet import distributed
     if model.has_batch_normalization:
         if args.processes is not None and args.processes > 1:
@@ -614,12 +617,19 @@ def _processes_for(model, args):
             raise BadOptionError(f"--micro-batch {args.micro_batch}: model "
                                  f"{model.spec['name']} has BatchNormalization, whose batch "
                                  "statistics need each batch whole")
-        return 1
+        return 1, 1
     if args.processes is not None:
-        return args.processes
-    if not distributed.mpi_available():
-        return 1   # several processes need MPI: asking for them says what to install
-    return distributed.default_processes(args.batch_size, args.micro_batch)
+        return args.processes, 1
+    if args.resume and checkpoint.exists():
+        saved = distributed.layout_of_rule(checkpoints.read_training_state(checkpoint)["rule"])
+        if saved is not None and args.micro_batch is None:
+            return saved   # the way the run began, so that it resumes under the same rule
+    dense_only = not any(entry["layer"] == "Conv2D" for entry in model.spec["layers"])
+    processes, threads = distributed.default_layout(dense_only, args.batch_size,
+                                                    args.micro_batch)
+    if processes > 1 and not distributed.mpi_available():
+        return 1, 1   # several processes need MPI: asking for them says what to install
+    return processes, threads
 
 
 class _NumpyRun:
@@ -632,9 +642,11 @@ class _NumpyRun:
             self.model = model = trainer.build_model(spec, seed=args.seed)
         except ValueError as error:
             raise BadOptionError(f"--model {args.model}: {error}") from None
-        self.processes = _processes_for(model, args) if processes is None else processes
+        checkpoint = Path(args.out) / trainer.CHECKPOINT_NAME
+        self.processes, self.threads = (_layout_for(model, args, checkpoint)
+                                        if processes is None else (processes, 1))
         self.rule = distributed.rule_of(self.processes, args.micro_batch,
-                                        model.has_batch_normalization)
+                                        model.has_batch_normalization, self.threads)
         arrays = data.load_dataset(args.dataset, args.data, args.limit)
         self.train, self.valid, self.test = arrays[0:2], arrays[2:4], arrays[4:6]
         self.class_names = data.class_names(args.dataset)
@@ -735,6 +747,7 @@ def _train_numpy(args, run, progress, comm):
         say(f"resuming from {checkpoint} after epoch {run.start_epoch}")
     slicing = ("" if args.micro_batch is None
                else f", micro-batches of {args.micro_batch}")
+    slicing += f", {run.threads} BLAS threads" if run.threads > 1 else ""
     augment = run.settings["augment"]
     slicing += f", augment {augment}" if augment else ""
     say(f"training {model.spec['name']} (numpy) on {len(run.train[0])} {args.dataset} images, "
@@ -768,7 +781,8 @@ def _train_numpy(args, run, progress, comm):
                               start_epoch=run.start_epoch, history=run.history,
                               on_epoch_end=save if writer else None, log=say,
                               progress=progress and writer, on_step=on_step, steps=steps,
-                              augment=augment.split(",") if augment else ())
+                              augment=augment.split(",") if augment else (),
+                              threads=run.threads)
     except TrainingDivergedError as error:
         kept = ("nothing was saved" if saved["epoch"] is None else
                 f"{checkpoint} still holds epoch {saved['epoch']}")
@@ -781,7 +795,7 @@ def _train_numpy(args, run, progress, comm):
     finally:
         if server is not None:
             server.stop()
-    with blas_threads(1):
+    with blas_threads(run.threads):
         [(_, test_accuracy)] = steps.evaluate([run.test])
     if not writer:
         return

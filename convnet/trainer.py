@@ -25,11 +25,13 @@ before each checkpoint, every weight and optimiser buffer are checked, and the
 run stops with ``TrainingDivergedError`` leaving the last good checkpoint
 as it was.
 
-Training and evaluation run with NumPy's BLAS limited to one thread
+Training and evaluation run with NumPy's BLAS limited to one thread by default
 (``convnet.threads.blas_threads``): a LeNet-5 step's matrix products are small
-(a few thousand rows at most for the zoo's models), so waking a second thread for each costs more
-than it saves, and on a busy machine spinning BLAS threads make a step several
-times slower.
+(a few thousand rows at most for the convolutional models), so waking a second
+thread for each costs more than it saves, and on a busy machine spinning BLAS
+threads make a step several times slower. ``threads`` raises the limit where
+processors are known to be free and the products are large (the MLP's: see
+``convnet.distributed.default_layout``).
 """
 import json
 import shutil
@@ -139,7 +141,7 @@ def _progress(iterable, description, total, enabled):
 
 
 def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
-                description=None, on_step=None, steps=None, augment=()):
+                description=None, on_step=None, steps=None, augment=(), threads=1):
     """Run one epoch of mini-batch optimiser steps.
 
     Parameters
@@ -169,6 +171,8 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
         Random changes to each batch's images (see ``augment_batch``), drawn
         from ``(seed, epoch, step)``: the same on every rank and in a
         resumed run.
+    threads : int
+        Threads of NumPy's BLAS meanwhile (see ``convnet.threads``).
 
     Returns
     -------
@@ -184,7 +188,7 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
 
     Notes
     -----
-    NumPy's BLAS is limited to one thread meanwhile (see ``blas_threads``),
+    NumPy's BLAS runs on ``threads`` threads meanwhile (see ``blas_threads``),
     and the process's allocator keeps the memory a step frees for the next
     one (see ``convnet.memory``).
     """
@@ -195,7 +199,7 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     total_loss = 0.0
     # A diverging run overflows on its way to NaN: the loss check below reports it in one
     # line instead of NumPy's warnings.
-    with blas_threads(1), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with blas_threads(threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for step, start in enumerate(_progress(starts, description or f"epoch {epoch}",
                                                len(starts), progress)):
             batch = order[start:start + batch_size]
@@ -229,7 +233,8 @@ def _record(data, epoch, history, log, steps):
 
 
 def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, history=None,
-        on_epoch_end=None, log=print, progress=True, on_step=None, steps=None, augment=()):
+        on_epoch_end=None, log=print, progress=True, on_step=None, steps=None, augment=(),
+        threads=1):
     """Train ``model`` up to ``epochs`` epochs, measuring it after each one.
 
     Parameters
@@ -266,6 +271,9 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
         Default: this process alone, whole batches.
     augment : sequence of str
         Passed to :func:`train_epoch`: random changes to the training images.
+    threads : int
+        Threads of NumPy's BLAS for the training and the evaluations: 1
+        unless processors are known to be free (``convnet.distributed.default_layout``).
 
     Returns
     -------
@@ -282,16 +290,16 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
 
     Notes
     -----
-    NumPy's BLAS is limited to one thread meanwhile (see ``blas_threads``).
+    NumPy's BLAS runs on ``threads`` threads meanwhile (see ``blas_threads``).
     """
     steps = DataParallel(model, optimizer, seed=seed) if steps is None else steps
-    with blas_threads(1):
+    with blas_threads(threads):
         return _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
-                    on_epoch_end, log, progress, on_step, steps, tuple(augment))
+                    on_epoch_end, log, progress, on_step, steps, tuple(augment), threads)
 
 
 def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history, on_epoch_end,
-         log, progress, on_step, steps, augment):
+         log, progress, on_step, steps, augment, threads):
     """The loop of ``fit`` (same parameters)."""
     X_train, Y_train = data[0], data[1]
     history = empty_history() if history is None else history
@@ -303,7 +311,7 @@ def _fit(model, optimizer, data, epochs, batch_size, seed, start_epoch, history,
         started = time.perf_counter()
         train_epoch(model, optimizer, X_train, Y_train, batch_size, seed, epoch,
                     progress=progress, description=f"epoch {epoch}/{epochs}",
-                    on_step=on_step, steps=steps, augment=augment)
+                    on_step=on_step, steps=steps, augment=augment, threads=threads)
         history["epoch_seconds"].append(time.perf_counter() - started)
         _check_finite(model, optimizer, epoch)
         _record(data, epoch, history, log, steps)

@@ -94,6 +94,23 @@ def test_the_default_number_of_processes_is_decided_at_the_start(small_mnist, tm
     assert rules == ["processes 2", "processes 1"]
 
 
+def test_a_dense_model_takes_free_processors_as_threads_and_resumes_alike(
+        small_mnist, tmp_path, capsys, monkeypatch):
+    from convnet import distributed
+    monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
+    options = ["train", "--model", "mlp", "--data", str(small_mnist), "--limit", "128",
+               "--batch-size", "64", "--out", str(tmp_path)]
+    assert main([*options, "--epochs", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(", 1 process, 2 BLAS threads")
+    assert str(np.load(tmp_path / "checkpoint.npz")["rule"]) == "processes 1, threads 2"
+    monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 1)
+    assert main([*options, "--epochs", "2", "--resume"]) == 0   # as it began, not as now
+    assert capsys.readouterr().out.splitlines()[1].endswith(", 1 process, 2 BLAS threads")
+    assert main([*options, "--epochs", "3", "--resume", "--processes", "1"]) == 2
+    assert ("trained with 'processes 1, threads 2' and would resume with 'processes 1'"
+            in capsys.readouterr().err)
+
+
 def test_without_mpi_the_default_is_one_process(small_mnist, tmp_path, capsys, monkeypatch):
     from convnet import distributed
     monkeypatch.setattr(distributed, "mpi_available", lambda: False)

@@ -266,3 +266,25 @@ def test_idle_processors_sees_a_busy_child():
             burner.wait()
     assert idle < 1.5
     assert chosen == 1
+
+
+@pytest.mark.parametrize("dense_only, micro_batch, count, expected", [
+    (True, None, 2, (1, 2)),      # the MLP: two BLAS threads in one process
+    (False, None, 2, (2, 1)),     # a convolution: two ranks
+    (True, 8, 2, (2, 1)),         # micro-batches are the ranks' rule
+    (True, None, 1, (1, 1)),
+    (False, None, 1, (1, 1)),
+])
+def test_the_default_layout_gives_free_processors_to_threads_or_ranks(
+        monkeypatch, dense_only, micro_batch, count, expected):
+    monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: count)
+    assert distributed.default_layout(dense_only, 128, micro_batch) == expected
+
+
+@pytest.mark.parametrize("layout", [(1, 1), (2, 1), (1, 2), (3, 4)])
+def test_a_rule_gives_back_its_layout(layout):
+    rule = distributed.rule_of(*layout[:1], threads=layout[1])
+    assert distributed.layout_of_rule(rule) == layout
+    assert distributed.layout_of_rule(distributed.rule_of(2, micro_batch=16)) is None
+    assert distributed.layout_of_rule(distributed.rule_of(1, whole_batches=True)) is None
+    assert distributed.layout_of_rule(None) is None
