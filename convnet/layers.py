@@ -370,6 +370,10 @@ class Dense:
         Draws the He-normal weights; biases start at zero.
     dtype : numpy dtype
         Dtype of the parameters.
+    input_grad : bool
+        Whether ``backward`` returns dL/dx; the first layer of a network
+        skips it (nobody uses the gradient of the images, and it is half of
+        the layer's backward work).
 
     Attributes
     ----------
@@ -377,8 +381,9 @@ class Dense:
         ``"W"`` of shape (units_in, units_out), ``"b"`` of shape (units_out,).
     """
 
-    def __init__(self, name, units_in, units_out, rng, dtype=np.float32):
+    def __init__(self, name, units_in, units_out, rng, dtype=np.float32, input_grad=True):
         self.name = name
+        self.input_grad = input_grad
         self.params = {"W": he_normal((units_in, units_out), units_in, rng, dtype),
                        "b": np.zeros(units_out, dtype=dtype)}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
@@ -396,10 +401,13 @@ class Dense:
         return out
 
     def backward(self, dout):
-        """Take dL/dout of shape (m, units_out); return dL/dx of shape (m, units_in)."""
+        """Take dL/dout of shape (m, units_out); return dL/dx of shape (m, units_in).
+
+        Returns None instead when ``input_grad`` is False.
+        """
         np.matmul(self.x.T, dout, out=self.grads["W"])
         np.sum(dout, axis=0, out=self.grads["b"])
-        return dout @ self.params["W"].T
+        return dout @ self.params["W"].T if self.input_grad else None
 
 
 class Activation:

@@ -440,7 +440,7 @@ class Sequential:
                                    if layer.params)
         self._backward_pass = self._pass[self._backward_stop:][::-1]
         first = self._pass[self._backward_stop]
-        if isinstance(first, L.Conv2D):
+        if isinstance(first, (L.Conv2D, L.Dense)):
             first.input_grad = False
         self._join_parameters()
         self._grad_sums = [np.zeros_like(param) for param in self.parameters()]

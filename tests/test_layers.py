@@ -137,3 +137,21 @@ def test_maxpool_gives_a_tied_maximum_gradient_once():
     dx = layer.backward(np.array([2.0, 3.0]).reshape(1, 1, 2, 1))
     expected = np.array([[2.0, 0, 0, 3.0], [0, 0, 0, 0]]).reshape(1, 2, 4, 1)
     np.testing.assert_array_equal(dx, expected)
+
+
+def test_a_first_dense_layer_skips_only_its_input_gradient():
+    rng = np.random.default_rng(5)
+    x, dout = rng.standard_normal((6, 7)), rng.standard_normal((6, 3))
+    full = Dense("d", 7, 3, np.random.default_rng(1), np.float64)
+    first = Dense("d", 7, 3, np.random.default_rng(1), np.float64, input_grad=False)
+    for layer in (full, first):
+        layer.forward(x, training=True)
+    np.testing.assert_allclose(full.backward(dout), dout @ full.params["W"].T)
+    assert first.backward(dout) is None
+    for key in ("W", "b"):
+        assert np.array_equal(first.grads[key], full.grads[key])
+    from convnet.sequential import Sequential
+    from convnet.zoo import load_spec
+    mlp = Sequential(load_spec("mlp"))
+    dense = [layer for layer in mlp.layers if isinstance(layer, Dense)]
+    assert [layer.input_grad for layer in dense] == [False, True, True]
