@@ -888,7 +888,7 @@ def bench_train(models=("mnist-cnn",), steps=DEFAULT_STEPS, runs=1, batch=None,
             if log is not None:
                 seconds = ", ".join(
                     f"{engine} {_seconds_text(result['seconds'] * total / images)}"
-                    + (f" ({result['processes']})"
+                    + (f" ({_layout_text(result)})"
                        if TRAIN_ENGINES[engine].processes is None else "")
                     for engine, result in measured[-1].items())
                 log(f"{spec['name']} run {run + 1}/{runs}, s/epoch: {seconds} "
