@@ -704,15 +704,15 @@ def train_cli(args, progress=True, comm=None):
             processes = run.processes
             del run   # the ranks load their own copy of the data
             try:
-                status = distributed.launch(args.argv, processes,
-                                            env={LAUNCHED_RUN: str(Path(args.out).resolve())})
-                if status == EXIT_INTERRUPTED:
-                    raise KeyboardInterrupt
-                if status == EXIT_TERMINATED:
-                    raise Terminated
-                return status
+                # Ctrl-C and SIGTERM reach this process, which stops the job (``launch``).
+                return distributed.launch(args.argv, processes,
+                                          env={LAUNCHED_RUN: str(Path(args.out).resolve())})
+            except (KeyboardInterrupt, Terminated):
+                print(file=sys.stderr)   # ends the line a stopped rank's progress bar left
+                raise
             except distributed.DistributedJobError as error:
                 from convnet import trainer
+                print(file=sys.stderr)   # likewise
                 raise distributed.DistributedJobError(
                     f"{error}; {_kept(Path(args.out) / trainer.CHECKPOINT_NAME)}") from None
     else:
@@ -1143,6 +1143,8 @@ class _SigtermHandler:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        if self.received:
+            return   # the first SIGTERM is unwinding already: let its clean-up finish
         self.received = True
         raise Terminated
 

@@ -47,11 +47,13 @@ Also here: starting a job on this machine (``launch``), telling whether
 this process is a rank of one (``in_mpi_job``), and choosing the number of
 processes (``default_processes``).
 """
+import functools
 import hashlib
 import itertools
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -74,8 +76,6 @@ MIN_SLICE = 16
 # (and other PMI-1/2 managers), PMIx (Open MPI 5, Slurm), Open MPI's ORTE.
 _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")
 MPI_INSTALL_HINT = "pip install mpi4py mpich"
-# Exit statuses of a job whose ranks were stopped by SIGINT (Ctrl-C) or SIGTERM.
-STOPPED = (128 + 2, 128 + 15)
 
 
 class DistributedJobError(UserError, RuntimeError):
@@ -116,6 +116,31 @@ def abort_job_on_failure(status):
     if status and "mpi4py.MPI" in sys.modules:
         from mpi4py.run import set_abort_status
         set_abort_status(status)
+
+
+# prctl's request to send the calling process a signal when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum):
+    """Have this process sent ``signum`` when its parent process dies (Linux; elsewhere nothing).
+
+    A process started by ``convnet`` calls it (or has it called between
+    fork and exec) so that a ``convnet`` killed with SIGKILL leaves nothing
+    running behind it.
+    """
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+
+
+@functools.cache
+def _prctl():
+    """The C library's ``prctl``, looked up once (before any fork), or None off Linux."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
+    return ctypes.CDLL(None).prctl
 
 
 def mpi_available():
@@ -233,8 +258,7 @@ def launch(argv, processes, output=None, program=None, env=None):
     -------
     int
         The job's exit status when every rank ended on its own (0, or the
-        status of a command that failed the same way on every rank), or
-        one of ``STOPPED`` when Ctrl-C or SIGTERM stopped the ranks.
+        status of a command that failed the same way on every rank).
 
     Raises
     ------
@@ -244,14 +268,19 @@ def launch(argv, processes, output=None, program=None, env=None):
     out = output if output is not None else sys.stdout.buffer
     command = launch_command(argv, processes, program)
     environment = None if env is None else dict(os.environ, **env)
+    # A group of its own: when a rank dies, mpiexec ends its whole process group, which
+    # must not include this process; and mpiexec ends with this process, however it ends.
+    _prctl()   # looked up here: between fork and exec the child only calls it
     with subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                          env=environment) as job:
+                          env=environment, process_group=0,
+                          preexec_fn=functools.partial(  # noqa: PLW1509 -- see above
+                              die_with_parent, signal.SIGTERM)) as job:
         try:
             banner = _forward(iter(lambda: job.stdout.read1(65536), b""), out)
         except BaseException:   # Ctrl-C, say: Hydra passes it on to every rank
             job.terminate()
             raise
-    if banner or job.returncode < 0 or job.returncode > 2 and job.returncode not in STOPPED:
+    if banner or job.returncode < 0 or job.returncode > 2:
         raise DistributedJobError(_describe_failure(banner, job.returncode))
     return job.returncode
 

@@ -42,8 +42,6 @@ from convnet.errors import BadOptionError, UserError
 # (2) the workers share this machine's processors, so each takes its share of
 # TensorFlow's threads; (3) the worker is killed if the launcher dies.
 LAUNCHER_ENV = "CONVNET_KERAS_LAUNCHER"
-# prctl's request to send the calling process a signal when its parent dies (Linux).
-PR_SET_PDEATHSIG = 1
 # A check used by the tests: when set to a folder, every worker, chief
 # included, also writes its final weights there as ``worker-INDEX.npz``.
 WORKER_WEIGHTS_ENV = "CONVNET_KERAS_WORKER_WEIGHTS"
@@ -299,9 +297,8 @@ def _end_with_launcher(launcher):
     for each other. Linux only (``prctl``); a launcher already gone ends the
     worker at once.
     """
-    if sys.platform == "linux":
-        import ctypes
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    from convnet.distributed import die_with_parent
+    die_with_parent(signal.SIGKILL)
     if os.getppid() != launcher:
         raise WorkerError(f"the process that started this Keras worker (pid {launcher}) has "
                           "ended")
