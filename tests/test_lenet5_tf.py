@@ -283,7 +283,7 @@ def test_short_training_learns(mnist, backend):
 
 @pytest.mark.parametrize("backend", ["tf1", "keras"])
 def test_train_command_writes_history_and_weights(tmp_path, capsys, monkeypatch, backend,
-                                                 mnist):
+                                                 mnist_slice):
     from convnet import cli, trainer
     plotted = []
     real_plot = trainer.save_history_plot
@@ -294,7 +294,8 @@ def test_train_command_writes_history_and_weights(tmp_path, capsys, monkeypatch,
 
     monkeypatch.setattr(tf_training, "save_history_plot", spy)
     out = tmp_path / backend
-    status = cli.main(["train", "--backend", backend, "--epochs", "1", "--limit", "256",
+    data = mnist_slice(tmp_path / "MNIST.npz", 256, 100, 100)
+    status = cli.main(["train", "--backend", backend, "--epochs", "1", "--data", str(data),
                        "--out", str(out)])
     printed = capsys.readouterr().out
     assert status == 0

@@ -184,10 +184,12 @@ def test_weights_file_keeps_lenet5_exchange_format_and_describes_other_models():
 
 
 @pytest.mark.parametrize("model", ["mnist-cnn", "mlp"])
-def test_train_command_trains_the_keras_twin_of_a_zoo_model(tmp_path, capsys, model, mnist):
+def test_train_command_trains_the_keras_twin_of_a_zoo_model(tmp_path, capsys, model,
+                                                            mnist_slice):
     out = tmp_path / model
+    data = mnist_slice(tmp_path / "MNIST.npz", 256, 100, 100)
     status = main(["train", "--backend", "keras", "--model", model, "--optimizer", "sgd",
-                   "--epochs", "1", "--limit", "256", "--out", str(out)])
+                   "--epochs", "1", "--data", str(data), "--out", str(out)])
     printed = capsys.readouterr().out
     assert status == 0
     assert f"training {model} (keras) on 256 mnist images, 1 epoch, batch 32, sgd" in printed
