@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Time the NumPy layer operations (tasks 0-3) against TensorFlow.
 
-Same as ``convnet bench ops [--quick]``; see ``convnet.bench.bench_ops``.
+Same as ``convnet bench ops [--quick]``; see ``convnet.apps.bench.bench.bench_ops``.
 """
 import argparse
 
-from convnet.bench import bench_ops
+from convnet.apps.bench.bench import bench_ops
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -59,7 +59,7 @@ def free_port():
 
 def start_server(checkpoint, port):
     """Start ``convnet serve`` on 127.0.0.1:port in a child process; return it once it answers."""
-    command = [sys.executable, "-m", "convnet.cli", "serve", "--checkpoint", str(checkpoint),
+    command = [sys.executable, "-m", "convnet", "serve", "--checkpoint", str(checkpoint),
                "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
@@ -202,8 +202,8 @@ def default_checkpoint(folder):
     path = Path("runs/lenet5-numpy/checkpoint.npz")
     if path.is_file():
         return path, "runs/lenet5-numpy/checkpoint.npz"
-    from convnet.model import LeNet5
-    from convnet.trainer import save_model
+    from convnet.nn.model import LeNet5
+    from convnet.training.trainer import save_model
     path = Path(folder) / "untrained.npz"
     save_model(path, LeNet5(seed=0))
     return path, "an untrained LeNet-5 (no runs/lenet5-numpy/checkpoint.npz)"

@@ -2,13 +2,13 @@
 """Time a training epoch of the NumPy engines against the Keras twin's ``fit``.
 
 Same as ``convnet bench train [--model NAME ...] [--engine NAME ...] [--quick] [--steps N]
-[--runs N] [--layers]``; see ``convnet.bench.bench_train``. ``--profile`` instead profiles
+[--runs N] [--layers]``; see ``convnet.apps.bench.bench.bench_train``. ``--profile`` instead profiles
 NumPy training steps of the first model with cProfile.
 """
 import sys
 
-from convnet.bench import profile_train_step
-from convnet.cli import main
+from convnet.apps.bench.bench import profile_train_step
+from convnet.apps.cli.cli import main
 
 if __name__ == "__main__":
     if "--profile" in sys.argv[1:]:

@@ -13,9 +13,9 @@ shared).
 import numpy as np
 
 from convnet import data
-from convnet.keras_twin import keras_loss_and_grads, to_keras
-from convnet.sequential import Sequential
-from convnet.zoo import NAMES, load_spec
+from convnet.nn.sequential import Sequential
+from convnet.nn.zoo import NAMES, load_spec
+from convnet.tf.keras_twin import keras_loss_and_grads, to_keras
 
 
 def _with_statistics(model, seed=5):

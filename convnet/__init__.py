@@ -1,17 +1,17 @@
 """convnet: convolutional neural networks from scratch in NumPy.
 
 The four layer operations of the curriculum (tasks 0-3) are exposed here from
-``convnet/ops.py``, the engine; the task folder holds their readable versions.
+``convnet/nn/ops.py``, the engine; the task folder holds their readable versions.
 ``Sequential`` (any small CNN from a spec), ``to_keras`` and ``from_keras`` (its
 Keras twin) are imported on first use.
 """
-from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
+from convnet.nn.ops import conv_backward, conv_forward, pool_backward, pool_forward
 
 __all__ = ["Sequential", "conv_backward", "conv_forward", "from_keras", "pool_backward",
            "pool_forward", "to_keras"]
 __version__ = "0.1.0"
-_LAZY = {"Sequential": "convnet.sequential", "to_keras": "convnet.keras_twin",
-         "from_keras": "convnet.keras_twin"}
+_LAZY = {"Sequential": "convnet.nn.sequential", "to_keras": "convnet.tf.keras_twin",
+         "from_keras": "convnet.tf.keras_twin"}
 
 
 def __getattr__(name):

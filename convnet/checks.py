@@ -1,6 +1,6 @@
 """Argument checks shared by the package's entry points.
 
-(The operations in ``convnet.ops`` keep their own checks, close to the code
+(The operations in ``convnet.nn.ops`` keep their own checks, close to the code
 they guard, and each task file in ``0x07-cnn/`` has its own, to stand alone.)
 """
 import numpy as np

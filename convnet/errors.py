@@ -3,7 +3,7 @@
 Everything the ``convnet`` command reads from its user (options, data files,
 checkpoints, images, the run folder) is checked where it is read, and a
 problem raises one of the classes below with a message that names the thing
-at fault and what was expected. ``convnet.cli`` prints those as
+at fault and what was expected. ``convnet.apps.cli.cli`` prints those as
 ``convnet: error: <message>`` with exit status 2; any other exception is a bug
 of the program and keeps its traceback.
 

@@ -75,7 +75,7 @@ def stale_temporary_files(folder):
     -------
     list of Path
         Sorted. Only call this while no other process writes into ``folder``
-        (``convnet.runfolder`` holds its lock), or a write in progress is listed.
+        (``convnet.training.runfolder`` holds its lock), or a write in progress is listed.
     """
     folder = Path(folder)
     if not folder.is_dir():

@@ -50,6 +50,6 @@ def one_training_process_by_default(monkeypatch):
     tests that need more processes ask for them (``--processes``), and the
     rule itself has tests of its own.
     """
-    from convnet import distributed
+    from convnet.parallel import distributed
     monkeypatch.setattr(distributed, "default_processes",
                         lambda batch_size=32, micro_batch=None, window=0.3: 1)

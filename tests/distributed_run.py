@@ -14,11 +14,11 @@ import signal
 import numpy as np
 
 from convnet import storage
-from convnet.distributed import DataParallel
-from convnet.optim import Adam
-from convnet.sequential import Sequential
-from convnet.threads import blas_threads
-from convnet.zoo import load_spec
+from convnet.nn.optim import Adam
+from convnet.nn.sequential import Sequential
+from convnet.nn.threads import blas_threads
+from convnet.nn.zoo import load_spec
+from convnet.parallel.distributed import DataParallel
 
 DROPOUT_SPEC = [{"layer": "Input", "shape": [28, 28, 1]},
                 {"layer": "Conv2D", "filters": 4, "kernel": 3, "activation": "relu"},

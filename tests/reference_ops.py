@@ -1,4 +1,4 @@
-"""Test helpers: the loop references (from ``convnet.reference_ops``), the task files
+"""Test helpers: the loop references (from ``convnet.nn.reference_ops``), the task files
 loaded as modules, and finite differences."""
 import importlib.util
 from pathlib import Path
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from convnet.reference_ops import (  # noqa: F401  (re-exported for the tests)
+from convnet.nn.reference_ops import (  # noqa: F401  (re-exported for the tests)
     reference_conv_backward,
     reference_conv_forward,
     reference_dtype,

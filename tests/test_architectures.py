@@ -1,4 +1,4 @@
-"""Tests of convnet.architectures: shapes, parameter counts, tables, summary, diagram.
+"""Tests of convnet.nn.architectures: shapes, parameter counts, tables, summary, diagram.
 
 Parameter counts are checked against the formulas written out by hand per
 layer, shapes against the project's own NumPy convolution and pooling run on
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from reference_ops import load_task_file
 
-from convnet import architectures as arch
-from convnet.cli import main
-from convnet.ops import conv_forward, pool_forward
+from convnet.apps.cli.cli import main
+from convnet.nn import architectures as arch
+from convnet.nn.ops import conv_forward, pool_forward
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "alexnet.md"
@@ -90,7 +90,7 @@ def test_alexnet_conv1_readings(input_size, padding, expected):
 
 
 def _run_with_numpy_ops(architecture, rng):
-    """Push one random example through the stack with convnet.ops; return the shapes."""
+    """Push one random example through the stack with convnet.nn.ops; return the shapes."""
     A = rng.standard_normal((1, *architecture.input_shape))
     shapes = []
     for layer in architecture.layers:
@@ -258,8 +258,8 @@ SPEC_COUNTS = {"lenet5": 61_706, "lenet5-classic": 61_706, "mlp": 669_706,
 
 @pytest.mark.parametrize("name", SPEC_COUNTS)
 def test_from_spec_agrees_with_the_sequential_model_and_the_spec(name):
-    from convnet.sequential import Sequential
-    from convnet.zoo import load_spec
+    from convnet.nn.sequential import Sequential
+    from convnet.nn.zoo import load_spec
     architecture = arch.from_spec(name)
     summary = Sequential(load_spec(name)).summary()
     assert [(r.layer.name, tuple(r.output_shape), r.params)

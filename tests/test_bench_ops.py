@@ -1,4 +1,4 @@
-"""Tests of the benchmark helpers in convnet/bench.py (not of speed itself)."""
+"""Tests of the benchmark helpers in convnet/apps/bench/bench.py (not of speed itself)."""
 import os
 import time
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet import bench
-from convnet.threads import blas_threads
+from convnet.apps.bench import bench
+from convnet.nn.threads import blas_threads
 
 
 def test_median_time_skips_warmup_and_takes_the_median():
@@ -32,7 +32,7 @@ def test_format_table_aligns_markdown_columns():
 
 
 def test_bench_ops_command_prints_the_rows_the_library_returns(monkeypatch, capsys):
-    from convnet import cli
+    from convnet.apps.cli import cli
     seen = []
 
     def fake_bench_ops(quick, log):
@@ -50,13 +50,13 @@ def test_bench_ops_command_prints_the_rows_the_library_returns(monkeypatch, caps
 
 
 def test_bench_ops_refuses_the_training_options(capsys):
-    from convnet import cli
+    from convnet.apps.cli import cli
     assert cli.main(["bench", "ops", "--model", "mlp"]) == 2
     assert "--model is used with `convnet bench train` only" in capsys.readouterr().err
 
 
 def test_bench_train_refuses_an_unknown_model(capsys):
-    from convnet import cli
+    from convnet.apps.cli import cli
     assert cli.main(["bench", "train", "--model", "resnet"]) == 2
     assert "--model resnet: model must be one of" in capsys.readouterr().err
 
@@ -100,9 +100,9 @@ def test_bench_images_are_cifar_sized_for_the_colour_model():
 
 def test_numpy_stepper_takes_the_optimizer_steps_of_a_hand_loop():
     """The stepper's plain loop equals loss_and_grads + step written out, batch by batch."""
-    from convnet.optim import make_optimizer
-    from convnet.sequential import Sequential
-    from convnet.zoo import load_spec
+    from convnet.nn.optim import make_optimizer
+    from convnet.nn.sequential import Sequential
+    from convnet.nn.zoo import load_spec
     rng = np.random.default_rng(1)
     X, Y = rng.random((10, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 10)
     stepper = bench.NumpyStepper("mlp", 4, "rmsprop", seed=3)

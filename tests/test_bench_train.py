@@ -7,7 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from convnet import bench, cli, distributed
+from convnet.apps.bench import bench
+from convnet.apps.cli import cli
+from convnet.parallel import distributed
 
 
 def result(seconds, processes=1, rss=(100e6,), cpu_seconds=None):
@@ -171,7 +173,7 @@ TINY_SPEC = {"name": "tiny", "optimizer": "sgd", "layers": [
 def test_numpy_worker_process_times_its_steps_without_tensorflow():
     job = {"kind": "numpy", "spec": TINY_SPEC, "batch": 16, "optimizer": "sgd", "images": 64,
            "micro_batch": 8}
-    done = subprocess.run([sys.executable, "-m", "convnet.bench", "--worker", json.dumps(job)],
+    done = subprocess.run([sys.executable, "-m", "convnet.apps.bench.bench", "--worker", json.dumps(job)],
                           capture_output=True, text=True, check=True, timeout=120)
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["seconds"] > 0 and outcome["processes"] == 1

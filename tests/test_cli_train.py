@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from convnet import trainer
-from convnet.cli import main
-from convnet.images import load_digit_image
+from convnet.apps.cli.cli import main
+from convnet.data.images import load_digit_image
+from convnet.training import trainer
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 
@@ -72,7 +72,7 @@ def test_train_output(small_mnist, tmp_path, capsys):
 
 def test_the_default_number_of_processes_is_decided_at_the_start(small_mnist, tmp_path, capfd,
                                                                  monkeypatch):
-    from convnet import distributed
+    from convnet.parallel import distributed
     asked = []
 
     def deciding(batch_size, micro_batch=None, window=0.3):
@@ -96,7 +96,7 @@ def test_the_default_number_of_processes_is_decided_at_the_start(small_mnist, tm
 
 def test_a_dense_model_takes_free_processors_as_threads_and_resumes_alike(
         small_mnist, tmp_path, capsys, monkeypatch):
-    from convnet import distributed
+    from convnet.parallel import distributed
     monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
     options = ["train", "--model", "mlp", "--data", str(small_mnist), "--limit", "128",
                "--batch-size", "64", "--out", str(tmp_path)]
@@ -112,7 +112,7 @@ def test_a_dense_model_takes_free_processors_as_threads_and_resumes_alike(
 
 
 def test_without_mpi_the_default_is_one_process(small_mnist, tmp_path, capsys, monkeypatch):
-    from convnet import distributed
+    from convnet.parallel import distributed
     monkeypatch.setattr(distributed, "mpi_available", lambda: False)
     monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
     assert main(["train", "--data", str(small_mnist), "--epochs", "0", "--out",
@@ -127,7 +127,7 @@ def test_without_mpi_the_default_is_one_process(small_mnist, tmp_path, capsys, m
 
 
 def test_a_failed_rank_is_a_one_line_error(small_mnist, tmp_path, capsys, monkeypatch):
-    from convnet import distributed
+    from convnet.parallel import distributed
 
     def failing_step(self, X, Y):
         raise distributed.DistributedJobError("rank 1 of 2 failed to compute micro-batch 1 "
@@ -149,13 +149,13 @@ def test_micro_batches_give_the_same_weights_whatever_the_number_of_ranks(
         small_mnist, tmp_path, processes):
     """The rule of ``--micro-batch``: 1, 2 or 3 ranks end bit for bit alike (3 under mpiexec)."""
     pytest.importorskip("mpi4py")
-    from convnet import distributed
+    from convnet.parallel import distributed
     alone, ranks = tmp_path / "alone", tmp_path / "ranks"
     options = ["train", "--data", str(small_mnist), "--epochs", "2", "--limit", "96",
                "--micro-batch", "8", "--batch-size", "24", "--augment", "flip"]
     assert main([*options, "--out", str(alone), "--processes", "1"]) == 0
     command = [distributed.mpiexec_path(), "-n", str(processes), sys.executable, "-m",
-               "convnet.cli", *options, "--out", str(ranks)]
+               "convnet", *options, "--out", str(ranks)]
     job = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert job.returncode == 0, job.stderr
     assert job.stdout.count("After 2 epochs") == 1   # rank 0 alone speaks
@@ -230,8 +230,8 @@ def test_train_any_zoo_model_with_any_optimizer(model, optimizer, extra, lr, slo
               if key.startswith("optimizer_") and key != "optimizer_iterations"}
     assert stored == slots
     assert int(arrays["optimizer_iterations"]) == 2   # 64 images, batch 32
-    from convnet.sequential import Sequential
-    from convnet.zoo import load_spec
+    from convnet.nn.sequential import Sequential
+    from convnet.nn.zoo import load_spec
     names = list(Sequential(load_spec(model)).get_weights())
     assert [key for key in arrays if "/" in key] == names
 
@@ -275,8 +275,8 @@ def test_a_model_that_does_not_fit_the_dataset_is_refused_before_training(
 
 def test_a_model_with_other_classes_is_refused():
     from convnet.errors import BadOptionError
-    from convnet.sequential import Sequential
-    from convnet.zoo import load_spec
+    from convnet.nn.sequential import Sequential
+    from convnet.nn.zoo import load_spec
     model = Sequential(load_spec("happy-model"))
     with pytest.raises(BadOptionError, match="happy-model predicts one sigmoid unit "
                                              r"\(2 classes\), but signs has 6 classes"):
@@ -374,7 +374,7 @@ def test_evaluate_bad_checkpoint(content, message, tmp_path, capsys):
 
 
 def test_missing_checkpoint_in_a_subprocess(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "convnet.cli", "predict", "x.png",
+    result = subprocess.run([sys.executable, "-m", "convnet", "predict", "x.png",
                              "--checkpoint", str(tmp_path / "none.npz")],
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2
@@ -468,7 +468,8 @@ def test_the_course_models_train_on_their_datasets(model, name, tmp_path, capsys
     pytest.importorskip("h5py")
     from test_datasets import write_course_files
 
-    from convnet import data, distributed
+    from convnet import data
+    from convnet.parallel import distributed
     if model == "happy-model":   # one process even where the default would be two
         monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
     write_course_files(tmp_path / "course", name, n_train=11, n_test=5)

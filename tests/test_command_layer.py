@@ -1,4 +1,4 @@
-"""Only the command layer (``convnet/cli.py``) prints, reads arguments and chooses exit codes.
+"""Only the command layer (``convnet/apps/cli/cli.py``) prints, reads arguments and chooses exit codes.
 
 The library modules compute and return: what a command shows comes back as a
 value, an exception, or a line sent to a ``log`` callable the caller passes.
@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet import data, trainer
+from convnet import data
 from convnet.errors import BadDataError
+from convnet.training import trainer
 
-PACKAGE = Path(trainer.__file__).parent
-COMMAND_LAYER = "cli.py"
+PACKAGE = Path(trainer.__file__).parents[1]
+COMMAND_LAYER = PACKAGE / "apps" / "cli"
 
 
 def _is_main_guard(node):
@@ -91,7 +92,8 @@ def test_the_scan_finds_what_only_a_command_may_do(source, expected):
 
 
 def test_library_modules_do_not_print_exit_or_parse_arguments():
-    modules = sorted(path for path in PACKAGE.glob("*.py") if path.name != COMMAND_LAYER)
+    modules = sorted(path for path in PACKAGE.rglob("*.py")
+                     if COMMAND_LAYER not in path.parents and path.name != "__main__.py")
     assert len(modules) > 10   # the scan really reads the package
     found = {path.name: find_command_work(path.read_text(encoding="utf-8"), str(path))
              for path in modules}
@@ -99,8 +101,8 @@ def test_library_modules_do_not_print_exit_or_parse_arguments():
 
 
 def _without_matplotlib(monkeypatch):
-    # A None entry makes ``import convnet.plots`` raise ImportError, as a missing matplotlib does.
-    monkeypatch.setitem(sys.modules, "convnet.plots", None)
+    # A None entry makes ``import convnet.apps.pictures.plots`` raise ImportError, as a missing matplotlib does.
+    monkeypatch.setitem(sys.modules, "convnet.apps.pictures.plots", None)
 
 
 def test_a_skipped_history_plot_is_a_note_sent_to_log(monkeypatch, tmp_path, capsys):
@@ -110,14 +112,15 @@ def test_a_skipped_history_plot_is_a_note_sent_to_log(monkeypatch, tmp_path, cap
     assert trainer.save_history_plot(history, tmp_path / "h.png", 0, log=notes.append) is None
     assert trainer.save_history_plot(history, tmp_path / "h.png", 0) is None
     [note] = notes
-    assert note.startswith("history plot skipped: ") and "convnet.plots" in note
+    assert note.startswith("history plot skipped: ") and "convnet.apps.pictures.plots" in note
     assert not (tmp_path / "h.png").exists()
     assert capsys.readouterr() == ("", "")
 
 
 def test_write_run_sends_the_note_to_log_and_the_command_prints_it_on_stderr(monkeypatch, tmp_path,
                                                                              capsys):
-    from convnet import cli, tf_training
+    from convnet.apps.cli import cli
+    from convnet.tf import tf_training
     _without_matplotlib(monkeypatch)
     history = {key: [1.0] for key in trainer.HISTORY_KEYS}
     history["epoch_seconds"] = [0.5]

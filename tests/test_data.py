@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet import cli, data
+from convnet import data
+from convnet.apps.cli import cli
 
 SMALL_SIZES = (50, 10, 10)
 
@@ -563,7 +564,7 @@ def test_keras_npz_too_small_for_a_validation_split(tmp_path):
 
 # ---------------------------------------------------------------- command line
 def test_cli_data_help_explains_the_options():
-    result = subprocess.run([sys.executable, "-m", "convnet.cli", "data", "--help"],
+    result = subprocess.run([sys.executable, "-m", "convnet", "data", "--help"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     help_text = " ".join(result.stdout.split())

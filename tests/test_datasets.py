@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from convnet import data
-from convnet.cli import main
+from convnet.apps.cli.cli import main
 
 FASHION = data.FASHION_MNIST_DIR
 NEEDS_FASHION = pytest.mark.skipif(

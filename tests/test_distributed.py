@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet import distributed
-from convnet.distributed import DataParallel, DistributedJobError
 from convnet.errors import BadOptionError, UserError
-from convnet.optim import Adam
-from convnet.sequential import Sequential
-from convnet.zoo import load_spec
+from convnet.nn.optim import Adam
+from convnet.nn.sequential import Sequential
+from convnet.nn.zoo import load_spec
+from convnet.parallel import distributed
+from convnet.parallel.distributed import DataParallel, DistributedJobError
 
 sys.path.insert(0, str(Path(__file__).parent))
 import distributed_run

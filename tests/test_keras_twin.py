@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 from reference_ops import load_task_file
 
-from convnet.sequential import Sequential
-from convnet.zoo import NAMES, load_spec
+from convnet.nn.sequential import Sequential
+from convnet.nn.zoo import NAMES, load_spec
 
 tf = pytest.importorskip("tensorflow")
 K = tf.keras
 
-from convnet.keras_twin import from_keras, keras_loss_and_grads, to_keras
+from convnet.tf.keras_twin import from_keras, keras_loss_and_grads, to_keras
 
 
 def images_for(model, mnist, count, seed=0):

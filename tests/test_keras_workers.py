@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from convnet import keras_workers
-from convnet.cli import build_parser, main
+from convnet.apps.cli.cli import build_parser, main
 from convnet.errors import BadOptionError
+from convnet.tf import keras_workers
 
 pytest.importorskip("tensorflow")
 
@@ -30,11 +30,11 @@ def small_data(tmp_path_factory, mnist_slice):
 
 
 def convnet(arguments, env=None, **options):
-    """Run ``python -m convnet.cli ARGUMENTS`` without TF_CONFIG unless ``env`` sets one."""
+    """Run ``python -m convnet.apps.cli.cli ARGUMENTS`` without TF_CONFIG unless ``env`` sets one."""
     environ = {key: value for key, value in os.environ.items()
                if key not in ("TF_CONFIG", keras_workers.LAUNCHER_ENV,
                               keras_workers.WORKER_WEIGHTS_ENV)}
-    return subprocess.Popen([sys.executable, "-m", "convnet.cli", *map(str, arguments)],
+    return subprocess.Popen([sys.executable, "-m", "convnet", *map(str, arguments)],
                             env=dict(environ, **(env or {})), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
 
@@ -52,7 +52,7 @@ def two_workers(tmp_path_factory, small_data):
 
 
 def lenet5_weights(path):
-    from convnet.tf_training import EXCHANGE_NAMES
+    from convnet.tf.tf_training import EXCHANGE_NAMES
     with np.load(path, allow_pickle=False) as arrays:
         return [arrays[name] for name in EXCHANGE_NAMES]
 
@@ -83,8 +83,8 @@ def test_two_workers_train_and_the_chief_alone_writes_the_run(two_workers):
 
 @pytest.mark.slow
 def test_the_workers_end_with_bit_identical_weights(two_workers):
-    from convnet.sequential import Sequential
-    from convnet.zoo import load_spec
+    from convnet.nn.sequential import Sequential
+    from convnet.nn.zoo import load_spec
     status, _, stderr, out, each = two_workers
     assert status == 0, stderr
     initial = list(Sequential(load_spec("lenet5"), seed=0).get_weights().values())
@@ -212,8 +212,8 @@ def test_zero_workers_is_refused_by_the_parser(capsys):
 
 
 def test_a_model_with_batch_normalization_trains_on_one_worker():
-    from convnet.sequential import normalise_spec
-    from convnet.zoo import load_spec
+    from convnet.nn.sequential import normalise_spec
+    from convnet.nn.zoo import load_spec
     spec = normalise_spec(load_spec("happy-model"))
     keras_workers.check_spec(spec, 1)
     keras_workers.check_spec(normalise_spec(load_spec("lenet5")), 4)
@@ -290,7 +290,7 @@ def test_a_worker_runs_the_same_training(options):
 # waits for ever unless told to stop.
 FAKE_WORKER = """
 import json, os, sys, time
-from convnet import keras_workers
+from convnet.tf import keras_workers
 keras_workers._end_with_launcher(int(os.environ[keras_workers.LAUNCHER_ENV]))
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 if index == 0:
@@ -333,7 +333,7 @@ def test_workers_out_of_time_are_stopped():
 
 LAUNCHER = """
 import sys
-from convnet import keras_workers
+from convnet.tf import keras_workers
 keras_workers.run_workers(["train", sys.argv[1]], 2, print, program=[sys.executable, "-c", sys.argv[2]])
 """
 
@@ -363,9 +363,9 @@ BINARY_SPEC = {"name": "binary", "layers": [
 def test_the_workers_measure_loss_and_accuracy_as_keras_does(model, mnist):
     # The workers' own measure (Keras's evaluate does not run under their strategy)
     # against Keras's evaluate, for a softmax and a sigmoid output.
-    from convnet import tf_training
-    from convnet.sequential import normalise_spec
-    from convnet.zoo import load_spec
+    from convnet.nn.sequential import normalise_spec
+    from convnet.nn.zoo import load_spec
+    from convnet.tf import tf_training
     spec = normalise_spec(BINARY_SPEC if model == "binary" else load_spec(model))
     X = mnist[2][:300, ..., np.newaxis]
     labels = mnist[3][:300] % (2 if model == "binary" else 10)

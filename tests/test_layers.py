@@ -1,9 +1,9 @@
-"""Layer-level checks of convnet.layers against float64 centred finite differences."""
+"""Layer-level checks of convnet.nn.layers against float64 centred finite differences."""
 import numpy as np
 import pytest
 from reference_ops import numerical_gradient
 
-from convnet.layers import (
+from convnet.nn.layers import (
     TRUNCATED_NORMAL_STD,
     Conv2D,
     Dense,
@@ -150,8 +150,8 @@ def test_a_first_dense_layer_skips_only_its_input_gradient():
     assert first.backward(dout) is None
     for key in ("W", "b"):
         assert np.array_equal(first.grads[key], full.grads[key])
-    from convnet.sequential import Sequential
-    from convnet.zoo import load_spec
+    from convnet.nn.sequential import Sequential
+    from convnet.nn.zoo import load_spec
     mlp = Sequential(load_spec("mlp"))
     dense = [layer for layer in mlp.layers if isinstance(layer, Dense)]
     assert [layer.input_grad for layer in dense] == [False, True, True]

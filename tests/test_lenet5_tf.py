@@ -25,10 +25,10 @@ tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
 from reference_ops import load_task_file
 
-from convnet import tf_training
-from convnet.keras_twin import from_keras
-from convnet.sequential import Sequential
-from convnet.zoo import load_spec
+from convnet.nn.sequential import Sequential
+from convnet.nn.zoo import load_spec
+from convnet.tf import tf_training
+from convnet.tf.keras_twin import from_keras
 
 tf1 = tf.compat.v1
 ROOT = Path(__file__).resolve().parents[1]
@@ -284,7 +284,8 @@ def test_short_training_learns(mnist, backend):
 @pytest.mark.parametrize("backend", ["tf1", "keras"])
 def test_train_command_writes_history_and_weights(tmp_path, capsys, monkeypatch, backend,
                                                  mnist_slice):
-    from convnet import cli, trainer
+    from convnet.apps.cli import cli
+    from convnet.training import trainer
     plotted = []
     real_plot = trainer.save_history_plot
 

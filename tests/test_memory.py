@@ -6,13 +6,13 @@ import sys
 import numpy as np
 import pytest
 
-from convnet import memory
+from convnet.nn import memory
 
 # Allocates and frees three 1 MiB arrays 20 times, then prints the page faults per round.
 FAULTS_PER_ROUND = """
 import resource, sys
 import numpy as np
-from convnet.memory import keep_freed_memory
+from convnet.nn.memory import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def round_of_arrays():

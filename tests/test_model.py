@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from convnet import trainer
-from convnet.model import WEIGHT_NAMES, LeNet5
+from convnet.nn.model import WEIGHT_NAMES, LeNet5
+from convnet.training import trainer
 
 EXCHANGE_SHAPES = [(5, 5, 1, 6), (6,), (5, 5, 6, 16), (16,), (400, 120), (120,),
                    (120, 84), (84,), (84, 10), (10,)]
@@ -201,8 +201,8 @@ def test_pooling_before_relu_gives_the_written_order_to_the_bit(dtype):
 
 
 def test_a_model_saved_alone_loads_with_its_dataset_but_cannot_be_resumed(tmp_path):
-    from convnet import checkpoint
     from convnet.errors import BadCheckpointError
+    from convnet.training import checkpoint
     model = LeNet5(seed=6)
     path = tmp_path / "sub" / "model.npz"
     trainer.save_model(path, model, "fashion-mnist")

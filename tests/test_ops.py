@@ -1,8 +1,8 @@
 """Tasks 0-3 in both implementations against the loop references and finite differences.
 
-Every grid below runs the fast engine (``convnet/ops.py``) and the readable task files
+Every grid below runs the fast engine (``convnet/nn/ops.py``) and the readable task files
 (``0x07-cnn/0-conv_forward.py`` ... ``3-pool_backward.py``, loaded from their folder)
-against the pixel-loop references of ``convnet/reference_ops.py``.
+against the pixel-loop references of ``convnet/nn/reference_ops.py``.
 """
 import itertools
 import sys
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convnet import ops
-from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
-from convnet.reference_ops import (
+from convnet.nn import ops
+from convnet.nn.ops import conv_backward, conv_forward, pool_backward, pool_forward
+from convnet.nn.reference_ops import (
     reference_conv_backward,
     reference_conv_forward,
     reference_dtype,

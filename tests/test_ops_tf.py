@@ -1,4 +1,4 @@
-"""Tasks 0-3, engine (convnet/ops.py) and task files, against TensorFlow's own ops, float64."""
+"""Tasks 0-3, engine (convnet/nn/ops.py) and task files, against TensorFlow's own ops, float64."""
 import os
 import sys
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet import ops
-from convnet.ops import pool_backward
+from convnet.nn import ops
+from convnet.nn.ops import pool_backward
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed: "

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from convnet.distributed import DataParallel
-from convnet.model import LeNet5
-from convnet.optim import SGD, Adam, RMSprop, make_optimizer
+from convnet.nn.model import LeNet5
+from convnet.nn.optim import SGD, Adam, RMSprop, make_optimizer
+from convnet.parallel.distributed import DataParallel
 
 STEPS = 100
 # (our class, our hyper-parameters, Keras class name, Keras's hyper-parameters). The large

@@ -1,9 +1,9 @@
-"""Tests of convnet.plots: training curves, checkpoint pictures, classic filters."""
+"""Tests of convnet.apps.pictures.plots: training curves, checkpoint pictures, classic filters."""
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from convnet import plots
+from convnet.apps.pictures import plots
 
 
 def _png_shape(path):
@@ -117,9 +117,9 @@ def small_dataset(tmp_path_factory):
 
 def write_checkpoint(path, dataset="mnist", names=tuple("0123456789")):
     """A training checkpoint of an untrained LeNet-5, as ``convnet train`` writes it."""
-    from convnet import trainer
-    from convnet.model import LeNet5
-    from convnet.optim import Adam
+    from convnet.nn.model import LeNet5
+    from convnet.nn.optim import Adam
+    from convnet.training import trainer
     model = LeNet5(seed=0)
     settings = {"seed": 0, "batch_size": 32, "lr": 1e-3, "dataset": dataset, "train_size": 8}
     history = {key: [2.3] for key in trainer.HISTORY_KEYS}
@@ -129,7 +129,7 @@ def write_checkpoint(path, dataset="mnist", names=tuple("0123456789")):
 
 
 def load_model(path):
-    from convnet import trainer
+    from convnet.training import trainer
     return trainer.load_model(path)[0]
 
 
@@ -139,7 +139,7 @@ def checkpoint(tmp_path_factory):
 
 
 def _show(checkpoint, data, out, *extra):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     return main(["show", "--checkpoint", str(checkpoint), "--data", str(data),
                  "--out", str(out), *extra])
 
@@ -250,7 +250,7 @@ def test_sobel_x_is_right_minus_left():
 
 
 def test_filters_command_writes_png(tmp_path, capsys):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     assert main(["filters", "--out", str(tmp_path)]) == 0
     path = tmp_path / "classic_filters.png"
     assert capsys.readouterr().out.split() == [str(path)]
@@ -261,7 +261,7 @@ def test_filters_command_writes_png(tmp_path, capsys):
 def test_filters_command_accepts_an_image(tmp_path, capsys):
     from PIL import Image
 
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     source = tmp_path / "gradient.png"
     Image.fromarray(np.tile(np.arange(0, 250, 5, dtype=np.uint8), (30, 1))).save(source)
     assert main(["filters", "--image", str(source), "--out", str(tmp_path / "o")]) == 0
@@ -271,7 +271,7 @@ def test_filters_command_accepts_an_image(tmp_path, capsys):
 @pytest.mark.parametrize("content, message", [(None, "not found"),
                                               (b"plain text", "cannot read image")])
 def test_filters_command_rejects_bad_image(tmp_path, capsys, content, message):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     source = tmp_path / "photo.jpg"
     if content is not None:
         source.write_bytes(content)
@@ -334,7 +334,7 @@ def test_drawing_never_loads_pyplot(tmp_path):
     # pyplot would pick a GUI backend and keep global figures; the Agg canvas does neither.
     import subprocess
     import sys
-    code = ("import sys; from convnet import plots; "
+    code = ("import sys; from convnet.apps.pictures import plots; "
             "history = {key: [1.0, 0.5] for key in plots.HISTORY_KEYS}; "
             f"plots.plot_history(history, {str(tmp_path / 'h.png')!r}); "
             "print('matplotlib.pyplot' in sys.modules)")
@@ -354,7 +354,7 @@ def _digit_file(path, size=(60, 80)):
 
 
 def test_predict_show_draws_what_the_network_saw(tmp_path, capsys, checkpoint):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first, second = _digit_file(tmp_path / "a" / "7.png"), _digit_file(tmp_path / "b" / "7.png")
@@ -368,7 +368,7 @@ def test_predict_show_draws_what_the_network_saw(tmp_path, capsys, checkpoint):
 
 
 def test_predict_without_show_draws_nothing(tmp_path, capsys, checkpoint):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     digit = _digit_file(tmp_path / "7.png")
     assert main(["predict", str(digit), "--checkpoint", str(checkpoint),
                  "--out", str(tmp_path / "pictures")]) == 0
@@ -395,8 +395,8 @@ def test_draw_input_and_probabilities_rejects_bad_input(tmp_path, image, probabi
 
 
 def test_show_image_draws_the_maps_of_ones_own_digit(tmp_path, capsys, checkpoint):
-    from convnet.cli import main
-    from convnet.images import load_digit_image
+    from convnet.apps.cli.cli import main
+    from convnet.data.images import load_digit_image
     digit = _digit_file(tmp_path / "mine.png")
     out = tmp_path / "pictures"
     assert main(["show", "--checkpoint", str(checkpoint), "--image", str(digit),

@@ -11,18 +11,18 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from convnet import tf_training
-from convnet.model import LeNet5
-from convnet.optim import Adam
-from convnet.threads import blas_threads
-from convnet.trainer import train_epoch
+from convnet.nn.model import LeNet5
+from convnet.nn.optim import Adam
+from convnet.nn.threads import blas_threads
+from convnet.tf import tf_training
+from convnet.training.trainer import train_epoch
 
 TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_blas_thread():
-    """NumPy's small products run fastest on one BLAS thread (see convnet.trainer)."""
+    """NumPy's small products run fastest on one BLAS thread (see convnet.training.trainer)."""
     with blas_threads(1):
         yield
 
@@ -38,12 +38,12 @@ def trained(mnist):
 
 def test_weight_files_share_their_keys(tmp_path):
     """A weights.npz of the TensorFlow trainings loads as a NumPy checkpoint."""
-    from convnet.model import WEIGHT_NAMES
+    from convnet.nn.model import WEIGHT_NAMES
     assert tuple(tf_training.EXCHANGE_NAMES) == WEIGHT_NAMES
     weights = list(LeNet5(seed=3).get_weights().values())
     path = tmp_path / "weights.npz"
     np.savez(path, **dict(zip(tf_training.EXCHANGE_NAMES, weights)))
-    from convnet.trainer import load_model
+    from convnet.training.trainer import load_model
     loaded = list(load_model(path)[0].get_weights().values())
     assert all(np.array_equal(a, b) for a, b in zip(loaded, weights))
 

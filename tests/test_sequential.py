@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from reference_ops import numerical_gradient
 
-from convnet import layers as L
-from convnet.sequential import Sequential, normalise_spec, summary_text
-from convnet.zoo import load_spec
+from convnet.nn import layers as L
+from convnet.nn.sequential import Sequential, normalise_spec, summary_text
+from convnet.nn.zoo import load_spec
 
 STEP = 1e-6
 RTOL, ATOL = 1e-5, 1e-7

@@ -28,10 +28,11 @@ with warnings.catch_warnings():
 
 from reference_ops import reference_conv_forward
 
-from convnet import serve, trainer
-from convnet.images import load_digit_image
-from convnet.model import LeNet5
-from convnet.optim import Adam
+from convnet.apps.page import serve
+from convnet.data.images import load_digit_image
+from convnet.nn.model import LeNet5
+from convnet.nn.optim import Adam
+from convnet.training import trainer
 
 
 def load_model(path, dtype=np.float32):
@@ -281,7 +282,7 @@ def test_image_claiming_a_huge_size_is_refused(client):
 ])
 def test_inspect_shows_the_arithmetic_of_conv_forward(client, checkpoint, layer, row, col,
                                                       channel):
-    from convnet.ops import conv_forward
+    from convnet.nn.ops import conv_forward
     png = seven_png()
     answer = client.post(f"/api/inspect?layer={layer}&row={row}&col={col}&channel={channel}",
                          content=png)
@@ -467,7 +468,7 @@ def test_host_other_than_loopback_is_warned_about(host, warned):
 
 
 def test_serve_without_checkpoint_is_a_clear_error(tmp_path, capsys):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     missing = tmp_path / "none.npz"
     assert main(["serve", "--checkpoint", str(missing)]) == 2
     error = capsys.readouterr().err.strip()
@@ -477,10 +478,10 @@ def test_serve_without_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 def test_serve_shows_a_fashion_checkpoint_with_its_names_and_refuses_other_models(
         tmp_path, monkeypatch, capsys):
-    from convnet.cli import main
-    from convnet.plots import FASHION_CLASS_NAMES
-    from convnet.sequential import Sequential
-    from convnet.zoo import load_spec
+    from convnet.apps.cli.cli import main
+    from convnet.apps.pictures.plots import FASHION_CLASS_NAMES
+    from convnet.nn.sequential import Sequential
+    from convnet.nn.zoo import load_spec
     started = {}
     monkeypatch.setattr(serve, "run", lambda app, host, port: started.update(app=app))
     fashion = save_checkpoint(LeNet5(seed=2), tmp_path / "fashion.npz", "fashion-mnist",
@@ -509,7 +510,7 @@ def test_serve_shows_a_fashion_checkpoint_with_its_names_and_refuses_other_model
 
 @pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
 def test_serve_command_warns_about_other_hosts(checkpoint, monkeypatch, capsys, host, warned):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     started = {}
     monkeypatch.setattr(serve, "run", lambda app, host, port: started.update(
         app=app, host=host, port=port))
@@ -525,14 +526,14 @@ def test_serve_command_warns_about_other_hosts(checkpoint, monkeypatch, capsys, 
 
 
 def test_serve_command_rejects_a_port_above_65535(checkpoint, capsys):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     assert main(["serve", "--checkpoint", str(checkpoint), "--port", "70000"]) == 2
     assert capsys.readouterr().err.strip() == \
         "convnet: error: --port must be at most 65535, received 70000"
 
 
 def test_fashion_mnist_class_names_reach_the_page(checkpoint):
-    from convnet.plots import FASHION_CLASS_NAMES
+    from convnet.apps.pictures.plots import FASHION_CLASS_NAMES
     view = serve.NetworkView.from_checkpoint(checkpoint, FASHION_CLASS_NAMES)
     with TestClient(serve.build_app(view)) as fashion:
         assert fashion.get("/api/model").json()["class_names"] == list(FASHION_CLASS_NAMES)
@@ -548,7 +549,7 @@ def _free_port():
 
 def test_convnet_serve_answers_on_loopback(checkpoint, dataset):
     port = _free_port()
-    command = [sys.executable, "-m", "convnet.cli", "serve", "--checkpoint", str(checkpoint),
+    command = [sys.executable, "-m", "convnet", "serve", "--checkpoint", str(checkpoint),
                "--port", str(port), "--data", str(dataset[0])]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
@@ -578,8 +579,8 @@ def test_convnet_serve_answers_on_loopback(checkpoint, dataset):
 
 # ---------------------------------------------------------------- watch training
 def test_training_watcher_publishes_every_n_steps(mnist):
-    from convnet.optim import Adam
-    from convnet.trainer import fit
+    from convnet.nn.optim import Adam
+    from convnet.training.trainer import fit
     X, Y = mnist[0][:256], mnist[1][:256]
     X_valid, Y_valid = mnist[2][:100], mnist[3][:100]
     model = LeNet5(seed=0)
@@ -637,7 +638,7 @@ def test_training_events_stream_as_server_sent_events(checkpoint):
 
 
 def test_train_serve_prints_where_to_watch(tmp_path, capsys, dataset):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     port = _free_port()
     assert main(["train", "--serve", "--serve-port", str(port), "--serve-every", "1",
                  "--data", str(dataset[0]), "--epochs", "1", "--processes", "1",
@@ -649,7 +650,7 @@ def test_train_serve_prints_where_to_watch(tmp_path, capsys, dataset):
 
 
 def test_train_serve_publishes_the_end_of_every_epoch(tmp_path, monkeypatch, capsys, dataset):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     feed = serve.TrainingFeed()
     made = {}
 
@@ -680,7 +681,7 @@ def test_train_serve_publishes_the_end_of_every_epoch(tmp_path, monkeypatch, cap
 
 @pytest.mark.parametrize("backend", ["tf1", "keras"])
 def test_train_serve_needs_the_numpy_backend(backend, capsys):
-    from convnet.cli import main
+    from convnet.apps.cli.cli import main
     assert main(["train", "--backend", backend, "--serve"]) == 2
     assert capsys.readouterr().err.strip() == \
         "convnet: error: --serve is available with --backend numpy only"

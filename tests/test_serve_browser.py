@@ -2,7 +2,7 @@
 
 A 7 is drawn with pointer events on the canvas; the page must show 7, draw
 every layer's maps (not blank), and its Inspect view must show the numbers
-``convnet.ops.conv_forward`` computes here, in the test, for the same image.
+``convnet.nn.ops.conv_forward`` computes here, in the test, for the same image.
 
 Debian's ``chromium`` and ``chromium-driver`` are used (never a driver
 downloaded at run time); without them the tests are skipped. With the
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet.ops import conv_forward, pool_forward
+from convnet.nn.ops import conv_forward, pool_forward
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -50,9 +50,9 @@ def checkpoint(mnist, tmp_path_factory):
     given = os.environ.get("CONVNET_SERVE_CHECKPOINT")
     if given:
         return Path(given)
-    from convnet.model import LeNet5
-    from convnet.optim import Adam
-    from convnet.trainer import train_epoch
+    from convnet.nn.model import LeNet5
+    from convnet.nn.optim import Adam
+    from convnet.training.trainer import train_epoch
     X_train, Y_train = mnist[0][:5000], mnist[1][:5000]
     model = LeNet5(seed=0)
     optimizer = Adam(model.parameters(), lr=2e-3)
@@ -62,7 +62,7 @@ def checkpoint(mnist, tmp_path_factory):
     settings = {"seed": 0, "batch_size": 32, "lr": 2e-3, "dataset": "mnist", "train_size": 5000}
     history = {key: [0.0] * 3 for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
     history["epoch_seconds"] = [0.0, 0.0]
-    from convnet.trainer import save_checkpoint
+    from convnet.training.trainer import save_checkpoint
     save_checkpoint(path, model, optimizer, 2, settings, history, [str(k) for k in range(10)])
     return path
 
@@ -72,7 +72,7 @@ def server(checkpoint):
     """``convnet serve``'s application on uvicorn, in a thread, on a free loopback port."""
     import uvicorn
 
-    from convnet import serve
+    from convnet.apps.page import serve
     view = serve.NetworkView.from_checkpoint(checkpoint)
     app = serve.build_app(view, browser=serve.browser_for(view), checkpoint=str(checkpoint))
     with socket.socket() as probe:
@@ -239,7 +239,7 @@ def _wait_inspect(page, layer, row, col, channel):
 
 
 def test_inspect_numbers_equal_conv_forward(page, drawn_seven, checkpoint):
-    from convnet.trainer import load_model
+    from convnet.training.trainer import load_model
     W1, b1, W2, b2 = list(load_model(checkpoint)[0].get_weights().values())[:4]
     X = drawn_seven[None, :, :, None]
     # Click a pixel of conv1/relu's channel 2 map in the Draw view, on the digit's bar.
@@ -357,10 +357,10 @@ def test_watch_view_draws_the_training_stream(checkpoint, page):
     """Events published by a training appear on the page: status, curve and filters."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from convnet import serve
-    from convnet.model import LeNet5
+    from convnet.apps.page import serve
+    from convnet.nn.model import LeNet5
     feed = serve.TrainingFeed()
-    from convnet.trainer import load_model
+    from convnet.training.trainer import load_model
     kernels = load_model(checkpoint)[0].get_weights()["conv1/kernel"]
     start = LeNet5(seed=0).get_weights()["conv1/kernel"]
     for step in range(1, 11):

@@ -13,12 +13,12 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from convnet import tf_training
-from convnet.cli import main
+from convnet.apps.cli.cli import main
 from convnet.errors import BadOptionError
-from convnet.sequential import Sequential, normalise_spec
-from convnet.tf1_graph import build_logits
-from convnet.zoo import load_spec
+from convnet.nn.sequential import Sequential, normalise_spec
+from convnet.nn.zoo import load_spec
+from convnet.tf import tf_training
+from convnet.tf.tf1_graph import build_logits
 
 tf1 = tf.compat.v1
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from convnet import threads
+from convnet.nn import threads
 
 
 def test_blas_threads_sets_one_thread_and_restores_the_count():

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from convnet import trainer
-from convnet.cli import main
-from convnet.model import LeNet5
-from convnet.optim import Adam
-from convnet.sequential import Sequential
+from convnet.apps.cli.cli import main
+from convnet.nn.model import LeNet5
+from convnet.nn.optim import Adam
+from convnet.nn.sequential import Sequential
+from convnet.training import trainer
 
 
 def read_npz(path):

@@ -21,12 +21,13 @@ import zlib
 import numpy as np
 import pytest
 
-from convnet import checkpoint, errors, trainer
-from convnet.cli import main
-from convnet.images import MAX_PIXELS, load_digit_image
-from convnet.model import WEIGHT_NAMES, LeNet5
-from convnet.optim import Adam
-from convnet.sequential import Sequential
+from convnet import errors
+from convnet.apps.cli.cli import main
+from convnet.data.images import MAX_PIXELS, load_digit_image
+from convnet.nn.model import WEIGHT_NAMES, LeNet5
+from convnet.nn.optim import Adam
+from convnet.nn.sequential import Sequential
+from convnet.training import checkpoint, trainer
 
 
 def read_npz(path):
@@ -372,11 +373,11 @@ def test_every_mode_reads_as_the_8_bit_image(variant, paper, tmp_path):
 # ---------------------------------------------------------------- 5. one run per folder
 def test_a_second_run_into_a_held_folder_is_refused_naming_the_holder(small_mnist, tmp_path,
                                                                       capsys):
-    from convnet import runfolder
+    from convnet.training import runfolder
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", ("import sys, time; from convnet import runfolder\n"
+        [sys.executable, "-c", ("import sys, time; from convnet.training import runfolder\n"
                                 f"with runfolder.claim({str(out)!r}):\n"
                                 "    print('held', flush=True)\n"
                                 "    time.sleep(60)")], stdout=subprocess.PIPE, text=True)
@@ -496,7 +497,7 @@ def test_every_user_error_is_one_line_with_status_2(kind, capsys, monkeypatch):
     def raising(args):
         raise kind("the thing at fault")
 
-    from convnet import cli
+    from convnet.apps.cli import cli
     monkeypatch.setitem(cli.COMMANDS, "summary", (cli._configure_summary, raising, "x"))
     assert main(["summary"]) == 2
     assert capsys.readouterr().err == "convnet: error: the thing at fault\n"
@@ -506,7 +507,7 @@ def test_every_user_error_is_one_line_with_status_2(kind, capsys, monkeypatch):
 def start_training(data, out, *options, epochs=50, until="After 0 epochs"):
     """A ``convnet train`` child process, returned once it has printed a line starting ``until``."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "convnet.cli", "train", "--data", str(data), "--epochs",
+        [sys.executable, "-m", "convnet", "train", "--data", str(data), "--epochs",
          str(epochs), "--out", str(out), *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in process.stdout:
@@ -529,7 +530,7 @@ def test_sigterm_prints_one_line_and_exits_143(small_mnist, tmp_path):
 
 
 def test_sigterm_inside_a_finaliser_still_ends_the_command_as_terminated(monkeypatch, capsys):
-    from convnet import cli
+    from convnet.apps.cli import cli
 
     class SignalledWhenCollected:
         def __del__(self):
@@ -546,7 +547,7 @@ def test_sigterm_inside_a_finaliser_still_ends_the_command_as_terminated(monkeyp
 
 def test_a_reader_that_goes_away_ends_the_command_quietly(small_mnist, tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "convnet.cli", "train", "--data", str(small_mnist), "--epochs",
+        [sys.executable, "-m", "convnet", "train", "--data", str(small_mnist), "--epochs",
          "1", "--out", str(tmp_path / "run")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline().startswith("training lenet5")
@@ -709,7 +710,7 @@ def test_a_seed_out_of_range_is_refused_before_training(small_mnist, tmp_path, c
 
 
 def test_too_many_processes_are_refused_before_training(small_mnist, tmp_path, capsys):
-    from convnet.distributed import available_processors
+    from convnet.parallel.distributed import available_processors
     out = tmp_path / "run"
     too_many = max(available_processors(), 2) + 1
     assert train(small_mnist, out, "--processes", str(too_many)) == 2
@@ -750,18 +751,40 @@ def test_metrics_are_rounded_and_one_epoch_is_singular(small_mnist, tmp_path, ca
                         rf"{number}, validation accuracy {number}", lines[2])
 
 
-def test_tensorflow_logs_are_hidden_unless_verbose(small_mnist, tmp_path):
-    pytest.importorskip("tensorflow")
-    command = [sys.executable, "-m", "convnet.cli", "train", "--backend", "tf1", "--epochs", "0",
-               "--limit", "32", "--data", str(small_mnist), "--out", str(tmp_path / "run")]
+def _tensorflow_log_lines(small_mnist, tmp_path, onednn, options=()):
+    """TensorFlow's log lines on standard error of a tf1 run, oneDNN forced on or off."""
+    command = [sys.executable, "-m", "convnet", *options, "train", "--backend", "tf1",
+               "--epochs", "0", "--limit", "32", "--data", str(small_mnist),
+               "--out", str(tmp_path / f"run-{onednn}-{len(options)}")]
     # The environment asks for every log line; only --verbose may let them through.
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")
+    # oneDNN is forced either way: its line appears on some processors only.
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_ENABLE_ONEDNN_OPTS=onednn)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env=environment, check=False)
     assert result.returncode == 0, result.stderr
-    tensorflow_lines = [line for line in result.stderr.splitlines()
-                        if re.match(r"[IWEF]\d{4} ", line) or "absl" in line]
-    assert tensorflow_lines == []
+    return [line for line in result.stderr.splitlines()
+            if re.match(r"[IWEF]\d{4} ", line) or "absl" in line]
+
+
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_tensorflow_logs_are_hidden_unless_verbose(small_mnist, tmp_path, onednn):
+    pytest.importorskip("tensorflow")
+    assert _tensorflow_log_lines(small_mnist, tmp_path, onednn) == []
+
+
+def test_verbose_shows_tensorflows_early_log_lines(small_mnist, tmp_path):
+    pytest.importorskip("tensorflow")
+    lines = _tensorflow_log_lines(small_mnist, tmp_path, "1", ["--verbose"])
+    assert any("oneDNN custom operations are on" in line for line in lines), lines
+
+
+def test_only_tensorflows_log_lines_are_held_back():
+    from convnet.tf.tensorflow_import import without_tensorflow_logs
+    text = ("WARNING: All log messages before absl::InitializeLog() is called are written to "
+            "STDERR\nI0000 00:00:1796391239.416773    3826 port.cc:153] oneDNN custom "
+            "operations are on.\nUserWarning: something of Python's\n"
+            "W1204 13:30:01.5 12 x.cc:1] a warning\nIN 2024 the year\n")
+    assert without_tensorflow_logs(text) == "UserWarning: something of Python's\nIN 2024 the year\n"
 
 
 @pytest.mark.parametrize("options, level", [([], "3"), (["--verbose"], "0")])

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from convnet.cli import main
-from convnet.sequential import Sequential, summary_text
-from convnet.zoo import DEFAULT_MODEL, NAMES, load_spec
+from convnet.apps.cli.cli import main
+from convnet.nn.sequential import Sequential, summary_text
+from convnet.nn.zoo import DEFAULT_MODEL, NAMES, load_spec
 
 # The specification's zoo table: (total, trainable), input shape, classes, loss.
 TABLE = {

@@ -2,7 +2,7 @@
 """Draw AlexNet's architecture as blocks, one per layer, split over two GPUs.
 
 Every number on the figure (shapes, kernel sizes, parameter counts) comes
-from ``convnet.architectures.ALEXNET``; nothing is typed here. Each block is a
+from ``convnet.nn.architectures.ALEXNET``; nothing is typed here. Each block is a
 feature map: its height grows with the map's side, its depth with the number
 of channels the GPU holds. The upper row is GPU 1, the lower row GPU 2;
 grey arrows stay on one GPU, orange arrows are the layers where the two GPUs
@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Polygon
 
-from convnet.architectures import ALEXNET, analyse, total_params
+from convnet.nn.architectures import ALEXNET, analyse, total_params
 from convnet.storage import atomic_path
 
 FIGSIZE = (15.0, 7.0)

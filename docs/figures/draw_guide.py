@@ -9,7 +9,7 @@ It also prints the numbers section 6 quotes (accuracies, losses, the
 filters' statistics, the frequent confusions), measured on the run.
 
 The small diagrams (a convolution, 'same' padding with stride 2, pooling
-forward and backward) are computed with the project's own ``convnet.ops``;
+forward and backward) are computed with the project's own ``convnet.nn.ops``;
 the pictures of a trained network come from the checkpoint and history in
 ``--run``, drawn by the same functions as ``convnet show``. Every PNG is
 reduced to a 128-colour palette (no dithering) so the folder stays small.
@@ -23,10 +23,11 @@ import numpy as np
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from convnet import conv_forward, plots, pool_backward, pool_forward
+from convnet import conv_forward, pool_backward, pool_forward
+from convnet.apps.pictures import plots
 from convnet.data import load_mnist
-from convnet.model import LeNet5
-from convnet.trainer import load_model
+from convnet.nn.model import LeNet5
+from convnet.training.trainer import load_model
 
 HERE = Path(__file__).resolve().parent / "guide"
 FEATURE_MAP_INDEX = 0

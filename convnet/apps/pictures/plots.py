@@ -446,7 +446,7 @@ def draw_input_and_probabilities(image, probabilities, path, names=MNIST_CLASS_N
     Parameters
     ----------
     image : ndarray of shape (h, w) or (h, w, 1)
-        The prepared input (e.g. from ``convnet.images.load_digit_image``),
+        The prepared input (e.g. from ``convnet.data.images.load_digit_image``),
         drawn pixel by pixel with a colour bar of its values.
     probabilities : ndarray of shape (n_classes,)
         The model's softmax output; the most likely class is highlighted.
@@ -671,7 +671,7 @@ def draw_image_maps(model, image_path, out, names):
 
     The picture is prepared as ``convnet predict`` prepares it (a 28x28 digit).
     """
-    from convnet.images import load_digit_image
+    from convnet.data.images import load_digit_image
     image = load_digit_image(image_path)
     maps = [(name, activation[0]) for name, activation in model.feature_maps(image[None])]
     probabilities = maps[-1][1]
@@ -727,7 +727,7 @@ def apply_classic_filters(image):
     dict of str to ndarray of shape (h, w)
         The filtered image for each kernel name, in ``CLASSIC_KERNELS`` order.
     """
-    from convnet.ops import conv_forward
+    from convnet.nn.ops import conv_forward
 
     image = np.asarray(image)
     if image.ndim != 2:
@@ -753,9 +753,9 @@ def load_grayscale(path):
     ------
     BadImageError
         A ``ValueError`` naming ``path`` if it does not exist, is not an image
-        Pillow can decode, or is too large (see ``convnet.images.read_grey``).
+        Pillow can decode, or is too large (see ``convnet.data.images.read_grey``).
     """
-    from convnet.images import read_grey
+    from convnet.data.images import read_grey
 
     path = Path(path)
     if not path.is_file():

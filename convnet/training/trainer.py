@@ -11,7 +11,7 @@ running average over the epoch's batches) and of the validation set are
 measured with the epoch's final weights, in bounded chunks, and printed in
 task 4's format. The line for epoch 0 is the untrained network, as in task 4.
 
-A checkpoint (``checkpoint.npz``, layout in ``convnet.checkpoint``) describes
+A checkpoint (``checkpoint.npz``, layout in ``convnet.training.checkpoint``) describes
 itself: the model's spec, its weights by name, the optimiser's configuration
 and state, the dataset and its class names, the epoch, the settings of the
 run and its history; it is rewritten atomically after every epoch.
@@ -26,12 +26,12 @@ run stops with ``TrainingDivergedError`` leaving the last good checkpoint
 as it was.
 
 Training and evaluation run with NumPy's BLAS limited to one thread by default
-(``convnet.threads.blas_threads``): a LeNet-5 step's matrix products are small
+(``convnet.nn.threads.blas_threads``): a LeNet-5 step's matrix products are small
 (a few thousand rows at most for the convolutional models), so waking a second
 thread for each costs more than it saves, and on a busy machine spinning BLAS
 threads make a step several times slower. ``threads`` raises the limit where
 processors are known to be free and the products are large (the MLP's: see
-``convnet.distributed.default_layout``).
+``convnet.parallel.distributed.default_layout``).
 """
 import json
 import shutil
@@ -41,15 +41,15 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet import checkpoint as checkpoints
 from convnet import data, storage
-from convnet.checkpoint import HISTORY_KEYS, RUN_SETTINGS
-from convnet.distributed import DataParallel, check_same_rule
 from convnet.errors import BadCheckpointError, BadDataError, BadOptionError, TrainingDivergedError
-from convnet.memory import keep_freed_memory
-from convnet.optim import make_optimizer
-from convnet.sequential import Sequential
-from convnet.threads import blas_threads
+from convnet.nn.memory import keep_freed_memory
+from convnet.nn.optim import make_optimizer
+from convnet.nn.sequential import Sequential
+from convnet.nn.threads import blas_threads
+from convnet.parallel.distributed import DataParallel, check_same_rule
+from convnet.training import checkpoint as checkpoints
+from convnet.training.checkpoint import HISTORY_KEYS, RUN_SETTINGS
 
 EPOCH_LINE = ("After {epoch} {epochs}: cost {c:.4f}, accuracy {a:.4f}, "
               "validation cost {vc:.4f}, validation accuracy {va:.4f}")
@@ -62,7 +62,7 @@ MICRO_BATCH = 32
 # Random changes ``augment_batch`` can make to the training images, and the largest shift.
 AUGMENTATIONS = ("flip", "shift")
 SHIFT = 2
-# RUN_SETTINGS (from convnet.checkpoint): the settings a resumed run must share
+# RUN_SETTINGS (from convnet.training.checkpoint): the settings a resumed run must share
 # with the checkpoint to continue it exactly.
 
 
@@ -166,13 +166,13 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
         batch's mean loss (``convnet train --serve`` streams them).
     steps : DataParallel, optional
         Runs each step: alone, or shared by the ranks of an MPI job (see
-        ``convnet.distributed``). Default: this process alone, whole batches.
+        ``convnet.parallel.distributed``). Default: this process alone, whole batches.
     augment : sequence of str
         Random changes to each batch's images (see ``augment_batch``), drawn
         from ``(seed, epoch, step)``: the same on every rank and in a
         resumed run.
     threads : int
-        Threads of NumPy's BLAS meanwhile (see ``convnet.threads``).
+        Threads of NumPy's BLAS meanwhile (see ``convnet.nn.threads``).
 
     Returns
     -------
@@ -190,7 +190,7 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
     -----
     NumPy's BLAS runs on ``threads`` threads meanwhile (see ``blas_threads``),
     and the process's allocator keeps the memory a step frees for the next
-    one (see ``convnet.memory``).
+    one (see ``convnet.nn.memory``).
     """
     keep_freed_memory()
     steps = DataParallel(model, optimizer, seed=seed) if steps is None else steps
@@ -267,13 +267,13 @@ def fit(model, optimizer, data, epochs, batch_size=32, seed=0, start_epoch=0, hi
         Passed to :func:`train_epoch`: called after every step.
     steps : DataParallel, optional
         Runs every step and evaluation: alone, or shared by the ranks of an
-        MPI job, which all call ``fit`` alike (see ``convnet.distributed``).
+        MPI job, which all call ``fit`` alike (see ``convnet.parallel.distributed``).
         Default: this process alone, whole batches.
     augment : sequence of str
         Passed to :func:`train_epoch`: random changes to the training images.
     threads : int
         Threads of NumPy's BLAS for the training and the evaluations: 1
-        unless processors are known to be free (``convnet.distributed.default_layout``).
+        unless processors are known to be free (``convnet.parallel.distributed.default_layout``).
 
     Returns
     -------
@@ -373,7 +373,7 @@ def check_model_fits(model, dataset, image_shape, num_classes):
 
 
 def save_checkpoint(path, model, optimizer, epoch, settings, history, class_names):
-    """Write a training checkpoint atomically (layout: ``convnet.checkpoint``).
+    """Write a training checkpoint atomically (layout: ``convnet.training.checkpoint``).
 
     Parameters
     ----------
@@ -433,7 +433,7 @@ def load_checkpoint(path):
     model : Sequential
         With the checkpoint's weights.
     state : dict
-        What ``convnet.checkpoint.read_training_state`` returns.
+        What ``convnet.training.checkpoint.read_training_state`` returns.
 
     Raises
     ------
@@ -548,7 +548,7 @@ def save_history_plot(history, path, first_epoch, log=None):
         Receives the note (one line) when the figure is skipped; None: no note.
     """
     try:
-        from convnet.plots import plot_history
+        from convnet.apps.pictures.plots import plot_history
     except ImportError as error:
         if log is not None:
             log(f"history plot skipped: {error}")

@@ -1,12 +1,12 @@
 """The models in TensorFlow: training runs of the graph and Keras backends, weight transfer.
 
-Every network comes from one definition, its spec (``convnet.zoo``):
+Every network comes from one definition, its spec (``convnet.nn.zoo``):
 
 - the Keras backend trains the Keras twin of any spec,
-  ``to_keras(Sequential(spec))`` (``convnet.keras_twin``), with Keras's own
+  ``to_keras(Sequential(spec))`` (``convnet.tf.keras_twin``), with Keras's own
   Adam, RMSprop or SGD and its own ``fit``;
 - the graph backend trains LeNet-5 as task 4 does, its graph laid out from
-  the zoo's ``lenet5`` spec by ``convnet.tf1_graph`` (``tf.nn`` ops,
+  the zoo's ``lenet5`` spec by ``convnet.tf.tf1_graph`` (``tf.nn`` ops,
   ``tf.compat.v1`` variables, Adam).
 
 LeNet-5's weights travel between the engines in one format, the *exchange
@@ -46,11 +46,11 @@ Training
 --------
 ``train_tf1`` and ``train_keras`` run the trainings of 4-main and 5-main
 (the latter for any spec) and return their history; ``check_fits`` (from
-``convnet.zoo``, which checks without TensorFlow) refuses a dataset whose
+``convnet.nn.zoo``, which checks without TensorFlow) refuses a dataset whose
 images or classes do not fit the model; ``evaluate_keras``
 measures a trained twin; ``weights_arrays`` gives what ``weights.npz``
 holds; ``write_run`` writes a run's files. The command ``convnet train
---backend tf1|keras`` (``convnet.cli``) puts them together.
+--backend tf1|keras`` (``convnet.apps.cli.cli``) puts them together.
 """
 import json
 import os
@@ -62,15 +62,16 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf
+from convnet import storage
+from convnet.nn import zoo
+from convnet.nn.sequential import Sequential, normalise_spec
+from convnet.nn.zoo import check_fits  # noqa: F401 -- part of this module's interface
+from convnet.tf.keras_twin import to_keras
+from convnet.tf.tensorflow_import import import_tensorflow
+from convnet.tf.tf1_graph import build_logits
+from convnet.training.trainer import epoch_line, save_history_plot
 
-from convnet import storage, zoo
-from convnet.keras_twin import to_keras
-from convnet.sequential import Sequential, normalise_spec
-from convnet.tf1_graph import build_logits
-from convnet.trainer import epoch_line, save_history_plot
-from convnet.zoo import check_fits  # noqa: F401 -- part of this module's interface
-
+tf = import_tensorflow()
 tf1 = tf.compat.v1
 
 LENET5 = "lenet5"
@@ -552,7 +553,7 @@ def build_keras(spec, optimizer=None, learning_rate=None, seed=0):
     Parameters
     ----------
     spec : list, dict or str
-        A spec, or a zoo name or spec.json path (``convnet.zoo.load_spec``).
+        A spec, or a zoo name or spec.json path (``convnet.nn.zoo.load_spec``).
     optimizer : str, optional
         adam, rmsprop or sgd (Keras's own); default: the spec's, else adam.
     learning_rate : float, optional

@@ -1,6 +1,6 @@
 """``convnet serve``: a local web page that shows what the network computes.
 
-The page (``convnet/web/``: plain HTML, CSS and JavaScript, nothing fetched
+The page (``convnet/apps/page/web/``: plain HTML, CSS and JavaScript, nothing fetched
 from elsewhere) has five views: Draw (a digit drawn with the mouse or a
 finger, every layer's output and the ten probabilities), Inspect (the
 arithmetic of one pixel of a convolution's output), Back-propagate (the
@@ -12,12 +12,12 @@ and Watch training (loss, accuracy and first-layer filters streamed by
 Every number comes from the project's NumPy engine, through a
 :class:`NetworkView`: a small adapter that names the layers, runs them one by
 one and back-propagates through them, so any model whose layers follow the
-``convnet.layers`` protocol (``name``, ``params``, ``forward``, ``backward``)
+``convnet.nn.layers`` protocol (``name``, ``params``, ``forward``, ``backward``)
 can be served.
 
 The server is stateless: each request carries the drawn image (PNG or JPEG
 bytes), which goes through the same preparation and checks as
-``convnet predict`` (:func:`convnet.images.load_digit_image`). Request bodies
+``convnet predict`` (:func:`convnet.data.images.load_digit_image`). Request bodies
 are limited to ``MAX_BODY_BYTES``; only the page's own files, read into
 memory once from a fixed table of names, are served, so no path taken from a
 request reaches the file system.
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet import ops
 from convnet.checks import check_count
+from convnet.data.images import load_digit_image
 from convnet.errors import BadCheckpointError, StorageError
-from convnet.images import load_digit_image
-from convnet.layers import Activation, Conv2D, ReLU
+from convnet.nn import ops
+from convnet.nn.layers import Activation, Conv2D, ReLU
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -98,11 +98,11 @@ class NetworkView:
     ----------
     model : object
         A model with ``layers`` (objects with ``name``, ``params`` and
-        ``forward``/``backward`` as in ``convnet.layers``), ``loss_layer``
+        ``forward``/``backward`` as in ``convnet.nn.layers``), ``loss_layer``
         (the output's activation fused with its loss, as
         ``SoftmaxCrossEntropy``), an ``input_shape`` of (28, 28, 1) (the
         Draw view's digits) and a ``dtype``, such as a
-        :class:`convnet.sequential.Sequential` model of 28x28 grey images with
+        :class:`convnet.nn.sequential.Sequential` model of 28x28 grey images with
         a convolution. Its convolutions can be inspected; dense layers are
         drawn as bars.
     class_names : sequence of str
@@ -147,8 +147,8 @@ class NetworkView:
             checkpoint, or its model is not one the page can show (a 28x28x1
             input and a convolution).
         """
-        from convnet.plots import class_names as display_names
-        from convnet.trainer import load_model
+        from convnet.apps.pictures.plots import class_names as display_names
+        from convnet.training.trainer import load_model
         path = Path(path)
         if not path.is_file():
             raise BadCheckpointError(f"checkpoint {path} not found: train one with "
@@ -253,7 +253,7 @@ class NetworkView:
             (kh, kw, c_prev) as nested lists (``padding`` (kh, kw) marks the
             window cells outside the input, zeros of the padding);
             ``sum`` of the products, ``bias``, ``sum_plus_bias``; ``output``,
-            the convolution's value as :func:`convnet.ops.conv_forward`
+            the convolution's value as :func:`convnet.nn.ops.conv_forward`
             computed it during the forward pass; ``activation`` (its name or
             None) and ``activated``, the value after it.
 
@@ -390,7 +390,7 @@ class SplitBrowser:
 
     def summary(self, name):
         """Confusion matrix (true x predicted), accuracy and size of split ``name``."""
-        from convnet.plots import confusion_matrix
+        from convnet.apps.pictures.plots import confusion_matrix
         _, labels, predictions, _ = self.split(name)
         matrix = confusion_matrix(labels, predictions, n_classes=len(self.view.class_names))
         return {"split": name, "count": len(labels), "matrix": matrix.tolist(),
@@ -600,7 +600,7 @@ def watch_training(model, X_valid, Y_valid, host=DEFAULT_HOST, port=DEFAULT_PORT
     The callback is a :class:`TrainingWatcher` reporting the accuracy on the
     first ``sample`` validation images; the server is already listening.
     """
-    from convnet.sequential import Sequential
+    from convnet.nn.sequential import Sequential
 
     view = NetworkView(Sequential(model.spec, seed=0, dtype=model.dtype))
     view.model.set_weights(model.get_weights())

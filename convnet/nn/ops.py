@@ -1,10 +1,10 @@
 """Convolution and pooling layers in NumPy, forward and backward: the engine.
 
-This module is the fast path the package trains with (``convnet.layers``).
+This module is the fast path the package trains with (``convnet.nn.layers``).
 Its four public functions compute exactly what tasks 0-3 of the curriculum
 ask for; the readable versions of the same computations are the task files
 ``0x07-cnn/0-conv_forward.py`` ... ``3-pool_backward.py``, and the slowest,
-most literal version (a loop over every index) is ``convnet/reference_ops.py``.
+most literal version (a loop over every index) is ``convnet/nn/reference_ops.py``.
 The tests hold all three to the same results.
 
 Conventions: tensors are NHWC ``(m, h, w, c)``, kernels are
@@ -53,7 +53,7 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
     workspace : dict, optional, keyword only
         Scratch memory owned by the caller, who passes the same dict to
         every forward and backward call of one layer (as
-        ``convnet.layers.Conv2D`` does). The matrix of windows is then
+        ``convnet.nn.layers.Conv2D`` does). The matrix of windows is then
         built in memory reused from call to call and kept for
         :func:`conv_backward`, which takes it from there instead of
         gathering the windows again when it receives the same dict and the

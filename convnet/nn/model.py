@@ -1,13 +1,13 @@
 """LeNet-5's weight names shared by every backend, and the NumPy LeNet-5 built from the zoo.
 
 The NumPy LeNet-5 is the zoo's ``lenet5`` spec run by
-:class:`convnet.sequential.Sequential`. The TensorFlow and Keras trainings
-write their weights under ``WEIGHT_NAMES``; ``convnet.checkpoint`` reads such
+:class:`convnet.nn.sequential.Sequential`. The TensorFlow and Keras trainings
+write their weights under ``WEIGHT_NAMES``; ``convnet.training.checkpoint`` reads such
 a file as the zoo's ``lenet5``.
 """
 import numpy as np
 
-from convnet.checkpoint import LEGACY_WEIGHT_NAMES
+from convnet.training.checkpoint import LEGACY_WEIGHT_NAMES
 
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
@@ -36,6 +36,6 @@ def LeNet5(seed=0, dtype=np.float32, micro_batch=MICRO_BATCH):
     Sequential
         Input (28, 28, 1), 10 classes, 61,706 parameters.
     """
-    from convnet.sequential import Sequential
-    from convnet.zoo import load_spec
+    from convnet.nn.sequential import Sequential
+    from convnet.nn.zoo import load_spec
     return Sequential(load_spec("lenet5"), seed=seed, dtype=dtype, micro_batch=micro_batch)

@@ -163,7 +163,7 @@ def run_workers(command, workers, log, timeout=None, program=None):
     timeout : float, optional
         Seconds after which the workers are stopped (default: none).
     program : list of str, optional
-        What runs the command (default: this Python's ``-m convnet.cli``).
+        What runs the command (default: this Python's ``-m convnet.apps.cli.cli``).
 
     Raises
     ------
@@ -173,7 +173,7 @@ def run_workers(command, workers, log, timeout=None, program=None):
         line, or the signal that killed it>``.
     """
     check_count("workers", workers)
-    program = list(program or [sys.executable, "-m", "convnet.cli"])
+    program = list(program or [sys.executable, "-m", "convnet"])
     env = dict(os.environ, **{LAUNCHER_ENV: str(os.getpid())})
     processes, timed_out = [], False
     relay = _LineRelay(log)
@@ -297,7 +297,7 @@ def _end_with_launcher(launcher):
     for each other. Linux only (``prctl``); a launcher already gone ends the
     worker at once.
     """
-    from convnet.distributed import die_with_parent
+    from convnet.parallel.distributed import die_with_parent
     die_with_parent(signal.SIGKILL)
     if os.getppid() != launcher:
         raise WorkerError(f"the process that started this Keras worker (pid {launcher}) has "
@@ -350,13 +350,14 @@ def train_cluster(data, spec, epochs=5, batch_size=32, optimizer="adam", learnin
         This worker's index; 0 is the chief.
     """
     index, workers = cluster_task()
-    import tensorflow as tf
-
-    from convnet import tf_training, trainer
+    from convnet.tf import tf_training
+    from convnet.tf.tensorflow_import import import_tensorflow
+    from convnet.training import trainer
+    tf = import_tensorflow()
     if LAUNCHER_ENV in os.environ:
         _end_with_launcher(int(os.environ[LAUNCHER_ENV]))
         # The workers share this machine's processors; set before TensorFlow starts.
-        from convnet.distributed import available_processors
+        from convnet.parallel.distributed import available_processors
         threads = max(1, available_processors() // workers)
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -452,7 +453,8 @@ def evaluate(model, spec, X, targets, batch_size=EVAL_BATCH):
     tuple of float
         (loss, accuracy), means over the m examples.
     """
-    import tensorflow as tf
+    from convnet.tf.tensorflow_import import import_tensorflow
+    tf = import_tensorflow()
     loss_function = tf.keras.losses.get(spec["loss"])
     loss_sum = correct = 0.0
     for start in range(0, len(X), batch_size):

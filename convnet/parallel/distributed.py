@@ -23,7 +23,7 @@ A single process (no MPI job, or a job of one rank) runs the same steps
 with nothing to exchange, so 1, 2 or 3 ranks give bit-identical weights for
 one seed on one machine (every rank must run the same NumPy and BLAS on
 the same kind of processor, with BLAS on one thread: see
-``convnet.threads.blas_threads``).
+``convnet.nn.threads.blas_threads``).
 
 That rule has a price on one process: LeNet-5 at batch 32 cut into two
 micro-batches of 16 takes a quarter to a third longer per step than the
@@ -63,7 +63,7 @@ import numpy as np
 
 from convnet.checks import check_count
 from convnet.errors import BadOptionError, UserError
-from convnet.memory import views_like
+from convnet.nn.memory import views_like
 
 # The micro-batch to ask for when the weights must not depend on the number of
 # processes: LeNet-5's batch of 32 makes two, one per rank of a two-rank job
@@ -169,7 +169,7 @@ def launch_command(argv, processes, program=None):
     leaving the others waiting.
     """
     check_count("processes", processes)
-    runner = ["-m", "convnet.cli"] if program is None else ["-m", "mpi4py", *map(str, program)]
+    runner = ["-m", "convnet"] if program is None else ["-m", "mpi4py", *map(str, program)]
     return [str(mpiexec_path()), "-n", str(processes), sys.executable, *runner,
             *map(str, argv)]
 

@@ -51,8 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet import optim, storage
+from convnet import storage
 from convnet.errors import BadCheckpointError
+from convnet.nn import optim
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 RUN_SETTINGS = ("seed", "batch_size", "lr", "dataset", "train_size")
@@ -134,7 +135,7 @@ def _run_members():
         members[key] = Member((), "iu")
     members["lr"] = Member((), "f", finite=True)
     members["dataset"] = Member((), "U")
-    # How the steps were shared (``convnet.distributed.rule_of``); older checkpoints lack it.
+    # How the steps were shared (``convnet.parallel.distributed.rule_of``); older checkpoints lack it.
     members["rule"] = Member((), "U")
     # The random changes made to the training images (``--augment``), joined by commas.
     members["augment"] = Member((), "U")
@@ -224,7 +225,7 @@ def _json_member(path, archive, found, key, members):
 
 def _model_layout(path, spec, config):
     """The layout of a checkpoint whose spec and optimiser configuration were read."""
-    from convnet.sequential import normalise_spec, spec_weights
+    from convnet.nn.sequential import normalise_spec, spec_weights
     try:
         spec = normalise_spec(spec)
         shapes, trainable = spec_weights(spec)
@@ -318,7 +319,7 @@ def read(path, keys=None, required=()):
                 spec, members = _model_layout(path, spec, config)
                 legacy = False
             else:
-                from convnet.zoo import load_spec
+                from convnet.nn.zoo import load_spec
                 spec, config, members, legacy = load_spec("lenet5"), None, _legacy_layout(), True
             found = _check_directory(path, archive, members)
             missing = [key for key in required if key not in found]
@@ -446,7 +447,7 @@ def read_model(path):
     BadCheckpointError
         As ``read``; also if weights are missing.
     """
-    from convnet.sequential import spec_weights
+    from convnet.nn.sequential import spec_weights
     contents = read(path, keys=None)
     arrays = contents.arrays
     if contents.legacy:
@@ -487,7 +488,7 @@ def read_training_state(path):
         As ``read``; also if the training state is missing or out of range
         (a negative epoch, say), naming the file and the member.
     """
-    from convnet.sequential import spec_weights
+    from convnet.nn.sequential import spec_weights
     contents = read(path)
     arrays = contents.arrays
     if contents.legacy or contents.optimizer is None:

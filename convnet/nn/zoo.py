@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from convnet.errors import BadOptionError
-from convnet.sequential import normalise_spec
+from convnet.nn.sequential import normalise_spec
 
 DEFAULT_MODEL = "lenet5"
 
@@ -117,7 +117,7 @@ def load_spec(name_or_path):
         A zoo name (``lenet5``, ``lenet5-classic``, ``mlp``, ``mnist-cnn``,
         ``cifar-cnn``, ``happy-model``, ``signs-cnn``) or the path of a JSON
         file holding a spec (a list of layer entries, or a dict with
-        ``"layers"``; see ``convnet.sequential``).
+        ``"layers"``; see ``convnet.nn.sequential``).
 
     Returns
     -------
@@ -130,7 +130,7 @@ def load_spec(name_or_path):
     BadOptionError
         A ``ValueError`` for an unknown name (listing the zoo), a missing or
         unreadable file, a file that is not JSON, or a spec that
-        ``convnet.sequential.normalise_spec`` refuses (naming the file).
+        ``convnet.nn.sequential.normalise_spec`` refuses (naming the file).
     """
     text = str(name_or_path)
     if text in ZOO:

@@ -19,7 +19,7 @@ Exit statuses and messages:
   when the reader of the output goes away (``convnet ... | head``).
 - 70: anything else is a bug of the program: its traceback, then one line
   saying so. The library's own ``ValueError``/``TypeError`` (argument checks
-  of ``convnet.ops``, say) land here: the command line checks what the user
+  of ``convnet.nn.ops``, say) land here: the command line checks what the user
   gives before passing it on, so such an error means the program passed
   something wrong.
 
@@ -276,7 +276,7 @@ def _configure_train(parser):
 
 def _check_processes(processes):
     """Refuse more training processes than this machine runs at once (two always allowed)."""
-    from convnet.distributed import available_processors
+    from convnet.parallel.distributed import available_processors
     processors = available_processors()
     most = max(processors, 2)
     if processes > most:
@@ -291,7 +291,7 @@ def _check_workers(args):
 
     Sets ``args.workers`` to the number of workers of the run (1 without a cluster).
     """
-    from convnet import keras_workers
+    from convnet.tf import keras_workers
     if args.backend != "keras":
         raise BadOptionError(f"--workers is available with --backend keras only, received "
                              f"--backend {args.backend}")
@@ -303,7 +303,7 @@ def _check_workers(args):
         args.workers = task[1]
         return
     args.workers = args.workers or 1
-    from convnet.distributed import available_processors
+    from convnet.parallel.distributed import available_processors
     processors = available_processors()
     limit = max(processors, 2)
     if args.workers > limit:
@@ -314,7 +314,7 @@ def _check_workers(args):
 
 
 def _keras_claims_out():
-    from convnet import keras_workers
+    from convnet.tf import keras_workers
     return keras_workers.claims_run_folder()
 
 
@@ -344,7 +344,8 @@ def _run_train(args):
                                  "tf1, which trains LeNet-5 on 28x28x1 images")
         if args.lr is None:
             args.lr = 1e-3   # Adam's default, task 4's optimizer
-    from convnet import distributed, runfolder
+    from convnet.parallel import distributed
+    from convnet.training import runfolder
     if args.backend == "numpy" and distributed.in_mpi_job():
         return _train_as_rank(args)
     if args.processes is not None:
@@ -374,7 +375,8 @@ def _train_as_rank(args):
     Rank 0 claims the run folder, unless the ``convnet train`` that started
     the job holds it already (``LAUNCHED_RUN``); the other ranks never write.
     """
-    from convnet import distributed, runfolder
+    from convnet.parallel import distributed
+    from convnet.training import runfolder
     comm = distributed.world()
     _JOB.update(rank=comm.Get_rank(), size=comm.Get_size())
     if args.processes is not None and args.processes != _JOB["size"]:
@@ -389,13 +391,13 @@ def _train_as_rank(args):
 
 
 def _zoo_names():
-    from convnet import zoo
+    from convnet.nn import zoo
     return zoo.NAMES
 
 
 def _load_model_spec(name):
     """The canonical spec of ``--model NAME``; a bad name or file is the user's mistake."""
-    from convnet import sequential, zoo
+    from convnet.nn import sequential, zoo
     try:
         return sequential.normalise_spec(zoo.load_spec(name))
     except ValueError as error:
@@ -421,9 +423,11 @@ def train_tf_cli(args):
     """
     import numpy as np
 
-    from convnet import data, keras_workers, zoo
+    from convnet import data
     from convnet.errors import BadDataError
-    from convnet.trainer import epochs_text
+    from convnet.nn import zoo
+    from convnet.tf import keras_workers
+    from convnet.training.trainer import epochs_text
     spec = _load_model_spec(args.model)
     X_train, Y_train, X_valid, Y_valid, X_test, Y_test = data.load_dataset(
         args.dataset, args.data, args.limit)
@@ -442,7 +446,7 @@ def train_tf_cli(args):
         keras_workers.run_workers(keras_workers.worker_command(args), args.workers,
                                   log=lambda line: print(line, flush=True))
         return
-    from convnet import tf_training  # after the launcher's return: it need not load TensorFlow
+    from convnet.tf import tf_training  # after the launcher's return: it need not load TensorFlow
     chief = task is None or task[0] == 0
     optimizer = args.optimizer or spec["optimizer"] or "adam"
     if args.backend == "tf1":
@@ -562,7 +566,7 @@ def _run_summary(args):
         summary_checkpoint_cli(args)
         return
     if args.model is not None:
-        from convnet import sequential
+        from convnet.nn import sequential
         spec = _load_model_spec(args.model)
         try:
             model = sequential.Sequential(spec)
@@ -570,7 +574,7 @@ def _run_summary(args):
             raise BadOptionError(f"--model: {error}") from None
         print(sequential.summary_text(model.summary()))
         return
-    from convnet import architectures
+    from convnet.nn import architectures
     print(architectures.summary_report(alexnet=args.alexnet))
 
 
@@ -599,15 +603,15 @@ def _configure_filters(parser):
 
 
 def _run_filters(args):
-    from convnet import plots
+    from convnet.apps.pictures import plots
     print(plots.draw_classic_filters_of(args.image, args.out))
 
 
 # ---------------------------------------------------------------- the NumPy engine's commands
 def _layout_for(model, args, checkpoint):
     """(processes, BLAS threads): ``--processes``; else a resumed run's; else the default now."""
-    from convnet import checkpoint as checkpoints
-    from convnet import distributed
+    from convnet.parallel import distributed
+    from convnet.training import checkpoint as checkpoints
     if model.has_batch_normalization:
         if args.processes is not None and args.processes > 1:
             raise BadOptionError(f"--processes {args.processes}: model {model.spec['name']} has "
@@ -636,7 +640,9 @@ class _NumpyRun:
     """Everything a NumPy training needs, built and checked before it starts."""
 
     def __init__(self, args, processes=None, read_checkpoint=True):
-        from convnet import data, distributed, trainer
+        from convnet import data
+        from convnet.parallel import distributed
+        from convnet.training import trainer
         spec = _load_model_spec(args.model)
         try:
             self.model = model = trainer.build_model(spec, seed=args.seed)
@@ -672,8 +678,8 @@ class _NumpyRun:
 
 def _kept(checkpoint):
     """What a stopped run leaves: the epoch ``checkpoint`` holds, and how to go on."""
-    from convnet import checkpoint as checkpoints
     from convnet.errors import BadCheckpointError
+    from convnet.training import checkpoint as checkpoints
     try:
         epoch = checkpoints.read_training_state(checkpoint)["epoch"]
     except BadCheckpointError:
@@ -689,7 +695,7 @@ def train_cli(args, progress=True, comm=None):
     argv (the command line). Everything the run reads (data, and with
     ``resume`` the whole checkpoint) is checked before the first line is
     printed. With more than one process, the same command line is then run
-    as an MPI job of that many ranks (``convnet.distributed.launch``);
+    as an MPI job of that many ranks (``convnet.parallel.distributed.launch``);
     ``comm`` is that job's communicator in its ranks. Prints one line per
     epoch in task 4's format, the final validation and test accuracy and
     where the files are. Writes in ``args.out``, after every epoch and
@@ -697,7 +703,7 @@ def train_cli(args, progress=True, comm=None):
     the epoch is the best so far, then ``history.json``; at the end
     ``history.png``.
     """
-    from convnet import distributed
+    from convnet.parallel import distributed
     if comm is None:
         run = _NumpyRun(args)
         if run.processes > 1:
@@ -711,7 +717,7 @@ def train_cli(args, progress=True, comm=None):
                 print(file=sys.stderr)   # ends the line a stopped rank's progress bar left
                 raise
             except distributed.DistributedJobError as error:
-                from convnet import trainer
+                from convnet.training import trainer
                 print(file=sys.stderr)   # likewise
                 raise distributed.DistributedJobError(
                     f"{error}; {_kept(Path(args.out) / trainer.CHECKPOINT_NAME)}") from None
@@ -725,9 +731,10 @@ def _train_numpy(args, run, progress, comm):
     """Train ``run`` alone or as a rank of ``comm``; the writer prints and writes."""
     import numpy as np
 
-    from convnet import distributed, trainer
     from convnet.errors import TrainingDivergedError
-    from convnet.threads import blas_threads
+    from convnet.nn.threads import blas_threads
+    from convnet.parallel import distributed
+    from convnet.training import trainer
 
     if comm is not None and comm.Get_size() > 1:
         run.start_epoch, run.history = comm.bcast((run.start_epoch, run.history), root=0)
@@ -771,7 +778,7 @@ def _train_numpy(args, run, progress, comm):
             on_step.publish(epoch)   # the page shows each epoch's final weights
 
     if getattr(args, "serve", False) and writer:
-        from convnet import serve
+        from convnet.apps.page import serve
         on_step, server = serve.watch_training(model, *run.valid, port=args.serve_port,
                                                every=args.serve_every)
         say(f"watch the training on {server.url} (Watch training)")
@@ -833,7 +840,7 @@ def _checkpoint_dataset(args, stored):
 
 def _load_checkpoint_model(args):
     """The model of ``args.checkpoint``, its dataset (checked against ``--dataset``) and names."""
-    from convnet import trainer
+    from convnet.training import trainer
     model, stored, names = trainer.load_model(args.checkpoint)
     dataset = _checkpoint_dataset(args, stored)
     return model, dataset, names
@@ -841,7 +848,8 @@ def _load_checkpoint_model(args):
 
 def _split_of(args, model, dataset, split):
     """Images and labels of ``split`` of ``dataset``, checked against ``model``."""
-    from convnet import data, trainer
+    from convnet import data
+    from convnet.training import trainer
     first = {"train": 0, "valid": 2, "test": 4}[split]
     arrays = data.load_dataset(dataset, args.data)
     images, labels = arrays[first:first + 2]
@@ -856,7 +864,7 @@ def evaluate_cli(args):
     ``args`` has checkpoint, split ("train", "valid" or "test"), dataset
     (None: the checkpoint's own) and data.
     """
-    from convnet.threads import blas_threads
+    from convnet.nn.threads import blas_threads
     model, dataset, _ = _load_checkpoint_model(args)
     images, labels = _split_of(args, model, dataset, args.split)
     with blas_threads(1):
@@ -878,8 +886,8 @@ def predict_cli(args):
 
     import numpy as np
 
-    from convnet import trainer
-    from convnet.images import load_digit_image
+    from convnet.data.images import load_digit_image
+    from convnet.training import trainer
     model, dataset, names = trainer.load_model(args.checkpoint)
     if tuple(model.input_shape) != (28, 28, 1):
         raise BadOptionError(f"convnet predict prepares pictures as 28x28 grey digits, but "
@@ -896,7 +904,11 @@ def predict_cli(args):
         shown = ", ".join(f"{label(k)}: {probs[k]:.4f}" for k in ranked)
         print(f"{path}: {label(ranked[0])} ({shown})")
     if getattr(args, "show", False):
-        from convnet.plots import class_names, draw_input_and_probabilities, input_picture_names
+        from convnet.apps.pictures.plots import (
+            class_names,
+            draw_input_and_probabilities,
+            input_picture_names,
+        )
         for path, name, image, probs in zip(args.images, input_picture_names(args.images),
                                             images, probabilities):
             print(draw_input_and_probabilities(image, probs, Path(args.out) / name,
@@ -913,7 +925,7 @@ def show_cli(args):
     """
     from pathlib import Path
 
-    from convnet import plots
+    from convnet.apps.pictures import plots
     from convnet.errors import BadCheckpointError
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file() and not checkpoint.is_dir():
@@ -937,7 +949,8 @@ def show_cli(args):
 
 def summary_checkpoint_cli(args):
     """Run ``convnet summary --checkpoint PATH``: the model's table and what it learnt from."""
-    from convnet import sequential, trainer
+    from convnet.nn import sequential
+    from convnet.training import trainer
     model, dataset, names = trainer.load_model(args.checkpoint)
     print(sequential.summary_text(model.summary()))
     if dataset is None:
@@ -961,13 +974,13 @@ def _configure_serve(parser):
 
 
 def _run_serve(args):
-    from convnet import serve
+    from convnet.apps.page import serve
     if args.port > 65535:
         raise BadOptionError(f"--port must be at most 65535, received {args.port}")
     view = serve.NetworkView.from_checkpoint(args.checkpoint)
     dataset = _checkpoint_dataset(args, view.dataset)
     if view.dataset is None and dataset != "mnist":
-        from convnet.plots import class_names
+        from convnet.apps.pictures.plots import class_names
         view.class_names = class_names(dataset)
     warning = serve.host_warning(args.host)
     app = serve.build_app(view, browser=serve.browser_for(view, dataset, args.data),
@@ -1022,7 +1035,7 @@ BENCH_MODELS = ("mnist-cnn", "mlp", "cifar-cnn", "lenet5")
 
 def _bench_engines(names):
     """The engines ``--engine`` names (all for ``all``), or None for the default ones."""
-    from convnet import bench
+    from convnet.apps.bench import bench
     if not names:
         return None
     engines = []
@@ -1036,7 +1049,7 @@ def _bench_engines(names):
 
 
 def _run_bench(args):
-    from convnet import bench
+    from convnet.apps.bench import bench
     if args.which == "ops":
         for option, value in (("--model", args.model), ("--steps", args.steps),
                               ("--batch-size", args.batch_size),
@@ -1200,7 +1213,7 @@ def _run(args):
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(status)
-        from convnet.distributed import abort_job_on_failure
+        from convnet.parallel.distributed import abort_job_on_failure
         abort_job_on_failure(status)
     return status
 
@@ -1218,8 +1231,8 @@ def _tell(message, collective=False, interruption=False):
 
 def _outcome(args):
     """Run the sub-command; return (exit status, whether every rank of a job ends alike)."""
-    from convnet.distributed import DistributedJobError
     from convnet.errors import TrainingDivergedError
+    from convnet.parallel.distributed import DistributedJobError
     try:
         return args.run(args) or 0, False
     except KeyboardInterrupt:

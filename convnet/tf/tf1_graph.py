@@ -1,7 +1,7 @@
 """A model spec as a TensorFlow graph (``tensorflow.compat.v1``), from ``tf.nn`` ops only.
 
 ``build_logits(spec, x)`` lays out the layers of a spec (see
-``convnet.sequential``) on an input tensor the way task 4 writes LeNet-5 by
+``convnet.nn.sequential``) on an input tensor the way task 4 writes LeNet-5 by
 hand: ``tf.compat.v1`` variables, ``tf.nn`` ops, no Keras. Each layer with
 weights gets a variable scope named after it, holding ``kernel`` (He-normal:
 ``variance_scaling_initializer(scale=2.0)``, whose compat.v1 default is a
@@ -57,7 +57,7 @@ def build_logits(spec, x):
     Parameters
     ----------
     spec : dict
-        A canonical spec (``convnet.sequential.normalise_spec``), of layers
+        A canonical spec (``convnet.nn.sequential.normalise_spec``), of layers
         listed in ``SUPPORTED``.
     x : tf.Tensor of shape (m, h, w, c)
         The input images, of the spec's input shape (m may be None).
@@ -75,7 +75,8 @@ def build_logits(spec, x):
     ValueError
         For a layer the graph does not support (see ``check_supported``).
     """
-    import tensorflow.compat.v1 as tf
+    from convnet.tf.tensorflow_import import import_tensorflow
+    tf = import_tensorflow().compat.v1
     check_supported(spec)
     out, variables = x, []
     last = spec["layers"][-1]

@@ -38,7 +38,7 @@ import numbers
 
 import numpy as np
 
-from convnet.memory import aligned_zeros, views_like
+from convnet.nn.memory import aligned_zeros, views_like
 
 
 def _check_real(name, value, low, high, low_open=False, high_open=False):
@@ -195,7 +195,7 @@ class Adam(_FlatOptimizer):
         allocated once with the scratch space: a step runs each formula once
         over every parameter instead of once per array, and allocates
         nothing. Every flat buffer starts on a 64-byte boundary
-        (``convnet.memory``).
+        (``convnet.nn.memory``).
     lr : float
         Learning rate (Keras default 0.001).
     beta1, beta2 : float

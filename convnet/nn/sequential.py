@@ -40,9 +40,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from convnet import layers as L
 from convnet.checks import check_count
-from convnet.memory import aligned_zeros
+from convnet.nn import layers as L
+from convnet.nn.memory import aligned_zeros
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softmax")
 PADDINGS = ("valid", "same")
@@ -528,7 +528,7 @@ class Sequential:
 
         Assigning a ``numpy.random.Generator`` makes every Dropout layer draw
         from it from then on: a caller that needs masks independent of which
-        process computes a batch (``convnet.distributed``) gives each batch a
+        process computes a batch (``convnet.parallel.distributed``) gives each batch a
         generator of its own.
         """
         dropouts = [layer for layer in self.layers if isinstance(layer, L.Dropout)]

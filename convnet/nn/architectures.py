@@ -3,20 +3,20 @@
 A network is described declaratively, as an input shape and a list of layer
 specifications (convolution, pooling, local response normalisation, flatten,
 dense, dropout). Everything else is computed from that description by code:
-each layer's output shape (through ``convnet.ops.output_size``, the one place
+each layer's output shape (through ``convnet.nn.ops.output_size``, the one place
 the project does padding and output-size arithmetic), its parameter count and
 the formula behind it, Keras-like summary tables and the Markdown tables of
 ``docs/alexnet.md``.
 
 Three networks are described: LeNet-5 as this project builds it (task 4/5),
 the fully connected 784-512-512-10 network it is compared with, both read
-from their zoo specs (``convnet.zoo``: ``lenet5`` and ``mlp``), and AlexNet
+from their zoo specs (``convnet.nn.zoo``: ``lenet5`` and ``mlp``), and AlexNet
 (Krizhevsky, Sutskever & Hinton, 2012), written out here. Shapes are NHWC without the batch
 dimension: ``(h, w, c)`` for images, ``(n,)`` after flattening.
 """
 from dataclasses import dataclass, field
 
-from convnet.ops import output_size, padding_amounts
+from convnet.nn.ops import output_size, padding_amounts
 
 KINDS = ("conv", "pool", "lrn", "flatten", "dense", "dropout")
 
@@ -78,7 +78,7 @@ def conv(name, filters, kernel, stride=1, padding="valid", groups=1, activation=
 
 
 def pool(name, size, stride, mode="max"):
-    """Return a pooling layer spec (no padding, as in ``convnet.ops.pool_forward``)."""
+    """Return a pooling layer spec (no padding, as in ``convnet.nn.ops.pool_forward``)."""
     return Layer(name, "pool", kernel=_pair(size), stride=_pair(stride), mode=mode)
 
 
@@ -160,12 +160,12 @@ class LayerReport:
 
 # ---------------------------------------------------------------- the three networks
 def from_spec(spec, name=None):
-    """Return the Architecture of a model spec (``convnet.zoo``, ``convnet.sequential``).
+    """Return the Architecture of a model spec (``convnet.nn.zoo``, ``convnet.nn.sequential``).
 
     Parameters
     ----------
     spec : list, dict or str
-        A spec, or a zoo name or spec.json path (``convnet.zoo.load_spec``).
+        A spec, or a zoo name or spec.json path (``convnet.nn.zoo.load_spec``).
         Its layers must have a counterpart here: Conv2D, 'valid' MaxPool2D
         and AveragePool2D, Flatten, Dense and Dropout.
     name : str, optional
@@ -177,8 +177,8 @@ def from_spec(spec, name=None):
         For a layer with no counterpart (padding, batch normalisation, a
         separate ReLU, 'same' pooling).
     """
-    from convnet.sequential import normalise_spec
-    from convnet.zoo import load_spec
+    from convnet.nn.sequential import normalise_spec
+    from convnet.nn.zoo import load_spec
     spec = normalise_spec(load_spec(spec) if isinstance(spec, str) else spec)
     layers = []
     for entry in spec["layers"][1:]:
@@ -522,6 +522,6 @@ def summary_report(alexnet=False):
 
 
 if __name__ == "__main__":
-    # ``python -m convnet.architectures`` prints the tables to paste into docs/alexnet.md.
+    # ``python -m convnet.nn.architectures`` prints the tables to paste into docs/alexnet.md.
     for table_name, table in doc_tables().items():
         print(f"<!-- {table_name} -->\n{table}\n")

@@ -8,20 +8,20 @@ reads a Keras chain of the supported layers (Sequential or Functional) into
 a spec and a ``Sequential`` holding the same weights.
 
 The two agree layer for layer: Keras's 'same' padding (``ceil(h / s)``
-outputs) is what ``convnet.layers`` implements, and a softmax or sigmoid
+outputs) is what ``convnet.nn.layers`` implements, and a softmax or sigmoid
 output is Keras's activation on the last Dense layer.
 """
 import numpy as np
 
-from convnet.sequential import KERAS_CLASSES, Sequential, normalise_spec
+from convnet.nn.sequential import KERAS_CLASSES, Sequential, normalise_spec
+from convnet.tf.tensorflow_import import import_tensorflow
 
 _SPEC_KINDS = {keras_name: kind for kind, keras_name in KERAS_CLASSES.items()}
 
 
 def _keras():
     """Return ``tf.keras``, importing TensorFlow only when a twin is asked for."""
-    import tensorflow as tf
-    return tf.keras
+    return import_tensorflow().keras
 
 
 def _activation(name):
@@ -67,7 +67,7 @@ def to_keras(model, functional=False, dtype=None, seed=0):
 
     Parameters
     ----------
-    model : convnet.sequential.Sequential
+    model : convnet.nn.sequential.Sequential
         The NumPy model.
     functional : bool
         Build with Keras's Functional API (``K.Model(inputs, outputs)``)
@@ -236,7 +236,7 @@ def keras_loss_and_grads(twin, X, labels, training=True):
     grads : dict of str to ndarray
         The gradient of every trainable weight, by name (``conv1/kernel``, ...).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
     layers = [layer for layer in twin.layers if not isinstance(layer, tf.keras.layers.InputLayer)]
     with tf.GradientTape() as tape:
         out = tf.constant(X)

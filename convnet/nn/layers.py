@@ -7,7 +7,7 @@ gradients of its parameters. Parameters and their gradients live in two small
 dicts, ``params`` and ``grads``, with the same keys.
 
 The convolution and pooling arithmetic is not repeated here: ``Conv2D`` and
-the pooling layers call the operations of ``convnet.ops`` (tasks 0-3). Where
+the pooling layers call the operations of ``convnet.nn.ops`` (tasks 0-3). Where
 Keras's padding differs from the curriculum's (``'same'`` with a stride above
 one, ``'same'`` pooling) the layer pads explicitly, as :func:`keras_padding`
 says, and calls the ops with ``'valid'``.
@@ -19,7 +19,7 @@ batch axis) to the shape of its output, for shape inference.
 """
 import numpy as np
 
-from convnet import ops
+from convnet.nn import ops
 
 # Keras's HeNormal draws from a normal truncated at two standard deviations and
 # divides the standard deviation by this constant (the standard deviation of a
@@ -79,7 +79,7 @@ def keras_padding(size, kernel, stride, padding):
         ``ceil(size / stride)``, total padding
         ``max((ceil(size / stride) - 1) * stride + kernel - size, 0)`` split
         with the smaller half before. With stride 1 this is the curriculum's
-        ``'same'`` (``convnet.ops.padding_amounts``); with a larger stride
+        ``'same'`` (``convnet.nn.ops.padding_amounts``); with a larger stride
         the curriculum keeps the input's size instead.
     """
     if padding == "valid":
@@ -127,7 +127,7 @@ def _crop(padded, pads):
 
 
 class Conv2D:
-    """2-D convolution (``convnet.ops.conv_forward``/``conv_backward``), no activation.
+    """2-D convolution (``convnet.nn.ops.conv_forward``/``conv_backward``), no activation.
 
     Parameters
     ----------
@@ -141,7 +141,7 @@ class Conv2D:
         Padding mode, with Keras's meaning: ``'same'`` gives
         ``ceil(h / sh)`` rows (see :func:`keras_padding`), ``'valid'``
         ``floor((h - kh) / sh) + 1``. With stride 1 both agree with
-        ``convnet.ops``, which then pads; a strided ``'same'`` is padded here.
+        ``convnet.nn.ops``, which then pads; a strided ``'same'`` is padded here.
     rng : numpy.random.Generator
         Draws the He-normal kernels; biases start at zero.
     dtype : numpy dtype
@@ -284,7 +284,7 @@ class _Pool2D:
 
 
 class MaxPool2D(_Pool2D):
-    """Max pooling (``convnet.ops``), by default over non-overlapping ``size`` x ``size`` windows.
+    """Max pooling (``convnet.nn.ops``), by default over non-overlapping ``size`` x ``size`` windows.
 
     Parameters
     ----------
@@ -308,7 +308,7 @@ class MaxPool2D(_Pool2D):
 
 
 class AveragePool2D(_Pool2D):
-    """Average pooling (``convnet.ops``); parameters as :class:`MaxPool2D`."""
+    """Average pooling (``convnet.nn.ops``); parameters as :class:`MaxPool2D`."""
 
     mode = "avg"
 

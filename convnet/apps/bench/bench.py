@@ -7,7 +7,7 @@ table (the command line prints them). ``convnet bench ops`` runs
 :func:`bench_ops`; ``convnet bench train --model NAME`` runs
 :func:`bench_train`: a training epoch of the NumPy engine, alone and as MPI
 ranks (``TRAIN_ENGINES``), against its Keras twin's ``fit``, each in fresh
-processes started by :func:`run_engine` (``python -m convnet.bench
+processes started by :func:`run_engine` (``python -m convnet.apps.bench.bench
 --worker JOB`` runs :func:`run_worker`); :func:`time_layers` says where the
 NumPy step's time goes.
 """
@@ -28,8 +28,9 @@ from typing import NamedTuple
 import numpy as np
 
 from convnet.checks import check_count
-from convnet.ops import conv_backward, conv_forward, pool_backward, pool_forward
-from convnet.threads import blas_threads
+from convnet.nn.ops import conv_backward, conv_forward, pool_backward, pool_forward
+from convnet.nn.threads import blas_threads
+from convnet.tf.tensorflow_import import import_tensorflow
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -69,7 +70,7 @@ def setup_tensorflow():
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
     except ImportError as error:
         raise ImportError("the benchmarks compare with TensorFlow, which is not installed: "
                           "pip install -e '.[tf]'") from error
@@ -99,7 +100,7 @@ def machine_info():
         nproc = str(os.cpu_count())
     versions = f"Python {platform.python_version()}, NumPy {np.__version__}"
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
         versions += f", TensorFlow {tf.__version__}"
     except ImportError:
         pass
@@ -159,7 +160,7 @@ def _mnist_images(count):
     return images[:count].reshape(-1, 28, 28, 1).astype(np.float64)
 
 
-TASK_FOLDER = Path(__file__).resolve().parent.parent / "0x07-cnn"
+TASK_FOLDER = Path(__file__).resolve().parents[3] / "0x07-cnn"
 
 
 def task_conv_forward(folder=TASK_FOLDER):
@@ -460,7 +461,7 @@ class NumpyStepper:
         A zoo name, spec.json path or spec.
     batch : int
     optimizer : str
-        adam, rmsprop or sgd (``convnet.optim``, Keras's formulation and
+        adam, rmsprop or sgd (``convnet.nn.optim``, Keras's formulation and
         defaults).
     seed : int
     blas_thread_count : int
@@ -470,9 +471,9 @@ class NumpyStepper:
     """
 
     def __init__(self, spec, batch, optimizer, seed=0, blas_thread_count=1):
-        from convnet.optim import make_optimizer
-        from convnet.sequential import Sequential
-        from convnet.zoo import load_spec
+        from convnet.nn.optim import make_optimizer
+        from convnet.nn.sequential import Sequential
+        from convnet.nn.zoo import load_spec
         self.model = Sequential(load_spec(spec) if isinstance(spec, str) else spec, seed=seed)
         self.optimizer = make_optimizer(optimizer, self.model.parameters())
         self.batch = batch
@@ -496,7 +497,7 @@ class KerasFitter:
 
     def __init__(self, spec, batch, optimizer, seed=0):
         setup_tensorflow()
-        from convnet import tf_training
+        from convnet.tf import tf_training
         self.spec = tf_training.normalise_spec(
             tf_training.zoo.load_spec(spec) if isinstance(spec, str) else spec)
         self.model = tf_training.build_keras(self.spec, optimizer, seed=seed)
@@ -518,8 +519,8 @@ def train_setting(model, batch=None, optimizer=None):
     32), the optimizer to the spec's own (adam when it names none); NumPy
     and Keras use the same.
     """
-    from convnet.sequential import normalise_spec
-    from convnet.zoo import load_spec
+    from convnet.nn.sequential import normalise_spec
+    from convnet.nn.zoo import load_spec
     spec = normalise_spec(load_spec(model))
     if batch is None:
         batch = COURSE_BATCH.get(spec["name"], DEFAULT_BATCH)
@@ -599,9 +600,10 @@ def _time_numpy_steps(spec, batch, optimizer, images, micro_batch, seed, threads
     batches through ``DataParallel``, with ``threads`` BLAS threads and the
     allocator's freed memory kept, after ``WARMUP_STEPS`` untimed steps.
     """
-    from convnet import distributed, trainer
-    from convnet.memory import keep_freed_memory
-    from convnet.optim import make_optimizer
+    from convnet.nn.memory import keep_freed_memory
+    from convnet.nn.optim import make_optimizer
+    from convnet.parallel import distributed
+    from convnet.training import trainer
     comm = distributed.world() if distributed.in_mpi_job() else None
     model = trainer.build_model(spec, seed=seed)
     steps = distributed.DataParallel(model, make_optimizer(optimizer, model.parameters()),
@@ -680,7 +682,7 @@ def _result_line(text, name):
 def run_engine(name, job, processes):
     """Run ``job`` (see ``run_worker``) in fresh processes: ``processes`` MPI ranks or one.
 
-    One process is a plain ``python -m convnet.bench --worker``; more are
+    One process is a plain ``python -m convnet.apps.bench.bench --worker``; more are
     an MPI job started by ``distributed.launch``. Returns rank 0's result.
 
     Raises
@@ -688,10 +690,10 @@ def run_engine(name, job, processes):
     RuntimeError
         The worker failed; the message ends with its last lines of error output.
     """
-    from convnet import distributed
+    from convnet.parallel import distributed
     argv = ["--worker", json.dumps(job)]
     if processes == 1:
-        done = subprocess.run([sys.executable, "-m", "convnet.bench", *argv],
+        done = subprocess.run([sys.executable, "-m", "convnet.apps.bench.bench", *argv],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               check=False)
         if done.returncode != 0:
@@ -700,7 +702,7 @@ def run_engine(name, job, processes):
                                f"{done.returncode}:\n{tail}")
         return _result_line(done.stdout, name)
     output = io.BytesIO()
-    status = distributed.launch(argv, processes, output=output, program=("-m", "convnet.bench"))
+    status = distributed.launch(argv, processes, output=output, program=("-m", "convnet.apps.bench.bench"))
     if status != 0:
         raise RuntimeError(f"the {name} benchmark job failed with exit status {status} "
                            f"(its error is above)")
@@ -715,7 +717,7 @@ def measure_engines(spec, batch, optimizer, images, engines, seed=0):
     chose just before, with the burner already running for ``default +
     burner``).
     """
-    from convnet import distributed
+    from convnet.parallel import distributed
     results = {}
     for name in check_engines(engines, spec):
         engine = TRAIN_ENGINES[name]
@@ -997,9 +999,9 @@ def profile_train_step(model="lenet5", steps=200, batch=None, top=15):
 
 
 if __name__ == "__main__":
-    # The training benchmark's worker (``run_engine``): python -m convnet.bench --worker JOB
+    # The training benchmark's worker (``run_engine``): python -m convnet.apps.bench.bench --worker JOB
     if sys.argv[1:2] != ["--worker"] or len(sys.argv) != 3:
-        sys.exit("usage: python -m convnet.bench --worker JOB (JSON); see run_worker")
+        sys.exit("usage: python -m convnet.apps.bench.bench --worker JOB (JSON); see run_worker")
     outcome = run_worker(json.loads(sys.argv[2]))
     if outcome is not None:
         print(json.dumps(outcome), flush=True)

@@ -4,7 +4,7 @@ The slowest and most literal version of tasks 0-3: every loop is explicit
 (examples, output positions, channels), so that each function can be checked
 by eye against the definitions in the curriculum. The tests hold both the
 readable task files (``0x07-cnn/0-conv_forward.py`` ... ``3-pool_backward.py``)
-and the fast engine (``convnet/ops.py``) to these results. Nothing here is
+and the fast engine (``convnet/nn/ops.py``) to these results. Nothing here is
 shared with either; the padding rule is restated independently.
 
 Dtypes: every sum is taken in float64 and the result cast to the output

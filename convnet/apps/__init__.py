@@ -1,0 +1,1 @@
+"""The applications over the library: the command line, the page, pictures, benchmarks."""

@@ -1,0 +1,1 @@
+"""`convnet serve`: the page that shows a network at work."""

@@ -1,0 +1,1 @@
+"""The TensorFlow side: task 4's graph, the Keras twin, Keras training and workers."""

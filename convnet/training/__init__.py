@@ -1,0 +1,1 @@
+"""Training runs of the NumPy network: the loop, checkpoints and run folders."""
