@@ -479,7 +479,7 @@ def test_serve_without_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_serve_shows_a_fashion_checkpoint_with_its_names_and_refuses_other_models(
         tmp_path, monkeypatch, capsys):
     from convnet.apps.cli.cli import main
-    from convnet.apps.pictures.plots import FASHION_CLASS_NAMES
+    from convnet.data import FASHION_CLASS_NAMES
     from convnet.nn.sequential import Sequential
     from convnet.nn.zoo import load_spec
     started = {}
@@ -533,7 +533,7 @@ def test_serve_command_rejects_a_port_above_65535(checkpoint, capsys):
 
 
 def test_fashion_mnist_class_names_reach_the_page(checkpoint):
-    from convnet.apps.pictures.plots import FASHION_CLASS_NAMES
+    from convnet.data import FASHION_CLASS_NAMES
     view = serve.NetworkView.from_checkpoint(checkpoint, FASHION_CLASS_NAMES)
     with TestClient(serve.build_app(view)) as fashion:
         assert fashion.get("/api/model").json()["class_names"] == list(FASHION_CLASS_NAMES)

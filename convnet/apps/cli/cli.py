@@ -904,15 +904,13 @@ def predict_cli(args):
         shown = ", ".join(f"{label(k)}: {probs[k]:.4f}" for k in ranked)
         print(f"{path}: {label(ranked[0])} ({shown})")
     if getattr(args, "show", False):
-        from convnet.apps.pictures.plots import (
-            class_names,
-            draw_input_and_probabilities,
-            input_picture_names,
-        )
+        from convnet.apps.pictures.plots import draw_input_and_probabilities, input_picture_names
+        from convnet.data import class_names
         for path, name, image, probs in zip(args.images, input_picture_names(args.images),
                                             images, probabilities):
             print(draw_input_and_probabilities(image, probs, Path(args.out) / name,
-                                               names=class_names(dataset, names),
+                                               names=class_names(dataset, stored=names,
+                                                                 short=True),
                                                title=f"What the network saw: {path}"))
 
 
@@ -926,13 +924,14 @@ def show_cli(args):
     from pathlib import Path
 
     from convnet.apps.pictures import plots
+    from convnet.data import class_names
     from convnet.errors import BadCheckpointError
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file() and not checkpoint.is_dir():
         raise BadCheckpointError(f"checkpoint {checkpoint} not found (train one with "
                                  "`convnet train`, or pass --checkpoint PATH)")
     model, dataset, stored = _load_checkpoint_model(args)
-    names = plots.class_names(dataset, stored)
+    names = class_names(dataset, stored=stored, short=True)
     if getattr(args, "image", None) is not None:
         if tuple(model.input_shape) != (28, 28, 1):
             raise BadOptionError(f"--image is prepared as a 28x28 grey digit, but the model of "
@@ -980,8 +979,8 @@ def _run_serve(args):
     view = serve.NetworkView.from_checkpoint(args.checkpoint)
     dataset = _checkpoint_dataset(args, view.dataset)
     if view.dataset is None and dataset != "mnist":
-        from convnet.apps.pictures.plots import class_names
-        view.class_names = class_names(dataset)
+        from convnet.data import class_names
+        view.class_names = class_names(dataset, short=True)
     warning = serve.host_warning(args.host)
     app = serve.build_app(view, browser=serve.browser_for(view, dataset, args.data),
                           checkpoint=str(args.checkpoint),

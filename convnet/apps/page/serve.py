@@ -147,14 +147,15 @@ class NetworkView:
             checkpoint, or its model is not one the page can show (a 28x28x1
             input and a convolution).
         """
-        from convnet.apps.pictures.plots import class_names as display_names
+        from convnet.data import class_names as display_names
         from convnet.training.trainer import load_model
         path = Path(path)
         if not path.is_file():
             raise BadCheckpointError(f"checkpoint {path} not found: train one with "
                                      "`convnet train` (or `make demo`), or pass --checkpoint PATH")
         model, dataset, stored = load_model(path)
-        names = display_names(dataset, stored) if class_names is None else class_names
+        names = (display_names(dataset, stored=stored, short=True) if class_names is None
+                 else class_names)
         try:
             view = cls(model, names)
         except ValueError as error:

@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from convnet.checks import check_count
+from convnet.data import MNIST_CLASS_NAMES
 from convnet.errors import BadImageError, BadOptionError
 from convnet.storage import atomic_path
 
@@ -147,25 +148,6 @@ _COLOUR_BAR_WIDTH = 0.12
 _CORRECT_COLOUR = "tab:blue"
 _WRONG_COLOUR = "tab:red"
 DIVERGING_CMAP = "RdBu_r"
-MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
-FASHION_CLASS_NAMES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
-                       "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
-
-
-def class_names(dataset, stored=None):
-    """Return the display names of the classes of ``dataset``.
-
-    MNIST's digits and Fashion-MNIST's short names for those two; for the
-    others ``stored`` (a checkpoint's names) if given, else the dataset's own.
-    """
-    if dataset == "fashion-mnist":
-        return FASHION_CLASS_NAMES
-    if dataset in (None, "mnist"):
-        return MNIST_CLASS_NAMES if stored is None else tuple(stored)
-    if stored is not None:
-        return tuple(stored)
-    from convnet import data
-    return tuple(data.class_names(dataset))
 
 
 def confusion_matrix(y_true, y_pred, n_classes=10):
