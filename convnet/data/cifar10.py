@@ -50,6 +50,7 @@ CIFAR10_ARCHIVES = {
 CIFAR10_HINT = ("run `convnet data cifar10 --from PATH` with your copy of "
                 "cifar-10-binary.tar.gz or cifar-10-python.tar.gz")
 
+
 def check_cifar10_md5(path):
     """Check that ``path`` is one of the two official CIFAR-10 archives by its MD5.
 

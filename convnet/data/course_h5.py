@@ -174,4 +174,4 @@ def load_course_h5(name, path=None, limit=None):
         return tuple(item for images, labels in splits
                      for item in (images.astype(np.float32) / np.float32(255), labels))
     return load_byte_splits(path, COURSE_H5_SHAPE, len(info["classes"]), limit,
-                             _course_hint(name))
+                            _course_hint(name))

@@ -129,7 +129,8 @@ def read_grey(path, *, max_pixels=MAX_PIXELS, label=None):
             image.load()
             return _grey(image)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-            raise BadImageError(f"cannot read image {name}: {_reason(error, path, label)}") from None
+            reason = _reason(error, path, label)
+            raise BadImageError(f"cannot read image {name}: {reason}") from None
 
 
 def _reason(error, path, label):
