@@ -38,7 +38,7 @@ screenshots: data
 	$(BIN)/python -m pytest -q tests/test_serve_browser.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check convnet tests benchmarks
+	$(BIN)/ruff check convnet tests docs
 	$(BIN)/pycodestyle 0x07-cnn
 
 clean:

@@ -21,7 +21,7 @@ from convnet.nn import architectures as arch
 from convnet.nn.ops import conv_forward, pool_forward
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "alexnet.md"
+DOC = ROOT / "0x07-cnn" / "6-alexnet.md"
 DRAW_SCRIPT = ROOT / "docs" / "figures" / "draw_alexnet.py"
 
 
@@ -224,7 +224,7 @@ def test_summary_table_has_one_row_per_layer_with_none_batch():
 def test_review_contains_the_tables_the_code_generates(name):
     text = DOC.read_text(encoding="utf-8")
     assert arch.doc_tables()[name] in text, (
-        f"docs/alexnet.md is out of date: paste arch.doc_tables()[{name!r}] again")
+        f"0x07-cnn/6-alexnet.md is out of date: paste arch.doc_tables()[{name!r}] again")
 
 
 def test_markdown_table_rows_and_total():

@@ -1,4 +1,4 @@
-"""Tests of the benchmark helpers in convnet/apps/bench/bench.py (not of speed itself)."""
+"""Tests of the benchmark helpers in convnet/apps/bench/ (not of speed itself)."""
 import os
 import time
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnet.apps.bench import bench
+from convnet.apps.bench import bench, ops
 from convnet.nn.threads import blas_threads
 
 
@@ -119,10 +119,10 @@ def test_numpy_stepper_takes_the_optimizer_steps_of_a_hand_loop():
 
 
 def test_ratio_row_judges_the_task_file_on_the_slower_thread_setting():
-    faster = bench._ratio_row("x", 3.0, 0.5, 1.0, 1.0)
-    both = bench._ratio_row("x", 3.0, 0.5, 1.0, 1.0, judge="both")
+    faster = ops._ratio_row("x", 3.0, 0.5, 1.0, 1.0)
+    both = ops._ratio_row("x", 3.0, 0.5, 1.0, 1.0, judge="both")
     assert faster[-1] == "yes" and both[-1] == "no (3.00x over)"
-    assert bench._ratio_row("x", 0.9, 0.5, 1.0, 1.0, judge="both")[-1] == "yes"
+    assert ops._ratio_row("x", 0.9, 0.5, 1.0, 1.0, judge="both")[-1] == "yes"
 
 
 def test_task_conv_forward_loads_the_task_file(tmp_path):

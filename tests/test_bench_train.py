@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from convnet.apps.bench import bench
+from convnet.apps.bench import bench, train
 from convnet.apps.cli import cli
 from convnet.parallel import distributed
 
@@ -98,7 +98,7 @@ def test_the_default_selection_leaves_out_several_ranks_for_batch_normalization(
         measured.append((spec["name"], engines))
         return {name: result(1.0) for name in engines}
 
-    monkeypatch.setattr(bench, "measure_engines", fake_measure)
+    monkeypatch.setattr(train, "measure_engines", fake_measure)
     bench.bench_train(["happy-model", "lenet5"], steps=2)
     assert measured[0] == ("happy-model", tuple(name for name in bench.DEFAULT_ENGINES
                                                 if name != "2 ranks"))
@@ -108,7 +108,7 @@ def test_the_default_selection_leaves_out_several_ranks_for_batch_normalization(
 def test_the_default_of_a_model_with_batch_normalization_is_one_process(monkeypatch):
     launched = []
     monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
-    monkeypatch.setattr(bench, "run_engine",
+    monkeypatch.setattr(train, "run_engine",
                         lambda name, job, processes: launched.append(processes) or {})
     bench.measure_engines(bench.train_setting("happy-model")[0], 32, "adam", 64, ["default"])
     bench.measure_engines(bench.train_setting("lenet5")[0], 32, "adam", 64, ["default"])
@@ -146,9 +146,9 @@ def test_measure_engines_decides_the_default_while_the_burner_runs(monkeypatch):
         launched.append((name, job, processes, burning[0]))
         return result(0.1, processes)
 
-    monkeypatch.setattr(bench, "one_core_busy", fake_busy)
+    monkeypatch.setattr(train, "one_core_busy", fake_busy)
     monkeypatch.setattr(distributed, "default_processes", fake_default)
-    monkeypatch.setattr(bench, "run_engine", fake_run_engine)
+    monkeypatch.setattr(train, "run_engine", fake_run_engine)
     spec = bench.train_setting("lenet5")[0]
     measured = bench.measure_engines(spec, 32, "adam", 320, bench.DEFAULT_ENGINES)
     assert list(measured) == list(bench.DEFAULT_ENGINES)
@@ -173,7 +173,7 @@ TINY_SPEC = {"name": "tiny", "optimizer": "sgd", "layers": [
 def test_numpy_worker_process_times_its_steps_without_tensorflow():
     job = {"kind": "numpy", "spec": TINY_SPEC, "batch": 16, "optimizer": "sgd", "images": 64,
            "micro_batch": 8}
-    done = subprocess.run([sys.executable, "-m", "convnet.apps.bench.bench", "--worker", json.dumps(job)],
+    done = subprocess.run([sys.executable, "-m", "convnet.apps.bench.worker", json.dumps(job)],
                           capture_output=True, text=True, check=True, timeout=120)
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["seconds"] > 0 and outcome["processes"] == 1

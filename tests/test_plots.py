@@ -4,6 +4,7 @@ import pytest
 from matplotlib.image import imread
 
 from convnet.apps.pictures import plots
+from convnet.apps.pictures.history import _history_figure
 
 
 def _png_shape(path):
@@ -453,7 +454,7 @@ def test_filter_colour_limit_rejects_bad_input(response, margin, error, message)
 def test_history_x_axis_starts_at_epoch_0(first_epoch, epochs):
     curves = {key: np.linspace(1, 0.5, epochs) for key in plots.HISTORY_KEYS}
     numbers = np.arange(first_epoch, first_epoch + epochs)
-    figure = plots._history_figure(curves, numbers)
+    figure = _history_figure(curves, numbers)
     for axes in figure.axes:
         low, high = axes.get_xlim()
         assert low <= 0 < high and high >= numbers[-1]

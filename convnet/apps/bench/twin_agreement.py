@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """How closely every zoo model agrees with its Keras twin: probabilities and gradients.
 
 For each zoo model (He-normal weights of seed 0; batch normalisation given
@@ -8,7 +7,8 @@ validation images (28x28x1 models) or 1,000 uniform [0, 1) images
 (32x32x3, 64x64x3); and the largest difference of the float64 gradients
 against TensorFlow's GradientTape, over the largest gradient, on a batch of 8 (training
 mode, or inference mode for models with dropout, whose masks cannot be
-shared).
+shared). ``python -m convnet.apps.bench.twin_agreement`` prints one line per
+model.
 """
 import numpy as np
 

@@ -1,5 +1,7 @@
-#!/usr/bin/env python3
 """Measure ``convnet serve``: latency under load, and from a pen stroke to the page's update.
+
+``python -m convnet.apps.bench.serve [--clients N] [--seconds S] [--digits N]
+[--skip-load | --skip-draw] [--checkpoint PATH]``.
 
 Load: ``convnet serve`` runs in its own process on 127.0.0.1 (a free port,
 never another address); ``--clients`` threads each keep one connection and
@@ -17,7 +19,6 @@ Prints their p50 / p95 / max against the 100 ms target.
 
 Both are bounded: at most 100 clients and 120 s of load, a few hundred strokes.
 """
-import argparse
 import http.client
 import io
 import itertools
@@ -147,7 +148,17 @@ def load_test(port, clients, seconds):
 
 
 def draw_test(url, digits):
-    """Draw ``digits`` 7s in headless Chromium; return the page's stroke-to-update latencies (ms)."""
+    """Draw ``digits`` 7s in headless Chromium; return what the page measured.
+
+    Returns
+    -------
+    latencies : list of float
+        Milliseconds from a pointer event to the update that shows it.
+    parts : list of dict
+        Each update's ``encode``, ``server`` and ``draw`` milliseconds.
+    shown : str
+        The prediction the page shows at the end.
+    """
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
@@ -210,6 +221,8 @@ def default_checkpoint(folder):
 
 
 def main():
+    """Run the draw test, then the load test; return the exit status (1 if a request failed)."""
+    import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint served (default: runs/lenet5-numpy/checkpoint.npz, "

@@ -1,0 +1,144 @@
+"""Where a NumPy training step's time goes: per-layer timers, and cProfile.
+
+``python -m convnet.apps.bench.layers [--model NAME] [--steps N]`` prints the
+per-layer table (as ``convnet bench train --layers``); with ``--profile`` the
+cProfile report of such steps instead.
+"""
+import time
+
+from convnet.apps.bench.timing import format_table, machine_info
+from convnet.apps.bench.workload import NumpyStepper, spec_images, train_setting
+
+
+def _timed_stepper(model, batch, optimizer):
+    """A NumpyStepper whose layers, loss and optimizer step add their seconds to a dict."""
+    stepper = NumpyStepper(model, batch, optimizer)
+    seconds = {}
+
+    def timed(key, function):
+        def run(*args):
+            start = time.perf_counter()
+            result = function(*args)
+            seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
+            return result
+        return run
+
+    for layer in stepper.model.layers + [stepper.model.loss_layer]:
+        layer.forward = timed((layer.name, "forward"), layer.forward)
+        layer.backward = timed((layer.name, "backward"), layer.backward)
+    optimizer_name = f"{stepper.optimizer.name} step"
+    stepper.optimizer.step = timed((optimizer_name, "forward"), stepper.optimizer.step)
+    return stepper, seconds, optimizer_name
+
+
+def time_layers(model="lenet5", steps=400, batch=None, optimizer=None):
+    """Time every layer's forward and backward pass inside real NumPy training steps.
+
+    Trains ``steps`` steps (a plain loop of :class:`NumpyStepper`, one BLAS
+    thread) with each layer's ``forward`` and ``backward``, the loss and the
+    optimizer's ``step`` wrapped in a timer.
+
+    Parameters
+    ----------
+    model : str
+        A zoo name or spec.json path.
+    steps : int
+        Steps timed, after three untimed ones (fewer if the data run out).
+    batch, optimizer : int and str, optional
+        As :func:`convnet.apps.bench.workload.train_setting` takes them.
+
+    Returns
+    -------
+    rows : list of list of str
+        Layer, forward ms per step, backward ms per step, share of the step;
+        the last row is the whole step.
+    step_ms : float
+        Milliseconds per step.
+    """
+    spec, batch, optimizer = train_setting(model, batch, optimizer)
+    X, Y, _ = spec_images(spec)
+    stepper, seconds, optimizer_name = _timed_stepper(spec, batch, optimizer)
+    stepper.train(X[:3 * batch], Y[:3 * batch])   # warm-up
+    seconds.clear()
+    count = min(steps * batch, len(X))
+    elapsed = stepper.train(X[:count], Y[:count])
+    step_count = -(-count // batch)
+    step_ms = elapsed * 1e3 / step_count
+    per_step = {key: value * 1e3 / step_count for key, value in seconds.items()}
+    rows = []
+    names = [layer.name for layer in stepper.model.layers]
+    for name in names + [stepper.model.loss_layer.name, optimizer_name]:
+        forward, backward = per_step.get((name, "forward"), 0.0), per_step.get((name, "backward"))
+        total = forward + (backward or 0.0)
+        rows.append([name, f"{forward:.3f}", "" if backward is None else f"{backward:.3f}",
+                     f"{100 * total / step_ms:.0f} %"])
+    rows.append(["whole step", "", "", f"{step_ms:.2f} ms"])
+    return rows, step_ms
+
+
+LAYER_HEADERS = ["layer", "forward (ms)", "backward (ms)", "share of the step"]
+
+
+def profile_train_step(model="lenet5", steps=200, batch=None, top=15):
+    """Profile ``steps`` NumPy training steps with cProfile.
+
+    Parameters
+    ----------
+    model : str
+        A zoo name or spec.json path.
+    steps : int
+        Steps profiled, after three untimed ones.
+    batch : int, optional
+        Default: the model's course batch.
+    top : int
+        How many functions the report lists.
+
+    Returns
+    -------
+    stats : pstats.Stats
+        Sorted by own time.
+    text : str
+        Its report of the ``top`` functions.
+    """
+    import cProfile
+    import io
+    import pstats
+
+    spec, batch, optimizer = train_setting(model, batch)
+    X, Y, _ = spec_images(spec)
+    stepper = NumpyStepper(spec, batch, optimizer)
+    stepper.train(X[:3 * batch], Y[:3 * batch])   # warm-up
+    count = min(steps * batch, len(X))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    stepper.train(X[:count], Y[:count])
+    profiler.disable()
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream).sort_stats("tottime")
+    stats.print_stats(top)
+    return stats, stream.getvalue()
+
+
+def main():
+    """``python -m convnet.apps.bench.layers``: the per-layer table, or the cProfile report."""
+    import argparse
+    parser = argparse.ArgumentParser(description="Where a NumPy training step's time goes.")
+    parser.add_argument("--model", metavar="NAME", default="lenet5",
+                        help="a zoo name or spec.json (default lenet5)")
+    parser.add_argument("--steps", type=int, default=200, help="steps timed (default 200)")
+    parser.add_argument("--profile", action="store_true",
+                        help="print cProfile's report of the steps instead of the table")
+    args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps must be a positive integer, received {args.steps}")
+    if args.profile:
+        print(profile_train_step(args.model, steps=args.steps)[1])
+        return
+    print(machine_info(), flush=True)
+    rows, step_ms = time_layers(args.model, steps=args.steps)
+    print(f"{args.model}: NumPy training step, {step_ms:.2f} ms")
+    print(format_table(LAYER_HEADERS, rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Filters: a network's learned first-layer kernels, and classic kernels on a photograph."""
+from pathlib import Path
+
+import numpy as np
+
+from convnet.apps.pictures.canvas import DIVERGING_CMAP, new_figure, save_figure
+from convnet.checks import check_count
+from convnet.errors import BadImageError
+
+FILTERS_SIZE = (9.0, 2.4)
+
+
+def draw_first_layer_filters(kernels, path, title="First-layer filters (conv1)"):
+    """Draw the kernels of a first convolutional layer with one input channel.
+
+    Parameters
+    ----------
+    kernels : ndarray of shape (kh, kw, 1, c_new)
+        The layer's weights (e.g. LeNet-5's conv1 kernel of shape (5, 5, 1, 6)).
+        Every kernel shares one colour scale, symmetric around zero, on a
+        diverging colour map: red weights are positive, blue negative.
+    path : str or Path
+        Destination PNG, ``FILTERS_SIZE * DPI`` pixels.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    kernels = np.asarray(kernels, dtype=np.float64)
+    if kernels.ndim != 4 or kernels.shape[2] != 1:
+        raise ValueError(f"kernels must have shape (kh, kw, 1, c_new), received {kernels.shape}")
+    n_kernels = kernels.shape[3]
+    limit = float(np.abs(kernels).max()) or 1.0
+    figure = new_figure(FILTERS_SIZE)
+    grid = figure.add_gridspec(1, n_kernels + 1, width_ratios=[1] * n_kernels + [0.08])
+    for k in range(n_kernels):
+        axes = figure.add_subplot(grid[0, k])
+        image = axes.imshow(kernels[:, :, 0, k], cmap=DIVERGING_CMAP, vmin=-limit, vmax=limit)
+        axes.set_title(f"filter {k}", fontsize=10)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    figure.colorbar(image, cax=figure.add_subplot(grid[0, n_kernels]), label="weight")
+    figure.suptitle(f"{title}: {n_kernels} kernels {kernels.shape[0]}x{kernels.shape[1]}, "
+                    "shared colour scale")
+    figure.subplots_adjust(left=0.02, right=0.9, top=0.78, bottom=0.05, wspace=0.15)
+    return save_figure(figure, path)
+
+
+def first_conv_kernels(model):
+    """Return ``(name, kernels)`` of a model's first convolution, or None if it has none.
+
+    ``kernels`` has shape (kh, kw, c_in, filters).
+    """
+    for name, weights in model.get_weights().items():
+        if name.endswith("/kernel") and weights.ndim == 4:
+            return name[:-len("/kernel")], weights
+    return None
+
+
+# ---------------------------------------------------------------- classic filters
+# Hand-made 3x3 kernels, written as they are applied: by cross-correlation, so
+# "sobel_x" is right minus left (bright where brightness rises to the right).
+CLASSIC_KERNELS = {
+    "sobel_x": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64),
+    "sobel_y": np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float64),
+    "box_blur": np.full((3, 3), 1 / 9),
+    "sharpen": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float64),
+    "edges": np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=np.float64),
+}
+CLASSIC_TITLES = {
+    "sobel_x": "Sobel x: vertical edges\n[-1 0 1] [-2 0 2] [-1 0 1]",
+    "sobel_y": "Sobel y: horizontal edges\n[-1 -2 -1] [0 0 0] [1 2 1]",
+    "box_blur": "box blur: mean of 3x3\nevery weight 1/9",
+    "sharpen": "sharpen\n[0 -1 0] [-1 5 -1] [0 -1 0]",
+    "edges": "edges (Laplacian, 8 neighbours)\n[-1 -1 -1] [-1 8 -1] [-1 -1 -1]",
+}
+# Responses that are differences of pixels: signed, centred on zero.
+SIGNED_FILTERS = ("sobel_x", "sobel_y", "edges")
+CLASSIC_SIZE = (11.0, 8.0)
+SAMPLE_PHOTO = "grace_hopper.jpg"
+
+
+def _identity(Z):
+    """Activation that returns its input: the filters' raw responses."""
+    return Z
+
+
+def apply_classic_filters(image):
+    """Filter a grayscale image with every kernel of ``CLASSIC_KERNELS``.
+
+    The kernels are stacked into one (3, 3, 1, 5) array and applied in a single
+    call to :func:`convnet.conv_forward` (zero bias, identity activation,
+    ``'same'`` padding, stride 1): exactly a convolutional layer with five
+    hand-set kernels.
+
+    Parameters
+    ----------
+    image : ndarray of shape (h, w)
+        Grayscale image, floats (normally in [0, 1]).
+
+    Returns
+    -------
+    dict of str to ndarray of shape (h, w)
+        The filtered image for each kernel name, in ``CLASSIC_KERNELS`` order.
+    """
+    from convnet.nn.ops import conv_forward
+
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image must be a 2-D grayscale array, received shape {image.shape}")
+    image = image.astype(np.float64, copy=False)
+    kernels = np.stack(list(CLASSIC_KERNELS.values()), axis=-1)[:, :, np.newaxis, :]
+    bias = np.zeros((1, 1, 1, kernels.shape[3]))
+    responses = conv_forward(image[np.newaxis, :, :, np.newaxis], kernels, bias, _identity,
+                             padding="same", stride=(1, 1))[0]
+    return {name: responses[:, :, k] for k, name in enumerate(CLASSIC_KERNELS)}
+
+
+def sample_photo_path():
+    """Return the path of the sample photograph shipped with matplotlib."""
+    from matplotlib import get_data_path
+    return Path(get_data_path()) / "sample_data" / SAMPLE_PHOTO
+
+
+def load_grayscale(path):
+    """Read an image file as a grayscale float64 array of shape (h, w) in [0, 1].
+
+    Raises
+    ------
+    BadImageError
+        A ``ValueError`` naming ``path`` if it does not exist, is not an image
+        Pillow can decode, or is too large (see ``convnet.data.images.read_grey``).
+    """
+    from convnet.data.images import read_grey
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadImageError(f"image {path} not found")
+    return read_grey(path).astype(np.float64)
+
+
+def filter_colour_limit(response, margin=1, percentile=99):
+    """Colour limit of a signed filter response: a high percentile of its magnitude inside.
+
+    Parameters
+    ----------
+    response : ndarray of shape (h, w)
+        A filtered image (``'same'`` padding).
+    margin : int
+        Rows and columns left out on each side: those the zero padding
+        reaches (1 for a 3x3 kernel). On a photograph the padding's black
+        frame meets bright pixels and gives the strongest responses of the
+        whole image; counted in, they set the scale and leave the inside
+        almost white.
+    percentile : float
+        Percentile of the magnitudes that saturates the colour map.
+
+    Returns
+    -------
+    float
+        The limit (1.0 when the inside is all zeros, or the image has no inside).
+    """
+    response = np.asarray(response, dtype=np.float64)
+    if response.ndim != 2:
+        raise ValueError(f"response must be a 2-D array, received shape {response.shape}")
+    check_count("margin", margin, non_negative=True)
+    inside = response[margin:response.shape[0] - margin, margin:response.shape[1] - margin]
+    if inside.size == 0:
+        return 1.0
+    return float(np.percentile(np.abs(inside), percentile)) or 1.0
+
+
+def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters", size=CLASSIC_SIZE):
+    """Draw an image and its filtered versions side by side.
+
+    Parameters
+    ----------
+    image : ndarray of shape (h, w)
+        Grayscale original, values in [0, 1].
+    filtered : dict of str to ndarray of shape (h, w)
+        As returned by :func:`apply_classic_filters`. The responses of
+        ``SIGNED_FILTERS`` (differences of pixels) use a diverging colour map
+        centred on zero, saturated at the 99th percentile of their magnitude
+        inside the frame the padding reaches (:func:`filter_colour_limit`),
+        so that neither a few strong edges nor the padding wash the rest
+        out; the others are grey images clipped to [0, 1].
+    path : str or Path
+        Destination PNG, ``size * DPI`` pixels.
+    title : str, optional
+        Figure title.
+    size : tuple of float, optional
+        (width, height) of the figure in inches.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    panels = [("original", np.asarray(image))] + list(filtered.items())
+    figure = new_figure(size)
+    axes = figure.subplots(2, -(-len(panels) // 2))
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (name, picture) in zip(axes.flat, panels):
+        if name in SIGNED_FILTERS:
+            limit = filter_colour_limit(picture)
+            ax.imshow(picture, cmap=DIVERGING_CMAP, vmin=-limit, vmax=limit)
+        else:
+            ax.imshow(np.clip(picture, 0, 1), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(CLASSIC_TITLES.get(name, name), fontsize=10)
+    figure.suptitle(title, fontsize=13, y=0.99)
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.88, wspace=0.05,
+                           hspace=0.22)
+    return save_figure(figure, path)
+
+
+def draw_classic_filters_of(path, out):
+    """Apply the classic kernels to the photograph at ``path``; return the PNG written in ``out``.
+
+    Parameters
+    ----------
+    path : str or Path, or None
+        A picture file; None for matplotlib's sample photograph.
+    out : str or Path
+        Folder receiving ``classic_filters.png``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If matplotlib's sample photograph is missing.
+    """
+    photo = sample_photo_path() if path is None else Path(path)
+    if path is None and not photo.is_file():
+        raise FileNotFoundError(f"matplotlib's sample photograph {photo} is missing; "
+                                "pass --image PATH")
+    image = load_grayscale(photo)
+    filtered = apply_classic_filters(image)
+    return draw_classic_filters(image, filtered, Path(out) / "classic_filters.png",
+                                title=f"Classic 3x3 kernels applied with conv_forward to "
+                                      f"{photo.name}")

@@ -1,0 +1,259 @@
+"""Feature maps: what every layer computes for one image, and the input beside its probabilities."""
+from pathlib import Path
+
+import numpy as np
+
+from convnet.apps.pictures.canvas import (
+    CORRECT_COLOUR,
+    DIVERGING_CMAP,
+    names_or_digits,
+    new_figure,
+    save_figure,
+)
+
+INPUT_SIZE = (8.0, 3.6)
+FEATURE_MAPS_WIDTH = 12.0
+# Heights in inches of the rows of the feature-map figure.
+_TITLE_HEIGHT = 0.5
+_MAP_ROW_HEIGHT = 1.05
+_STRIP_HEIGHT = 0.7
+_BARS_HEIGHT = 1.3
+_MAP_COLUMNS = 16
+# Width of a feature-map row's colour bar, as a fraction of one channel's picture.
+_COLOUR_BAR_WIDTH = 0.12
+
+
+def _is_channels(activation):
+    """True for an (h, w, c) activation, drawn as one small image per channel."""
+    return activation.ndim == 3
+
+
+def _row_height(activation, n_classes):
+    """Height in inches of one layer's row in the feature-map figure."""
+    if _is_channels(activation):
+        return _MAP_ROW_HEIGHT
+    return _BARS_HEIGHT if activation.size == n_classes else _STRIP_HEIGHT
+
+
+def feature_maps_size(maps, n_classes=10):
+    """Return the (width, height) in inches of :func:`draw_feature_maps`' figure.
+
+    Parameters
+    ----------
+    maps : list of (str, ndarray)
+        As given to :func:`draw_feature_maps`.
+    n_classes : int, optional
+        Length of the vectors drawn as bar charts of class scores.
+    """
+    rows = sum(_row_height(np.asarray(a), n_classes) for _, a in maps)
+    return FEATURE_MAPS_WIDTH, _TITLE_HEIGHT + rows
+
+
+def _limits(activation):
+    """Colour map and limits for one layer, shared by all its channels.
+
+    Signed values (a convolution before its ReLU, logits) get a diverging map
+    centred on zero, so what the ReLU removes shows in blue; non-negative
+    values a grey scale from zero (white) to the layer's maximum (black).
+    """
+    low, high = float(activation.min()), float(activation.max())
+    if low < 0:
+        limit = max(-low, high) or 1.0
+        return DIVERGING_CMAP, -limit, limit
+    return "gray_r", 0.0, high or 1.0
+
+
+def draw_feature_maps(maps, path, title="Feature maps", names=None):
+    """Draw what every layer computes for one input image, one row per layer.
+
+    Parameters
+    ----------
+    maps : list of (str, ndarray)
+        ``(layer_name, activation)`` for every layer in order, for one image
+        (e.g. ``model.feature_maps(X[i:i + 1])`` with the batch axis
+        removed). Activations of shape (h, w, c) are drawn as one small image
+        per channel (up to 16 per row); vectors of shape (n,) as a one-row
+        strip, or, if they have ``len(names)`` entries, as a bar chart of
+        class scores. All channels of a layer share one colour scale.
+    path : str or Path
+        Destination PNG; its size in inches is ``feature_maps_size(maps)``.
+    title : str, optional
+        Figure title.
+    names : sequence of str, optional
+        Class names labelling the bars (default: the digits 0 to 9).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    names = names_or_digits(names)
+    maps = [(name, np.asarray(activation, dtype=np.float64)) for name, activation in maps]
+    if not maps:
+        raise ValueError("maps must hold at least one (name, activation) pair")
+    for name, activation in maps:
+        if activation.ndim not in (1, 3) or (_is_channels(activation)
+                                             and activation.shape[2] > _MAP_COLUMNS):
+            raise ValueError(f"feature map {name!r} must have shape (h, w, c) with "
+                             f"c <= {_MAP_COLUMNS}, or (n,), received {activation.shape}")
+    width, height = feature_maps_size(maps, len(names))
+    figure = new_figure((width, height))
+    heights = [_row_height(activation, len(names)) for _, activation in maps]
+    title_row, *rows = figure.subfigures(len(maps) + 1, 1,
+                                         height_ratios=[_TITLE_HEIGHT] + heights)
+    title_row.suptitle(title, fontsize=13, y=0.7)
+    for row, (name, activation) in zip(rows, maps):
+        if _is_channels(activation):
+            _draw_channels(row, name, activation)
+        elif activation.size == len(names):
+            _draw_class_bars(row, name, activation, names)
+        else:
+            _draw_strip(row, name, activation)
+    return save_figure(figure, path)
+
+
+def _draw_channels(subfigure, name, activation):
+    """Draw the channels of an (h, w, c) activation as small images in one row."""
+    h, w, channels = activation.shape
+    cmap, vmin, vmax = _limits(activation)
+    grid = subfigure.add_gridspec(1, _MAP_COLUMNS + 1,
+                                  width_ratios=[1] * _MAP_COLUMNS + [_COLOUR_BAR_WIDTH])
+    for k in range(_MAP_COLUMNS):
+        ax = subfigure.add_subplot(grid[0, k])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= channels:
+            ax.set_axis_off()
+            continue
+        image = ax.imshow(activation[:, :, k], cmap=cmap, vmin=vmin, vmax=vmax)
+        if channels > 1:
+            ax.set_xlabel(str(k), fontsize=7, labelpad=1)
+    _colour_bar(subfigure, image, subfigure.add_subplot(grid[0, _MAP_COLUMNS]))
+    subfigure.suptitle(f"{name}: {h}x{w}x{channels}", fontsize=10, x=0.01, ha="left")
+    subfigure.subplots_adjust(left=0.01, right=0.96, bottom=0.14, top=0.78, wspace=0.1)
+
+
+def _colour_bar(subfigure, image, cax):
+    """A slim colour bar with small labels: the values behind a row's colours."""
+    bar = subfigure.colorbar(image, cax=cax)
+    bar.ax.tick_params(labelsize=6, length=2, pad=1)
+    bar.ax.yaxis.get_major_locator().set_params(nbins=3)
+
+
+def _draw_strip(subfigure, name, activation):
+    """Draw a vector activation of shape (n,) as a one-row heat strip."""
+    cmap, vmin, vmax = _limits(activation)
+    grid = subfigure.add_gridspec(1, 2, width_ratios=[_MAP_COLUMNS, _COLOUR_BAR_WIDTH])
+    ax = subfigure.add_subplot(grid[0, 0])
+    image = ax.imshow(activation[None, :], cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
+                      interpolation="nearest")
+    ax.set_yticks([])
+    ax.tick_params(labelsize=7)
+    ax.set_title(f"{name}: {activation.size} units", fontsize=10, loc="left")
+    _colour_bar(subfigure, image, subfigure.add_subplot(grid[0, 1]))
+    subfigure.subplots_adjust(left=0.01, right=0.96, bottom=0.3, top=0.7, wspace=0.02)
+
+
+def _draw_class_bars(subfigure, name, activation, names):
+    """Draw class scores as bars, the highest one highlighted."""
+    ax = subfigure.subplots(1, 1)
+    best = int(activation.argmax())
+    colours = ["tab:blue" if k == best else "tab:gray" for k in range(activation.size)]
+    ax.bar(np.arange(activation.size), activation, color=colours)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xticks(np.arange(activation.size), names, fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    is_probability = activation.min() >= 0 and abs(activation.sum() - 1) < 1e-3
+    kind = "class probabilities" if is_probability else "class scores (logits)"
+    ax.set_title(f"{name}: {activation.size} {kind}, highest: {names[best]}",
+                 fontsize=10, loc="left")
+    subfigure.subplots_adjust(left=0.05, right=0.99, bottom=0.2, top=0.78)
+
+
+def draw_input_and_probabilities(image, probabilities, path, names=None,
+                                 title="What the network saw"):
+    """Draw the 28x28 image a model was given beside its class probabilities.
+
+    Parameters
+    ----------
+    image : ndarray of shape (h, w) or (h, w, 1)
+        The prepared input (e.g. from ``convnet.data.images.load_digit_image``),
+        drawn pixel by pixel with a colour bar of its values.
+    probabilities : ndarray of shape (n_classes,)
+        The model's softmax output; the most likely class is highlighted.
+    path : str or Path
+        Destination PNG, ``INPUT_SIZE * DPI`` pixels.
+    names : sequence of str, optional
+        Class names (default: the digits 0 to 9).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    names = names_or_digits(names)
+    image = np.asarray(image, dtype=np.float64)
+    image = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if image.ndim != 2:
+        raise ValueError(f"image must have shape (h, w) or (h, w, 1), received {image.shape}")
+    if probabilities.shape != (len(names),):
+        raise ValueError(f"probabilities must have shape ({len(names)},), "
+                         f"received {probabilities.shape}")
+    figure = new_figure(INPUT_SIZE)
+    grid = figure.add_gridspec(1, 3, width_ratios=[1, 0.05, 1.4], wspace=0.55)
+    ax = figure.add_subplot(grid[0, 0])
+    picture = ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(f"input {image.shape[0]}x{image.shape[1]}", fontsize=10)
+    ax.set_xticks([0, image.shape[1] - 1])
+    ax.set_yticks([0, image.shape[0] - 1])
+    ax.tick_params(labelsize=7)
+    figure.colorbar(picture, cax=figure.add_subplot(grid[0, 1]), label="pixel value")
+    bars = figure.add_subplot(grid[0, 2])
+    best = int(probabilities.argmax())
+    positions = np.arange(len(names))
+    bars.barh(positions, probabilities,
+              color=[CORRECT_COLOUR if k == best else "tab:gray" for k in positions])
+    for k, p in enumerate(probabilities):
+        bars.text(min(p, 1.0) + 0.01, k, f"{p:.3f}", va="center", fontsize=7)
+    bars.set_yticks(positions, names, fontsize=8)
+    bars.invert_yaxis()
+    bars.set_xlim(0, 1.15)
+    bars.set_xlabel("probability")
+    bars.set_title(f"prediction: {names[best]} ({probabilities[best]:.1%})", fontsize=10)
+    figure.suptitle(title, fontsize=11)
+    figure.subplots_adjust(left=0.05, right=0.97, bottom=0.15, top=0.8)
+    return save_figure(figure, path)
+
+
+def input_picture_names(paths):
+    """File names of ``convnet predict --show``'s pictures: ``input_<stem>.png``, unique.
+
+    Images whose names share a stem (``a/1.png``, ``b/1.png``) get the
+    position of the image in the list appended: ``input_1.png``, ``input_1_2.png``.
+    """
+    names, seen = [], set()
+    for index, path in enumerate(paths):
+        name = f"input_{Path(path).stem}.png"
+        if name in seen:
+            name = f"input_{Path(path).stem}_{index + 1}.png"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def draw_image_maps(model, image_path, out, names):
+    """Draw every layer's output for a digit image file; return the PNG path.
+
+    The picture is prepared as ``convnet predict`` prepares it (a 28x28 digit).
+    """
+    from convnet.data.images import load_digit_image
+    image = load_digit_image(image_path)
+    maps = [(name, activation[0]) for name, activation in model.feature_maps(image[None])]
+    probabilities = maps[-1][1]
+    return draw_feature_maps(
+        maps, out / f"feature_maps_{image_path.stem}.png", names=names,
+        title=f"Every layer's output for {image_path.name} "
+              f"(prediction: {names[int(probabilities.argmax())]})")
