@@ -10,9 +10,9 @@ from convnet.nn.layers import (
     Flatten,
     MaxPool2D,
     ReLU,
-    SoftmaxCrossEntropy,
     he_normal,
 )
+from convnet.nn.losses import SoftmaxCrossEntropy
 
 STEP = 1e-6
 # Centred differences in float64 with this step are good to ~1e-9 absolute on

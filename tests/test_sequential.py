@@ -6,7 +6,9 @@ import pytest
 from reference_ops import numerical_gradient
 
 from convnet.nn import layers as L
-from convnet.nn.sequential import Sequential, normalise_spec, summary_text
+from convnet.nn.losses import SigmoidBinaryCrossEntropy
+from convnet.nn.sequential import Sequential
+from convnet.nn.specs import normalise_spec, summary_text
 from convnet.nn.zoo import load_spec
 
 STEP = 1e-6
@@ -197,7 +199,7 @@ def test_sigmoid_is_stable_and_correct():
 
 
 def test_binary_cross_entropy_from_logits():
-    loss = L.SigmoidBinaryCrossEntropy()
+    loss = SigmoidBinaryCrossEntropy()
     logits = np.array([[-800.0], [-2.0], [0.5], [900.0]])
     labels = np.array([1, 0, 1, 0])
     p = 1 / (1 + np.exp(-logits[1:3, 0]))
