@@ -18,12 +18,10 @@ from convnet.checks import check_count
 from convnet.nn import layers as L
 from convnet.nn.losses import LOSS_OF_ACTIVATION
 from convnet.nn.memory import aligned_zeros
-from convnet.nn.specs import (  # noqa: F401 -- the spec's names, as this module always had them
+from convnet.nn.specs import (  # noqa: F401 -- KERAS_CLASSES, spec_weights, summary_text: re-exported
     KERAS_CLASSES,
     WEIGHT_SUFFIXES,
     BadSpecError,
-    Summary,
-    SummaryRow,
     normalise_spec,
     spec_summary,
     spec_weights,
@@ -279,7 +277,7 @@ class Sequential:
             store[key][...] = value
 
     def summary(self):
-        """Return the model's :class:`Summary` (:func:`convnet.nn.specs.spec_summary`)."""
+        """Return the model's ``Summary``: :func:`convnet.nn.specs.spec_summary` of its spec."""
         return spec_summary(self.spec)
 
     def copy(self, input_gradient=None):
