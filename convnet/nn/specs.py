@@ -88,7 +88,6 @@ SPEC_KEYS = ("name", "layers", "loss", "optimizer")
 RESERVED_NAMES = ("input", "softmax", "sigmoid")
 
 
-
 class CanonicalSpec(dict):
     """A spec checked and in canonical form; only :func:`normalise_spec` makes them.
 
