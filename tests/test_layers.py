@@ -10,9 +10,9 @@ from convnet.nn.layers import (
     Flatten,
     MaxPool2D,
     ReLU,
-    SoftmaxCrossEntropy,
     he_normal,
 )
+from convnet.nn.losses import SoftmaxCrossEntropy
 
 STEP = 1e-6
 # Centred differences in float64 with this step are good to ~1e-9 absolute on
@@ -155,3 +155,28 @@ def test_a_first_dense_layer_skips_only_its_input_gradient():
     mlp = Sequential(load_spec("mlp"))
     dense = [layer for layer in mlp.layers if isinstance(layer, Dense)]
     assert [layer.input_grad for layer in dense] == [False, True, True]
+
+
+@pytest.mark.parametrize("name", ["happy-model", "cifar-cnn", "lenet5-classic"])
+def test_every_layer_follows_the_protocol(name):
+    from convnet.nn.layer import Layer
+    from convnet.nn.losses import Loss
+    from convnet.nn.sequential import Sequential
+    from convnet.nn.zoo import load_spec
+    model = Sequential(load_spec(name), dtype=np.float64)
+    assert isinstance(model.loss_layer, Loss) and isinstance(model.loss_layer, Layer)
+    x = np.random.default_rng(9).random((2,) + model.input_shape)
+    for layer in model.layers:
+        assert isinstance(layer, Layer)
+        assert set(layer.grads) == set(layer.params)
+        assert not set(layer.buffers) & set(layer.params)
+        out = layer.forward(x, training=True)
+        assert out.shape[1:] == tuple(layer.output_shape(x.shape[1:])), layer.name
+        dx = layer.backward(np.ones_like(out))
+        if layer.input_grad:
+            assert dx.shape == x.shape, layer.name
+        else:
+            assert dx is None, layer.name
+        for key, param in layer.params.items():
+            assert layer.grads[key].shape == param.shape
+        x = out

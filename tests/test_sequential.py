@@ -6,7 +6,9 @@ import pytest
 from reference_ops import numerical_gradient
 
 from convnet.nn import layers as L
-from convnet.nn.sequential import Sequential, normalise_spec, summary_text
+from convnet.nn.losses import SigmoidBinaryCrossEntropy
+from convnet.nn.sequential import Sequential
+from convnet.nn.specs import normalise_spec, summary_text
 from convnet.nn.zoo import load_spec
 
 STEP = 1e-6
@@ -197,7 +199,7 @@ def test_sigmoid_is_stable_and_correct():
 
 
 def test_binary_cross_entropy_from_logits():
-    loss = L.SigmoidBinaryCrossEntropy()
+    loss = SigmoidBinaryCrossEntropy()
     logits = np.array([[-800.0], [-2.0], [0.5], [900.0]])
     labels = np.array([1, 0, 1, 0])
     p = 1 / (1 + np.exp(-logits[1:3, 0]))
@@ -414,3 +416,78 @@ def test_feature_maps_and_the_flat_parameter_buffer():
     assert flat.size == model.summary().trainable
     for param in model.parameters():
         assert np.shares_memory(param, flat)
+
+
+# ---------------------------------------------------------------- views of a model
+def test_outputs_and_gradients_with_respect_to_every_output():
+    model = Sequential(BINARY_SPEC, seed=0, dtype=np.float64, input_gradient=True)
+    rng = np.random.default_rng(2)
+    for param in model.parameters():
+        param[...] = rng.standard_normal(param.shape) * 0.5 + (param.ndim == 1)
+    X = rng.random((3,) + model.input_shape)
+    Y = np.array([0, 1, 1])
+    outputs = model.outputs(X)
+    assert list(outputs) == [name for name, _ in model.feature_maps(X)]
+    result = model.output_gradients(X, Y)
+    assert list(result.gradients) == ["input"] + [layer.name for layer in model.layers]
+    assert result.value == pytest.approx(model.evaluate(X, Y)[0], rel=1e-12)
+    for name, gradient in result.gradients.items():
+        assert gradient.shape == outputs[name].shape, name
+
+    def loss():
+        return model.evaluate(X, Y)[0]
+
+    np.testing.assert_allclose(result.gradients["input"], numerical_gradient(loss, X, eps=STEP),
+                               rtol=RTOL, atol=ATOL)
+    # One unit of a hidden output instead of the loss.
+    dout = np.zeros_like(outputs["dense1"])
+    dout[:, 2] = 1
+    chosen = model.output_gradients(X, output="dense1", dout=dout)
+    assert list(chosen.gradients)[-1] == "dense1"
+
+    def unit():
+        return float(np.sum(model.outputs(X)["dense1"] * dout))
+
+    np.testing.assert_allclose(chosen.gradients["input"], numerical_gradient(unit, X, eps=STEP),
+                               rtol=RTOL, atol=ATOL)
+    with pytest.raises(ValueError, match="either Y .* or output"):
+        model.output_gradients(X)
+    with pytest.raises(ValueError, match="output must be one of pad1, conv1"):
+        model.output_gradients(X, output="softmax")
+    with pytest.raises(ValueError, match=r"dout must have the shape of dense1, \(3, 4\)"):
+        model.output_gradients(X, output="dense1", dout=np.ones(4))
+
+
+def test_a_training_model_stops_back_propagation_at_its_first_parameters():
+    model = Sequential(BINARY_SPEC, seed=0, dtype=np.float64)
+    X = np.random.default_rng(3).random((2,) + model.input_shape)
+    gradients = model.output_gradients(X, np.array([0, 1])).gradients
+    assert next(iter(gradients)) == "conv1" and "input" not in gradients
+    assert [layer.input_grad for layer in model.layers if layer.params] == [False, True, True, True]
+    twin = model.copy(input_gradient=True)
+    assert twin.input_gradient and not model.input_gradient
+    assert twin.spec is model.spec
+    for name, value in twin.get_weights().items():
+        np.testing.assert_array_equal(value, model.get_weights()[name])
+        assert not np.shares_memory(value, model.get_weights()[name])
+    assert not any(np.shares_memory(a, b) for a, b in zip(twin.parameters(),
+                                                          model.parameters()))
+    assert "input" in twin.output_gradients(X, np.array([0, 1])).gradients
+
+
+def test_a_canonical_spec_is_checked_once():
+    from convnet.nn.specs import CanonicalSpec
+    spec = load_spec("happy-model")
+    assert isinstance(spec, CanonicalSpec) and normalise_spec(spec) is spec
+    assert Sequential(spec).spec is spec
+    assert spec.shapes[0] == (64, 64, 3) and spec.shapes[-1] == (1,)
+    plain = json.loads(json.dumps(spec))
+    assert type(plain) is dict and normalise_spec(plain) == spec
+    assert normalise_spec(plain).shapes == spec.shapes
+
+
+@pytest.mark.parametrize("name", ["input", "softmax", "sigmoid"])
+def test_names_of_the_images_and_probabilities_are_reserved(name):
+    with pytest.raises(ValueError, match=f"name '{name}' is reserved"):
+        normalise_spec([{"layer": "Input", "shape": [4, 4, 1]}, {"layer": "Flatten", "name": name},
+                        {"layer": "Dense", "units": 2, "activation": "softmax"}])

@@ -390,6 +390,52 @@ def test_backprop_layer_gradients_chain_through_the_layers(checkpoint):
                                rtol=1e-10, atol=1e-14)
 
 
+STRIDED_SPEC = {"name": "strided", "layers": [
+    {"layer": "Input", "shape": [28, 28, 1]},
+    {"layer": "Conv2D", "name": "conv1", "filters": 4, "kernel": 3, "stride": 2,
+     "padding": "same", "activation": "relu"},
+    {"layer": "Conv2D", "name": "conv2", "filters": 3, "kernel": 3, "stride": 2,
+     "padding": "valid", "activation": "tanh"},
+    {"layer": "Flatten", "name": "flatten"},
+    {"layer": "Dense", "name": "dense1", "units": 10, "activation": "softmax"},
+]}
+
+
+def test_backprop_through_a_strided_first_convolution(checkpoint):
+    """A stride-2 'same' first layer: the view's gradients are the model's and finite differences."""
+    from convnet.nn.sequential import Sequential
+    model = Sequential(STRIDED_SPEC, seed=2, dtype=np.float64)
+    rng = np.random.default_rng(3)
+    for param in model.parameters()[1::2]:
+        param[...] = rng.normal(0, 0.1, param.shape)
+    view = serve.NetworkView(model)
+    image = rng.random((28, 28)) * 0.99
+    label = 4
+    loss, _, gradients, kernel_gradient = view.backward(image, label)
+    assert [name for name, _ in gradients] == ["input"] + [layer.name for layer in model.layers]
+
+    def loss_of(x):
+        logits = model.forward(x[None])
+        return float(model.loss_layer.losses(logits, np.array([label]))[0])
+
+    assert loss == pytest.approx(loss_of(image), rel=1e-12)
+    model.loss_and_grads(image[None], np.array([label]))
+    np.testing.assert_allclose(kernel_gradient, model.gradients()[0], rtol=1e-10, atol=1e-14)
+    d_input = dict(gradients)["input"][:, :, 0]
+    assert d_input.shape == (28, 28)
+    eps = 1e-6
+    for r, c in [(0, 0), (27, 27), (13, 14)] + [tuple(rng.integers(0, 28, 2)) for _ in range(5)]:
+        up, down = image.copy(), image.copy()
+        up[r, c] += eps
+        down[r, c] -= eps
+        numeric = (loss_of(up) - loss_of(down)) / (2 * eps)
+        assert d_input[r, c] == pytest.approx(numeric, rel=1e-4, abs=1e-9)
+    # Inspect reads the window where the strided convolution read it.
+    for row, col in [(0, 0), (13, 13), (6, 9)]:
+        shown = view.inspect(image, "conv1", row, col, 1)
+        assert shown["sum_plus_bias"] == pytest.approx(shown["output"], rel=1e-12, abs=1e-15)
+
+
 def test_backprop_endpoint(client, checkpoint):
     png = seven_png()
     answer = client.post("/api/backprop?label=7", content=png)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from convnet.apps.cli.cli import main
-from convnet.nn.sequential import Sequential, summary_text
+from convnet.nn.sequential import Sequential
+from convnet.nn.specs import summary_text
 from convnet.nn.zoo import DEFAULT_MODEL, NAMES, load_spec
 
 # The specification's zoo table: (total, trainable), input shape, classes, loss.

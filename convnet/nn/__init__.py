@@ -1,1 +1,1 @@
-"""The NumPy network: the engine's operations, layers, Sequential models, optimizers and the zoo."""
+"""The NumPy network: the engine's operations, layers and losses, model specs, Sequential models, optimizers and the zoo."""

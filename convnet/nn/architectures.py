@@ -1,22 +1,29 @@
-"""Network architectures as data: layer stacks, output shapes, parameter counts.
+"""The networks of the AlexNet review: layer tables, output shapes, parameter counts.
 
-A network is described declaratively, as an input shape and a list of layer
-specifications (convolution, pooling, local response normalisation, flatten,
-dense, dropout). Everything else is computed from that description by code:
-each layer's output shape (through ``convnet.nn.ops.output_size``, the one place
-the project does padding and output-size arithmetic), its parameter count and
-the formula behind it, Keras-like summary tables and the Markdown tables of
-``docs/alexnet.md``.
+Task 6's review compares AlexNet (Krizhevsky, Sutskever & Hinton, 2012) with
+this project's LeNet-5 and with the fully connected 784-512-512-10 network.
+LeNet-5 and the MLP are the zoo's specs (``convnet.nn.zoo``: ``lenet5`` and
+``mlp``): their rows, shapes and counts are :func:`convnet.nn.specs.spec_summary`'s.
 
-Three networks are described: LeNet-5 as this project builds it (task 4/5),
-the fully connected 784-512-512-10 network it is compared with, both read
-from their zoo specs (``convnet.nn.zoo``: ``lenet5`` and ``mlp``), and AlexNet
-(Krizhevsky, Sutskever & Hinton, 2012), written out here. Shapes are NHWC without the batch
-dimension: ``(h, w, c)`` for images, ``(n,)`` after flattening.
+AlexNet keeps a description of its own, :class:`Architecture`, because the
+spec format cannot express it: local response normalisation, convolutions
+whose kernels see one group of the input channels (the two-GPU split),
+explicit zero padding of a given width and the split across devices that
+the diagram draws. It is never built or trained, only counted: each
+layer's output shape comes from ``convnet.nn.ops.output_size`` (the
+curriculum's padding arithmetic) and its parameter count from its
+formula. :func:`architecture_summary` turns it into the same
+:class:`convnet.nn.specs.Summary` as the specs, so one table formatter
+(:func:`convnet.nn.specs.summary_text`) prints all three, and the Markdown
+tables of ``0x07-cnn/6-alexnet.md`` are made from summaries alike.
+Shapes are NHWC without the batch dimension: ``(h, w, c)`` for images,
+``(n,)`` after flattening.
 """
 from dataclasses import dataclass, field
 
 from convnet.nn.ops import output_size, padding_amounts
+from convnet.nn.specs import Summary, SummaryRow, spec_summary, summary_text
+from convnet.nn.zoo import load_spec
 
 KINDS = ("conv", "pool", "lrn", "flatten", "dense", "dropout")
 
@@ -159,50 +166,9 @@ class LayerReport:
 
 
 # ---------------------------------------------------------------- the three networks
-def from_spec(spec, name=None):
-    """Return the Architecture of a model spec (``convnet.nn.zoo``, ``convnet.nn.sequential``).
-
-    Parameters
-    ----------
-    spec : list, dict or str
-        A spec, or a zoo name or spec.json path (``convnet.nn.zoo.load_spec``).
-        Its layers must have a counterpart here: Conv2D, 'valid' MaxPool2D
-        and AveragePool2D, Flatten, Dense and Dropout.
-    name : str, optional
-        Display name (default: the spec's).
-
-    Raises
-    ------
-    ValueError
-        For a layer with no counterpart (padding, batch normalisation, a
-        separate ReLU, 'same' pooling).
-    """
-    from convnet.nn.sequential import normalise_spec
-    from convnet.nn.zoo import load_spec
-    spec = normalise_spec(load_spec(spec) if isinstance(spec, str) else spec)
-    layers = []
-    for entry in spec["layers"][1:]:
-        kind, label = entry["layer"], entry["name"]
-        if kind == "Conv2D":
-            layers.append(conv(label, entry["filters"], entry["kernel"], entry["stride"],
-                               entry["padding"], activation=entry["activation"]))
-        elif kind in ("MaxPool2D", "AveragePool2D") and entry["padding"] == "valid":
-            layers.append(pool(label, entry["pool"], entry["stride"],
-                               "max" if kind == "MaxPool2D" else "avg"))
-        elif kind == "Flatten":
-            layers.append(flatten(label))
-        elif kind == "Dense":
-            layers.append(dense(label, entry["units"], entry["activation"]))
-        elif kind == "Dropout":
-            layers.append(dropout(label, entry["rate"]))
-        else:
-            raise ValueError(f"layer {label!r} ({kind}) has no counterpart in these tables")
-    return Architecture(name or spec["name"], tuple(spec["layers"][0]["shape"]), tuple(layers))
-
-
 # LeNet-5 and the MLP are the zoo's models; only the display names are set here.
-LENET5 = from_spec("lenet5", "LeNet-5")
-MLP = from_spec("mlp", "MLP 784-512-512-10")
+LENET5 = spec_summary(load_spec("lenet5"), "LeNet-5")
+MLP = spec_summary(load_spec("mlp"), "MLP 784-512-512-10")
 
 
 def alexnet(input_size=227, conv1_padding="valid", grouped=True):
@@ -328,18 +294,46 @@ def analyse(architecture):
     return reports
 
 
-def total_params(architecture):
-    """Return the total number of trainable parameters of ``architecture``."""
-    return sum(report.params for report in analyse(architecture))
+def architecture_summary(architecture):
+    """Return the :class:`convnet.nn.specs.Summary` of an :class:`Architecture`.
 
-
-def neuron_count(architecture):
-    """Return the number of neurons: outputs of every conv and dense layer."""
-    count = 0
+    One row per layer, its Keras class name (``LocalResponseNorm`` for
+    LRN), output shape and parameter count, with the formula of the count
+    and the layer's hyper-parameters (:func:`describe`); every parameter is
+    trainable.
+    """
+    rows = []
     for report in analyse(architecture):
-        if report.layer.kind in ("conv", "dense"):
+        layer = report.layer
+        kind = _KERAS_NAMES[layer.kind]
+        if layer.kind == "pool" and layer.mode == "avg":
+            kind = "AveragePooling2D"
+        rows.append(SummaryRow(layer.name, kind, report.output_shape, report.params,
+                               report.formula, describe(layer)))
+    total = sum(row.params for row in rows)
+    return Summary(architecture.name, rows, total, total, 0, tuple(architecture.input_shape))
+
+
+def _as_summary(model):
+    """Return ``model`` (a Summary or an Architecture) as a Summary."""
+    return model if isinstance(model, Summary) else architecture_summary(model)
+
+
+def total_params(model):
+    """Return the number of parameters of a :class:`Summary` or an :class:`Architecture`."""
+    return _as_summary(model).total
+
+
+def neuron_count(model):
+    """Return the number of neurons, the outputs of every conv and dense layer.
+
+    ``model`` is a :class:`Summary` or an :class:`Architecture`.
+    """
+    count = 0
+    for row in _as_summary(model).rows:
+        if row.kind in ("Conv2D", "Dense"):
             size = 1
-            for dim in report.output_shape:
+            for dim in row.output_shape:
                 size *= dim
             count += size
     return count
@@ -376,37 +370,6 @@ def _padding_text(padding):
     return padding if isinstance(padding, str) else f"pad {padding}"
 
 
-def _shape_text(shape):
-    """Return a shape as Keras prints it, with None for the batch dimension."""
-    return "(None, " + ", ".join(str(dim) for dim in shape) + ")"
-
-
-def summary_table(architecture):
-    """Return a ``model.summary()``-like table of ``architecture`` as text.
-
-    One row per layer: name and kind, output shape with ``None`` as the
-    batch dimension, parameter count and how it is obtained; then the
-    totals, e.g. ``Total params: 61,706``.
-    """
-    widths = (26, 22, 12)
-    rule = "_" * 96
-    header = ("Layer (type)".ljust(widths[0]) + "Output Shape".ljust(widths[1])
-              + "Param #".rjust(widths[2]) + "   Computed as / hyper-parameters")
-    lines = [f'Model: "{architecture.name}"', rule, header, "=" * len(rule),
-             "input".ljust(widths[0]) + _shape_text(architecture.input_shape).ljust(widths[1])
-             + "0".rjust(widths[2])]
-    for report in analyse(architecture):
-        layer = report.layer
-        name = f"{layer.name} ({_KERAS_NAMES[layer.kind]})"
-        how = f"{report.formula}: {describe(layer)}" if report.formula else describe(layer)
-        lines.append(name.ljust(widths[0]) + _shape_text(report.output_shape).ljust(widths[1])
-                     + f"{report.params:,}".rjust(widths[2]) + "   " + how)
-    total = total_params(architecture)
-    lines += ["=" * len(rule), f"Total params: {total:,}", f"Trainable params: {total:,}",
-              "Non-trainable params: 0", rule]
-    return "\n".join(lines)
-
-
 def _markdown(header, rows, align):
     """Return a Markdown table; ``align`` has one 'l' or 'r' per column."""
     lines = ["| " + " | ".join(header) + " |",
@@ -420,44 +383,46 @@ def _times(shape):
     return "×".join(str(dim) for dim in shape)
 
 
-def markdown_table(architecture):
+def markdown_table(model):
     """Return a Markdown table of a network's layers, shapes and parameters.
 
-    Columns: layer, what it does, output shape (without batch dimension),
+    ``model`` is a :class:`Summary` or an :class:`Architecture`. Columns:
+    layer, what it does, output shape (without batch dimension),
     parameters, the formula behind them and their share of the total. The
     last row gives the total.
     """
-    total = total_params(architecture)
-    rows = [["input", "", _times(architecture.input_shape), "0", "", ""]]
-    for report in analyse(architecture):
-        share = f"{100 * report.params / total:.1f} %" if report.params else ""
-        formula = f"`{report.formula}`" if report.formula else ""
-        rows.append([report.layer.name, describe(report.layer), _times(report.output_shape),
-                     f"{report.params:,}", formula, share])
+    summary = _as_summary(model)
+    total = summary.total
+    rows = [["input", "", _times(summary.input_shape), "0", "", ""]]
+    for row in summary.rows:
+        share = f"{100 * row.params / total:.1f} %" if row.params else ""
+        formula = f"`{row.formula}`" if row.formula else ""
+        rows.append([row.name, row.description, _times(row.output_shape), f"{row.params:,}",
+                     formula, share])
     rows.append(["**total**", "", "", f"**{total:,}**", "", "100 %"])
     return _markdown(["layer", "hyper-parameters", "output", "parameters", "computed as", "share"],
                      rows, "lllrlr")
 
 
-def comparison_table(architectures):
+def comparison_table(models):
     """Return a Markdown table comparing networks side by side.
 
     Parameters
     ----------
-    architectures : sequence of (str, Architecture)
+    models : sequence of (str, Summary or Architecture)
         A label for each row and the network it describes.
     """
     rows = []
-    for label, architecture in architectures:
-        reports = analyse(architecture)
-        total = total_params(architecture)
-        convs = [r for r in reports if r.layer.kind == "conv"]
-        denses = [r for r in reports if r.layer.kind == "dense"]
+    for label, model in models:
+        summary = _as_summary(model)
+        total = summary.total
+        convs = [row for row in summary.rows if row.kind == "Conv2D"]
+        denses = [row for row in summary.rows if row.kind == "Dense"]
         first = _times(convs[0].output_shape) if convs else "—"
-        largest = max(reports, key=lambda r: r.params)
-        rows.append([label, _times(architecture.input_shape), first, str(len(convs)),
-                     str(len(denses)), f"{neuron_count(architecture):,}", f"{total:,}",
-                     f"{largest.layer.name} ({100 * largest.params / total:.0f} %)"])
+        largest = max(summary.rows, key=lambda row: row.params)
+        rows.append([label, _times(summary.input_shape), first, str(len(convs)),
+                     str(len(denses)), f"{neuron_count(summary):,}", f"{total:,}",
+                     f"{largest.name} ({100 * largest.params / total:.0f} %)"])
     return _markdown(["network", "input", "conv1 output", "conv layers", "dense layers",
                       "neurons", "parameters", "largest layer"], rows, "lllrrrrl")
 
@@ -476,7 +441,7 @@ def conv1_readings():
 
 
 def doc_tables():
-    """Return the generated tables of ``docs/alexnet.md``, by name.
+    """Return the generated tables of ``0x07-cnn/6-alexnet.md``, by name.
 
     The document contains each of them verbatim; a test checks it, so the
     numbers in the review are always the ones this module computes.
@@ -506,7 +471,7 @@ def summary_report(alexnet=False):
     """
     lenet_total = total_params(LENET5)
     mlp_total = total_params(MLP)
-    parts = [summary_table(LENET5), "", summary_table(MLP), "",
+    parts = [summary_text(LENET5, details=True), "", summary_text(MLP, details=True), "",
              (f"LeNet-5: {lenet_total:,} parameters; {MLP.name}: {mlp_total:,}, "
              f"{mlp_total / lenet_total:.1f} times as many."),
              ("Why fewer: a convolution reuses one small kernel at every position of the image "
@@ -514,7 +479,7 @@ def summary_report(alexnet=False):
              "connectivity), whereas a dense layer\ngives every input pixel its own weight "
              "to every unit.")]
     if alexnet:
-        parts += ["", summary_table(ALEXNET),
+        parts += ["", summary_text(architecture_summary(ALEXNET), details=True),
                   (f"AlexNet: {neuron_count(ALEXNET):,} neurons; input read as 227x227x3 "
                   "(the paper's 224 with 11x11 stride 4 and no padding would give 54x54, "
                   "not 55x55).")]
@@ -522,6 +487,6 @@ def summary_report(alexnet=False):
 
 
 if __name__ == "__main__":
-    # ``python -m convnet.nn.architectures`` prints the tables to paste into docs/alexnet.md.
+    # ``python -m convnet.nn.architectures`` prints the tables to paste into 0x07-cnn/6-alexnet.md.
     for table_name, table in doc_tables().items():
         print(f"<!-- {table_name} -->\n{table}\n")

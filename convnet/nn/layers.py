@@ -1,10 +1,8 @@
 """The layers of the NumPy networks: forward and backward side by side.
 
-Each layer keeps, from its last ``forward`` call, only what its ``backward``
-needs (overwritten on every call, never accumulated), and ``backward(dout)``
-returns the gradient with respect to the layer's input after storing the
-gradients of its parameters. Parameters and their gradients live in two small
-dicts, ``params`` and ``grads``, with the same keys.
+Every layer follows :class:`convnet.nn.layer.Layer`: ``params``, ``grads``
+and ``buffers`` dicts, ``output_shape``, ``forward(x, training=False)`` and
+``backward(dout)``. The losses are in :mod:`convnet.nn.losses`.
 
 The convolution and pooling arithmetic is not repeated here: ``Conv2D`` and
 the pooling layers call the operations of ``convnet.nn.ops`` (tasks 0-3). Where
@@ -12,14 +10,13 @@ Keras's padding differs from the curriculum's (``'same'`` with a stride above
 one, ``'same'`` pooling) the layer pads explicitly, as :func:`keras_padding`
 says, and calls the ops with ``'valid'``.
 
-``forward(x, training=False)``: only ``BatchNormalization`` and ``Dropout``
-behave differently in training; the other layers accept the flag and ignore
-it. ``output_shape(input_shape)`` maps the shape of one example (without the
-batch axis) to the shape of its output, for shape inference.
+Only ``BatchNormalization`` and ``Dropout`` behave differently in training;
+the other layers accept the flag and ignore it.
 """
 import numpy as np
 
 from convnet.nn import ops
+from convnet.nn.layer import Layer
 
 # Keras's HeNormal draws from a normal truncated at two standard deviations and
 # divides the standard deviation by this constant (the standard deviation of a
@@ -126,7 +123,7 @@ def _crop(padded, pads):
     return padded[:, top:padded.shape[1] - bottom, left:padded.shape[2] - right]
 
 
-class Conv2D:
+class Conv2D(Layer):
     """2-D convolution (``convnet.nn.ops.conv_forward``/``conv_backward``), no activation.
 
     Parameters
@@ -148,7 +145,7 @@ class Conv2D:
         Dtype of the parameters.
     input_grad : bool
         False for a first layer: ``backward`` then skips the gradient with
-        respect to the images (nobody needs it) and returns None.
+        respect to the images and returns None.
     stride : int or tuple of two int
         ``(sh, sw)`` (an int for both), default 1.
 
@@ -161,18 +158,16 @@ class Conv2D:
 
     def __init__(self, name, kernel_size, channels_in, channels_out, padding, rng,
                  dtype=np.float32, input_grad=True, stride=1):
+        super().__init__(name, input_grad)
         self.kernel = _pair(kernel_size)
         self.stride = _pair(stride)
         shape = self.kernel + (channels_in, channels_out)
         fan_in = self.kernel[0] * self.kernel[1] * channels_in
-        self.name = name
         self.padding = padding
-        self.input_grad = input_grad
         # Only a strided 'same' differs from the ops' own padding.
         self.pads_here = padding == "same" and self.stride != (1, 1)
-        self.params = {"W": he_normal(shape, fan_in, rng, dtype),
-                       "b": np.zeros(channels_out, dtype=dtype)}
-        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.add_param("W", he_normal(shape, fan_in, rng, dtype))
+        self.add_param("b", np.zeros(channels_out, dtype=dtype))
         self.x = None
         self.pads = None
         self.workspace = {}
@@ -185,6 +180,15 @@ class Conv2D:
         h, w = (keras_output_size(size, k, s, self.padding)
                 for size, k, s in zip(input_shape[:2], self.kernel, self.stride))
         return h, w, self.params["W"].shape[3]
+
+    def input_padding(self, input_hw):
+        """Return the zeros added around an input of (h, w): ``((top, bottom), (left, right))``.
+
+        The window of output pixel (i, j) starts at row ``i * sh`` and column
+        ``j * sw`` of the input padded so.
+        """
+        return tuple(keras_padding(size, k, s, self.padding)
+                     for size, k, s in zip(input_hw, self.kernel, self.stride))
 
     def forward(self, x, training=False):
         """Convolve ``x`` of shape (m, h, w, channels_in); returns (m, h', w', channels_out)."""
@@ -212,7 +216,7 @@ class Conv2D:
         return dx
 
 
-class _Pool2D:
+class _Pool2D(Layer):
     """Pooling over ``pool`` windows moved by ``stride``, with Keras's ``padding``.
 
     ``'same'`` pads explicitly (see :func:`keras_padding`): with -inf for
@@ -224,12 +228,10 @@ class _Pool2D:
     mode = None
 
     def __init__(self, name, size=2, stride=None, padding="valid"):
-        self.name = name
-        self.size = size
+        super().__init__(name)
         self.window = _pair(size)
         self.stride = self.window if stride is None else _pair(stride)
         self.padding = padding
-        self.params, self.grads = {}, {}
         self.x = None
         self.pads = None
         self.counts = None
@@ -313,17 +315,12 @@ class AveragePool2D(_Pool2D):
     mode = "avg"
 
 
-class ReLU:
+class ReLU(Layer):
     """Element-wise ``max(x, 0)``."""
 
     def __init__(self, name):
-        self.name = name
-        self.params, self.grads = {}, {}
+        super().__init__(name)
         self.positive = None
-
-    def output_shape(self, input_shape):
-        """Return ``input_shape``: element-wise layers keep the shape."""
-        return tuple(input_shape)
 
     def forward(self, x, training=False):
         """Return ``max(x, 0)``, same shape as ``x``."""
@@ -335,12 +332,11 @@ class ReLU:
         return np.multiply(dout, self.positive, dtype=dout.dtype)
 
 
-class Flatten:
+class Flatten(Layer):
     """Reshape (m, h, w, c) to (m, h * w * c) in C order (as Keras ``Flatten`` on NHWC)."""
 
     def __init__(self, name):
-        self.name = name
-        self.params, self.grads = {}, {}
+        super().__init__(name)
         self.shape = None
 
     def output_shape(self, input_shape):
@@ -357,7 +353,7 @@ class Flatten:
         return dout.reshape(self.shape)
 
 
-class Dense:
+class Dense(Layer):
     """Fully connected layer ``x @ W + b``.
 
     Parameters
@@ -371,9 +367,7 @@ class Dense:
     dtype : numpy dtype
         Dtype of the parameters.
     input_grad : bool
-        Whether ``backward`` returns dL/dx; the first layer of a network
-        skips it (nobody uses the gradient of the images, and it is half of
-        the layer's backward work).
+        Whether ``backward`` returns dL/dx (see :class:`convnet.nn.layer.Layer`).
 
     Attributes
     ----------
@@ -382,11 +376,9 @@ class Dense:
     """
 
     def __init__(self, name, units_in, units_out, rng, dtype=np.float32, input_grad=True):
-        self.name = name
-        self.input_grad = input_grad
-        self.params = {"W": he_normal((units_in, units_out), units_in, rng, dtype),
-                       "b": np.zeros(units_out, dtype=dtype)}
-        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        super().__init__(name, input_grad)
+        self.add_param("W", he_normal((units_in, units_out), units_in, rng, dtype))
+        self.add_param("b", np.zeros(units_out, dtype=dtype))
         self.x = None
 
     def output_shape(self, input_shape):
@@ -410,7 +402,7 @@ class Dense:
         return dout @ self.params["W"].T if self.input_grad else None
 
 
-class Activation:
+class Activation(Layer):
     """Element-wise ``tanh`` or ``sigmoid`` (ReLU has its own layer, :class:`ReLU`).
 
     Parameters
@@ -426,14 +418,9 @@ class Activation:
     def __init__(self, name, function):
         if function not in self.FUNCTIONS:
             raise ValueError(f"function must be 'tanh' or 'sigmoid', received {function!r}")
-        self.name = name
+        super().__init__(name)
         self.function = function
-        self.params, self.grads = {}, {}
         self.out = None
-
-    def output_shape(self, input_shape):
-        """Return ``input_shape``: element-wise layers keep the shape."""
-        return tuple(input_shape)
 
     def forward(self, x, training=False):
         """Return ``tanh(x)`` or ``sigmoid(x)``, same shape and dtype as ``x``."""
@@ -454,7 +441,7 @@ def sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
-class ZeroPadding2D:
+class ZeroPadding2D(Layer):
     """Rows and columns of zeros around each image, as Keras's ``ZeroPadding2D``.
 
     Parameters
@@ -466,9 +453,8 @@ class ZeroPadding2D:
     """
 
     def __init__(self, name, pads):
-        self.name = name
+        super().__init__(name)
         self.pads = tuple(tuple(int(p) for p in pair) for pair in pads)
-        self.params, self.grads = {}, {}
 
     def output_shape(self, input_shape):
         """Return (h + top + bottom, w + left + right, c) for an input (h, w, c)."""
@@ -485,7 +471,7 @@ class ZeroPadding2D:
         return _crop(dout, self.pads)
 
 
-class BatchNormalization:
+class BatchNormalization(Layer):
     """Batch normalisation over the last (channel) axis, as Keras's ``BatchNormalization``.
 
     Training: each channel is normalised with the batch's mean and biased
@@ -504,31 +490,38 @@ class BatchNormalization:
         Dtype of the parameters and statistics.
     momentum, epsilon : float
         Keras's defaults, 0.99 and 1e-3.
+    input_grad : bool
+        Whether ``backward`` returns dL/dx (see :class:`convnet.nn.layer.Layer`).
 
     Attributes
     ----------
     params, grads : dict
         Trainable ``"gamma"`` (ones) and ``"beta"`` (zeros), shape (c,).
-    state : dict
+    buffers : dict
         Non-trainable ``"moving_mean"`` (zeros) and ``"moving_variance"``
         (ones), shape (c,).
+    state : dict
+        ``buffers`` itself, under the name that code finding the batch
+        normalisation layers of a model (``hasattr(layer, "state")``) uses.
     """
 
-    def __init__(self, name, channels, dtype=np.float32, momentum=0.99, epsilon=1e-3):
-        self.name = name
+    def __init__(self, name, channels, dtype=np.float32, momentum=0.99, epsilon=1e-3,
+                 input_grad=True):
+        super().__init__(name, input_grad)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
-        self.params = {"gamma": np.ones(channels, dtype), "beta": np.zeros(channels, dtype)}
-        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
-        self.state = {"moving_mean": np.zeros(channels, dtype),
-                      "moving_variance": np.ones(channels, dtype)}
+        self.add_param("gamma", np.ones(channels, dtype))
+        self.add_param("beta", np.zeros(channels, dtype))
+        self.buffers = {"moving_mean": np.zeros(channels, dtype),
+                        "moving_variance": np.ones(channels, dtype)}
         self.normalised = None
         self.inv_std = None
         self.training = False
 
-    def output_shape(self, input_shape):
-        """Return ``input_shape``."""
-        return tuple(input_shape)
+    @property
+    def state(self):
+        """The moving statistics: ``buffers`` itself."""
+        return self.buffers
 
     def forward(self, x, training=False):
         """Normalise ``x`` of shape (m, ..., c); returns the same shape.
@@ -543,11 +536,11 @@ class BatchNormalization:
             variance = np.mean(centred * centred, axis=axes)
             keep = self.momentum
             for key, batch in (("moving_mean", mean), ("moving_variance", variance)):
-                moving = self.state[key]
+                moving = self.buffers[key]
                 moving[...] = moving * keep + batch * (1 - keep)
         else:
-            centred = x - self.state["moving_mean"]
-            variance = self.state["moving_variance"]
+            centred = x - self.buffers["moving_mean"]
+            variance = self.buffers["moving_variance"]
         self.inv_std = (1 / np.sqrt(variance + self.epsilon)).astype(x.dtype, copy=False)
         self.normalised = centred * self.inv_std
         return self.normalised * self.params["gamma"] + self.params["beta"]
@@ -558,12 +551,15 @@ class BatchNormalization:
         In training mode the batch statistics depend on every input, hence
         ``dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))``
         (means over all axes but the last); in inference mode
-        ``dx = gamma / sqrt(moving_var + eps) * dy``.
+        ``dx = gamma / sqrt(moving_var + eps) * dy``. Returns None when
+        ``input_grad`` is False.
         """
         axes = tuple(range(dout.ndim - 1))
         xhat = self.normalised
         self.grads["beta"] = dout.sum(axis=axes)
         self.grads["gamma"] = (dout * xhat).sum(axis=axes)
+        if not self.input_grad:
+            return None
         scale = self.params["gamma"] * self.inv_std
         if not self.training:
             return dout * scale
@@ -572,7 +568,7 @@ class BatchNormalization:
                         - xhat * (self.grads["gamma"] / count))
 
 
-class Dropout:
+class Dropout(Layer):
     """Inverted dropout, as Keras's ``Dropout``: active in training only.
 
     In training each input is kept with probability ``1 - rate`` and scaled
@@ -590,15 +586,10 @@ class Dropout:
     """
 
     def __init__(self, name, rate, rng):
-        self.name = name
+        super().__init__(name)
         self.rate = float(rate)
         self.rng = rng
-        self.params, self.grads = {}, {}
         self.mask = None
-
-    def output_shape(self, input_shape):
-        """Return ``input_shape``."""
-        return tuple(input_shape)
 
     def forward(self, x, training=False):
         """Return ``x * mask`` (training) or ``x``; same shape as ``x``."""
@@ -612,88 +603,3 @@ class Dropout:
     def backward(self, dout):
         """Return ``dout * mask`` (the last forward's mask), or ``dout`` if none was drawn."""
         return dout if self.mask is None else dout * self.mask
-
-
-class SoftmaxCrossEntropy:
-    """Softmax followed by the mean cross-entropy against integer labels, fused.
-
-    Fusing the two gives the simple, stable gradient ``(softmax - one_hot) / m``
-    with respect to the logits.
-    """
-
-    name = "softmax"
-
-    def __init__(self):
-        self.probs = None
-        self.labels = None
-
-    @staticmethod
-    def softmax(logits):
-        """Row-wise softmax of ``logits`` of shape (m, k); returns (m, k)."""
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        np.exp(shifted, out=shifted)
-        shifted /= shifted.sum(axis=1, keepdims=True)
-        return shifted
-
-    @staticmethod
-    def probabilities(logits):
-        """Return the row-wise softmax of ``logits`` (m, k): the model's probabilities."""
-        return SoftmaxCrossEntropy.softmax(logits)
-
-    @staticmethod
-    def losses(logits, labels):
-        """Cross-entropy of each row: ``logsumexp(logits) - logits[label]``, shape (m,)."""
-        top = logits.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
-        return log_norm - logits[np.arange(len(labels)), labels]
-
-    def forward(self, logits, labels):
-        """Return the mean loss (float) of ``logits`` (m, k) against ``labels`` (m,) ints."""
-        self.labels = labels
-        self.probs = self.softmax(logits)
-        return float(self.losses(logits, labels).mean())
-
-    def backward(self):
-        """Return dL/dlogits of shape (m, k) for the last ``forward``."""
-        dlogits = self.probs.copy()
-        dlogits[np.arange(len(self.labels)), self.labels] -= 1
-        dlogits /= len(self.labels)
-        return dlogits
-
-
-class SigmoidBinaryCrossEntropy:
-    """One sigmoid unit followed by the mean binary cross-entropy, fused, from logits.
-
-    The loss of a logit ``z`` and a label ``y`` in {0, 1} is written
-    ``max(z, 0) - z y + log(1 + exp(-|z|))``, which never overflows, and
-    its gradient with respect to ``z`` is ``(sigmoid(z) - y) / m``.
-    """
-
-    name = "sigmoid"
-
-    def __init__(self):
-        self.probs = None
-        self.labels = None
-
-    @staticmethod
-    def probabilities(logits):
-        """Return ``sigmoid(logits)`` of shape (m, 1) for logits (m, 1)."""
-        return sigmoid(logits)
-
-    @staticmethod
-    def losses(logits, labels):
-        """Binary cross-entropy of each row of ``logits`` (m, 1) against labels (m,): (m,)."""
-        z = logits[:, 0]
-        return np.maximum(z, 0) - z * labels + np.log1p(np.exp(-np.abs(z)))
-
-    def forward(self, logits, labels):
-        """Return the mean loss (float) of ``logits`` (m, 1) against ``labels`` (m,) in {0, 1}."""
-        self.labels = labels
-        self.probs = sigmoid(logits)
-        return float(self.losses(logits, labels).mean())
-
-    def backward(self):
-        """Return dL/dlogits of shape (m, 1) for the last ``forward``."""
-        dlogits = self.probs - self.labels[:, np.newaxis].astype(self.probs.dtype)
-        dlogits /= len(self.labels)
-        return dlogits

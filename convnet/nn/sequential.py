@@ -1,392 +1,64 @@
 """A chain of layers built from a declarative spec: any small CNN in NumPy.
 
-A spec is a list of layer entries (dicts), or a dict holding that list under
-``"layers"`` with an optional ``"name"``, ``"loss"`` and ``"optimizer"``;
-either can be read from JSON. The first entry gives the input shape, e.g.::
-
-    [{"layer": "Input", "shape": [28, 28, 1]},
-     {"layer": "Conv2D", "name": "conv1", "filters": 6, "kernel": 5,
-      "padding": "same", "activation": "relu"},
-     {"layer": "MaxPool2D", "pool": 2},
-     {"layer": "Flatten"},
-     {"layer": "Dense", "units": 10, "activation": "softmax"}]
-
-Layers and their fields (defaults in brackets), with Keras's meanings:
-
-- ``Input``: ``shape`` (h, w, c), first and only first;
-- ``ZeroPadding2D``: ``padding`` [1], an int, ``[rows, columns]`` or
-  ``[[top, bottom], [left, right]]``;
-- ``Conv2D``: ``filters``, ``kernel`` (int or pair), ``stride`` [1],
-  ``padding`` ['valid'] ('same' gives ``ceil(h / stride)`` rows),
-  ``activation`` [none];
-- ``MaxPool2D``, ``AveragePool2D``: ``pool`` [2], ``stride`` [the pool],
-  ``padding`` ['valid'];
-- ``BatchNormalization``: ``momentum`` [0.99], ``epsilon`` [0.001];
-- ``ReLU``, ``Flatten``: no fields;
-- ``Dense``: ``units``, ``activation`` [none];
-- ``Dropout``: ``rate`` in [0, 1).
-
-Every entry may carry a ``name`` (default: the kind and a number, e.g.
-``conv2``); weights are named after their layer (``conv1/kernel``,
-``conv1/bias``, ``bn1/gamma``, ``bn1/moving_mean``, ...). Activations are
-``relu``, ``tanh``, ``sigmoid`` and ``softmax``. The last entry is a Dense
-layer with ``softmax`` (k >= 2 classes, categorical cross-entropy) or one
-unit with ``sigmoid`` (binary cross-entropy); the activation is fused with
-the loss, so ``forward`` returns logits.
+The spec format, its checks, shape inference and the summary table are in
+:mod:`convnet.nn.specs` (re-exported here: ``normalise_spec``,
+``spec_weights``, ``summary_text``, ``KERAS_CLASSES``); the layers follow
+:class:`convnet.nn.layer.Layer`. Besides training (``loss_and_grads``) and
+inference (``predict_proba``, ``evaluate``), a model gives what a view of
+it needs so that nobody runs the layers by hand: every layer's output by
+name (``outputs``) and the gradient of the loss, or of any output, with
+respect to the images and to every layer's output (``output_gradients``).
 """
 import json
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
 from convnet.checks import check_count
 from convnet.nn import layers as L
+from convnet.nn.losses import LOSS_OF_ACTIVATION
 from convnet.nn.memory import aligned_zeros
+from convnet.nn.specs import (  # noqa: F401 -- KERAS_CLASSES, spec_weights, summary_text: re-exported
+    KERAS_CLASSES,
+    WEIGHT_SUFFIXES,
+    BadSpecError,
+    normalise_spec,
+    spec_summary,
+    spec_weights,
+    summary_text,
+)
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "softmax")
-PADDINGS = ("valid", "same")
-LOSSES = {"softmax": "categorical_crossentropy", "sigmoid": "binary_crossentropy"}
-_REQUIRED = object()
-# Fields of each layer kind and their defaults (_REQUIRED: no default).
-FIELDS = {
-    "Input": {"shape": _REQUIRED},
-    "ZeroPadding2D": {"padding": 1},
-    "Conv2D": {"filters": _REQUIRED, "kernel": _REQUIRED, "stride": 1, "padding": "valid",
-               "activation": None},
-    "MaxPool2D": {"pool": 2, "stride": None, "padding": "valid"},
-    "AveragePool2D": {"pool": 2, "stride": None, "padding": "valid"},
-    "BatchNormalization": {"momentum": 0.99, "epsilon": 1e-3},
-    "ReLU": {},
-    "Flatten": {},
-    "Dense": {"units": _REQUIRED, "activation": None},
-    "Dropout": {"rate": _REQUIRED},
-}
-# Default name of each kind: this prefix and the kind's running count.
-NAME_PREFIXES = {"ZeroPadding2D": "pad", "Conv2D": "conv", "MaxPool2D": "pool",
-                 "AveragePool2D": "pool", "BatchNormalization": "bn", "ReLU": "relu",
-                 "Flatten": "flatten", "Dense": "dense", "Dropout": "dropout"}
-# What Keras calls each kind (its class names), for summaries.
-KERAS_CLASSES = {"ZeroPadding2D": "ZeroPadding2D", "Conv2D": "Conv2D",
-                 "MaxPool2D": "MaxPooling2D", "AveragePool2D": "AveragePooling2D",
-                 "BatchNormalization": "BatchNormalization", "ReLU": "ReLU",
-                 "Flatten": "Flatten", "Dense": "Dense", "Dropout": "Dropout"}
-# The names Keras gives each parameter key of the layers.
-WEIGHT_SUFFIXES = {"W": "kernel", "b": "bias", "gamma": "gamma", "beta": "beta",
-                   "moving_mean": "moving_mean", "moving_variance": "moving_variance"}
-SPEC_KEYS = ("name", "layers", "loss", "optimizer")
+# Entries whose layers have parameters: the first of them needs no input gradient.
+_WITH_PARAMETERS = ("Conv2D", "Dense", "BatchNormalization")
 
 
-# ---------------------------------------------------------------- the spec
-class _Entry:
-    """Error messages for one layer entry: ``layer 3 ('conv2', Conv2D): ...``."""
+class OutputGradients(NamedTuple):
+    """What :meth:`Sequential.output_gradients` returns.
 
-    def __init__(self, index, entry):
-        """Remember the entry's position and content for the messages."""
-        self.index = index
-        self.entry = entry
-
-    def error(self, message):
-        """Return a ValueError saying ``message`` about this entry."""
-        kind = self.entry.get("layer")
-        name = self.entry.get("name")
-        label = ", ".join(repr(part) if part is name else str(part)
-                          for part in (name, kind) if part is not None)
-        where = f"layer {self.index}" + (f" ({label})" if label else "")
-        return ValueError(f"{where}: {message}")
-
-    def count(self, field, value, minimum=1):
-        """Return ``value`` as an int at least ``minimum``, or raise naming ``field``."""
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-            what = "a positive" if minimum == 1 else "a non-negative"
-            raise self.error(f"{field} must be {what} integer, received {value!r}")
-        return int(value)
-
-    def pair(self, field, value, minimum=1):
-        """Return an int or two as a list of two ints at least ``minimum``, or raise."""
-        if isinstance(value, (list, tuple)):
-            if len(value) != 2:
-                raise self.error(f"{field} must be an integer or two, received {value!r}")
-            return [self.count(field, item, minimum) for item in value]
-        value = self.count(field, value, minimum)
-        return [value, value]
-
-    def choice(self, field, value, choices):
-        """Return ``value`` if it is one of ``choices``, or raise naming ``field``."""
-        if value not in choices:
-            raise self.error(f"{field} must be one of {', '.join(map(repr, choices))}, "
-                             f"received {value!r}")
-        return value
-
-    def number(self, field, value, low, high, high_open):
-        """Return ``value`` as a float in [low, high] (or [low, high)), or raise."""
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-                low <= value and (value < high if high_open else value <= high)):
-            bracket = ")" if high_open else "]"
-            raise self.error(f"{field} must be a number in [{low}, {high}{bracket}, "
-                             f"received {value!r}")
-        return float(value)
-
-
-def _normalise_field(check, kind, field, value):
-    """Return one field's value checked and in canonical form (pairs as lists)."""
-    if field == "shape":
-        if not isinstance(value, (list, tuple)) or len(value) != 3:
-            raise check.error(f"shape must be three positive integers (h, w, c), "
-                              f"received {value!r}")
-        return [check.count("shape", item) for item in value]
-    if field in ("filters", "units"):
-        return check.count(field, value)
-    if field in ("kernel", "pool"):
-        return check.pair(field, value)
-    if field == "stride":
-        return check.pair(field, value)
-    if field == "padding" and kind == "ZeroPadding2D":
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(
-                isinstance(item, (list, tuple)) for item in value):
-            return [check.pair("padding", item, minimum=0) for item in value]
-        return [[amount, amount] for amount in check.pair("padding", value, minimum=0)]
-    if field == "padding":
-        return check.choice(field, value, PADDINGS)
-    if field == "activation":
-        if value in (None, "linear"):
-            return None
-        return check.choice(field, value, ACTIVATIONS)
-    if field == "rate":
-        return check.number(field, value, 0, 1, high_open=True)
-    if field == "momentum":
-        return check.number(field, value, 0, 1, high_open=False)
-    # epsilon
-    if check.number(field, value, 0, float("inf"), high_open=True) <= 0:
-        raise check.error(f"epsilon must be a positive number, received {value!r}")
-    return float(value)
-
-
-def normalise_spec(spec):
-    """Check a spec and return it in canonical form.
-
-    Parameters
+    Attributes
     ----------
-    spec : list of dict, or dict
-        The layer entries, or ``{"layers": [...], "name": ..., "loss": ...,
-        "optimizer": ...}``.
-
-    Returns
-    -------
-    dict
-        ``{"name": str, "layers": [...], "loss": str, "optimizer": str or None}``
-        with every field of every layer present (defaults filled in, pairs as
-        lists of two ints, names given), the loss derived from the last layer.
-
-    Raises
-    ------
-    ValueError
-        Naming the layer (index, name and kind) and the bad field.
+    value : float
+        The differentiated quantity: the mean loss, or ``sum(output * dout)``.
+    outputs : dict of str to ndarray
+        Every output of the forward pass, as :meth:`Sequential.outputs`.
+    gradients : dict of str to ndarray
+        dvalue/d(output) for ``"input"`` (the images, (m, h, w, c)) and every
+        layer's output up to the one differentiated, in spec order, each of
+        its output's shape.
     """
-    if isinstance(spec, dict):
-        unknown = sorted(set(spec) - set(SPEC_KEYS))
-        if unknown:
-            raise ValueError(f"spec has unknown keys {unknown}; expected some of {list(SPEC_KEYS)}")
-        if "layers" not in spec:
-            raise ValueError("spec must hold its list of layers under 'layers'")
-        header = spec
-        entries = spec["layers"]
-    else:
-        header, entries = {}, spec
-    if not isinstance(entries, (list, tuple)) or not entries:
-        raise ValueError(f"a spec's layers must be a non-empty list of dicts, received {entries!r}")
-    layers, used_names, counts = [], set(), {}
-    for index, entry in enumerate(entries):
-        check = _Entry(index, entry if isinstance(entry, dict) else {})
-        if not isinstance(entry, dict):
-            raise check.error(f"must be a dict with a 'layer' key, received {entry!r}")
-        kind = entry.get("layer")
-        if kind not in FIELDS:
-            raise check.error(f"layer must be one of {', '.join(FIELDS)}, received {kind!r}")
-        if (kind == "Input") != (index == 0):
-            raise check.error("the first layer, and only the first, must be Input")
-        fields = FIELDS[kind]
-        unknown = sorted(set(entry) - set(fields) - {"layer", "name"})
-        if unknown:
-            raise check.error(f"unknown field {unknown[0]!r}; {kind} takes "
-                              f"{', '.join(['name'] + list(fields)) or 'no fields'}")
-        canonical = {"layer": kind}
-        name = entry.get("name")
-        if kind != "Input":
-            if name is None:
-                prefix = NAME_PREFIXES[kind]
-                while name is None or name in used_names:
-                    counts[prefix] = counts.get(prefix, 0) + 1
-                    name = f"{prefix}{counts[prefix]}"
-            if not isinstance(name, str) or not name or "/" in name:
-                raise check.error(f"name must be a non-empty string without '/', "
-                                  f"received {name!r}")
-            if name in used_names:
-                raise check.error(f"name {name!r} is used by an earlier layer")
-            used_names.add(name)
-            canonical["name"] = name
-        for field, default in fields.items():
-            if field not in entry and default is _REQUIRED:
-                raise check.error(f"{kind} needs the field {field!r}")
-            value = entry.get(field, default)
-            # A pool's stride defaults to its window; a convolution's must be given.
-            pool_default = value is None and field == "stride" and kind != "Conv2D"
-            canonical[field] = None if pool_default else _normalise_field(check, kind, field,
-                                                                          value)
-        if kind in ("MaxPool2D", "AveragePool2D") and canonical["stride"] is None:
-            canonical["stride"] = list(canonical["pool"])
-        layers.append(canonical)
-    if len(layers) < 2:
-        raise ValueError("a spec needs at least one layer after Input")
-    last = _Entry(len(layers) - 1, layers[-1])
-    if layers[-1]["layer"] != "Dense" or layers[-1]["activation"] not in ("softmax", "sigmoid"):
-        raise last.error("the last layer must be Dense with activation 'softmax' (categorical "
-                         "cross-entropy) or 'sigmoid' with one unit (binary cross-entropy)")
-    if layers[-1]["activation"] == "sigmoid" and layers[-1]["units"] != 1:
-        raise last.error(f"a sigmoid output must have 1 unit, received {layers[-1]['units']}")
-    if layers[-1]["activation"] == "softmax" and layers[-1]["units"] < 2:
-        raise last.error("a softmax output needs at least 2 units")
-    for index, layer in enumerate(layers[:-1]):
-        if layer.get("activation") == "softmax":
-            raise _Entry(index, layer).error("softmax is only allowed on the last layer")
-    loss = LOSSES[layers[-1]["activation"]]
-    if header.get("loss", loss) != loss:
-        raise ValueError(f"spec's loss must be {loss!r} for a {layers[-1]['activation']} "
-                         f"output, received {header['loss']!r}")
-    name = header.get("name", "sequential")
-    optimizer = header.get("optimizer")
-    for key, value in (("name", name), ("optimizer", optimizer)):
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"spec's {key} must be a string, received {value!r}")
-    return {"name": name, "layers": layers, "loss": loss, "optimizer": optimizer}
+    value: float
+    outputs: dict
+    gradients: dict
 
 
-def _infer_shapes(layers):
-    """Check that each layer fits its input; return the output shape of each entry."""
-    shape = tuple(layers[0]["shape"])
-    shapes = [shape]
-    for index, layer in enumerate(layers[1:], start=1):
-        kind = layer["layer"]
-        check = _Entry(index, layer)
-        if kind in ("ZeroPadding2D", "Conv2D", "MaxPool2D", "AveragePool2D") and len(shape) != 3:
-            raise check.error(f"{kind} needs an input of shape (h, w, c), received {shape} "
-                              "(after a Flatten)")
-        if kind == "Dense" and len(shape) != 1:
-            raise check.error(f"Dense needs a flat input, received shape {shape}; "
-                              "add a Flatten layer before it")
-        if kind == "ZeroPadding2D":
-            (top, bottom), (left, right) = layer["padding"]
-            shape = (shape[0] + top + bottom, shape[1] + left + right, shape[2])
-        elif kind in ("Conv2D", "MaxPool2D", "AveragePool2D"):
-            window = layer["kernel"] if kind == "Conv2D" else layer["pool"]
-            if layer["padding"] == "valid" and (window[0] > shape[0] or window[1] > shape[1]):
-                field = "kernel" if kind == "Conv2D" else "pool"
-                raise check.error(f"{field} {tuple(window)} is larger than its input "
-                                  f"{shape[:2]} with 'valid' padding")
-            hw = tuple(L.keras_output_size(size, k, s, layer["padding"])
-                       for size, k, s in zip(shape[:2], window, layer["stride"]))
-            shape = hw + ((layer["filters"],) if kind == "Conv2D" else (shape[2],))
-        elif kind == "Flatten":
-            shape = (int(np.prod(shape)),)
-        elif kind == "Dense":
-            shape = (layer["units"],)
-        shapes.append(shape)
-    return shapes
-
-
-def spec_weights(spec):
-    """Return the names and shapes of a spec's weights without building the model.
-
-    Parameters
-    ----------
-    spec : list of dict or dict
-        A spec (checked by :func:`normalise_spec`).
-
-    Returns
-    -------
-    shapes : dict of str to tuple
-        Every weight's name and shape, in Keras ``get_weights`` order (as
-        ``Sequential.get_weights``): ``conv1/kernel`` (kh, kw, c_in, filters),
-        ``conv1/bias`` (filters,), ``bn1/gamma``, ``bn1/beta``,
-        ``bn1/moving_mean``, ``bn1/moving_variance`` (c,), ``dense1/kernel``
-        (units_in, units), ``dense1/bias`` (units,).
-    trainable : list of str
-        The names of the trainable weights, in ``Sequential.parameters`` order.
-    """
-    spec = normalise_spec(spec)
-    layers = spec["layers"]
-    shapes, trainable = {}, []
-    for entry, input_shape in zip(layers[1:], _infer_shapes(layers)[:-1]):
-        name, kind = entry["name"], entry["layer"]
-        if kind == "Conv2D":
-            learned = {"kernel": tuple(entry["kernel"]) + (input_shape[2], entry["filters"]),
-                       "bias": (entry["filters"],)}
-            fixed = {}
-        elif kind == "Dense":
-            learned = {"kernel": (input_shape[0], entry["units"]), "bias": (entry["units"],)}
-            fixed = {}
-        elif kind == "BatchNormalization":
-            channels = (input_shape[-1],)
-            learned = {"gamma": channels, "beta": channels}
-            fixed = {"moving_mean": channels, "moving_variance": channels}
-        else:
-            continue
-        for suffix, shape in list(learned.items()) + list(fixed.items()):
-            shapes[f"{name}/{suffix}"] = shape
-        trainable += [f"{name}/{suffix}" for suffix in learned]
-    return shapes, trainable
-
-
-# ---------------------------------------------------------------- summaries
-class SummaryRow(NamedTuple):
-    """One layer of a summary: its name, Keras class, output shape and parameter count."""
-    name: str
-    kind: str
-    output_shape: tuple
-    params: int
-
-
-class Summary(NamedTuple):
-    """A model's layers and parameter totals, as Keras's ``summary()`` reports them."""
-    name: str
-    rows: list
-    total: int
-    trainable: int
-    non_trainable: int
-
-
-def summary_text(summary):
-    """Return ``summary`` as a Keras-style text table.
-
-    One row per layer (name and Keras class, output shape with ``None`` as
-    the batch axis, parameter count), then the trainable and non-trainable
-    counts, and last the line ``Total params: 220,234`` (thousands separated).
-    """
-    names = [f"{row.name} ({row.kind})" for row in summary.rows]
-    widths = (max([32] + [len(name) + 2 for name in names]), 24, 12)
-    rule_width = sum(widths)
-    lines = [f'Model: "{summary.name}"', "_" * rule_width,
-             "Layer (type)".ljust(widths[0]) + "Output Shape".ljust(widths[1])
-             + "Param #".rjust(widths[2]), "=" * rule_width]
-    for name, row in zip(names, summary.rows):
-        shape = "(None, " + ", ".join(str(size) for size in row.output_shape) + ")"
-        lines.append(name.ljust(widths[0]) + shape.ljust(widths[1])
-                     + f"{row.params:,}".rjust(widths[2]))
-    lines += ["=" * rule_width,
-              f"Trainable params: {summary.trainable:,}",
-              f"Non-trainable params: {summary.non_trainable:,}",
-              f"Total params: {summary.total:,}"]
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- the model
 class Sequential:
     """A NumPy network built from a spec (see the module's docstring).
 
     Parameters
     ----------
-    spec : list of dict or dict
-        The layers, checked by :func:`normalise_spec`.
+    spec : list of dict, dict or CanonicalSpec
+        The layers (see :mod:`convnet.nn.specs`), checked by
+        :func:`normalise_spec` unless already canonical.
     seed : int
         Seeds the generator that draws the He-normal kernels (in layer
         order, so the ``lenet5`` spec draws exactly ``LeNet5``'s weights)
@@ -398,10 +70,15 @@ class Sequential:
         As ``LeNet5``'s: ``loss_and_grads`` runs larger batches this many
         images at a time and adds up their gradients. Not allowed with
         BatchNormalization, whose batch statistics need the whole batch.
+    input_gradient : bool
+        Whether back-propagation reaches the images. Training needs only
+        the parameters' gradients, so by default the first layer with
+        parameters is built without its input gradient (half its backward
+        work); a view that shows dL/d(images) builds its model with True.
 
     Attributes
     ----------
-    spec : dict
+    spec : CanonicalSpec
         The canonical spec (see :func:`normalise_spec`).
     input_shape : tuple of int
         (h, w, c) of one image.
@@ -409,14 +86,14 @@ class Sequential:
         The computing layers in spec order; a Conv2D or Dense entry with a
         hidden activation becomes two (the activation named ``conv1/relu``).
     loss_layer : SoftmaxCrossEntropy or SigmoidBinaryCrossEntropy
+        The output's activation fused with the loss (``convnet.nn.losses``).
     """
 
-    def __init__(self, spec, seed=0, dtype=np.float32, micro_batch=None):
+    def __init__(self, spec, seed=0, dtype=np.float32, micro_batch=None, input_gradient=False):
         self.spec = normalise_spec(spec)
         self.dtype = np.dtype(dtype)
         entries = self.spec["layers"]
-        self._shapes = _infer_shapes(entries)
-        self.input_shape = self._shapes[0]
+        self.input_shape = self.spec.shapes[0]
         if micro_batch is not None:
             check_count("micro_batch", micro_batch)
             if any(entry["layer"] == "BatchNormalization" for entry in entries):
@@ -424,41 +101,39 @@ class Sequential:
                                  "batch statistics need the whole batch")
         self.micro_batch = micro_batch
         self.seed = seed
+        self.input_gradient = bool(input_gradient)
         rng = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-        self._blocks = []   # (entry, computing layers) for every entry after Input
-        for entry, shape in zip(entries[1:], self._shapes[:-1]):
-            self._blocks.append((entry, self._build(entry, shape, rng)))
-        self.layers = [layer for _, block in self._blocks for layer in block]
+        first = next(entry for entry in entries if entry["layer"] in _WITH_PARAMETERS)
+        self.layers = []
+        for entry, shape in zip(entries[1:], self.spec.shapes[:-1]):
+            input_grad = self.input_gradient or entry is not first
+            self.layers += self._build(entry, shape, rng, input_grad)
         last = entries[-1]["activation"]
-        self.loss_layer = (L.SoftmaxCrossEntropy() if last == "softmax"
-                           else L.SigmoidBinaryCrossEntropy())
+        self.loss_layer = LOSS_OF_ACTIVATION[last]()
         self.num_classes = entries[-1]["units"] if last == "softmax" else 2
         self._pass = _pool_before_relu(self.layers)
-        # Layers before the first one with parameters need no backward pass.
-        self._backward_stop = next(index for index, layer in enumerate(self._pass)
-                                   if layer.params)
-        self._backward_pass = self._pass[self._backward_stop:][::-1]
-        first = self._pass[self._backward_stop]
-        if isinstance(first, (L.Conv2D, L.Dense)):
-            first.input_grad = False
+        # Training's backward pass ends at the first layer with parameters.
+        stop = next(index for index, layer in enumerate(self._pass) if layer.params)
+        self._backward_pass = self._pass[stop:][::-1]
         self._join_parameters()
         self._grad_sums = [np.zeros_like(param) for param in self.parameters()]
 
-    def _build(self, entry, input_shape, rng):
+    def _build(self, entry, input_shape, rng, input_grad):
         """Return the computing layers of one spec entry for inputs of ``input_shape``."""
         kind, name, dtype = entry["layer"], entry["name"], self.dtype
         if kind == "ZeroPadding2D":
             return [L.ZeroPadding2D(name, entry["padding"])]
         if kind == "Conv2D":
             layer = L.Conv2D(name, tuple(entry["kernel"]), input_shape[2], entry["filters"],
-                             entry["padding"], rng, dtype, stride=tuple(entry["stride"]))
+                             entry["padding"], rng, dtype, input_grad=input_grad,
+                             stride=tuple(entry["stride"]))
         elif kind in ("MaxPool2D", "AveragePool2D"):
             pool = L.MaxPool2D if kind == "MaxPool2D" else L.AveragePool2D
             return [pool(name, tuple(entry["pool"]), tuple(entry["stride"]), entry["padding"])]
         elif kind == "BatchNormalization":
             return [L.BatchNormalization(name, input_shape[-1], dtype, entry["momentum"],
-                                         entry["epsilon"])]
+                                         entry["epsilon"], input_grad)]
         elif kind == "ReLU":
             return [L.ReLU(name)]
         elif kind == "Flatten":
@@ -466,7 +141,7 @@ class Sequential:
         elif kind == "Dropout":
             return [L.Dropout(name, entry["rate"], self._dropout_rng)]
         else:
-            layer = L.Dense(name, input_shape[0], entry["units"], rng, dtype)
+            layer = L.Dense(name, input_shape[0], entry["units"], rng, dtype, input_grad)
         activation = entry["activation"]
         # The output's softmax or sigmoid is fused with the loss.
         if activation is None or entry is self.spec["layers"][-1]:
@@ -510,7 +185,7 @@ class Sequential:
         """(name, dict, key) of every weight, trainable or not, in Keras order."""
         slots = []
         for layer in self.layers:
-            for store in (layer.params, getattr(layer, "state", {})):
+            for store in (layer.params, layer.buffers):
                 slots += [(f"{layer.name}/{WEIGHT_SUFFIXES[key]}", store, key) for key in store]
         return slots
 
@@ -602,23 +277,21 @@ class Sequential:
             store[key][...] = value
 
     def summary(self):
-        """Return the model's :class:`Summary`: one row per layer after Input, and the totals.
+        """Return the model's ``Summary``: :func:`convnet.nn.specs.spec_summary` of its spec."""
+        return spec_summary(self.spec)
 
-        Counts as Keras's: a convolution ``kh * kw * c_in * filters + filters``,
-        a dense layer ``units_in * units + units``, batch normalisation
-        ``4 c`` of which ``2 c`` (the moving statistics) not trainable.
+    def copy(self, input_gradient=None):
+        """Return a new model of the same spec, seed, dtype and micro-batch with these weights.
+
+        ``input_gradient`` defaults to this model's. The copy shares no
+        array with this model.
         """
-        rows, trainable, non_trainable = [], 0, 0
-        for (entry, block), shape in zip(self._blocks, self._shapes[1:]):
-            learned = sum(param.size for layer in block for param in layer.params.values())
-            fixed = sum(value.size for layer in block
-                        for value in getattr(layer, "state", {}).values())
-            rows.append(SummaryRow(entry["name"], KERAS_CLASSES[entry["layer"]], shape,
-                                   learned + fixed))
-            trainable += learned
-            non_trainable += fixed
-        return Summary(self.spec["name"], rows, trainable + non_trainable, trainable,
-                       non_trainable)
+        twin = Sequential(self.spec, seed=self.seed, dtype=self.dtype,
+                          micro_batch=self.micro_batch,
+                          input_gradient=(self.input_gradient if input_gradient is None
+                                          else input_gradient))
+        twin.set_weights(self.get_weights())
+        return twin
 
     def to_json(self):
         """Return the canonical spec as JSON text; ``Sequential.from_json`` rebuilds the model."""
@@ -630,7 +303,7 @@ class Sequential:
         try:
             spec = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ValueError(f"spec is not valid JSON: {error}") from None
+            raise BadSpecError(f"spec is not valid JSON: {error}") from None
         return cls(spec, **kwargs)
 
     # ------------------------------------------------------------ computation
@@ -781,23 +454,107 @@ class Sequential:
             correct += int((predicted == chunk_labels).sum())
         return total_loss, correct
 
-    def feature_maps(self, X):
-        """Return every computing layer's output for images ``X`` (inference mode), in order.
+    def outputs(self, X, training=False):
+        """Return every layer's output for images ``X``, by name, in spec order.
+
+        The layers run in the order the spec writes them (training's passes
+        run max pooling before the ReLU it follows, with the same result),
+        and each keeps what its ``backward`` needs.
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, h, w, c) (or (m, h, w) when c is 1)
+            Images of the spec's input shape.
+        training : bool
+            As in :meth:`forward`.
 
         Returns
         -------
-        list of (str, ndarray)
-            ``("input", X as (m, h, w, c))``, then ``(layer.name, output)`` for
-            each computing layer in spec order, finally the probabilities
-            under the output activation's name (``"softmax"`` or ``"sigmoid"``).
+        dict of str to ndarray
+            ``"input"``: ``X`` as (m, h, w, c) in the model's dtype; then each
+            computing layer's output under its name (``conv1`` (m, h', w', c'),
+            ``conv1/relu``, ..., the last layer's logits (m, k)); last the
+            probabilities (m, k) under the output activation's name
+            (``"softmax"`` or ``"sigmoid"``).
         """
         out = self._images(X)
-        maps = [("input", out)]
+        maps = {"input": out}
         for layer in self.layers:
-            out = layer.forward(out)
-            maps.append((layer.name, out))
-        maps.append((self.loss_layer.name, self.loss_layer.probabilities(out)))
+            out = layer.forward(out, training)
+            maps[layer.name] = out
+        maps[self.loss_layer.name] = self.loss_layer.probabilities(out)
         return maps
+
+    def feature_maps(self, X):
+        """Return :meth:`outputs` of ``X`` (inference mode) as a list of (name, output) pairs."""
+        return list(self.outputs(X).items())
+
+    def output_gradients(self, X, Y=None, output=None, dout=None, training=False):
+        """Back-propagate the loss, or one layer's output, to the images and every layer.
+
+        Give ``Y`` for the gradient of the mean loss against those labels,
+        or ``output`` (and optionally ``dout``) for the gradient of
+        ``sum(outputs[output] * dout)``: with a one-hot ``dout`` on a class's
+        logit, how each pixel and feature moves that logit. The layers'
+        ``grads`` hold the parameters' gradients afterwards (see
+        :meth:`gradients`).
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, h, w, c) (or (m, h, w) when c is 1)
+            Images.
+        Y : ndarray of shape (m,), optional
+            Integer labels.
+        output : str, optional
+            Name of a computing layer's output (see :meth:`outputs`).
+        dout : ndarray of that output's shape, optional
+            Weights of the output's values; default all ones.
+        training : bool
+            Mode of the forward pass.
+
+        Returns
+        -------
+        OutputGradients
+            ``value``, ``outputs`` and ``gradients``. The gradient with
+            respect to the images, and to outputs before the first layer
+            with parameters, needs a model built with ``input_gradient=True``;
+            without it they are left out.
+
+        Raises
+        ------
+        ValueError
+            Unless exactly one of ``Y`` and ``output`` is given, for an
+            unknown output name, or a ``dout`` of the wrong shape.
+        """
+        if (Y is None) == (output is None):
+            raise ValueError("give either Y (the loss's gradient) or output (an output's), "
+                             "not both or neither")
+        maps = self.outputs(X, training)
+        names = [layer.name for layer in self.layers]
+        if Y is None:
+            if output not in names:
+                raise ValueError(f"output must be one of {', '.join(names)}, "
+                                 f"received {output!r}")
+            stop = names.index(output) + 1
+            grad = np.ones_like(maps[output]) if dout is None else np.asarray(dout, self.dtype)
+            if grad.shape != maps[output].shape:
+                raise ValueError(f"dout must have the shape of {output}, "
+                                 f"{maps[output].shape}, received {grad.shape}")
+            value = float(np.sum(maps[output] * grad, dtype=np.float64))
+        else:
+            stop = len(self.layers)
+            labels = self._labels(Y, len(maps["input"]))
+            value = self.loss_layer.forward(maps[names[-1]], labels)
+            grad = self.loss_layer.backward()
+        gradients = {}
+        for layer in reversed(self.layers[:stop]):
+            gradients[layer.name] = grad
+            grad = layer.backward(grad)
+            if grad is None:
+                break
+        else:
+            gradients["input"] = grad
+        return OutputGradients(value, maps, dict(reversed(gradients.items())))
 
 
 def _pool_before_relu(layers):

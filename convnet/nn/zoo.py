@@ -16,12 +16,11 @@ name               input                 parameters
 ``signs-cnn``      64x64x3, 6 classes    1,310
 =================  ====================  ==============================
 """
-import copy
 import json
 from pathlib import Path
 
 from convnet.errors import BadOptionError
-from convnet.nn.sequential import normalise_spec
+from convnet.nn.specs import normalise_spec
 
 DEFAULT_MODEL = "lenet5"
 
@@ -109,7 +108,7 @@ NAMES = tuple(ZOO)
 
 
 def load_spec(name_or_path):
-    """Return the spec of a zoo model or of a JSON file.
+    """Return the canonical spec of a zoo model or of a JSON file: the one way in for specs.
 
     Parameters
     ----------
@@ -117,24 +116,25 @@ def load_spec(name_or_path):
         A zoo name (``lenet5``, ``lenet5-classic``, ``mlp``, ``mnist-cnn``,
         ``cifar-cnn``, ``happy-model``, ``signs-cnn``) or the path of a JSON
         file holding a spec (a list of layer entries, or a dict with
-        ``"layers"``; see ``convnet.nn.sequential``).
+        ``"layers"``; see :mod:`convnet.nn.specs`).
 
     Returns
     -------
-    list or dict
-        A fresh copy of the spec, ready for ``Sequential``; a file's dict
-        spec without a ``"name"`` is named after the file.
+    CanonicalSpec
+        A fresh, checked spec (see ``convnet.nn.specs.normalise_spec``): no
+        later step checks it again. A file's spec without a ``"name"`` is
+        named after the file.
 
     Raises
     ------
     BadOptionError
         A ``ValueError`` for an unknown name (listing the zoo), a missing or
         unreadable file, a file that is not JSON, or a spec that
-        ``convnet.nn.sequential.normalise_spec`` refuses (naming the file).
+        ``normalise_spec`` refuses (naming the file).
     """
     text = str(name_or_path)
     if text in ZOO:
-        return copy.deepcopy(ZOO[text])
+        return normalise_spec(ZOO[text])
     path = Path(text)
     if path.suffix.lower() != ".json" and not path.exists():
         raise BadOptionError(f"model must be one of {', '.join(NAMES)} or a .json spec file, "
@@ -152,10 +152,9 @@ def load_spec(name_or_path):
     elif isinstance(spec, dict):
         spec.setdefault("name", path.stem)
     try:
-        normalise_spec(spec)
+        return normalise_spec(spec)
     except (TypeError, ValueError) as error:
         raise BadOptionError(f"spec file {path}: {error}") from None
-    return spec
 
 
 def check_fits(spec, model_name, dataset, image_shape, num_classes):

@@ -1,0 +1,332 @@
+"""The server of ``convnet serve``: the Starlette application, its routes and a server thread.
+
+The server is stateless: each request carries the drawn image (PNG or JPEG
+bytes), which goes through the same preparation and checks as
+``convnet predict`` (:func:`convnet.data.images.load_digit_image`). Request
+bodies are limited to ``MAX_BODY_BYTES``; only the page's own files, read
+into memory once from a fixed table of names, are served, so no path taken
+from a request reaches the file system.
+
+:func:`build_app` returns the ASGI application and prints nothing; the
+answers come from :mod:`convnet.apps.page.views`.
+"""
+import asyncio
+import io
+import json
+import threading
+from pathlib import Path
+
+from convnet.apps.page.views import backprop_payload, predict_payload
+from convnet.data.images import load_digit_image
+from convnet.errors import StorageError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# A 280x280 canvas is about 10 kB as a PNG; a phone photo a few MB.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_IMAGE_PIXELS = 4096 * 4096
+WEB_DIR = Path(__file__).with_name("web")
+# The only files the server sends: URL name -> (file in WEB_DIR, media type).
+ASSETS = {
+    "app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "style.css": ("style.css", "text/css; charset=utf-8"),
+}
+PAGE = "index.html"
+# The page loads its own script and style sheet and talks to this server only.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+                               "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+                               "connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+# Names by which a server on the loopback interface is reached.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def host_warning(host):
+    """Return a warning for a ``host`` other than the loopback interface, else None."""
+    if host in LOOPBACK_HOSTS:
+        return None
+    return (f"warning: serving on {host}, not {DEFAULT_HOST}: other machines that reach this "
+            "address can use the page (it has no password)")
+
+
+# ---------------------------------------------------------------- the application
+class RequestError(ValueError):
+    """A request the server refuses, with its HTTP status."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+def _read_assets():
+    """Read the page's files into memory: {URL name: (bytes, media type)}."""
+    assets = {name: ((WEB_DIR / filename).read_bytes(), media)
+              for name, (filename, media) in ASSETS.items()}
+    assets[PAGE] = ((WEB_DIR / PAGE).read_bytes(), "text/html; charset=utf-8")
+    return assets
+
+
+def _int_query(request, name, required=True):
+    """Read query parameter ``name`` as an int (None when absent and not required)."""
+    text = request.query_params.get(name)
+    if text is None:
+        if required:
+            raise RequestError(f"query parameter {name} is required")
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise RequestError(f"query parameter {name} must be an integer, received {text!r}") \
+            from None
+
+
+async def _read_image(request, max_bytes):
+    """Read the request body (an image file) and prepare it as ``convnet predict`` does."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise RequestError(f"request body is {declared} bytes; the limit is {max_bytes}", 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise RequestError(f"request body is larger than the limit of {max_bytes} bytes",
+                               413)
+    if not body:
+        raise RequestError("the request must carry an image (PNG or JPEG bytes) as its body")
+    return load_digit_image(io.BytesIO(bytes(body)), max_pixels=MAX_IMAGE_PIXELS,
+                            label="in the request body")
+
+
+def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX_BODY_BYTES,
+              allowed_hosts=None):
+    """Return the Starlette application of ``convnet serve``.
+
+    Parameters
+    ----------
+    view : NetworkView
+        The network shown.
+    browser : SplitBrowser, optional
+        Serves the Browse view; without it that view says no data was given.
+    feed : TrainingFeed, optional
+        Source of the Watch-training stream (``convnet train --serve``).
+    checkpoint : str, optional
+        Shown on the page.
+    max_body_bytes : int
+        Largest request body accepted (413 beyond).
+    allowed_hosts : sequence of str, optional
+        Host names the requests must be addressed to (400 otherwise), e.g.
+        ``LOOPBACK_NAMES`` for a server on 127.0.0.1: a web page elsewhere
+        that renames its own address to 127.0.0.1 (DNS rebinding) then
+        cannot read the answers. None accepts any.
+
+    Every answer forbids the browser to load anything from elsewhere
+    (``Content-Security-Policy``) or to guess content types.
+
+    Routes
+    ------
+    ``GET /`` the page; ``GET /assets/{name}`` its script and style sheet;
+    ``GET /api/model``; ``POST /api/predict``, ``POST /api/inspect?layer=&row=&col=&channel=``,
+    ``POST /api/backprop?label=`` with an image as the body;
+    ``GET /api/browse?split=``, ``GET /api/browse/images?split=&true=&predicted=``
+    (either may be left out) and ``GET /api/browse/mistakes?split=``;
+    ``GET /api/train/events`` (server-sent events).
+    """
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    assets = _read_assets()
+
+    def asset(name):
+        content, media = assets[name]
+        return Response(content, media_type=media, headers={"Cache-Control": "no-cache"})
+
+    def api(handler):
+        async def endpoint(request):
+            try:
+                result = await handler(request)
+            except RequestError as error:
+                return JSONResponse({"error": str(error)}, status_code=error.status)
+            except (ValueError, FileNotFoundError) as error:
+                return JSONResponse({"error": str(error)}, status_code=400)
+            return JSONResponse(result)
+        return endpoint
+
+    async def page(request):
+        return asset(PAGE)
+
+    async def static(request):
+        name = request.path_params["name"]
+        if name not in ASSETS:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return asset(name)
+
+    async def model_info(request):
+        return {"layers": await run_in_threadpool(view.describe),
+                "class_names": list(view.class_names), "checkpoint": checkpoint,
+                "browse": browser is not None, "training": feed is not None}
+
+    async def predict(request):
+        image = await _read_image(request, max_body_bytes)
+        return await run_in_threadpool(predict_payload, view, image)
+
+    async def inspect(request):
+        layer = request.query_params.get("layer")
+        if layer is None:
+            raise RequestError("query parameter layer is required")
+        row, col, channel = (_int_query(request, name) for name in ("row", "col", "channel"))
+        image = await _read_image(request, max_body_bytes)
+        return await run_in_threadpool(view.inspect, image, layer, row, col, channel)
+
+    async def backprop(request):
+        label = _int_query(request, "label")
+        image = await _read_image(request, max_body_bytes)
+        return await run_in_threadpool(backprop_payload, view, image, label)
+
+    def _browser():
+        if browser is None:
+            raise RequestError("no data set was loaded: start `convnet serve` with MNIST "
+                               "cached (`convnet data`) or --data PATH", 404)
+        return browser
+
+    async def browse(request):
+        split = request.query_params.get("split", "valid")
+        return await run_in_threadpool(_browser().summary, split)
+
+    async def browse_images(request):
+        split = request.query_params.get("split", "valid")
+        true, predicted = _int_query(request, "true", False), _int_query(request, "predicted",
+                                                                           False)
+        return await run_in_threadpool(_browser().cell, split, true, predicted)
+
+    async def browse_mistakes(request):
+        split = request.query_params.get("split", "valid")
+        return await run_in_threadpool(_browser().mistakes, split)
+
+    async def train_events(request):
+        if feed is None:
+            return JSONResponse({"error": "no training is running: start one with "
+                                          "`convnet train --serve`"}, status_code=404)
+
+        async def stream():
+            count = 0
+            yield "retry: 2000\n\n"
+            while True:
+                if await request.is_disconnected():
+                    break
+                events, count = await run_in_threadpool(feed.since, count, 1.0)
+                for event in events:
+                    yield f"data: {json.dumps(event)}\n\n"
+                if not events:
+                    yield ": waiting\n\n"
+                    await asyncio.sleep(0)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    routes = [
+        Route("/", page),
+        Route("/assets/{name}", static),
+        Route("/api/model", api(model_info)),
+        Route("/api/predict", api(predict), methods=["POST"]),
+        Route("/api/inspect", api(inspect), methods=["POST"]),
+        Route("/api/backprop", api(backprop), methods=["POST"]),
+        Route("/api/browse", api(browse)),
+        Route("/api/browse/images", api(browse_images)),
+        Route("/api/browse/mistakes", api(browse_mistakes)),
+        Route("/api/train/events", train_events),
+    ]
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    middleware = [Middleware(_SecurityHeaders)]
+    if allowed_hosts is not None:
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    return Starlette(routes=routes, middleware=middleware)
+
+
+class _SecurityHeaders:
+    """ASGI middleware adding ``SECURITY_HEADERS`` to every answer."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(name.encode("latin-1"), value.encode("latin-1"))
+                            for name, value in SECURITY_HEADERS.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# ---------------------------------------------------------------- serving
+class ServerThread:
+    """An ASGI application served by uvicorn in a background thread.
+
+    Parameters
+    ----------
+    app : ASGI application
+    host : str
+    port : int
+        0 picks a free port; ``url`` tells which.
+    """
+
+    def __init__(self, app, host=DEFAULT_HOST, port=0):
+        import socket
+
+        import uvicorn
+
+        if port == 0:
+            with socket.socket() as probe:
+                probe.bind((host, 0))
+                port = probe.getsockname()[1]
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{port}/"
+
+    def start(self, timeout=20.0):
+        """Start serving; return once the server listens.
+
+        Raises
+        ------
+        OSError
+            If it has not started within ``timeout`` seconds (port in use, say).
+        """
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise StorageError(f"the server could not start on {self.url} (is the port "
+                                   "already in use?)")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout=10.0):
+        """Stop serving and wait for the thread (at most ``timeout`` seconds)."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+
+def run(app, host=DEFAULT_HOST, port=DEFAULT_PORT):
+    """Serve ``app`` with uvicorn until interrupted."""
+    import uvicorn
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+

@@ -1,0 +1,173 @@
+"""``convnet train --serve``: the page's Watch-training view fed by a running training.
+
+The trainer calls a :class:`TrainingWatcher` after every step; every few
+steps it copies the trained weights into the model the page serves,
+measures the accuracy on a slice of the validation split and publishes the
+loss, that accuracy and the first layer's kernels to a :class:`TrainingFeed`,
+which the server streams to every open page as server-sent events.
+:func:`watch_training` starts the page for a training run.
+"""
+import threading
+
+import numpy as np
+
+from convnet.apps.page.server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    LOOPBACK_HOSTS,
+    LOOPBACK_NAMES,
+    ServerThread,
+    build_app,
+)
+from convnet.apps.page.views import NetworkView
+from convnet.checks import check_count
+
+# Decimals kept for the first-layer kernels streamed while training (drawn
+# only); the Draw view's maps are sent one byte per value instead.
+DRAWN_DECIMALS = 5
+
+
+def _channels_first(activation):
+    """(h, w, c) -> list of c flat lists of h * w numbers, rounded for drawing."""
+    rounded = np.round(np.asarray(activation, dtype=np.float64), DRAWN_DECIMALS)
+    return [rounded[:, :, k].ravel().tolist() for k in range(rounded.shape[2])]
+
+
+class TrainingFeed:
+    """Training progress published by the trainer and streamed to every open page.
+
+    ``publish`` may be called from any thread; each page listening on
+    ``/api/train/events`` receives every event as a server-sent event.
+    Events are kept (the last ``keep``) so a page opened late draws the
+    curve from the start.
+    """
+
+    def __init__(self, keep=2000):
+        self._events = []
+        self._keep = keep
+        self._condition = threading.Condition()
+        self._count = 0
+
+    def publish(self, event):
+        """Add ``event`` (a JSON-ready dict) and wake the listeners."""
+        with self._condition:
+            self._events.append(event)
+            del self._events[:-self._keep]
+            self._count += 1
+            self._condition.notify_all()
+
+    def since(self, count, timeout):
+        """Return ``(events after the first count published, new count)``, waiting up to ``timeout`` s."""
+        with self._condition:
+            if self._count <= count:
+                self._condition.wait(timeout)
+            new = self._count - count
+            events = self._events[-new:] if new > 0 else []
+            return events[-self._keep:], self._count
+
+
+def training_event(step, epoch, loss, accuracy, kernels):
+    """Return the event published every few steps: numbers and conv1's kernels.
+
+    Parameters
+    ----------
+    step, epoch : int
+    loss : float
+        Mean training loss over the steps since the previous event.
+    accuracy : float or None
+        Accuracy on a fixed slice of the validation split.
+    kernels : ndarray of shape (kh, kw, 1, c_new)
+        The first layer's kernels now.
+    """
+    kernels = np.asarray(kernels, dtype=np.float64)
+    return {"step": int(step), "epoch": int(epoch), "loss": float(loss),
+            "accuracy": None if accuracy is None else float(accuracy),
+            "kernels": _channels_first(kernels[:, :, 0, :]),
+            "kernel_shape": list(kernels.shape)}
+
+
+class TrainingWatcher:
+    """The trainer's per-step callback behind ``convnet train --serve``.
+
+    Every ``every`` steps it copies the trained weights into the served
+    model (so the Draw view shows the network as it learns), measures the
+    accuracy on a fixed slice of the validation split and publishes the
+    mean loss of those steps, that accuracy and conv1's kernels to ``feed``.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model being trained (only read, between steps).
+    view : NetworkView
+        The served network: a separate model, so that requests never touch
+        the layers the trainer is using.
+    feed : TrainingFeed
+    X_valid : ndarray of shape (m, 28, 28)
+    Y_valid : ndarray of shape (m,)
+        The validation slice whose accuracy is reported.
+    every : int
+        Steps between two events.
+    """
+
+    def __init__(self, model, view, feed, X_valid, Y_valid, every=50):
+        check_count("every", every)
+        self.model = model
+        self.view = view
+        self.feed = feed
+        self.X_valid, self.Y_valid = X_valid, Y_valid
+        self.every = every
+        self.step = 0
+        self._losses = []
+
+    def __call__(self, epoch, loss):
+        """Record one step's mean loss; publish an event every ``every`` steps."""
+        self.step += 1
+        self._losses.append(float(loss))
+        if self.step % self.every == 0:
+            self.publish(epoch)
+
+    def publish(self, epoch):
+        """Copy the weights into the served model and publish an event now."""
+        with self.view.lock:
+            self.view.model.set_weights(self.model.get_weights())
+            accuracy = None
+            if len(self.X_valid):
+                _, accuracy = self.view.model.evaluate(self.X_valid, self.Y_valid)
+            kernels = self.view.first_conv.params["W"].copy()
+        loss = float(np.mean(self._losses)) if self._losses else float("nan")
+        self._losses = []
+        self.feed.publish(training_event(self.step, epoch, loss, accuracy, kernels))
+
+
+def watch_training(model, X_valid, Y_valid, host=DEFAULT_HOST, port=DEFAULT_PORT, every=50,
+                   sample=500):
+    """Serve the page for a training run; return ``(on_step callback, server thread)``.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model being trained; the page serves a copy of it
+        (:class:`NetworkView`), refreshed by the callback.
+    X_valid : ndarray of shape (m, 28, 28)
+    Y_valid : ndarray of shape (m,)
+        The validation split; its first ``sample`` images give the accuracy.
+    host, port : str, int
+        Where the page listens.
+    every : int
+        Steps between two published events.
+
+    Returns
+    -------
+    watcher : TrainingWatcher
+        The callback, reporting the accuracy on the first ``sample``
+        validation images.
+    server : ServerThread
+        Already listening.
+    """
+    view = NetworkView(model)
+    feed = TrainingFeed()
+    watcher = TrainingWatcher(model, view, feed, X_valid[:sample], Y_valid[:sample], every)
+    app = build_app(view, feed=feed, checkpoint="(training)",
+                    allowed_hosts=LOOPBACK_NAMES if host in LOOPBACK_HOSTS else None)
+    server = ServerThread(app, host, port)
+    return watcher, server.start()
