@@ -121,7 +121,7 @@ class _FakeCommunicator:
 def test_batch_normalization_refuses_several_processes_and_trains_whole_batches():
     model = Sequential(load_spec("happy-model"), seed=0)
     with pytest.raises(BadOptionError, match="BatchNormalization trains on one process only.*"
-                                             "2 processes; use --processes 1"):
+                                             "2 processes; use processes 1"):
         DataParallel(model, Adam(model.parameters()), comm=_FakeCommunicator(2), micro_batch=8)
     trainer = DataParallel(model, Adam(model.parameters()), micro_batch=8)
     assert trainer.micro_batches(32) == [(0, 32)] and trainer.rule == "whole batches"
