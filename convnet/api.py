@@ -110,15 +110,15 @@ def train(config, on_event=None, progress=False):
     return _train_tf(config, on_event, progress)
 
 
-def check_processes(count, field):
-    """Refuse more processes than this machine runs at once (two are always allowed)."""
+def check_processes(count):
+    """Refuse more training processes than this machine runs at once (two always allowed)."""
     processors = distributed.available_processors()
     most = max(processors, 2)
     if count > most:
         raise errors.BadOptionError(
-            f"{{{field}}} {count} is more than this machine can run at once: {processors} "
-            f"processor{'s' if processors > 1 else ''} available, so at most {most}",
-            fields=(field,))
+            f"{{processes}} {count} is more than this machine can run at once: {processors} "
+            f"processor{'s' if processors > 1 else ''} available, so at most {most} (more "
+            "hosts: see docs/distributed.md)", fields=("processes",))
 
 
 def note_stale(stale, folder, on_event):
@@ -133,7 +133,7 @@ def _train_numpy(config, on_event):
     if distributed.in_mpi_job():
         return _train_as_rank(config, on_event)
     if config.processes is not None:
-        check_processes(config.processes, "processes")
+        check_processes(config.processes)
     with runfolder.claim(config.out, resume=config.resume, overwrite=config.overwrite) as stale:
         note_stale(stale, config.out, on_event)
         backend = NumpyBackend(config)

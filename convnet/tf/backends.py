@@ -91,7 +91,7 @@ class KerasBackend:
     """``TrainConfig(backend="keras")``: the Keras twin of the config's model.
 
     Outside a cluster it trains with Keras's ``fit``; as a worker of the
-    ``TF_CONFIG`` cluster (``task`` given) with ``keras_workers.train_cluster``,
+    ``TF_CONFIG`` cluster (``task`` given) with ``keras_cluster.train_cluster``,
     where only the chief (worker 0) reports and writes.
 
     Parameters
