@@ -199,23 +199,6 @@ class TF1LeNet5:
         return float(loss)
 
 
-def tf1_predict_proba(weights, X, batch_size=EVAL_BATCH):
-    """Softmax output of the TensorFlow graph with the given weights.
-
-    Parameters
-    ----------
-    weights : list of 10 ndarrays
-        Exchange format.
-    X : ndarray of shape (m, 28, 28, 1) or (m, 28, 28)
-
-    Returns
-    -------
-    ndarray of shape (m, 10)
-    """
-    with TF1LeNet5(weights) as network:
-        return network.predict_proba(X, batch_size)
-
-
 def train_tf1(data, epochs=5, batch_size=32, learning_rate=1e-3, seed=0,
               progress=False, log=None, on_event=None):
     """Train LeNet-5's TensorFlow graph as 4-main does.

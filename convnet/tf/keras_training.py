@@ -68,23 +68,6 @@ def keras_set_weights(model, weights):
     model.set_weights(check_weights(weights))
 
 
-def keras_predict_proba(weights, X, batch_size=EVAL_BATCH):
-    """Softmax output of the Keras LeNet-5 with the given weights.
-
-    Parameters
-    ----------
-    weights : list of 10 ndarrays
-        Exchange format.
-    X : ndarray of shape (m, 28, 28, 1) or (m, 28, 28)
-
-    Returns
-    -------
-    ndarray of shape (m, 10)
-    """
-    model = keras_model(weights)
-    return model.predict(as_images(X), batch_size=batch_size, verbose=0)
-
-
 def keras_optimizer(name, learning_rate=None):
     """Return Keras's own optimizer ``name`` (adam, rmsprop, sgd), Keras's defaults otherwise.
 

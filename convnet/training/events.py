@@ -59,16 +59,16 @@ class RunStarted:
     epochs: int
     batch_size: int
     optimizer: str
-    lr: float
+    lr: float | None
     seed: int
     spec: dict
     start_epoch: int = 0
-    resumed_from: str = None
+    resumed_from: str | None = None
     processes: int = 1
     threads: int = 1
-    micro_batch: int = None
+    micro_batch: int | None = None
     augment: str = ""
-    workers: int = None
+    workers: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +109,7 @@ class EpochEnded:
     accuracy: float
     val_loss: float
     val_accuracy: float
-    seconds: float = None
+    seconds: float | None = None
 
     def line(self):
         """Task 4's line for this epoch."""
@@ -153,8 +153,8 @@ class RunFinished:
     train_size: int
     batch_size: int
     files: dict
-    best_epoch: int = None
-    plot_from: int = None
+    best_epoch: int | None = None
+    plot_from: int | None = None
 
     @property
     def seconds_per_epoch(self):
