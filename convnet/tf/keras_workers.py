@@ -1,22 +1,21 @@
-"""Keras training on several workers with ``tf.distribute.MultiWorkerMirroredStrategy``.
+"""The cluster of Keras workers (``tf.distribute.MultiWorkerMirroredStrategy``): who, and how started.
 
-``convnet train --backend keras`` trains as one worker of a cluster when
-the ``TF_CONFIG`` environment variable describes one::
+A Keras training run (``TrainConfig(backend="keras")``) trains as one worker
+of a cluster when the ``TF_CONFIG`` environment variable describes one::
 
     {"cluster": {"worker": ["host-a:12345", "host-b:12345"]},
      "task": {"type": "worker", "index": 0}}
 
 Every worker loads the same data, builds the same Keras twin inside the
-strategy's scope and runs ``train_cluster``'s loop: each global batch (the
+strategy's scope and runs ``keras_cluster.train_cluster``'s loop: each global batch (the
 same shuffled order on every worker) is cut into one contiguous slice per
 worker, each worker computes the gradient of its slice's share of the
 batch's mean loss, the strategy sums the gradients over the workers with
 collective operations (gRPC between hosts), and every worker applies the
 same optimizer step: the weights stay identical on every worker. Worker 0
-is the chief: it alone prints and writes the run folder.
+is the chief: it alone reports and writes the run folder.
 
-``convnet train --backend keras --workers N`` without TF_CONFIG runs the
-cluster on this machine: ``run_workers`` picks free loopback ports, gives
+``workers=N`` without TF_CONFIG runs the cluster on this machine: ``run_workers`` picks free loopback ports, gives
 each worker its TF_CONFIG and starts N worker processes (``python -m
 convnet.worker`` with the run's config), streams the chief's output, and
 stops them all when one fails. The training loop each worker runs is
