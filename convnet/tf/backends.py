@@ -1,6 +1,6 @@
 """The TensorFlow backends of ``convnet.train``: ``GraphBackend`` (tf1) and ``KerasBackend``.
 
-Each follows the NumPy backend's interface: ``prepare`` reads and checks
+Each follows ``convnet.training.backend.Backend``: ``prepare`` reads and checks
 the data before anything is announced, ``started`` describes the run,
 ``fit(on_event)`` trains and reports, then ``evaluate(split)``,
 ``weights()`` and ``save(valid_accuracy, test_accuracy)`` (``history.json``,

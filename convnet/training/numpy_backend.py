@@ -24,6 +24,11 @@ from convnet.training.steps import LocalSteps, rule_of
 class NumpyBackend:
     """A run of ``config`` (a ``TrainConfig`` whose backend is numpy) in this process.
 
+    It follows ``convnet.training.backend.Backend``; ``prepare`` also takes
+    the process layout, and ``fit`` the steps object, both chosen by the
+    caller (``convnet.api``), which first asks ``check_whole_batches``,
+    ``saved_rule`` and ``dense_only`` to choose them.
+
     Parameters
     ----------
     config : TrainConfig
