@@ -501,3 +501,17 @@ def test_optimizer_options_that_do_not_apply_are_refused(options, message, small
     assert main(["train", "--data", str(small_mnist), "--out", str(tmp_path / "run"),
                  *options]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_run_of_ranks_that_diverges_is_told_once_with_its_flags(small_mnist, tmp_path, capfd):
+    """A rank's error comes back to the command that started the job, flags and all."""
+    pytest.importorskip("mpi4py")
+    assert main(["train", "--data", str(small_mnist), "--epochs", "2", "--limit", "64",
+                 "--lr", "1e308", "--processes", "2", "--out", str(tmp_path)]) == 2
+    captured = capfd.readouterr()
+    [line] = [line for line in captured.err.splitlines() if line.startswith("convnet")]
+    assert re.fullmatch(r"convnet: error: training diverged: .+; "
+                        + re.escape(f"{tmp_path / 'checkpoint.npz'} still holds epoch 0 "
+                                    "(a smaller --lr may help)"), line), line
+    assert captured.out.splitlines()[0].endswith(", 2 processes")
+    assert "Traceback" not in captured.err
