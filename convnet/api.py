@@ -205,17 +205,22 @@ def _train_ranks(config, comm, on_event):
     return _drive(backend, on_event, steps)
 
 
-def kept_text(checkpoint, epoch=None):
-    """What a stopped NumPy run leaves: the epoch ``checkpoint`` holds, and how to go on.
+def kept_text(checkpoint, epoch):
+    """What a stopped NumPy run leaves: the ``epoch`` its checkpoint holds, and how to go on.
 
-    ``epoch`` None: read it from the file.
+    ``epoch`` None: nothing was saved.
     """
     if epoch is None:
-        try:
-            epoch = checkpoints.read_training_state(checkpoint)["epoch"]
-        except errors.BadCheckpointError:
-            return "nothing was saved yet: run the command again"
+        return "nothing was saved yet: run the command again"
     return f"{checkpoint} holds epoch {epoch}: train again with {{resume}} to continue from there"
+
+
+def _saved_epoch(checkpoint):
+    """The epoch a checkpoint holds, or None if there is none to read."""
+    try:
+        return checkpoints.read_training_state(checkpoint)["epoch"]
+    except errors.BadCheckpointError:
+        return None
 
 
 def _drive(backend, on_event, steps=None):
@@ -234,9 +239,7 @@ def _drive(backend, on_event, steps=None):
         try:
             history = backend.fit(emit, steps)
         except DistributedJobError as error:
-            kept = ("nothing was saved yet: run the command again"
-                    if backend.saved_epoch is None
-                    else kept_text(backend.checkpoint, backend.saved_epoch))
+            kept = kept_text(backend.checkpoint, backend.saved_epoch)
             raise DistributedJobError(f"{error}; {kept}", fields=("resume",)) from None
     if not (writer or backend.evaluates_everywhere):
         return None
@@ -401,14 +404,15 @@ def _launch_ranks(config, processes, on_event):
     except DistributedJobError as error:
         if relay.failure is not None:
             raise relay.failure from None
-        raise DistributedJobError(f"{error}; {kept_text(checkpoint)}", fields=("resume",)) \
-            from None
+        raise DistributedJobError(f"{error}; {kept_text(checkpoint, _saved_epoch(checkpoint))}",
+                                  fields=("resume",)) from None
     relay.close()
     if relay.failure is not None:
         raise relay.failure
     if status != 0 or relay.finished is None:
         raise DistributedJobError(f"the {processes} ranks ended with exit status {status} "
-                                  f"without finishing; {kept_text(checkpoint)}",
+                                  f"without finishing; "
+                                  f"{kept_text(checkpoint, _saved_epoch(checkpoint))}",
                                   fields=("resume",))
     return relay.finished
 

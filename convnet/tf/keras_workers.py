@@ -1,4 +1,4 @@
-"""The cluster of Keras workers (``tf.distribute.MultiWorkerMirroredStrategy``): who, and how started.
+"""Clusters of Keras workers (``tf.distribute.MultiWorkerMirroredStrategy``): who, how started.
 
 A Keras training run (``TrainConfig(backend="keras")``) trains as one worker
 of a cluster when the ``TF_CONFIG`` environment variable describes one::
@@ -7,8 +7,8 @@ of a cluster when the ``TF_CONFIG`` environment variable describes one::
      "task": {"type": "worker", "index": 0}}
 
 Every worker loads the same data, builds the same Keras twin inside the
-strategy's scope and runs ``keras_cluster.train_cluster``'s loop: each global batch (the
-same shuffled order on every worker) is cut into one contiguous slice per
+strategy's scope and runs ``keras_cluster.train_cluster``'s loop: each
+global batch (the same shuffled order on every worker) is cut into one contiguous slice per
 worker, each worker computes the gradient of its slice's share of the
 batch's mean loss, the strategy sums the gradients over the workers with
 collective operations (gRPC between hosts), and every worker applies the

@@ -209,7 +209,7 @@ def write_history(folder, history):
 
 
 def data_source(dataset, path=None):
-    """Where ``dataset`` is read from, for messages: ``path`` (the ``data`` field) or the default place."""
+    """Where ``dataset`` is read from, for messages: ``path`` (``data``), else its default place."""
     if path is not None:
         return str(path)
     if dataset == "mnist":
