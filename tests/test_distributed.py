@@ -13,7 +13,7 @@ from convnet.errors import BadOptionError, UserError
 from convnet.nn.optim import Adam
 from convnet.nn.sequential import Sequential
 from convnet.nn.zoo import load_spec
-from convnet.parallel import distributed
+from convnet.parallel import distributed, launch
 from convnet.parallel.distributed import DataParallel, DistributedJobError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -228,11 +228,11 @@ RANKS_SAID = b"epoch 1\r 50%\r100%\n=====\nsection\n==\n"
 def test_the_ranks_output_passes_and_the_banner_is_kept_back(tail, width):
     text = RANKS_SAID + tail
     out = io.BytesIO()
-    banner = distributed._forward((text[i:i + width] for i in range(0, len(text), width)), out)
+    banner = launch._forward((text[i:i + width] for i in range(0, len(text), width)), out)
     assert out.getvalue() == RANKS_SAID + (b"\n" if tail else b"")
     assert banner == tail[1:]
     if tail:
-        assert distributed._describe_failure(banner, 9) == (
+        assert launch._describe_failure(banner, 9) == (
             "a rank (pid 32657) stopped: Killed (signal 9); every rank of the job was stopped")
 
 

@@ -68,12 +68,7 @@ from convnet.parallel.job import (  # noqa: F401 -- callers read them here too
     mpiexec_path,
     world,
 )
-from convnet.parallel.launch import (  # noqa: F401 -- callers read them here too
-    _describe_failure,
-    _forward,
-    launch,
-    launch_command,
-)
+from convnet.parallel.launch import launch, launch_command  # noqa: F401 -- read here too
 from convnet.training.steps import (  # noqa: F401 -- callers read them here too
     LocalSteps,
     check_same_rule,
