@@ -10,11 +10,37 @@ of the program and keeps its traceback.
 Each class also derives from the built-in exception its callers caught
 before it existed (``ValueError`` for a bad value, ``OSError`` for a file
 the system refused), so library code that catches those keeps working.
+
+A message may speak of the caller's options by name (the fields of
+``convnet.TrainConfig``, say): it marks each as ``{field}`` and lists it in
+``fields``. ``str(error)`` reads the plain names (``batch_size must be a
+positive integer``); a front end shows them its own way with ``render``
+(the command line as flags: ``--batch-size must be a positive integer``).
 """
 
 
 class UserError(Exception):
-    """A problem with what the user asked for or supplied, not with the program."""
+    """A problem with what the user asked for or supplied, not with the program.
+
+    Parameters
+    ----------
+    message : str
+        One line; each name of ``fields`` appears in it as ``{name}``.
+    fields : sequence of str
+        The options the message speaks of.
+    """
+
+    def __init__(self, message="", fields=()):
+        self.template = str(message)
+        self.fields = tuple(fields)
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, spell):
+        """The message with each ``{field}`` written as ``spell(field)``."""
+        text = self.template
+        for name in self.fields:
+            text = text.replace("{" + name + "}", spell(name))
+        return text
 
 
 class BadOptionError(UserError, ValueError):

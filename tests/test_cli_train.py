@@ -9,7 +9,10 @@ import pytest
 
 from convnet.apps.cli.cli import main
 from convnet.data.images import load_digit_image
+from convnet.nn.threads import blas_threads
+from convnet.nn.zoo import check_fits
 from convnet.training import trainer
+from convnet.training.steps import LocalSteps
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 
@@ -133,7 +136,7 @@ def test_a_failed_rank_is_a_one_line_error(small_mnist, tmp_path, capsys, monkey
         raise distributed.DistributedJobError("rank 1 of 2 failed to compute micro-batch 1 "
                                               "of step 1; no rank updated")
 
-    monkeypatch.setattr(distributed.DataParallel, "step", failing_step)
+    monkeypatch.setattr(LocalSteps, "step", failing_step)
     code = main(["train", "--data", str(small_mnist), "--epochs", "1", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1
@@ -257,9 +260,8 @@ def test_a_spec_file_trains_and_resume_refuses_another_model_or_optimizer(small_
 
 
 @pytest.mark.parametrize("model, message", [
-    ("cifar-cnn", (r"model cifar-cnn takes images of shape \(32, 32, 3\), but mnist's are "
-                   r"\(28, 28, 1\)")),
-    ("signs-cnn", r"model signs-cnn takes images of shape \(64, 64, 3\)"),
+    ("cifar-cnn", r"--model cifar-cnn takes 32x32x3 images, but --dataset mnist has 28x28x1"),
+    ("signs-cnn", r"--model signs-cnn takes 64x64x3 images"),
     ("nonexistent", "--model nonexistent"),
 ])
 def test_a_model_that_does_not_fit_the_dataset_is_refused_before_training(
@@ -278,10 +280,10 @@ def test_a_model_with_other_classes_is_refused():
     from convnet.nn.sequential import Sequential
     from convnet.nn.zoo import load_spec
     model = Sequential(load_spec("happy-model"))
-    with pytest.raises(BadOptionError, match="happy-model predicts one sigmoid unit "
-                                             r"\(2 classes\), but signs has 6 classes"):
-        trainer.check_model_fits(model, "signs", (64, 64, 3), 6)
-    trainer.check_model_fits(model, "happy", (64, 64, 3), 2)   # binary: two classes fit
+    with pytest.raises(BadOptionError, match="happy-model has one sigmoid unit "
+                                             r"\(2 classes\), but --dataset signs has 6 classes"):
+        check_fits(model.spec, "happy-model", "signs", (64, 64, 3), 6)
+    check_fits(model.spec, "happy-model", "happy", (64, 64, 3), 2)   # binary: two classes fit
 
 
 def test_a_batch_normalization_model_refuses_more_processes(tmp_path, capsys):
@@ -333,7 +335,7 @@ def test_a_fashion_checkpoint_is_evaluated_on_fashion_mnist_without_being_told(t
     capsys.readouterr()
     assert main(["evaluate", "--checkpoint", str(checkpoint)]) == 0   # no --dataset, no --data
     line = capsys.readouterr().out.strip()
-    with trainer.blas_threads(1):
+    with blas_threads(1):
         loss, accuracy = load_model(checkpoint).evaluate(fashion[4], fashion[5])
     assert line == (f"{checkpoint} on the fashion-mnist test split (10000 images): "
                     f"accuracy {accuracy:.4f}, loss {loss:.4f}")
@@ -499,3 +501,17 @@ def test_optimizer_options_that_do_not_apply_are_refused(options, message, small
     assert main(["train", "--data", str(small_mnist), "--out", str(tmp_path / "run"),
                  *options]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_run_of_ranks_that_diverges_is_told_once_with_its_flags(small_mnist, tmp_path, capfd):
+    """A rank's error comes back to the command that started the job, flags and all."""
+    pytest.importorskip("mpi4py")
+    assert main(["train", "--data", str(small_mnist), "--epochs", "2", "--limit", "64",
+                 "--lr", "1e308", "--processes", "2", "--out", str(tmp_path)]) == 2
+    captured = capfd.readouterr()
+    [line] = [line for line in captured.err.splitlines() if line.startswith("convnet")]
+    assert re.fullmatch(r"convnet: error: training diverged: .+; "
+                        + re.escape(f"{tmp_path / 'checkpoint.npz'} still holds epoch 0 "
+                                    "(a smaller --lr may help)"), line), line
+    assert captured.out.splitlines()[0].endswith(", 2 processes")
+    assert "Traceback" not in captured.err

@@ -1,4 +1,4 @@
-"""Only the command layer (``convnet/apps/cli/cli.py``) prints, reads arguments and chooses exit codes.
+"""Only the command layer (``convnet/apps/cli/``) prints, reads arguments and chooses exit codes.
 
 The library modules compute and return: what a command shows comes back as a
 value, an exception, or a line sent to a ``log`` callable the caller passes.
@@ -106,29 +106,37 @@ def _without_matplotlib(monkeypatch):
 
 
 def test_a_skipped_history_plot_is_a_note_sent_to_log(monkeypatch, tmp_path, capsys):
+    from convnet.apps.cli.train import save_history_plot
     _without_matplotlib(monkeypatch)
     history = {key: [1.0, 0.5] for key in trainer.HISTORY_KEYS}
     notes = []
-    assert trainer.save_history_plot(history, tmp_path / "h.png", 0, log=notes.append) is None
-    assert trainer.save_history_plot(history, tmp_path / "h.png", 0) is None
+    assert save_history_plot(history, tmp_path / "h.png", 0, log=notes.append) is None
+    assert save_history_plot(history, tmp_path / "h.png", 0) is None
     [note] = notes
     assert note.startswith("history plot skipped: ") and "convnet.apps.pictures.plots" in note
     assert not (tmp_path / "h.png").exists()
     assert capsys.readouterr() == ("", "")
 
 
-def test_write_run_sends_the_note_to_log_and_the_command_prints_it_on_stderr(monkeypatch, tmp_path,
-                                                                             capsys):
-    from convnet.apps.cli import cli
-    from convnet.tf import tf_training
+def test_write_run_writes_no_picture_and_the_command_prints_the_note_on_stderr(
+        monkeypatch, tmp_path, capsys):
+    from convnet.apps.cli.train import RunPrinter
+    from convnet.tf import exchange
+    from convnet.training.config import TrainConfig
+    from convnet.training.events import RunFinished
     _without_matplotlib(monkeypatch)
     history = {key: [1.0] for key in trainer.HISTORY_KEYS}
     history["epoch_seconds"] = [0.5]
     arrays = {"w": np.zeros(2)}
-    written = tf_training.write_run(tmp_path, history, {"run": 1}, arrays, log=cli._note)
+    written = exchange.write_run(tmp_path, history, {"run": 1}, arrays)
     assert [path.name for path in written] == ["history.json", "run.json", "weights.npz"]
+    assert capsys.readouterr() == ("", "")
+    files = dict(zip(("history", "run", "weights"), map(str, written)))
+    printer = RunPrinter(TrainConfig(backend="keras", out=str(tmp_path)))
+    printer(RunFinished("keras", history, 0.5, 0.5, 4, 2, files, plot_from=1))
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.startswith("history plot skipped: ")
+    assert captured.out.splitlines()[-1] == "wrote " + ", ".join(files.values())
+    assert captured.err.startswith("history plot skipped: ")
 
 
 @pytest.mark.parametrize("dataset, path, expected", [

@@ -13,7 +13,7 @@ from convnet.errors import BadOptionError, UserError
 from convnet.nn.optim import Adam
 from convnet.nn.sequential import Sequential
 from convnet.nn.zoo import load_spec
-from convnet.parallel import distributed
+from convnet.parallel import distributed, launch
 from convnet.parallel.distributed import DataParallel, DistributedJobError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -121,7 +121,7 @@ class _FakeCommunicator:
 def test_batch_normalization_refuses_several_processes_and_trains_whole_batches():
     model = Sequential(load_spec("happy-model"), seed=0)
     with pytest.raises(BadOptionError, match="BatchNormalization trains on one process only.*"
-                                             "2 processes; use --processes 1"):
+                                             "2 processes; use processes 1"):
         DataParallel(model, Adam(model.parameters()), comm=_FakeCommunicator(2), micro_batch=8)
     trainer = DataParallel(model, Adam(model.parameters()), micro_batch=8)
     assert trainer.micro_batches(32) == [(0, 32)] and trainer.rule == "whole batches"
@@ -228,11 +228,11 @@ RANKS_SAID = b"epoch 1\r 50%\r100%\n=====\nsection\n==\n"
 def test_the_ranks_output_passes_and_the_banner_is_kept_back(tail, width):
     text = RANKS_SAID + tail
     out = io.BytesIO()
-    banner = distributed._forward((text[i:i + width] for i in range(0, len(text), width)), out)
+    banner = launch._forward((text[i:i + width] for i in range(0, len(text), width)), out)
     assert out.getvalue() == RANKS_SAID + (b"\n" if tail else b"")
     assert banner == tail[1:]
     if tail:
-        assert distributed._describe_failure(banner, 9) == (
+        assert launch._describe_failure(banner, 9) == (
             "a rank (pid 32657) stopped: Killed (signal 9); every rank of the job was stopped")
 
 

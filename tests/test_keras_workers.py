@@ -218,7 +218,7 @@ def test_a_model_with_batch_normalization_trains_on_one_worker():
     keras_workers.check_spec(spec, 1)
     keras_workers.check_spec(normalise_spec(load_spec("lenet5")), 4)
     with pytest.raises(BadOptionError, match="a model with BatchNormalization trains on one "
-                                             "worker only .* received --workers 2"):
+                                             "worker only .* received workers 2"):
         keras_workers.check_spec(spec, 2)
 
 
@@ -275,13 +275,18 @@ def test_loopback_configs_give_each_worker_its_index_and_distinct_ports():
      "sgd", "--lr", "0.05", "--limit", "100", "--seed", "7", "--epochs", "3",
      "--batch-size", "64"]])
 def test_a_worker_runs_the_same_training(options):
+    # TensorFlow's log level (--verbose) reaches the workers through their environment.
+    from convnet.apps.cli.train import config_of
+    from convnet.training.config import TrainConfig
     parser = build_parser()
     args = parser.parse_args(["--verbose", "train", "--backend", "keras", "--workers", "2",
                               "--overwrite", "--out", "runs/x", *options])
-    again = parser.parse_args(keras_workers.worker_command(args))
+    config = config_of(args)
+    [text] = keras_workers.worker_command(config)
+    again = TrainConfig.from_json(text)
     for key in ("backend", "model", "dataset", "data", "epochs", "batch_size", "optimizer", "lr",
-                "seed", "out", "limit", "workers", "verbose", "debug"):
-        assert getattr(again, key) == getattr(args, key), key
+                "seed", "out", "limit", "workers"):
+        assert getattr(again, key) == getattr(config, key) == getattr(args, key), key
     assert not again.overwrite   # the launcher claims the folder, the workers do not
 
 
@@ -291,7 +296,7 @@ def test_a_worker_runs_the_same_training(options):
 FAKE_WORKER = """
 import json, os, sys, time
 from convnet.tf import keras_workers
-keras_workers._end_with_launcher(int(os.environ[keras_workers.LAUNCHER_ENV]))
+keras_workers.end_with_launcher(int(os.environ[keras_workers.LAUNCHER_ENV]))
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 if index == 0:
     print("line one", flush=True)
@@ -365,12 +370,12 @@ def test_the_workers_measure_loss_and_accuracy_as_keras_does(model, mnist):
     # against Keras's evaluate, for a softmax and a sigmoid output.
     from convnet.nn.sequential import normalise_spec
     from convnet.nn.zoo import load_spec
-    from convnet.tf import tf_training
+    from convnet.tf import keras_cluster, tf_training
     spec = normalise_spec(BINARY_SPEC if model == "binary" else load_spec(model))
     X = mnist[2][:300, ..., np.newaxis]
     labels = mnist[3][:300] % (2 if model == "binary" else 10)
     network = tf_training.build_keras(spec, seed=3)
     expected = tf_training.evaluate_keras(network, spec, X, labels)
-    measured = keras_workers.evaluate(network, spec, X, tf_training.keras_targets(spec, labels),
+    measured = keras_cluster.evaluate(network, spec, X, tf_training.keras_targets(spec, labels),
                                       batch_size=128)
     assert measured == pytest.approx(expected, rel=1e-5)

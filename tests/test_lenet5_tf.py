@@ -285,15 +285,15 @@ def test_short_training_learns(mnist, backend):
 def test_train_command_writes_history_and_weights(tmp_path, capsys, monkeypatch, backend,
                                                  mnist_slice):
     from convnet.apps.cli import cli
-    from convnet.training import trainer
+    from convnet.apps.cli import train as train_command
     plotted = []
-    real_plot = trainer.save_history_plot
+    real_plot = train_command.save_history_plot
 
     def spy(history, path, first_epoch, log=None):
         plotted.append(first_epoch)
         return real_plot(history, path, first_epoch, log=log)
 
-    monkeypatch.setattr(tf_training, "save_history_plot", spy)
+    monkeypatch.setattr(train_command, "save_history_plot", spy)
     out = tmp_path / backend
     data = mnist_slice(tmp_path / "MNIST.npz", 256, 100, 100)
     status = cli.main(["train", "--backend", backend, "--epochs", "1", "--data", str(data),

@@ -7,6 +7,7 @@ from convnet.apps.cli.cli import main
 from convnet.nn.model import LeNet5
 from convnet.nn.optim import Adam
 from convnet.nn.sequential import Sequential
+from convnet.nn.threads import blas_threads
 from convnet.training import trainer
 
 
@@ -132,7 +133,7 @@ def test_three_hundred_steps_reach_ninety_percent(mnist):
     loss = trainer.train_epoch(model, optimizer, X_train[:9600], Y_train[:9600],
                                batch_size=32, seed=0, epoch=1)
     assert optimizer.iterations == 300
-    with trainer.blas_threads(1):
+    with blas_threads(1):
         _, accuracy = model.evaluate(X_valid, Y_valid)
     assert accuracy >= 0.9
     assert loss < 1.0

@@ -27,7 +27,7 @@ from convnet.data.images import MAX_PIXELS, load_digit_image
 from convnet.nn.model import WEIGHT_NAMES, LeNet5
 from convnet.nn.optim import Adam
 from convnet.nn.sequential import Sequential
-from convnet.training import checkpoint, trainer
+from convnet.training import checkpoint, loop, trainer
 
 
 def read_npz(path):
@@ -473,7 +473,7 @@ def test_a_bug_keeps_its_traceback_and_says_it_is_a_bug(small_mnist, tmp_path, c
         missing = None
         return missing[0]
 
-    monkeypatch.setattr(trainer, "fit", broken_fit)
+    monkeypatch.setattr(loop, "fit", broken_fit)
     assert train(small_mnist, tmp_path / "run") == 70
     err = capsys.readouterr().err
     assert "Traceback" in err and "in broken_fit" in err
@@ -497,8 +497,8 @@ def test_every_user_error_is_one_line_with_status_2(kind, capsys, monkeypatch):
     def raising(args):
         raise kind("the thing at fault")
 
-    from convnet.apps.cli import cli
-    monkeypatch.setitem(cli.COMMANDS, "summary", (cli._configure_summary, raising, "x"))
+    from convnet.apps.cli import cli, models
+    monkeypatch.setitem(cli.COMMANDS, "summary", (models.configure_summary, raising, "x"))
     assert main(["summary"]) == 2
     assert capsys.readouterr().err == "convnet: error: the thing at fault\n"
 
@@ -530,7 +530,7 @@ def test_sigterm_prints_one_line_and_exits_143(small_mnist, tmp_path):
 
 
 def test_sigterm_inside_a_finaliser_still_ends_the_command_as_terminated(monkeypatch, capsys):
-    from convnet.apps.cli import cli
+    from convnet.apps.cli import cli, models
 
     class SignalledWhenCollected:
         def __del__(self):
@@ -539,7 +539,7 @@ def test_sigterm_inside_a_finaliser_still_ends_the_command_as_terminated(monkeyp
     def run(args):
         SignalledWhenCollected()
 
-    monkeypatch.setitem(cli.COMMANDS, "summary", (cli._configure_summary, run, "x"))
+    monkeypatch.setitem(cli.COMMANDS, "summary", (models.configure_summary, run, "x"))
     assert main(["summary"]) == 143
     err = capsys.readouterr().err
     assert err == "convnet: terminated\n"

@@ -1,1 +1,1 @@
-"""Data parallelism over MPI."""
+"""Data parallelism over MPI: the shared steps, the job, and starting it."""

@@ -43,27 +43,39 @@ The model and the optimiser know nothing of this: the mechanism uses
 ``model.dropout_generator`` and ``optimizer.step`` (plus ``state`` and
 ``load_state`` once, to start every rank from rank 0's).
 
-Also here: starting a job on this machine (``launch``), telling whether
-this process is a rank of one (``in_mpi_job``), and choosing the number of
-processes (``default_processes``).
+``DataParallel`` is a steps object of the training loop
+(``convnet.training.steps``): one process runs ``LocalSteps``'s own code,
+several share it as above. Also here: choosing the number of processes and
+BLAS threads of a run (``default_processes``, ``default_layout``). Starting
+a job is ``convnet.parallel.launch``; the job itself ``convnet.parallel.job``.
 """
-import functools
 import hashlib
-import itertools
 import math
 import os
-import re
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from convnet.checks import check_count
-from convnet.errors import BadOptionError, UserError
-from convnet.nn.memory import views_like
+from convnet.errors import BadOptionError
+from convnet.parallel.job import (  # noqa: F401 -- callers read them here too
+    MPI_INSTALL_HINT,
+    DistributedJobError,
+    abort_job_on_failure,
+    die_with_parent,
+    in_mpi_job,
+    mpi_available,
+    mpiexec_path,
+    world,
+)
+from convnet.parallel.launch import launch, launch_command  # noqa: F401 -- read here too
+from convnet.training.steps import (  # noqa: F401 -- callers read them here too
+    LocalSteps,
+    check_same_rule,
+    even_runs,
+    layout_of_rule,
+    rule_of,
+)
 
 # The micro-batch to ask for when the weights must not depend on the number of
 # processes: LeNet-5's batch of 32 makes two, one per rank of a two-rank job
@@ -72,217 +84,6 @@ DEFAULT_MICRO_BATCH = 16
 # The fewest images per rank worth a process of its own: a slice of 16 already
 # costs about a quarter more per image than a whole batch of 32.
 MIN_SLICE = 16
-# Environment variables a process manager sets in every rank: MPICH's Hydra
-# (and other PMI-1/2 managers), PMIx (Open MPI 5, Slurm), Open MPI's ORTE.
-_RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK")
-MPI_INSTALL_HINT = "pip install mpi4py mpich"
-
-
-class DistributedJobError(UserError, RuntimeError):
-    """A rank of a parallel job failed or was killed; the job was stopped."""
-
-
-# ---------------------------------------------------------------- the job
-def in_mpi_job():
-    """Return True if this process was started by an MPI process manager (``mpiexec``).
-
-    Decided from the environment alone, without initialising MPI: Hydra
-    (MPICH), PMIx and Open MPI all give every rank its rank number in a
-    variable. ``convnet train`` in such a process trains as that rank
-    instead of starting a job of its own.
-    """
-    return any(name in os.environ for name in _RANK_VARIABLES)
-
-
-def world():
-    """Return ``MPI.COMM_WORLD`` (initialising MPI), or raise naming the packages to install."""
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        raise BadOptionError(f"training with several processes needs MPI for Python: "
-                             f"{MPI_INSTALL_HINT}") from None
-    return MPI.COMM_WORLD
-
-
-def abort_job_on_failure(status):
-    """Make a failing rank stop the whole job when this process exits.
-
-    A rank that exits with a non-zero status while others wait for it in a
-    collective would leave them waiting for ever; after this call, exiting
-    calls ``MPI_Abort`` instead, which ends every rank. The command layer
-    calls it with the exit status it is about to return (0 changes nothing).
-    Outside an MPI job, or before MPI was imported, it does nothing.
-    """
-    if status and "mpi4py.MPI" in sys.modules:
-        from mpi4py.run import set_abort_status
-        set_abort_status(status)
-
-
-# prctl's request to send the calling process a signal when its parent dies (Linux).
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(signum):
-    """Have this process sent ``signum`` when its parent process dies (Linux; elsewhere nothing).
-
-    A process started by ``convnet`` calls it (or has it called between
-    fork and exec) so that a ``convnet`` killed with SIGKILL leaves nothing
-    running behind it.
-    """
-    prctl = _prctl()
-    if prctl is not None:
-        prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
-
-
-@functools.cache
-def _prctl():
-    """The C library's ``prctl``, looked up once (before any fork), or None off Linux."""
-    if sys.platform != "linux":
-        return None
-    import ctypes
-    return ctypes.CDLL(None).prctl
-
-
-def mpi_available():
-    """Return True if MPI for Python and the ``mpiexec`` next to this Python are installed."""
-    import importlib.util
-    return (importlib.util.find_spec("mpi4py") is not None
-            and (Path(sys.executable).parent / "mpiexec").exists())
-
-
-def mpiexec_path():
-    """Return the ``mpiexec`` installed next to this Python (the ``mpich`` wheel's), or raise."""
-    path = Path(sys.executable).parent / "mpiexec"
-    if not path.exists():
-        raise BadOptionError(f"no mpiexec next to {sys.executable}: several processes need "
-                             f"MPI, installed with {MPI_INSTALL_HINT}")
-    return path
-
-
-def launch_command(argv, processes, program=None):
-    """Return the command that runs ``convnet *argv`` (or ``program``) as ``processes`` MPI ranks.
-
-    ``convnet`` itself decides how a failing rank ends the job (see
-    ``abort_job_on_failure``). Any other ``program`` (``("-m", module)`` or
-    a script's path) runs under ``python -m mpi4py``, so that a rank stopped
-    by an uncaught error ends the whole job (``MPI_Abort``) instead of
-    leaving the others waiting.
-    """
-    check_count("processes", processes)
-    runner = ["-m", "convnet"] if program is None else ["-m", "mpi4py", *map(str, program)]
-    return [str(mpiexec_path()), "-n", str(processes), sys.executable, *runner,
-            *map(str, argv)]
-
-
-# The banner Hydra prints when a rank dies, and the parts of it worth a line.
-_BANNER = re.compile(rb"^=+\r?\n=\s+BAD TERMINATION", re.MULTILINE)
-_BANNER_TITLE = b"=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES"
-_EXIT_STRING = re.compile(rb"EXIT STRING: (.+?)\s*$", re.MULTILINE)
-_EXIT_CODE = re.compile(rb"EXIT CODE: (\d+)")
-_PID = re.compile(rb"PID (\d+)")
-
-
-def _unsure_from(kept):
-    """Where the output may hold the unfinished start of the banner (else its length).
-
-    The banner opens with a line of ``=`` and then its title: a last
-    unfinished line of ``=`` only, or such a line followed by a beginning of
-    the title, is held back until more output shows what it is.
-    """
-    last = kept.rfind(b"\n") + 1
-    before = kept.rfind(b"\n", 0, max(last - 1, 0)) + 1
-    if last > 0 and kept[before:last - 1].rstrip(b"\r").strip(b"=") == b"" \
-            and kept[before:before + 1] == b"=" and _BANNER_TITLE.startswith(kept[last:]):
-        return before
-    if kept[last:].strip(b"=") == b"":
-        return last
-    return len(kept)
-
-
-def _forward(chunks, out):
-    """Write the chunks of bytes to ``out`` as they come, up to Hydra's banner; return the banner.
-
-    Returns b"" when no banner came.
-    """
-    kept, banner = b"", b""
-    for chunk in chunks:
-        if banner:
-            banner += chunk
-            continue
-        kept += chunk
-        found = _BANNER.search(kept)
-        if found:
-            banner = kept[found.start():]
-            kept = kept[:found.start()]
-        cut = _unsure_from(kept)
-        out.write(kept[:cut])
-        out.flush()
-        kept = kept[cut:]
-    out.write(kept)
-    out.flush()
-    return banner
-
-
-def _describe_failure(banner, status):
-    """One line saying how a job ended, from Hydra's banner and mpiexec's exit status."""
-    how = _EXIT_STRING.search(banner)
-    code = _EXIT_CODE.search(banner)
-    pid = _PID.search(banner)
-    what = how.group(1).decode(errors="replace") if how else (
-        f"exit status {code.group(1).decode()}" if code else f"mpiexec exit status {status}")
-    who = f"a rank (pid {pid.group(1).decode()})" if pid else "a rank"
-    return f"{who} stopped: {what}; every rank of the job was stopped"
-
-
-def launch(argv, processes, output=None, program=None, env=None):
-    """Run ``convnet *argv`` as ``processes`` MPI ranks on this machine; wait for the end.
-
-    The ranks' output is passed on as it comes, except the banner ``mpiexec``
-    prints when a rank dies, which becomes the error's one line. Their
-    standard error is this process's.
-
-    Parameters
-    ----------
-    argv : list of str
-        The command's arguments, e.g. ``["train", "--epochs", "1"]``.
-    processes : int
-        Number of ranks, >= 1.
-    output : binary file, optional
-        Where the ranks' output goes (default: this process's standard output).
-    program : tuple of str, optional
-        What each rank runs instead of ``convnet`` (see ``launch_command``).
-    env : dict of str, optional
-        Variables added to this process's environment for the ranks.
-
-    Returns
-    -------
-    int
-        The job's exit status when every rank ended on its own (0, or the
-        status of a command that failed the same way on every rank).
-
-    Raises
-    ------
-    DistributedJobError
-        A rank was killed or crashed; ``mpiexec`` stopped every other rank.
-    """
-    out = output if output is not None else sys.stdout.buffer
-    command = launch_command(argv, processes, program)
-    environment = None if env is None else dict(os.environ, **env)
-    # A group of its own: when a rank dies, mpiexec ends its whole process group, which
-    # must not include this process; and mpiexec ends with this process, however it ends.
-    _prctl()   # looked up here: between fork and exec the child only calls it
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                          env=environment, process_group=0,
-                          preexec_fn=functools.partial(  # noqa: PLW1509 -- see above
-                              die_with_parent, signal.SIGTERM)) as job:
-        try:
-            banner = _forward(iter(lambda: job.stdout.read1(65536), b""), out)
-        except BaseException:   # Ctrl-C, say: Hydra passes it on to every rank
-            job.terminate()
-            raise
-    if banner or job.returncode < 0 or job.returncode > 2:
-        raise DistributedJobError(_describe_failure(banner, job.returncode))
-    return job.returncode
 
 
 # ---------------------------------------------------------------- the default
@@ -362,42 +163,6 @@ def default_processes(batch_size=32, micro_batch=None, window=0.3):
     return processes_for(idle_processors(window), available, limit)
 
 
-# ---------------------------------------------------------------- training
-def _uses_batch_statistics(model):
-    """True if the model has a layer whose training output depends on the whole batch."""
-    spec = getattr(model, "spec", None)
-    layers = spec.get("layers", []) if isinstance(spec, dict) else []
-    return any(entry.get("layer") == "BatchNormalization" for entry in layers)
-
-
-def _runs(count, parts):
-    """Bounds of ``parts`` contiguous runs of ``count`` items: ``parts + 1`` offsets."""
-    return [count * part // parts for part in range(parts + 1)]
-
-
-def rule_of(processes, micro_batch=None, whole_batches=False, threads=1):
-    """What makes two runs of one seed agree bit for bit, as a string for a checkpoint.
-
-    ``"micro-batch 16"``: any number of ranks with that micro-batch;
-    ``"processes 2"``: that number of processes (``micro_batch=None``);
-    ``"processes 1, threads 2"``: one process whose BLAS runs on 2 threads
-    (they add a product's terms in another order than one thread);
-    ``"whole batches"``: a model with BatchNormalization, one process.
-    """
-    if whole_batches:
-        return "whole batches"
-    if micro_batch is None:
-        return f"processes {processes}" + (f", threads {threads}" if threads > 1 else "")
-    return f"micro-batch {micro_batch}"
-
-
-def layout_of_rule(rule):
-    """(processes, BLAS threads) a rule of ``rule_of`` fixes, or None if it fixes none."""
-    found = re.fullmatch(r"processes (\d+)(?:, threads (\d+))?", rule or "")
-    if found is None:
-        return None
-    return int(found.group(1)), int(found.group(2) or 1)
-
 
 def default_layout(dense_only, batch_size=32, micro_batch=None, window=0.3):
     """Return (processes, BLAS threads per process) likely to train fastest now.
@@ -417,30 +182,14 @@ def default_layout(dense_only, batch_size=32, micro_batch=None, window=0.3):
     return count, 1
 
 
-def check_same_rule(saved, current):
-    """Raise unless a run saved under rule ``saved`` may resume under rule ``current``.
 
-    Both are ``DataParallel.rule`` strings; a checkpoint without one
-    (``saved`` None) resumes under any rule.
-
-    Raises
-    ------
-    BadOptionError
-        Naming both rules and how to resume alike.
-    """
-    if saved is not None and saved != current:
-        raise BadOptionError(
-            f"this run was trained with {saved!r} and would resume with {current!r}: the "
-            f"weights would match neither uninterrupted run; resume with the same number of "
-            f"processes (or the same --micro-batch)")
-
-
-class DataParallel:
+class DataParallel(LocalSteps):
     """Training steps shared by the ranks of an MPI job, or run by this process alone.
 
     Every rank of the job builds the same model and optimiser and calls
     ``step`` with the same batches in the same order; every rank ends each
-    step with the same parameters and optimiser state.
+    step with the same parameters and optimiser state. One process (no
+    job, or a job of one rank) runs ``LocalSteps``'s steps.
 
     Parameters
     ----------
@@ -469,32 +218,17 @@ class DataParallel:
     """
 
     def __init__(self, model, optimizer, comm=None, micro_batch=None, seed=0):
-        if micro_batch is not None:
-            check_count("micro_batch", micro_batch)
+        super().__init__(model, optimizer, micro_batch=micro_batch, seed=seed)
         if comm is None and in_mpi_job():
             comm = world()
-        self.model, self.optimizer, self.comm, self.seed = model, optimizer, comm, int(seed)
+        self.comm = comm
         self.rank = comm.Get_rank() if comm is not None else 0
         self.size = comm.Get_size() if comm is not None else 1
-        self.whole_batches = _uses_batch_statistics(model)
         if self.whole_batches and self.size > 1:
             raise BadOptionError(
                 f"a model with BatchNormalization trains on one process only: its batch "
                 f"statistics need each batch whole, and this job has {self.size} processes; "
-                f"use --processes 1")
-        self.micro_batch = micro_batch
-        self.params = list(model.parameters())
-        dtypes = {param.dtype for param in self.params}
-        if len(dtypes) != 1:
-            raise ValueError(f"the model's parameters must share one dtype, received "
-                             f"{sorted(map(str, dtypes))}")
-        self.dtype = dtypes.pop()
-        self._uses_dropout = getattr(model, "dropout_generator", None) is not None
-        self._size = sum(param.size for param in self.params)
-        self._total = np.zeros(self._size, self.dtype)
-        self._scratch = np.zeros(self._size, self.dtype)
-        self._total_views = views_like(self._total, self.params)
-        self._scratch_views = views_like(self._scratch, self.params)
+                f"use {{processes}} 1", fields=("processes",))
         # A row per micro-batch: the flat gradient, padding to 8 bytes, then
         # two float64 numbers (the mean loss, and 1 if the rank failed).
         itemsize = self.dtype.itemsize
@@ -516,92 +250,19 @@ class DataParallel:
         if self.rank != 0:
             self.optimizer.load_state(state)
 
-    # ------------------------------------------------------------ one step
-    @property
-    def rule(self):
-        """What makes two runs of one seed agree bit for bit (see ``rule_of``)."""
-        return rule_of(self.size, self.micro_batch, self.whole_batches)
+    def share(self, value):
+        """Rank 0's ``value`` on every rank (a resumed run's epoch and history, say)."""
+        return value if self.size == 1 else self.comm.bcast(value, root=0)
 
-    def micro_batches(self, count):
-        """Bounds of the micro-batches of a batch of ``count`` images: a list of (start, stop)."""
-        if self.whole_batches:
-            return [(0, count)]
-        if self.micro_batch is None:
-            runs = _runs(count, self.size)
-            return [(start, stop) for start, stop in itertools.pairwise(runs) if stop > start]
-        width = self.micro_batch
-        return [(start, min(start + width, count)) for start in range(0, count, width)]
-
-    def _dropout_generator(self, step, index):
-        return np.random.default_rng([self.seed, step, index])
-
-    def _gradient(self, X, Y, bounds, step, index):
-        """Mean loss and gradients of micro-batch ``index``, whichever rank computes it."""
-        if self._uses_dropout:
-            self.model.dropout_generator = self._dropout_generator(step, index)
-        start, stop = bounds
-        return self.model.loss_and_grads(X[start:stop], Y[start:stop])
-
-    def step(self, X, Y):
-        """Train on one batch: the same update on every rank; return the batch's mean loss.
-
-        Parameters
-        ----------
-        X : ndarray of shape (m, h, w, c)
-            The batch's images, the same on every rank.
-        Y : ndarray of shape (m,)
-            Their integer labels.
-
-        Returns
-        -------
-        float
-            Mean loss of the batch before the update (the micro-batches'
-            losses weighted by their sizes, added in order).
-
-        Raises
-        ------
-        DistributedJobError
-            Another rank failed to compute its micro-batches; no rank
-            updated anything.
-        ValueError, TypeError, ArithmeticError
-            As ``loss_and_grads`` raises them on this rank.
-        """
-        count = len(X)
-        if count == 0:
-            raise ValueError("X must hold at least one image, received an empty batch")
-        if len(Y) != count:
-            raise ValueError(f"Y must have one label per image: X has {count}, Y has {len(Y)}")
-        step = self.optimizer.iterations + 1
-        batches = self.micro_batches(count)
-        weights = [(stop - start) / count for start, stop in batches]
+    def _sum(self, X, Y, batches, weights, step):
         if self.size == 1:
-            loss, grads = self._local_sum(X, Y, batches, weights, step)
-        else:
-            loss, grads = self._shared_sum(X, Y, batches, weights, step)
-        self.optimizer.step(grads)
-        return loss
-
-    def _local_sum(self, X, Y, batches, weights, step):
-        """One process: the batch's loss and its micro-batches' gradients added in order."""
-        if len(batches) == 1:
-            # A weight of 1 multiplies exactly: the gradients are the sum.
-            return self._gradient(X, Y, batches[0], step, 0)
-        loss = 0.0
-        for index, (bounds, weight) in enumerate(zip(batches, weights)):
-            part, grads = self._gradient(X, Y, bounds, step, index)
-            loss += weight * part
-            for total, scratch, grad in zip(self._total_views, self._scratch_views, grads):
-                if index == 0:
-                    np.multiply(grad, weight, out=total)
-                else:
-                    np.multiply(grad, weight, out=scratch)
-                    total += scratch
-        return loss, self._total_views
+            return super()._sum(X, Y, batches, weights, step)
+        return self._shared_sum(X, Y, batches, weights, step)
 
     def _shared_sum(self, X, Y, batches, weights, step):
-        """Several ranks: exchange the micro-batches' gradients, add them in order; as above."""
+        """Several ranks: exchange the micro-batches' gradients, add them in order."""
         count, width = len(batches), self._row
-        runs = _runs(count, self.size)
+        runs = even_runs(count, self.size)
         if self._rows.shape[0] < count:
             self._rows = np.zeros((count, width), self.dtype)
         rows = self._rows[:count]
@@ -663,16 +324,16 @@ class DataParallel:
         list of (float, float)
             ``(mean loss, accuracy)`` of each set, the same on every rank.
         """
+        if self.size == 1:
+            return super().evaluate(sets, batch_size)
         check_count("batch_size", batch_size)
         for X, _ in sets:
             if len(X) == 0:
                 raise ValueError("cannot evaluate on an empty set of images")
-        if self.size == 1:
-            return [self.model.evaluate(X, Y, batch_size) for X, Y in sets]
         sums = []
         for X, Y in sets:
             chunks = -(-len(X) // batch_size)
-            runs = _runs(chunks, self.size)
+            runs = even_runs(chunks, self.size)
             part = slice(runs[self.rank] * batch_size, runs[self.rank + 1] * batch_size)
             sums.append(self.model.evaluation_sums(X[part], Y[part], batch_size)
                         if part.start < len(X) else (0.0, 0))
@@ -690,9 +351,4 @@ class DataParallel:
             return True
         digest = hashlib.sha256(b"".join(param.tobytes() for param in self.params)).hexdigest()
         return len(set(self.comm.allgather(digest))) == 1
-
-    @property
-    def is_writer(self):
-        """True on the one rank that writes files (checkpoints, logs): rank 0."""
-        return self.rank == 0
 

@@ -1,1 +1,1 @@
-"""The TensorFlow side: task 4's graph, the Keras twin, Keras training and workers."""
+"""The TensorFlow side: task 4's graph, the Keras twin, their backends and Keras's workers."""

@@ -1,24 +1,25 @@
-"""Keras training on several workers with ``tf.distribute.MultiWorkerMirroredStrategy``.
+"""Clusters of Keras workers (``tf.distribute.MultiWorkerMirroredStrategy``): who, how started.
 
-``convnet train --backend keras`` trains as one worker of a cluster when
-the ``TF_CONFIG`` environment variable describes one::
+A Keras training run (``TrainConfig(backend="keras")``) trains as one worker
+of a cluster when the ``TF_CONFIG`` environment variable describes one::
 
     {"cluster": {"worker": ["host-a:12345", "host-b:12345"]},
      "task": {"type": "worker", "index": 0}}
 
 Every worker loads the same data, builds the same Keras twin inside the
-strategy's scope and runs ``train_cluster``'s loop: each global batch (the
-same shuffled order on every worker) is cut into one contiguous slice per
+strategy's scope and runs ``keras_cluster.train_cluster``'s loop: each
+global batch (the same shuffled order on every worker) is cut into one contiguous slice per
 worker, each worker computes the gradient of its slice's share of the
 batch's mean loss, the strategy sums the gradients over the workers with
 collective operations (gRPC between hosts), and every worker applies the
 same optimizer step: the weights stay identical on every worker. Worker 0
-is the chief: it alone prints and writes the run folder.
+is the chief: it alone reports and writes the run folder.
 
-``convnet train --backend keras --workers N`` without TF_CONFIG runs the
-cluster on this machine: ``run_workers`` picks free loopback ports, gives
-each worker its TF_CONFIG and starts N ``convnet train`` processes, streams
-the chief's output, and stops them all when one fails.
+``workers=N`` without TF_CONFIG runs the cluster on this machine: ``run_workers`` picks free loopback ports, gives
+each worker its TF_CONFIG and starts N worker processes (``python -m
+convnet.worker`` with the run's config), streams the chief's output, and
+stops them all when one fails. The training loop each worker runs is
+``convnet.tf.keras_cluster``.
 """
 import contextlib
 import json
@@ -31,10 +32,9 @@ import tempfile
 import threading
 import time
 
-import numpy as np
-
 from convnet.checks import check_count
 from convnet.errors import BadOptionError, UserError
+from convnet.parallel.job import die_with_parent
 
 # Set by ``run_workers`` in the environment of the workers it starts, to the
 # launcher's process id. It tells a worker that (1) the launcher already holds
@@ -45,7 +45,6 @@ LAUNCHER_ENV = "CONVNET_KERAS_LAUNCHER"
 # A check used by the tests: when set to a folder, every worker, chief
 # included, also writes its final weights there as ``worker-INDEX.npz``.
 WORKER_WEIGHTS_ENV = "CONVNET_KERAS_WORKER_WEIGHTS"
-EVAL_BATCH = 1000
 ERROR_PREFIX = "convnet: error: "
 
 
@@ -96,7 +95,7 @@ def cluster_task(environ=None):
 
 
 def claims_run_folder(environ=None):
-    """Whether this ``convnet train --backend keras`` process must claim its --out.
+    """Whether this Keras training process must claim its run folder.
 
     A process outside a cluster and a chief started by hand claim it; the
     other workers write nothing, and a chief started by ``run_workers``
@@ -119,8 +118,9 @@ def check_spec(spec, workers):
     """
     if workers > 1 and any(layer["layer"] == "BatchNormalization" for layer in spec["layers"]):
         raise BadOptionError(f"a model with BatchNormalization trains on one worker only (its "
-                             f"batch statistics need each batch whole), received --workers "
-                             f"{workers} with --model {spec['name']}")
+                             f"batch statistics need each batch whole), received {{workers}} "
+                             f"{workers} with {{model}} {spec['name']}",
+                             fields=("workers", "model"))
 
 
 def free_ports(count):
@@ -152,8 +152,7 @@ def run_workers(command, workers, log, timeout=None, program=None):
     Parameters
     ----------
     command : list of str
-        The arguments of ``convnet`` every worker runs, e.g. ``["train",
-        "--backend", "keras", "--workers", "2", "--out", "runs/x"]``.
+        The arguments of ``program`` every worker runs (see ``worker_command``).
     workers : int
         Number of worker processes, >= 1.
     log : callable
@@ -163,7 +162,7 @@ def run_workers(command, workers, log, timeout=None, program=None):
     timeout : float, optional
         Seconds after which the workers are stopped (default: none).
     program : list of str, optional
-        What runs the command (default: this Python's ``-m convnet.apps.cli.cli``).
+        What runs the command (default: this Python's ``-m convnet.worker``).
 
     Raises
     ------
@@ -173,7 +172,7 @@ def run_workers(command, workers, log, timeout=None, program=None):
         line, or the signal that killed it>``.
     """
     check_count("workers", workers)
-    program = list(program or [sys.executable, "-m", "convnet"])
+    program = list(program or [sys.executable, "-m", "convnet.worker"])
     env = dict(os.environ, **{LAUNCHER_ENV: str(os.getpid())})
     processes, timed_out = [], False
     relay = _LineRelay(log)
@@ -271,205 +270,24 @@ class _LineRelay:
             raise failure
 
 
-def worker_command(args):
-    """The ``convnet`` arguments that make a worker of the same training as ``args``.
+def worker_command(config):
+    """The arguments of the worker program that make a worker of the training ``config``.
 
-    ``args`` is the parsed ``convnet train --backend keras`` namespace, its
-    ``out`` already resolved. The worker gets the same options, explicitly;
-    ``--overwrite`` is left out since the workers do not claim the folder.
+    ``config`` is the run's ``TrainConfig``; the worker gets it whole, as
+    JSON, except ``overwrite``: the launcher claims the run folder, the
+    workers do not.
     """
-    command = [*(["--debug"] if args.debug else []), *(["--verbose"] if args.verbose else []),
-               "train", "--backend", "keras", "--model", args.model,
-               "--dataset", args.dataset, "--epochs", args.epochs,
-               "--batch-size", args.batch_size, "--seed", args.seed, "--out", args.out,
-               "--workers", args.workers]
-    for option, value in (("--data", args.data), ("--optimizer", args.optimizer),
-                          ("--lr", args.lr), ("--limit", args.limit)):
-        if value is not None:
-            command += [option, value]
-    return [str(part) for part in command]
+    return [config.replace(overwrite=False).to_json()]
 
 
-def _end_with_launcher(launcher):
+def end_with_launcher(launcher):
     """Have this worker killed when its launcher (process id ``launcher``) dies, however it dies.
 
     Otherwise a launcher killed with SIGKILL would leave its workers waiting
     for each other. Linux only (``prctl``); a launcher already gone ends the
     worker at once.
     """
-    from convnet.parallel.distributed import die_with_parent
     die_with_parent(signal.SIGKILL)
     if os.getppid() != launcher:
         raise WorkerError(f"the process that started this Keras worker (pid {launcher}) has "
                           "ended")
-
-
-# ---------------------------------------------------------------- a worker
-def train_cluster(data, spec, epochs=5, batch_size=32, optimizer="adam", learning_rate=None,
-                  seed=0, log=None):
-    """Train the Keras twin of ``spec`` as this worker of the TF_CONFIG cluster.
-
-    Keras 3's ``fit`` does not run under MultiWorkerMirroredStrategy (it
-    fails converting the per-replica batches), so the loop is written here.
-    Each epoch visits the training set in ``trainer.epoch_order(seed,
-    epoch)`` order, the same on every worker; each global batch of
-    ``batch_size`` images is cut into one contiguous slice per worker
-    (worker ``i`` of ``n`` takes rows ``floor(b i / n)`` to ``floor(b (i+1) /
-    n) - 1`` of a batch of ``b``), each worker takes the gradient of
-    ``sum(its losses) / b``, and the strategy sums those gradients: the
-    gradient of the batch's mean loss, whatever the number of workers.
-
-    Parameters
-    ----------
-    data : tuple
-        (X_train, Y_train, X_valid, Y_valid): images (m, h, w, c) of the
-        spec's input shape ((m, h, w) when c is 1) and integer labels (m,).
-    spec : dict
-        The canonical spec.
-    epochs, batch_size : int
-        ``batch_size`` is the global batch, shared among the workers.
-    optimizer : str
-        adam, rmsprop or sgd (Keras's own).
-    learning_rate : float, optional
-        Default: Keras's for the optimizer.
-    seed : int
-        Seeds the initial weights, the dropout masks and the order.
-    log : callable, optional
-        Receives each epoch's line in task 4's format (give it on the chief).
-
-    Returns
-    -------
-    history : dict
-        "loss", "accuracy" (means over the epoch's training batches, as
-        Keras's fit reports them), "val_loss", "val_accuracy" (measured
-        after the epoch, on the chief only: empty lists on the others) and
-        "epoch_seconds", one entry per epoch.
-    model : keras.Model
-        The trained twin (the same weights on every worker).
-    index : int
-        This worker's index; 0 is the chief.
-    """
-    index, workers = cluster_task()
-    from convnet.tf import tf_training
-    from convnet.tf.tensorflow_import import import_tensorflow
-    from convnet.training import trainer
-    tf = import_tensorflow()
-    if LAUNCHER_ENV in os.environ:
-        _end_with_launcher(int(os.environ[LAUNCHER_ENV]))
-        # The workers share this machine's processors; set before TensorFlow starts.
-        from convnet.parallel.distributed import available_processors
-        threads = max(1, available_processors() // workers)
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    # Creating the strategy must come before any TensorFlow operation runs.
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    input_shape = tuple(spec["layers"][0]["shape"])
-    X_train, Y_train, X_valid, Y_valid = data
-    X_train = tf_training.as_images(X_train, input_shape)
-    X_valid = tf_training.as_images(X_valid, input_shape)
-    T_train = tf_training.keras_targets(spec, Y_train)
-    T_valid = tf_training.keras_targets(spec, Y_valid)
-    tf_training.set_seeds(seed)
-    with strategy.scope():
-        model = tf_training.build_keras(spec, optimizer, learning_rate, seed)
-        model.optimizer.build(model.trainable_variables)
-    loss_function = tf.keras.losses.get(spec["loss"])
-    images = tf.TensorSpec((None, *input_shape), tf.float32)
-    targets = tf.TensorSpec((None, T_train.shape[1]), tf.float32)
-
-    def replica_step(X, T, size):
-        with tf.GradientTape() as tape:
-            output = model(X, training=True)
-            losses = loss_function(T, output)
-            loss = tf.reduce_sum(losses) / size
-        grads = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return tf.stack([tf.reduce_sum(losses), _correct(tf, output, T)])
-
-    # One trace per worker (the signature leaves the batch free): every worker then
-    # creates its collective operations in the same order.
-    @tf.function(input_signature=[images, targets, tf.TensorSpec((), tf.float32)])
-    def train_step(X, T, size):
-        """This worker's (sum of losses, right answers) on its slice; updates the weights."""
-        return strategy.experimental_local_results(
-            strategy.run(replica_step, args=(X, T, size)))[0]
-
-    @tf.function(input_signature=[tf.TensorSpec((2,), tf.float64)])
-    def sum_over_workers(values):
-        return strategy.reduce(tf.distribute.ReduceOp.SUM,
-                               strategy.run(tf.identity, args=(values,)), axis=None)
-
-    history = tf_training._empty_history()
-    m = len(X_train)
-    for epoch in range(1, epochs + 1):
-        order = trainer.epoch_order(seed, epoch, m)
-        # Summed here and over the workers once an epoch, not at every step: each
-        # collective operation costs a round trip between the workers.
-        totals = tf.zeros(2, tf.float64)
-        start_time = time.perf_counter()
-        for start in range(0, m, batch_size):
-            batch = order[start:start + batch_size]
-            mine = batch[len(batch) * index // workers:len(batch) * (index + 1) // workers]
-            totals += tf.cast(train_step(X_train[mine], T_train[mine], np.float32(len(batch))),
-                              tf.float64)
-        loss_sum, correct = sum_over_workers(totals).numpy()
-        history["epoch_seconds"].append(time.perf_counter() - start_time)
-        history["loss"].append(float(loss_sum) / m)
-        history["accuracy"].append(float(correct) / m)
-        if index == 0:
-            val_loss, val_accuracy = evaluate(model, spec, X_valid, T_valid)
-            history["val_loss"].append(val_loss)
-            history["val_accuracy"].append(val_accuracy)
-            if log is not None:
-                log(trainer.epoch_line(epoch, history["loss"][-1], history["accuracy"][-1],
-                                       val_loss, val_accuracy))
-    return history, model, index
-
-
-def _correct(tf, output, T):
-    """Number of right answers in a batch: argmax of a softmax, 0.5 threshold of a sigmoid."""
-    if T.shape[-1] == 1:
-        right = tf.equal(tf.cast(output > 0.5, tf.float32), T)
-    else:
-        right = tf.equal(tf.argmax(output, axis=-1), tf.argmax(T, axis=-1))
-    return tf.reduce_sum(tf.cast(right, tf.float32))
-
-
-def evaluate(model, spec, X, targets, batch_size=EVAL_BATCH):
-    """Mean loss and accuracy of ``model`` on one worker, without the strategy.
-
-    Parameters
-    ----------
-    model : keras.Model
-        A twin of ``spec`` (its variables may be the strategy's).
-    spec : dict
-        Its canonical spec.
-    X : ndarray of shape (m, h, w, c)
-    targets : ndarray of shape (m, k)
-        ``tf_training.keras_targets`` of the labels.
-
-    Returns
-    -------
-    tuple of float
-        (loss, accuracy), means over the m examples.
-    """
-    from convnet.tf.tensorflow_import import import_tensorflow
-    tf = import_tensorflow()
-    loss_function = tf.keras.losses.get(spec["loss"])
-    loss_sum = correct = 0.0
-    for start in range(0, len(X), batch_size):
-        output = model(X[start:start + batch_size], training=False)
-        T = tf.constant(targets[start:start + batch_size])
-        loss_sum += float(tf.reduce_sum(loss_function(T, output)))
-        correct += float(_correct(tf, output, T))
-    return loss_sum / len(X), correct / len(X)
-
-
-def write_worker_weights(model, index, environ=None):
-    """Write this worker's weights as ``worker-INDEX.npz`` where WORKER_WEIGHTS_ENV says (a check)."""
-    environ = os.environ if environ is None else environ
-    folder = environ.get(WORKER_WEIGHTS_ENV)
-    if folder:
-        from convnet import storage
-        weights = {f"w{number}": value for number, value in enumerate(model.get_weights())}
-        storage.save_npz(os.path.join(folder, f"worker-{index}.npz"), **weights)

@@ -1,1 +1,1 @@
-"""Training runs of the NumPy network: the loop, checkpoints and run folders."""
+"""Training runs: their config and events, the NumPy loop and backend, checkpoints, run folders."""

@@ -137,7 +137,7 @@ def _run_members():
     members["dataset"] = Member((), "U")
     # How the steps were shared (``convnet.parallel.distributed.rule_of``); older checkpoints lack it.
     members["rule"] = Member((), "U")
-    # The random changes made to the training images (``--augment``), joined by commas.
+    # The random changes made to the training images (``TrainConfig.augment``), joined by commas.
     members["augment"] = Member((), "U")
     for key in HISTORY_KEYS + ("epoch_seconds",):
         members[f"history_{key}"] = Member(None, "f")

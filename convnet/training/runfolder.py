@@ -1,4 +1,4 @@
-"""One training run at a time in a run folder (``convnet train --out DIR``).
+"""One training run at a time in a run folder (``TrainConfig.out``).
 
 ``claim(folder)`` takes an exclusive lock on ``folder/.lock`` (``flock``,
 released by the system when the process ends, however it ends) and writes
@@ -56,8 +56,8 @@ def claim(folder, resume=False, overwrite=False):
         The folder or its lock file cannot be created.
     """
     if resume and overwrite:
-        raise BadOptionError("--resume continues the run in the folder and --overwrite replaces "
-                             "it: give one of them")
+        raise BadOptionError("{resume} continues the run in the folder and {overwrite} "
+                             "replaces it: give one of them", fields=("resume", "overwrite"))
     folder = Path(folder)
     descriptor = _lock(folder)
     lock_path = folder / LOCK_NAME
@@ -65,8 +65,9 @@ def claim(folder, resume=False, overwrite=False):
         present = [name for name in RUN_FILES if (folder / name).exists()]
         if present and not (resume or overwrite):
             raise RunFolderBusyError(
-                f"{folder} already holds a run ({', '.join(present)}): add --resume to continue "
-                "it, --overwrite to replace it, or choose another --out")
+                f"{folder} already holds a run ({', '.join(present)}): add {{resume}} to "
+                "continue it, {overwrite} to replace it, or choose another {out}",
+                fields=("resume", "overwrite", "out"))
         stale = storage.stale_temporary_files(folder)
         for path in stale:
             path.unlink(missing_ok=True)
@@ -95,7 +96,7 @@ def _lock(folder):
             who = f"process {holder}" if holder else "another process"
             raise RunFolderBusyError(f"{folder} is in use by {who} (another convnet train "
                                      "writing there): wait for it to end, or choose another "
-                                     "--out") from None
+                                     "{out}", fields=("out",)) from None
         try:
             still_there = os.stat(lock_path).st_ino == os.fstat(descriptor).st_ino
         except FileNotFoundError:

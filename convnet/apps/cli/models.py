@@ -1,0 +1,231 @@
+"""The commands that use a trained model: ``evaluate``, ``predict``, ``summary``, ``show``,
+``filters`` (the hand-made kernels need none) and ``serve``."""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from convnet import api
+from convnet.apps.cli.options import (
+    DEFAULT_CHECKPOINT,
+    add_dataset_options,
+    non_negative_int,
+    positive_int,
+)
+from convnet.errors import BadCheckpointError, BadOptionError
+from convnet.training import trainer
+
+
+def configure_evaluate(parser):
+    parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
+                        help="checkpoint .npz written by `convnet train` (or a LeNet-5 "
+                             f"weights.npz) (default: {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--split", choices=("train", "valid", "test"), default="test",
+                        help="which split to measure (default: test)")
+    add_dataset_options(parser, default=None)
+
+
+def configure_predict(parser):
+    parser.add_argument("images", metavar="IMAGE", nargs="+",
+                        help="PNG or JPEG files, one digit each, any size; dark-on-light "
+                             "images are inverted, and the digit is scaled and centred as in MNIST")
+    parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
+                        help="checkpoint .npz of a model of 28x28 grey images written by "
+                             f"`convnet train` (default: {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--top", type=positive_int, default=3,
+                        help="how many of the most likely digits to show (default: 3)")
+    parser.add_argument("--show", action="store_true",
+                        help="also draw, for each image, the 28x28 input the network saw and "
+                             "its probabilities (PNG files in --out)")
+    parser.add_argument("--out", metavar="DIR", default="runs/pictures",
+                        help="folder of --show's pictures (default: runs/pictures)")
+
+
+def run_predict(args):
+    predict_cli(args)
+
+
+# ---------------------------------------------------------------- pictures
+def configure_summary(parser):
+    # The fully connected 784-512-512-10 network is always shown beside LeNet-5.
+    parser.add_argument("--alexnet", action="store_true",
+                        help="also show AlexNet (2012), reviewed in 0x07-cnn/6-alexnet.md")
+    parser.add_argument("--model", metavar="NAME", default=None,
+                        help="show only this network's Keras-style table: a zoo name (lenet5, "
+                             "lenet5-classic, mlp, mnist-cnn, cifar-cnn, happy-model, signs-cnn) "
+                             "or a spec.json")
+    parser.add_argument("--checkpoint", metavar="PATH", default=None,
+                        help="show only the Keras-style table of this checkpoint's model, and "
+                             "what it was trained on")
+
+
+def run_summary(args):
+    if args.checkpoint is not None:
+        if args.model is not None:
+            raise BadOptionError("give --model or --checkpoint, not both")
+        summary_checkpoint_cli(args)
+        return
+    if args.model is not None:
+        from convnet.nn import sequential
+        spec = trainer.model_spec(args.model)
+        try:
+            model = sequential.Sequential(spec)
+        except ValueError as error:   # a layer that does not fit its input
+            raise BadOptionError(f"--model: {error}") from None
+        print(sequential.summary_text(model.summary()))
+        return
+    from convnet.nn import architectures
+    print(architectures.summary_report(alexnet=args.alexnet))
+
+
+def configure_show(parser):
+    parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--index", type=non_negative_int, default=0,
+                        help="validation image whose feature maps are drawn, also the first "
+                             "of the 25 predictions shown (default: 0)")
+    parser.add_argument("--out", metavar="DIR", default="runs/pictures")
+    parser.add_argument("--image", metavar="FILE", default=None,
+                        help="draw only the feature maps of this digit picture (PNG or JPEG, "
+                             "prepared as `convnet predict` does)")
+    parser.add_argument("--mistakes", action="store_true",
+                        help="also draw the first 25 mistakes on the validation split")
+    add_dataset_options(parser, default=None)
+
+
+def run_show(args):
+    show_cli(args)
+
+
+def configure_filters(parser):
+    parser.add_argument("--image", metavar="PATH", default=None,
+                        help="photograph to filter (default: a sample photo shipped with matplotlib)")
+    parser.add_argument("--out", metavar="DIR", default="runs/pictures")
+
+
+def run_filters(args):
+    from convnet.apps.pictures import plots
+    print(plots.draw_classic_filters_of(args.image, args.out))
+
+
+def _load_checkpoint_model(args):
+    """The model of ``args.checkpoint``, its dataset (checked against ``--dataset``) and names."""
+    model, stored, names = trainer.load_model(args.checkpoint)
+    dataset = api.checkpoint_dataset(args.checkpoint, stored, args.dataset)
+    return model, dataset, names
+
+
+def run_evaluate(args):
+    """``convnet evaluate``: print the loss and accuracy of a checkpoint on a split."""
+    measured = api.evaluate(args.checkpoint, split=args.split, dataset=args.dataset,
+                            data=args.data)
+    print(f"{args.checkpoint} on the {measured.dataset} {args.split} split ({measured.images} "
+          f"images): accuracy {measured.accuracy:.4f}, loss {measured.loss:.4f}")
+
+
+def predict_cli(args):
+    """Run ``convnet predict``: print the class and top probabilities for each image file.
+
+    ``args`` has images (paths), checkpoint and top (how many probabilities);
+    with ``show`` true it also draws each prepared 28x28 input and its
+    probabilities into the folder ``out`` and prints the PNG paths. The
+    checkpoint's model must take 28x28 grey images (the pictures are
+    prepared as MNIST digits).
+    """
+    from convnet.data.images import load_digit_image
+    model, dataset, names = trainer.load_model(args.checkpoint)
+    if tuple(model.input_shape) != (28, 28, 1):
+        raise BadOptionError(f"convnet predict prepares pictures as 28x28 grey digits, but "
+                             f"the model of {args.checkpoint} takes images of shape "
+                             f"{tuple(model.input_shape)}")
+    images = np.stack([load_digit_image(path) for path in args.images])
+    probabilities = model.predict_proba(images)
+    if probabilities.shape[1] == 1:
+        probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
+    top = min(args.top, probabilities.shape[1])
+    label = (lambda k: str(k)) if dataset in (None, "mnist") else (lambda k: names[k])
+    for path, probs in zip(args.images, probabilities):
+        ranked = np.argsort(probs)[::-1][:top]
+        shown = ", ".join(f"{label(k)}: {probs[k]:.4f}" for k in ranked)
+        print(f"{path}: {label(ranked[0])} ({shown})")
+    if getattr(args, "show", False):
+        from convnet.apps.pictures.plots import draw_input_and_probabilities, input_picture_names
+        from convnet.data import class_names
+        for path, name, image, probs in zip(args.images, input_picture_names(args.images),
+                                            images, probabilities):
+            print(draw_input_and_probabilities(image, probs, Path(args.out) / name,
+                                               names=class_names(dataset, stored=names, short=True),
+                                               title=f"What the network saw: {path}"))
+
+
+def show_cli(args):
+    """Run ``convnet show``: draw the pictures of a checkpoint and print their paths.
+
+    See ``plots.draw_checkpoint_pictures``; with ``args.image`` (a digit
+    picture file) only that image's feature maps are drawn, prepared as
+    ``convnet predict`` prepares it.
+    """
+    from convnet.apps.pictures import plots
+    from convnet.data import class_names
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file() and not checkpoint.is_dir():
+        raise BadCheckpointError(f"checkpoint {checkpoint} not found (train one with "
+                                 "`convnet train`, or pass --checkpoint PATH)")
+    model, dataset, stored = _load_checkpoint_model(args)
+    names = class_names(dataset, stored=stored, short=True)
+    if getattr(args, "image", None) is not None:
+        if tuple(model.input_shape) != (28, 28, 1):
+            raise BadOptionError(f"--image is prepared as a 28x28 grey digit, but the model of "
+                                 f"{checkpoint} takes images of shape "
+                                 f"{tuple(model.input_shape)}")
+        print(plots.draw_image_maps(model, Path(args.image), Path(args.out), names))
+        return
+    X_valid, Y_valid = api.load_split(model, dataset, "valid", args.data)
+    for path in plots.draw_checkpoint_pictures(model, str(checkpoint), X_valid, Y_valid,
+                                               args.index, Path(args.out), names,
+                                               mistakes=getattr(args, "mistakes", False)):
+        print(path)
+
+
+def summary_checkpoint_cli(args):
+    """Run ``convnet summary --checkpoint PATH``: the model's table and what it learnt from."""
+    from convnet.nn import sequential
+    model, dataset, names = trainer.load_model(args.checkpoint)
+    print(sequential.summary_text(model.summary()))
+    if dataset is None:
+        print("Dataset: not recorded (a LeNet-5 weights file)")
+    else:
+        print(f"Dataset: {dataset} ({len(names)} classes: {', '.join(names)})")
+
+
+# ---------------------------------------------------------------- serve
+def configure_serve(parser):
+    parser.description = (
+        "Serve a page that shows the network at work: draw a digit and watch every layer, "
+        "inspect the arithmetic of a convolution, back-propagate, browse the mistakes.")
+    parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
+                        help="checkpoint .npz of a model of 28x28 grey images written by "
+                             f"`convnet train` (default: {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=positive_int, default=8000, help="default 8000")
+    add_dataset_options(parser, default=None)
+
+
+def run_serve(args):
+    from convnet.apps.page import serve
+    if args.port > 65535:
+        raise BadOptionError(f"--port must be at most 65535, received {args.port}")
+    view = serve.NetworkView.from_checkpoint(args.checkpoint)
+    dataset = api.checkpoint_dataset(args.checkpoint, view.dataset, args.dataset)
+    if view.dataset is None and dataset != "mnist":
+        from convnet.data import class_names
+        view.class_names = class_names(dataset, short=True)
+    warning = serve.host_warning(args.host)
+    app = serve.build_app(view, browser=serve.browser_for(view, dataset, args.data),
+                          checkpoint=str(args.checkpoint),
+                          allowed_hosts=None if warning else serve.LOOPBACK_NAMES)
+    if warning:
+        print(warning, file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving {args.checkpoint} on http://{host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    serve.run(app, args.host, args.port)

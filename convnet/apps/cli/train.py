@@ -1,0 +1,279 @@
+"""``convnet train``: the options become a ``TrainConfig``, the run's events become lines.
+
+What the command prints, all from the events of ``convnet.train``: the run's
+banner, task 4's line after every epoch, the final accuracies and where the
+files are; a progress bar on standard error while an epoch trains; with
+``--serve``, the page of ``convnet serve`` fed with the weights as they
+change (Watch training). The picture of the history's curves is drawn here,
+once the run is over.
+"""
+import sys
+from pathlib import Path
+
+from convnet.apps.cli.options import (
+    OPTIMIZERS,
+    SEED_LIMIT,
+    add_dataset_options,
+    non_negative_int,
+    note,
+    positive_float,
+    positive_int,
+    say,
+    seed_int,
+    unit_float,
+)
+from convnet.training.checkpoint import HISTORY_KEYS
+from convnet.training.config import TrainConfig
+from convnet.training.events import (
+    EpochEnded,
+    Note,
+    RunFinished,
+    RunStarted,
+    Snapshot,
+    StepEnded,
+    epochs_text,
+)
+
+# The option of each TrainConfig field: the field's name without its underscores' dashes.
+FIELDS = ("model", "dataset", "data", "backend", "epochs", "batch_size", "optimizer", "lr",
+          "momentum", "keep", "seed", "out", "resume", "overwrite", "limit", "processes",
+          "micro_batch", "workers", "serve", "serve_port", "serve_every")
+
+
+def configure(parser):
+    parser.add_argument("--backend", choices=("numpy", "tf1", "keras"), default="numpy",
+                        help="numpy: the project's own engine (default); keras: the Keras "
+                             "twin of --model, trained by Keras's fit; tf1: task 4's "
+                             "TensorFlow graph of LeNet-5, built from the lenet5 spec")
+    parser.add_argument("--model", metavar="NAME", default="lenet5",
+                        help="a zoo name (lenet5, lenet5-classic, mlp, mnist-cnn, cifar-cnn, "
+                             "happy-model, signs-cnn) or a spec.json (default: lenet5); "
+                             "--backend tf1 trains lenet5 only")
+    add_dataset_options(parser)
+    parser.add_argument("--epochs", type=non_negative_int, default=5)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                        help="numpy and keras backends: the optimizer, with Keras's defaults "
+                             "(default: the model's own, adam if its spec names none)")
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="learning rate (default: Keras's for the optimizer: 0.001 for adam "
+                             "and rmsprop, 0.01 for sgd)")
+    parser.add_argument("--momentum", type=unit_float, default=None,
+                        help="numpy backend: momentum of sgd or rmsprop, in [0, 1) (default 0)")
+    parser.add_argument("--augment", choices=("flip", "shift"), action="append", default=None,
+                        help="numpy backend, repeatable: change the training images at random "
+                             "at every step: flip mirrors half of them left to right, shift "
+                             "moves each by up to 2 pixels (for Fashion-MNIST and CIFAR-10; a "
+                             "mirrored digit is another digit)")
+    parser.add_argument("--keep", choices=("last", "best"), default="last",
+                        help="numpy backend: best also keeps best.npz, the checkpoint of the "
+                             "epoch with the best validation accuracy (default: last only)")
+    parser.add_argument("--seed", type=seed_int, default=0,
+                        help=f"random seed, 0 to {SEED_LIMIT - 1} (default: 0)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder for checkpoint, history and plots "
+                             "(default: runs/MODEL-BACKEND, e.g. runs/lenet5-numpy)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the checkpoint in --out (numpy backend)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train afresh into an --out that already holds a run, replacing it")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="train on only the first N training images")
+    parser.add_argument("--processes", type=positive_int, default=None,
+                        help="numpy backend: MPI processes sharing each training step "
+                             "(default: one per processor idle now, at most one per 16 "
+                             "images of a batch, or for a model without convolution one "
+                             "process with that many BLAS threads; a model with "
+                             "BatchNormalization trains in one process; --resume continues "
+                             "as the run began). Under mpiexec, leave it out: the job's ranks "
+                             "share the steps")
+    parser.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
+                        help="numpy backend: cut each batch into micro-batches of N images, "
+                             "added in a fixed order, so that one seed gives the same weights "
+                             "whatever --processes (slower on one process; default: one "
+                             "slice of each batch per process)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="keras backend: train on N worker processes over loopback with "
+                             "TensorFlow's MultiWorkerMirroredStrategy, each taking a share of "
+                             "every batch (default 1: Keras's fit in this process); with "
+                             "TF_CONFIG set, this process is the worker it names (see "
+                             "docs/distributed.md)")
+    parser.add_argument("--serve", action="store_true",
+                        help="numpy backend: stream the loss, accuracy and first-layer filters "
+                             "to the page of `convnet serve` (Watch training) on 127.0.0.1")
+    parser.add_argument("--serve-port", type=positive_int, default=8000,
+                        help="port of --serve's page (default 8000)")
+    parser.add_argument("--serve-every", type=positive_int, default=50, metavar="N",
+                        help="--serve sends an update every N steps (default 50)")
+
+
+def config_of(args):
+    """The ``TrainConfig`` of the parsed ``convnet train`` options."""
+    values = {field: getattr(args, field) for field in FIELDS}
+    return TrainConfig(augment=tuple(args.augment or ()), **values)
+
+
+def run(args):
+    """``convnet train``: train as the options say, printing the run's events."""
+    from convnet import api
+    config = config_of(args)
+    printer = RunPrinter(config)
+    try:
+        api.train(config, on_event=printer, progress=True)
+    finally:
+        printer.close()
+
+
+def save_history_plot(history, path, first_epoch, log=None):
+    """Draw a history's curves; return the PNG path, or None without matplotlib.
+
+    matplotlib is an optional dependency, so a missing one skips the figure
+    with a note (one line sent to ``log``, if given), not an error.
+    """
+    try:
+        from convnet.apps.pictures.plots import plot_history
+    except ImportError as error:
+        if log is not None:
+            log(f"history plot skipped: {error}")
+        return None
+    return plot_history({key: history[key] for key in HISTORY_KEYS}, path,
+                        first_epoch=first_epoch)
+
+
+def banner(event):
+    """The first line of a run: what is trained, on what, and how."""
+    common = (f"training {event.model} ({event.backend}) on {event.train_size} {event.dataset} "
+              f"images, {epochs_text(event.epochs)}, batch {event.batch_size}")
+    if event.backend != "numpy":
+        rate = f"lr {event.lr}" if event.lr is not None else "Keras's default lr"
+        workers = ("" if event.workers is None else
+                   f", {event.workers} worker{'s' if event.workers > 1 else ''}")
+        return f"{common}, {event.optimizer}, {rate}, seed {event.seed}{workers}"
+    how = f"{event.processes} process{'es' if event.processes > 1 else ''}"
+    if event.micro_batch is not None:
+        how += f", micro-batches of {event.micro_batch}"
+    if event.threads > 1:
+        how += f", {event.threads} BLAS threads"
+    if event.augment:
+        how += f", augment {event.augment}"
+    return f"{common}, {event.optimizer} lr {event.lr:g}, seed {event.seed}, {how}"
+
+
+class RunPrinter:
+    """The ``on_event`` of ``convnet train``: prints the events, draws the bar, feeds the page.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's (``serve``, ``serve_port`` and ``serve_every`` for the page).
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.started = None
+        self._bar = self._bar_epoch = None
+        self.watcher = self.server = self.mirror = None
+
+    def __call__(self, event):
+        """Show one event."""
+        if isinstance(event, StepEnded):
+            self._step(event)
+        elif isinstance(event, Snapshot):
+            self._snapshot(event)
+        elif isinstance(event, EpochEnded):
+            self._close_bar()
+            say(event.line())
+            if self.watcher is not None and event.epoch > 0:
+                self.watcher.publish(event.epoch)   # the page shows each epoch's final weights
+        elif isinstance(event, RunStarted):
+            self.started = event
+            if event.resumed_from is not None:
+                say(f"resuming from {event.resumed_from} after epoch {event.start_epoch}")
+            say(banner(event))
+        elif isinstance(event, Note):
+            say(event.text)
+        elif isinstance(event, RunFinished):
+            self._close_bar()
+            self._finished(event)
+
+    def close(self):
+        """Take down the bar and the page (the run is over, or stopped)."""
+        self._close_bar()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    # ------------------------------------------------------------ steps
+    def _step(self, event):
+        if self._bar_epoch != event.epoch:
+            self._close_bar()
+            self._bar_epoch = event.epoch
+            self._bar = _progress_bar(f"epoch {event.epoch}/{event.epochs}", event.steps)
+        if self._bar is not None:
+            self._bar.update(1)
+        if self.watcher is not None:
+            self.watcher(event.epoch, event.loss)
+
+    def _close_bar(self):
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = self._bar_epoch = None
+
+    def _snapshot(self, event):
+        if self.mirror is None:
+            self._serve(event.weights)
+        else:
+            self.mirror.set_weights(event.weights)
+
+    def _serve(self, weights):
+        """Start the page of ``convnet serve`` for this run, on the weights it starts from."""
+        from convnet import data
+        from convnet.apps.page import serve
+        from convnet.nn.sequential import Sequential
+        config = self.config
+        self.mirror = Sequential(self.started.spec, seed=0)
+        self.mirror.set_weights(weights)
+        X_valid, Y_valid = data.load_dataset(config.dataset, config.data)[2:4]
+        self.watcher, self.server = serve.watch_training(
+            self.mirror, X_valid, Y_valid, port=config.serve_port, every=config.serve_every)
+        say(f"watch the training on {self.server.url} (Watch training)")
+
+    # ------------------------------------------------------------ the end
+    def _finished(self, run):
+        """The final lines: accuracies, training time, files (and the picture of the history)."""
+        files = dict(run.files)
+        numpy_run = "checkpoint" in files
+        plot = None
+        if numpy_run:
+            # The first entry of the history is the untrained network (epoch 0).
+            plot = save_history_plot(run.history, Path(self.config.out) / "history.png",
+                                     run.plot_from, log=note)
+        print(f"validation accuracy {run.valid_accuracy:.4f}, "
+              f"test accuracy {run.test_accuracy:.4f}")
+        if run.seconds_per_epoch is not None:
+            print(f"training time {run.seconds_per_epoch:.1f} s per epoch "
+                  f"({run.train_size} images, batch {run.batch_size})")
+        if numpy_run:
+            where = f"checkpoint: {files['checkpoint']}"
+            if "best" in files:
+                where += f", best: {files['best']} (epoch {run.best_epoch})"
+            where += f", history: {files['history']}"
+            print(where + (f", plot: {plot}" if plot is not None else ""), flush=True)
+            return
+        written = list(files.values())
+        if run.plot_from is not None:
+            plot = save_history_plot(run.history, Path(self.config.out) / "history.png",
+                                     run.plot_from, log=note)
+            if plot is not None:
+                written.append(str(plot))
+        print("wrote " + ", ".join(written), flush=True)
+
+
+def _progress_bar(description, total):
+    """A tqdm bar on standard error, or None without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(desc=description, total=total, unit="batch", leave=False, file=sys.stderr,
+                mininterval=0.5)

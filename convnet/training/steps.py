@@ -1,0 +1,227 @@
+"""How a batch's gradient is computed and applied: the steps a training loop runs.
+
+The loop (``convnet.training.loop``) asks a *steps* object for two things:
+
+- ``step(X, Y) -> loss``: one optimiser step on a batch, returning the
+  batch's mean loss before the update;
+- ``evaluate(sets, batch_size) -> [(loss, accuracy), ...]``: measurements
+  of whole sets with the current weights;
+
+and reads ``is_writer`` (the one process that writes files and speaks).
+``LocalSteps`` is this process alone; ``convnet.parallel.distributed.DataParallel``
+shares the same steps among the ranks of an MPI job, with the same rule.
+
+The rule of a run says what makes two runs of one seed agree bit for bit,
+and a checkpoint records it (``rule_of``, ``check_same_rule``):
+
+- ``"processes N"`` (``micro_batch`` None): each batch is cut into one
+  nearly equal slice per process; one process runs whole batches at full
+  speed. ``", threads T"`` is added for one process whose BLAS runs on T
+  threads, which add a product's terms in another order;
+- ``"micro-batch M"``: each batch is cut into micro-batches of M images
+  whose gradients are added in a fixed order, whatever the number of
+  processes (one process pays a quarter to a third more per step);
+- ``"whole batches"``: a model with BatchNormalization, whose batch
+  statistics need each batch whole, in one process.
+"""
+import itertools
+import re
+
+import numpy as np
+
+from convnet.checks import check_count
+from convnet.errors import BadOptionError
+from convnet.nn.memory import views_like
+
+
+def uses_batch_statistics(model):
+    """True if the model has a layer whose training output depends on the whole batch."""
+    spec = getattr(model, "spec", None)
+    layers = spec.get("layers", []) if isinstance(spec, dict) else []
+    return any(entry.get("layer") == "BatchNormalization" for entry in layers)
+
+
+def even_runs(count, parts):
+    """Bounds of ``parts`` contiguous runs of ``count`` items: ``parts + 1`` offsets."""
+    return [count * part // parts for part in range(parts + 1)]
+
+
+def rule_of(processes, micro_batch=None, whole_batches=False, threads=1):
+    """What makes two runs of one seed agree bit for bit, as a string for a checkpoint.
+
+    ``"micro-batch 16"``: any number of ranks with that micro-batch;
+    ``"processes 2"``: that number of processes (``micro_batch=None``);
+    ``"processes 1, threads 2"``: one process whose BLAS runs on 2 threads;
+    ``"whole batches"``: a model with BatchNormalization, one process.
+    """
+    if whole_batches:
+        return "whole batches"
+    if micro_batch is None:
+        return f"processes {processes}" + (f", threads {threads}" if threads > 1 else "")
+    return f"micro-batch {micro_batch}"
+
+
+def layout_of_rule(rule):
+    """(processes, BLAS threads) a rule of ``rule_of`` fixes, or None if it fixes none."""
+    found = re.fullmatch(r"processes (\d+)(?:, threads (\d+))?", rule or "")
+    if found is None:
+        return None
+    return int(found.group(1)), int(found.group(2) or 1)
+
+
+def check_same_rule(saved, current):
+    """Raise unless a run saved under rule ``saved`` may resume under rule ``current``.
+
+    Both are ``rule_of`` strings; a checkpoint without one (``saved`` None)
+    resumes under any rule.
+
+    Raises
+    ------
+    BadOptionError
+        Naming both rules and how to resume alike.
+    """
+    if saved is not None and saved != current:
+        raise BadOptionError(
+            f"this run was trained with {saved!r} and would resume with {current!r}: the "
+            f"weights would match neither uninterrupted run; resume with the same number of "
+            f"processes (or the same {{micro_batch}})", fields=("micro_batch",))
+
+
+class LocalSteps:
+    """Training steps run by this process alone, under the rule of its micro-batches.
+
+    Parameters
+    ----------
+    model : Sequential
+        Anything with ``parameters()`` (arrays updated in place, one dtype),
+        ``loss_and_grads(X, Y) -> (mean loss, gradients)`` and
+        ``evaluate(X, Y, batch_size)``; a ``dropout_generator`` property is
+        used when present.
+    optimizer : Adam, RMSprop or SGD
+        Built on ``model.parameters()``, in that order; its ``iterations``
+        numbers the steps.
+    micro_batch : int or None
+        Images per micro-batch, their gradients added in order (the same
+        weights as any number of MPI ranks with this micro-batch). None:
+        whole batches.
+    seed : int
+        Seeds the Dropout masks, with the step's and micro-batch's numbers,
+        so that they do not depend on which process computes a micro-batch.
+    """
+
+    rank, size = 0, 1
+
+    def __init__(self, model, optimizer, micro_batch=None, seed=0):
+        if micro_batch is not None:
+            check_count("micro_batch", micro_batch)
+        self.model, self.optimizer, self.seed = model, optimizer, int(seed)
+        self.micro_batch = micro_batch
+        self.whole_batches = uses_batch_statistics(model)
+        self.params = list(model.parameters())
+        dtypes = {param.dtype for param in self.params}
+        if len(dtypes) != 1:
+            raise ValueError(f"the model's parameters must share one dtype, received "
+                             f"{sorted(map(str, dtypes))}")
+        self.dtype = dtypes.pop()
+        self._uses_dropout = getattr(model, "dropout_generator", None) is not None
+        self._size = sum(param.size for param in self.params)
+        self._total = np.zeros(self._size, self.dtype)
+        self._scratch = np.zeros(self._size, self.dtype)
+        self._total_views = views_like(self._total, self.params)
+        self._scratch_views = views_like(self._scratch, self.params)
+
+    @property
+    def rule(self):
+        """What makes two runs of one seed agree bit for bit (see ``rule_of``)."""
+        return rule_of(self.size, self.micro_batch, self.whole_batches)
+
+    @property
+    def is_writer(self):
+        """True on the one process that writes files (checkpoints, logs)."""
+        return self.rank == 0
+
+    def micro_batches(self, count):
+        """Bounds of the micro-batches of a batch of ``count`` images: a list of (start, stop)."""
+        if self.whole_batches:
+            return [(0, count)]
+        if self.micro_batch is None:
+            runs = even_runs(count, self.size)
+            return [(start, stop) for start, stop in itertools.pairwise(runs) if stop > start]
+        width = self.micro_batch
+        return [(start, min(start + width, count)) for start in range(0, count, width)]
+
+    def _gradient(self, X, Y, bounds, step, index):
+        """Mean loss and gradients of micro-batch ``index``, whichever process computes it."""
+        if self._uses_dropout:
+            self.model.dropout_generator = np.random.default_rng([self.seed, step, index])
+        start, stop = bounds
+        return self.model.loss_and_grads(X[start:stop], Y[start:stop])
+
+    def step(self, X, Y):
+        """Train on one batch; return the batch's mean loss before the update.
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, h, w, c)
+            The batch's images.
+        Y : ndarray of shape (m,)
+            Their integer labels.
+
+        Returns
+        -------
+        float
+            The micro-batches' mean losses weighted by their sizes, added in order.
+        """
+        count = len(X)
+        if count == 0:
+            raise ValueError("X must hold at least one image, received an empty batch")
+        if len(Y) != count:
+            raise ValueError(f"Y must have one label per image: X has {count}, Y has {len(Y)}")
+        step = self.optimizer.iterations + 1
+        batches = self.micro_batches(count)
+        weights = [(stop - start) / count for start, stop in batches]
+        loss, grads = self._sum(X, Y, batches, weights, step)
+        self.optimizer.step(grads)
+        return loss
+
+    def _sum(self, X, Y, batches, weights, step):
+        """The batch's loss and its micro-batches' gradients, weighted and added in order."""
+        if len(batches) == 1:
+            # A weight of 1 multiplies exactly: the gradients are the sum.
+            return self._gradient(X, Y, batches[0], step, 0)
+        loss = 0.0
+        for index, (bounds, weight) in enumerate(zip(batches, weights)):
+            part, grads = self._gradient(X, Y, bounds, step, index)
+            loss += weight * part
+            for total, scratch, grad in zip(self._total_views, self._scratch_views, grads):
+                if index == 0:
+                    np.multiply(grad, weight, out=total)
+                else:
+                    np.multiply(grad, weight, out=scratch)
+                    total += scratch
+        return loss, self._total_views
+
+    def evaluate(self, sets, batch_size=500):
+        """``model.evaluate`` on each ``(X, Y)`` of ``sets``.
+
+        Parameters
+        ----------
+        sets : list of (ndarray of shape (m, h, w, c), ndarray of shape (m,))
+            Images and integer labels; each set non-empty.
+        batch_size : int
+            Images per forward pass.
+
+        Returns
+        -------
+        list of (float, float)
+            ``(mean loss, accuracy)`` of each set.
+        """
+        check_count("batch_size", batch_size)
+        for X, _ in sets:
+            if len(X) == 0:
+                raise ValueError("cannot evaluate on an empty set of images")
+        return [self.model.evaluate(X, Y, batch_size) for X, Y in sets]
+
+    def parameters_agree(self):
+        """True: one process always agrees with itself (``DataParallel`` checks its ranks)."""
+        return True
