@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from convnet.nn.model import LeNet5
+from convnet.nn.lenet5 import LeNet5
 from convnet.nn.optim import SGD, Adam, RMSprop, make_optimizer
 from convnet.parallel.distributed import DataParallel
 

@@ -118,7 +118,7 @@ def small_dataset(tmp_path_factory):
 
 def write_checkpoint(path, dataset="mnist", names=tuple("0123456789")):
     """A training checkpoint of an untrained LeNet-5, as ``convnet train`` writes it."""
-    from convnet.nn.model import LeNet5
+    from convnet.nn.lenet5 import LeNet5
     from convnet.nn.optim import Adam
     from convnet.training import trainer
     model = LeNet5(seed=0)

@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
 
-from convnet.nn.model import LeNet5
+from convnet.nn.lenet5 import LeNet5
 from convnet.nn.optim import Adam
 from convnet.nn.threads import blas_threads
 from convnet.tf import tf_training
@@ -38,7 +38,7 @@ def trained(mnist):
 
 def test_weight_files_share_their_keys(tmp_path):
     """A weights.npz of the TensorFlow trainings loads as a NumPy checkpoint."""
-    from convnet.nn.model import WEIGHT_NAMES
+    from convnet.nn.lenet5 import WEIGHT_NAMES
     assert tuple(tf_training.EXCHANGE_NAMES) == WEIGHT_NAMES
     weights = list(LeNet5(seed=3).get_weights().values())
     path = tmp_path / "weights.npz"

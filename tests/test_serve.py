@@ -30,7 +30,7 @@ from reference_ops import reference_conv_forward
 
 from convnet.apps.page import serve
 from convnet.data.images import load_digit_image
-from convnet.nn.model import LeNet5
+from convnet.nn.lenet5 import LeNet5
 from convnet.nn.optim import Adam
 from convnet.training import trainer
 

@@ -50,7 +50,7 @@ def checkpoint(mnist, tmp_path_factory):
     given = os.environ.get("CONVNET_SERVE_CHECKPOINT")
     if given:
         return Path(given)
-    from convnet.nn.model import LeNet5
+    from convnet.nn.lenet5 import LeNet5
     from convnet.nn.optim import Adam
     from convnet.training.trainer import train_epoch
     X_train, Y_train = mnist[0][:5000], mnist[1][:5000]
@@ -358,7 +358,7 @@ def test_watch_view_draws_the_training_stream(checkpoint, page):
     from selenium.webdriver.support.ui import WebDriverWait
 
     from convnet.apps.page import serve
-    from convnet.nn.model import LeNet5
+    from convnet.nn.lenet5 import LeNet5
     feed = serve.TrainingFeed()
     from convnet.training.trainer import load_model
     kernels = load_model(checkpoint)[0].get_weights()["conv1/kernel"]

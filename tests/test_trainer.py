@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from convnet.apps.cli.cli import main
-from convnet.nn.model import LeNet5
+from convnet.nn.lenet5 import LeNet5
 from convnet.nn.optim import Adam
 from convnet.nn.sequential import Sequential
 from convnet.nn.threads import blas_threads

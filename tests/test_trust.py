@@ -24,7 +24,7 @@ import pytest
 from convnet import errors
 from convnet.apps.cli.cli import main
 from convnet.data.images import MAX_PIXELS, load_digit_image
-from convnet.nn.model import WEIGHT_NAMES, LeNet5
+from convnet.nn.lenet5 import WEIGHT_NAMES, LeNet5
 from convnet.nn.optim import Adam
 from convnet.nn.sequential import Sequential
 from convnet.training import checkpoint, loop, trainer

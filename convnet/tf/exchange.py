@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from convnet import data, storage
-from convnet.nn.model import WEIGHT_NAMES
+from convnet.nn.lenet5 import WEIGHT_NAMES
 from convnet.nn.sequential import Sequential
 from convnet.nn.zoo import check_fits
 from convnet.tf.tensorflow_import import import_tensorflow

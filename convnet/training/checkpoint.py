@@ -54,6 +54,7 @@ import numpy as np
 from convnet import storage
 from convnet.errors import BadCheckpointError
 from convnet.nn import optim
+from convnet.nn.lenet5 import WEIGHT_NAMES
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 RUN_SETTINGS = ("seed", "batch_size", "lr", "dataset", "train_size")
@@ -77,11 +78,6 @@ MAX_CLASSES = 100_000
 MAX_HEADER = 4096
 # Bytes read at a time: the zip reader holds one such chunk beside the array it fills.
 READ_CHUNK = 1 << 16
-# The ten names of a LeNet-5 weights file of the TensorFlow and Keras trainings (and of
-# older NumPy checkpoints), in exchange order, and the zoo lenet5 weights they are.
-LEGACY_WEIGHT_NAMES = ("conv1_kernel", "conv1_bias", "conv2_kernel", "conv2_bias",
-                       "dense1_kernel", "dense1_bias", "dense2_kernel", "dense2_bias",
-                       "dense3_kernel", "dense3_bias")
 
 
 class _Missing(BadCheckpointError):
@@ -179,7 +175,7 @@ def _legacy_layout():
     shapes = [(5, 5, 1, 6), (6,), (5, 5, 6, 16), (16,), (400, 120), (120,), (120, 84), (84,),
               (84, 10), (10,)]
     members = {name: Member(shape, "f", finite=True)
-               for name, shape in zip(LEGACY_WEIGHT_NAMES, shapes)}
+               for name, shape in zip(WEIGHT_NAMES, shapes)}
     for index, shape in enumerate(shapes):
         members[f"adam_m{index}"] = Member(shape, "f", finite=True)
         members[f"adam_v{index}"] = Member(shape, "f", finite=True)
@@ -451,9 +447,9 @@ def read_model(path):
     contents = read(path, keys=None)
     arrays = contents.arrays
     if contents.legacy:
-        _require(path, arrays, LEGACY_WEIGHT_NAMES, "LeNet-5 weights")
+        _require(path, arrays, WEIGHT_NAMES, "LeNet-5 weights")
         names = list(spec_weights(contents.spec)[0])
-        weights = {name: arrays[old] for name, old in zip(names, LEGACY_WEIGHT_NAMES)}
+        weights = {name: arrays[old] for name, old in zip(names, WEIGHT_NAMES)}
         return contents.spec, weights, None, None
     names = list(spec_weights(contents.spec)[0])
     _require(path, arrays, names + ["dataset", "class_names"], "a model")

@@ -22,7 +22,7 @@ import numpy as np
 from convnet import data, storage
 from convnet.errors import BadCheckpointError, BadDataError, BadOptionError
 from convnet.nn import zoo
-from convnet.nn.model import MICRO_BATCH
+from convnet.nn.lenet5 import MICRO_BATCH
 from convnet.nn.optim import make_optimizer
 from convnet.nn.sequential import Sequential, normalise_spec
 from convnet.training import checkpoint as checkpoints

@@ -26,7 +26,7 @@ from PIL import Image
 from convnet import conv_forward, pool_backward, pool_forward
 from convnet.apps.pictures import plots
 from convnet.data import load_mnist
-from convnet.nn.model import LeNet5
+from convnet.nn.lenet5 import LeNet5
 from convnet.training.trainer import load_model
 
 HERE = Path(__file__).resolve().parent / "guide"

@@ -213,7 +213,7 @@ def default_checkpoint(folder):
     path = Path("runs/lenet5-numpy/checkpoint.npz")
     if path.is_file():
         return path, "runs/lenet5-numpy/checkpoint.npz"
-    from convnet.nn.model import LeNet5
+    from convnet.nn.lenet5 import LeNet5
     from convnet.training.trainer import save_model
     path = Path(folder) / "untrained.npz"
     save_model(path, LeNet5(seed=0))

@@ -7,13 +7,14 @@ a file as the zoo's ``lenet5``.
 """
 import numpy as np
 
-from convnet.training.checkpoint import LEGACY_WEIGHT_NAMES
-
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 # Names of the 10 weight arrays in exchange order: the keys of the LeNet-5 weights
-# files of the TensorFlow and Keras trainings (and of older NumPy checkpoints).
-WEIGHT_NAMES = LEGACY_WEIGHT_NAMES
+# files of the TensorFlow and Keras trainings (and of older NumPy checkpoints), which
+# are the zoo lenet5's conv1/kernel, conv1/bias, ... in that order.
+WEIGHT_NAMES = ("conv1_kernel", "conv1_bias", "conv2_kernel", "conv2_bias",
+                "dense1_kernel", "dense1_bias", "dense2_kernel", "dense2_bias",
+                "dense3_kernel", "dense3_bias")
 NUM_WEIGHTS = len(WEIGHT_NAMES)
 # LeNet-5's training steps run this many images at a time (see ``Sequential``).
 MICRO_BATCH = 32

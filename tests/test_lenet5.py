@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from convnet.nn.model import WEIGHT_NAMES, LeNet5
+from convnet.nn.lenet5 import WEIGHT_NAMES, LeNet5
 from convnet.training import trainer
 
 EXCHANGE_SHAPES = [(5, 5, 1, 6), (6,), (5, 5, 6, 16), (16,), (400, 120), (120,),
