@@ -6,8 +6,7 @@ the target (GitHub's slugs) or, in another kind of file, a line (``#L12``).
 In code (inline spans and fenced blocks) a path into the repository
 (``convnet/nn/ops.py``, ``0x07-cnn/0-main.py``, ``tests/test_ops.py``,
 ``docs/guide.md``) must exist, and a dotted name ``convnet.x.y`` must be a
-module, or a name defined at the top of one. README.md's paths are left out
-of that second check only.
+module, or a name defined at the top of one.
 """
 import ast
 import re
@@ -221,8 +220,7 @@ def test_every_relative_link_resolves(path):
     assert broken_links(path) == []
 
 
-@pytest.mark.parametrize("path", [path for path in DOCUMENTS if path.name != "README.md"
-                                  or path.parent != ROOT], ids=_name)
+@pytest.mark.parametrize("path", DOCUMENTS, ids=_name)
 def test_every_path_and_module_named_in_code_exists(path):
     assert stale_paths(path) == []
 
