@@ -16,26 +16,19 @@ from convnet.training.events import RunStarted
 from convnet.training.trainer import model_spec
 
 
-class GraphBackend:
-    """``TrainConfig(backend="tf1")``: LeNet-5's graph trained as task 4 does.
+class _TensorFlowBackend:
+    """What both TensorFlow backends share: the data, the run's description and its files.
 
-    ``prepare`` reads and checks the data; ``fit`` trains (events: steps and
-    epochs); ``evaluate``, ``weights`` and ``save`` (``history.json``,
-    ``run.json``, ``weights.npz`` in the run folder) follow; ``close``
-    releases the session.
+    A subclass sets ``name``, ``spec``, ``optimizer`` and ``workers`` and
+    implements ``fit``, ``evaluate`` and ``close``.
     """
 
-    name = "tf1"
-    is_writer = True
     evaluates_everywhere = False
-
-    def __init__(self, config):
-        self.config = config
-        self.spec = lenet5_spec()
-        self.network = self.history = None
+    is_writer = True
+    workers = None
 
     def prepare(self):
-        """Read the data and check it against LeNet-5 (before anything is announced)."""
+        """Read the data and check it against the model (before anything is announced)."""
         self.splits, self.class_names = load_checked_data(self.config, self.spec)
 
     @property
@@ -47,9 +40,48 @@ class GraphBackend:
         """The ``RunStarted`` event of this run."""
         config = self.config
         return RunStarted(backend=self.name, model=self.spec["name"], dataset=config.dataset,
-                          train_size=len(self.splits["train"][0]), epochs=config.epochs,
-                          batch_size=config.batch_size, optimizer="adam", lr=config.lr,
-                          seed=config.seed, spec=self.spec)
+                          train_size=self.train_size, epochs=config.epochs,
+                          batch_size=config.batch_size, optimizer=self.optimizer,
+                          lr=config.lr, seed=config.seed, spec=self.spec,
+                          workers=self._cluster_workers())
+
+    def _cluster_workers(self):
+        """The workers named in ``RunStarted``: None outside a cluster."""
+
+    def weights(self):
+        """The weights in the exchange format (Keras ``get_weights`` order for Keras)."""
+        return self.network.get_weights()
+
+    def save(self, valid_accuracy, test_accuracy):
+        """Write the run's files; return them by kind."""
+        return save_run(self.config, self.spec, self.history, self.weights(), self.optimizer,
+                        self.class_names, self.train_size, valid_accuracy, test_accuracy,
+                        workers=self.workers)
+
+    def plot_from(self):
+        """The epoch of the history's first entry, or None with nothing trained."""
+        return plot_from(self.history)
+
+    def best_epoch(self):
+        """None: both engines keep their last weights only."""
+
+
+class GraphBackend(_TensorFlowBackend):
+    """``TrainConfig(backend="tf1")``: LeNet-5's graph trained as task 4 does.
+
+    ``prepare`` reads and checks the data; ``fit`` trains (events: steps and
+    epochs); ``evaluate``, ``weights`` and ``save`` (``history.json``,
+    ``run.json``, ``weights.npz`` in the run folder) follow; ``close``
+    releases the session.
+    """
+
+    name = "tf1"
+    optimizer = "adam"
+
+    def __init__(self, config):
+        self.config = config
+        self.spec = lenet5_spec()
+        self.network = self.history = None
 
     def fit(self, on_event):
         """Train; return the history (entry 0 is the untrained network)."""
@@ -64,30 +96,13 @@ class GraphBackend:
         """``(loss, accuracy)`` on ``split`` (train, valid or test)."""
         return self.network.evaluate(*self.splits[split])
 
-    def weights(self):
-        """The weights in the exchange format."""
-        return self.network.get_weights()
-
-    def save(self, valid_accuracy, test_accuracy):
-        """Write the run's files; return them by kind."""
-        return save_run(self.config, self.spec, self.history, self.weights(), "adam",
-                        self.class_names, len(self.splits["train"][0]), valid_accuracy,
-                        test_accuracy)
-
-    def plot_from(self):
-        """The epoch of the history's first entry, or None with nothing trained."""
-        return plot_from(self.history)
-
-    def best_epoch(self):
-        """None: the graph keeps its last weights only."""
-
     def close(self):
         """Release the session."""
         if self.network is not None:
             self.network.close()
 
 
-class KerasBackend:
+class KerasBackend(_TensorFlowBackend):
     """``TrainConfig(backend="keras")``: the Keras twin of the config's model.
 
     Outside a cluster it trains with Keras's ``fit``; as a worker of the
@@ -106,7 +121,6 @@ class KerasBackend:
     """
 
     name = "keras"
-    evaluates_everywhere = False
 
     def __init__(self, config, workers=1, task=None, progress=False):
         self.config, self.workers, self.task, self.progress = config, workers, task, progress
@@ -117,22 +131,11 @@ class KerasBackend:
 
     def prepare(self):
         """Read the data, check it against the model and the workers against the model."""
-        self.splits, self.class_names = load_checked_data(self.config, self.spec)
+        super().prepare()
         check_spec(self.spec, self.workers)
 
-    @property
-    def train_size(self):
-        """Images of the training set (after ``limit``)."""
-        return len(self.splits["train"][0])
-
-    def started(self):
-        """The ``RunStarted`` event of this run."""
-        config = self.config
-        return RunStarted(backend=self.name, model=self.spec["name"], dataset=config.dataset,
-                          train_size=len(self.splits["train"][0]), epochs=config.epochs,
-                          batch_size=config.batch_size, optimizer=self.optimizer,
-                          lr=config.lr, seed=config.seed, spec=self.spec,
-                          workers=None if self.task is None else self.workers)
+    def _cluster_workers(self):
+        return None if self.task is None else self.workers
 
     def fit(self, on_event):
         """Train; return the history (one entry per epoch)."""
@@ -159,23 +162,6 @@ class KerasBackend:
         return keras_cluster.evaluate(
             self.network, self.spec, as_images(X, tuple(self.spec["layers"][0]["shape"])),
             keras_targets(self.spec, labels))
-
-    def weights(self):
-        """The weights in Keras ``get_weights`` order."""
-        return self.network.get_weights()
-
-    def save(self, valid_accuracy, test_accuracy):
-        """Write the run's files; return them by kind."""
-        return save_run(self.config, self.spec, self.history, self.weights(), self.optimizer,
-                        self.class_names, len(self.splits["train"][0]), valid_accuracy,
-                        test_accuracy, workers=self.workers)
-
-    def plot_from(self):
-        """The epoch of the history's first entry, or None with nothing trained."""
-        return plot_from(self.history)
-
-    def best_epoch(self):
-        """None: Keras keeps its last weights only."""
 
     def close(self):
         """Nothing to release: Keras's model is freed with it."""
