@@ -25,9 +25,9 @@ from convnet.data.core import (
     check_labels,
     default_data_dir,
     digest_file,
-    load_byte_splits,
-    save_splits,
 )
+from convnet.data.npz import read_npz
+from convnet.data.splits import load_byte_splits, save_splits
 from convnet.errors import MissingDataError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -360,11 +360,13 @@ def cached_class_names(path=None):
         :data:`CIFAR10_CLASSES`.
     """
     path = default_data_dir() / CIFAR10_FILE if path is None else Path(path).expanduser()
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if "class_names" in archive.files:
-                    return tuple(str(item) for item in archive["class_names"])
-        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as error:
-            raise DataError(f"{path} is not a readable .npz file: {error}") from None
+    if not path.is_file():
+        return CIFAR10_CLASSES
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not a readable .npz file: no zip directory found "
+                        f"(truncated, corrupt, or another format)")
+    # Only this one array is read, and like every other, checked from its header first.
+    arrays = read_npz(path, CIFAR10_HINT, ("class_names",))
+    if "class_names" in arrays:
+        return tuple(str(item) for item in arrays["class_names"])
     return CIFAR10_CLASSES

@@ -4,21 +4,15 @@ They cannot be downloaded here: the user brings the two files of each
 (``train_happy.h5`` and ``test_happy.h5``, ``train_signs.h5`` and
 ``test_signs.h5``). :func:`cache_course_h5` reads them with h5py, checks every
 array and writes ``happy.npz`` or ``signs.npz`` (uint8 images, see
-:func:`convnet.data.core.save_splits`) to the cache folder.
+:func:`convnet.data.splits.save_splits`) to the cache folder.
 """
 from pathlib import Path
 
 import numpy as np
 
 from convnet.checks import check_count
-from convnet.data.core import (
-    DataError,
-    cache_folder,
-    check_byte_images,
-    default_data_dir,
-    load_byte_splits,
-    save_splits,
-)
+from convnet.data.core import DataError, cache_folder, check_byte_images, default_data_dir
+from convnet.data.splits import load_byte_splits, save_splits
 from convnet.errors import BadOptionError, MissingDataError
 
 # Two files each, 64x64x3 uint8 images; "validation" is how many of the last

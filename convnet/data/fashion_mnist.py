@@ -13,8 +13,9 @@ import numpy as np
 
 from convnet import storage
 from convnet.data import mnist_layout
-from convnet.data.core import CacheReport, DataError, cache_folder, default_data_dir
+from convnet.data.core import DataError, cache_folder, default_data_dir
 from convnet.data.idx import IDX_FILES, find_idx_file, idx_from_bytes, read_maybe_gzipped
+from convnet.data.splits import CacheReport
 from convnet.errors import MissingDataError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
