@@ -16,9 +16,10 @@ layout of the colour datasets, :mod:`~convnet.data.catalog` for the names, and
 :mod:`~convnet.data.images` for pictures a user draws or photographs. This
 module gathers the names callers use.
 
-Every ``.npz`` array is checked from its header before its data is read
-(:mod:`~convnet.data.npz`), so a small file cannot take much memory by
-declaring a large array: the limits are in :mod:`~convnet.data.bounds`.
+Every array is checked from its header before its data is read, so a small
+file cannot take much memory by declaring a large array: the limits are in
+:mod:`~convnet.data.bounds`, and :mod:`~convnet.data.npz` and
+:mod:`~convnet.data.idx` apply them to each format.
 """
 from convnet.data.catalog import (
     DATASETS,
