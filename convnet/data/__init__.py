@@ -18,8 +18,8 @@ module gathers the names callers use.
 
 Every array is checked from its header before its data is read, so a small
 file cannot take much memory by declaring a large array: the limits are in
-:mod:`~convnet.data.bounds`, and :mod:`~convnet.data.npz` and
-:mod:`~convnet.data.idx` apply them to each format.
+:mod:`~convnet.data.bounds`, and :mod:`~convnet.data.npz`,
+:mod:`~convnet.data.idx` and :mod:`~convnet.data.hdf5` apply them to each format.
 """
 from convnet.data.catalog import (
     DATASETS,
