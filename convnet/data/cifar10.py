@@ -47,6 +47,10 @@ CIFAR10_ARCHIVES = {
                "test": "test_batch", "meta": "batches.meta"},
 }
 
+# Largest archive member read: four times a real batch (31 MB). A tar header
+# states each member's size, so a larger one is refused before it is read.
+CIFAR10_MAX_MEMBER_BYTES = 128 << 20
+
 CIFAR10_HINT = ("run `convnet data cifar10 --from PATH` with your copy of "
                 "cifar-10-binary.tar.gz or cifar-10-python.tar.gz")
 
@@ -118,7 +122,8 @@ def read_cifar10_archive(path):
     Raises
     ------
     DataError
-        Not a gzipped tar file, a member missing, or a batch with the wrong layout,
+        Not a gzipped tar file, a member missing or larger than
+        :data:`CIFAR10_MAX_MEMBER_BYTES`, or a batch with the wrong layout,
         or a pickle that asks for anything outside that format.
     """
     path = Path(path).expanduser()
@@ -135,6 +140,10 @@ def read_cifar10_archive(path):
                 if member.name in wanted:
                     if not member.isfile():
                         raise DataError(f"{path}: {member.name} is not a regular file")
+                    if member.size > CIFAR10_MAX_MEMBER_BYTES:
+                        raise DataError(f"{path}: {member.name} declares {member.size:,} "
+                                        f"bytes, more than the {CIFAR10_MAX_MEMBER_BYTES:,} "
+                                        f"a CIFAR-10 batch may take")
                     contents[member.name] = archive.extractfile(member).read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise DataError(f"{path} is not a readable .tar.gz archive: {error}") from None
