@@ -11,9 +11,15 @@ One module per source, over a shared verify-and-cache core
 :mod:`~convnet.data.fashion_mnist` (Debian's package), :mod:`~convnet.data.cifar10`
 and :mod:`~convnet.data.course_h5` (files the user brings), with
 :mod:`~convnet.data.mnist_layout` and :mod:`~convnet.data.idx` for the 28x28
-layout MNIST and Fashion-MNIST share, :mod:`~convnet.data.catalog` for the names,
-and :mod:`~convnet.data.images` for pictures a user draws or photographs. This
+layout MNIST and Fashion-MNIST share, :mod:`~convnet.data.splits` for the cached
+layout of the colour datasets, :mod:`~convnet.data.catalog` for the names, and
+:mod:`~convnet.data.images` for pictures a user draws or photographs. This
 module gathers the names callers use.
+
+Every array is checked from its header before its data is read, so a small
+file cannot take much memory by declaring a large array: the limits are in
+:mod:`~convnet.data.bounds`, and :mod:`~convnet.data.npz`,
+:mod:`~convnet.data.idx` and :mod:`~convnet.data.hdf5` apply them to each format.
 """
 from convnet.data.catalog import (
     DATASETS,
@@ -30,7 +36,7 @@ from convnet.data.cifar10 import (
     load_cifar10,
     read_cifar10_archive,
 )
-from convnet.data.core import CURRICULUM_KEYS, SPLITS, CacheReport, DataError, default_data_dir
+from convnet.data.core import CURRICULUM_KEYS, SPLITS, DataError, default_data_dir
 from convnet.data.course_h5 import cache_course_h5, load_course_h5, read_course_h5
 from convnet.data.fashion_mnist import (
     FASHION_MNIST_CLASSES,
@@ -53,6 +59,7 @@ from convnet.data.mnist import (
     link_into,
     load_mnist,
 )
+from convnet.data.splits import CacheReport
 
 __all__ = [
     "CIFAR10_ARCHIVES", "CIFAR10_CLASSES", "CURRICULUM_KEYS", "DATASETS", "FASHION_CLASS_NAMES",

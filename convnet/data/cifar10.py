@@ -25,9 +25,9 @@ from convnet.data.core import (
     check_labels,
     default_data_dir,
     digest_file,
-    load_byte_splits,
-    save_splits,
 )
+from convnet.data.npz import read_npz
+from convnet.data.splits import load_byte_splits, save_splits
 from convnet.errors import MissingDataError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -46,6 +46,10 @@ CIFAR10_ARCHIVES = {
                "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
                "test": "test_batch", "meta": "batches.meta"},
 }
+
+# Largest archive member read: four times a real batch (31 MB). A tar header
+# states each member's size, so a larger one is refused before it is read.
+CIFAR10_MAX_MEMBER_BYTES = 128 << 20
 
 CIFAR10_HINT = ("run `convnet data cifar10 --from PATH` with your copy of "
                 "cifar-10-binary.tar.gz or cifar-10-python.tar.gz")
@@ -118,7 +122,8 @@ def read_cifar10_archive(path):
     Raises
     ------
     DataError
-        Not a gzipped tar file, a member missing, or a batch with the wrong layout,
+        Not a gzipped tar file, a member missing or larger than
+        :data:`CIFAR10_MAX_MEMBER_BYTES`, or a batch with the wrong layout,
         or a pickle that asks for anything outside that format.
     """
     path = Path(path).expanduser()
@@ -135,6 +140,10 @@ def read_cifar10_archive(path):
                 if member.name in wanted:
                     if not member.isfile():
                         raise DataError(f"{path}: {member.name} is not a regular file")
+                    if member.size > CIFAR10_MAX_MEMBER_BYTES:
+                        raise DataError(f"{path}: {member.name} declares {member.size:,} "
+                                        f"bytes, more than the {CIFAR10_MAX_MEMBER_BYTES:,} "
+                                        f"a CIFAR-10 batch may take")
                     contents[member.name] = archive.extractfile(member).read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise DataError(f"{path} is not a readable .tar.gz archive: {error}") from None
@@ -360,11 +369,13 @@ def cached_class_names(path=None):
         :data:`CIFAR10_CLASSES`.
     """
     path = default_data_dir() / CIFAR10_FILE if path is None else Path(path).expanduser()
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if "class_names" in archive.files:
-                    return tuple(str(item) for item in archive["class_names"])
-        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as error:
-            raise DataError(f"{path} is not a readable .npz file: {error}") from None
+    if not path.is_file():
+        return CIFAR10_CLASSES
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not a readable .npz file: no zip directory found "
+                        f"(truncated, corrupt, or another format)")
+    # Only this one array is read, and like every other, checked from its header first.
+    arrays = read_npz(path, CIFAR10_HINT, ("class_names",))
+    if "class_names" in arrays:
+        return tuple(str(item) for item in arrays["class_names"])
     return CIFAR10_CLASSES

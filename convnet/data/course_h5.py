@@ -4,21 +4,18 @@ They cannot be downloaded here: the user brings the two files of each
 (``train_happy.h5`` and ``test_happy.h5``, ``train_signs.h5`` and
 ``test_signs.h5``). :func:`cache_course_h5` reads them with h5py, checks every
 array and writes ``happy.npz`` or ``signs.npz`` (uint8 images, see
-:func:`convnet.data.core.save_splits`) to the cache folder.
+:func:`convnet.data.splits.save_splits`) to the cache folder. Each dataset is
+checked before it is read (see :mod:`convnet.data.hdf5`): stored in the file
+itself, and no larger than what the file holds.
 """
 from pathlib import Path
 
 import numpy as np
 
 from convnet.checks import check_count
-from convnet.data.core import (
-    DataError,
-    cache_folder,
-    check_byte_images,
-    default_data_dir,
-    load_byte_splits,
-    save_splits,
-)
+from convnet.data.core import DataError, cache_folder, check_byte_images, default_data_dir
+from convnet.data.hdf5 import find_dataset, read_dataset
+from convnet.data.splits import load_byte_splits, save_splits
 from convnet.errors import BadOptionError, MissingDataError
 
 # Two files each, 64x64x3 uint8 images; "validation" is how many of the last
@@ -69,7 +66,9 @@ def read_course_h5(name, folder):
     FileNotFoundError
         The folder or a file is missing.
     DataError
-        Not an HDF5 file, a key missing, or wrong shapes, dtypes or labels.
+        Not an HDF5 file, a key missing, a dataset whose data lies in another
+        file or that declares more than the file holds, or wrong shapes,
+        dtypes or labels.
     ImportError
         h5py is not installed.
     """
@@ -91,17 +90,20 @@ def read_course_h5(name, folder):
         keys = (f"{split}_set_x", f"{split}_set_y", "list_classes")
         try:
             with h5py.File(path, "r") as handle:
-                missing = [key for key in keys if not isinstance(handle.get(key), h5py.Dataset)]
+                found = {key: find_dataset(handle, key, path) for key in keys}
+                missing = [key for key, dataset in found.items() if dataset is None]
                 if missing:
                     raise DataError(f"{path} lacks the datasets {', '.join(missing)} "
                                     f"(it has {', '.join(sorted(handle)) or 'none'})")
-                images, labels, classes = (np.asarray(handle[key][()]) for key in keys)
+                images, labels = (read_dataset(found[key], key, path) for key in keys[:2])
+                # Only the number of class names is checked, so they are never read.
+                classes = found["list_classes"].shape or ()
         except OSError as error:
             raise DataError(f"{path} is not a readable HDF5 file: {error}") from None
         where = f"{path}"
         check_byte_images(images, labels, COURSE_H5_SHAPE, num_classes, where)
-        if classes.shape != (num_classes,):
-            raise DataError(f"{where}: list_classes has shape {classes.shape}, expected "
+        if classes != (num_classes,):
+            raise DataError(f"{where}: list_classes has shape {classes}, expected "
                             f"({num_classes},)")
         arrays["X_" + split], arrays["Y_" + split] = images, labels.astype(np.int64)
     return arrays

@@ -13,8 +13,9 @@ import numpy as np
 
 from convnet import storage
 from convnet.data import mnist_layout
-from convnet.data.core import CacheReport, DataError, cache_folder, default_data_dir
-from convnet.data.idx import IDX_FILES, find_idx_file, idx_from_bytes, read_maybe_gzipped
+from convnet.data.core import DataError, cache_folder, default_data_dir
+from convnet.data.idx import IDX_FILES, find_idx_file, idx_from_bytes, read_bounded
+from convnet.data.splits import CacheReport
 from convnet.errors import MissingDataError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -27,6 +28,14 @@ FASHION_MNIST_SHA256 = {
     "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+# Their decompressed sizes: a file is never read further than its size, so a
+# corrupt or crafted one cannot take more memory than Debian's does.
+FASHION_MNIST_SIZES = {
+    "train-images-idx3-ubyte": 16 + 60000 * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + 60000,
+    "t10k-images-idx3-ubyte": 16 + 10000 * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + 10000,
 }
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                          "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -54,7 +63,9 @@ def verify_fashion_mnist(folder=None):
     FileNotFoundError
         A file is missing (the message names the Debian package).
     DataError
-        A checksum does not match :data:`FASHION_MNIST_SHA256` or a file is not gzip.
+        A file is longer than Debian's (:data:`FASHION_MNIST_SIZES`; the rest is
+        not read), its checksum does not match :data:`FASHION_MNIST_SHA256`, or it
+        is not gzip.
     """
     folder = FASHION_MNIST_DIR if folder is None else Path(folder).expanduser()
     files = {stem: find_idx_file(folder, stem) for stem in FASHION_MNIST_SHA256}
@@ -64,7 +75,11 @@ def verify_fashion_mnist(folder=None):
     contents = {}
     for stem, expected in FASHION_MNIST_SHA256.items():
         found = files[stem]
-        content = read_maybe_gzipped(found)
+        content = read_bounded(found, FASHION_MNIST_SIZES[stem])
+        if len(content) > FASHION_MNIST_SIZES[stem]:
+            raise DataError(f"{found} holds more than the {FASHION_MNIST_SIZES[stem]:,} bytes of "
+                            f"Debian's file (decompressed); refusing to use it (reinstall it with "
+                            f"`apt-get install --reinstall dataset-fashion-mnist`)")
         actual = hashlib.sha256(content).hexdigest()
         if actual != expected:
             raise DataError(f"checksum mismatch for {found} (decompressed): expected sha256 "

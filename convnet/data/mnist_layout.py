@@ -18,14 +18,9 @@ was made.
 """
 import numpy as np
 
-from convnet.data.core import (
-    CURRICULUM_KEYS,
-    SPLITS,
-    DataError,
-    read_npz,
-    refuse_non_finite,
-)
+from convnet.data.core import CURRICULUM_KEYS, SPLITS, DataError, refuse_non_finite
 from convnet.data.idx import IDX_FILES, find_idx_file, read_idx
+from convnet.data.npz import npz_keys, read_npz
 from convnet.errors import MissingDataError
 
 MNIST_FILE = "MNIST.npz"
@@ -61,16 +56,22 @@ def load_source(path, hint):
 
 
 def load_npz_source(path, hint):
-    """Load the curriculum's or Keras' ``.npz``; see :func:`load_source`."""
-    arrays = read_npz(path, hint)
-    if all(key in arrays for key in CURRICULUM_KEYS):
+    """Load the curriculum's or Keras' ``.npz``; see :func:`load_source`.
+
+    Only the arrays of the layout found are read, so other arrays the file
+    may hold cost nothing.
+    """
+    keys = npz_keys(path, hint)
+    if all(key in keys for key in CURRICULUM_KEYS):
+        arrays = read_npz(path, hint, CURRICULUM_KEYS)
         check_splits(arrays, path)
         return tuple(arrays[key] for key in CURRICULUM_KEYS)
-    if all(key in arrays for key in KERAS_KEYS):
+    if all(key in keys for key in KERAS_KEYS):
+        arrays = read_npz(path, hint, KERAS_KEYS)
         splits = {"X_train": arrays["x_train"], "Y_train": arrays["y_train"],
                   "X_test": arrays["x_test"], "Y_test": arrays["y_test"]}
         return from_train_test(splits, path)
-    raise DataError(f"{path} has keys {sorted(arrays)}; expected the curriculum's "
+    raise DataError(f"{path} has keys {sorted(keys)}; expected the curriculum's "
                     f"{', '.join(CURRICULUM_KEYS)} or Keras' {', '.join(KERAS_KEYS)}")
 
 
