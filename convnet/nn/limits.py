@@ -22,7 +22,7 @@ Where the batch size is not known (a summary, building a model) the
 activations of one image are counted. The estimate leaves out the
 optimiser's state and the engine's temporary buffers, which the engine
 bounds by working in chunks. At batch 512 the zoo's largest model,
-``happy-model``, needs about 2.3 GiB.
+``happy-model``, needs about 2.1 GiB.
 
 **Checkpoints.** A spec that trains must give a checkpoint that loads: its
 JSON text (as ``Sequential.to_json`` writes it) is at most
