@@ -28,8 +28,9 @@ bounds by working in chunks. At batch 512 the zoo's largest model,
 JSON text (as ``Sequential.to_json`` writes it) is at most
 ``MAX_SPEC_BYTES``, it has at most ``MAX_PARAMETERS`` weights and
 ``MAX_CLASSES`` classes, and layer names, which become member names such as
-``conv1/kernel`` in the checkpoint's archive, are 1 to 64 characters from
-``[A-Za-z0-9_.-]``, starting with a letter, digit or underscore.
+``conv1/kernel`` in the checkpoint's archive (and TensorFlow op names in the
+twins), are 1 to 64 characters from ``[A-Za-z0-9_.-]``, starting with a
+letter or digit.
 
 **Spec text.** A spec file is at most ``MAX_SPEC_BYTES`` long and nests
 brackets at most ``MAX_JSON_DEPTH`` deep (a spec needs 5), so that a crafted
@@ -51,9 +52,10 @@ MAX_JSON_DEPTH = 32
 # A float32 model of 400 MB: what a checkpoint may hold.
 MAX_PARAMETERS = 100_000_000
 MAX_CLASSES = 100_000
-LAYER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-LAYER_NAME_RULE = ("1 to 64 characters from A-Z a-z 0-9 _ . - starting with a letter, digit "
-                   "or _ (it names checkpoint members such as 'conv1/kernel')")
+# Valid as a checkpoint member's first part, a file name, and a TensorFlow op or Keras name.
+LAYER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+LAYER_NAME_RULE = ("1 to 64 characters from A-Z a-z 0-9 _ . - starting with a letter or digit "
+                   "(it names checkpoint members such as 'conv1/kernel')")
 MAX_MODEL_NAME = 128
 
 # Values quoted in messages are cut short: a spec's values may be of any size.

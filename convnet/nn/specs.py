@@ -28,7 +28,7 @@ Layers and their fields (defaults in brackets), with Keras's meanings:
 
 Every entry may carry a ``name`` (default: the kind and a number, e.g.
 ``conv2``; ``input``, ``softmax`` and ``sigmoid`` are reserved; 1 to 64 of
-``A-Z a-z 0-9 _ . -``); weights are named after their layer (``conv1/kernel``,
+``A-Z a-z 0-9 _ . -``, a letter or digit first); weights are named after their layer (``conv1/kernel``,
 ``conv1/bias``, ``bn1/gamma``, ``bn1/moving_mean``, ...). Activations are
 ``relu``, ``tanh``, ``sigmoid`` and ``softmax``. The last entry is a Dense
 layer with ``softmax`` (k >= 2 classes, categorical cross-entropy) or one
