@@ -529,7 +529,8 @@ def test_serve_shows_a_fashion_checkpoint_with_its_names_and_refuses_other_model
     from convnet.nn.sequential import Sequential
     from convnet.nn.zoo import load_spec
     started = {}
-    monkeypatch.setattr(serve, "run", lambda app, host, port: started.update(app=app))
+    monkeypatch.setattr(serve, "listening_socket", lambda host, port: None)
+    monkeypatch.setattr(serve, "run", lambda app, host, port, sock=None: started.update(app=app))
     fashion = save_checkpoint(LeNet5(seed=2), tmp_path / "fashion.npz", "fashion-mnist",
                               [f"class {k}" for k in range(10)])
     assert main(["serve", "--checkpoint", str(fashion), "--port", "8123"]) == 0
@@ -558,7 +559,8 @@ def test_serve_shows_a_fashion_checkpoint_with_its_names_and_refuses_other_model
 def test_serve_command_warns_about_other_hosts(checkpoint, monkeypatch, capsys, host, warned):
     from convnet.apps.cli.cli import main
     started = {}
-    monkeypatch.setattr(serve, "run", lambda app, host, port: started.update(
+    monkeypatch.setattr(serve, "listening_socket", lambda host, port: None)
+    monkeypatch.setattr(serve, "run", lambda app, host, port, sock=None: started.update(
         app=app, host=host, port=port))
     assert main(["serve", "--checkpoint", str(checkpoint), "--host", host, "--port", "8123"]) == 0
     assert (started["host"], started["port"]) == (host, 8123)

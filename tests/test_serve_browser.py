@@ -13,9 +13,6 @@ trained here on a small slice of MNIST.
 """
 import itertools
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -70,26 +67,12 @@ def checkpoint(mnist, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(checkpoint):
     """``convnet serve``'s application on uvicorn, in a thread, on a free loopback port."""
-    import uvicorn
-
     from convnet.apps.page import serve
     view = serve.NetworkView.from_checkpoint(checkpoint)
     app = serve.build_app(view, browser=serve.browser_for(view), checkpoint=str(checkpoint))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + TIMEOUT
-    while not running.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    running.should_exit = True
-    thread.join(TIMEOUT)
+    running = serve.ServerThread(app, "127.0.0.1", 0).start(TIMEOUT)
+    yield running.url
+    running.stop(TIMEOUT)
 
 
 def new_driver(user_data_dir, size=(1400, 1000)):

@@ -16,13 +16,16 @@ import numpy as np
 
 from convnet.checks import check_count
 from convnet.nn import layers as L
+from convnet.nn.limits import spec_text_problem
 from convnet.nn.losses import LOSS_OF_ACTIVATION
 from convnet.nn.memory import aligned_zeros
 from convnet.nn.specs import (  # noqa: F401 -- KERAS_CLASSES, spec_weights, summary_text: re-exported
     KERAS_CLASSES,
     WEIGHT_SUFFIXES,
     BadSpecError,
+    check_memory,
     normalise_spec,
+    spec_json,
     spec_summary,
     spec_weights,
     summary_text,
@@ -92,6 +95,8 @@ class Sequential:
     def __init__(self, spec, seed=0, dtype=np.float32, micro_batch=None, input_gradient=False):
         self.spec = normalise_spec(spec)
         self.dtype = np.dtype(dtype)
+        # normalise_spec counted float32 numbers; float64 weights take twice the bytes.
+        check_memory(self.spec, dtype=self.dtype)
         entries = self.spec["layers"]
         self.input_shape = self.spec.shapes[0]
         if micro_batch is not None:
@@ -295,14 +300,21 @@ class Sequential:
 
     def to_json(self):
         """Return the canonical spec as JSON text; ``Sequential.from_json`` rebuilds the model."""
-        return json.dumps(self.spec, indent=1)
+        return spec_json(self.spec)
 
     @classmethod
     def from_json(cls, text, **kwargs):
-        """Return a model (fresh weights) built from the JSON text of a spec."""
+        """Return a model (fresh weights) built from the JSON text of a spec.
+
+        Text longer than ``convnet.nn.limits.MAX_SPEC_BYTES`` or nesting
+        brackets deeper than ``MAX_JSON_DEPTH`` is refused unparsed.
+        """
+        problem = spec_text_problem(text)
+        if problem is not None:
+            raise BadSpecError(f"spec text {problem}")
         try:
             spec = json.loads(text)
-        except json.JSONDecodeError as error:
+        except ValueError as error:   # also an integer of more digits than Python converts
             raise BadSpecError(f"spec is not valid JSON: {error}") from None
         return cls(spec, **kwargs)
 

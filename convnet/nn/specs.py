@@ -27,25 +27,32 @@ Layers and their fields (defaults in brackets), with Keras's meanings:
 - ``Dropout``: ``rate`` in [0, 1).
 
 Every entry may carry a ``name`` (default: the kind and a number, e.g.
-``conv2``; ``input``, ``softmax`` and ``sigmoid`` are reserved); weights are named after their layer (``conv1/kernel``,
+``conv2``; ``input``, ``softmax`` and ``sigmoid`` are reserved; 1 to 64 of
+``A-Z a-z 0-9 _ . -``, a letter or digit first); weights are named after their layer (``conv1/kernel``,
 ``conv1/bias``, ``bn1/gamma``, ``bn1/moving_mean``, ...). Activations are
 ``relu``, ``tanh``, ``sigmoid`` and ``softmax``. The last entry is a Dense
 layer with ``softmax`` (k >= 2 classes, categorical cross-entropy) or one
 unit with ``sigmoid`` (binary cross-entropy); the activation is fused with
 the loss, so ``forward`` returns logits.
 
-:func:`normalise_spec` checks a spec, infers every layer's output shape and
-returns a :class:`CanonicalSpec`, which it returns as it is when given one
-again: a spec is checked once, wherever it goes next (``Sequential``, the
-weights listing, checkpoints, the TensorFlow twins). ``convnet.nn.zoo``
-resolves a zoo name or a JSON file to a canonical spec.
+:func:`normalise_spec` checks a spec, infers every layer's output shape,
+checks what the model would need against the bounds of
+:mod:`convnet.nn.limits` (memory budget, checkpoint limits, layer names)
+before anything is allocated, and returns a :class:`CanonicalSpec`, which it
+returns as it is when given one again: a spec is checked once, wherever it
+goes next (``Sequential``, the weights listing, checkpoints, the TensorFlow
+twins). ``convnet.nn.zoo`` resolves a zoo name or a JSON file to a canonical
+spec.
 """
+import json
 import numbers
 from typing import NamedTuple
 
 import numpy as np
 
+from convnet.checks import check_count
 from convnet.errors import UserError
+from convnet.nn import limits
 from convnet.nn.layers import keras_output_size
 
 
@@ -111,27 +118,31 @@ class _Entry:
         self.index = index
         self.entry = entry
 
-    def error(self, message):
-        """Return a :class:`BadSpecError` saying ``message`` about this entry."""
+    @property
+    def where(self):
+        """The entry as messages name it: ``layer 3 ('conv2', Conv2D)``."""
         kind = self.entry.get("layer")
         name = self.entry.get("name")
-        label = ", ".join(repr(part) if part is name else str(part)
+        label = ", ".join(limits.shown(part) if part is name else str(part)
                           for part in (name, kind) if part is not None)
-        where = f"layer {self.index}" + (f" ({label})" if label else "")
-        return BadSpecError(f"{where}: {message}")
+        return f"layer {self.index}" + (f" ({label})" if label else "")
+
+    def error(self, message):
+        """Return a :class:`BadSpecError` saying ``message`` about this entry."""
+        return BadSpecError(f"{self.where}: {message}")
 
     def count(self, field, value, minimum=1):
         """Return ``value`` as an int at least ``minimum``, or raise naming ``field``."""
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             what = "a positive" if minimum == 1 else "a non-negative"
-            raise self.error(f"{field} must be {what} integer, received {value!r}")
+            raise self.error(f"{field} must be {what} integer, received {limits.shown(value)}")
         return int(value)
 
     def pair(self, field, value, minimum=1):
         """Return an int or two as a list of two ints at least ``minimum``, or raise."""
         if isinstance(value, (list, tuple)):
             if len(value) != 2:
-                raise self.error(f"{field} must be an integer or two, received {value!r}")
+                raise self.error(f"{field} must be an integer or two, received {limits.shown(value)}")
             return [self.count(field, item, minimum) for item in value]
         value = self.count(field, value, minimum)
         return [value, value]
@@ -140,7 +151,7 @@ class _Entry:
         """Return ``value`` if it is one of ``choices``, or raise naming ``field``."""
         if value not in choices:
             raise self.error(f"{field} must be one of {', '.join(map(repr, choices))}, "
-                             f"received {value!r}")
+                             f"received {limits.shown(value)}")
         return value
 
     def number(self, field, value, low, high, high_open):
@@ -149,7 +160,7 @@ class _Entry:
                 low <= value and (value < high if high_open else value <= high)):
             bracket = ")" if high_open else "]"
             raise self.error(f"{field} must be a number in [{low}, {high}{bracket}, "
-                             f"received {value!r}")
+                             f"received {limits.shown(value)}")
         return float(value)
 
 
@@ -158,7 +169,7 @@ def _normalise_field(check, kind, field, value):
     if field == "shape":
         if not isinstance(value, (list, tuple)) or len(value) != 3:
             raise check.error(f"shape must be three positive integers (h, w, c), "
-                              f"received {value!r}")
+                              f"received {limits.shown(value)}")
         return [check.count("shape", item) for item in value]
     if field in ("filters", "units"):
         return check.count(field, value)
@@ -183,7 +194,7 @@ def _normalise_field(check, kind, field, value):
         return check.number(field, value, 0, 1, high_open=False)
     # epsilon
     if check.number(field, value, 0, float("inf"), high_open=True) <= 0:
-        raise check.error(f"epsilon must be a positive number, received {value!r}")
+        raise check.error(f"epsilon must be a positive number, received {limits.shown(value)}")
     return float(value)
 
 
@@ -208,14 +219,17 @@ def normalise_spec(spec):
     ------
     BadSpecError
         A ``ValueError`` naming the layer (index, name and kind) and the bad
-        field, or the layer that does not fit its input.
+        field, the layer that does not fit its input, or the one at which the
+        model outgrows the bounds of :mod:`convnet.nn.limits` (memory budget
+        for one float32 image, weights, classes and JSON size a checkpoint
+        holds).
     """
     if isinstance(spec, CanonicalSpec):
         return spec
     if isinstance(spec, dict):
         unknown = sorted(map(str, set(spec) - set(SPEC_KEYS)))
         if unknown:
-            raise BadSpecError(f"spec has unknown keys {unknown}; expected some of "
+            raise BadSpecError(f"spec has unknown keys {limits.shown(unknown)}; expected some of "
                                f"{list(SPEC_KEYS)}")
         if "layers" not in spec:
             raise BadSpecError("spec must hold its list of layers under 'layers'")
@@ -225,21 +239,21 @@ def normalise_spec(spec):
         header, entries = {}, spec
     if not isinstance(entries, (list, tuple)) or not entries:
         raise BadSpecError(f"a spec's layers must be a non-empty list of dicts, "
-                           f"received {entries!r}")
+                           f"received {limits.shown(entries)}")
     layers, used_names, counts = [], set(), {}
     for index, entry in enumerate(entries):
         check = _Entry(index, entry if isinstance(entry, dict) else {})
         if not isinstance(entry, dict):
-            raise check.error(f"must be a dict with a 'layer' key, received {entry!r}")
+            raise check.error(f"must be a dict with a 'layer' key, received {limits.shown(entry)}")
         kind = entry.get("layer")
         if not isinstance(kind, str) or kind not in FIELDS:
-            raise check.error(f"layer must be one of {', '.join(FIELDS)}, received {kind!r}")
+            raise check.error(f"layer must be one of {', '.join(FIELDS)}, received {limits.shown(kind)}")
         if (kind == "Input") != (index == 0):
             raise check.error("the first layer, and only the first, must be Input")
         fields = FIELDS[kind]
         unknown = sorted(set(entry) - set(fields) - {"layer", "name"})
         if unknown:
-            raise check.error(f"unknown field {unknown[0]!r}; {kind} takes "
+            raise check.error(f"unknown field {limits.shown(unknown[0])}; {kind} takes "
                               f"{', '.join(['name'] + list(fields)) or 'no fields'}")
         canonical = {"layer": kind}
         name = entry.get("name")
@@ -249,9 +263,9 @@ def normalise_spec(spec):
                 while name is None or name in used_names:
                     counts[prefix] = counts.get(prefix, 0) + 1
                     name = f"{prefix}{counts[prefix]}"
-            if not isinstance(name, str) or not name or "/" in name:
-                raise check.error(f"name must be a non-empty string without '/', "
-                                  f"received {name!r}")
+            if not isinstance(name, str) or not limits.LAYER_NAME.fullmatch(name):
+                raise check.error(f"name must be {limits.LAYER_NAME_RULE}, "
+                                  f"received {limits.shown(name)}")
             if name in RESERVED_NAMES:
                 raise check.error(f"name {name!r} is reserved: it names the images or the "
                                   "probabilities among a model's outputs")
@@ -286,15 +300,32 @@ def normalise_spec(spec):
     loss = LOSSES[layers[-1]["activation"]]
     if header.get("loss", loss) != loss:
         raise BadSpecError(f"spec's loss must be {loss!r} for a {layers[-1]['activation']} "
-                           f"output, received {header['loss']!r}")
+                           f"output, received {limits.shown(header['loss'])}")
     name = header.get("name", "sequential")
     optimizer = header.get("optimizer")
     for key, value in (("name", name), ("optimizer", optimizer)):
         if value is not None and not isinstance(value, str):
-            raise BadSpecError(f"spec's {key} must be a string, received {value!r}")
+            raise BadSpecError(f"spec's {key} must be a string, received {limits.shown(value)}")
+    if not 0 < len(name) <= limits.MAX_MODEL_NAME or not name.isprintable() or "/" in name:
+        raise BadSpecError(f"spec's name must be 1 to {limits.MAX_MODEL_NAME} printable "
+                           f"characters without '/', received {limits.shown(name)}")
+    classes = layers[-1]["units"]
+    if classes > limits.MAX_CLASSES:
+        raise last.error(f"{classes:,} classes are more than the {limits.MAX_CLASSES:,} a "
+                         "checkpoint may hold")
     canonical = CanonicalSpec(name=name, layers=layers, loss=loss, optimizer=optimizer)
     canonical.shapes = _infer_shapes(layers)
+    _check_memory(layers, canonical.shapes, batch_size=1, itemsize=4)
+    size = len(spec_json(canonical).encode("utf-8"))
+    if size > limits.MAX_SPEC_BYTES:
+        raise BadSpecError(f"spec takes {size:,} bytes as JSON ({len(layers):,} layers); a "
+                           f"checkpoint holds at most {limits.MAX_SPEC_BYTES:,}")
     return canonical
+
+
+def spec_json(spec):
+    """Return a canonical spec as the JSON text checkpoints store (``Sequential.to_json``)."""
+    return json.dumps(spec, indent=1)
 
 
 def _infer_shapes(layers):
@@ -323,7 +354,7 @@ def _infer_shapes(layers):
                        for size, k, s in zip(shape[:2], window, layer["stride"]))
             shape = hw + ((layer["filters"],) if kind == "Conv2D" else (shape[2],))
         elif kind == "Flatten":
-            shape = (int(np.prod(shape)),)
+            shape = (limits.elements(shape),)
         elif kind == "Dense":
             shape = (layer["units"],)
         shapes.append(shape)
@@ -343,6 +374,61 @@ def _entry_weights(entry, input_shape):
         return ({"gamma": channels, "beta": channels},
                 {"moving_mean": channels, "moving_variance": channels})
     return {}, {}
+
+
+# ---------------------------------------------------------------- memory
+def _check_memory(layers, shapes, batch_size, itemsize):
+    """Raise naming the first layer at which the model outgrows its bounds; return the need."""
+    rows = []
+    for index, (entry, shape) in enumerate(zip(layers, shapes)):
+        learned, kept = _entry_weights(entry, shapes[index - 1] if index else None)
+        # Kept for the backward pass: the output, and its gradient; a second array of its
+        # shape for the normalised input, the dropout mask or a hidden activation's input.
+        second = (entry["layer"] in ("BatchNormalization", "Dropout")
+                  or entry.get("activation") is not None and index < len(layers) - 1)
+        weights = (*learned.values(), *kept.values())
+        rows.append((sum(map(limits.elements, weights)),
+                     (3 if second else 2) * limits.elements(shape)))
+    total = sum(parameters for parameters, _ in rows)
+    if total > limits.MAX_PARAMETERS:
+        largest = max(range(len(rows)), key=lambda index: rows[index][0])
+        raise BadSpecError(f"spec declares {total:,} weights, more than the "
+                           f"{limits.MAX_PARAMETERS:,} a checkpoint may hold "
+                           f"({_Entry(largest, layers[largest]).where} has {rows[largest][0]:,})")
+    need, fault = limits.tally_memory(rows, batch_size, itemsize)
+    if fault is not None:
+        raise _Entry(fault[0], layers[fault[0]]).error(fault[1])
+    return need
+
+
+def check_memory(spec, batch_size=1, dtype=np.float32):
+    """Check that a model of ``spec`` fits the memory budget when trained on ``batch_size`` images.
+
+    ``normalise_spec`` checks one float32 image; training, which knows its
+    batch (the micro-batch if smaller), checks it before building anything.
+
+    Parameters
+    ----------
+    spec : list of dict, dict or CanonicalSpec
+    batch_size : int
+        Images per forward and backward pass.
+    dtype : numpy dtype
+        Of the weights and activations.
+
+    Returns
+    -------
+    convnet.nn.limits.MemoryNeed
+
+    Raises
+    ------
+    BadSpecError
+        Naming the first layer at which the weights and activations
+        (estimated as :mod:`convnet.nn.limits` says) exceed
+        ``convnet.nn.limits.memory_budget()``, the bytes needed and the budget.
+    """
+    spec = normalise_spec(spec)
+    check_count("batch_size", batch_size)
+    return _check_memory(spec["layers"], spec.shapes, int(batch_size), np.dtype(dtype).itemsize)
 
 
 def spec_weights(spec):
@@ -416,7 +502,7 @@ def _entry_row(entry, input_shape, output_shape):
     """Return the :class:`SummaryRow` of one entry after Input."""
     kind = entry["layer"]
     learned, fixed = _entry_weights(entry, input_shape)
-    params = sum(int(np.prod(shape)) for shape in list(learned.values()) + list(fixed.values()))
+    params = sum(map(limits.elements, (*learned.values(), *fixed.values())))
     activation = entry.get("activation") or "linear"
     formula, description = "", ""
     if kind == "Conv2D":
@@ -468,7 +554,7 @@ def spec_summary(spec, name=None):
     rows = [_entry_row(entry, shape_in, shape_out) for entry, shape_in, shape_out
             in zip(spec["layers"][1:], spec.shapes[:-1], spec.shapes[1:])]
     weights, trainable_names = spec_weights(spec)
-    sizes = {key: int(np.prod(shape)) for key, shape in weights.items()}
+    sizes = {key: limits.elements(shape) for key, shape in weights.items()}
     trainable = sum(sizes[key] for key in trainable_names)
     total = sum(sizes.values())
     return Summary(name or spec["name"], rows, total, trainable, total - trainable,

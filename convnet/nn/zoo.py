@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from convnet.errors import BadOptionError
+from convnet.nn.limits import MAX_SPEC_BYTES, spec_text_problem
 from convnet.nn.specs import normalise_spec
 
 DEFAULT_MODEL = "lenet5"
@@ -129,8 +130,9 @@ def load_spec(name_or_path):
     ------
     BadOptionError
         A ``ValueError`` for an unknown name (listing the zoo), a missing or
-        unreadable file, a file that is not JSON, or a spec that
-        ``normalise_spec`` refuses (naming the file).
+        unreadable file, a file longer than ``convnet.nn.limits.MAX_SPEC_BYTES``
+        or nesting brackets deeper than ``MAX_JSON_DEPTH``, a file that is
+        not JSON, or a spec that ``normalise_spec`` refuses (naming the file).
     """
     text = str(name_or_path)
     if text in ZOO:
@@ -142,10 +144,21 @@ def load_spec(name_or_path):
     if not path.is_file():
         raise BadOptionError(f"spec file {path} does not exist")
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as stream:
+            # One byte more than a spec may take tells a longer file without reading it all.
+            text = stream.read(MAX_SPEC_BYTES + 1)
+        if len(text) > MAX_SPEC_BYTES:
+            raise BadOptionError(f"spec file {path} is longer than {MAX_SPEC_BYTES:,} bytes, "
+                                 "the most a spec may take")
+        text = text.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise BadOptionError(f"spec file {path} cannot be read ({error})") from None
-    except json.JSONDecodeError as error:
+    problem = spec_text_problem(text)
+    if problem is not None:
+        raise BadOptionError(f"spec file {path} {problem}")
+    try:
+        spec = json.loads(text)
+    except ValueError as error:   # also an integer of more digits than Python converts
         raise BadOptionError(f"spec file {path} is not valid JSON ({error})") from None
     if isinstance(spec, list):
         spec = {"name": path.stem, "layers": spec}

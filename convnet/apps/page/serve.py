@@ -15,7 +15,9 @@ This module is the page's face; the work is done in three rooms:
   from the model's own ``outputs`` and ``output_gradients``),
   :class:`SplitBrowser` and the JSON payloads;
 - :mod:`convnet.apps.page.server`: the Starlette application
-  (:func:`build_app`), :class:`ServerThread` and :func:`run`;
+  (:func:`build_app`), :func:`listening_socket` (the address bound before
+  anything says the page is served), :class:`ServerThread` and :func:`run`
+  (Ctrl-C reaches the caller as ``KeyboardInterrupt``);
 - :mod:`convnet.apps.page.watch`: the training feed behind
   ``convnet train --serve`` (:func:`watch_training`).
 
@@ -28,6 +30,7 @@ from convnet.apps.page.server import (  # noqa: F401 -- the page's public names
     ServerThread,
     build_app,
     host_warning,
+    listening_socket,
     run,
 )
 from convnet.apps.page.views import NetworkView, browser_for, drawing_codes  # noqa: F401

@@ -9,16 +9,27 @@ from a request reaches the file system.
 
 :func:`build_app` returns the ASGI application and prints nothing; the
 answers come from :mod:`convnet.apps.page.views`.
+
+The server's output stays for what its user must know. The address is
+bound by :func:`listening_socket` before anything says the page is served,
+so a busy port or an unknown host is one ``BadOptionError``. A client that
+goes away mid-request (a closed tab, a dropped Watch stream) ends its
+request without a word: neither the application nor asyncio logs it. Ctrl-C
+stops :func:`run` and reaches its caller as ``KeyboardInterrupt``.
 """
 import asyncio
+import errno
 import io
 import json
+import logging
+import os
+import socket
 import threading
 from pathlib import Path
 
 from convnet.apps.page.views import backprop_payload, predict_payload
 from convnet.data.images import load_digit_image
-from convnet.errors import StorageError
+from convnet.errors import BadOptionError, StorageError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -216,15 +227,15 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
         async def stream():
             count = 0
             yield "retry: 2000\n\n"
-            while True:
-                if await request.is_disconnected():
-                    break
+            while not feed.closed and not await request.is_disconnected():
                 events, count = await run_in_threadpool(feed.since, count, 1.0)
-                for event in events:
-                    yield f"data: {json.dumps(event)}\n\n"
                 if not events:
                     yield ": waiting\n\n"
                     await asyncio.sleep(0)
+                    continue
+                # One write for all the events that came: a page that goes away while a
+                # backlog streams must not leave thousands of writes to a closed connection.
+                yield "".join(f"data: {json.dumps(event)}\n\n" for event in events)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
@@ -247,7 +258,43 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
     middleware = [Middleware(_SecurityHeaders)]
     if allowed_hosts is not None:
         middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
-    return Starlette(routes=routes, middleware=middleware)
+    middleware.insert(0, Middleware(_QuietDisconnects))
+    application = Starlette(routes=routes, middleware=middleware)
+    # How ServerThread.stop ends the open Watch streams, which would otherwise hold the
+    # server until its graceful shutdown gives up on them.
+    application.state.end_streams = feed.close if feed is not None else None
+    return application
+
+
+def _is_disconnect(error):
+    """Whether ``error`` only says that the client went away (a group of such errors too)."""
+    from anyio import BrokenResourceError, ClosedResourceError
+    from starlette.requests import ClientDisconnect
+
+    group = getattr(error, "exceptions", None)
+    if group is not None:
+        return all(_is_disconnect(member) for member in group)
+    return isinstance(error, (ClientDisconnect, ClosedResourceError, BrokenResourceError,
+                              ConnectionError))
+
+
+class _QuietDisconnects:
+    """ASGI middleware: a request whose client went away ends without a traceback.
+
+    Nobody is left to answer, and a traceback for every closed tab or
+    dropped connection in the server's output would hide the errors that
+    matter. Any other exception goes on to be reported.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await self.app(scope, receive, send)
+        except Exception as error:
+            if scope["type"] != "http" or not _is_disconnect(error):
+                raise
 
 
 class _SecurityHeaders:
@@ -273,6 +320,81 @@ class _SecurityHeaders:
 
 
 # ---------------------------------------------------------------- serving
+class _WritesToClosedConnections(logging.Filter):
+    """Drops asyncio's warning about writes to a connection its client has closed."""
+
+    def filter(self, record):
+        return record.getMessage() != "socket.send() raised exception."
+
+
+def _quiet_asyncio():
+    """Keep asyncio's log free of the writes that follow a client's leaving, once per process."""
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(item, _WritesToClosedConnections) for item in logger.filters):
+        logger.addFilter(_WritesToClosedConnections())
+
+
+def listening_socket(host=DEFAULT_HOST, port=DEFAULT_PORT):
+    """Bind ``host``:``port`` and listen; return the socket for :func:`run` or :class:`ServerThread`.
+
+    Binding before the server starts (and before anything says it serves)
+    turns a busy port or a host that is not this machine's into one clear
+    error instead of a server that starts and fails.
+
+    Parameters
+    ----------
+    host : str
+        A name or address of this machine (``::1`` and other addresses with
+        a colon are IPv6).
+    port : int
+        0 to 65535; 0 lets the system pick a free port.
+
+    Returns
+    -------
+    socket.socket
+
+    Raises
+    ------
+    BadOptionError
+        Naming the port or the host and what went wrong.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise BadOptionError(f"port must be an integer from 0 to 65535, received {port!r}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":
+            # A port left in TIME_WAIT by the previous run can be bound again at once.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        shown = f"[{host}]" if ":" in host else host
+        if isinstance(error, socket.gaierror):
+            problem = f"host {host!r} is not a known name or address ({error.strerror})"
+        elif error.errno == errno.EADDRINUSE:
+            problem = f"port {port} on {shown} is in use by another program; choose another port"
+        elif error.errno == errno.EACCES:
+            problem = (f"port {port} on {shown} needs privileges this user lacks (ports below "
+                       "1024 usually do); choose another port")
+        elif error.errno == errno.EADDRNOTAVAIL:
+            problem = f"host {host!r} is not an address of this machine"
+        else:
+            problem = f"cannot listen on {shown}:{port} ({error.strerror or error})"
+        raise BadOptionError(problem) from None
+    return sock
+
+
+def _server(app):
+    """A uvicorn server for ``app`` that logs warnings and errors only."""
+    import uvicorn
+
+    _quiet_asyncio()
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
+    return uvicorn.Server(config)
+
+
 class ServerThread:
     """An ASGI application served by uvicorn in a background thread.
 
@@ -282,21 +404,21 @@ class ServerThread:
     host : str
     port : int
         0 picks a free port; ``url`` tells which.
+
+    Raises
+    ------
+    BadOptionError
+        From :func:`listening_socket`, when the address cannot be bound.
     """
 
     def __init__(self, app, host=DEFAULT_HOST, port=0):
-        import socket
-
-        import uvicorn
-
-        if port == 0:
-            with socket.socket() as probe:
-                probe.bind((host, 0))
-                port = probe.getsockname()[1]
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._socket = listening_socket(host, port)
+        port = self._socket.getsockname()[1]
+        self._server = _server(app)
+        self._thread = threading.Thread(target=self._server.run,
+                                        kwargs={"sockets": [self._socket]}, daemon=True)
+        # build_app's applications say how to end their open streams.
+        self._end_streams = getattr(getattr(app, "state", None), "end_streams", None)
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}/"
 
@@ -305,8 +427,8 @@ class ServerThread:
 
         Raises
         ------
-        OSError
-            If it has not started within ``timeout`` seconds (port in use, say).
+        StorageError
+            If it has not started within ``timeout`` seconds.
         """
         import time
 
@@ -314,19 +436,41 @@ class ServerThread:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise StorageError(f"the server could not start on {self.url} (is the port "
-                                   "already in use?)")
+                self._socket.close()
+                raise StorageError(f"the server could not start on {self.url}")
             time.sleep(0.02)
         return self
 
     def stop(self, timeout=10.0):
-        """Stop serving and wait for the thread (at most ``timeout`` seconds)."""
+        """End the open streams, stop serving and wait for the thread (at most ``timeout`` s)."""
+        if self._end_streams is not None:
+            self._end_streams()
         self._server.should_exit = True
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._socket.close()
 
 
-def run(app, host=DEFAULT_HOST, port=DEFAULT_PORT):
-    """Serve ``app`` with uvicorn until interrupted."""
-    import uvicorn
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+def run(app, host=DEFAULT_HOST, port=DEFAULT_PORT, sock=None):
+    """Serve ``app`` with uvicorn until interrupted.
 
+    Parameters
+    ----------
+    app : ASGI application
+    host, port : str, int
+        Where to listen, unless ``sock`` is given.
+    sock : socket.socket, optional
+        From :func:`listening_socket`: a caller that binds first can say
+        where the page is knowing that the address is free.
+
+    Raises
+    ------
+    BadOptionError
+        When the address cannot be bound (see :func:`listening_socket`).
+    KeyboardInterrupt
+        On Ctrl-C, once the server has stopped.
+    """
+    if sock is None:
+        sock = listening_socket(host, port)
+    # Server.run, unlike uvicorn.run, lets the Ctrl-C it received reach the caller.
+    _server(app).run(sockets=[sock])

@@ -47,6 +47,18 @@ class TrainingFeed:
         self._keep = keep
         self._condition = threading.Condition()
         self._count = 0
+        self._closed = False
+
+    @property
+    def closed(self):
+        """True once :meth:`close` was called: the streams end."""
+        return self._closed
+
+    def close(self):
+        """End every stream: the training is over and the server stops."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
 
     def publish(self, event):
         """Add ``event`` (a JSON-ready dict) and wake the listeners."""
@@ -59,7 +71,7 @@ class TrainingFeed:
     def since(self, count, timeout):
         """Return ``(events after the first count published, new count)``, waiting up to ``timeout`` s."""
         with self._condition:
-            if self._count <= count:
+            if self._count <= count and not self._closed:
                 self._condition.wait(timeout)
             new = self._count - count
             events = self._events[-new:] if new > 0 else []
@@ -162,7 +174,12 @@ def watch_training(model, X_valid, Y_valid, host=DEFAULT_HOST, port=DEFAULT_PORT
         The callback, reporting the accuracy on the first ``sample``
         validation images.
     server : ServerThread
-        Already listening.
+        Already listening; stopping it ends the pages' streams.
+
+    Raises
+    ------
+    BadOptionError
+        When ``host``:``port`` cannot be bound (a busy port, say).
     """
     view = NetworkView(model)
     feed = TrainingFeed()
