@@ -267,3 +267,20 @@ def test_long_values_are_quoted_short():
     with pytest.raises(BadSpecError) as refused:
         normalise_spec(spec)
     assert len(str(refused.value)) < 200
+
+
+def test_the_command_line_sets_the_budget_for_the_run(monkeypatch, capsys):
+    from convnet.apps.cli.cli import main
+    monkeypatch.delenv(limits.MEMORY_BUDGET_VARIABLE, raising=False)
+    assert main(["--memory-budget", "64KiB", "summary", "--model", "lenet5"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("convnet: error: ") and "the budget is 64 KiB" in error, error
+    assert main(["--memory-budget", "1GiB", "summary", "--model", "lenet5"]) == 0
+
+
+def test_the_command_line_refuses_a_budget_that_is_no_size(capsys):
+    from convnet.apps.cli.cli import main
+    with pytest.raises(SystemExit) as stopped:
+        main(["--memory-budget", "lots", "summary"])
+    assert stopped.value.code == 2
+    assert "'lots' is not a size such as 8GiB" in capsys.readouterr().err

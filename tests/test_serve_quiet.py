@@ -28,7 +28,7 @@ TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from convnet.nn.model import LeNet5
+    from convnet.nn.lenet5 import LeNet5
     from convnet.nn.optim import Adam
     from convnet.training import trainer
     model = LeNet5(seed=0)
@@ -146,7 +146,7 @@ def test_a_busy_port_is_refused_before_saying_serving(checkpoint):
 def test_a_busy_port_of_a_training_page_is_a_clear_error(capfd):
     import numpy as np
 
-    from convnet.nn.model import LeNet5
+    from convnet.nn.lenet5 import LeNet5
     images, labels = np.zeros((4, 28, 28), np.float32), np.zeros(4, np.int64)
     with busy_port() as holder:
         port = holder.getsockname()[1]
@@ -169,7 +169,7 @@ WATCHED_TRAINING = textwrap.dedent("""
     import socket, struct, sys, threading, time
     import numpy as np
     from convnet.apps.page import serve
-    from convnet.nn.model import LeNet5
+    from convnet.nn.lenet5 import LeNet5
 
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))

@@ -76,6 +76,10 @@ def build_parser():
                         help="print the traceback of every error, user mistakes included")
     parser.add_argument("--verbose", action="store_true",
                         help="let TensorFlow print its C++ and absl log lines")
+    parser.add_argument("--memory-budget", metavar="SIZE", type=memory_size, default=None,
+                        help="memory a model's weights and activations may take, e.g. 8GiB "
+                             "(default: $CONVNET_MEMORY_BUDGET, else 4GiB); a spec that needs "
+                             "more is refused before anything is allocated")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (configure, run, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
@@ -86,6 +90,16 @@ def build_parser():
 
 class Terminated(BaseException):
     """SIGTERM arrived: unwinds like Ctrl-C, so files and child processes are closed."""
+
+
+def memory_size(text):
+    """argparse type: a size such as 8GiB, kept as the text the library reads."""
+    from convnet.nn.limits import parse_size
+    try:
+        parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _quiet_tensorflow(verbose):
@@ -122,6 +136,10 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_tensorflow(args.verbose)
+    if args.memory_budget is not None:
+        # Through the environment, so that the ranks and workers of a run keep it too.
+        from convnet.nn.limits import MEMORY_BUDGET_VARIABLE
+        os.environ[MEMORY_BUDGET_VARIABLE] = args.memory_budget
     handler = _SigtermHandler()
     try:
         previous = signal.signal(signal.SIGTERM, handler)
