@@ -488,3 +488,43 @@ def test_mnist_refuses_a_source_and_unknown_names_are_refused(capsys):
                                          "happy, signs, received 'svhn'"):
         data.class_names("svhn")
     assert data.class_names("mnist") == tuple("0123456789")
+
+
+def test_a_cifar10_archive_with_another_checksum_is_cached_only_when_asked(tmp_path, capsys):
+    from convnet.apps.cli.cli import main
+    rng = np.random.default_rng(1)
+    batches = [(rng.integers(0, 4, (1001, 32, 32, 3), dtype=np.uint8),
+                rng.integers(0, 10, 1001)) for _ in range(6)]
+    archive = binary_archive(tmp_path / "cifar-10-binary.tar.gz", batches)
+    command = ["data", "cifar10", "--from", str(archive), "--dir", str(tmp_path / "cache")]
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert "checksum mismatch" in error and "--skip-checksum reads it" in error, error
+    assert not (tmp_path / "cache" / "cifar10.npz").exists()
+    assert main([*command, "--skip-checksum"]) == 0
+    out = capsys.readouterr().out
+    assert "MD5 of" in out and "is NOT checked" in out
+    assert "layout checked, MD5 NOT checked; wrote train 5, valid 5,000, test 1,001" in out
+    X_train, _, X_valid, _, _, Y_test = data.load_dataset(
+        "cifar10", tmp_path / "cache" / "cifar10.npz")
+    assert X_train.shape == (5, 32, 32, 3) and X_valid.shape == (5000, 32, 32, 3)
+    np.testing.assert_array_equal(Y_test, batches[5][1])
+
+
+def test_a_cifar10_archive_of_another_layout_is_refused_even_without_its_checksum(tmp_path,
+                                                                                  capsys):
+    from convnet.apps.cli.cli import main
+    archive = tmp_path / "other.tar.gz"
+    with tarfile.open(archive, "w:gz") as handle:
+        info = tarfile.TarInfo("cifar-10-batches-bin/readme.html")
+        info.size = 4
+        handle.addfile(info, io.BytesIO(b"none"))
+    assert main(["data", "cifar10", "--from", str(archive), "--dir", str(tmp_path),
+                 "--skip-checksum"]) == 2
+    assert "is not a CIFAR-10 archive" in capsys.readouterr().err
+
+
+def test_skip_checksum_belongs_to_cifar10(tmp_path, capsys):
+    from convnet.apps.cli.cli import main
+    assert main(["data", "happy", "--from", str(tmp_path), "--skip-checksum"]) == 2
+    assert "--skip-checksum is used with cifar10 only" in capsys.readouterr().err

@@ -85,7 +85,8 @@ def check_cifar10_md5(path):
             return layout
     expected = " or ".join(f"{info['md5']} ({info['file']})" for info in CIFAR10_ARCHIVES.values())
     raise DataError(f"checksum mismatch for {path}: expected md5 {expected}, got {actual}; "
-                    f"refusing to use it")
+                    "refusing to use it (a re-packed copy you trust: {skip_checksum} reads it, "
+                    "checking its layout only)", fields=("skip_checksum",))
 
 
 def read_cifar10_archive(path):
@@ -303,8 +304,9 @@ def cache_cifar10(source, directory=None, check_md5=True,
     directory : str or Path, optional
         Cache folder. Default: :func:`~convnet.data.core.default_data_dir`.
     check_md5 : bool
-        Check the archive's MD5 first (:func:`check_cifar10_md5`). Only archives
-        built for tests, in the same layout but smaller, skip it.
+        Check the archive's MD5 first (:func:`check_cifar10_md5`). Skipped for an
+        archive whose bytes differ from the published ones (re-packed, another
+        mirror's, or built for tests): its layout is still checked as it is read.
     validation_size : int
         The **first** ``validation_size`` training images (5,000, as the course
         does) form the validation split; the rest (45,000) the training split.
