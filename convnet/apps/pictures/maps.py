@@ -153,62 +153,74 @@ def model_maps(model, image):
     return maps
 
 
-def _tile_axes(subfigure, name, activation, lines):
-    """One axes spanning ``_MAP_COLUMNS`` pictures and ``lines`` lines, the colour bar's axes."""
-    h, w = activation.shape[:2]
+def _gaps(h, w):
+    """Pixels between two pictures of a line (``gx``) and below each, for its label (``gy``)."""
+    return max(1, round(0.1 * w)), max(2, round(0.35 * h))
+
+
+def _draw_tiles(subfigure, name, shape, tiles, labels):
+    """Draw pictures (n, h, w, 4) RGBA, ``_MAP_COLUMNS`` to a line, each framed and labelled.
+
+    The pictures are laid into one mosaic drawn by a single image (far
+    faster than one axes, or one image, per channel); the gaps are
+    transparent. Returns the colour bar's axes, beside the mosaic.
+    """
+    n, h, w = tiles.shape[:3]
+    gx, gy = _gaps(h, w)
+    lines = -(-n // _MAP_COLUMNS)
+    mosaic = np.zeros((lines * (h + gy), _MAP_COLUMNS * (w + gx), 4))
+    corners = []
+    for k in range(n):
+        line, column = divmod(k, _MAP_COLUMNS)
+        top, left = line * (h + gy), column * (w + gx)
+        mosaic[top:top + h, left:left + w] = tiles[k]
+        corners.append((left, top))
     grid = subfigure.add_gridspec(1, 2, width_ratios=[_MAP_COLUMNS, _COLOUR_BAR_WIDTH])
     ax = subfigure.add_subplot(grid[0, 0])
     ax.set_axis_off()
-    # Pictures are placed in cells of (w + gap) x (h + gap + label) data units.
-    ax.set_xlim(0, _MAP_COLUMNS * (w * 1.1))
-    ax.set_ylim(lines * h * 1.35, 0)
+    ax.imshow(mosaic, extent=(0, mosaic.shape[1], mosaic.shape[0], 0),
+              interpolation="nearest")
     ax.set_aspect("equal", anchor="W")
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+    ax.add_collection(PatchCollection([Rectangle(corner, w, h) for corner in corners],
+                                      facecolor="none", edgecolor="#999999", linewidth=0.5))
+    for (left, top), label in zip(corners, labels):
+        if label is not None:
+            ax.text(left + w / 2, top + h + 0.1 * gy, label, ha="center", va="top", fontsize=7)
     height = _MAP_ROW_HEIGHT + _MAP_LINE_HEIGHT * (lines - 1)
     subfigure.subplots_adjust(left=0.01, right=0.96, bottom=0.02, top=1 - 0.26 / height,
                               wspace=0.02)
-    subfigure.suptitle(f"{name}: {'x'.join(map(str, activation.shape))}", fontsize=10,
-                       x=0.01, ha="left")
-    return ax, subfigure.add_subplot(grid[0, 1])
-
-
-def _place(ax, picture, slot, h, w, **style):
-    """Draw ``picture`` in cell ``slot`` (line by line) of a tile axes; return the image."""
-    line, column = divmod(slot, _MAP_COLUMNS)
-    left, top = column * w * 1.1, line * h * 1.35
-    return ax.imshow(picture, extent=(left, left + w, top + h, top), interpolation="nearest",
-                     **style)
-
-
-def _frame(ax, slot, h, w, label):
-    """A thin frame around the picture of cell ``slot`` and its label below it."""
-    from matplotlib.patches import Rectangle
-    line, column = divmod(slot, _MAP_COLUMNS)
-    left, top = column * w * 1.1, line * h * 1.35
-    ax.add_patch(Rectangle((left, top), w, h, fill=False, linewidth=0.5, edgecolor="#999999"))
-    if label is not None:
-        ax.text(left + w / 2, top + h * 1.04, label, ha="center", va="top", fontsize=7)
+    subfigure.suptitle(f"{name}: {'x'.join(map(str, shape))}", fontsize=10, x=0.01, ha="left")
+    return subfigure.add_subplot(grid[0, 1])
 
 
 def _draw_channels(subfigure, name, activation):
     """Draw the channels of an (h, w, c) activation as small images, 16 to a line."""
-    h, w, channels = activation.shape
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    channels = activation.shape[2]
     cmap, vmin, vmax = _limits(activation)
-    ax, cax = _tile_axes(subfigure, name, activation, _channel_lines(activation))
-    for k in range(channels):
-        image = _place(ax, activation[:, :, k], k, h, w, cmap=cmap, vmin=vmin, vmax=vmax)
-        _frame(ax, k, h, w, str(k) if channels > 1 else None)
-    _colour_bar(subfigure, image, cax)
+    norm = Normalize(vmin, vmax)
+    tiles = colormaps[cmap](norm(activation.transpose(2, 0, 1)))
+    # Beyond one line, every fourth channel is numbered: enough to count, and the
+    # labels no longer outnumber what they label.
+    step = 1 if channels <= _MAP_COLUMNS else 4
+    labels = [str(k) if channels > 1 and k % step == 0 else None for k in range(channels)]
+    cax = _draw_tiles(subfigure, name, activation.shape, tiles, labels)
+    _colour_bar(subfigure, ScalarMappable(norm, colormaps[cmap]), cax)
 
 
 def _draw_colour_image(subfigure, name, activation):
     """Draw a colour input: the picture, then its red, green and blue channels."""
-    h, w, _ = activation.shape
-    ax, cax = _tile_axes(subfigure, name, activation, 1)
-    _place(ax, np.clip(activation, 0, 1), 0, h, w)
-    _frame(ax, 0, h, w, "colour")
-    for k, (label, cmap) in enumerate(_CHANNEL_CMAPS):
-        _place(ax, activation[:, :, k], k + 1, h, w, cmap=cmap, vmin=0, vmax=1)
-        _frame(ax, k + 1, h, w, label)
+    from matplotlib import colormaps
+    picture = np.clip(activation, 0, 1)
+    opaque = np.ones(picture.shape[:2] + (1,))
+    tiles = [np.concatenate([picture, opaque], axis=2)]
+    tiles += [colormaps[cmap](picture[:, :, k]) for k, (_, cmap) in enumerate(_CHANNEL_CMAPS)]
+    labels = ["colour"] + [label for label, _ in _CHANNEL_CMAPS]
+    cax = _draw_tiles(subfigure, name, activation.shape, np.stack(tiles), labels)
     # Each channel has its own colours, all from 0 (white) to 1: one bar would mislead.
     cax.set_axis_off()
 
