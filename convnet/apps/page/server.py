@@ -30,6 +30,8 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 WEB_DIR = Path(__file__).with_name("web")
 # The only files the server sends: URL name -> (file in WEB_DIR, media type).
 ASSETS = {
+    "paint.js": ("paint.js", "text/javascript; charset=utf-8"),
+    "views.js": ("views.js", "text/javascript; charset=utf-8"),
     "app.js": ("app.js", "text/javascript; charset=utf-8"),
     "style.css": ("style.css", "text/css; charset=utf-8"),
 }
