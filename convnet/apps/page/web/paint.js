@@ -216,7 +216,7 @@ function renderLayers(container, layers, options) {
     maps.className = "maps";
     if (layer.kind === "maps") {
       const [h, w] = layer.shape;
-      const zoom = Math.max(1, Math.round(56 / h));
+      const zoom = Math.max(1, Math.round(52 / h));
       const scale = colourScale(layer.min, layer.max);
       layer.values.forEach((values, channel) => {
         const canvas = document.createElement("canvas");
@@ -270,14 +270,20 @@ function renderLayers(container, layers, options) {
   container.replaceChildren(...rows);
 }
 
+// A layer's extremes: four decimals, or three significant digits for the tiny values of
+// a gradient when the loss is nearly 0.
+function extreme(value) {
+  return value === 0 || Math.abs(value) >= 1e-3 ? fmt(value) : Number(value).toExponential(2);
+}
+
 function layerTitle(layer) {
   if (layer.kind === "colours") {
     const [kh, kw, c, count] = layer.shape;
     return `${layer.name}: ${count} kernels ${kh}\u00d7${kw}\u00d7${c} as colours ` +
-      `(grey = 0; min ${fmt(layer.min)}, max ${fmt(layer.max)})`;
+      `(grey = 0; min ${extreme(layer.min)}, max ${extreme(layer.max)})`;
   }
   return `${layer.name}: ${layer.shape.join("\u00d7")}` +
-    `  (min ${fmt(layer.min)}, max ${fmt(layer.max)})`;
+    `  (min ${extreme(layer.min)}, max ${extreme(layer.max)})`;
 }
 
 function repaintLayer(row, layer, index, layers, options) {
