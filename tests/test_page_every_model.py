@@ -368,3 +368,33 @@ def test_a_narrow_screen_never_scrolls_sideways(driver, servers, name):
             screenshot(driver, "colour-narrow")
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+# ---------------------------------------------------------------- Watch training, any first layer
+def test_watch_draws_colour_kernels_and_says_when_there_are_none(driver, runs):
+    """Training events carry the first layer's kernels channel last, one list per kernel."""
+    from convnet.apps.page import serve
+    checkpoint = runs["colour"][0]
+    view = serve.NetworkView.from_checkpoint(checkpoint)
+    kernels = view.first_kernels()
+    feed = serve.TrainingFeed()
+    feed.publish({"step": 50, "epoch": 1, "loss": 1.5, "accuracy": 0.5,
+                  "kernels": [kernels[:, :, :, k].ravel().tolist()
+                              for k in range(kernels.shape[3])],
+                  "kernel_shape": list(kernels.shape)})
+    server = serve.ServerThread(serve.build_app(view, feed=feed)).start()
+    try:
+        _open(driver, server.url)
+        _tab(driver, "watch")
+        _wait(driver, "return document.querySelectorAll('#watch-filters canvas').length === 16")
+        patch = canvas_pixels(driver, driver.find_elements("css selector",
+                                                            "#watch-filters canvas")[0])
+        limit = np.abs(kernels).max()
+        np.testing.assert_array_equal(patch[:, :, :3],
+                                      np.rint(255 * (0.5 + kernels[:, :, :, 0] / (2 * limit))))
+        feed.publish({"step": 100, "epoch": 1, "loss": 1.0, "accuracy": 0.6, "kernels": [],
+                      "kernel_shape": []})
+        _wait(driver, "return document.getElementById('watch-filters').textContent"
+                      ".includes('no convolution')")
+    finally:
+        server.stop()

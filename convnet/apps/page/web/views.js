@@ -337,12 +337,37 @@ function watchTraining() {
     $("#watch-status").textContent = `epoch ${event.epoch}, step ${event.step}: loss ` +
       `${event.loss.toFixed(4)}${accuracy}`;
     drawChart();
-    let min = 0, max = 0;
-    for (const kernel of event.kernels) {
-      for (const v of kernel) { min = Math.min(min, v); max = Math.max(max, v); }
-    }
-    renderLayers($("#watch-filters"), [{ name: "conv1 kernels", kind: "maps",
-      shape: event.kernel_shape.slice(0, 2).concat([event.kernels.length]), min, max,
-      values: event.kernels }]);
+    renderWatchedKernels(event);
   };
+}
+
+// The first layer's kernels of a training event: one list of kh * kw * c_in weights
+// (channel last) per kernel, drawn as maps (one input channel) or colour patches (three);
+// none for a network without convolution.
+function renderWatchedKernels(event) {
+  const container = $("#watch-filters");
+  const kernels = event.kernels || [];
+  if (!kernels.length) {
+    const note = document.createElement("p");
+    note.className = "note";
+    note.textContent = "This network has no convolution, so it has no filters to show.";
+    container.replaceChildren(note);
+    delete container.dataset.signature;
+    return;
+  }
+  let min = 0, max = 0;
+  for (const kernel of kernels) {
+    for (const v of kernel) { min = Math.min(min, v); max = Math.max(max, v); }
+  }
+  const [kh, kw, channels] = event.kernel_shape;
+  let layer = { name: "conv1 kernels", kind: "maps", shape: [kh, kw, kernels.length], min, max,
+                values: kernels };
+  if (channels === 3) {
+    // As the server draws colour kernels: 0.5 + w / (2 * largest |w|), so grey is 0.
+    const limit = Math.max(-min, max) || 1;
+    layer = { name: "conv1 kernels", kind: "colours", shape: [kh, kw, 3, kernels.length],
+              min: -limit, max: limit, values: kernels.map((kernel) =>
+                Uint8ClampedArray.from(kernel, (v) => Math.round(255 * (0.5 + v / (2 * limit))))) };
+  }
+  renderLayers(container, [layer]);
 }
