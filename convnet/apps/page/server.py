@@ -96,7 +96,11 @@ async def _read_image(request, max_bytes, view, browser=None):
     if request.query_params.get("split") is not None:
         if browser is None:
             raise RequestError("no data set was loaded, so no image of it can be shown", 404)
-        return browser.image(request.query_params["split"], _int_query(request, "index"))
+        from starlette.concurrency import run_in_threadpool
+
+        # The first image of a split loads the dataset: not on the event loop.
+        return await run_in_threadpool(browser.image, request.query_params["split"],
+                                       _int_query(request, "index"))
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise RequestError(f"request body is {declared} bytes; the limit is {max_bytes}", 413)
