@@ -29,13 +29,14 @@ guide: data
 	$(BIN)/convnet train --epochs 3 --out runs/guide --overwrite
 	$(BIN)/python docs/figures/draw_guide.py --run runs/guide
 
-# The page's screenshots in docs/figures/serve/, taken by the browser test (served
-# checkpoint: the demo's if it exists, else one the test trains on 5,000 images).
+# The page's screenshots in docs/figures/serve/, taken by the browser tests: every view of a
+# grey LeNet-5 (the demo's checkpoint if it exists, else one the test trains on 5,000 images)
+# and of a colour cifar-cnn trained on coloured shapes (colour-*.png, one at 420 pixels wide).
 screenshots: data
 	CONVNET_SCREENSHOTS=docs/figures/serve \
 	CONVNET_SERVE_CHECKPOINT=$$(test -f runs/lenet5-numpy/checkpoint.npz && \
 	  echo runs/lenet5-numpy/checkpoint.npz) \
-	$(BIN)/python -m pytest -q tests/test_serve_browser.py
+	$(BIN)/python -m pytest -q tests/test_serve_browser.py tests/test_page_every_model.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check convnet tests docs

@@ -171,7 +171,7 @@ def test_drawn_seven_is_read_as_seven(page, drawn_seven):
     screenshot(page, "draw")
 
 
-def _canvas_pixels(driver, canvas):
+def canvas_pixels(driver, canvas):
     """The RGBA pixels of a canvas element, as an (h, w, 4) array."""
     data = driver.execute_script(
         "const c = arguments[0]; const d = c.getContext('2d')"
@@ -186,12 +186,12 @@ def test_every_layer_is_drawn_and_not_blank(page, drawn_seven):
     names = [row.get_attribute("data-layer") for row in rows]
     expected = page.execute_script("return window.convnet.state.model.layers.map(l => l.name)")
     assert names == expected[1:-1]   # every layer between the input and the softmax
-    seen = _canvas_pixels(page, page.find_element("id", "seen"))
+    seen = canvas_pixels(page, page.find_element("id", "seen"))
     np.testing.assert_array_equal(seen[:, :, 0], np.round(255 * (1 - drawn_seven)))
     for row in rows:
         canvases = row.find_elements("css selector", "canvas")
         assert canvases, f"layer {row.get_attribute('data-layer')} has no picture"
-        pixels = np.stack([_canvas_pixels(page, c)[:, :, :3].reshape(-1, 3).std(axis=0)
+        pixels = np.stack([canvas_pixels(page, c)[:, :, :3].reshape(-1, 3).std(axis=0)
                            for c in canvases])
         # Every layer varies across its pixels; for channels, most channels do
         # (a ReLU channel may be all zeros for one image).
@@ -364,12 +364,12 @@ def test_watch_view_draws_the_training_stream(checkpoint, page):
             lambda d: "step 550" in d.find_element("id", "watch-status").text)
         status = driver.find_element("id", "watch-status").text
         assert status.startswith("epoch 2, step 550: loss 0.2000, validation-slice accuracy 95.0 %")
-        chart = _canvas_pixels(driver, driver.find_element("id", "watch-chart"))
+        chart = canvas_pixels(driver, driver.find_element("id", "watch-chart"))
         blue = (chart[:, :, 2] > 150) & (chart[:, :, 0] < 100) & (chart[:, :, 3] > 0)
         assert blue.sum() > 100   # the loss curve
         filters = driver.find_elements("css selector", "#watch-filters canvas")
         assert len(filters) == 6
-        pixels = _canvas_pixels(driver, filters[0])[:, :, :3].astype(int)
+        pixels = canvas_pixels(driver, filters[0])[:, :, :3].astype(int)
         assert pixels.shape[:2] == (5, 5) and pixels.std() > 0
         screenshot(driver, "watch")
     finally:

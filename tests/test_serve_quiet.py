@@ -132,9 +132,6 @@ def test_a_busy_port_is_one_line_and_status_2(checkpoint):
                            "program; choose another port\n")
 
 
-@pytest.mark.xfail(strict=True, reason="`convnet serve` says 'serving' before serve.run binds "
-                                       "the port; the command must call "
-                                       "serve.listening_socket first")
 def test_a_busy_port_is_refused_before_saying_serving(checkpoint):
     with busy_port() as holder:
         done = subprocess.run([sys.executable, "-m", "convnet", "serve", "--checkpoint",
@@ -214,3 +211,20 @@ def test_dropped_watch_streams_leave_no_trace_and_the_page_stops_at_once():
                           text=True, timeout=2 * TIMEOUT, check=False)
     assert done.stderr == ""
     assert float(done.stdout) < 1.5
+
+
+def test_training_events_are_json_for_every_network():
+    import json
+
+    import numpy as np
+
+    from convnet.apps.page.watch import training_event
+    rng = np.random.default_rng(0)
+    colour = rng.normal(size=(3, 3, 3, 4))
+    event = training_event(5, 1, float("nan"), 0.5, colour)
+    text = json.dumps(event, allow_nan=False)   # NaN is no JSON: a diverged loss is null
+    assert json.loads(text)["loss"] is None and event["kernel_shape"] == [3, 3, 3, 4]
+    assert len(event["kernels"]) == 4 and len(event["kernels"][0]) == 27
+    np.testing.assert_allclose(event["kernels"][2], colour[..., 2].ravel(), atol=1e-3)
+    dense_only = training_event(5, 1, 0.25, None, None)
+    assert (dense_only["kernels"], dense_only["kernel_shape"], dense_only["loss"]) == ([], [], 0.25)

@@ -10,6 +10,7 @@ from convnet.apps.cli.options import (
     DEFAULT_CHECKPOINT,
     add_dataset_options,
     non_negative_int,
+    note,
     positive_int,
 )
 from convnet.errors import BadCheckpointError, BadOptionError
@@ -25,20 +26,25 @@ def configure_evaluate(parser):
     add_dataset_options(parser, default=None)
 
 
+PICTURES_HELP = ("folder of the pictures (default: a folder named after the checkpoint, "
+                 "beside it: runs/lenet5-numpy/checkpoint-pictures for the default checkpoint)")
+
+
 def configure_predict(parser):
     parser.add_argument("images", metavar="IMAGE", nargs="+",
-                        help="PNG or JPEG files, one digit each, any size; dark-on-light "
-                             "images are inverted, and the digit is scaled and centred as in MNIST")
+                        help="PNG or JPEG files, any size, prepared for the model's input: for "
+                             "a grey model one digit each, inverted when dark on light, scaled "
+                             "and centred as in MNIST; for a colour model the largest centred "
+                             "part of the model's aspect ratio, resized to its size")
     parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
-                        help="checkpoint .npz of a model of 28x28 grey images written by "
-                             f"`convnet train` (default: {DEFAULT_CHECKPOINT})")
+                        help="checkpoint .npz written by `convnet train` (or a LeNet-5 "
+                             f"weights.npz) (default: {DEFAULT_CHECKPOINT})")
     parser.add_argument("--top", type=positive_int, default=3,
-                        help="how many of the most likely digits to show (default: 3)")
+                        help="how many of the most likely classes to show (default: 3)")
     parser.add_argument("--show", action="store_true",
-                        help="also draw, for each image, the 28x28 input the network saw and "
-                             "its probabilities (PNG files in --out)")
-    parser.add_argument("--out", metavar="DIR", default="runs/pictures",
-                        help="folder of --show's pictures (default: runs/pictures)")
+                        help="also draw, for each image, the input the network saw and its "
+                             "probabilities (PNG files in --out)")
+    parser.add_argument("--out", metavar="DIR", default=None, help=PICTURES_HELP)
 
 
 def run_predict(args):
@@ -83,10 +89,10 @@ def configure_show(parser):
     parser.add_argument("--index", type=non_negative_int, default=0,
                         help="validation image whose feature maps are drawn, also the first "
                              "of the 25 predictions shown (default: 0)")
-    parser.add_argument("--out", metavar="DIR", default="runs/pictures")
+    parser.add_argument("--out", metavar="DIR", default=None, help=PICTURES_HELP)
     parser.add_argument("--image", metavar="FILE", default=None,
-                        help="draw only the feature maps of this digit picture (PNG or JPEG, "
-                             "prepared as `convnet predict` does)")
+                        help="draw only the feature maps of this picture (PNG or JPEG, "
+                             "prepared for the model's input as `convnet predict` does)")
     parser.add_argument("--mistakes", action="store_true",
                         help="also draw the first 25 mistakes on the validation split")
     add_dataset_options(parser, default=None)
@@ -122,25 +128,42 @@ def run_evaluate(args):
           f"images): accuracy {measured.accuracy:.4f}, loss {measured.loss:.4f}")
 
 
+def pictures_folder(checkpoint, out=None):
+    """Where the pictures of ``checkpoint`` go: ``out`` if given, else beside the checkpoint.
+
+    The folder is named after the checkpoint (``runs/x/checkpoint.npz`` ->
+    ``runs/x/checkpoint-pictures``), so the pictures of two checkpoints of
+    one run folder (``checkpoint.npz`` and ``best.npz``) never overwrite
+    each other; a checkpoint that is a folder gets ``pictures`` inside it.
+    """
+    if out is not None:
+        return Path(out)
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        return checkpoint / "pictures"
+    return checkpoint.with_name(f"{checkpoint.stem}-pictures")
+
+
 def predict_cli(args):
     """Run ``convnet predict``: print the class and top probabilities for each image file.
 
-    ``args`` has images (paths), checkpoint and top (how many probabilities);
-    with ``show`` true it also draws each prepared 28x28 input and its
-    probabilities into the folder ``out`` and prints the PNG paths. The
-    checkpoint's model must take 28x28 grey images (the pictures are
-    prepared as MNIST digits).
+    ``args`` has images (paths), checkpoint and top (how many probabilities).
+    Each picture is prepared for the model's input shape
+    (``convnet.data.images.prepare_image``: a digit as MNIST prepares them
+    for a grey model, the centred crop resized for a colour model), and the
+    rule is said once on stderr. With ``show`` true it also draws each
+    prepared input and its probabilities into the folder ``out`` (default:
+    beside the checkpoint, see :func:`pictures_folder`) and prints the PNG
+    paths.
     """
-    from convnet.data.images import load_digit_image
+    from convnet.data.images import preparation_rule, prepare_image
     model, dataset, names = trainer.load_model(args.checkpoint)
-    if tuple(model.input_shape) != (28, 28, 1):
-        raise BadOptionError(f"convnet predict prepares pictures as 28x28 grey digits, but "
-                             f"the model of {args.checkpoint} takes images of shape "
-                             f"{tuple(model.input_shape)}")
-    images = np.stack([load_digit_image(path) for path in args.images])
+    rule = preparation_rule(model.input_shape)
+    images = np.stack([prepare_image(path, model.input_shape) for path in args.images])
     probabilities = model.predict_proba(images)
     if probabilities.shape[1] == 1:
         probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
+    note(f"each picture was prepared as the model's input: {rule}")
     top = min(args.top, probabilities.shape[1])
     label = (lambda k: str(k)) if dataset in (None, "mnist") else (lambda k: names[k])
     for path, probs in zip(args.images, probabilities):
@@ -150,9 +173,10 @@ def predict_cli(args):
     if getattr(args, "show", False):
         from convnet.apps.pictures.plots import draw_input_and_probabilities, input_picture_names
         from convnet.data import class_names
+        out = pictures_folder(args.checkpoint, args.out)
         for path, name, image, probs in zip(args.images, input_picture_names(args.images),
                                             images, probabilities):
-            print(draw_input_and_probabilities(image, probs, Path(args.out) / name,
+            print(draw_input_and_probabilities(image, probs, out / name,
                                                names=class_names(dataset, stored=names, short=True),
                                                title=f"What the network saw: {path}"))
 
@@ -160,9 +184,10 @@ def predict_cli(args):
 def show_cli(args):
     """Run ``convnet show``: draw the pictures of a checkpoint and print their paths.
 
-    See ``plots.draw_checkpoint_pictures``; with ``args.image`` (a digit
-    picture file) only that image's feature maps are drawn, prepared as
-    ``convnet predict`` prepares it.
+    See ``plots.draw_checkpoint_pictures``; with ``args.image`` (a picture
+    file) only that image's feature maps are drawn, prepared for the model's
+    input as ``convnet predict`` prepares it. The pictures go to ``args.out``,
+    by default beside the checkpoint (:func:`pictures_folder`).
     """
     from convnet.apps.pictures import plots
     from convnet.data import class_names
@@ -172,16 +197,13 @@ def show_cli(args):
                                  "`convnet train`, or pass --checkpoint PATH)")
     model, dataset, stored = _load_checkpoint_model(args)
     names = class_names(dataset, stored=stored, short=True)
+    out = pictures_folder(checkpoint, args.out)
     if getattr(args, "image", None) is not None:
-        if tuple(model.input_shape) != (28, 28, 1):
-            raise BadOptionError(f"--image is prepared as a 28x28 grey digit, but the model of "
-                                 f"{checkpoint} takes images of shape "
-                                 f"{tuple(model.input_shape)}")
-        print(plots.draw_image_maps(model, Path(args.image), Path(args.out), names))
+        print(plots.draw_image_maps(model, Path(args.image), out, names))
         return
     X_valid, Y_valid = api.load_split(model, dataset, "valid", args.data)
     for path in plots.draw_checkpoint_pictures(model, str(checkpoint), X_valid, Y_valid,
-                                               args.index, Path(args.out), names,
+                                               args.index, out, names,
                                                mistakes=getattr(args, "mistakes", False)):
         print(path)
 
@@ -200,11 +222,12 @@ def summary_checkpoint_cli(args):
 # ---------------------------------------------------------------- serve
 def configure_serve(parser):
     parser.description = (
-        "Serve a page that shows the network at work: draw a digit and watch every layer, "
-        "inspect the arithmetic of a convolution, back-propagate, browse the mistakes.")
+        "Serve a page that shows the network at work: draw a digit (grey models), pick an "
+        "image of the dataset or upload a picture, and watch every layer; inspect the "
+        "arithmetic of a convolution, back-propagate, browse the mistakes.")
     parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
-                        help="checkpoint .npz of a model of 28x28 grey images written by "
-                             f"`convnet train` (default: {DEFAULT_CHECKPOINT})")
+                        help="checkpoint .npz written by `convnet train` (or a LeNet-5 "
+                             f"weights.npz) (default: {DEFAULT_CHECKPOINT})")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=positive_int, default=8000, help="default 8000")
@@ -224,8 +247,10 @@ def run_serve(args):
     app = serve.build_app(view, browser=serve.browser_for(view, dataset, args.data),
                           checkpoint=str(args.checkpoint),
                           allowed_hosts=None if warning else serve.LOOPBACK_NAMES)
+    # Bound first: a busy port or a foreign host is one error line, before "serving".
+    sock = serve.listening_socket(args.host, args.port)
     if warning:
         print(warning, file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"serving {args.checkpoint} on http://{host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    serve.run(app, args.host, args.port)
+    serve.run(app, args.host, args.port, sock=sock)

@@ -1,8 +1,10 @@
 """The server of ``convnet serve``: the Starlette application, its routes and a server thread.
 
-The server is stateless: each request carries the drawn image (PNG or JPEG
-bytes), which goes through the same preparation and checks as
-``convnet predict`` (:func:`convnet.data.images.load_digit_image`). Request
+The server is stateless: each request carries the drawn or uploaded image
+(PNG or JPEG bytes), which goes through the same preparation and checks as
+``convnet predict`` (``NetworkView.prepare``: a digit for a grey model, the
+resized picture for a colour one), or names an image of the dataset by
+split and index (``?split=valid&index=12``, no body). Request
 bodies are limited to ``MAX_BODY_BYTES``; only the page's own files, read
 into memory once from a fixed table of names, are served, so no path taken
 from a request reaches the file system.
@@ -28,7 +30,6 @@ import threading
 from pathlib import Path
 
 from convnet.apps.page.views import backprop_payload, predict_payload
-from convnet.data.images import load_digit_image
 from convnet.errors import BadOptionError, StorageError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -40,6 +41,8 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 WEB_DIR = Path(__file__).with_name("web")
 # The only files the server sends: URL name -> (file in WEB_DIR, media type).
 ASSETS = {
+    "paint.js": ("paint.js", "text/javascript; charset=utf-8"),
+    "views.js": ("views.js", "text/javascript; charset=utf-8"),
     "app.js": ("app.js", "text/javascript; charset=utf-8"),
     "style.css": ("style.css", "text/css; charset=utf-8"),
 }
@@ -95,8 +98,20 @@ def _int_query(request, name, required=True):
             from None
 
 
-async def _read_image(request, max_bytes):
-    """Read the request body (an image file) and prepare it as ``convnet predict`` does."""
+async def _read_image(request, max_bytes, view, browser=None):
+    """The image a request names: a dataset's (``?split=&index=``), or the body's, prepared.
+
+    The body (a picture file) is prepared for the model's input as
+    ``convnet predict`` prepares it (``view.prepare``).
+    """
+    if request.query_params.get("split") is not None:
+        if browser is None:
+            raise RequestError("no data set was loaded, so no image of it can be shown", 404)
+        from starlette.concurrency import run_in_threadpool
+
+        # The first image of a split loads the dataset: not on the event loop.
+        return await run_in_threadpool(browser.image, request.query_params["split"],
+                                       _int_query(request, "index"))
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise RequestError(f"request body is {declared} bytes; the limit is {max_bytes}", 413)
@@ -108,8 +123,8 @@ async def _read_image(request, max_bytes):
                                413)
     if not body:
         raise RequestError("the request must carry an image (PNG or JPEG bytes) as its body")
-    return load_digit_image(io.BytesIO(bytes(body)), max_pixels=MAX_IMAGE_PIXELS,
-                            label="in the request body")
+    return view.prepare(io.BytesIO(bytes(body)), max_pixels=MAX_IMAGE_PIXELS,
+                        label="in the request body")
 
 
 def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX_BODY_BYTES,
@@ -141,7 +156,8 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
     ------
     ``GET /`` the page; ``GET /assets/{name}`` its script and style sheet;
     ``GET /api/model``; ``POST /api/predict``, ``POST /api/inspect?layer=&row=&col=&channel=``,
-    ``POST /api/backprop?label=`` with an image as the body;
+    ``POST /api/backprop?label=`` with an image as the body, or with
+    ``&split=&index=`` naming an image of the dataset instead;
     ``GET /api/browse?split=``, ``GET /api/browse/images?split=&true=&predicted=``
     (either may be left out) and ``GET /api/browse/mistakes?split=``;
     ``GET /api/train/events`` (server-sent events).
@@ -178,12 +194,11 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
         return asset(name)
 
     async def model_info(request):
-        return {"layers": await run_in_threadpool(view.describe),
-                "class_names": list(view.class_names), "checkpoint": checkpoint,
+        return {**await run_in_threadpool(view.about), "checkpoint": checkpoint,
                 "browse": browser is not None, "training": feed is not None}
 
     async def predict(request):
-        image = await _read_image(request, max_body_bytes)
+        image = await _read_image(request, max_body_bytes, view, browser)
         return await run_in_threadpool(predict_payload, view, image)
 
     async def inspect(request):
@@ -191,12 +206,12 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
         if layer is None:
             raise RequestError("query parameter layer is required")
         row, col, channel = (_int_query(request, name) for name in ("row", "col", "channel"))
-        image = await _read_image(request, max_body_bytes)
+        image = await _read_image(request, max_body_bytes, view, browser)
         return await run_in_threadpool(view.inspect, image, layer, row, col, channel)
 
     async def backprop(request):
         label = _int_query(request, "label")
-        image = await _read_image(request, max_body_bytes)
+        image = await _read_image(request, max_body_bytes, view, browser)
         return await run_in_threadpool(backprop_payload, view, image, label)
 
     def _browser():

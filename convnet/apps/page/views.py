@@ -4,9 +4,15 @@ Every number comes from the model itself: :class:`NetworkView` asks a
 :class:`convnet.nn.sequential.Sequential` for every layer's output
 (``Sequential.outputs``) and for the gradient of the loss with respect to
 the image and every layer's output (``Sequential.output_gradients``); it
-only names, checks and reshapes. :class:`SplitBrowser` holds the model's
-predictions on a split for the Browse view. The payload functions turn
-those arrays into the JSON the page draws.
+only names, checks and reshapes. Any model the engine trains is shown:
+grey or colour inputs of any size, convolutions of any stride and padding,
+networks without convolution, softmax or sigmoid outputs (a sigmoid's
+probability p of class 1 is shown as the two class probabilities 1 - p and
+p). Pictures sent by the page are prepared for the model's input as
+``convnet predict`` prepares them (:meth:`NetworkView.prepare`).
+:class:`SplitBrowser` holds the model's predictions on a split for the
+Browse view, and the dataset's images for the page to pick from. The
+payload functions turn those arrays into the JSON the page draws.
 """
 import base64
 import threading
@@ -19,10 +25,8 @@ from convnet.nn.layers import Activation, Conv2D, ReLU
 
 BROWSE_SPLITS = ("valid", "test")
 BROWSE_LIMIT = 100
-# The page draws 28x28 grey digits.
-IMAGE_SHAPE = (28, 28)
-# The page's name for the output probabilities, whatever the output's activation.
-PROBABILITIES = "softmax"
+# Datasets whose pictures the page invites to draw, and what it calls them.
+DRAWN_THINGS = {"mnist": "a digit", "fashion-mnist": "a piece of clothing"}
 
 
 def _kind(activation):
@@ -37,27 +41,40 @@ def _activation_name(layer):
     return layer.function if isinstance(layer, Activation) else None
 
 
+def _two_classes(probabilities):
+    """A sigmoid's (1,) probability of class 1 as (1 - p, p); other outputs as they are."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.shape[-1] == 1:
+        return np.concatenate([1 - probabilities, probabilities], axis=-1)
+    return probabilities
+
+
 class NetworkView:
     """What the page needs from a model: its layers' outputs, kernels and gradients.
 
     Parameters
     ----------
     model : Sequential
-        A model of 28x28 grey images, ``input_shape`` (28, 28, 1), with at
-        least one convolution. The view runs a copy of it built to
-        back-propagate down to the image (``input_gradient=True``), so the
-        requests never touch the caller's layers; the weights served are
-        those of ``view.model``. Its convolutions can be inspected; dense
-        layers are drawn as bars.
+        Any model: input (h, w, 1) or (h, w, 3), with or without
+        convolutions, a softmax or a sigmoid output. The view runs a copy
+        of it built to back-propagate down to the image
+        (``input_gradient=True``), so the requests never touch the caller's
+        layers; the weights served are those of ``view.model``. Its
+        convolutions can be inspected; vectors are drawn as bars.
     class_names : sequence of str
-        Display names of the output classes.
+        Display names of the output classes (two for a sigmoid output).
 
     Attributes
     ----------
     model : Sequential
         The copy served.
-    first_conv : convnet.nn.layers.Conv2D
-        Its first convolution, whose kernels the page draws.
+    input_shape : tuple of int
+        (h, w, c) of one image.
+    first_conv : convnet.nn.layers.Conv2D or None
+        Its first convolution, whose kernels the page draws (None for a
+        network without convolution).
+    dataset : str or None
+        The dataset the model learnt, when known (set by :meth:`from_checkpoint`).
     lock : threading.Lock
         Held while the network runs: the layers keep state between
         ``forward`` and ``backward``, so one request at a time runs it. Hold
@@ -65,15 +82,11 @@ class NetworkView:
     """
 
     def __init__(self, model, class_names=tuple(str(digit) for digit in range(10))):
-        input_shape = tuple(model.input_shape)
-        if input_shape != IMAGE_SHAPE + (1,):
-            raise ValueError(f"the page draws 28x28 grey digits, so it shows models of input "
-                             f"(28, 28, 1); this model takes {input_shape}")
-        if not any(isinstance(layer, Conv2D) for layer in model.layers):
-            raise ValueError("the model has no convolutional layer to show")
         self.model = model.copy(input_gradient=True)
         self.layers = list(self.model.layers)
-        self.first_conv = next(layer for layer in self.layers if isinstance(layer, Conv2D))
+        self.input_shape = tuple(int(size) for size in self.model.input_shape)
+        self.first_conv = next((layer for layer in self.layers if isinstance(layer, Conv2D)),
+                               None)
         self.class_names = tuple(class_names)
         self.dtype = self.model.dtype
         self.lock = threading.Lock()
@@ -89,9 +102,8 @@ class NetworkView:
         Raises
         ------
         BadCheckpointError
-            If ``path`` does not exist (with how to make one), is not a
-            checkpoint, or its model is not one the page can show (a 28x28x1
-            input and a convolution).
+            If ``path`` does not exist (with how to make one) or is not a
+            checkpoint.
         """
         from convnet.data import class_names as display_names
         from convnet.training.trainer import load_model
@@ -102,17 +114,18 @@ class NetworkView:
         model, dataset, stored = load_model(path)
         names = (display_names(dataset, stored=stored, short=True) if class_names is None
                  else class_names)
-        try:
-            view = cls(model, names)
-        except ValueError as error:
-            raise BadCheckpointError(f"checkpoint {path} holds {model.spec['name']}, which "
-                                     f"the page cannot show: {error}") from None
+        view = cls(model, names)
         view.dataset = dataset
         return view
 
+    @property
+    def output_name(self):
+        """Name of the output's probabilities: ``"softmax"`` or ``"sigmoid"``."""
+        return self.model.loss_layer.name
+
     def layer_names(self):
-        """Names of the outputs drawn: ``"input"``, every layer, then ``"softmax"``."""
-        return ["input"] + [layer.name for layer in self.layers] + [PROBABILITIES]
+        """Names of the outputs drawn: ``"input"``, every layer, then the probabilities."""
+        return ["input"] + [layer.name for layer in self.layers] + [self.output_name]
 
     def describe(self):
         """Return a JSON-ready list of the layers: name, type, output shape, inspectable.
@@ -120,7 +133,7 @@ class NetworkView:
         A layer is inspectable when a pixel of its output is the result of a
         convolution: the convolution itself and the activation after it.
         """
-        maps = self.forward(np.zeros(IMAGE_SHAPE, dtype=self.dtype))
+        maps = self.forward(np.zeros(self.input_shape, dtype=self.dtype))
         rows = []
         for index, (name, activation) in enumerate(maps):
             layer = self.layers[index - 1] if 0 < index <= len(self.layers) else None
@@ -129,33 +142,83 @@ class NetworkView:
                          "inspectable": self._conv_behind(name) is not None})
         return rows
 
+    def about(self):
+        """Return what the page shows of the model before any image: a JSON-ready dict.
+
+        ``layers`` (:meth:`describe`), ``class_names``, ``dataset`` (or None),
+        ``output`` (softmax or sigmoid) and ``input``: its ``shape``,
+        ``colour`` (three channels), ``drawable`` (grey: the page offers a
+        canvas to draw on), ``thing`` (what the page asks to draw, e.g.
+        "a digit") and ``rule`` (how pictures are prepared, in words).
+        """
+        from convnet.data.images import preparation_rule
+        h, w, c = self.input_shape
+        return {"layers": self.describe(), "class_names": list(self.class_names),
+                "dataset": self.dataset, "output": self.output_name,
+                "input": {"shape": [h, w, c], "colour": c == 3, "drawable": c == 1,
+                          "thing": DRAWN_THINGS.get(self.dataset or "mnist", "a picture"),
+                          "rule": preparation_rule(self.input_shape)}}
+
     # ------------------------------------------------------------ forward
+    def prepare(self, file, *, max_pixels=None, label=None):
+        """Prepare a picture file for the model's input, as ``convnet predict`` does.
+
+        Parameters
+        ----------
+        file : str, Path or binary file object
+            Any picture Pillow reads.
+        max_pixels : int, optional
+            Largest width times height read (default: the images module's).
+        label : str, optional
+            What messages call the picture.
+
+        Returns
+        -------
+        ndarray of shape (h, w, c), float32
+            See ``convnet.data.images.prepare_image``.
+        """
+        from convnet.data.images import MAX_PIXELS, prepare_image
+        return prepare_image(file, self.input_shape,
+                             max_pixels=MAX_PIXELS if max_pixels is None else max_pixels,
+                             label=label)
+
     def _images(self, image):
-        """Check one image (28, 28) and return it as a batch (1, 28, 28, 1) of the model's dtype."""
+        """Check one image (h, w, c) (or (h, w) when grey) and return it as a batch (1, h, w, c)."""
         image = np.asarray(image, dtype=self.dtype)
-        if image.shape != IMAGE_SHAPE:
-            raise ValueError(f"image must have shape (28, 28), received {image.shape}")
-        return image[np.newaxis, :, :, np.newaxis]
+        h, w, c = self.input_shape
+        if image.ndim == 2 and c == 1:
+            image = image[:, :, np.newaxis]
+        if image.shape != self.input_shape:
+            grey = f"({h}, {w}) or " if c == 1 else ""
+            raise ValueError(f"image must have shape {grey}{self.input_shape}, received "
+                             f"{image.shape}")
+        return image[np.newaxis]
 
     def forward(self, image):
         """Run one image through every layer.
 
         Parameters
         ----------
-        image : ndarray of shape (28, 28)
-            An MNIST-like image, values in [0, 1).
+        image : ndarray of shape (h, w, c) (or (h, w) for a grey model)
+            An image of the model's input shape.
 
         Returns
         -------
         list of (str, ndarray)
-            ``("input", (28, 28, 1))``, then each layer's output for this
-            image ((h, w, c) maps or (n,) vectors) and ``("softmax", (k,))``.
+            ``("input", (h, w, c))``, then each layer's output for this
+            image ((h, w, c) maps or (n,) vectors) and the class
+            probabilities ``(output name, (k,))`` (k = 2 for a sigmoid).
         """
         batch = self._images(image)
         with self.lock:
             maps = list(self.model.outputs(batch).items())
-        maps[-1] = (PROBABILITIES, maps[-1][1])
+        name, probabilities = maps[-1]
+        maps[-1] = (name, _two_classes(probabilities))
         return [(name, activation[0]) for name, activation in maps]
+
+    def first_kernels(self):
+        """The first convolution's kernels (kh, kw, c_in, c_out), a copy; None without one."""
+        return None if self.first_conv is None else self.first_conv.params["W"].copy()
 
     # ------------------------------------------------------------ inspect
     def _conv_behind(self, name):
@@ -176,7 +239,7 @@ class NetworkView:
 
         Parameters
         ----------
-        image : ndarray of shape (28, 28)
+        image : ndarray of shape (h, w, c) (or (h, w) for a grey model)
             The input image.
         layer_name : str
             A convolution, or the activation layer right after one.
@@ -202,6 +265,9 @@ class NetworkView:
         behind = self._conv_behind(layer_name)
         if behind is None:
             names = [layer.name for layer in self.layers if self._conv_behind(layer.name)]
+            if not names:
+                raise ValueError(f"layer {layer_name!r} cannot be inspected: this network has "
+                                 "no convolution")
             raise ValueError(f"layer must be one of {', '.join(names)} (a convolution or the "
                              f"activation after it), received {layer_name!r}")
         conv, activation = behind
@@ -250,20 +316,21 @@ class NetworkView:
 
         Parameters
         ----------
-        image : ndarray of shape (28, 28)
+        image : ndarray of shape (h, w, c) (or (h, w) for a grey model)
         label : int
-            The true class, 0 to ``len(class_names) - 1``.
+            The true class, 0 to ``len(class_names) - 1`` (0 or 1 for a sigmoid).
 
         Returns
         -------
         loss : float
-            Cross-entropy of the prediction against ``label``.
+            Cross-entropy of the prediction against ``label`` (binary for a sigmoid).
         probabilities : ndarray of shape (n_classes,)
+            One per class (1 - p and p for a sigmoid).
         gradients : list of (str, ndarray)
             ``(name, dL/d output)`` for the input and every layer, in
             forward order, without the batch axis.
-        kernel_gradient : ndarray of shape (kh, kw, c_prev, c_new)
-            dL/dW of the first convolutional layer.
+        kernel_gradient : ndarray of shape (kh, kw, c_prev, c_new), or None
+            dL/dW of the first convolutional layer (None without one).
         """
         n_classes = len(self.class_names)
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)) \
@@ -273,8 +340,9 @@ class NetworkView:
         batch = self._images(image)
         with self.lock:
             result = self.model.output_gradients(batch, np.array([label]))
-            kernel_gradient = self.first_conv.grads["W"].copy()
-        probabilities = result.outputs[self.model.loss_layer.name][0].copy()
+            kernel_gradient = (None if self.first_conv is None
+                               else self.first_conv.grads["W"].copy())
+        probabilities = _two_classes(result.outputs[self.output_name][0])
         gradients = [(name, gradient[0].copy()) for name, gradient in result.gradients.items()]
         return result.value, probabilities, gradients, kernel_gradient
 
@@ -294,23 +362,47 @@ class SplitBrowser:
     def __init__(self, view, load):
         self.view = view
         self._load = load
+        self._arrays = None
         self._splits = {}
         self._lock = threading.Lock()
 
-    def split(self, name):
-        """Return ``(images (m, 28, 28), labels (m,), predictions (m,), probabilities (m, k))``."""
+    def _images_of(self, name):
+        """``(images (m, h, w[, c]), labels (m,))`` of split ``name``, loaded on first use."""
         if name not in BROWSE_SPLITS:
             raise ValueError(f"split must be one of {', '.join(BROWSE_SPLITS)}, received {name!r}")
+        if self._arrays is None:
+            self._arrays = self._load()
+        return self._arrays[2:4] if name == "valid" else self._arrays[4:6]
+
+    def split(self, name):
+        """Return ``(images (m, h, w[, c]), labels (m,), predictions (m,), probabilities (m, k))``.
+
+        ``k`` is the number of classes (2 for a sigmoid output: 1 - p and p).
+        """
         with self._lock:
             if name not in self._splits:
-                arrays = self._load()
-                images, labels = arrays[2:4] if name == "valid" else arrays[4:6]
-                model = self.view.model
+                images, labels = self._images_of(name)
                 with self.view.lock:
-                    probabilities = model.predict_proba(images)
+                    probabilities = _two_classes(self.view.model.predict_proba(images))
                 self._splits[name] = (images, labels, probabilities.argmax(axis=1),
                                       probabilities)
             return self._splits[name]
+
+    def image(self, name, index):
+        """Image ``index`` of split ``name``, as the model takes it: (h, w, c) float32.
+
+        Raises
+        ------
+        ValueError
+            For an unknown split or an index outside it.
+        """
+        with self._lock:
+            images, _ = self._images_of(name)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
+                or not 0 <= index < len(images):
+            raise ValueError(f"index must be an integer from 0 to {len(images) - 1} for the "
+                             f"{name} split, received {index!r}")
+        return np.asarray(images[index], dtype=self.view.dtype).reshape(self.view.input_shape)
 
     def summary(self, name):
         """Confusion matrix (true x predicted), accuracy and size of split ``name``."""
@@ -325,8 +417,8 @@ class SplitBrowser:
     def cell(self, name, true, predicted, limit=BROWSE_LIMIT):
         """The first ``limit`` images of true class ``true`` predicted as ``predicted``.
 
-        ``true`` or ``predicted`` None means any class; both None with
-        ``mistakes`` is :meth:`mistakes`.
+        ``true`` or ``predicted`` None means any class: both None gives the
+        split's first images, which the page offers to pick from.
         """
         images, labels, predictions, probabilities = self.split(name)
         n_classes = len(self.view.class_names)
@@ -350,12 +442,30 @@ class SplitBrowser:
 
     @staticmethod
     def _rows(name, indices, limit, images, labels, predictions, probabilities):
+        """Each image's index, label, prediction, confidence and pixels (bytes, base64).
+
+        ``codes`` holds round(255 * value) channel-last, ``shape`` (h, w, c);
+        grey images also keep ``pixels``, their values rounded to 3 decimals.
+        """
         shown = indices[:limit]
-        return {"split": name, "total": len(indices), "images": [
-            {"index": int(i), "label": int(labels[i]), "predicted": int(predictions[i]),
-             "confidence": round(float(probabilities[i, predictions[i]]), 4),
-             "pixels": np.round(images[i].astype(np.float64), 3).ravel().tolist()}
-            for i in shown]}
+        rows = []
+        for i in shown:
+            picture = np.asarray(images[i], dtype=np.float64)
+            if picture.ndim == 2:
+                picture = picture[:, :, np.newaxis]
+            row = {"index": int(i), "label": int(labels[i]), "predicted": int(predictions[i]),
+                   "confidence": round(float(probabilities[i, predictions[i]]), 4),
+                   "shape": list(picture.shape),
+                   "codes": base64.b64encode(_bytes(picture).tobytes()).decode("ascii")}
+            if picture.shape[2] == 1:
+                row["pixels"] = np.round(picture, 3).ravel().tolist()
+            rows.append(row)
+        return {"split": name, "total": len(indices), "images": rows}
+
+
+def _bytes(picture):
+    """Values in [0, 1] as bytes, round(255 * value), in the array's own order."""
+    return np.rint(np.clip(picture, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def browser_for(view, dataset="mnist", data_path=None):
@@ -405,11 +515,39 @@ def _drawn(name, activation):
             "min": low, "max": high, "codes": drawing_codes(activation, low, high)}
 
 
+def _drawn_kernels(name, kernels):
+    """JSON-ready first-layer kernels (kh, kw, c_in, c_out), or their gradient, for drawing.
+
+    One input channel: ``kind`` "maps" of shape (kh, kw, c_out), as
+    :func:`_drawn`. Three (a colour model): ``kind`` "colours", shape (kh, kw,
+    3, c_out), ``codes`` the bytes of ``0.5 + W / (2 * limit)`` (``limit``
+    the largest magnitude, ``min`` -limit and ``max`` limit) in the order
+    (c_out, kh, kw, 3): each kernel a colour patch, grey where a weight is 0.
+    Other channel counts: every (input channel, kernel) pair as one map.
+    """
+    kernels = np.asarray(kernels, dtype=np.float64)
+    kh, kw, c_in, c_out = kernels.shape
+    if c_in == 1:
+        return _drawn(name, kernels[:, :, 0, :])
+    if c_in != 3:
+        return _drawn(name, kernels.reshape(kh, kw, c_in * c_out))
+    limit = float(np.abs(kernels).max()) or 1.0
+    return {"name": name, "kind": "colours", "shape": [kh, kw, 3, c_out],
+            "min": -limit, "max": limit,
+            "codes": drawing_codes(kernels.transpose(3, 0, 1, 2), -limit, limit)}
+
+
+def _input_fields(view, image):
+    """The image the network saw: ``image`` (h * w * c values, channel last) and its ``image_shape``."""
+    image = np.asarray(image, dtype=np.float64).reshape(view.input_shape)
+    return {"image": image.ravel().tolist(), "image_shape": list(image.shape)}
+
+
 def predict_payload(view, image):
-    """Everything the Draw view draws for ``image`` (28, 28): a JSON-ready dict."""
+    """Everything the Draw view draws for ``image`` (h, w, c): a JSON-ready dict."""
     maps = view.forward(image)
     probabilities = maps[-1][1]
-    return {"image": np.asarray(image, dtype=np.float64).ravel().tolist(),
+    return {**_input_fields(view, image),
             "layers": [_drawn(name, activation) for name, activation in maps[1:-1]],
             "probabilities": probabilities.astype(np.float64).tolist(),
             "prediction": int(probabilities.argmax()),
@@ -417,13 +555,19 @@ def predict_payload(view, image):
 
 
 def backprop_payload(view, image, label):
-    """Everything the Back-propagate view draws: a JSON-ready dict."""
+    """Everything the Back-propagate view draws: a JSON-ready dict.
+
+    ``kernels`` and ``kernel_gradient`` (see :func:`_drawn_kernels`) are None
+    for a network without convolution.
+    """
     loss, probabilities, gradients, kernel_gradient = view.backward(image, label)
-    kernels = view.first_conv.params["W"]
-    return {"label": int(label), "loss": loss,
-            "probabilities": probabilities.astype(np.float64).tolist(),
-            "prediction": int(probabilities.argmax()),
-            "gradients": [_drawn(name, gradient) for name, gradient in gradients],
-            "kernel_gradient": _drawn("d" + view.first_conv.name + "_kernel",
-                                      kernel_gradient[:, :, 0, :]),
-            "kernels": _drawn(view.first_conv.name + "_kernel", kernels[:, :, 0, :])}
+    answer = {"label": int(label), "loss": loss,
+              "probabilities": probabilities.astype(np.float64).tolist(),
+              "prediction": int(probabilities.argmax()),
+              "gradients": [_drawn(name, gradient) for name, gradient in gradients],
+              "kernel_gradient": None, "kernels": None}
+    if view.first_conv is not None:
+        name = view.first_conv.name
+        answer["kernel_gradient"] = _drawn_kernels("d" + name + "_kernel", kernel_gradient)
+        answer["kernels"] = _drawn_kernels(name + "_kernel", view.first_conv.params["W"])
+    return answer

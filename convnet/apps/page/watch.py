@@ -27,12 +27,6 @@ from convnet.checks import check_count
 DRAWN_DECIMALS = 5
 
 
-def _channels_first(activation):
-    """(h, w, c) -> list of c flat lists of h * w numbers, rounded for drawing."""
-    rounded = np.round(np.asarray(activation, dtype=np.float64), DRAWN_DECIMALS)
-    return [rounded[:, :, k].ravel().tolist() for k in range(rounded.shape[2])]
-
-
 class TrainingFeed:
     """Training progress published by the trainer and streamed to every open page.
 
@@ -79,23 +73,36 @@ class TrainingFeed:
 
 
 def training_event(step, epoch, loss, accuracy, kernels):
-    """Return the event published every few steps: numbers and conv1's kernels.
+    """Return the event published every few steps: numbers and the first layer's kernels.
 
     Parameters
     ----------
     step, epoch : int
     loss : float
-        Mean training loss over the steps since the previous event.
+        Mean training loss over the steps since the previous event; a loss that is
+        not a finite number (no step yet, or a diverged run) is sent as None, since
+        JSON has no NaN.
     accuracy : float or None
         Accuracy on a fixed slice of the validation split.
-    kernels : ndarray of shape (kh, kw, 1, c_new)
-        The first layer's kernels now.
+    kernels : ndarray of shape (kh, kw, c_in, c_new), or None
+        The first convolution's kernels now; None for a network without one.
+
+    Returns
+    -------
+    dict
+        ``kernels`` holds one list of kh * kw * c_in numbers per kernel, channel
+        last, and ``kernel_shape`` the four sizes; both are empty without kernels.
     """
-    kernels = np.asarray(kernels, dtype=np.float64)
-    return {"step": int(step), "epoch": int(epoch), "loss": float(loss),
-            "accuracy": None if accuracy is None else float(accuracy),
-            "kernels": _channels_first(kernels[:, :, 0, :]),
-            "kernel_shape": list(kernels.shape)}
+    loss = float(loss)
+    event = {"step": int(step), "epoch": int(epoch),
+             "loss": loss if np.isfinite(loss) else None,
+             "accuracy": None if accuracy is None else float(accuracy),
+             "kernels": [], "kernel_shape": []}
+    if kernels is not None:
+        rounded = np.round(np.asarray(kernels, dtype=np.float64), DRAWN_DECIMALS)
+        event["kernels"] = [rounded[..., k].ravel().tolist() for k in range(rounded.shape[3])]
+        event["kernel_shape"] = list(rounded.shape)
+    return event
 
 
 class TrainingWatcher:
@@ -145,7 +152,7 @@ class TrainingWatcher:
             accuracy = None
             if len(self.X_valid):
                 _, accuracy = self.view.model.evaluate(self.X_valid, self.Y_valid)
-            kernels = self.view.first_conv.params["W"].copy()
+            kernels = self.view.first_kernels()
         loss = float(np.mean(self._losses)) if self._losses else float("nan")
         self._losses = []
         self.feed.publish(training_event(self.step, epoch, loss, accuracy, kernels))

@@ -10,8 +10,8 @@ from convnet.apps.pictures.canvas import (
     new_figure,
     save_figure,
 )
-from convnet.apps.pictures.filters import draw_first_layer_filters, first_conv_kernels
-from convnet.apps.pictures.maps import draw_feature_maps
+from convnet.apps.pictures.filters import draw_kernels, first_conv_kernels
+from convnet.apps.pictures.maps import draw_feature_maps, model_maps
 from convnet.checks import check_count
 from convnet.errors import BadOptionError
 
@@ -59,21 +59,35 @@ def confusion_matrix(y_true, y_pred, n_classes=10):
     return counts.reshape(n_classes, n_classes)
 
 
+def _pictures(images):
+    """``images`` as (n, h, w) grey or (n, h, w, 3) colour; ValueError for other shapes."""
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[3] == 1:
+        images = images[..., 0]
+    colour = images.ndim == 4 and images.shape[3] == 3
+    if not (images.ndim == 3 or colour) or len(images) > 25:
+        raise ValueError(f"images must have shape (n, h, w), (n, h, w, 1) or (n, h, w, 3) "
+                         f"with n <= 25, received {images.shape}")
+    return images
+
+
 def draw_predictions(images, y_pred, y_true, path, names=None,
                      title="Predictions"):
     """Draw a grid of images, each titled "prediction (truth)".
 
     Parameters
     ----------
-    images : ndarray of shape (n, h, w) or (n, h, w, 1)
-        At most 25 images, drawn on a 5 x 5 grid.
+    images : ndarray of shape (n, h, w), (n, h, w, 1) or (n, h, w, 3)
+        At most 25 images, drawn on a 5 x 5 grid: grey ones dark on light
+        (as a digit is written), colour ones as they are.
     y_pred, y_true : ndarray of int, shape (n,)
         Predicted and true labels. Correct predictions are titled in blue,
         wrong ones in red.
     path : str or Path
         Destination PNG, ``PREDICTIONS_SIZE * DPI`` pixels.
     names : sequence of str, optional
-        Class names used in the titles (default: the digits 0 to 9).
+        Class names used in the titles (default: the digits 0 to 9). A
+        title longer than a picture's width is written on two lines.
     title : str, optional
         Figure title.
 
@@ -83,26 +97,31 @@ def draw_predictions(images, y_pred, y_true, path, names=None,
         ``path``.
     """
     names = names_or_digits(names)
-    images = np.asarray(images)
-    images = images[..., 0] if images.ndim == 4 else images
-    if images.ndim != 3 or len(images) > 25:
-        raise ValueError(f"images must have shape (n, h, w) with n <= 25, "
-                         f"received {images.shape}")
+    images = _pictures(images)
     if len(y_pred) != len(images) or len(y_true) != len(images):
         raise ValueError(f"y_pred and y_true must have {len(images)} labels, "
                          f"received {len(y_pred)} and {len(y_true)}")
+    # About 14 characters of 11-point text fit above a picture of the 5 x 5 grid.
+    long_titles = max(len(names[p]) + len(names[t]) for p, t in zip(y_pred, y_true)) > 11 \
+        if len(images) else False
     figure = new_figure(PREDICTIONS_SIZE)
     axes = figure.subplots(5, 5)
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if k >= len(images):
             continue
-        ax.imshow(images[k], cmap="gray_r")
+        if images.ndim == 4:
+            ax.imshow(np.clip(images[k], 0, 1), interpolation="nearest")
+        else:
+            ax.imshow(images[k], cmap="gray_r")
         correct = y_pred[k] == y_true[k]
-        ax.set_title(f"{names[y_pred[k]]} ({names[y_true[k]]})", fontsize=11,
+        separator = "\n" if long_titles else " "
+        ax.set_title(f"{names[y_pred[k]]}{separator}({names[y_true[k]]})",
+                     fontsize=9 if long_titles else 11,
                      color=CORRECT_COLOUR if correct else WRONG_COLOUR)
     figure.suptitle(f"{title}\nprediction (truth): blue = correct, red = wrong", fontsize=12)
-    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.86, hspace=0.35)
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.86,
+                           hspace=0.5 if long_titles else 0.35)
     return save_figure(figure, path)
 
 
@@ -165,9 +184,10 @@ def draw_confusion_matrix(matrix, path, names=None, title="Confusion matrix"):
 def draw_checkpoint_pictures(model, label, X_valid, Y_valid, index, out, names, mistakes=False):
     """Draw the pictures of a trained model on the validation split; return their paths.
 
-    Writes into ``out``: ``filters.png`` (the first convolution's kernels,
-    when it reads one channel), ``feature_maps_<index>.png`` (every layer's
-    output for validation image ``index``), ``predictions.png`` (25
+    Writes into ``out``: ``filters.png`` (the first convolution's kernels:
+    grey squares for one input channel, colour patches for three; none for
+    a network without convolution), ``feature_maps_<index>.png`` (every
+    layer's output for validation image ``index``), ``predictions.png`` (25
     validation images from ``index`` on, titled "prediction (truth)") and
     ``confusion_matrix.png`` (over the whole validation split); with
     ``mistakes`` also ``mistakes.png`` (the first 25 wrongly predicted
@@ -206,15 +226,12 @@ def draw_checkpoint_pictures(model, label, X_valid, Y_valid, index, out, names, 
     out = Path(out)
     paths = []
     first = first_conv_kernels(model)
-    if first is not None and first[1].shape[2] == 1:
-        paths.append(draw_first_layer_filters(first[1], out / "filters.png",
-                                              title=f"{first[0]} filters of {label}"))
+    if first is not None:
+        paths.append(draw_kernels(first[1], out / "filters.png",
+                                  title=f"{first[0]} filters of {label}"))
 
-    # feature_maps works on a batch: give it one image and drop the batch axis.
-    batch_maps = model.feature_maps(X_valid[index:index + 1])
-    maps = [(name, activation[0]) for name, activation in batch_maps]
     paths.append(draw_feature_maps(
-        maps, out / f"feature_maps_{index}.png", names=names,
+        model_maps(model, X_valid[index]), out / f"feature_maps_{index}.png", names=names,
         title=f"Every layer's output for validation image {index} "
               f"(truth: {names[Y_valid[index]]})"))
 
@@ -235,6 +252,26 @@ def draw_checkpoint_pictures(model, label, X_valid, Y_valid, index, out, names, 
             title=f"The first {len(wrong)} of {int((y_pred != Y_valid).sum())} mistakes on "
                   f"the {len(Y_valid)} validation images"))
     return paths
+
+
+def class_probabilities(model, X):
+    """Return one probability per class for each image, whatever the output's activation.
+
+    Parameters
+    ----------
+    model : Sequential
+    X : ndarray of shape (m, h, w, c)
+
+    Returns
+    -------
+    ndarray of shape (m, k)
+        A softmax's probabilities as they are; a sigmoid's probability p of
+        class 1 as the two columns ``(1 - p, p)``.
+    """
+    probabilities = model.predict_proba(X)
+    if probabilities.shape[1] == 1:
+        return np.concatenate([1 - probabilities, probabilities], axis=1)
+    return probabilities
 
 
 def predicted_classes(model, X):

@@ -7,7 +7,43 @@ from convnet.apps.pictures.canvas import DIVERGING_CMAP, new_figure, save_figure
 from convnet.checks import check_count
 from convnet.errors import BadImageError
 
+# The figure of up to FILTER_COLUMNS kernels: one row.
 FILTERS_SIZE = (9.0, 2.4)
+FILTER_COLUMNS = 8
+_FILTERS_TITLE_HEIGHT = 0.9
+_FILTER_ROW_HEIGHT = 1.5
+
+
+def filters_size(n_kernels):
+    """Return the (width, height) in inches of a figure of ``n_kernels`` first-layer kernels.
+
+    Kernels are drawn ``FILTER_COLUMNS`` to a row; one row is ``FILTERS_SIZE``.
+    """
+    rows = -(-int(n_kernels) // FILTER_COLUMNS)
+    return FILTERS_SIZE[0], _FILTERS_TITLE_HEIGHT + _FILTER_ROW_HEIGHT * max(rows, 1)
+
+
+def _kernel_grid(figure, n_kernels, colour_bar):
+    """Axes for ``n_kernels`` kernels, ``FILTER_COLUMNS`` to a row, and the colour bar's axes.
+
+    Returns ``(list of axes, colour bar axes or None)``; the figure's margins
+    are set in inches, so that every row has the same height.
+    """
+    columns = min(n_kernels, FILTER_COLUMNS)
+    rows = -(-n_kernels // columns)
+    ratios = [1] * columns + ([0.08] if colour_bar else [])
+    grid = figure.add_gridspec(rows, len(ratios), width_ratios=ratios)
+    axes = []
+    for k in range(n_kernels):
+        ax = figure.add_subplot(grid[k // columns, k % columns])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        axes.append(ax)
+    bar = figure.add_subplot(grid[:, columns]) if colour_bar else None
+    height = figure.get_size_inches()[1]
+    figure.subplots_adjust(left=0.02, right=0.9, top=1 - 0.53 / height,
+                           bottom=0.12 / height, wspace=0.15, hspace=0.35)
+    return axes, bar
 
 
 def draw_first_layer_filters(kernels, path, title="First-layer filters (conv1)"):
@@ -19,8 +55,10 @@ def draw_first_layer_filters(kernels, path, title="First-layer filters (conv1)")
         The layer's weights (e.g. LeNet-5's conv1 kernel of shape (5, 5, 1, 6)).
         Every kernel shares one colour scale, symmetric around zero, on a
         diverging colour map: red weights are positive, blue negative.
+        Kernels are drawn ``FILTER_COLUMNS`` to a row.
     path : str or Path
-        Destination PNG, ``FILTERS_SIZE * DPI`` pixels.
+        Destination PNG, ``filters_size(c_new) * DPI`` pixels (``FILTERS_SIZE``
+        for up to ``FILTER_COLUMNS`` kernels).
     title : str, optional
         Figure title.
 
@@ -30,23 +68,83 @@ def draw_first_layer_filters(kernels, path, title="First-layer filters (conv1)")
         ``path``.
     """
     kernels = np.asarray(kernels, dtype=np.float64)
-    if kernels.ndim != 4 or kernels.shape[2] != 1:
+    if kernels.ndim != 4 or kernels.shape[2] != 1 or kernels.shape[3] == 0:
         raise ValueError(f"kernels must have shape (kh, kw, 1, c_new), received {kernels.shape}")
     n_kernels = kernels.shape[3]
     limit = float(np.abs(kernels).max()) or 1.0
-    figure = new_figure(FILTERS_SIZE)
-    grid = figure.add_gridspec(1, n_kernels + 1, width_ratios=[1] * n_kernels + [0.08])
-    for k in range(n_kernels):
-        axes = figure.add_subplot(grid[0, k])
-        image = axes.imshow(kernels[:, :, 0, k], cmap=DIVERGING_CMAP, vmin=-limit, vmax=limit)
-        axes.set_title(f"filter {k}", fontsize=10)
-        axes.set_xticks([])
-        axes.set_yticks([])
-    figure.colorbar(image, cax=figure.add_subplot(grid[0, n_kernels]), label="weight")
+    figure = new_figure(filters_size(n_kernels))
+    axes, bar = _kernel_grid(figure, n_kernels, colour_bar=True)
+    for k, ax in enumerate(axes):
+        image = ax.imshow(kernels[:, :, 0, k], cmap=DIVERGING_CMAP, vmin=-limit, vmax=limit)
+        ax.set_title(f"filter {k}", fontsize=10)
+    figure.colorbar(image, cax=bar, label="weight")
     figure.suptitle(f"{title}: {n_kernels} kernels {kernels.shape[0]}x{kernels.shape[1]}, "
                     "shared colour scale")
-    figure.subplots_adjust(left=0.02, right=0.9, top=0.78, bottom=0.05, wspace=0.15)
     return save_figure(figure, path)
+
+
+def colour_patches(kernels):
+    """Kernels of three input channels as colours: grey is 0, each channel scaled alike.
+
+    Parameters
+    ----------
+    kernels : ndarray of shape (kh, kw, 3, c_new)
+
+    Returns
+    -------
+    ndarray of shape (c_new, kh, kw, 3), float64 in [0, 1]
+        ``0.5 + W / (2 * limit)`` with ``limit`` the largest magnitude of
+        all the weights: a kernel that adds red where it looks is red, one
+        that subtracts red is cyan, and zero weights are mid-grey.
+    """
+    kernels = np.asarray(kernels, dtype=np.float64)
+    limit = float(np.abs(kernels).max()) or 1.0
+    return (0.5 + kernels / (2 * limit)).transpose(3, 0, 1, 2)
+
+
+def draw_colour_filters(kernels, path, title="First-layer filters (conv1)"):
+    """Draw the kernels of a first convolutional layer that reads colour images.
+
+    Parameters
+    ----------
+    kernels : ndarray of shape (kh, kw, 3, c_new)
+        The layer's weights, each kernel drawn as a small colour picture
+        (:func:`colour_patches`): the colour it responds to most, on grey.
+        Kernels are drawn ``FILTER_COLUMNS`` to a row.
+    path : str or Path
+        Destination PNG, ``filters_size(c_new) * DPI`` pixels.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    kernels = np.asarray(kernels, dtype=np.float64)
+    if kernels.ndim != 4 or kernels.shape[2] != 3 or kernels.shape[3] == 0:
+        raise ValueError(f"kernels must have shape (kh, kw, 3, c_new), received {kernels.shape}")
+    n_kernels = kernels.shape[3]
+    figure = new_figure(filters_size(n_kernels))
+    axes, _ = _kernel_grid(figure, n_kernels, colour_bar=False)
+    for k, (ax, patch) in enumerate(zip(axes, colour_patches(kernels))):
+        ax.imshow(patch, interpolation="nearest")
+        ax.set_title(f"filter {k}", fontsize=10)
+    figure.suptitle(f"{title}: {n_kernels} kernels {kernels.shape[0]}x{kernels.shape[1]}x3 "
+                    "as colours (grey = 0, one scale for all)")
+    return save_figure(figure, path)
+
+
+def draw_kernels(kernels, path, title="First-layer filters (conv1)"):
+    """Draw first-layer kernels of one (grey) or three (colour) input channels.
+
+    :func:`draw_first_layer_filters` for ``(kh, kw, 1, c_new)``,
+    :func:`draw_colour_filters` for ``(kh, kw, 3, c_new)``; returns the path.
+    """
+    kernels = np.asarray(kernels)
+    if kernels.ndim == 4 and kernels.shape[2] == 3:
+        return draw_colour_filters(kernels, path, title)
+    return draw_first_layer_filters(kernels, path, title)
 
 
 def first_conv_kernels(model):

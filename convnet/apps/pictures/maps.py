@@ -16,11 +16,15 @@ FEATURE_MAPS_WIDTH = 12.0
 # Heights in inches of the rows of the feature-map figure.
 _TITLE_HEIGHT = 0.5
 _MAP_ROW_HEIGHT = 1.05
+# Each further line of channels of a layer with more than _MAP_COLUMNS channels.
+_MAP_LINE_HEIGHT = 0.85
 _STRIP_HEIGHT = 0.7
 _BARS_HEIGHT = 1.3
 _MAP_COLUMNS = 16
 # Width of a feature-map row's colour bar, as a fraction of one channel's picture.
 _COLOUR_BAR_WIDTH = 0.12
+# The channels of a colour image, each drawn in its own colour.
+_CHANNEL_CMAPS = (("red", "Reds"), ("green", "Greens"), ("blue", "Blues"))
 
 
 def _is_channels(activation):
@@ -28,10 +32,22 @@ def _is_channels(activation):
     return activation.ndim == 3
 
 
-def _row_height(activation, n_classes):
+def _is_colour_image(name, activation):
+    """True for the input of a colour model: drawn as a picture, then its three channels."""
+    return name == "input" and activation.ndim == 3 and activation.shape[2] == 3
+
+
+def _channel_lines(activation):
+    """How many lines of ``_MAP_COLUMNS`` pictures the channels of an (h, w, c) activation take."""
+    return -(-activation.shape[2] // _MAP_COLUMNS)
+
+
+def _row_height(name, activation, n_classes):
     """Height in inches of one layer's row in the feature-map figure."""
-    if _is_channels(activation):
+    if _is_colour_image(name, activation):
         return _MAP_ROW_HEIGHT
+    if _is_channels(activation):
+        return _MAP_ROW_HEIGHT + _MAP_LINE_HEIGHT * (_channel_lines(activation) - 1)
     return _BARS_HEIGHT if activation.size == n_classes else _STRIP_HEIGHT
 
 
@@ -45,7 +61,7 @@ def feature_maps_size(maps, n_classes=10):
     n_classes : int, optional
         Length of the vectors drawn as bar charts of class scores.
     """
-    rows = sum(_row_height(np.asarray(a), n_classes) for _, a in maps)
+    rows = sum(_row_height(name, np.asarray(a), n_classes) for name, a in maps)
     return FEATURE_MAPS_WIDTH, _TITLE_HEIGHT + rows
 
 
@@ -70,11 +86,13 @@ def draw_feature_maps(maps, path, title="Feature maps", names=None):
     ----------
     maps : list of (str, ndarray)
         ``(layer_name, activation)`` for every layer in order, for one image
-        (e.g. ``model.feature_maps(X[i:i + 1])`` with the batch axis
-        removed). Activations of shape (h, w, c) are drawn as one small image
-        per channel (up to 16 per row); vectors of shape (n,) as a one-row
-        strip, or, if they have ``len(names)`` entries, as a bar chart of
-        class scores. All channels of a layer share one colour scale.
+        (e.g. :func:`model_maps`). Activations of shape (h, w, c) are drawn as
+        one small image per channel, ``_MAP_COLUMNS`` (16) to a line and as
+        many lines as the channels need; an ``"input"`` of three channels as
+        the colour picture followed by its red, green and blue channels.
+        Vectors of shape (n,) are drawn as a one-row strip, or, if they have
+        ``len(names)`` entries, as a bar chart of class scores. All channels
+        of a layer share one colour scale.
     path : str or Path
         Destination PNG; its size in inches is ``feature_maps_size(maps)``.
     title : str, optional
@@ -92,18 +110,19 @@ def draw_feature_maps(maps, path, title="Feature maps", names=None):
     if not maps:
         raise ValueError("maps must hold at least one (name, activation) pair")
     for name, activation in maps:
-        if activation.ndim not in (1, 3) or (_is_channels(activation)
-                                             and activation.shape[2] > _MAP_COLUMNS):
-            raise ValueError(f"feature map {name!r} must have shape (h, w, c) with "
-                             f"c <= {_MAP_COLUMNS}, or (n,), received {activation.shape}")
+        if activation.ndim not in (1, 3) or activation.size == 0:
+            raise ValueError(f"feature map {name!r} must have shape (h, w, c) or (n,) with at "
+                             f"least one value, received {activation.shape}")
     width, height = feature_maps_size(maps, len(names))
     figure = new_figure((width, height))
-    heights = [_row_height(activation, len(names)) for _, activation in maps]
+    heights = [_row_height(name, activation, len(names)) for name, activation in maps]
     title_row, *rows = figure.subfigures(len(maps) + 1, 1,
                                          height_ratios=[_TITLE_HEIGHT] + heights)
     title_row.suptitle(title, fontsize=13, y=0.7)
     for row, (name, activation) in zip(rows, maps):
-        if _is_channels(activation):
+        if _is_colour_image(name, activation):
+            _draw_colour_image(row, name, activation)
+        elif _is_channels(activation):
             _draw_channels(row, name, activation)
         elif activation.size == len(names):
             _draw_class_bars(row, name, activation, names)
@@ -112,25 +131,98 @@ def draw_feature_maps(maps, path, title="Feature maps", names=None):
     return save_figure(figure, path)
 
 
+def model_maps(model, image):
+    """Every layer's output for one image, ready for :func:`draw_feature_maps`.
+
+    Parameters
+    ----------
+    model : Sequential
+    image : ndarray of shape (h, w, c) (or (h, w) for a grey model)
+
+    Returns
+    -------
+    list of (str, ndarray)
+        ``model.outputs`` of the image without the batch axis. A sigmoid's
+        probability p of class 1 becomes the two class probabilities
+        ``(1 - p, p)``, drawn like a softmax's.
+    """
+    maps = [(name, activation[0]) for name, activation in model.outputs(image[None]).items()]
+    name, last = maps[-1]
+    if last.shape == (1,):
+        maps[-1] = (name, np.concatenate([1 - last, last]))
+    return maps
+
+
+def _gaps(h, w):
+    """Pixels between two pictures of a line (``gx``) and below each, for its label (``gy``)."""
+    return max(1, round(0.1 * w)), max(2, round(0.35 * h))
+
+
+def _draw_tiles(subfigure, name, shape, tiles, labels):
+    """Draw pictures (n, h, w, 4) RGBA, ``_MAP_COLUMNS`` to a line, each framed and labelled.
+
+    The pictures are laid into one mosaic drawn by a single image (far
+    faster than one axes, or one image, per channel); the gaps are
+    transparent. Returns the colour bar's axes, beside the mosaic.
+    """
+    n, h, w = tiles.shape[:3]
+    gx, gy = _gaps(h, w)
+    lines = -(-n // _MAP_COLUMNS)
+    mosaic = np.zeros((lines * (h + gy), _MAP_COLUMNS * (w + gx), 4))
+    corners = []
+    for k in range(n):
+        line, column = divmod(k, _MAP_COLUMNS)
+        top, left = line * (h + gy), column * (w + gx)
+        mosaic[top:top + h, left:left + w] = tiles[k]
+        corners.append((left, top))
+    grid = subfigure.add_gridspec(1, 2, width_ratios=[_MAP_COLUMNS, _COLOUR_BAR_WIDTH])
+    ax = subfigure.add_subplot(grid[0, 0])
+    ax.set_axis_off()
+    ax.imshow(mosaic, extent=(0, mosaic.shape[1], mosaic.shape[0], 0),
+              interpolation="nearest")
+    ax.set_aspect("equal", anchor="W")
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+    ax.add_collection(PatchCollection([Rectangle(corner, w, h) for corner in corners],
+                                      facecolor="none", edgecolor="#999999", linewidth=0.5))
+    for (left, top), label in zip(corners, labels):
+        if label is not None:
+            ax.text(left + w / 2, top + h + 0.1 * gy, label, ha="center", va="top", fontsize=7)
+    height = _MAP_ROW_HEIGHT + _MAP_LINE_HEIGHT * (lines - 1)
+    subfigure.subplots_adjust(left=0.01, right=0.96, bottom=0.02, top=1 - 0.26 / height,
+                              wspace=0.02)
+    subfigure.suptitle(f"{name}: {'x'.join(map(str, shape))}", fontsize=10, x=0.01, ha="left")
+    return subfigure.add_subplot(grid[0, 1])
+
+
 def _draw_channels(subfigure, name, activation):
-    """Draw the channels of an (h, w, c) activation as small images in one row."""
-    h, w, channels = activation.shape
+    """Draw the channels of an (h, w, c) activation as small images, 16 to a line."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    channels = activation.shape[2]
     cmap, vmin, vmax = _limits(activation)
-    grid = subfigure.add_gridspec(1, _MAP_COLUMNS + 1,
-                                  width_ratios=[1] * _MAP_COLUMNS + [_COLOUR_BAR_WIDTH])
-    for k in range(_MAP_COLUMNS):
-        ax = subfigure.add_subplot(grid[0, k])
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if k >= channels:
-            ax.set_axis_off()
-            continue
-        image = ax.imshow(activation[:, :, k], cmap=cmap, vmin=vmin, vmax=vmax)
-        if channels > 1:
-            ax.set_xlabel(str(k), fontsize=7, labelpad=1)
-    _colour_bar(subfigure, image, subfigure.add_subplot(grid[0, _MAP_COLUMNS]))
-    subfigure.suptitle(f"{name}: {h}x{w}x{channels}", fontsize=10, x=0.01, ha="left")
-    subfigure.subplots_adjust(left=0.01, right=0.96, bottom=0.14, top=0.78, wspace=0.1)
+    norm = Normalize(vmin, vmax)
+    tiles = colormaps[cmap](norm(activation.transpose(2, 0, 1)))
+    # Beyond one line, every fourth channel is numbered: enough to count, and the
+    # labels no longer outnumber what they label.
+    step = 1 if channels <= _MAP_COLUMNS else 4
+    labels = [str(k) if channels > 1 and k % step == 0 else None for k in range(channels)]
+    cax = _draw_tiles(subfigure, name, activation.shape, tiles, labels)
+    _colour_bar(subfigure, ScalarMappable(norm, colormaps[cmap]), cax)
+
+
+def _draw_colour_image(subfigure, name, activation):
+    """Draw a colour input: the picture, then its red, green and blue channels."""
+    from matplotlib import colormaps
+    picture = np.clip(activation, 0, 1)
+    opaque = np.ones(picture.shape[:2] + (1,))
+    tiles = [np.concatenate([picture, opaque], axis=2)]
+    tiles += [colormaps[cmap](picture[:, :, k]) for k, (_, cmap) in enumerate(_CHANNEL_CMAPS)]
+    labels = ["colour"] + [label for label, _ in _CHANNEL_CMAPS]
+    cax = _draw_tiles(subfigure, name, activation.shape, np.stack(tiles), labels)
+    # Each channel has its own colours, all from 0 (white) to 1: one bar would mislead.
+    cax.set_axis_off()
 
 
 def _colour_bar(subfigure, image, cax):
@@ -149,7 +241,13 @@ def _draw_strip(subfigure, name, activation):
                       interpolation="nearest")
     ax.set_yticks([])
     ax.tick_params(labelsize=7)
-    ax.set_title(f"{name}: {activation.size} units", fontsize=10, loc="left")
+    if activation.size == 1:
+        # One unit (a sigmoid's logit, say): its value says more than a colour.
+        ax.set_xticks([])
+        ax.set_title(f"{name}: 1 unit, value {activation[0]:.4g}", fontsize=10, loc="left")
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_title(f"{name}: {activation.size} units", fontsize=10, loc="left")
     _colour_bar(subfigure, image, subfigure.add_subplot(grid[0, 1]))
     subfigure.subplots_adjust(left=0.01, right=0.96, bottom=0.3, top=0.7, wspace=0.02)
 
@@ -170,17 +268,29 @@ def _draw_class_bars(subfigure, name, activation, names):
     subfigure.subplots_adjust(left=0.05, right=0.99, bottom=0.2, top=0.78)
 
 
+def _picture(image):
+    """``image`` (h, w), (h, w, 1) or (h, w, 3) as (h, w) grey or (h, w, 3) colour, float64."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim != 2 and not (image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError(f"image must have shape (h, w), (h, w, 1) or (h, w, 3), received "
+                         f"{image.shape}")
+    return image
+
+
 def draw_input_and_probabilities(image, probabilities, path, names=None,
                                  title="What the network saw"):
-    """Draw the 28x28 image a model was given beside its class probabilities.
+    """Draw the image a model was given beside its class probabilities.
 
     Parameters
     ----------
-    image : ndarray of shape (h, w) or (h, w, 1)
-        The prepared input (e.g. from ``convnet.data.images.load_digit_image``),
-        drawn pixel by pixel with a colour bar of its values.
+    image : ndarray of shape (h, w), (h, w, 1) or (h, w, 3)
+        The prepared input (e.g. from ``convnet.data.images.prepare_image``),
+        drawn pixel by pixel: grey with a colour bar of its values, or in
+        colour.
     probabilities : ndarray of shape (n_classes,)
-        The model's softmax output; the most likely class is highlighted.
+        The model's probability of each class; the most likely is highlighted.
     path : str or Path
         Destination PNG, ``INPUT_SIZE * DPI`` pixels.
     names : sequence of str, optional
@@ -194,23 +304,27 @@ def draw_input_and_probabilities(image, probabilities, path, names=None,
         ``path``.
     """
     names = names_or_digits(names)
-    image = np.asarray(image, dtype=np.float64)
-    image = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    image = _picture(image)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    if image.ndim != 2:
-        raise ValueError(f"image must have shape (h, w) or (h, w, 1), received {image.shape}")
     if probabilities.shape != (len(names),):
         raise ValueError(f"probabilities must have shape ({len(names)},), "
                          f"received {probabilities.shape}")
     figure = new_figure(INPUT_SIZE)
     grid = figure.add_gridspec(1, 3, width_ratios=[1, 0.05, 1.4], wspace=0.55)
     ax = figure.add_subplot(grid[0, 0])
-    picture = ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_title(f"input {image.shape[0]}x{image.shape[1]}", fontsize=10)
+    bar_axes = figure.add_subplot(grid[0, 1])
+    if image.ndim == 2:
+        picture = ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        figure.colorbar(picture, cax=bar_axes, label="pixel value")
+        kind = "grey"
+    else:
+        ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+        bar_axes.set_axis_off()
+        kind = "colour"
+    ax.set_title(f"input {image.shape[0]}x{image.shape[1]} {kind}", fontsize=10)
     ax.set_xticks([0, image.shape[1] - 1])
     ax.set_yticks([0, image.shape[0] - 1])
     ax.tick_params(labelsize=7)
-    figure.colorbar(picture, cax=figure.add_subplot(grid[0, 1]), label="pixel value")
     bars = figure.add_subplot(grid[0, 2])
     best = int(probabilities.argmax())
     positions = np.arange(len(names))
@@ -245,15 +359,19 @@ def input_picture_names(paths):
 
 
 def draw_image_maps(model, image_path, out, names):
-    """Draw every layer's output for a digit image file; return the PNG path.
+    """Draw every layer's output for a picture file; return the PNG path.
 
-    The picture is prepared as ``convnet predict`` prepares it (a 28x28 digit).
+    The picture is prepared for the model's input as ``convnet predict``
+    prepares it (``convnet.data.images.prepare_image``): a digit for a grey
+    model, a resized colour picture for a colour one. The PNG is
+    ``out / feature_maps_<stem>.png``.
     """
-    from convnet.data.images import load_digit_image
-    image = load_digit_image(image_path)
-    maps = [(name, activation[0]) for name, activation in model.feature_maps(image[None])]
+    from convnet.data.images import prepare_image
+    image_path = Path(image_path)
+    image = prepare_image(image_path, model.input_shape)
+    maps = model_maps(model, image)
     probabilities = maps[-1][1]
     return draw_feature_maps(
-        maps, out / f"feature_maps_{image_path.stem}.png", names=names,
+        maps, Path(out) / f"feature_maps_{image_path.stem}.png", names=names,
         title=f"Every layer's output for {image_path.name} "
               f"(prediction: {names[int(probabilities.argmax())]})")

@@ -1,19 +1,23 @@
 // The page of `convnet serve`. Every number is computed by the server's NumPy engine;
-// this script only draws. State worth reading from outside (the browser test and the
-// latency benchmark do) lives in window.convnet.
+// these scripts only draw. paint.js turns the server's arrays into pictures and bars,
+// views.js holds the Inspect, Back-propagate, Browse and Watch views, and this file the
+// page's state, its requests, the Draw view and the start. State worth reading from
+// outside (the browser test and the latency benchmark do) lives in window.convnet.
 "use strict";
 
 const state = {
   model: null,          // GET /api/model
+  source: null,         // the input shown: {kind: "draw" | "upload", blob} or
+                        // {kind: "dataset", split, index, label}
   result: null,         // last POST /api/predict answer
-  blob: null,           // the drawing sent with that answer (PNG)
   inspect: null,        // last POST /api/inspect answer
   backprop: null,       // last POST /api/backprop answer
   label: null,          // the true label chosen in Back-propagate
   inspectLayer: null,
   inspectChannel: 0,
   updates: 0,           // answers drawn so far
-  busy: false,          // a drawing is being sent, or strokes wait to be
+  busy: false,          // an input is being sent, or strokes wait to be
+  version: 0,           // bumped by every new input and by Clear: older answers are dropped
 };
 // Stroke-to-update latencies in milliseconds: from the first pointer event not yet
 // drawn to the end of drawing the answer that includes it.
@@ -22,86 +26,18 @@ const state = {
 const stats = { latencies: [], parts: [] };
 window.convnet = { state, stats };
 
-const $ = (selector) => document.querySelector(selector);
-
-// ------------------------------------------------------------------ colours
-// Non-negative values: white (0) to black (max). Signed values: blue (negative),
-// white (0), red (positive), on a scale symmetric around zero.
-function colourScale(min, max) {
-  if (min < 0) {
-    const limit = Math.max(-min, max) || 1;
-    return (v) => {
-      const t = Math.max(-1, Math.min(1, v / limit));
-      if (t >= 0) return [255, Math.round(255 * (1 - t)), Math.round(255 * (1 - t))];
-      return [Math.round(255 * (1 + t)), Math.round(255 * (1 + t)), 255];
-    };
-  }
-  const limit = max || 1;
-  return (v) => {
-    const g = Math.round(255 * (1 - Math.max(0, Math.min(1, v / limit))));
-    return [g, g, g];
-  };
-}
-
-function paint(canvas, values, width, height, scale) {
-  if (canvas.width !== width) canvas.width = width;
-  if (canvas.height !== height) canvas.height = height;
-  const context = canvas.getContext("2d");
-  const image = context.createImageData(width, height);
-  for (let i = 0; i < width * height; i++) {
-    const [r, g, b] = scale(values[i]);
-    image.data[4 * i] = r;
-    image.data[4 * i + 1] = g;
-    image.data[4 * i + 2] = b;
-    image.data[4 * i + 3] = 255;
-  }
-  context.putImageData(image, 0, 0);
-}
-
-function bars(canvas, values, min, max, highlight) {
-  const context = canvas.getContext("2d");
-  const width = canvas.width, height = canvas.height;
-  context.clearRect(0, 0, width, height);
-  const low = Math.min(0, min), high = Math.max(0, max);
-  const span = (high - low) || 1;
-  const zero = height * high / span;
-  const step = width / values.length;
-  values.forEach((v, i) => {
-    context.fillStyle = i === highlight ? "#2b6cb0" : (v < 0 ? "#6b8fd6" : "#d65f5f");
-    const top = zero - height * Math.max(v, 0) / span;
-    const bottom = zero - height * Math.min(v, 0) / span;
-    context.fillRect(i * step, top, Math.max(step - (step > 3 ? 1 : 0), 1), bottom - top);
-  });
-  context.fillStyle = "#000";
-  context.fillRect(0, zero, width, 1);
-}
-
-// The server sends the values it only draws as bytes: code k stands for
-// min + k * (max - min) / 255, channels first. Decode them into layer.values:
-// one array of h * w values per channel, or one array for a vector.
-function decodeLayer(layer) {
-  if (layer.values) return layer;
-  const text = atob(layer.codes);
-  const span = layer.max - layer.min;
-  const values = new Float32Array(text.length);
-  for (let i = 0; i < text.length; i++) values[i] = layer.min + text.charCodeAt(i) * span / 255;
-  if (layer.kind === "maps") {
-    const [h, w, c] = layer.shape;
-    layer.values = Array.from({ length: c }, (_, k) => values.subarray(k * h * w, (k + 1) * h * w));
-  } else {
-    layer.values = Array.from(values);
-  }
-  return layer;
-}
-
-function fmt(value) {
-  return Number(value).toFixed(4);
-}
+const DATASET_NAMES = { "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST",
+                        "cifar10": "CIFAR-10", "happy": "Happy House", "signs": "SIGNS" };
+const SPLIT_NAMES = { valid: "validation", test: "test" };
 
 // ------------------------------------------------------------------ requests
 async function postImage(url, blob) {
-  const response = await fetch(url, { method: "POST", body: blob,
-                                      headers: { "Content-Type": "image/png" } });
+  const options = { method: "POST" };
+  if (blob) {
+    options.body = blob;
+    options.headers = { "Content-Type": blob.type || "application/octet-stream" };
+  }
+  const response = await fetch(url, options);
   const answer = await response.json();
   if (!response.ok) throw new Error(answer.error || response.statusText);
   return answer;
@@ -114,6 +50,18 @@ async function getJSON(url) {
   return answer;
 }
 
+// POST to `path` about the input `source`: its picture as the body, or the dataset
+// image it names in the query.
+function postInput(path, source, params) {
+  const query = new URLSearchParams(params || {});
+  if (source.kind === "dataset") {
+    query.set("split", source.split);
+    query.set("index", source.index);
+  }
+  const text = query.toString();
+  return postImage(path + (text ? "?" + text : ""), source.kind === "dataset" ? null : source.blob);
+}
+
 // ------------------------------------------------------------------ views
 function showView(name) {
   document.querySelectorAll(".view").forEach((v) => v.classList.remove("active"));
@@ -121,11 +69,106 @@ function showView(name) {
     b.classList.toggle("active", b.dataset.view === name));
   $("#view-" + name).classList.add("active");
   if (name === "browse" && !browseLoaded) loadBrowse();
-  if (name === "backprop" && state.blob && state.label !== null) runBackprop();
+  if (name === "backprop" && state.source) {
+    if (state.label !== null) runBackprop();
+    else $("#backprop-loss").textContent = "choose the true label of the input above";
+  }
   if (name === "inspect") { drawInspectMap(); refreshInspect(); }
 }
 
-// ------------------------------------------------------------------ Draw
+function inspectNote() {
+  const some = state.model && state.model.layers.some((l) => l.inspectable);
+  return some || !state.model ? "choose an input in the Draw view first, then click a pixel" :
+    "This network has no convolution, so there is no pixel of a convolution to inspect.";
+}
+
+function inputChosenNote() {
+  return state.model && state.model.input.drawable ?
+    "draw with the mouse or a finger" : "pick an image of the dataset or upload a picture";
+}
+
+// ------------------------------------------------------------------ Draw: the sources
+function showSource(name) {
+  document.querySelectorAll("#sources button").forEach((b) =>
+    b.classList.toggle("active", b.dataset.source === name));
+  document.querySelectorAll(".source").forEach((panel) =>
+    panel.classList.toggle("active", panel.id === "source-" + name));
+  if (name === "pick" && !pickLoaded) loadPick();
+}
+
+// An input other than a drawing (a dataset image, an uploaded picture): one request.
+let loading = 0;
+
+function updateBusy() {
+  state.busy = inFlight || pending || loading > 0;
+}
+
+async function showInput(source, note) {
+  const version = ++state.version;
+  loading += 1;
+  updateBusy();
+  $("#status").textContent = "computing...";
+  try {
+    const result = await postInput("/api/predict", source);
+    if (version !== state.version) return;   // Clear, or another input, came meanwhile
+    state.source = source;
+    acceptResult(result);
+    $("#status").textContent = note;
+  } catch (error) {
+    if (version === state.version) $("#status").textContent = error.message;
+  } finally {
+    loading -= 1;
+    updateBusy();
+  }
+}
+
+function acceptResult(result) {
+  state.result = result;
+  renderDraw(result);
+  state.updates += 1;
+  if (state.inspect && $("#view-inspect").classList.contains("active")) refreshInspect();
+}
+
+let pickLoaded = false, pickAsked = 0;
+
+async function loadPick() {
+  pickLoaded = true;
+  const split = $("#pick-split").value;
+  const asked = ++pickAsked;
+  $("#pick-images").replaceChildren();
+  $("#pick-caption").textContent = `loading the ${SPLIT_NAMES[split]} images...`;
+  try {
+    const answer = await getJSON("/api/browse/images?split=" + split);
+    if (asked !== pickAsked) return;   // another split was chosen meanwhile
+    const names = state.model.class_names;
+    $("#pick-caption").textContent = `the first ${answer.images.length} of the ` +
+      `${answer.total} ${SPLIT_NAMES[split]} images: click one`;
+    $("#pick-images").replaceChildren(...answer.images.map((item) => {
+      const box = thumbnail(item, names[item.label]);
+      box.dataset.index = item.index;
+      box.addEventListener("click", () => {
+        document.querySelectorAll("#pick-images .thumb").forEach((t) =>
+          t.classList.toggle("chosen", t === box));
+        showInput({ kind: "dataset", split, index: item.index, label: item.label },
+                  `${SPLIT_NAMES[split]} image ${item.index}, truth: ${names[item.label]}`);
+      });
+      return box;
+    }));
+  } catch (error) {
+    if (asked === pickAsked) $("#pick-caption").textContent = error.message;
+  }
+}
+
+// A dataset image from the Browse answers (bytes in `codes`, shape (h, w, c)), with a caption.
+$("#pick-split").addEventListener("change", loadPick);
+$("#upload").addEventListener("change", () => {
+  const file = $("#upload").files[0];
+  if (file) showInput({ kind: "upload", blob: file }, `uploaded: ${file.name}`);
+});
+document.querySelectorAll("#sources button").forEach((button) =>
+  button.addEventListener("click", () => showSource(button.dataset.source)));
+
+// ------------------------------------------------------------------ Draw: the canvas
 const drawCanvas = $("#draw");
 const pen = drawCanvas.getContext("2d");
 let drawing = false, last = null;
@@ -170,6 +213,12 @@ drawCanvas.addEventListener("pointerdown", (event) => {
   drawing = true;
   last = null;
   drawCanvas.setPointerCapture(event.pointerId);
+  if (state.source && state.source.kind !== "draw") {
+    // The drawing replaces a picked or uploaded input: start from a black canvas.
+    state.version += 1;
+    state.source = null;
+    clearDrawing();
+  }
   strokeTo(canvasPoint(event));
 });
 drawCanvas.addEventListener("pointermove", (event) => {
@@ -178,20 +227,42 @@ drawCanvas.addEventListener("pointermove", (event) => {
 for (const name of ["pointerup", "pointercancel"]) {
   drawCanvas.addEventListener(name, () => { drawing = false; last = null; });
 }
-$("#clear").addEventListener("click", () => {
+
+// Clear forgets the input and everything computed from it, in every view.
+function clearAll() {
+  state.version += 1;
   clearDrawing();
+  state.source = null;
   state.result = null;
-  state.blob = null;
+  state.inspect = null;
+  state.backprop = null;
+  state.label = null;
   $("#prediction").textContent = "?";
-  $("#status").textContent = "draw with the mouse or a finger";
-});
+  $("#status").textContent = inputChosenNote();
+  blank($("#seen"));
+  $("#probabilities").replaceChildren();
+  for (const id of ["#layers", "#kernel-gradients", "#gradients"]) {
+    $(id).replaceChildren();
+    delete $(id).dataset.signature;
+  }
+  blank($("#inspect-map"));
+  $("#inspect-result").replaceChildren();
+  $("#inspect-where").textContent = inspectNote();
+  $("#backprop-loss").textContent = "choose an input in the Draw view first";
+  document.querySelectorAll("#label-buttons button").forEach((b) =>
+    b.classList.remove("active"));
+  document.querySelectorAll("#pick-images .thumb").forEach((t) => t.classList.remove("chosen"));
+  $("#upload").value = "";
+}
+
+$("#clear").addEventListener("click", clearAll);
 
 // One request at a time: strokes made meanwhile are sent together when it returns.
 function requestUpdate() {
-  state.busy = true;
-  if (inFlight) { pending = true; return; }
+  if (inFlight) { pending = true; updateBusy(); return; }
   inFlight = true;
   pending = false;
+  updateBusy();
   const started = strokeStart;
   strokeStart = null;
   const encoding = performance.now();
@@ -205,41 +276,37 @@ function requestUpdate() {
 
 function dataUrlToBlob(url) {
   const [head, data] = url.split(",");
-  const text = atob(data);
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return new Blob([bytes], { type: head.slice(5, head.indexOf(";")) });
+  return new Blob([decodeBytes(data)], { type: head.slice(5, head.indexOf(";")) });
 }
 
 async function sendDrawing(blob, started, encoding) {
+  const version = state.version;
   try {
     const sent = performance.now();
     const result = await postImage("/api/predict", blob);
     const received = performance.now();
-    state.result = result;
-    state.blob = blob;
-    renderDraw(result);
-    state.updates += 1;
+    if (version !== state.version) return;   // cleared, or replaced, meanwhile
+    state.source = { kind: "draw", blob };
+    acceptResult(result);
     const done = performance.now();
     stats.latencies.push(done - started);
     stats.parts.push({ encode: sent - encoding, server: received - sent, draw: done - received });
     $("#status").textContent = "";
-    if (state.inspect && $("#view-inspect").classList.contains("active")) refreshInspect();
   } catch (error) {
-    $("#status").textContent = error.message;
+    if (version === state.version) $("#status").textContent = error.message;
   } finally {
     inFlight = false;
-    if (pending) requestUpdate(); else state.busy = false;
+    if (pending) requestUpdate(); else updateBusy();
   }
 }
 
 function renderDraw(result) {
-  const seen = $("#seen");
-  paint(seen, result.image, 28, 28, colourScale(0, 1));
+  paintPicture($("#seen"), result.image, result.image_shape, 1);
   $("#prediction").textContent = result.class_names[result.prediction];
   renderProbabilities($("#probabilities"), result.probabilities, result.class_names,
                       result.prediction);
-  renderLayers($("#layers"), result.layers, true);
+  renderLayers($("#layers"), result.layers,
+               { clickable: true, names: result.class_names, best: result.prediction });
 }
 
 function renderProbabilities(container, probabilities, names, best) {
@@ -247,9 +314,19 @@ function renderProbabilities(container, probabilities, names, best) {
     const row = document.createElement("div");
     row.className = "bar" + (k === best ? " best" : "");
     row.dataset.class = k;
-    row.innerHTML = `<span class="name">${names[k]}</span>` +
-      `<span class="fill" style="width:${Math.round(200 * p)}px"></span>` +
-      `<span class="value">${(100 * p).toFixed(1)} %</span>`;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = names[k];
+    const track = document.createElement("span");
+    track.className = "track";
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.width = `${(100 * p).toFixed(1)}%`;
+    track.appendChild(fill);
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = `${(100 * p).toFixed(1)} %`;
+    row.append(name, track, value);
     return row;
   }));
 }
@@ -260,397 +337,40 @@ function inspectable(name) {
   return Boolean(layer && layer.inspectable);
 }
 
-// Draw every layer: (h, w, c) outputs as one picture per channel, vectors as bars.
-function renderLayers(container, layers, clickable) {
-  layers.forEach(decodeLayer);
-  // While drawing, the layers keep their shapes: repaint the pictures in place
-  // instead of building the page's elements again on every update.
-  const signature = layers.map((l) => l.name + ":" + l.shape.join("x")).join(",");
-  if (container.dataset.signature === signature) {
-    layers.forEach((layer, index) => repaintLayer(container.children[index], layer));
-    return;
-  }
-  container.dataset.signature = signature;
-  const rows = layers.map((layer) => {
-    const row = document.createElement("div");
-    row.className = "layer";
-    row.dataset.layer = layer.name;
-    const title = document.createElement("div");
-    title.className = "title";
-    title.textContent = layerTitle(layer);
-    row.appendChild(title);
-    const maps = document.createElement("div");
-    maps.className = "maps";
-    if (layer.kind === "maps") {
-      const [h, w] = layer.shape;
-      const zoom = Math.max(1, Math.round(56 / h));
-      const scale = colourScale(layer.min, layer.max);
-      layer.values.forEach((values, channel) => {
-        const canvas = document.createElement("canvas");
-        paint(canvas, values, w, h, scale);
-        canvas.style.width = `${w * zoom}px`;
-        canvas.style.height = `${h * zoom}px`;
-        canvas.dataset.layer = layer.name;
-        canvas.dataset.channel = channel;
-        canvas.title = `${layer.name} channel ${channel}`;
-        if (clickable && inspectable(layer.name)) {
-          canvas.classList.add("clickable");
-          canvas.addEventListener("click", (event) => {
-            const box = canvas.getBoundingClientRect();
-            const col = Math.floor((event.clientX - box.left) * w / box.width);
-            const row = Math.floor((event.clientY - box.top) * h / box.height);
-            state.inspectLayer = layer.name;
-            state.inspectChannel = channel;
-            syncInspectSelectors();
-            showView("inspect");
-            runInspect(row, col);
-          });
-        }
-        maps.appendChild(canvas);
-      });
-    } else {
-      const canvas = document.createElement("canvas");
-      canvas.className = "strip";
-      canvas.width = Math.min(720, Math.max(200, 6 * layer.values.length));
-      canvas.height = 50;
-      canvas.dataset.layer = layer.name;
-      const best = layer.values.length <= 10 ?
-        layer.values.indexOf(Math.max(...layer.values)) : -1;
-      bars(canvas, layer.values, layer.min, layer.max, best);
-      maps.appendChild(canvas);
-    }
-    row.appendChild(maps);
-    return row;
-  });
-  container.replaceChildren(...rows);
-}
-
-function layerTitle(layer) {
-  return `${layer.name}: ${layer.shape.join("\u00d7")}` +
-    `  (min ${fmt(layer.min)}, max ${fmt(layer.max)})`;
-}
-
-function repaintLayer(row, layer) {
-  row.querySelector(".title").textContent = layerTitle(layer);
-  const canvases = row.querySelectorAll("canvas");
-  if (layer.kind === "maps") {
-    const [h, w] = layer.shape;
-    const scale = colourScale(layer.min, layer.max);
-    layer.values.forEach((values, channel) => paint(canvases[channel], values, w, h, scale));
-  } else {
-    const best = layer.values.length <= 10 ?
-      layer.values.indexOf(Math.max(...layer.values)) : -1;
-    bars(canvases[0], layer.values, layer.min, layer.max, best);
-  }
-}
-
-// ------------------------------------------------------------------ Inspect
-function syncInspectSelectors() {
-  const layerSelect = $("#inspect-layer");
-  if (state.inspectLayer) layerSelect.value = state.inspectLayer;
-  fillChannels();
-  $("#inspect-channel").value = String(state.inspectChannel);
-}
-
-function fillChannels() {
-  const layer = state.model.layers.find((l) => l.name === $("#inspect-layer").value);
-  const channels = layer ? layer.shape[2] : 0;
-  const select = $("#inspect-channel");
-  const keep = select.value;
-  select.replaceChildren(...Array.from({ length: channels }, (_, k) => {
-    const option = document.createElement("option");
-    option.value = String(k);
-    option.textContent = String(k);
-    return option;
-  }));
-  if (keep && Number(keep) < channels) select.value = keep;
-}
-
-function drawInspectMap() {
-  const canvas = $("#inspect-map");
-  if (!state.result || !state.inspectLayer) return;
-  const layer = state.result.layers.find((l) => l.name === state.inspectLayer);
-  if (!layer) return;
-  const [h, w] = layer.shape;
-  paint(canvas, layer.values[state.inspectChannel], w, h, colourScale(layer.min, layer.max));
-  if (state.inspect && state.inspect.layer === layer.name &&
-      state.inspect.channel === state.inspectChannel) {
-    const context = canvas.getContext("2d");
-    context.fillStyle = "rgba(255, 140, 0, 0.85)";
-    context.fillRect(state.inspect.col, state.inspect.row, 1, 1);
-  }
-}
-
-$("#inspect-layer").addEventListener("change", () => {
-  state.inspectLayer = $("#inspect-layer").value;
-  fillChannels();
-  state.inspectChannel = Number($("#inspect-channel").value);
-  drawInspectMap();
-});
-$("#inspect-channel").addEventListener("change", () => {
-  state.inspectChannel = Number($("#inspect-channel").value);
-  drawInspectMap();
-});
-$("#inspect-map").addEventListener("click", (event) => {
-  const canvas = $("#inspect-map");
-  const box = canvas.getBoundingClientRect();
-  runInspect(Math.floor((event.clientY - box.top) * canvas.height / box.height),
-             Math.floor((event.clientX - box.left) * canvas.width / box.width));
-});
-
-let inspectAsked = 0;
-
-async function runInspect(row, col) {
-  if (!state.blob) {
-    $("#inspect-where").textContent = "draw a digit in the Draw view first";
-    return;
-  }
-  const query = new URLSearchParams({ layer: state.inspectLayer, row, col,
-                                      channel: state.inspectChannel });
-  const asked = ++inspectAsked;
-  try {
-    const answer = await postImage("/api/inspect?" + query, state.blob);
-    if (asked !== inspectAsked) return;   // a later click has been sent meanwhile
-    state.inspect = answer;
-    renderInspect(state.inspect);
-    drawInspectMap();
-  } catch (error) {
-    $("#inspect-where").textContent = error.message;
-  }
-}
-
-function refreshInspect() {
-  const previous = state.inspect;
-  if (previous && previous.layer === state.inspectLayer) runInspect(previous.row, previous.col);
-}
-
-function grid(caption, cube, channel, padding, kind) {
-  const table = document.createElement("table");
-  table.className = "grid";
-  table.dataset.kind = kind;
-  table.dataset.channel = channel;
-  const title = table.createCaption();
-  title.textContent = caption;
-  cube.forEach((line, i) => {
-    const tr = table.insertRow();
-    line.forEach((cell, j) => {
-      const td = tr.insertCell();
-      const value = cell[channel];
-      td.textContent = fmt(value);
-      td.dataset.value = String(value);
-      td.title = String(value);
-      if (padding[i][j]) td.classList.add("pad");
-    });
-  });
-  return table;
-}
-
-function renderInspect(answer) {
-  const result = $("#inspect-result");
-  const channels = answer.window[0][0].length;
-  $("#inspect-where").textContent =
-    `${answer.layer}, channel ${answer.channel}, row ${answer.row}, column ${answer.col}`;
-  const parts = [];
-  const heading = document.createElement("p");
-  heading.className = "note";
-  heading.textContent = `Output pixel (row ${answer.row}, column ${answer.col}) of channel ` +
-    `${answer.channel} of ${answer.conv}: the ${answer.window.length}\u00d7` +
-    `${answer.window[0].length}\u00d7${channels} window of its input (grey cells are the ` +
-    `zeros of '${answer.padding_mode}' padding), times kernel ${answer.channel}, summed.`;
-  parts.push(heading);
-  for (let c = 0; c < channels; c++) {
-    const row = document.createElement("div");
-    row.className = "grids";
-    const suffix = channels > 1 ? ` (input channel ${c})` : "";
-    row.appendChild(grid("window" + suffix, answer.window, c, answer.padding, "window"));
-    row.appendChild(grid("\u00d7 kernel" + suffix, answer.kernel, c, answer.padding, "kernel"));
-    row.appendChild(grid("= products" + suffix, answer.products, c, answer.padding,
-                         "products"));
-    parts.push(row);
-  }
-  const equation = document.createElement("div");
-  equation.className = "equation";
-  const line = (label, id, value) =>
-    `<div>${label} <span id="${id}" data-value="${value}" title="${value}">${fmt(value)}` +
-    `</span></div>`;
-  let html = line("sum of the products =", "inspect-sum", answer.sum) +
-    line("bias =", "inspect-bias", answer.bias) +
-    line("sum + bias =", "inspect-sum-bias", answer.sum_plus_bias) +
-    line(`conv_forward's output z of ${answer.conv} =`, "inspect-output", answer.output);
-  if (answer.activation) {
-    html += line(`${answer.activation}(z) = max(z, 0) =`, "inspect-activated", answer.activated);
-  }
-  equation.innerHTML = html;
-  parts.push(equation);
-  result.replaceChildren(...parts);
-}
-
-// ------------------------------------------------------------------ Back-propagate
-function setupLabels() {
-  const container = $("#label-buttons");
-  container.replaceChildren(...state.model.class_names.map((name, k) => {
-    const button = document.createElement("button");
-    button.textContent = name;
-    button.dataset.label = k;
-    button.addEventListener("click", () => {
-      state.label = k;
-      container.querySelectorAll("button").forEach((b) =>
-        b.classList.toggle("active", Number(b.dataset.label) === k));
-      runBackprop();
-    });
-    return button;
-  }));
-}
-
-async function runBackprop() {
-  if (!state.blob) {
-    $("#backprop-loss").textContent = "draw a digit in the Draw view first";
-    return;
-  }
-  try {
-    const answer = await postImage("/api/backprop?label=" + state.label, state.blob);
-    state.backprop = answer;
-    const names = state.model.class_names;
-    $("#backprop-loss").textContent = `true label ${names[answer.label]}, predicted ` +
-      `${names[answer.prediction]} (p = ${answer.probabilities[answer.label].toFixed(4)} for ` +
-      `the true label): cross-entropy loss ${answer.loss.toFixed(4)}`;
-    renderLayers($("#kernel-gradients"), [answer.kernels, answer.kernel_gradient], false);
-    renderLayers($("#gradients"), answer.gradients.map((g) =>
-      Object.assign({}, g, { name: "dL/d " + g.name })), false);
-  } catch (error) {
-    $("#backprop-loss").textContent = error.message;
-  }
-}
-
-// ------------------------------------------------------------------ Browse
-let browseLoaded = false;
-
-async function loadBrowse() {
-  browseLoaded = true;
-  const split = $("#browse-split").value;
-  $("#browse-summary").textContent = "computing the predictions...";
-  try {
-    const summary = await getJSON("/api/browse?split=" + split);
-    $("#browse-summary").textContent = `${summary.count} images, accuracy ` +
-      `${(100 * summary.accuracy).toFixed(2)} %, ${summary.mistakes} mistakes`;
-    renderConfusion(summary);
-  } catch (error) {
-    $("#browse-summary").textContent = error.message;
-  }
-}
-
-function renderConfusion(summary) {
-  const table = $("#confusion");
-  const names = summary.class_names;
-  const head = "<tr><th>true \\ predicted</th>" + names.map((n) => `<th>${n}</th>`).join("") +
-    "</tr>";
-  table.innerHTML = head + summary.matrix.map((line, t) => `<tr><th>${names[t]}</th>` +
-    line.map((count, p) => `<td data-true="${t}" data-predicted="${p}" class="` +
-      `${t === p ? "diag" : "wrong"}${count ? " some" : ""}">${count}</td>`).join("") +
-    "</tr>").join("");
-  table.querySelectorAll("td").forEach((td) => td.addEventListener("click", () => {
-    table.querySelectorAll("td.selected").forEach((c) => c.classList.remove("selected"));
-    td.classList.add("selected");
-    showImages(`images?split=${summary.split}&true=${td.dataset.true}` +
-               `&predicted=${td.dataset.predicted}`,
-               `true ${names[td.dataset.true]}, predicted ${names[td.dataset.predicted]}`);
-  }));
-}
-
-async function showImages(query, caption) {
-  const names = state.model.class_names;
-  try {
-    const answer = await getJSON("/api/browse/" + query);
-    $("#browse-caption").textContent = `${caption}: ${answer.total} images` +
-      (answer.total > answer.images.length ? ` (the first ${answer.images.length} shown)` : "") +
-      "; each titled prediction (truth).";
-    $("#browse-images").replaceChildren(...answer.images.map((item) => {
-      const box = document.createElement("div");
-      box.className = "thumb" + (item.label === item.predicted ? "" : " wrong");
-      const canvas = document.createElement("canvas");
-      paint(canvas, item.pixels, 28, 28, colourScale(0, 1));
-      box.appendChild(canvas);
-      box.append(`${names[item.predicted]} (${names[item.label]}) #${item.index}`);
-      box.title = `image ${item.index}: p = ${item.confidence}`;
-      return box;
-    }));
-  } catch (error) {
-    $("#browse-caption").textContent = error.message;
-  }
-}
-
-$("#browse-split").addEventListener("change", loadBrowse);
-$("#browse-mistakes").addEventListener("click", () =>
-  showImages("mistakes?split=" + $("#browse-split").value, "every mistake"));
-
-// ------------------------------------------------------------------ Watch training
-const watched = [];
-
-function drawChart() {
-  const canvas = $("#watch-chart");
-  const context = canvas.getContext("2d");
-  const width = canvas.width, height = canvas.height, margin = 30;
-  context.clearRect(0, 0, width, height);
-  context.strokeStyle = "#999";
-  context.strokeRect(margin, 10, width - 2 * margin, height - margin - 10);
-  if (!watched.length) return;
-  const steps = watched.map((e) => e.step);
-  const first = Math.min(...steps), lastStep = Math.max(...steps) || 1;
-  const maxLoss = Math.max(...watched.map((e) => e.loss)) || 1;
-  const x = (step) => margin + (width - 2 * margin) * (step - first) / ((lastStep - first) || 1);
-  const plot = (value, top, colour) => {
-    context.strokeStyle = colour;
-    context.beginPath();
-    let started = false;
-    for (const event of watched) {
-      const v = value(event);
-      if (v === null || v === undefined) continue;
-      const y = 10 + (height - margin - 10) * (1 - v / top);
-      if (started) context.lineTo(x(event.step), y); else context.moveTo(x(event.step), y);
-      started = true;
-    }
-    context.stroke();
-  };
-  plot((e) => e.loss, maxLoss, "#2b6cb0");
-  plot((e) => e.accuracy, 1, "#dd6b20");
-  context.fillStyle = "#333";
-  context.fillText(`loss (blue, top ${maxLoss.toFixed(2)}), accuracy (orange, 0 to 1); ` +
-                   `steps ${first} to ${lastStep}`, margin, height - 8);
-}
-
-function watchTraining() {
-  if (!state.model || !state.model.training) return;
-  const source = new EventSource("/api/train/events");
-  source.onerror = () => {
-    if (watched.length) $("#watch-status").textContent += " (the stream has stopped: the " +
-      "training has ended, or the server has)";
-  };
-  source.onmessage = (message) => {
-    const event = JSON.parse(message.data);
-    watched.push(event);
-    const accuracy = event.accuracy === null ? "" :
-      `, validation-slice accuracy ${(100 * event.accuracy).toFixed(1)} %`;
-    $("#watch-status").textContent = `epoch ${event.epoch}, step ${event.step}: loss ` +
-      `${event.loss.toFixed(4)}${accuracy}`;
-    drawChart();
-    let min = 0, max = 0;
-    for (const kernel of event.kernels) {
-      for (const v of kernel) { min = Math.min(min, v); max = Math.max(max, v); }
-    }
-    renderLayers($("#watch-filters"), [{ name: "conv1 kernels", kind: "maps",
-      shape: event.kernel_shape.slice(0, 2).concat([event.kernels.length]), min, max,
-      values: event.kernels }], false);
-  };
-}
+// The class names under a vector's bars: the last layer of a list, one value per class.
 
 // ------------------------------------------------------------------ start
+function describeInput(model) {
+  const input = model.input;
+  const [h, w] = input.shape;
+  const dataset = DATASET_NAMES[model.dataset] || model.dataset;
+  const thing = input.drawable ? `Draw ${input.thing}` : `Choose ${input.thing}`;
+  $("#input-heading").textContent = dataset ? `${thing} (${dataset})` : thing;
+  $("#tabs button[data-view='draw']").textContent = input.drawable ? "Draw" : "Choose";
+  $("#seen-heading").textContent =
+    `What the network sees (${h}\u00d7${w}, ${input.colour ? "colour" : "grey"})`;
+  const seen = $("#seen");
+  resize(seen, w, h);
+  seen.style.height = `${Math.round(140 * h / w)}px`;
+  $("#rule").textContent = `Pictures are prepared as the model's input: ${input.rule}.`;
+  const offered = { draw: input.drawable, pick: model.browse, upload: true };
+  document.querySelectorAll("#sources button").forEach((button) => {
+    button.hidden = !offered[button.dataset.source];
+  });
+  showSource(input.drawable ? "draw" : (model.browse ? "pick" : "upload"));
+  $("#status").textContent = inputChosenNote();
+}
+
 async function start() {
   clearDrawing();
   document.querySelectorAll("#tabs button").forEach((button) =>
     button.addEventListener("click", () => showView(button.dataset.view)));
   state.model = await getJSON("/api/model");
+  const trained = state.model.dataset ? ` (trained on ${DATASET_NAMES[state.model.dataset] ||
+    state.model.dataset})` : "";
   $("#checkpoint").textContent = state.model.checkpoint ?
-    `checkpoint: ${state.model.checkpoint}` : "";
+    `checkpoint: ${state.model.checkpoint}${trained}` : "";
+  describeInput(state.model);
   const choices = state.model.layers.filter((l) => l.inspectable);
   $("#inspect-layer").replaceChildren(...choices.map((l) => {
     const option = document.createElement("option");
@@ -659,6 +379,11 @@ async function start() {
     return option;
   }));
   state.inspectLayer = choices.length ? choices[0].name : null;
+  if (!choices.length) {
+    $("#inspect-choices").hidden = true;
+    $("#inspect-map").hidden = true;
+    $("#inspect-where").textContent = inspectNote();
+  }
   fillChannels();
   setupLabels();
   watchTraining();
