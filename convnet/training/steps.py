@@ -205,7 +205,8 @@ class LocalSteps:
         if self.whole_batches:
             return [(0, count)]
         if self.micro_batch is None:
-            runs = even_runs(count, self.slices or self.size)
+            # More slices than images leave single images, as many slices as images do.
+            runs = even_runs(count, min(self.slices or self.size, count))
             return [(start, stop) for start, stop in itertools.pairwise(runs) if stop > start]
         width = self.micro_batch
         return [(start, min(start + width, count)) for start in range(0, count, width)]
