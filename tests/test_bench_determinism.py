@@ -1,6 +1,5 @@
 """The benchmark of the load-independent default, run with made-up timings."""
 import contextlib
-import io
 
 import pytest
 
@@ -46,11 +45,11 @@ def test_the_verdicts_compare_with_the_fastest_earlier_layout(monkeypatch):
     monkeypatch.setattr(determinism, "machine_info", lambda: "a machine")
     monkeypatch.setattr(determinism, "measure", lambda *args, **kwargs: {
         name: fake_result(seconds, processes) for name, (seconds, processes) in timings.items()})
-    out = io.StringIO()
-    verdicts = determinism.bench_determinism(("lenet5",), steps=2, runs=2, out=out)
+    lines = []
+    verdicts = determinism.bench_determinism(("lenet5",), steps=2, runs=2, log=lines.append)
     assert verdicts == {("lenet5", "as it is"): pytest.approx(1.2),
                         ("lenet5", "one core busy"): pytest.approx(1.2)}
-    said = out.getvalue()
+    said = "\n".join(lines)
     assert ("lenet5, machine as it is: the deterministic default takes 1.20 times the fastest "
             "earlier layout's epoch (over the 1.05 budget); its shards against the earlier cut "
             "of the same layout: 1 process 1.20 (CPU 1.20); 2 ranks 1.00 (CPU 1.00)") in said

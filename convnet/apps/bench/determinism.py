@@ -25,7 +25,6 @@ ones (``convnet.apps.bench.worker``); seconds are scaled to the epoch of the
 model's data. The ratio reported is the median over runs of each run's
 ``default`` over its fastest earlier layout.
 """
-import argparse
 import contextlib
 import sys
 
@@ -120,8 +119,8 @@ def cut_costs(runs):
     return costs
 
 
-def bench_determinism(models=MODELS, steps=DEFAULT_STEPS, runs=DEFAULT_RUNS, out=sys.stdout):
-    """Time every engine of ``ENGINES`` for each model; print the runs, a table and the verdicts.
+def bench_determinism(models=MODELS, steps=DEFAULT_STEPS, runs=DEFAULT_RUNS, log=print):
+    """Time every engine of ``ENGINES`` for each model; tell ``log`` the runs, a table, the verdicts.
 
     The verdicts also give, per layout, what the default's shards cost
     against the earlier cut of that same layout, apart from which layout
@@ -135,16 +134,15 @@ def bench_determinism(models=MODELS, steps=DEFAULT_STEPS, runs=DEFAULT_RUNS, out
     """
     check_count("steps", steps)
     check_count("runs", runs)
-    print(machine_info(), file=out)
+    log(machine_info())
     table, verdicts = [], {}
     for model in models:
         spec, batch, optimizer = train_setting(model)
         images = steps * batch
         scale = bench_data_size(spec["layers"][0]["shape"]) / images
         shard = default_choice(spec, batch)[1]
-        print(f"{model}: batch {batch}, {optimizer}, shards of {shard}; {steps} steps a run, "
-              f"scaled to the {bench_data_size(spec['layers'][0]['shape']):,}-image epoch",
-              file=out, flush=True)
+        log(f"{model}: batch {batch}, {optimizer}, shards of {shard}; {steps} steps a run, "
+            f"scaled to the {bench_data_size(spec['layers'][0]['shape']):,}-image epoch")
         measured = {scenario: [] for scenario in SCENARIOS}
         for run in range(runs):
             for scenario in SCENARIOS:
@@ -153,27 +151,27 @@ def bench_determinism(models=MODELS, steps=DEFAULT_STEPS, runs=DEFAULT_RUNS, out
                 measured[scenario].append(result)
                 times = ", ".join(f"{name} {result[name]['seconds'] * scale:.2f}"
                                   for name in ENGINES)
-                print(f"{model} run {run + 1}/{runs}, {scenario} ({before}): {times}; default "
-                      f"chose {result['default']['processes']}", file=out, flush=True)
+                log(f"{model} run {run + 1}/{runs}, {scenario} ({before}): {times}; default "
+                    f"chose {result['default']['processes']}")
         for scenario in SCENARIOS:
             rows, ratios = rows_of(model, scenario, measured[scenario], scale)
             table += rows
             verdicts[model, scenario] = float(np.median(ratios)), cut_costs(measured[scenario])
-    print(f"\n{load_average_text()} after the last run\n", file=out)
-    print(format_table(HEADERS, table), file=out)
-    print(file=out)
+    log(f"\n{load_average_text()} after the last run\n")
+    log(format_table(HEADERS, table))
+    log("")
     for (model, scenario), (ratio, layouts) in verdicts.items():
         met = "within" if ratio <= BUDGET else "over"
         costs = "; ".join(f"{layout} {clock:.2f} (CPU {cpu:.2f})"
                           for layout, (clock, cpu) in layouts.items())
-        print(f"{model}, machine {scenario}: the deterministic default takes {ratio:.2f} times "
-              f"the fastest earlier layout's epoch ({met} the {BUDGET:.2f} budget); its shards "
-              f"against the earlier cut of the same layout: {costs}", file=out)
+        log(f"{model}, machine {scenario}: the deterministic default takes {ratio:.2f} times "
+            f"the fastest earlier layout's epoch ({met} the {BUDGET:.2f} budget); its shards "
+            f"against the earlier cut of the same layout: {costs}")
     return {key: ratio for key, (ratio, _) in verdicts.items()}
 
 
-
 def main(argv=None):
+    import argparse
     parser = argparse.ArgumentParser(
         prog="python -m convnet.apps.bench.determinism",
         description="Epoch time of convnet train's load-independent default against the "
@@ -184,7 +182,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                         help="timed steps per engine and run")
     args = parser.parse_args(argv)
-    bench_determinism(tuple(args.models or MODELS), args.steps, args.runs)
+    bench_determinism(tuple(args.models or MODELS), args.steps, args.runs,
+                      log=lambda line: print(line, flush=True))
     return 0
 
 
