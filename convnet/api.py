@@ -47,7 +47,7 @@ from convnet.training.events import (
     from_line,
 )
 from convnet.training.numpy_backend import NumpyBackend
-from convnet.training.steps import LocalSteps, layout_of_rule
+from convnet.training.steps import LocalSteps
 
 __all__ = ["EpochEnded", "Evaluation", "Note", "RunFinished", "RunStarted", "Snapshot",
            "StepEnded", "TrainConfig", "evaluate", "train"]
@@ -121,6 +121,23 @@ def check_processes(count):
             "hosts: see docs/distributed.md)", fields=("processes",))
 
 
+def check_threads(threads, rule):
+    """Refuse a resumed rule's BLAS ``threads`` where this machine has fewer processors.
+
+    Fewer threads would add the products' terms in another order, and more
+    than the processors would slow every step down: such a run is resumed
+    on a machine that has them, or not at all.
+    """
+    processors = distributed.available_processors()
+    if threads > processors:
+        raise errors.BadOptionError(
+            f"this run was trained with {rule!r}, which needs {threads} BLAS threads, and this "
+            f"machine runs {processors} processor{'s' if processors > 1 else ''}: fewer "
+            "threads would add the products' terms in another order, so the weights would "
+            "match no uninterrupted run; resume it on a machine with at least "
+            f"{threads} processors, or train afresh in another {{out}}", fields=("resume", "out"))
+
+
 def note_stale(stale, folder, on_event):
     """Tell ``on_event`` of the temporary files an interrupted write left in ``folder``."""
     if stale:
@@ -137,31 +154,42 @@ def _train_numpy(config, on_event):
     with runfolder.claim(config.out, resume=config.resume, overwrite=config.overwrite) as stale:
         note_stale(stale, config.out, on_event)
         backend = NumpyBackend(config)
-        processes, threads = _layout(backend, config)
-        backend.prepare(processes, threads)
+        backend.check_whole_batches(config.processes)
+        micro_batch, slices, threads = backend.cut(config.processes)
+        if threads > 1:
+            check_threads(threads, backend.saved_rule())
+        processes = _processes(backend, config, micro_batch, slices, threads)
+        backend.prepare(processes, threads, micro_batch=micro_batch, slices=slices)
         if processes > 1:
             del backend   # the ranks load their own copy of the data
             return _launch_ranks(config, processes, on_event)
-        steps = LocalSteps(backend.model, backend.optimizer, micro_batch=config.micro_batch,
-                           seed=config.seed)
+        steps = LocalSteps(backend.model, backend.optimizer, micro_batch=micro_batch,
+                           seed=config.seed, slices=slices)
         return _drive(backend, on_event, steps)
 
 
-def _layout(backend, config):
-    """(processes, BLAS threads): ``processes``; else a resumed run's; else the default now."""
-    backend.check_whole_batches(config.processes)
-    if backend.whole_batches:
-        return 1, 1
+def _processes(backend, config, micro_batch, slices, threads):
+    """How many processes share the run's shards: ``processes``, else the default now.
+
+    The count changes the speed only (every process computes whole shards
+    of the same cut): by default one per idle processor, at most one per
+    shard, and one for a model of dense layers only, whose step processes
+    share worse than one process alone, unless ``micro_batch`` was asked for.
+    """
+    if backend.whole_batches or threads > 1:
+        return 1   # one process keeps whole batches, or a resumed run's BLAS threads
     if config.processes is not None:
-        return config.processes, 1
-    saved = layout_of_rule(backend.saved_rule())
-    if saved is not None and config.micro_batch is None:
-        return saved   # the way the run began, so that it resumes under the same rule
-    processes, threads = distributed.default_layout(backend.dense_only, config.batch_size,
-                                                    config.micro_batch)
+        return config.processes
+    if backend.dense_only and config.micro_batch is None:
+        return 1
+    if slices is not None:
+        shard = -(-config.batch_size // slices)
+        processes = min(slices, distributed.default_processes(config.batch_size, shard))
+    else:
+        processes = distributed.default_processes(config.batch_size, config.micro_batch)
     if processes > 1 and not distributed.mpi_available():
-        return 1, 1   # several processes need MPI: asking for them says what to install
-    return processes, threads
+        return 1   # several processes need MPI: asking for them says what to install
+    return processes
 
 
 def job_position():
@@ -193,15 +221,20 @@ def _train_as_rank(config, on_event):
 
 
 def _train_ranks(config, comm, on_event):
+    """Train as one of the ranks of ``comm``: rank 0 decides the cut, every rank shares it."""
     backend = NumpyBackend(config)
-    backend.prepare(comm.Get_size(), 1, read_checkpoint=comm.Get_rank() == 0)
-    if comm.Get_size() > 1:
+    rank, size = comm.Get_rank(), comm.Get_size()
+    # Rank 0 alone may hold the run folder (the other ranks may run on other hosts).
+    cut = backend.cut(size) if rank == 0 else None
+    micro_batch, slices, _ = comm.bcast(cut, root=0) if size > 1 else cut
+    backend.prepare(size, 1, read_checkpoint=rank == 0, micro_batch=micro_batch, slices=slices)
+    if size > 1:
         backend.start_epoch, backend.history = comm.bcast(
             (backend.start_epoch, backend.history), root=0)
         if config.resume:
             backend.saved_epoch = backend.start_epoch
-    steps = DataParallel(backend.model, backend.optimizer, comm=comm,
-                         micro_batch=config.micro_batch, seed=config.seed)
+    steps = DataParallel(backend.model, backend.optimizer, comm=comm, micro_batch=micro_batch,
+                         seed=config.seed, slices=slices)
     return _drive(backend, on_event, steps)
 
 

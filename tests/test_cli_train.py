@@ -94,24 +94,52 @@ def test_the_default_number_of_processes_is_decided_at_the_start(small_mnist, tm
     assert banners[0].endswith("seed 0, 2 processes") and banners[1].endswith("seed 0, 1 process")
     assert "adam lr 0.001" in banners[0]
     rules = [str(np.load(folder / "checkpoint.npz")["rule"]) for folder in (two, one)]
-    assert rules == ["processes 2", "processes 1"]
+    assert rules == ["micro-batch 16", "micro-batch 16"]   # the count changes the speed only
 
 
-def test_a_dense_model_takes_free_processors_as_threads_and_resumes_alike(
+def test_a_dense_model_trains_in_one_process_on_one_thread_whatever_is_idle(
         small_mnist, tmp_path, capsys, monkeypatch):
     from convnet.parallel import distributed
     monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
     options = ["train", "--model", "mlp", "--data", str(small_mnist), "--limit", "128",
                "--batch-size", "64", "--out", str(tmp_path)]
     assert main([*options, "--epochs", "1"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].endswith(", 1 process, 2 BLAS threads")
-    assert str(np.load(tmp_path / "checkpoint.npz")["rule"]) == "processes 1, threads 2"
-    monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 1)
+    assert capsys.readouterr().out.splitlines()[0].endswith(", 1 process")
+    assert str(np.load(tmp_path / "checkpoint.npz")["rule"]) == "micro-batch 32"
+
+
+def with_rule(checkpoint, rule):
+    """Rewrite ``checkpoint`` as an older version wrote it: its cut recorded as ``rule``."""
+    with np.load(checkpoint, allow_pickle=False) as saved:
+        arrays = dict(saved)
+    arrays["rule"] = np.asarray(rule)
+    np.savez(checkpoint, **arrays)
+
+
+def test_a_run_of_blas_threads_resumes_alike_within_the_machine(small_mnist, tmp_path, capsys,
+                                                                 monkeypatch):
+    from convnet.parallel import distributed
+    monkeypatch.setattr(distributed, "available_processors", lambda: 2)
+    options = ["train", "--model", "mlp", "--data", str(small_mnist), "--limit", "128",
+               "--batch-size", "64", "--out", str(tmp_path)]
+    assert main([*options, "--epochs", "1"]) == 0
+    with_rule(tmp_path / "checkpoint.npz", "processes 1, threads 2")
+    capsys.readouterr()
     assert main([*options, "--epochs", "2", "--resume"]) == 0   # as it began, not as now
     assert capsys.readouterr().out.splitlines()[1].endswith(", 1 process, 2 BLAS threads")
+    assert str(np.load(tmp_path / "checkpoint.npz")["rule"]) == "processes 1, threads 2"
     assert main([*options, "--epochs", "3", "--resume", "--processes", "1"]) == 2
     assert ("trained with 'processes 1, threads 2' and would resume with 'processes 1'"
             in capsys.readouterr().err)
+    monkeypatch.setattr(distributed, "available_processors", lambda: 1)
+    assert main([*options, "--epochs", "3", "--resume"]) == 2
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line == ("convnet: error: this run was trained with 'processes 1, threads 2', which "
+                    "needs 2 BLAS threads, and this machine runs 1 processor: fewer threads "
+                    "would add the products' terms in another order, so the weights would "
+                    "match no uninterrupted run; resume it on a machine with at least 2 "
+                    "processors, or train afresh in another --out")
+    assert int(np.load(tmp_path / "checkpoint.npz")["epoch"]) == 2
 
 
 def test_without_mpi_the_default_is_one_process(small_mnist, tmp_path, capsys, monkeypatch):
@@ -175,8 +203,8 @@ def test_resume_refuses_another_rule(small_mnist, tmp_path, capsys):
     assert main([*options, "--epochs", "2", "--processes", "1", "--resume"]) == 2
     line = capsys.readouterr().err.splitlines()[-1]
     assert line == ("convnet: error: this run was trained with 'micro-batch 8' and would resume "
-                    "with 'processes 1': the weights would match neither uninterrupted run; "
-                    "resume with the same number of processes (or the same --micro-batch)")
+                    "with 'micro-batch 16': the weights would match neither uninterrupted run; "
+                    "resume with --micro-batch 8")
 
 
 def test_resume_refuses_other_settings(trained_run, small_mnist, capsys):

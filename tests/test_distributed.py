@@ -269,13 +269,13 @@ def test_idle_processors_sees_a_busy_child():
 
 
 @pytest.mark.parametrize("dense_only, micro_batch, count, expected", [
-    (True, None, 2, (1, 2)),      # the MLP: two BLAS threads in one process
+    (True, None, 2, (1, 1)),      # the MLP: one process, BLAS on one thread whatever is idle
     (False, None, 2, (2, 1)),     # a convolution: two ranks
-    (True, 8, 2, (2, 1)),         # micro-batches are the ranks' rule
+    (True, 8, 2, (2, 1)),         # micro-batches asked for: ranks share them
     (True, None, 1, (1, 1)),
     (False, None, 1, (1, 1)),
 ])
-def test_the_default_layout_gives_free_processors_to_threads_or_ranks(
+def test_the_default_layout_gives_free_processors_to_ranks_never_to_threads(
         monkeypatch, dense_only, micro_batch, count, expected):
     monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: count)
     assert distributed.default_layout(dense_only, 128, micro_batch) == expected

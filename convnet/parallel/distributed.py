@@ -2,41 +2,40 @@
 
 The algorithm of one step, on a batch of ``m`` images:
 
-1. The batch is cut into micro-batches of ``micro_batch`` images (the last
-   may be smaller): ``n = ceil(m / micro_batch)`` of them. The cut depends on
-   the batch alone, never on the number of processes.
-2. The micro-batches are dealt out to the ranks in contiguous runs (rank
-   ``r`` of ``p`` takes micro-batches ``floor(n r / p)`` to
-   ``floor(n (r + 1) / p) - 1``; uneven counts are fine, a rank may get
-   none). Each rank computes each of its micro-batches' mean-loss gradient
-   with ``model.loss_and_grads``; a model with Dropout first receives a
-   generator seeded from ``(seed, step, micro-batch index)``, so its masks
-   do not depend on the rank either.
-3. One ``Allgatherv`` gives every rank every micro-batch's flattened
-   gradient and loss, in micro-batch order.
+1. The batch is cut into shards (micro-batches): of ``micro_batch`` images
+   (the last may be smaller), or, for a run resumed under an older rule,
+   ``slices`` nearly equal slices. The cut depends on the batch alone,
+   never on the number of processes.
+2. The shards are dealt out to the ranks in contiguous runs (rank ``r`` of
+   ``p`` takes shards ``floor(n r / p)`` to ``floor(n (r + 1) / p) - 1`` of
+   ``n``; uneven counts are fine, a rank may get none). Each rank computes
+   each of its shards' mean-loss gradient with ``model.loss_and_grads``; a
+   model with Dropout first receives a generator seeded from ``(seed, step,
+   shard index)``, so its masks do not depend on the rank either.
+3. One ``Allgatherv`` gives every rank every shard's flattened gradient and
+   loss, in shard order.
 4. Every rank adds them up in that order, each weighted by its share of the
    batch (``m_i / m``), and applies the same ``optimizer.step`` to the
    same sum: the parameters and the optimiser's state stay identical on
    every rank, and rank 0 can write checkpoints alone.
 
-A single process (no MPI job, or a job of one rank) runs the same steps
-with nothing to exchange, so 1, 2 or 3 ranks give bit-identical weights for
-one seed on one machine (every rank must run the same NumPy and BLAS on
-the same kind of processor, with BLAS on one thread: see
-``convnet.nn.threads.blas_threads``).
+A single process (no MPI job, or a job of one rank) computes the same
+shards one after the other and adds them alike, so 1, 2 or 3 ranks give
+bit-identical weights for one seed on one machine (every rank must run the
+same NumPy and BLAS on the same kind of processor, with BLAS on one thread:
+see ``convnet.nn.threads.blas_threads``).
 
-That rule has a price on one process: LeNet-5 at batch 32 cut into two
-micro-batches of 16 takes a quarter to a third longer per step than the
-whole batch at once (smaller matrix products, twice the calls). So
-``micro_batch=None`` is offered too, and is the default: the batch is cut
-into one nearly equal slice per rank, a single process runs whole batches
-at full speed, and the weights are bit-identical for the same number of
-processes only. ``DataParallel.rule`` names the rule in force; a checkpoint
-records it and ``check_same_rule`` refuses to resume under another.
+``convnet train`` cuts every batch so unless told otherwise: shards of
+``default_micro_batch(batch_size)`` images, a function of the batch size
+and the model alone, while the number of processes follows how idle the
+processors are (``default_processes``, ``default_layout``) and changes the
+speed only. ``micro_batch=None`` without ``slices`` keeps one slice per
+rank (the layouts of older versions, which the benchmarks compare with).
+``DataParallel.rule`` names the rule in force; a checkpoint records it and
+``check_same_rule`` refuses to resume under another.
 
-Models with BatchNormalization cannot be cut into micro-batches without
-changing their batch statistics: they train whole batches, on one process
-only.
+Models with BatchNormalization cannot be cut without changing their batch
+statistics: they train whole batches, on one process only.
 
 The model and the optimiser know nothing of this: the mechanism uses
 ``model.parameters()``, ``model.loss_and_grads``, the optional
@@ -45,9 +44,8 @@ The model and the optimiser know nothing of this: the mechanism uses
 
 ``DataParallel`` is a steps object of the training loop
 (``convnet.training.steps``): one process runs ``LocalSteps``'s own code,
-several share it as above. Also here: choosing the number of processes and
-BLAS threads of a run (``default_processes``, ``default_layout``). Starting
-a job is ``convnet.parallel.launch``; the job itself ``convnet.parallel.job``.
+several share it as above. Starting a job is ``convnet.parallel.launch``;
+the job itself ``convnet.parallel.job``.
 """
 import hashlib
 import math
@@ -72,18 +70,11 @@ from convnet.parallel.launch import launch, launch_command  # noqa: F401 -- read
 from convnet.training.steps import (  # noqa: F401 -- callers read them here too
     LocalSteps,
     check_same_rule,
+    default_micro_batch,
     even_runs,
     layout_of_rule,
     rule_of,
 )
-
-# The micro-batch to ask for when the weights must not depend on the number of
-# processes: LeNet-5's batch of 32 makes two, one per rank of a two-rank job
-# (one process then pays a quarter to a third more: docs/distributed.md).
-DEFAULT_MICRO_BATCH = 16
-# The fewest images per rank worth a process of its own: a slice of 16 already
-# costs about a quarter more per image than a whole batch of 32.
-MIN_SLICE = 16
 
 
 # ---------------------------------------------------------------- the default
@@ -144,43 +135,53 @@ def default_processes(batch_size=32, micro_batch=None, window=0.3):
 
     One per processor this process may use that was at least three quarters
     idle over the last ``window`` seconds (measured from /proc/stat), at
-    least 1, and at most the number of micro-batches in a batch (more ranks
-    would have nothing to do); without ``micro_batch``, at most one per
-    ``MIN_SLICE`` images of a batch (thinner slices cost more than they
-    save). On a quiet 2-core machine that is 2 for LeNet-5 at batch 32;
-    with another job holding a core, 1.
+    least 1, and at most the number of shards in a batch (more processes
+    would have nothing to do). The count changes the speed only: every
+    process computes whole shards, so the weights are the same whatever it
+    is.
+
+    Parameters
+    ----------
+    batch_size : int
+        Images per step.
+    micro_batch : int or None
+        Images per shard; None: ``default_micro_batch(batch_size)``, the
+        cut of a run that does not ask for one.
+
+    Returns
+    -------
+    int
+        On a quiet 2-core machine 2 for LeNet-5 at batch 32; with another
+        job holding a core, 1.
     """
     check_count("batch_size", batch_size)
-    if micro_batch is not None:
-        check_count("micro_batch", micro_batch)
-    available = available_processors()
     if micro_batch is None:
-        limit = max(1, batch_size // MIN_SLICE)
-    else:
-        limit = -(-batch_size // micro_batch)
+        micro_batch = default_micro_batch(batch_size)
+    check_count("micro_batch", micro_batch)
+    available = available_processors()
+    limit = -(-batch_size // micro_batch)
     if min(available, limit) == 1:
         return 1
     return processes_for(idle_processors(window), available, limit)
 
 
-
 def default_layout(dense_only, batch_size=32, micro_batch=None, window=0.3):
     """Return (processes, BLAS threads per process) likely to train fastest now.
 
-    ``default_processes`` says how many processors to use. A model of dense
-    layers only, cut into one slice per process (``micro_batch`` None),
-    gets them as BLAS threads of one process: its step is a few large
-    matrix products, which threads share well, while ranks would each
-    repeat its optimiser step and exchange all its gradients (the MLP's
-    669,706 parameters: two ranks were slower than one process, two threads
-    1.8 times faster). Any other model gets them as ranks: a convolution's
-    step is many small products and reshapes, which threads barely speed up.
+    ``default_processes`` says how many processes share the shards of a
+    model with a convolution, whose step is many small products and
+    reshapes, which processes share well. A model of dense layers only
+    trains in one process unless ``micro_batch`` is given: its step is a
+    few large matrix products, and ranks would each repeat its optimiser
+    step and exchange all its gradients (the MLP's 669,706 parameters: two
+    ranks were slower than one process). BLAS runs on one thread always: a
+    second thread adds a product's terms in another order (the MLP's
+    784-long sums), and the weights must not depend on how idle the
+    processors are.
     """
-    count = default_processes(batch_size, micro_batch, window)
-    if dense_only and micro_batch is None and count > 1:
-        return 1, count
-    return count, 1
-
+    if dense_only and micro_batch is None:
+        return 1, 1
+    return default_processes(batch_size, micro_batch, window), 1
 
 
 class DataParallel(LocalSteps):
@@ -204,12 +205,16 @@ class DataParallel(LocalSteps):
         The ranks sharing the work. Default: ``MPI.COMM_WORLD`` inside an
         MPI job (see ``in_mpi_job``), else this process alone, without MPI.
     micro_batch : int or None
-        Images per micro-batch: the same weights for any number of ranks
-        (see the module docstring; changing it changes the rounding of the
-        gradient sums). None: one slice of each batch per rank, the same
-        weights for the same number of ranks only.
+        Images per shard: the same weights for any number of ranks (see the
+        module docstring; changing it changes the rounding of the gradient
+        sums). None: ``slices`` slices, or one slice of each batch per rank,
+        the same weights for the same number of ranks only.
     seed : int
         Seeds the Dropout masks, with the step's and micro-batch's numbers.
+    slices : int or None
+        With ``micro_batch`` None: this many nearly equal slices of each
+        batch, whatever the number of ranks (an older run's ``"processes
+        N"`` rule, resumed on another number of processes).
 
     Raises
     ------
@@ -217,8 +222,8 @@ class DataParallel(LocalSteps):
         Several ranks for a model with BatchNormalization.
     """
 
-    def __init__(self, model, optimizer, comm=None, micro_batch=None, seed=0):
-        super().__init__(model, optimizer, micro_batch=micro_batch, seed=seed)
+    def __init__(self, model, optimizer, comm=None, micro_batch=None, seed=0, slices=None):
+        super().__init__(model, optimizer, micro_batch=micro_batch, seed=seed, slices=slices)
         if comm is None and in_mpi_job():
             comm = world()
         self.comm = comm
@@ -309,8 +314,8 @@ class DataParallel(LocalSteps):
 
         Each set is cut at multiples of ``batch_size`` into nearly equal
         shares, one per rank, so the model sees the chunks of a one-process
-        evaluation: the same accuracy, the same mean loss up to float64
-        rounding.
+        evaluation; the chunks' summed losses are then added in chunk order,
+        as one process adds them: the same figures bit for bit.
 
         Parameters
         ----------
@@ -330,18 +335,23 @@ class DataParallel(LocalSteps):
         for X, _ in sets:
             if len(X) == 0:
                 raise ValueError("cannot evaluate on an empty set of images")
-        sums = []
+        mine = []
         for X, Y in sets:
             chunks = -(-len(X) // batch_size)
             runs = even_runs(chunks, self.size)
-            part = slice(runs[self.rank] * batch_size, runs[self.rank + 1] * batch_size)
-            sums.append(self.model.evaluation_sums(X[part], Y[part], batch_size)
-                        if part.start < len(X) else (0.0, 0))
-        everyone = self.comm.allgather(sums)
+            starts = range(runs[self.rank] * batch_size, runs[self.rank + 1] * batch_size,
+                           batch_size)
+            mine.append([self.model.evaluation_sums(X[start:start + batch_size],
+                                                    Y[start:start + batch_size], batch_size)
+                         for start in starts if start < len(X)])
+        everyone = self.comm.allgather(mine)
         results = []
         for index, (X, _) in enumerate(sets):
-            loss = sum(share[index][0] for share in everyone)
-            correct = sum(share[index][1] for share in everyone)
+            loss, correct = 0.0, 0
+            for share in everyone:
+                for chunk_loss, chunk_correct in share[index]:
+                    loss += chunk_loss
+                    correct += chunk_correct
             results.append((loss / len(X), correct / len(X)))
         return results
 

@@ -19,9 +19,11 @@ before reading any of its data:
 
 Only then is the member's data read, into an array of the declared size, so
 reading a file never holds more than the expected arrays in memory, whatever
-the file claims. Weights, optimiser state and the learning rate must be
-finite; the run settings must be in range. Every refusal is a
-``BadCheckpointError`` naming the file and the member.
+the file claims (those checks are ``convnet.training.npz_members``).
+Weights, optimiser state and the learning rate must be finite; the run
+settings must be in range; the dataset must be one of ``DATASETS``, the
+class names printable and the rule one that ``RULE`` describes. Every
+refusal is a ``BadCheckpointError`` naming the file and the member.
 
 Layout of a training checkpoint (written by ``write``):
 
@@ -45,6 +47,8 @@ A LeNet-5 weights file of the TensorFlow and Keras trainings (the ten
 ``WEIGHT_NAMES``, no ``spec``) reads as the zoo's ``lenet5`` with no dataset.
 """
 import json
+import math
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,19 +56,23 @@ from pathlib import Path
 import numpy as np
 
 from convnet import storage
+from convnet.data import DATASETS
 from convnet.errors import BadCheckpointError
 from convnet.nn import optim
 from convnet.nn.lenet5 import WEIGHT_NAMES
+from convnet.training.npz_members import (
+    MAX_EPOCHS,
+    MAX_NAME,
+    Member,
+    check_directory,
+    read_data,
+    read_header,
+)
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 RUN_SETTINGS = ("seed", "batch_size", "lr", "dataset", "train_size")
-# A history longer than this is refused unread: 100,000 epochs of five float64 lists
-# are 4 MB, more than any real run needs and far less than a crafted header could claim.
-MAX_EPOCHS = 100_000
 # Seeds are kept below 2**32, the range every generator of NumPy and TensorFlow accepts.
 SEED_LIMIT = 2 ** 32
-# Longest dataset or class name stored (in characters).
-MAX_NAME = 64
 # Longest spec and optimizer configuration (JSON bytes): the zoo's specs take about 2 kB.
 MAX_SPEC_BYTES = 1 << 16
 MAX_CONFIG_BYTES = 1 << 12
@@ -73,11 +81,10 @@ MAX_CONFIG_BYTES = 1 << 12
 MAX_PARAMETERS = 100_000_000
 # Most classes a model may have (and class names a checkpoint may hold).
 MAX_CLASSES = 100_000
-# An .npy header written by NumPy is 128 bytes or a few multiples of 64; anything
-# much longer is not a NumPy header.
-MAX_HEADER = 4096
-# Bytes read at a time: the zip reader holds one such chunk beside the array it fills.
-READ_CHUNK = 1 << 16
+# The rules ``convnet.training.steps.rule_of`` writes: how each batch was cut (and BLAS
+# threads); counts of at most nine digits.
+RULE = re.compile(r"whole batches|micro-batch [1-9]\d{0,8}|processes [1-9]\d{0,8}"
+                  r"(?:, threads [1-9]\d{0,8})?")
 
 
 class _Missing(BadCheckpointError):
@@ -86,38 +93,6 @@ class _Missing(BadCheckpointError):
     def __init__(self, path, missing):
         super().__init__(f"checkpoint {path} lacks {', '.join(missing)}")
         self.missing = missing
-
-
-@dataclass(frozen=True)
-class Member:
-    """What one member of a checkpoint may hold.
-
-    Attributes
-    ----------
-    shape : tuple of int, or None
-        The exact shape expected; None for one dimension of at most
-        ``max_length`` entries (histories, texts).
-    kinds : str
-        Allowed dtype kinds (``"f"`` float, ``"iu"`` integers, ``"U"`` text).
-    finite : bool
-        Refuse NaN and infinite values.
-    max_length : int
-        Longest length of a one-dimensional member (``shape`` None).
-    """
-
-    shape: tuple
-    kinds: str
-    finite: bool = False
-    max_length: int = MAX_EPOCHS + 1
-
-    def max_items(self):
-        """Largest number of elements the member may hold."""
-        return self.max_length if self.shape is None else int(np.prod(self.shape,
-                                                                     dtype=np.int64))
-
-    def max_itemsize(self):
-        """Largest item size in bytes (float64, int64, uint8, or ``MAX_NAME`` characters)."""
-        return {"U": 4 * MAX_NAME, "u": 1}.get(self.kinds, 8)
 
 
 TEXT_MEMBERS = {"spec": Member(None, "u", max_length=MAX_SPEC_BYTES),
@@ -209,8 +184,8 @@ class Contents:
 def _json_member(path, archive, found, key, members):
     """Read and parse a JSON text member (already present in ``found``)."""
     member = members[key]
-    header = _read_header(path, archive, found[key], key, member)
-    raw = _read_data(path, archive, found[key], key, member, *header)
+    header = read_header(path, archive, found[key], key, member)
+    raw = read_data(path, archive, found[key], key, member, *header)
     try:
         return json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
@@ -225,10 +200,15 @@ def _model_layout(path, spec, config):
     try:
         spec = normalise_spec(spec)
         shapes, trainable = spec_weights(spec)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, OverflowError) as error:
         raise BadCheckpointError(f"checkpoint {path}: member 'spec' is not a valid model "
                                  f"spec ({error})") from None
-    count = sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes.values())
+    for name, shape in shapes.items():
+        if not all(0 <= int(side) <= MAX_PARAMETERS for side in shape):
+            raise BadCheckpointError(f"checkpoint {path}: its spec declares weight {name!r} of "
+                                     f"shape {tuple(shape)}, which no checkpoint may hold")
+    # In Python's integers, which a crafted spec cannot make wrap around as int64 would.
+    count = sum(math.prod(int(side) for side in shape) for shape in shapes.values())
     if count > MAX_PARAMETERS:
         raise BadCheckpointError(f"checkpoint {path}: its spec declares {count:,} weights, "
                                  f"more than the {MAX_PARAMETERS:,} a checkpoint may hold")
@@ -308,7 +288,7 @@ def read(path, keys=None, required=()):
         with zipfile.ZipFile(path) as archive:
             names = {info.filename for info in archive.infolist()}
             if "spec.npy" in names:
-                texts = _check_directory(path, archive, TEXT_MEMBERS, known_only=False)
+                texts = check_directory(path, archive, TEXT_MEMBERS, known_only=False)
                 spec = _json_member(path, archive, texts, "spec", TEXT_MEMBERS)
                 config = (_json_member(path, archive, texts, "optimizer", TEXT_MEMBERS)
                           if "optimizer" in texts else None)
@@ -317,14 +297,14 @@ def read(path, keys=None, required=()):
             else:
                 from convnet.nn.zoo import load_spec
                 spec, config, members, legacy = load_spec("lenet5"), None, _legacy_layout(), True
-            found = _check_directory(path, archive, members)
+            found = check_directory(path, archive, members)
             missing = [key for key in required if key not in found]
             if missing:
                 raise _Missing(path, missing)
-            headers = {key: _read_header(path, archive, info, key, members[key])
+            headers = {key: read_header(path, archive, info, key, members[key])
                        for key, info in found.items()}
             wanted = found if keys is None else [key for key in keys if key in found]
-            arrays = {key: _read_data(path, archive, found[key], key, members[key],
+            arrays = {key: read_data(path, archive, found[key], key, members[key],
                                       *headers[key])
                       for key in wanted if key not in TEXT_MEMBERS}
             return Contents(spec, config, arrays, legacy)
@@ -332,91 +312,6 @@ def read(path, keys=None, required=()):
         if isinstance(error, BadCheckpointError):
             raise
         raise BadCheckpointError(f"checkpoint {path} is not a readable .npz file ({error})") from None
-
-
-def _check_directory(path, archive, members, known_only=True):
-    """Return ``{key: ZipInfo}`` after checking every member's name and declared size.
-
-    With ``known_only`` false, members not in ``members`` are skipped (left
-    to a later check against the full layout) instead of refused.
-    """
-    found = {}
-    for info in archive.infolist():
-        key = info.filename[:-len(".npy")] if info.filename.endswith(".npy") else None
-        if key not in members and not known_only:
-            continue
-        if key not in members:
-            raise BadCheckpointError(f"checkpoint {path}: not a checkpoint of this model "
-                                     f"(unknown member {info.filename!r})")
-        if key in found:
-            raise BadCheckpointError(f"checkpoint {path} holds {info.filename!r} twice")
-        member = members[key]
-        limit = MAX_HEADER + member.max_items() * member.max_itemsize()
-        if info.file_size > limit:
-            raise BadCheckpointError(f"checkpoint {path}: member {key!r} declares {info.file_size} "
-                                     f"bytes, more than the {limit} it can need")
-        found[key] = info
-    return found
-
-
-def _read_header(path, archive, info, key, member):
-    """Check member ``key``'s .npy header; return ``(dtype, shape, fortran_order, offset)``."""
-    with archive.open(info) as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(
-                    handle, max_header_size=MAX_HEADER)
-            elif version == (2, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(
-                    handle, max_header_size=MAX_HEADER)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-        except ValueError as error:
-            raise BadCheckpointError(f"checkpoint {path}: member {key!r} is not a valid "
-                                     f".npy array ({error})") from None
-        offset = handle.tell()
-    where = f"checkpoint {path}: member {key!r}"
-    if dtype.kind not in member.kinds or dtype.fields is not None or dtype.subdtype is not None \
-            or dtype.itemsize > member.max_itemsize():
-        raise BadCheckpointError(f"{where} has dtype {dtype}, expected "
-                                 f"{_kind_names(member.kinds)}")
-    if member.shape is None:
-        if len(shape) != 1 or shape[0] > member.max_length:
-            raise BadCheckpointError(f"{where} has shape {shape}, expected (n,) with "
-                                     f"n <= {member.max_length}")
-    elif tuple(shape) != member.shape:
-        raise BadCheckpointError(f"{where} has shape {tuple(shape)}, expected {member.shape}")
-    size = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if size != info.file_size:
-        raise BadCheckpointError(f"{where} holds {info.file_size} bytes, but its header "
-                                 f"announces {size} (truncated or padded)")
-    return dtype, tuple(shape), fortran_order, offset
-
-
-def _kind_names(kinds):
-    names = {"f": "floating point", "i": "integer", "u": "unsigned bytes", "U": "text"}
-    return " or ".join(dict.fromkeys(names[kind] for kind in kinds))
-
-
-def _read_data(path, archive, info, key, member, dtype, shape, fortran_order, offset):
-    """Read member ``key``'s data (already checked) into an array of its declared shape."""
-    count = int(np.prod(shape, dtype=np.int64))
-    flat = np.empty(count, dtype=dtype)
-    view = memoryview(flat).cast("B")
-    with archive.open(info) as handle:
-        handle.read(offset)
-        done = 0
-        while done < len(view):
-            got = handle.readinto(view[done:done + READ_CHUNK])
-            if not got:
-                raise BadCheckpointError(f"checkpoint {path}: member {key!r} is truncated")
-            done += got
-    array = flat.reshape(shape, order="F" if fortran_order else "C")
-    if member.finite and not np.isfinite(array).all():
-        raise BadCheckpointError(f"checkpoint {path}: member {key!r} holds NaN or infinite "
-                                 "values")
-    return array
 
 
 def _text_array(text):
@@ -454,8 +349,7 @@ def read_model(path):
     names = list(spec_weights(contents.spec)[0])
     _require(path, arrays, names + ["dataset", "class_names"], "a model")
     weights = {name: arrays[name] for name in names}
-    return (contents.spec, weights, str(arrays["dataset"].item()),
-            tuple(str(item) for item in arrays["class_names"]))
+    return (contents.spec, weights, _dataset(path, arrays), _class_names(path, arrays))
 
 
 def _require(path, arrays, keys, what):
@@ -463,6 +357,42 @@ def _require(path, arrays, keys, what):
     if missing:
         raise BadCheckpointError(f"checkpoint {path}: not {what} checkpoint "
                                  f"(no {missing[0]!r})")
+
+
+def _dataset(path, arrays):
+    """The ``dataset`` member's name, refused unless it is one of ``DATASETS``."""
+    name = str(arrays["dataset"].item())
+    if name not in DATASETS:
+        raise BadCheckpointError(f"checkpoint {path}: member 'dataset' is {name!r}, expected one "
+                                 f"of {', '.join(DATASETS)}")
+    return name
+
+
+def _class_names(path, arrays):
+    """The ``class_names`` member as a tuple, refused if a name is empty or not printable.
+
+    Their count and type were checked against the spec with the member's
+    header; the names are printed and shown, so none may hide a line break
+    or a terminal's control sequence.
+    """
+    names = tuple(str(item) for item in arrays["class_names"])
+    for name in names:
+        if not name or not name.isprintable():
+            raise BadCheckpointError(f"checkpoint {path}: member 'class_names' holds {name!r}, "
+                                     "expected printable names, none of them empty")
+    return names
+
+
+def _rule(path, arrays):
+    """The ``rule`` member (None if absent), refused unless ``RULE`` describes it."""
+    if "rule" not in arrays:
+        return None
+    rule = str(arrays["rule"].item())
+    if not RULE.fullmatch(rule):
+        raise BadCheckpointError(f"checkpoint {path}: member 'rule' is {rule!r}, expected "
+                                 "'micro-batch M', 'processes N' (', threads T') or 'whole "
+                                 "batches'")
+    return rule
 
 
 def read_training_state(path):
@@ -520,12 +450,13 @@ def read_training_state(path):
                                      f"expected {expected} for epoch {epoch}")
     optimizer_state = {key[len("optimizer_"):]: arrays[key]
                        for key in state + ["optimizer_iterations"]}
+    values["dataset"] = _dataset(path, arrays)
     return {"spec": contents.spec, "weights": {name: arrays[name] for name in shapes},
             "optimizer": contents.optimizer, "optimizer_state": optimizer_state,
             "epoch": epoch, "settings": {key: values[key] for key in RUN_SETTINGS},
-            "rule": str(arrays["rule"].item()) if "rule" in arrays else None,
+            "rule": _rule(path, arrays),
             "augment": str(arrays["augment"].item()) if "augment" in arrays else "",
-            "history": history, "class_names": tuple(str(item) for item in arrays["class_names"])}
+            "history": history, "class_names": _class_names(path, arrays)}
 
 
 def write(path, model, optimizer, epoch, settings, history, class_names):

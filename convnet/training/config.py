@@ -94,8 +94,12 @@ class TrainConfig:
     limit : int or None
         Train on the first ``limit`` training images only.
     processes, micro_batch : int or None
-        MPI processes sharing each step, and images per micro-batch (numpy only;
-        None: chosen when the run starts, see ``convnet.parallel.distributed``).
+        MPI processes sharing each step, and images per shard of a batch
+        (numpy only). ``processes`` None: as many as processors are idle when
+        the run starts; ``micro_batch`` None: ``default_micro_batch``'s
+        shards, which depend on the batch size and the model only. The
+        weights depend on the shards, never on the number of processes (see
+        ``convnet.parallel.distributed``).
     workers : int or None
         Keras workers (keras only; None: one, or the TF_CONFIG cluster's).
     serve : bool

@@ -18,16 +18,16 @@ from convnet.nn.zoo import check_fits
 from convnet.training import checkpoint as checkpoints
 from convnet.training import loop, trainer
 from convnet.training.events import EpochEnded, Note, RunStarted, Snapshot, StepEnded
-from convnet.training.steps import LocalSteps, rule_of
+from convnet.training.steps import LocalSteps, default_micro_batch, layout_of_rule, rule_of
 
 
 class NumpyBackend:
     """A run of ``config`` (a ``TrainConfig`` whose backend is numpy) in this process.
 
     It follows ``convnet.training.backend.Backend``; ``prepare`` also takes
-    the process layout, and ``fit`` the steps object, both chosen by the
-    caller (``convnet.api``), which first asks ``check_whole_batches``,
-    ``saved_rule`` and ``dense_only`` to choose them.
+    the process layout and the cut of each batch, and ``fit`` the steps
+    object, all chosen by the caller (``convnet.api``), which first asks
+    ``check_whole_batches``, ``cut`` and ``dense_only`` to choose them.
 
     Parameters
     ----------
@@ -54,6 +54,7 @@ class NumpyBackend:
         self.out = Path(config.out)
         self.checkpoint = self.out / trainer.CHECKPOINT_NAME
         self.processes = self.threads = 1
+        self.micro_batch, self.slices = config.micro_batch, None
         self.saved_epoch = None
         self.is_writer = True
         self._measured = None
@@ -90,7 +91,49 @@ class NumpyBackend:
             return None
         return checkpoints.read_training_state(self.checkpoint)["rule"]
 
-    def prepare(self, processes=1, threads=1, read_checkpoint=True):
+    def cut(self, processes=None):
+        """How each batch of the run is cut, and its BLAS threads: ``(micro_batch, slices, threads)``.
+
+        The config's ``micro_batch`` if given; else, when resuming a run of
+        an older version (rule ``"processes N[, threads T]"``), its N slices
+        and T threads; else shards of ``default_micro_batch``, which depends
+        on the batch size and the model only. A model with
+        BatchNormalization takes whole batches: ``(None, 1, 1)``.
+
+        Parameters
+        ----------
+        processes : int or None
+            The processes asked for (the config's, or an MPI job's size);
+            each runs BLAS on one thread, so a resumed run keeps its threads
+            only when the number is left to it (None).
+
+        Returns
+        -------
+        micro_batch : int or None
+            Images per shard; None for slices.
+        slices : int or None
+            Nearly equal slices per batch, when ``micro_batch`` is None.
+        threads : int
+            BLAS threads the rule needs (1 but for an older run that had more).
+
+        Raises
+        ------
+        BadCheckpointError
+            The checkpoint to resume cannot be read.
+        """
+        config = self.config
+        if self.whole_batches:
+            return None, 1, 1
+        if config.micro_batch is not None:
+            return config.micro_batch, None, 1
+        saved = layout_of_rule(self.saved_rule())
+        if saved is not None:
+            slices, threads = saved
+            return None, slices, threads if processes is None else 1
+        return default_micro_batch(config.batch_size, not self.dense_only), None, 1
+
+    def prepare(self, processes=1, threads=1, read_checkpoint=True, micro_batch=None,
+                slices=None):
         """Read and check the data, make the optimiser and, when resuming, load the checkpoint.
 
         Parameters
@@ -100,6 +143,9 @@ class NumpyBackend:
         read_checkpoint : bool
             Load the checkpoint to resume here (rank 0 does; it gives the
             other ranks its state).
+        micro_batch, slices : int or None
+            The cut of each batch (see ``cut``); both None: one slice per
+            process.
 
         Raises
         ------
@@ -109,7 +155,8 @@ class NumpyBackend:
         """
         config, model = self.config, self.model
         self.processes, self.threads = processes, threads
-        self.rule = rule_of(processes, config.micro_batch, self.whole_batches, threads)
+        self.micro_batch, self.slices = micro_batch, slices
+        self.rule = rule_of(slices or processes, micro_batch, self.whole_batches, threads)
         arrays = data.load_dataset(config.dataset, config.data, config.limit)
         self.train, self.valid, self.test = arrays[0:2], arrays[2:4], arrays[4:6]
         self.class_names = data.class_names(config.dataset)
@@ -157,7 +204,7 @@ class NumpyBackend:
             Receives the events (the writer's only).
         steps : LocalSteps or DataParallel, optional
             Built on this backend's ``model`` and ``optimizer``; default
-            ``LocalSteps`` with the config's micro-batches.
+            ``LocalSteps`` with the cut given to ``prepare``.
 
         Raises
         ------
@@ -167,7 +214,8 @@ class NumpyBackend:
         """
         config, model, optimizer = self.config, self.model, self.optimizer
         if steps is None:
-            steps = LocalSteps(model, optimizer, micro_batch=config.micro_batch, seed=config.seed)
+            steps = LocalSteps(model, optimizer, micro_batch=self.micro_batch, seed=config.seed,
+                               slices=self.slices)
         self.steps, self.is_writer = steps, steps.is_writer
         writer = self.is_writer
         if config.resume and writer:

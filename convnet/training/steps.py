@@ -11,16 +11,18 @@ and reads ``is_writer`` (the one process that writes files and speaks).
 ``LocalSteps`` is this process alone; ``convnet.parallel.distributed.DataParallel``
 shares the same steps among the ranks of an MPI job, with the same rule.
 
-The rule of a run says what makes two runs of one seed agree bit for bit,
-and a checkpoint records it (``rule_of``, ``check_same_rule``):
+Each batch is cut into *shards* whose gradients are added in shard order;
+any number of processes may compute them, each taking whole shards, so the
+weights depend on the cut alone. The rule of a run names the cut (and the
+BLAS threads, which change how a product adds its terms), and a checkpoint
+records it (``rule_of``, ``check_same_rule``):
 
-- ``"processes N"`` (``micro_batch`` None): each batch is cut into one
-  nearly equal slice per process; one process runs whole batches at full
-  speed. ``", threads T"`` is added for one process whose BLAS runs on T
-  threads, which add a product's terms in another order;
-- ``"micro-batch M"``: each batch is cut into micro-batches of M images
-  whose gradients are added in a fixed order, whatever the number of
-  processes (one process pays a quarter to a third more per step);
+- ``"micro-batch M"``: shards of M images (the last may be smaller). A run
+  that does not ask for a size gets ``default_micro_batch``'s, which
+  depends on the batch size and the model only, never on the machine;
+- ``"processes N"``: N nearly equal slices, the cut of runs made before the
+  default became load-independent (one slice per process); ``", threads
+  T"`` is added for one process whose BLAS ran on T threads;
 - ``"whole batches"``: a model with BatchNormalization, whose batch
   statistics need each batch whole, in one process.
 """
@@ -32,6 +34,11 @@ import numpy as np
 from convnet.checks import check_count
 from convnet.errors import BadOptionError
 from convnet.nn.memory import views_like
+from convnet.nn.model import MICRO_BATCH
+
+# The thinnest shard worth cutting a batch into for another process: a shard of 16
+# LeNet-5 images already costs a process about a fifth more per image than 32 at once.
+MIN_SHARD = 16
 
 
 def uses_batch_statistics(model):
@@ -46,13 +53,45 @@ def even_runs(count, parts):
     return [count * part // parts for part in range(parts + 1)]
 
 
+def default_micro_batch(batch_size, shares_well=True):
+    """The shard size of a run that does not ask for one: a function of the batch and the model.
+
+    Shards of ``MICRO_BATCH`` (32) images, the slices a model's step runs
+    at a time anyway (``convnet.training.trainer.build_model``), so one
+    process pays nothing for the cut. A batch of 32 to 63 images of a model
+    whose step processes share well (one with a convolution) is cut in two
+    halves instead, so that two processes can share it; a smaller batch is
+    not cut, since shards under ``MIN_SHARD`` images cost more than they
+    save.
+
+    Parameters
+    ----------
+    batch_size : int
+        Images per step.
+    shares_well : bool
+        The model has a convolution: its step is many small products,
+        which processes share well. A model of dense layers only is a few
+        large products, which processes would share worse than one does
+        alone.
+
+    Returns
+    -------
+    int
+        Images per shard, at most ``batch_size``.
+    """
+    check_count("batch_size", batch_size)
+    if shares_well and 2 * MIN_SHARD <= batch_size < 2 * MICRO_BATCH:
+        return -(-batch_size // 2)
+    return min(batch_size, MICRO_BATCH)
+
+
 def rule_of(processes, micro_batch=None, whole_batches=False, threads=1):
     """What makes two runs of one seed agree bit for bit, as a string for a checkpoint.
 
-    ``"micro-batch 16"``: any number of ranks with that micro-batch;
-    ``"processes 2"``: that number of processes (``micro_batch=None``);
-    ``"processes 1, threads 2"``: one process whose BLAS runs on 2 threads;
-    ``"whole batches"``: a model with BatchNormalization, one process.
+    ``"micro-batch 16"``: shards of 16 images, any number of processes;
+    ``"processes 2"``: two nearly equal slices (``micro_batch`` None), any
+    number of processes; ``"processes 1, threads 2"``: one slice, BLAS on 2
+    threads; ``"whole batches"``: a model with BatchNormalization, one process.
     """
     if whole_batches:
         return "whole batches"
@@ -62,11 +101,17 @@ def rule_of(processes, micro_batch=None, whole_batches=False, threads=1):
 
 
 def layout_of_rule(rule):
-    """(processes, BLAS threads) a rule of ``rule_of`` fixes, or None if it fixes none."""
+    """(slices, BLAS threads) a ``"processes N[, threads T]"`` rule fixes, or None for another rule."""
     found = re.fullmatch(r"processes (\d+)(?:, threads (\d+))?", rule or "")
     if found is None:
         return None
     return int(found.group(1)), int(found.group(2) or 1)
+
+
+def micro_batch_of_rule(rule):
+    """The shard size a ``"micro-batch M"`` rule fixes, or None for another rule."""
+    found = re.fullmatch(r"micro-batch (\d+)", rule or "")
+    return None if found is None else int(found.group(1))
 
 
 def check_same_rule(saved, current):
@@ -80,15 +125,24 @@ def check_same_rule(saved, current):
     BadOptionError
         Naming both rules and how to resume alike.
     """
-    if saved is not None and saved != current:
-        raise BadOptionError(
-            f"this run was trained with {saved!r} and would resume with {current!r}: the "
-            f"weights would match neither uninterrupted run; resume with the same number of "
-            f"processes (or the same {{micro_batch}})", fields=("micro_batch",))
+    if saved is None or saved == current:
+        return
+    micro_batch = micro_batch_of_rule(saved)
+    if micro_batch is not None:
+        advice, fields = f"resume with {{micro_batch}} {micro_batch}", ("micro_batch",)
+    elif layout_of_rule(saved) is not None:
+        advice = ("resume without {processes} and {micro_batch}, which keeps the run's own "
+                  "cut of each batch")
+        fields = ("processes", "micro_batch")
+    else:
+        advice, fields = "resume with the options the run began with", ("micro_batch",)
+    raise BadOptionError(f"this run was trained with {saved!r} and would resume with "
+                         f"{current!r}: the weights would match neither uninterrupted run; "
+                         f"{advice}", fields=fields)
 
 
 class LocalSteps:
-    """Training steps run by this process alone, under the rule of its micro-batches.
+    """Training steps run by this process alone, under the rule of its cut of each batch.
 
     Parameters
     ----------
@@ -101,21 +155,27 @@ class LocalSteps:
         Built on ``model.parameters()``, in that order; its ``iterations``
         numbers the steps.
     micro_batch : int or None
-        Images per micro-batch, their gradients added in order (the same
-        weights as any number of MPI ranks with this micro-batch). None:
-        whole batches.
+        Images per shard (micro-batch), their gradients added in order: the
+        same weights as any number of MPI ranks with this micro-batch.
     seed : int
         Seeds the Dropout masks, with the step's and micro-batch's numbers,
         so that they do not depend on which process computes a micro-batch.
+    slices : int or None
+        With ``micro_batch`` None: cut each batch into this many nearly
+        equal slices instead (the ``"processes N"`` rule of older runs),
+        whatever the number of processes. Both None: one slice per process,
+        whole batches in one process.
     """
 
     rank, size = 0, 1
 
-    def __init__(self, model, optimizer, micro_batch=None, seed=0):
+    def __init__(self, model, optimizer, micro_batch=None, seed=0, slices=None):
         if micro_batch is not None:
             check_count("micro_batch", micro_batch)
+        if slices is not None:
+            check_count("slices", slices)
         self.model, self.optimizer, self.seed = model, optimizer, int(seed)
-        self.micro_batch = micro_batch
+        self.micro_batch, self.slices = micro_batch, slices
         self.whole_batches = uses_batch_statistics(model)
         self.params = list(model.parameters())
         dtypes = {param.dtype for param in self.params}
@@ -133,7 +193,7 @@ class LocalSteps:
     @property
     def rule(self):
         """What makes two runs of one seed agree bit for bit (see ``rule_of``)."""
-        return rule_of(self.size, self.micro_batch, self.whole_batches)
+        return rule_of(self.slices or self.size, self.micro_batch, self.whole_batches)
 
     @property
     def is_writer(self):
@@ -145,7 +205,8 @@ class LocalSteps:
         if self.whole_batches:
             return [(0, count)]
         if self.micro_batch is None:
-            runs = even_runs(count, self.size)
+            # More slices than images leave single images, as many slices as images do.
+            runs = even_runs(count, min(self.slices or self.size, count))
             return [(start, stop) for start, stop in itertools.pairwise(runs) if stop > start]
         width = self.micro_batch
         return [(start, min(start + width, count)) for start in range(0, count, width)]

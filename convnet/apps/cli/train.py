@@ -80,18 +80,17 @@ def configure(parser):
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="train on only the first N training images")
     parser.add_argument("--processes", type=positive_int, default=None,
-                        help="numpy backend: MPI processes sharing each training step "
-                             "(default: one per processor idle now, at most one per 16 "
-                             "images of a batch, or for a model without convolution one "
-                             "process with that many BLAS threads; a model with "
-                             "BatchNormalization trains in one process; --resume continues "
-                             "as the run began). Under mpiexec, leave it out: the job's ranks "
-                             "share the steps")
+                        help="numpy backend: MPI processes sharing the shards of each batch; "
+                             "the count changes the speed, never the weights (default: one "
+                             "per processor idle now, at most one per shard; one for a model "
+                             "without convolution or with BatchNormalization; --resume of a "
+                             "run of an earlier version keeps its cut). Under mpiexec, leave "
+                             "it out: the job's ranks share the steps")
     parser.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
-                        help="numpy backend: cut each batch into micro-batches of N images, "
-                             "added in a fixed order, so that one seed gives the same weights "
-                             "whatever --processes (slower on one process; default: one "
-                             "slice of each batch per process)")
+                        help="numpy backend: cut each batch into shards of N images, added in "
+                             "a fixed order whatever --processes (default: two halves of a "
+                             "batch of 32 to 63 images of a model with a convolution, else "
+                             "shards of 32; N at least the batch size: whole batches)")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="keras backend: train on N worker processes over loopback with "
                              "TensorFlow's MultiWorkerMirroredStrategy, each taking a share of "
