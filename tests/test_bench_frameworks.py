@@ -76,9 +76,20 @@ def test_framework_rows_are_medians_rates_and_round_by_round_loads():
     # with one thread's rate.
     assert jax == ["jax", "1 thread", "3.00", "0.92", "20.0", "20 %", "0.9000",
                    "2.5, 3.0, 0.7"]
+    mixed = frameworks.framework_rows([{"convnet": result(1.0, processes=2)},
+                                       {"convnet": result(1.0)}], 1e9, {"all": 1.0, "one": 1.0})
+    assert mixed[0][1] == "2 processes, 1 thread; 1 thread"
     failed = frameworks.framework_rows([{"convnet": {"error": "x", "load": 1.0}}], 1e9,
                                        {"all": 1.0, "one": 1.0})
     assert failed == [["convnet", "", "failed", "", "", "", "", "1.0"]]
+
+
+def test_the_heading_names_the_batch_the_data_and_the_flops():
+    heading = frameworks.model_heading({"name": "lenet5", "batch": 32, "optimizer": "adam",
+                                        "images": 50000, "source": "MNIST",
+                                        "flops": 50000 * 2263920})
+    assert heading == ("lenet5: batch 32, adam, an epoch of 50,000 images (MNIST); 2.26 MFLOP "
+                       "per image forward and backward, 113.2 GFLOP per epoch")
 
 
 def test_an_engine_whose_framework_is_missing_is_skipped_with_a_line():

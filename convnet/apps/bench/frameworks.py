@@ -178,8 +178,10 @@ def framework_rows(rounds, flops_per_epoch, gemm_rates, reference="convnet"):
     -------
     list of list of str
         One row per engine, in the rounds' order. Seconds are medians over
-        the rounds, scaled from the timed images to the epoch; the ratio is
-        the median of each round's ratio to the reference; the rate is the
+        the rounds, scaled from the timed images to the epoch; the layout
+        names each distinct one the rounds ran (``convnet`` decides its own
+        each time); the ratio is the median of each round's ratio to the
+        reference; the rate is the
         epoch's FLOPs over the median seconds; accuracies and loads are
         listed round by round (the accuracy once if every round gave it).
     """
@@ -204,7 +206,8 @@ def framework_rows(rounds, flops_per_epoch, gemm_rates, reference="convnet"):
         accuracies = sorted({f"{result['accuracy']:.4f}" for result in good})
         accuracy = accuracies[0] if len(accuracies) == 1 else ", ".join(
             f"{result['accuracy']:.4f}" for result in good)
-        rows.append([name, layout_text(good[0]), seconds_text(seconds),
+        layouts = list(dict.fromkeys(layout_text(result) for result in good))
+        rows.append([name, "; ".join(layouts), seconds_text(seconds),
                      f"{np.median(ratios):.2f}" if ratios else "", f"{rate:.1f}",
                      f"{100 * rate / product:.0f} %", accuracy, loads])
     return rows
@@ -278,12 +281,24 @@ def bench_frameworks(models=MODELS, engines=DEFAULT_ENGINES, runs=3, steps=None,
     return results
 
 
+def framework_versions():
+    """``"PyTorch 2.13.0+cpu, JAX 0.10.2"``: the installed versions, read without importing them."""
+    from importlib import metadata
+    found = []
+    for package, name in (("torch", "PyTorch"), ("jax", "JAX")):
+        try:
+            found.append(f"{name} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    return ", ".join(found)
+
+
 def model_heading(result):
     """The line above a model's table: batch, optimizer, data, FLOPs."""
     per_image = result["flops"] / max(result["images"], 1)
     return (f"{result['name']}: batch {result['batch']}, {result['optimizer']}, an epoch of "
-            f"{result['images']:,} {result['source']} images; {per_image / 1e6:.2f} MFLOP per "
-            f"image forward and backward, {result['flops'] / 1e9:.1f} GFLOP per epoch")
+            f"{result['images']:,} images ({result['source']}); {per_image / 1e6:.2f} MFLOP "
+            f"per image forward and backward, {result['flops'] / 1e9:.1f} GFLOP per epoch")
 
 
 def main(argv=None):
@@ -317,7 +332,7 @@ def main(argv=None):
             train_setting(model)
     except (UserError, ValueError) as error:
         parser.error(str(error))
-    print(machine_info(), flush=True)
+    print(f"{machine_info()}, {framework_versions()}", flush=True)
     results = bench_frameworks(args.model or MODELS, engines, args.runs, args.steps,
                                log=lambda line: print(line, flush=True))
     for result in results:
