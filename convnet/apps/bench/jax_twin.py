@@ -22,12 +22,14 @@ _ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid
 
 
 def _conv(weights, x, geometry):
+    """Correlate ``x`` (m, h, w, c_in) with ``kernel`` (kh, kw, c_in, c_out), add ``bias``."""
     out = lax.conv_general_dilated(x, weights["kernel"], geometry.stride, list(geometry.pads),
                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return out + weights["bias"]
 
 
 def _pool(x, entry, geometry):
+    """Max or average of the windows of ``x`` (m, h, w, c); padded cells never count."""
     window, stride = (1, *geometry.window, 1), (1, *geometry.stride, 1)
     pads = ((0, 0), *geometry.pads, (0, 0))
     if entry["layer"] == "MaxPool2D":
@@ -53,6 +55,7 @@ def _batch_norm(weights, statistics, x, entry, training):
 
 
 def _dropout(x, rate, key):
+    """Keep each entry of ``x`` with probability ``1 - rate``, scaled by ``1 / (1 - rate)``."""
     keep = jax.random.bernoulli(key, 1 - rate, x.shape)
     return jnp.where(keep, x / (1 - rate), 0.0)
 
@@ -140,6 +143,7 @@ def split_weights(weights):
 
 
 def _loss(logits, labels, binary):
+    """Mean cross-entropy of logits (m, k) against integer labels (m,); binary from a logit."""
     if binary:
         z = logits[:, 0]
         y = labels.astype(z.dtype)
