@@ -17,7 +17,6 @@ engine whose framework is not installed is skipped, with a line saying so.
 Nothing is downloaded: MNIST comes from the cache, CIFAR-10 too when the
 user cached it, else synthetic 32x32x3 images stand in.
 """
-import argparse
 import importlib.util
 import os
 import sys
@@ -303,6 +302,7 @@ def model_heading(result):
 
 def main(argv=None):
     """``python -m convnet.apps.bench.frameworks``: the table, model by model."""
+    import argparse
     parser = argparse.ArgumentParser(
         prog="python -m convnet.apps.bench.frameworks",
         description="An epoch of each zoo network with the NumPy engine, Keras, PyTorch and "
