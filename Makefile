@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test data install lint clean screenshots guide
+.PHONY: demo test data install lint clean screenshots guide bench-frameworks
 
 demo: data
 	$(BIN)/convnet train --epochs 3 --overwrite
@@ -37,6 +37,13 @@ screenshots: data
 	CONVNET_SERVE_CHECKPOINT=$$(test -f runs/lenet5-numpy/checkpoint.npz && \
 	  echo runs/lenet5-numpy/checkpoint.npz) \
 	$(BIN)/python -m pytest -q tests/test_serve_browser.py tests/test_page_every_model.py
+
+# The NumPy engine beside Keras, PyTorch and JAX (docs/performance.md): installs the `bench`
+# extras (a CPU build of PyTorch, and JAX) into the environment, then runs the comparison;
+# BENCH_ARGS passes options, e.g. BENCH_ARGS='--one-core --runs 1'.
+bench-frameworks: data
+	$(BIN)/python -m pip install --quiet -e '.[tf,mpi,bench]'
+	$(BIN)/python -m convnet.apps.bench.frameworks $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check convnet tests docs

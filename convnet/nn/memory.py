@@ -80,3 +80,44 @@ def views_like(flat, arrays):
         views.append(flat[offset:offset + array.size].reshape(array.shape))
         offset += array.size
     return views
+
+
+def joined_view(arrays, writeable=False):
+    """The one flat array that ``arrays`` are consecutive views of, in order; else None.
+
+    Parameters
+    ----------
+    arrays : sequence of ndarray
+        C-contiguous arrays of one dtype.
+    writeable : bool
+        Return None unless the arrays (and so the view) can be written.
+
+    Returns
+    -------
+    ndarray of shape (n,) or None
+        A view of the memory holding every element of ``arrays`` (n in all),
+        the first array's first element first, when each array starts
+        where the one before it ends inside one allocation (the views that
+        :func:`views_like` makes, for instance); None otherwise, or for no
+        arrays.
+    """
+    if not len(arrays):
+        return None
+    first = arrays[0]
+    dtype, address = first.dtype, first.ctypes.data
+    for array in arrays:
+        if (not isinstance(array, np.ndarray) or array.dtype != dtype
+                or not array.flags.c_contiguous or array.ctypes.data != address
+                or (writeable and not array.flags.writeable)):
+            return None
+        address += array.nbytes
+    owner = first
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    offset = first.ctypes.data - owner.ctypes.data
+    if not owner.flags.c_contiguous or offset < 0 or offset + address - first.ctypes.data \
+            > owner.nbytes or (writeable and not owner.flags.writeable):
+        return None
+    count = (address - first.ctypes.data) // dtype.itemsize
+    return np.ndarray((count,), dtype, owner, offset=offset)
+

@@ -30,7 +30,13 @@ SGD (the velocity holds the *negative* step)::
 
 The state of every optimiser lives in flat buffers (the parameters flattened
 and joined in order) allocated once: a step runs each formula once over every
-parameter instead of once per array, and allocates nothing.
+parameter instead of once per array, and allocates nothing. When the
+parameters are themselves consecutive views of one buffer (as a
+``Sequential`` model's are), the step goes through the buffers a block of
+``BLOCK`` numbers at a time, every formula on one block before the next: the
+block stays in the processor's cache between the formulas, instead of each
+formula streaming megabytes from memory. Every number still goes through the
+same operations in the same order, so the results are the same to the bit.
 """
 import inspect
 import math
@@ -38,7 +44,13 @@ import numbers
 
 import numpy as np
 
-from convnet.nn.memory import aligned_zeros, views_like
+from convnet.nn.memory import aligned_zeros, joined_view, views_like
+
+# Numbers per block of a step over flat buffers (256 KiB of float32): a block's
+# gradient, state, scratch and parameters, five or six such arrays, fit a 2 MiB
+# level-2 cache together. Blocks of 16k numbers were 20 % slower (the cost of
+# each NumPy call), of 256k 20 % slower too (they left the cache).
+BLOCK = 1 << 16
 
 
 def _check_real(name, value, low, high, low_open=False, high_open=False):
@@ -89,6 +101,7 @@ class _FlatOptimizer:
         self._slots = {slot: views_like(flat, self.params) for slot, flat in self._flat.items()}
         self._grad, self._scratch = aligned_zeros(size, dtype), aligned_zeros(size, dtype)
         self._updates = views_like(self._scratch, self.params)
+        self._joined_params = joined_view(self.params, writeable=True)
 
     def _slot_names(self):
         """Names of the per-parameter state buffers, also the keys' stems in ``state()``."""
@@ -118,29 +131,41 @@ class _FlatOptimizer:
             raise ValueError("grads must match the parameters' shapes "
                              f"{[param.shape for param in self.params]}, received "
                              f"{[np.shape(grad) for grad in grads]}")
-        if grads:
-            np.concatenate([np.ravel(grad) for grad in grads], out=self._grad)
+        # Gradients already laid out as one buffer (a sum of micro-batches') need no copy.
+        g = joined_view(grads) if grads else None
+        if g is None:
+            g = self._grad
+            if grads:
+                np.concatenate([np.ravel(grad) for grad in grads], out=g)
         t = self.iterations + 1
-        self._update(self._grad, t)
-        for param, update in zip(self.params, self._updates):
-            param -= update
+        joined = self._joined_params
+        if joined is None:
+            self._update(g, t, slice(None))
+            for param, update in zip(self.params, self._updates):
+                param -= update
+        else:
+            for start in range(0, joined.size, BLOCK):
+                block = slice(start, start + BLOCK)
+                joined[block] -= self._update(g[block], t, block)
         self.iterations = t
 
-    def _update(self, g, t):
-        """Advance the state by one step and return the update, in ``self._scratch``.
+    def _update(self, g, t, block):
+        """Advance the state of ``block`` by one step and return its update.
 
         Parameters
         ----------
-        g : ndarray of shape (n,)
-            The gradient of the flattened parameters (n elements); read to the end.
+        g : ndarray of shape (k,)
+            The gradient of the flattened parameters in ``block``.
         t : int
             Number of the step, from 1.
+        block : slice
+            Which k of the n flattened parameters (``slice(None)``: all).
 
         Returns
         -------
-        ndarray of shape (n,)
-            The amount to subtract from the flattened parameters.
-            ``iterations`` is left to the caller.
+        ndarray of shape (k,)
+            The amount to subtract from those parameters, in
+            ``self._scratch[block]``. ``iterations`` is left to the caller.
         """
         raise NotImplementedError
 
@@ -218,10 +243,10 @@ class Adam(_FlatOptimizer):
     def _slot_names(self):
         return ("m", "v")
 
-    def _update(self, g, t):
+    def _update(self, g, t, block):
         alpha = self.lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
-        m, v = self._flat_m, self._flat_v
-        scratch = self._scratch
+        m, v = self._flat_m[block], self._flat_v[block]
+        scratch = self._scratch[block]
         # m += (g - m) * (1 - beta1)
         np.subtract(g, m, out=scratch)
         scratch *= 1 - self.beta1
@@ -275,18 +300,18 @@ class RMSprop(_FlatOptimizer):
         return (("velocity",) + (("momentum",) if self.momentum > 0 else ())
                 + (("average_gradient",) if self.centered else ()))
 
-    def _update(self, g, t):
+    def _update(self, g, t, block):
         rho = self.rho
-        velocity = self._flat["velocity"]
-        scratch = self._scratch
-        work = self._work
+        velocity = self._flat["velocity"][block]
+        scratch = self._scratch[block]
+        work = self._work[block]
         # velocity = rho * velocity + (1 - rho) * g*g
         np.multiply(g, g, out=scratch)
         scratch *= 1 - rho
         velocity *= rho
         velocity += scratch
         if self.centered:
-            average = self._flat["average_gradient"]
+            average = self._flat["average_gradient"][block]
             np.multiply(g, 1 - rho, out=scratch)
             average *= rho
             average += scratch
@@ -301,7 +326,7 @@ class RMSprop(_FlatOptimizer):
         np.multiply(g, self.lr, out=scratch)
         scratch /= work
         if self.momentum > 0:
-            momentum = self._flat["momentum"]
+            momentum = self._flat["momentum"][block]
             momentum *= self.momentum
             momentum += scratch
             scratch[...] = momentum
@@ -336,12 +361,12 @@ class SGD(_FlatOptimizer):
     def _slot_names(self):
         return ("velocity",) if self.momentum > 0 else ()
 
-    def _update(self, g, t):
-        scratch = self._scratch
+    def _update(self, g, t, block):
+        scratch = self._scratch[block]
         np.multiply(g, self.lr, out=scratch)
         if self.momentum == 0:
             return scratch
-        velocity = self._flat["velocity"]
+        velocity = self._flat["velocity"][block]
         # velocity = velocity * momentum - lr * g
         velocity *= self.momentum
         velocity -= scratch
@@ -349,7 +374,7 @@ class SGD(_FlatOptimizer):
             # param += velocity, i.e. subtract -velocity (negation is exact)
             return np.negative(velocity, out=scratch)
         # param += velocity * momentum - lr * g, i.e. subtract lr * g - velocity * momentum
-        work = self._work
+        work = self._work[block]
         np.multiply(velocity, self.momentum, out=work)
         scratch -= work
         return scratch

@@ -46,8 +46,8 @@ def format_table(headers, rows):
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
 
 
-def setup_tensorflow():
-    """Import TensorFlow quietly with the machine's default thread counts.
+def setup_tensorflow(threads=None):
+    """Import TensorFlow quietly, its thread pools as large as ``threads`` (default: the cores).
 
     Returns the ``tensorflow`` module. Raises ImportError with a clear message
     when it is not installed (``pip install -e '.[tf]'``).
@@ -58,7 +58,7 @@ def setup_tensorflow():
     except ImportError as error:
         raise ImportError("the benchmarks compare with TensorFlow, which is not installed: "
                           "pip install -e '.[tf]'") from error
-    threads = os.cpu_count() or 1
+    threads = threads or os.cpu_count() or 1
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -102,6 +102,19 @@ def _one_process_only(spec):
     return any(layer["layer"] == "BatchNormalization" for layer in spec["layers"])
 
 
+def default_layout(spec, batch):
+    """(processes, BLAS threads) ``convnet train`` would pick for ``spec`` at this moment.
+
+    One process for a model with BatchNormalization; otherwise
+    ``distributed.default_layout``'s choice from the idle processors.
+    """
+    from convnet.parallel import distributed
+    if _one_process_only(spec):
+        return 1, 1
+    dense_only = not any(entry["layer"] == "Conv2D" for entry in spec["layers"])
+    return distributed.default_layout(dense_only, batch)
+
+
 def _result_line(text, name):
     """The worker's JSON result: the last line of its output that holds one."""
     for line in reversed(text.splitlines()):
@@ -110,11 +123,12 @@ def _result_line(text, name):
     raise RuntimeError(f"the {name} benchmark worker printed no result")
 
 
-def run_engine(name, job, processes):
+def run_engine(name, job, processes, module=WORKER):
     """Run ``job`` (see ``worker.run_worker``) in fresh processes: ``processes`` MPI ranks or one.
 
     One process is a plain ``python -m convnet.apps.bench.worker JOB``; more
     are an MPI job started by ``distributed.launch``. Returns rank 0's result.
+    ``module`` names another worker module taking one JSON job the same way.
 
     Raises
     ------
@@ -124,7 +138,7 @@ def run_engine(name, job, processes):
     from convnet.parallel import distributed
     argv = [json.dumps(job)]
     if processes == 1:
-        done = subprocess.run([sys.executable, "-m", WORKER, *argv],
+        done = subprocess.run([sys.executable, "-m", module, *argv],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               check=False)
         if done.returncode != 0:
@@ -133,7 +147,7 @@ def run_engine(name, job, processes):
                                f"{done.returncode}:\n{tail}")
         return _result_line(done.stdout, name)
     output = io.BytesIO()
-    status = distributed.launch(argv, processes, output=output, program=("-m", WORKER))
+    status = distributed.launch(argv, processes, output=output, program=("-m", module))
     if status != 0:
         raise RuntimeError(f"the {name} benchmark job failed with exit status {status} "
                            f"(its error is above)")
@@ -148,16 +162,14 @@ def measure_engines(spec, batch, optimizer, images, engines, seed=0):
     chose just before, with the burner already running for ``default +
     burner``).
     """
-    from convnet.parallel import distributed
     results = {}
     for name in check_engines(engines, spec):
         engine = TRAIN_ENGINES[name]
         job = {"kind": engine.kind, "spec": spec, "batch": batch, "optimizer": optimizer,
                "images": images, "micro_batch": engine.micro_batch, "seed": seed}
         with one_core_busy() if engine.burner else contextlib.nullcontext():
-            processes, threads = (engine.processes, 1) if engine.processes else (
-                (1, 1) if _one_process_only(spec) else distributed.default_layout(
-                    not any(entry["layer"] == "Conv2D" for entry in spec["layers"]), batch))
+            processes, threads = (engine.processes, 1) if engine.processes else \
+                default_layout(spec, batch)
             results[name] = run_engine(name, dict(job, threads=threads), processes)
     return results
 

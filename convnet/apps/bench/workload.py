@@ -65,6 +65,56 @@ def bench_images(input_shape, num_classes, seed=0):
     return X, Y, f"synthetic {'x'.join(map(str, input_shape))}"
 
 
+def epoch_data(spec, seed=0):
+    """The training and validation images a spec's epoch is timed and checked on.
+
+    Parameters
+    ----------
+    spec : dict
+        A normalised spec.
+    seed : int
+        Seed of synthetic images, when there are any.
+
+    Returns
+    -------
+    X_train : ndarray of shape (n, h, w, c), float32
+    Y_train : ndarray of shape (n,), int64
+    X_valid : ndarray of shape (n_valid, h, w, c), float32
+    Y_valid : ndarray of shape (n_valid,), int64
+    source : str
+        What the images are. For a (28, 28, 1) model of 10 classes, MNIST's
+        50,000 training and 10,000 validation images when the file is
+        cached; for (32, 32, 3) and 10 classes, CIFAR-10's 45,000 and 5,000
+        when the user cached it. Otherwise synthetic images of the model's
+        shape, as many as ``bench_data_size`` says and a tenth of that for
+        validation: each class has a fixed random pattern, and each image is
+        a quarter of its class's pattern and three quarters uniform noise,
+        so that what an engine learns in an epoch shows in its accuracy.
+    """
+    input_shape = tuple(spec["layers"][0]["shape"])
+    classes = output_classes(spec)
+    dataset = {(28, 28, 1): "mnist", (32, 32, 3): "cifar10"}.get(input_shape)
+    if dataset is not None and classes == 10:
+        try:
+            from convnet.data import load_dataset
+            X, Y, X_valid, Y_valid = load_dataset(dataset)[:4]
+            return (X.reshape(-1, *input_shape), Y, X_valid.reshape(-1, *input_shape), Y_valid,
+                    dataset.upper() if dataset == "mnist" else "CIFAR-10")
+        except (ImportError, OSError, ValueError):
+            pass
+    rng = np.random.default_rng(seed)
+    patterns = rng.random((classes, *input_shape), dtype=np.float32)
+    sets = []
+    for count in (bench_data_size(input_shape), bench_data_size(input_shape) // 10):
+        labels = rng.integers(0, classes, count)
+        images = rng.random((count, *input_shape), dtype=np.float32)
+        images *= 0.75
+        for label in range(classes):
+            images[labels == label] += 0.25 * patterns[label]
+        sets += [images, labels.astype(np.int64)]
+    return (*sets, f"synthetic {'x'.join(map(str, input_shape))}, {classes} patterns")
+
+
 def bench_data_size(input_shape):
     """How many training images ``bench_images`` gives for a model's input shape."""
     sizes = {(28, 28, 1): MNIST_TRAIN, (32, 32, 3): CIFAR_TRAIN}
