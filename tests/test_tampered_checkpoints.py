@@ -60,8 +60,7 @@ TAMPERED = {
     "a spec of negative units": ({"spec": spec_with(lambda s: dense1(s).update(units=-1))},
                                  "member 'spec' is not a valid model spec"),
     "a spec of 10**30 units": ({"spec": spec_with(lambda s: dense1(s).update(units=10 ** 30))},
-                               (f"its spec declares weight 'dense1/kernel' of shape "
-                                f"(400, {10 ** 30}), which no checkpoint may hold")),
+                               "member 'spec' is not a valid model spec"),
     "a spec of floats": ({"spec": np.zeros(5, np.float32)},
                          "member 'spec' has dtype float32, expected unsigned bytes"),
     "three class names for ten classes": ({"class_names": np.asarray(["a", "b", "c"])},

@@ -33,8 +33,8 @@ import numpy as np
 
 from convnet.checks import check_count
 from convnet.errors import BadOptionError
+from convnet.nn.lenet5 import MICRO_BATCH
 from convnet.nn.memory import views_like
-from convnet.nn.model import MICRO_BATCH
 
 # The thinnest shard worth cutting a batch into for another process: a shard of 16
 # LeNet-5 images already costs a process about a fifth more per image than 32 at once.
