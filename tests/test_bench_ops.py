@@ -121,8 +121,11 @@ def test_numpy_stepper_takes_the_optimizer_steps_of_a_hand_loop():
 def test_ratio_row_judges_the_task_file_on_the_slower_thread_setting():
     faster = ops._ratio_row("x", 3.0, 0.5, 1.0, 1.0)
     both = ops._ratio_row("x", 3.0, 0.5, 1.0, 1.0, judge="both")
-    assert faster[-1] == "yes" and both[-1] == "no (3.00x over)"
-    assert ops._ratio_row("x", 0.9, 0.5, 1.0, 1.0, judge="both")[-1] == "yes"
+    assert faster[-1] == "yes (1 thread 0.50)"
+    assert both[-1] == "no (default threads 3.00, 3.00x over)"
+    assert ops._ratio_row("x", 0.9, 0.5, 1.0, 1.0, judge="both")[-1] == "yes (default threads 0.90)"
+    # The judged ratio is one of the printed columns.
+    assert faster[5] == "0.50" and both[4] == "3.00"
 
 
 def test_task_conv_forward_loads_the_task_file(tmp_path):

@@ -247,7 +247,7 @@ def optimizer_slots(config):
     return optim.make_optimizer(config["name"], [], **hyper).slot_names()
 
 
-def read(path, keys=None, required=()):
+def read(path, keys=None, required=(), model_only=False):
     """Read members of a checkpoint after checking every member's declared shape and size.
 
     The spec and optimiser members are read first (size-capped), and give
@@ -262,6 +262,9 @@ def read(path, keys=None, required=()):
         checked from their headers but not read.
     required : iterable of str
         Members that must be present.
+    model_only : bool
+        Read only what using the model needs: its weights, dataset and class
+        names, never the optimiser's state (``keys`` is then ignored).
 
     Returns
     -------
@@ -303,6 +306,10 @@ def read(path, keys=None, required=()):
                 raise _Missing(path, missing)
             headers = {key: read_header(path, archive, info, key, members[key])
                        for key, info in found.items()}
+            if model_only:
+                from convnet.nn.specs import spec_weights
+                keys = (WEIGHT_NAMES if legacy else
+                        [*spec_weights(spec)[0], "dataset", "class_names"])
             wanted = found if keys is None else [key for key in keys if key in found]
             arrays = {key: read_data(path, archive, found[key], key, members[key],
                                       *headers[key])
@@ -339,7 +346,7 @@ def read_model(path):
         As ``read``; also if weights are missing.
     """
     from convnet.nn.sequential import spec_weights
-    contents = read(path, keys=None)
+    contents = read(path, model_only=True)
     arrays = contents.arrays
     if contents.legacy:
         _require(path, arrays, WEIGHT_NAMES, "LeNet-5 weights")
