@@ -101,7 +101,7 @@ class NumpyBackend:
                             model.has_batch_normalization, layout.threads)
         arrays = data.load_dataset(config.dataset, config.data, config.limit)
         self.train, self.valid, self.test = arrays[0:2], arrays[2:4], arrays[4:6]
-        self.class_names = data.class_names(config.dataset)
+        self.class_names = data.class_names(config.dataset, config.data)
         check_fits(model.spec, config.model, config.dataset, self.train[0].shape[1:],
                    len(self.class_names))
         trainer.check_not_empty(trainer.data_source(config.dataset, config.data),
