@@ -12,8 +12,9 @@ A notebook trains a network as the ``convnet train`` command does::
 
 ``train`` picks the backend by ``config.backend`` (``NumpyBackend``,
 ``GraphBackend`` or ``KerasBackend``: prepare, fit, evaluate, save), holds
-the run folder (``convnet.training.runfolder``), decides how many processes
-share the NumPy engine's steps, and, when there are several, starts them
+the run folder (``convnet.training.runfolder``), asks
+``convnet.parallel.layout`` how the NumPy engine's steps are spread, and,
+when there are several processes, starts them
 as the ranks of an MPI job running ``python -m convnet.worker`` with the
 config as JSON: the ranks' events and errors come back as lines of JSON
 and reach ``on_event`` and the caller as if the run were local. Keras's
@@ -33,6 +34,7 @@ from convnet import errors
 from convnet.nn.threads import blas_threads
 from convnet.nn.zoo import check_fits
 from convnet.parallel import distributed
+from convnet.parallel import layout as spread
 from convnet.parallel.distributed import DataParallel, DistributedJobError
 from convnet.training import checkpoint as checkpoints
 from convnet.training import runfolder, trainer
@@ -110,39 +112,10 @@ def train(config, on_event=None, progress=False):
     return _train_tf(config, on_event, progress)
 
 
-def check_processes(count):
-    """Refuse more training processes than this machine runs at once (two always allowed)."""
-    processors = distributed.available_processors()
-    most = max(processors, 2)
-    if count > most:
-        raise errors.BadOptionError(
-            f"{{processes}} {count} is more than this machine can run at once: {processors} "
-            f"processor{'s' if processors > 1 else ''} available, so at most {most} (more "
-            "hosts: see docs/distributed.md)", fields=("processes",))
-
-
-def check_threads(threads, rule):
-    """Refuse a resumed rule's BLAS ``threads`` where this machine has fewer processors.
-
-    Fewer threads would add the products' terms in another order, and more
-    than the processors would slow every step down: such a run is resumed
-    on a machine that has them, or not at all.
-    """
-    processors = distributed.available_processors()
-    if threads > processors:
-        raise errors.BadOptionError(
-            f"this run was trained with {rule!r}, which needs {threads} BLAS threads, and this "
-            f"machine runs {processors} processor{'s' if processors > 1 else ''}: fewer "
-            "threads would add the products' terms in another order, so the weights would "
-            "match no uninterrupted run; resume it on a machine with at least "
-            f"{threads} processors, or train afresh in another {{out}}", fields=("resume", "out"))
-
-
-def note_stale(stale, folder, on_event):
-    """Tell ``on_event`` of the temporary files an interrupted write left in ``folder``."""
-    if stale:
-        on_event(Note(f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} "
-                      f"left in {folder} by an interrupted write"))
+def _claim(config, on_event):
+    """Hold ``config.out`` for the run (see ``convnet.training.runfolder.claim``)."""
+    return runfolder.claim(config.out, resume=config.resume, overwrite=config.overwrite,
+                           on_event=on_event)
 
 
 def _train_numpy(config, on_event):
@@ -150,46 +123,17 @@ def _train_numpy(config, on_event):
     if distributed.in_mpi_job():
         return _train_as_rank(config, on_event)
     if config.processes is not None:
-        check_processes(config.processes)
-    with runfolder.claim(config.out, resume=config.resume, overwrite=config.overwrite) as stale:
-        note_stale(stale, config.out, on_event)
+        spread.check_processes(config.processes)
+    with _claim(config, on_event):
         backend = NumpyBackend(config)
-        backend.check_whole_batches(config.processes)
-        micro_batch, slices, threads = backend.cut(config.processes)
-        if threads > 1:
-            check_threads(threads, backend.saved_rule())
-        processes = _processes(backend, config, micro_batch, slices, threads)
-        backend.prepare(processes, threads, micro_batch=micro_batch, slices=slices)
-        if processes > 1:
+        layout = spread.choose(config, backend.model, backend.saved_rule())
+        if layout.processes > 1:
             del backend   # the ranks load their own copy of the data
-            return _launch_ranks(config, processes, on_event)
-        steps = LocalSteps(backend.model, backend.optimizer, micro_batch=micro_batch,
-                           seed=config.seed, slices=slices)
+            return _launch_ranks(config, layout.processes, on_event)
+        backend.prepare(layout)
+        steps = LocalSteps(backend.model, backend.optimizer, micro_batch=layout.micro_batch,
+                           seed=config.seed, slices=layout.slices)
         return _drive(backend, on_event, steps)
-
-
-def _processes(backend, config, micro_batch, slices, threads):
-    """How many processes share the run's shards: ``processes``, else the default now.
-
-    The count changes the speed only (every process computes whole shards
-    of the same cut): by default one per idle processor, at most one per
-    shard, and one for a model of dense layers only, whose step processes
-    share worse than one process alone, unless ``micro_batch`` was asked for.
-    """
-    if backend.whole_batches or threads > 1:
-        return 1   # one process keeps whole batches, or a resumed run's BLAS threads
-    if config.processes is not None:
-        return config.processes
-    if backend.dense_only and config.micro_batch is None:
-        return 1
-    if slices is not None:
-        shard = -(-config.batch_size // slices)
-        processes = min(slices, distributed.default_processes(config.batch_size, shard))
-    else:
-        processes = distributed.default_processes(config.batch_size, config.micro_batch)
-    if processes > 1 and not distributed.mpi_available():
-        return 1   # several processes need MPI: asking for them says what to install
-    return processes
 
 
 def job_position():
@@ -215,8 +159,7 @@ def _train_as_rank(config, on_event):
     launched = os.environ.get(LAUNCHED_RUN) == str(Path(config.out).resolve())
     if rank != 0 or launched:
         return _train_ranks(config, comm, on_event)
-    with runfolder.claim(config.out, resume=config.resume, overwrite=config.overwrite) as stale:
-        note_stale(stale, config.out, on_event)
+    with _claim(config, on_event):
         return _train_ranks(config, comm, on_event)
 
 
@@ -225,16 +168,16 @@ def _train_ranks(config, comm, on_event):
     backend = NumpyBackend(config)
     rank, size = comm.Get_rank(), comm.Get_size()
     # Rank 0 alone may hold the run folder (the other ranks may run on other hosts).
-    cut = backend.cut(size) if rank == 0 else None
-    micro_batch, slices, _ = comm.bcast(cut, root=0) if size > 1 else cut
-    backend.prepare(size, 1, read_checkpoint=rank == 0, micro_batch=micro_batch, slices=slices)
+    layout = spread.cut(config, backend.model, backend.saved_rule(), size) if rank == 0 else None
+    layout = comm.bcast(layout, root=0) if size > 1 else layout
+    backend.prepare(layout, read_checkpoint=rank == 0)
     if size > 1:
         backend.start_epoch, backend.history = comm.bcast(
             (backend.start_epoch, backend.history), root=0)
         if config.resume:
             backend.saved_epoch = backend.start_epoch
-    steps = DataParallel(backend.model, backend.optimizer, comm=comm, micro_batch=micro_batch,
-                         seed=config.seed, slices=slices)
+    steps = DataParallel(backend.model, backend.optimizer, comm=comm,
+                         micro_batch=layout.micro_batch, seed=config.seed, slices=layout.slices)
     return _drive(backend, on_event, steps)
 
 
@@ -325,8 +268,7 @@ def _train_tf(config, on_event, progress):
     workers, task = _workers(config) if config.backend == "keras" else (1, None)
     if config.backend == "keras" and not keras_workers.claims_run_folder():
         return _run_tf(config, workers, task, on_event, progress)   # a worker of a cluster
-    with runfolder.claim(config.out, resume=config.resume, overwrite=config.overwrite) as stale:
-        note_stale(stale, config.out, on_event)
+    with _claim(config, on_event):
         return _run_tf(config, workers, task, on_event, progress)
 
 

@@ -120,3 +120,16 @@ def test_the_relay_turns_lines_back_into_events_and_errors():
     assert relay.failure.fields == ("lr",)
     assert relay.failure.render(lambda name: f"--{name}") == \
         "the loss became nan; a smaller --lr may help"
+
+
+def test_a_cifar10_file_of_its_own_gives_the_checkpoint_its_class_names(tmp_path):
+    from colour_data import shapes_npz
+
+    from convnet.training.checkpoint import read_model
+    classes = [f"shape{k}" for k in range(10)]
+    path, _ = shapes_npz(tmp_path / "shapes.npz", classes, 32, (64, 16, 16))
+    config = convnet.TrainConfig(model="cifar-cnn", dataset="cifar10", data=str(path),
+                                 epochs=1, batch_size=32, out=str(tmp_path / "run"),
+                                 processes=1)
+    run = convnet.train(config)
+    assert read_model(run.files["checkpoint"])[3] == tuple(classes)

@@ -12,22 +12,22 @@ same methods in the same order.
 from pathlib import Path
 
 from convnet import data
-from convnet.errors import BadOptionError, TrainingDivergedError
+from convnet.errors import TrainingDivergedError
 from convnet.nn.threads import blas_threads
 from convnet.nn.zoo import check_fits
 from convnet.training import checkpoint as checkpoints
 from convnet.training import loop, trainer
 from convnet.training.events import EpochEnded, Note, RunStarted, Snapshot, StepEnded
-from convnet.training.steps import LocalSteps, default_micro_batch, layout_of_rule, rule_of
+from convnet.training.steps import LocalSteps, rule_of
 
 
 class NumpyBackend:
     """A run of ``config`` (a ``TrainConfig`` whose backend is numpy) in this process.
 
     It follows ``convnet.training.backend.Backend``; ``prepare`` also takes
-    the process layout and the cut of each batch, and ``fit`` the steps
-    object, all chosen by the caller (``convnet.api``), which first asks
-    ``check_whole_batches``, ``cut`` and ``dense_only`` to choose them.
+    the run's ``convnet.parallel.layout.Layout`` and ``fit`` the steps
+    object, both chosen by the caller (``convnet.api``) from ``model`` and
+    ``saved_rule``.
 
     Parameters
     ----------
@@ -45,12 +45,6 @@ class NumpyBackend:
 
     def __init__(self, config):
         self.config = config
-        spec = trainer.model_spec(config.model)
-        try:
-            self.model = trainer.build_model(spec, seed=config.seed)
-        except ValueError as error:
-            raise BadOptionError(f"{{model}} {config.model}: {error}", fields=("model",)) \
-                from None
         self.out = Path(config.out)
         self.checkpoint = self.out / trainer.CHECKPOINT_NAME
         self.processes = self.threads = 1
@@ -58,94 +52,41 @@ class NumpyBackend:
         self.saved_epoch = None
         self.is_writer = True
         self._measured = None
+        self._saved = None
+        self.model = trainer.new_model(config.model, seed=config.seed)
 
     # ------------------------------------------------------------ before the run
-    @property
-    def whole_batches(self):
-        """True for a model with BatchNormalization: one process, whole batches."""
-        return self.model.has_batch_normalization
+    def saved_state(self):
+        """The whole checkpoint of the run to resume, read once (None when not resuming).
 
-    @property
-    def dense_only(self):
-        """True for a model without convolution (its steps are a few large products)."""
-        return not any(entry["layer"] == "Conv2D" for entry in self.model.spec["layers"])
-
-    def check_whole_batches(self, processes):
-        """Refuse several processes or micro-batches for a model with BatchNormalization."""
-        config, name = self.config, self.model.spec["name"]
-        if not self.whole_batches:
-            return
-        if processes is not None and processes > 1:
-            raise BadOptionError(f"{{processes}} {processes}: model {name} has "
-                                 "BatchNormalization, whose batch statistics need the whole "
-                                 "batch; it trains in one process (pass {processes} 1)",
-                                 fields=("processes",))
-        if config.micro_batch is not None:
-            raise BadOptionError(f"{{micro_batch}} {config.micro_batch}: model {name} has "
-                                 "BatchNormalization, whose batch statistics need each batch "
-                                 "whole", fields=("micro_batch",))
+        Raises
+        ------
+        BadCheckpointError
+            The checkpoint is missing or cannot be read.
+        """
+        if not self.config.resume:
+            return None
+        if self._saved is None:
+            self._saved = trainer.read_resumable(self.checkpoint)
+        return self._saved
 
     def saved_rule(self):
         """The rule the run to resume began with (None if there is none to read)."""
         if not (self.config.resume and self.checkpoint.exists()):
             return None
-        return checkpoints.read_training_state(self.checkpoint)["rule"]
+        return self.saved_state()["rule"]
 
-    def cut(self, processes=None):
-        """How each batch of the run is cut, and its BLAS threads: ``(micro_batch, slices, threads)``.
-
-        The config's ``micro_batch`` if given; else, when resuming a run of
-        an older version (rule ``"processes N[, threads T]"``), its N slices
-        and T threads; else shards of ``default_micro_batch``, which depends
-        on the batch size and the model only. A model with
-        BatchNormalization takes whole batches: ``(None, 1, 1)``.
-
-        Parameters
-        ----------
-        processes : int or None
-            The processes asked for (the config's, or an MPI job's size);
-            each runs BLAS on one thread, so a resumed run keeps its threads
-            only when the number is left to it (None).
-
-        Returns
-        -------
-        micro_batch : int or None
-            Images per shard; None for slices.
-        slices : int or None
-            Nearly equal slices per batch, when ``micro_batch`` is None.
-        threads : int
-            BLAS threads the rule needs (1 but for an older run that had more).
-
-        Raises
-        ------
-        BadCheckpointError
-            The checkpoint to resume cannot be read.
-        """
-        config = self.config
-        if self.whole_batches:
-            return None, 1, 1
-        if config.micro_batch is not None:
-            return config.micro_batch, None, 1
-        saved = layout_of_rule(self.saved_rule())
-        if saved is not None:
-            slices, threads = saved
-            return None, slices, threads if processes is None else 1
-        return default_micro_batch(config.batch_size, not self.dense_only), None, 1
-
-    def prepare(self, processes=1, threads=1, read_checkpoint=True, micro_batch=None,
-                slices=None):
+    def prepare(self, layout, read_checkpoint=True):
         """Read and check the data, make the optimiser and, when resuming, load the checkpoint.
 
         Parameters
         ----------
-        processes, threads : int
-            How many processes share each step, and BLAS threads per process.
+        layout : Layout
+            The processes sharing each step, BLAS threads per process and
+            the cut of each batch (``convnet.parallel.layout``).
         read_checkpoint : bool
             Load the checkpoint to resume here (rank 0 does; it gives the
             other ranks its state).
-        micro_batch, slices : int or None
-            The cut of each batch (see ``cut``); both None: one slice per
-            process.
 
         Raises
         ------
@@ -154,12 +95,13 @@ class NumpyBackend:
             option it does not take, a checkpoint that cannot be resumed.
         """
         config, model = self.config, self.model
-        self.processes, self.threads = processes, threads
-        self.micro_batch, self.slices = micro_batch, slices
-        self.rule = rule_of(slices or processes, micro_batch, self.whole_batches, threads)
+        self.processes, self.threads = layout.processes, layout.threads
+        self.micro_batch, self.slices = layout.micro_batch, layout.slices
+        self.rule = rule_of(layout.slices or layout.processes, layout.micro_batch,
+                            model.has_batch_normalization, layout.threads)
         arrays = data.load_dataset(config.dataset, config.data, config.limit)
         self.train, self.valid, self.test = arrays[0:2], arrays[2:4], arrays[4:6]
-        self.class_names = data.class_names(config.dataset)
+        self.class_names = data.class_names(config.dataset, config.data)
         check_fits(model.spec, config.model, config.dataset, self.train[0].shape[1:],
                    len(self.class_names))
         trainer.check_not_empty(trainer.data_source(config.dataset, config.data),
@@ -173,8 +115,8 @@ class NumpyBackend:
                          "augment": ",".join(config.augment)}
         self.start_epoch, self.history = 0, None
         if config.resume and read_checkpoint:
-            self.start_epoch, self.history = trainer.resume(self.checkpoint, model,
-                                                            self.optimizer, self.settings)
+            self.start_epoch, self.history = trainer.resume_from(
+                self.checkpoint, self.saved_state(), model, self.optimizer, self.settings)
             self.saved_epoch = self.start_epoch
 
     def started(self):

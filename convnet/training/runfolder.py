@@ -20,6 +20,7 @@ from pathlib import Path
 
 from convnet import storage
 from convnet.errors import BadOptionError, RunFolderBusyError, StorageError
+from convnet.training.events import Note
 
 LOCK_NAME = ".lock"
 # The files a finished or interrupted run leaves: their presence means the folder holds a run.
@@ -27,7 +28,7 @@ RUN_FILES = ("checkpoint.npz", "weights.npz", "history.json", "run.json")
 
 
 @contextlib.contextmanager
-def claim(folder, resume=False, overwrite=False):
+def claim(folder, resume=False, overwrite=False, on_event=None):
     """Hold ``folder`` for one training run; yield the stale temporary files removed.
 
     Parameters
@@ -39,6 +40,8 @@ def claim(folder, resume=False, overwrite=False):
     overwrite : bool
         The run may replace the one in the folder (its files are replaced
         one by one as the new run writes them).
+    on_event : callable, optional
+        Receives a ``Note`` saying how many stale files were removed, if any.
 
     Yields
     ------
@@ -71,6 +74,9 @@ def claim(folder, resume=False, overwrite=False):
         stale = storage.stale_temporary_files(folder)
         for path in stale:
             path.unlink(missing_ok=True)
+        if stale and on_event is not None:
+            on_event(Note(f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} "
+                          f"left in {folder} by an interrupted write"))
         yield stale
     finally:
         with contextlib.suppress(OSError):

@@ -136,21 +136,46 @@ def make_run_optimizer(model, name, lr=None, momentum=None):
         raise BadOptionError(str(error)) from None
 
 
-def resume(path, model, optimizer, settings):
-    """Load the checkpoint at ``path`` into ``model``/``optimizer``; return (epoch, history).
+def new_model(name, seed=0):
+    """The ``Sequential`` of ``model`` NAME (a zoo name or a spec.json), ready to train.
+
+    Raises
+    ------
+    BadOptionError
+        The name is unknown or the spec is refused (naming the ``model`` field).
+    """
+    spec = model_spec(name)
+    try:
+        return build_model(spec, seed=seed)
+    except ValueError as error:
+        raise BadOptionError(f"{{model}} {name}: {error}", fields=("model",)) from None
+
+
+def read_resumable(path):
+    """The whole training state of the checkpoint at ``path``, which a run resumes from.
 
     Raises
     ------
     BadCheckpointError
-        If the file is missing or unreadable.
-    BadOptionError
-        If the checkpoint's model, optimiser or run settings differ from this run's.
+        The file is missing (naming ``resume`` and ``out``) or cannot be read.
     """
     if not Path(path).exists():
         raise BadCheckpointError(f"cannot resume: checkpoint {path} does not exist "
                                  "(train without {resume} first, or pass the right {out})",
                                  fields=("resume", "out"))
-    saved_model, state = load_checkpoint(path)
+    return checkpoints.read_training_state(path)
+
+
+def resume_from(path, state, model, optimizer, settings):
+    """Load ``state`` (``read_resumable(path)``) into ``model``/``optimizer``; return (epoch, history).
+
+    Raises
+    ------
+    BadOptionError
+        If the checkpoint's model, optimiser or run settings differ from this run's.
+    """
+    saved_model = Sequential(state["spec"], seed=0)
+    saved_model.set_weights(state["weights"])
     saved = state["settings"]
     different = [f"{key} {saved[key]!r} (this run: {settings[key]!r})"
                  for key in RUN_SETTINGS if saved[key] != settings[key]]

@@ -1,0 +1,157 @@
+"""How a NumPy run is spread: the cut of each batch, its processes and BLAS threads.
+
+The cut fixes the sums, hence the weights: shards of a fixed size (the
+``micro_batch`` asked for, else ``default_micro_batch``, a function of the
+batch size and the model alone), the slices of a resumed run of an older
+version, or whole batches for a model with BatchNormalization. The number
+of processes changes the speed only: the one asked for, else one per idle
+processor (``distributed.default_layout``). A ``Layout`` is chosen once, by
+``choose`` (a run started here) or ``cut`` (a rank of a job whose size is
+given), and everything after reads it.
+"""
+import dataclasses
+
+from convnet.errors import BadOptionError
+from convnet.parallel import distributed
+from convnet.training.steps import default_micro_batch, layout_of_rule
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The spread of a NumPy run.
+
+    Attributes
+    ----------
+    processes : int
+        Processes sharing each step.
+    micro_batch : int or None
+        Images per shard; None for ``slices`` (or whole batches).
+    slices : int or None
+        Nearly equal slices per batch when ``micro_batch`` is None; 1 with
+        whole batches.
+    threads : int
+        BLAS threads per process (1 but for a resumed older run that had more).
+    """
+
+    processes: int
+    micro_batch: int | None
+    slices: int | None
+    threads: int
+
+
+def _plural(count):
+    return f"processor{'s' if count > 1 else ''}"
+
+
+def check_processes(count):
+    """Refuse more training processes than this machine runs at once (two always allowed)."""
+    processors = distributed.available_processors()
+    most = max(processors, 2)
+    if count > most:
+        raise BadOptionError(
+            f"{{processes}} {count} is more than this machine can run at once: {processors} "
+            f"{_plural(processors)} available, so at most {most} (more hosts: see "
+            "docs/distributed.md)", fields=("processes",))
+
+
+def check_threads(threads, rule):
+    """Refuse a resumed rule's BLAS ``threads`` where this machine has fewer processors.
+
+    Fewer threads would add the products' terms in another order, and more
+    than the processors would slow every step down: such a run is resumed
+    on a machine that has them, or not at all.
+    """
+    processors = distributed.available_processors()
+    if threads > processors:
+        raise BadOptionError(
+            f"this run was trained with {rule!r}, which needs {threads} BLAS threads, and this "
+            f"machine runs {processors} {_plural(processors)}: fewer threads would add the "
+            "products' terms in another order, so the weights would match no uninterrupted "
+            "run; resume it on a machine with at least "
+            f"{threads} processors, or train afresh in another {{out}}", fields=("resume", "out"))
+
+
+def _check_whole_batches(model, processes, micro_batch):
+    """Refuse several processes or shards for a model with BatchNormalization."""
+    name = model.spec["name"]
+    if processes is not None and processes > 1:
+        raise BadOptionError(f"{{processes}} {processes}: model {name} has "
+                             "BatchNormalization, whose batch statistics need the whole "
+                             "batch; it trains in one process (pass {processes} 1)",
+                             fields=("processes",))
+    if micro_batch is not None:
+        raise BadOptionError(f"{{micro_batch}} {micro_batch}: model {name} has "
+                             "BatchNormalization, whose batch statistics need each batch "
+                             "whole", fields=("micro_batch",))
+
+
+def dense_only(model):
+    """True for a model without convolution: its step is a few large matrix products."""
+    return not any(entry["layer"] == "Conv2D" for entry in model.spec["layers"])
+
+
+def cut(config, model, saved_rule=None, processes=None):
+    """The cut of each batch of ``config``'s run, with ``processes`` (None: left to ``choose``).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    model : Sequential
+        The run's model.
+    saved_rule : str or None
+        The rule of the run to resume (``convnet.training.steps.rule_of``).
+    processes : int or None
+        The processes asked for (the config's, or an MPI job's size); each
+        runs BLAS on one thread, so a resumed run keeps its threads only
+        when the number is left open.
+
+    Returns
+    -------
+    Layout
+        Its ``processes`` is ``processes`` (1 if None).
+    """
+    count = 1 if processes is None else processes
+    if model.has_batch_normalization:
+        return Layout(count, None, 1, 1)
+    if config.micro_batch is not None:
+        return Layout(count, config.micro_batch, None, 1)
+    saved = layout_of_rule(saved_rule)
+    if saved is not None:
+        slices, threads = saved
+        return Layout(count, None, slices, threads if processes is None else 1)
+    return Layout(count, default_micro_batch(config.batch_size, not dense_only(model)), None, 1)
+
+
+def choose(config, model, saved_rule=None):
+    """The layout of a run of ``config`` started in this process: its cut and processes.
+
+    The processes: the config's, else one per idle processor, at most one
+    per shard, and one for a model of dense layers only (whose steps
+    processes share worse than one process alone) unless it asks for a
+    ``micro_batch``; one for whole batches or a resumed run's BLAS threads.
+    Several processes need MPI: without it the default is one (asking for
+    several says what to install). ``check_processes`` has judged the
+    config's processes before (before anything was written).
+
+    Raises
+    ------
+    BadOptionError
+        A resumed run's threads the
+        machine lacks, a cut the model does not take.
+    """
+    if model.has_batch_normalization:
+        _check_whole_batches(model, config.processes, config.micro_batch)
+    layout = cut(config, model, saved_rule, config.processes)
+    if layout.threads > 1:
+        check_threads(layout.threads, saved_rule)
+    if model.has_batch_normalization or layout.threads > 1 or config.processes is not None:
+        return layout
+    if layout.slices is not None:
+        shard = -(-config.batch_size // layout.slices)
+        processes = min(layout.slices, distributed.default_processes(config.batch_size, shard))
+    else:
+        processes, _ = distributed.default_layout(dense_only(model), config.batch_size,
+                                                  config.micro_batch)
+    if processes > 1 and not distributed.mpi_available():
+        processes = 1
+    return dataclasses.replace(layout, processes=processes)
