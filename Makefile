@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test data install lint clean screenshots guide bench-frameworks
+.PHONY: demo test data install lint clean screenshots guide bench-frameworks notebooks
 
 demo: data
 	$(BIN)/convnet train --epochs 3 --overwrite
@@ -44,6 +44,11 @@ screenshots: data
 bench-frameworks: data
 	$(BIN)/python -m pip install --quiet -e '.[tf,mpi,bench]'
 	$(BIN)/python -m convnet.apps.bench.frameworks $(BENCH_ARGS)
+
+# Re-run the learner's notebooks in docs/notebooks and store them with their new outputs
+# (tests/test_notebooks.py runs them too, without writing).
+notebooks: data
+	$(BIN)/jupyter-execute --inplace docs/notebooks/*.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check convnet tests docs
