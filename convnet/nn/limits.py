@@ -36,6 +36,7 @@ letter or digit.
 brackets at most ``MAX_JSON_DEPTH`` deep (a spec needs 5), so that a crafted
 file is refused before the JSON parser runs out of memory or of stack.
 """
+import json
 import math
 import os
 import re
@@ -163,6 +164,31 @@ def spec_text_problem(text):
         return (f"nests brackets {depth:,} deep; a spec needs 5 levels and may take at most "
                 f"{MAX_JSON_DEPTH}")
     return None
+
+
+def parse_spec_text(text, holder, error=ValueError):
+    """The JSON value of a spec's text, parsed only once it is within the bounds.
+
+    Parameters
+    ----------
+    text : str
+    holder : str
+        What holds the text, to begin the messages: ``"spec file x.json"``.
+    error : type
+        The exception to raise.
+
+    Raises
+    ------
+    error
+        ``"<holder> is 70,000 bytes long; ..."``, ``"<holder> is not valid JSON (...)"``.
+    """
+    problem = spec_text_problem(text)
+    if problem is not None:
+        raise error(f"{holder} {problem}")
+    try:
+        return json.loads(text)
+    except ValueError as exc:   # also an integer of more digits than Python converts
+        raise error(f"{holder} is not valid JSON ({exc})") from None
 
 
 def shown(value):

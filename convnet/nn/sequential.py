@@ -9,14 +9,13 @@ it needs so that nobody runs the layers by hand: every layer's output by
 name (``outputs``) and the gradient of the loss, or of any output, with
 respect to the images and to every layer's output (``output_gradients``).
 """
-import json
 from typing import NamedTuple
 
 import numpy as np
 
 from convnet.checks import check_count
 from convnet.nn import layers as L
-from convnet.nn.limits import spec_text_problem
+from convnet.nn.limits import parse_spec_text
 from convnet.nn.losses import LOSS_OF_ACTIVATION
 from convnet.nn.memory import aligned_zeros
 from convnet.nn.specs import (  # noqa: F401 -- KERAS_CLASSES, spec_weights, summary_text: re-exported
@@ -309,14 +308,7 @@ class Sequential:
         Text longer than ``convnet.nn.limits.MAX_SPEC_BYTES`` or nesting
         brackets deeper than ``MAX_JSON_DEPTH`` is refused unparsed.
         """
-        problem = spec_text_problem(text)
-        if problem is not None:
-            raise BadSpecError(f"spec text {problem}")
-        try:
-            spec = json.loads(text)
-        except ValueError as error:   # also an integer of more digits than Python converts
-            raise BadSpecError(f"spec is not valid JSON: {error}") from None
-        return cls(spec, **kwargs)
+        return cls(parse_spec_text(text, "spec text", BadSpecError), **kwargs)
 
     # ------------------------------------------------------------ computation
     def _images(self, X):

@@ -16,11 +16,10 @@ name               input                 parameters
 ``signs-cnn``      64x64x3, 6 classes    1,310
 =================  ====================  ==============================
 """
-import json
 from pathlib import Path
 
 from convnet.errors import BadOptionError
-from convnet.nn.limits import MAX_SPEC_BYTES, spec_text_problem
+from convnet.nn.limits import MAX_SPEC_BYTES, parse_spec_text
 from convnet.nn.specs import normalise_spec
 
 DEFAULT_MODEL = "lenet5"
@@ -49,6 +48,12 @@ def _conv(name, filters, kernel, padding="same", activation="relu"):
             "padding": padding, "activation": activation}
 
 
+def _conv_pool(index, filters):
+    """Keras's small-CNN block: a 3x3 'same' ReLU convolution, then 2x2 max pooling."""
+    return [_conv(f"conv{index}", filters, 3),
+            {"layer": "MaxPool2D", "name": f"pool{index}", "pool": 2}]
+
+
 ZOO = {
     "lenet5": _lenet5("lenet5", "relu", "MaxPool2D"),
     "lenet5-classic": _lenet5("lenet5-classic", "tanh", "AveragePool2D"),
@@ -61,22 +66,17 @@ ZOO = {
     ]},
     "mnist-cnn": {"name": "mnist-cnn", "optimizer": "rmsprop", "layers": [
         {"layer": "Input", "shape": [28, 28, 1]},
-        _conv("conv1", 32, 3),
-        {"layer": "MaxPool2D", "name": "pool1", "pool": 2},
-        _conv("conv2", 64, 3),
-        {"layer": "MaxPool2D", "name": "pool2", "pool": 2},
+        *_conv_pool(1, 32),
+        *_conv_pool(2, 64),
         {"layer": "Flatten", "name": "flatten"},
         {"layer": "Dense", "name": "dense1", "units": 64, "activation": "relu"},
         {"layer": "Dense", "name": "dense2", "units": 10, "activation": "softmax"},
     ]},
     "cifar-cnn": {"name": "cifar-cnn", "optimizer": "rmsprop", "layers": [
         {"layer": "Input", "shape": [32, 32, 3]},
-        _conv("conv1", 16, 3),
-        {"layer": "MaxPool2D", "name": "pool1", "pool": 2},
-        _conv("conv2", 32, 3),
-        {"layer": "MaxPool2D", "name": "pool2", "pool": 2},
-        _conv("conv3", 64, 3),
-        {"layer": "MaxPool2D", "name": "pool3", "pool": 2},
+        *_conv_pool(1, 16),
+        *_conv_pool(2, 32),
+        *_conv_pool(3, 64),
         {"layer": "Dropout", "name": "dropout1", "rate": 0.3},
         {"layer": "Flatten", "name": "flatten"},
         {"layer": "Dense", "name": "dense1", "units": 500, "activation": "relu"},
@@ -153,13 +153,7 @@ def load_spec(name_or_path):
         text = text.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise BadOptionError(f"spec file {path} cannot be read ({error})") from None
-    problem = spec_text_problem(text)
-    if problem is not None:
-        raise BadOptionError(f"spec file {path} {problem}")
-    try:
-        spec = json.loads(text)
-    except ValueError as error:   # also an integer of more digits than Python converts
-        raise BadOptionError(f"spec file {path} is not valid JSON ({error})") from None
+    spec = parse_spec_text(text, f"spec file {path}", BadOptionError)
     if isinstance(spec, list):
         spec = {"name": path.stem, "layers": spec}
     elif isinstance(spec, dict):

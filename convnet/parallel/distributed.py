@@ -310,31 +310,16 @@ class DataParallel(LocalSteps):
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, sets, batch_size=500):
-        """``model.evaluate`` on each ``(X, Y)`` of ``sets``, the images shared by the ranks.
+        """``LocalSteps.evaluate`` with the images shared by the ranks; the same figures on each.
 
         Each set is cut at multiples of ``batch_size`` into nearly equal
         shares, one per rank, so the model sees the chunks of a one-process
         evaluation; the chunks' summed losses are then added in chunk order,
         as one process adds them: the same figures bit for bit.
-
-        Parameters
-        ----------
-        sets : list of (ndarray of shape (m, h, w, c), ndarray of shape (m,))
-            Images and integer labels; each set non-empty.
-        batch_size : int
-            Images per forward pass.
-
-        Returns
-        -------
-        list of (float, float)
-            ``(mean loss, accuracy)`` of each set, the same on every rank.
         """
         if self.size == 1:
             return super().evaluate(sets, batch_size)
-        check_count("batch_size", batch_size)
-        for X, _ in sets:
-            if len(X) == 0:
-                raise ValueError("cannot evaluate on an empty set of images")
+        self.check_sets(sets, batch_size)
         mine = []
         for X, Y in sets:
             chunks = -(-len(X) // batch_size)

@@ -277,11 +277,15 @@ class LocalSteps:
         list of (float, float)
             ``(mean loss, accuracy)`` of each set.
         """
-        check_count("batch_size", batch_size)
-        for X, _ in sets:
-            if len(X) == 0:
-                raise ValueError("cannot evaluate on an empty set of images")
+        self.check_sets(sets, batch_size)
         return [self.model.evaluate(X, Y, batch_size) for X, Y in sets]
+
+    @staticmethod
+    def check_sets(sets, batch_size):
+        """Raise ValueError for a ``batch_size`` that is not a positive integer or an empty set."""
+        check_count("batch_size", batch_size)
+        if any(len(X) == 0 for X, _ in sets):
+            raise ValueError("cannot evaluate on an empty set of images")
 
     def parameters_agree(self):
         """True: one process always agrees with itself (``DataParallel`` checks its ranks)."""
