@@ -455,6 +455,23 @@ def test_backprop_endpoint(client, checkpoint):
         assert bad.status_code == 400 and "label must be an integer" in bad.json()["error"]
 
 
+
+def test_vectors_carry_the_sign_of_every_value(client, checkpoint):
+    """The logits' gradient is p - y: the sign the bars draw is the engine's, zeros included."""
+    png = seven_png()
+    result = client.post("/api/backprop?label=7", content=png).json()
+    probabilities = load_model(checkpoint).predict_proba(_image_of(png)[None])[0]
+    logits = result["gradients"][-1]
+    assert logits["kind"] == "vector"
+    signs = np.frombuffer(base64.b64decode(logits["signs"]), np.uint8).astype(int) - 1
+    np.testing.assert_array_equal(signs, np.sign(probabilities - np.eye(10)[7]))
+    for layer in result["gradients"]:
+        if layer["kind"] == "maps":
+            assert "signs" not in layer
+    values = np.array([-2.0, -1e-9, 0.0, 3e-9, 5.0])
+    assert list(base64.b64decode(serve.sign_codes(values))) == [0, 0, 1, 2, 2]
+
+
 # ---------------------------------------------------------------- browse
 @pytest.mark.parametrize("split, first", [("valid", "X_valid"), ("test", "X_test")])
 def test_browse_confusion_matrix_and_cells(client, checkpoint, dataset, split, first):
