@@ -42,6 +42,8 @@ from convnet.apps.page.views import (  # noqa: F401
 from convnet.apps.page.watch import (  # noqa: F401
     TrainingFeed,
     TrainingWatcher,
+    finished_event,
+    stopped_event,
     training_event,
     watch_training,
 )

@@ -374,6 +374,11 @@ class SplitBrowser:
             self._arrays = self._load()
         return self._arrays[2:4] if name == "valid" else self._arrays[4:6]
 
+    def forget(self):
+        """Drop the predictions computed so far: the served weights have changed."""
+        with self._lock:
+            self._splits = {}
+
     def split(self, name):
         """Return ``(images (m, h, w[, c]), labels (m,), predictions (m,), probabilities (m, k))``.
 
