@@ -407,11 +407,12 @@ def test_watch_a_real_training_to_its_end_then_use_its_weights(page, mnist_slice
     from convnet.training.trainer import load_model
     data = mnist_slice(tmp_path / "MNIST.npz", 300, 100, 60)
     port = _free_port()
+    # Run in tmp_path with relative paths: the page (and its screenshot) shows those.
     process = subprocess.Popen(
         [sys.executable, "-m", "convnet", "train", "--serve", "--serve-port", str(port),
-         "--serve-every", "2", "--data", str(data), "--epochs", "2", "--processes", "1",
-         "--out", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--serve-every", "2", "--data", data.name, "--epochs", "2", "--processes", "1",
+         "--out", "runs/lenet5-numpy"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines, errors = [], []
     readers = [threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True),
                threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)]
@@ -476,7 +477,8 @@ def test_watch_a_real_training_to_its_end_then_use_its_weights(page, mnist_slice
             f"checkpoint: {final['checkpoint']}"
 
         # The page serves the trained weights: Draw and Browse answer as the checkpoint does.
-        model = load_model(final["checkpoint"])[0]
+        assert final["checkpoint"] == str(Path("runs/lenet5-numpy/checkpoint.npz"))
+        model = load_model(tmp_path / final["checkpoint"])[0]
         driver.find_element("css selector", "#tabs button[data-view='draw']").click()
         draw_strokes(driver, driver.find_element("id", "draw"), SEVEN)
         wait_idle(driver)
@@ -499,3 +501,32 @@ def test_watch_a_real_training_to_its_end_then_use_its_weights(page, mnist_slice
     assert process.returncode == 130
     assert err.strip().splitlines()[-1] == "convnet: interrupted"
     assert "Traceback" not in err
+
+
+def test_watch_says_once_that_a_training_stopped(checkpoint, page):
+    """A run that failed or was interrupted: its reason, once, however often the page connects."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from convnet.apps.page import serve
+    feed = serve.TrainingFeed()
+    for step in (5, 10):
+        feed.publish(serve.training_event(step, 1, 1.0 / step, 0.5, None))
+    feed.finish(serve.stopped_event(10, "interrupted (Ctrl-C)"))
+    view = serve.NetworkView.from_checkpoint(checkpoint)
+    server = serve.ServerThread(serve.build_app(view, feed=feed)).start()
+    driver = page
+    try:
+        driver.get(server.url)
+        driver.find_element("css selector", "#tabs button[data-view='watch']").click()
+        WebDriverWait(driver, TIMEOUT).until(
+            lambda d: d.execute_script("return window.convnet.watch.final !== null"))
+        for _ in range(2):
+            driver.execute_script("watchTraining()")
+            WebDriverWait(driver, TIMEOUT).until(lambda d: d.execute_script(
+                "return window.convnet.watch.source.readyState === 2"))
+        watch = driver.execute_script("return window.convnet.watch")
+        line = "training stopped after 10 steps: interrupted (Ctrl-C)"
+        assert watch["log"] == [line] and len(watch["events"]) == 2
+        assert driver.find_element("id", "watch-status").text == line
+    finally:
+        server.stop()
