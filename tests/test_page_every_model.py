@@ -131,9 +131,6 @@ def _no_sideways_scroll(driver):
 
 
 # ---------------------------------------------------------------- a colour network
-@pytest.mark.xfail(strict=False, reason="with the weights the fixed-shard default trains, "
-                   "the logits' gradient strip shows blue in columns other than the "
-                   "truth's: the strip's columns or the gradient drawn need a look")
 def test_colour_model_every_view(driver, servers, runs, tmp_path):
     checkpoint, _, data = runs["colour"]
     model = _open(driver, servers["colour"])
@@ -188,11 +185,18 @@ def test_colour_model_every_view(driver, servers, runs, tmp_path):
     pixels = canvas_pixels(driver, logits)[:, :, :3]
     step = pixels.shape[1] / 10
     # dL/dlogit is p - 1 for the truth (blue, below zero) and p > 0 elsewhere (red), as
-    # the legend says: never the highlight colour of the Draw view.
+    # the legend says: never the highlight colour of the Draw view. The engine's gradient
+    # is p - y, and the bars keep its sign even where p is far smaller than the codes'
+    # levels (a class the network rules out).
+    expected = probabilities - np.eye(10)[truth]
+    assert (expected > 0).sum() == 9
+    engine = weights.output_gradients(X_valid[index:index + 1], np.array([truth]))
+    np.testing.assert_allclose(list(engine.gradients.values())[-1][0], expected, atol=1e-6)
     assert (43, 108, 176) not in {tuple(colour) for colour in pixels.reshape(-1, 3)}
     columns = [{tuple(colour) for colour in pixels[:, int((k + 0.5) * step)]} for k in range(10)]
     assert (107, 143, 214) in columns[truth]
     assert all((214, 95, 95) in column for k, column in enumerate(columns) if k != truth)
+    assert all((107, 143, 214) not in column for k, column in enumerate(columns) if k != truth)
     screenshot(driver, "colour-backprop")
 
     _tab(driver, "browse")

@@ -455,6 +455,23 @@ def test_backprop_endpoint(client, checkpoint):
         assert bad.status_code == 400 and "label must be an integer" in bad.json()["error"]
 
 
+
+def test_vectors_carry_the_sign_of_every_value(client, checkpoint):
+    """The logits' gradient is p - y: the sign the bars draw is the engine's, zeros included."""
+    png = seven_png()
+    result = client.post("/api/backprop?label=7", content=png).json()
+    probabilities = load_model(checkpoint).predict_proba(_image_of(png)[None])[0]
+    logits = result["gradients"][-1]
+    assert logits["kind"] == "vector"
+    signs = np.frombuffer(base64.b64decode(logits["signs"]), np.uint8).astype(int) - 1
+    np.testing.assert_array_equal(signs, np.sign(probabilities - np.eye(10)[7]))
+    for layer in result["gradients"]:
+        if layer["kind"] == "maps":
+            assert "signs" not in layer
+    values = np.array([-2.0, -1e-9, 0.0, 3e-9, 5.0])
+    assert list(base64.b64decode(serve.sign_codes(values))) == [0, 0, 1, 2, 2]
+
+
 # ---------------------------------------------------------------- browse
 @pytest.mark.parametrize("split, first", [("valid", "X_valid"), ("test", "X_test")])
 def test_browse_confusion_matrix_and_cells(client, checkpoint, dataset, split, first):
@@ -683,16 +700,66 @@ def test_training_events_stream_as_server_sent_events(checkpoint):
         server.stop()
 
 
+def _stream(url, last=None):
+    """Every server-sent event of a stream that ends: ``[(id, event), ...]``."""
+    request = urllib.request.Request(url + "api/train/events",
+                                      headers={} if last is None else {"Last-Event-ID": last})
+    received, number = [], None
+    with urllib.request.urlopen(request, timeout=10) as stream:
+        for line in stream.read().decode().splitlines():
+            if line.startswith("id: "):
+                number = line[len("id: "):]
+            elif line.startswith("data: "):
+                received.append((number, json.loads(line[len("data: "):])))
+    return received
+
+
+def test_the_stream_ends_with_the_runs_end_and_resumes_where_a_page_left(checkpoint):
+    feed = serve.TrainingFeed()
+    view = serve.NetworkView.from_checkpoint(checkpoint)
+    for step in (10, 20, 30):
+        feed.publish(serve.training_event(step, 1, float("nan") if step == 20 else 0.5, 0.75,
+                                          None))
+    files = {"checkpoint": "runs/x/checkpoint.npz", "history": "runs/x/history.json"}
+    server = serve.ServerThread(serve.build_app(view, feed=feed, checkpoint="(training)")).start()
+    try:
+        with urllib.request.urlopen(server.url + "api/model", timeout=10) as answer:
+            assert json.load(answer)["checkpoint"] == "(training)"
+        feed.finish(serve.finished_event(30, 3, 0.875, float("nan"), files))
+        whole = _stream(server.url)   # returns: the stream ends after the run's end
+        assert [number for number, _ in whole] == ["1", "2", "3", "end"]
+        assert [event["step"] for _, event in whole] == [10, 20, 30, 30]
+        assert whole[1][1]["loss"] is None and whole[0][1]["event"] == "progress"
+        assert whole[-1][1] == {"event": "finished", "step": 30, "epochs": 3,
+                                "valid_accuracy": 0.875, "test_accuracy": None,
+                                "checkpoint": files["checkpoint"], "files": files}
+        # A page that had received two events gets the third and the end; one that names
+        # an event never sent starts again.
+        assert [number for number, _ in _stream(server.url, "2")] == ["3", "end"]
+        assert [number for number, _ in _stream(server.url, "9")] == ["1", "2", "3", "end"]
+        with urllib.request.urlopen(server.url + "api/model", timeout=10) as answer:
+            assert json.load(answer)["checkpoint"] == files["checkpoint"]
+    finally:
+        server.stop()
+    stopped = serve.TrainingFeed()
+    watcher = serve.TrainingWatcher(LeNet5(seed=0), view, stopped, np.zeros((0, 28, 28)),
+                                    np.zeros(0, int))
+    watcher.stop("interrupted (Ctrl-C)")
+    watcher.stop("a second reason is not sent")
+    assert stopped.final == {"event": "stopped", "step": 0, "reason": "interrupted (Ctrl-C)"}
+
+
 def test_train_serve_prints_where_to_watch(tmp_path, capsys, dataset):
     from convnet.apps.cli.cli import main
     port = _free_port()
-    assert main(["train", "--serve", "--serve-port", str(port), "--serve-every", "1",
-                 "--data", str(dataset[0]), "--epochs", "1", "--processes", "1",
-                 "--out", str(tmp_path)]) == 0
+    assert main(["train", "--serve", "--serve-exit", "--serve-port", str(port),
+                 "--serve-every", "1", "--data", str(dataset[0]), "--epochs", "1",
+                 "--processes", "1", "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == f"watch the training on http://127.0.0.1:{port}/ (Watch training)"
-    with pytest.raises(OSError):   # the page stops with the training
+    with pytest.raises(OSError):   # --serve-exit: the page stops with the training
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=2)
+    assert not any(line.startswith("training finished; serving") for line in lines)
 
 
 def test_train_serve_publishes_the_end_of_every_epoch(tmp_path, monkeypatch, capsys, dataset):
@@ -706,7 +773,8 @@ def test_train_serve_publishes_the_end_of_every_epoch(tmp_path, monkeypatch, cap
         def stop(self):
             made["stopped"] = True
 
-    def watch(model, X_valid, Y_valid, port, every):
+    def watch(model, X_valid, Y_valid, port, every, **page):
+        made["page"] = page
         view = serve.NetworkView(LeNet5(seed=1))
         made["watcher"] = serve.TrainingWatcher(model, view, feed, X_valid[:10], Y_valid[:10],
                                                 every)
@@ -714,12 +782,26 @@ def test_train_serve_publishes_the_end_of_every_epoch(tmp_path, monkeypatch, cap
         return made["watcher"], NoServer()
 
     monkeypatch.setattr(serve, "watch_training", watch)
-    assert main(["train", "--serve", "--serve-every", "50", "--data", str(dataset[0]),
-                 "--epochs", "2", "--processes", "1", "--out", str(tmp_path)]) == 0
+    assert main(["train", "--serve", "--serve-exit", "--serve-every", "50", "--data",
+                 str(dataset[0]), "--epochs", "2", "--processes", "1", "--out",
+                 str(tmp_path)]) == 0
     events, _ = feed.since(0, timeout=0)
     # 4 training images: one step an epoch, fewer than --serve-every.
     assert [(event["epoch"], event["step"]) for event in events] == [(1, 1), (2, 2)]
     assert made["stopped"]
+    # The run's end follows, with the figures and files it printed.
+    printed = capsys.readouterr().out.splitlines()
+    final = feed.final
+    with open(final["files"]["history"]) as file:
+        history = json.load(file)
+    assert final["event"] == "finished" and (final["step"], final["epochs"]) == (2, 2)
+    assert f"validation accuracy {final['valid_accuracy']:.4f}, test accuracy " \
+           f"{final['test_accuracy']:.4f}" in printed
+    assert final["valid_accuracy"] == pytest.approx(history["val_accuracy"][-1])
+    assert final["checkpoint"] == str(tmp_path / "checkpoint.npz")
+    assert made["page"]["dataset"] == "mnist"
+    assert tuple(made["page"]["class_names"]) == tuple(str(k) for k in range(10))
+    assert len(made["page"]["load"]()[0]) == 4
     trained = load_model(tmp_path / "checkpoint.npz")
     for served, saved in zip(weight_list(made["view"].model), weight_list(trained)):
         np.testing.assert_array_equal(served, saved)

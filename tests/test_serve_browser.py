@@ -374,3 +374,159 @@ def test_watch_view_draws_the_training_stream(checkpoint, page):
         screenshot(driver, "watch")
     finally:
         server.stop()
+
+
+def _free_port():
+    import socket
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        return holder.getsockname()[1]
+
+
+def _wait_for_line(lines, start, timeout=60):
+    """The first line of the list a reader thread fills that starts with ``start``."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(lines):
+            if line.startswith(start):
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no line starting with {start!r} in {lines}")
+
+
+def test_watch_a_real_training_to_its_end_then_use_its_weights(page, mnist_slice, tmp_path):
+    """`convnet train --serve` on 300 images, watched from the start to after the end."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from convnet.training.trainer import load_model
+    data = mnist_slice(tmp_path / "MNIST.npz", 300, 100, 60)
+    port = _free_port()
+    # Run in tmp_path with relative paths: the page (and its screenshot) shows those.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convnet", "train", "--serve", "--serve-port", str(port),
+         "--serve-every", "2", "--data", data.name, "--epochs", "2", "--processes", "1",
+         "--out", "runs/lenet5-numpy"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, errors = [], []
+    readers = [threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True),
+               threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)]
+    for reader in readers:
+        reader.start()
+    driver = page   # the same browser, on the training's page
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        assert _wait_for_line(lines, "watch the training on") == \
+            f"watch the training on {url} (Watch training)\n"
+        driver.get(url)
+        WebDriverWait(driver, TIMEOUT).until(
+            lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+        driver.find_element("css selector", "#tabs button[data-view='watch']").click()
+        WebDriverWait(driver, 60).until(
+            lambda d: d.execute_script("return window.convnet.watch.final !== null"))
+        served = _wait_for_line(lines, "training finished; serving")
+        assert served == f"training finished; serving http://127.0.0.1:{port} until Ctrl-C\n"
+        watch = driver.execute_script("return window.convnet.watch")
+        # 300 images in batches of 32: 10 steps an epoch; an event every 2 steps and at
+        # the end of each epoch (steps 10 and 20 twice).
+        assert [event["step"] for event in watch["events"]] == \
+            [2, 4, 6, 8, 10, 10, 12, 14, 16, 18, 20, 20]
+        final = watch["final"]
+        assert (final["event"], final["epochs"], final["step"]) == ("finished", 2, 20)
+        figures = _wait_for_line(lines, "validation accuracy")
+        assert figures == f"validation accuracy {final['valid_accuracy']:.4f}, " \
+                          f"test accuracy {final['test_accuracy']:.4f}\n"
+        status = driver.find_element("id", "watch-status").text
+        assert status.startswith("training finished after 2 epochs (20 steps): validation "
+                                 f"accuracy {100 * final['valid_accuracy']:.2f} %")
+        assert watch["log"] == [status]
+        # The chart's axes say what they show, with tick values.
+        labels = driver.find_element("id", "watch-chart").get_attribute("data-labels")
+        labels = labels.split("|")
+        for label in ("training step (counted over all epochs of this run)",
+                      "cross-entropy loss", "accuracy (%)", "Loss", "Accuracy",
+                      "accuracy on a validation slice", "final, whole validation split",
+                      "0", "20", "50", "100"):
+            assert label in labels
+        # Each axis holds every value drawn on it.
+        canvas = driver.find_element("id", "watch-chart")
+        loss_ticks = [float(v) for v in canvas.get_attribute("data-loss-ticks").split("|")]
+        step_ticks = [float(v) for v in canvas.get_attribute("data-step-ticks").split("|")]
+        # (An epoch's end that follows an update at the same step has no new loss: null.)
+        losses = [e["loss"] for e in watch["events"] if e["loss"] is not None]
+        assert len(losses) == 10 and loss_ticks[0] == 0 and loss_ticks[-1] >= max(losses)
+        assert step_ticks[0] == 0 and step_ticks[-1] >= 20
+        chart = canvas_pixels(driver, canvas)[:, :, :3]
+        for colour in ((43, 108, 176), (221, 107, 32), (47, 133, 90)):   # the three series
+            assert (chart == colour).all(axis=2).sum() > 10, colour
+        screenshot(driver, "watch-finished")
+
+        # A page that connects again receives the history and the end again, and draws
+        # neither twice.
+        driver.execute_script("watchTraining()")
+        WebDriverWait(driver, TIMEOUT).until(
+            lambda d: d.execute_script("return window.convnet.watch.source.readyState === 2"))
+        again = driver.execute_script("return window.convnet.watch")
+        assert len(again["events"]) == 12 and again["log"] == [status]
+        assert driver.find_element("id", "checkpoint").text == \
+            f"checkpoint: {final['checkpoint']}"
+
+        # The page serves the trained weights: Draw and Browse answer as the checkpoint does.
+        assert final["checkpoint"] == str(Path("runs/lenet5-numpy/checkpoint.npz"))
+        model = load_model(tmp_path / final["checkpoint"])[0]
+        driver.find_element("css selector", "#tabs button[data-view='draw']").click()
+        draw_strokes(driver, driver.find_element("id", "draw"), SEVEN)
+        wait_idle(driver)
+        result = driver.execute_script("return window.convnet.state.result")
+        image = np.array(result["image"], np.float32).reshape(1, 28, 28)
+        np.testing.assert_allclose(result["probabilities"], model.predict_proba(image)[0],
+                                   rtol=1e-5, atol=1e-6)
+        driver.find_element("css selector", "#tabs button[data-view='browse']").click()
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(
+            "id", "browse-summary").text.startswith("validation split"))
+        accuracy = final["valid_accuracy"]
+        assert driver.find_element("id", "browse-summary").text.startswith(
+            f"validation split: 100 images, accuracy {100 * accuracy:.2f} %")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        for reader in readers:
+            reader.join(timeout=10)
+    err = "".join(errors)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == "convnet: interrupted"
+    assert "Traceback" not in err
+
+
+def test_watch_says_once_that_a_training_stopped(checkpoint, page):
+    """A run that failed or was interrupted: its reason, once, however often the page connects."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from convnet.apps.page import serve
+    feed = serve.TrainingFeed()
+    for step in (5, 10):
+        feed.publish(serve.training_event(step, 1, 1.0 / step, 0.5, None))
+    feed.finish(serve.stopped_event(10, "interrupted (Ctrl-C)"))
+    view = serve.NetworkView.from_checkpoint(checkpoint)
+    server = serve.ServerThread(serve.build_app(view, feed=feed)).start()
+    driver = page
+    try:
+        driver.get(server.url)
+        driver.find_element("css selector", "#tabs button[data-view='watch']").click()
+        WebDriverWait(driver, TIMEOUT).until(
+            lambda d: d.execute_script("return window.convnet.watch.final !== null"))
+        for _ in range(2):
+            driver.execute_script("watchTraining()")
+            WebDriverWait(driver, TIMEOUT).until(lambda d: d.execute_script(
+                "return window.convnet.watch.source.readyState === 2"))
+        watch = driver.execute_script("return window.convnet.watch")
+        line = "training stopped after 10 steps: interrupted (Ctrl-C)"
+        assert watch["log"] == [line] and len(watch["events"]) == 2
+        assert driver.find_element("id", "watch-status").text == line
+    finally:
+        server.stop()

@@ -4,10 +4,12 @@ What the command prints, all from the events of ``convnet.train``: the run's
 banner, task 4's line after every epoch, the final accuracies and where the
 files are; a progress bar on standard error while an epoch trains; with
 ``--serve``, the page of ``convnet serve`` fed with the weights as they
-change (Watch training). The picture of the history's curves is drawn here,
+change (Watch training), then serving the trained weights until Ctrl-C
+(``--serve-exit``: ending with the run). The picture of the history's curves is drawn here,
 once the run is over.
 """
 import sys
+import time
 from pathlib import Path
 
 from convnet.apps.cli.options import (
@@ -22,6 +24,7 @@ from convnet.apps.cli.options import (
     seed_int,
     unit_float,
 )
+from convnet.errors import BadOptionError
 from convnet.training.checkpoint import HISTORY_KEYS
 from convnet.training.config import TrainConfig
 from convnet.training.events import (
@@ -99,11 +102,16 @@ def configure(parser):
                              "docs/distributed.md)")
     parser.add_argument("--serve", action="store_true",
                         help="numpy backend: stream the loss, accuracy and first-layer filters "
-                             "to the page of `convnet serve` (Watch training) on 127.0.0.1")
+                             "to the page of `convnet serve` (Watch training) on 127.0.0.1; "
+                             "once training ends, the page serves the trained weights until "
+                             "Ctrl-C")
     parser.add_argument("--serve-port", type=positive_int, default=8000,
                         help="port of --serve's page (default 8000)")
     parser.add_argument("--serve-every", type=positive_int, default=50, metavar="N",
                         help="--serve sends an update every N steps (default 50)")
+    parser.add_argument("--serve-exit", action="store_true",
+                        help="with --serve: end the command (and the page) when training "
+                             "ends, instead of serving until Ctrl-C (for scripts)")
 
 
 def config_of(args):
@@ -115,10 +123,19 @@ def config_of(args):
 def run(args):
     """``convnet train``: train as the options say, printing the run's events."""
     from convnet import api
+    if args.serve_exit and not args.serve:
+        raise BadOptionError("{serve_exit} ends the page of {serve}: add {serve}, or leave "
+                             "{serve_exit} out", fields=("serve_exit", "serve"))
     config = config_of(args)
     printer = RunPrinter(config)
     try:
-        api.train(config, on_event=printer, progress=True)
+        try:
+            api.train(config, on_event=printer, progress=True)
+        except BaseException as error:
+            printer.stopped(error)
+            raise
+        if not args.serve_exit:
+            printer.serve_until_interrupted()
     finally:
         printer.close()
 
@@ -172,6 +189,7 @@ class RunPrinter:
         self.started = None
         self._bar = self._bar_epoch = None
         self.watcher = self.server = self.mirror = None
+        self.last_epoch = 0
 
     def __call__(self, event):
         """Show one event."""
@@ -182,6 +200,7 @@ class RunPrinter:
         elif isinstance(event, EpochEnded):
             self._close_bar()
             say(event.line())
+            self.last_epoch = event.epoch
             if self.watcher is not None and event.epoch > 0:
                 self.watcher.publish(event.epoch)   # the page shows each epoch's final weights
         elif isinstance(event, RunStarted):
@@ -194,6 +213,28 @@ class RunPrinter:
         elif isinstance(event, RunFinished):
             self._close_bar()
             self._finished(event)
+            if self.watcher is not None:
+                self.watcher.finish(self.last_epoch, event.valid_accuracy, event.test_accuracy,
+                                    event.files)
+
+    def stopped(self, error):
+        """Tell the page that the run stopped before its end, and why (one line)."""
+        if self.watcher is None:
+            return
+        if isinstance(error, KeyboardInterrupt):
+            reason = "interrupted (Ctrl-C)"
+        else:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            reason = reason or type(error).__name__
+        self.watcher.stop(reason)
+
+    def serve_until_interrupted(self):
+        """Keep the page up on the trained weights until Ctrl-C (``KeyboardInterrupt``)."""
+        if self.server is None:
+            return
+        say(f"training finished; serving {self.server.url.rstrip('/')} until Ctrl-C")
+        while True:
+            time.sleep(3600)
 
     def close(self):
         """Take down the bar and the page (the run is over, or stopped)."""
@@ -232,9 +273,11 @@ class RunPrinter:
         config = self.config
         self.mirror = Sequential(self.started.spec, seed=0)
         self.mirror.set_weights(weights)
-        X_valid, Y_valid = data.load_dataset(config.dataset, config.data)[2:4]
+        arrays = data.load_dataset(config.dataset, config.data)
         self.watcher, self.server = serve.watch_training(
-            self.mirror, X_valid, Y_valid, port=config.serve_port, every=config.serve_every)
+            self.mirror, arrays[2], arrays[3], port=config.serve_port, every=config.serve_every,
+            class_names=data.class_names(config.dataset, config.data, short=True),
+            dataset=config.dataset, load=lambda: arrays)
         say(f"watch the training on {self.server.url} (Watch training)")
 
     # ------------------------------------------------------------ the end

@@ -33,10 +33,17 @@ from convnet.apps.page.server import (  # noqa: F401 -- the page's public names
     listening_socket,
     run,
 )
-from convnet.apps.page.views import NetworkView, browser_for, drawing_codes  # noqa: F401
+from convnet.apps.page.views import (  # noqa: F401
+    NetworkView,
+    browser_for,
+    drawing_codes,
+    sign_codes,
+)
 from convnet.apps.page.watch import (  # noqa: F401
     TrainingFeed,
     TrainingWatcher,
+    finished_event,
+    stopped_event,
     training_event,
     watch_training,
 )

@@ -194,7 +194,11 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
         return asset(name)
 
     async def model_info(request):
-        return {**await run_in_threadpool(view.about), "checkpoint": checkpoint,
+        final = feed.final if feed is not None else None
+        shown = checkpoint
+        if final is not None and final.get("checkpoint"):
+            shown = final["checkpoint"]   # the run is over: its weights are served
+        return {**await run_in_threadpool(view.about), "checkpoint": shown,
                 "browse": browser is not None, "training": feed is not None}
 
     async def predict(request):
@@ -240,17 +244,24 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
                                           "`convnet train --serve`"}, status_code=404)
 
         async def stream():
-            count = 0
+            count = _resumed_from(request, feed.count)
             yield "retry: 2000\n\n"
-            while not feed.closed and not await request.is_disconnected():
-                events, count = await run_in_threadpool(feed.since, count, 1.0)
-                if not events:
-                    yield ": waiting\n\n"
-                    await asyncio.sleep(0)
-                    continue
+            while not await request.is_disconnected():
+                events, count, final = await run_in_threadpool(feed.read, count, 1.0)
                 # One write for all the events that came: a page that goes away while a
                 # backlog streams must not leave thousands of writes to a closed connection.
-                yield "".join(f"data: {json.dumps(event)}\n\n" for event in events)
+                first = count - len(events) + 1
+                text = "".join(_event_text(event, first + k) for k, event in enumerate(events))
+                if final is not None:
+                    # The run is over: the history is sent, then its end, then nothing.
+                    yield text + _event_text(final, "end")
+                    return
+                if feed.closed:
+                    if text:
+                        yield text
+                    return
+                yield text or ": waiting\n\n"
+                await asyncio.sleep(0)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
@@ -279,6 +290,24 @@ def build_app(view, browser=None, feed=None, checkpoint=None, max_body_bytes=MAX
     # server until its graceful shutdown gives up on them.
     application.state.end_streams = feed.close if feed is not None else None
     return application
+
+
+def _event_text(event, number):
+    """One server-sent event: its number (the page's ``Last-Event-ID``) and its JSON."""
+    return f"id: {number}\ndata: {json.dumps(event, allow_nan=False)}\n\n"
+
+
+def _resumed_from(request, published):
+    """How many events a reconnecting page has already received (0 for a new page).
+
+    A browser reconnecting after a dropped stream sends the number of the last
+    event it received; the stream goes on from there, so the page never draws
+    an event twice. A number it cannot have received starts from the beginning.
+    """
+    text = request.headers.get("last-event-id", "")
+    if text.isdigit() and int(text) <= published:
+        return int(text)
+    return 0
 
 
 def _is_disconnect(error):

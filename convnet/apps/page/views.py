@@ -374,6 +374,11 @@ class SplitBrowser:
             self._arrays = self._load()
         return self._arrays[2:4] if name == "valid" else self._arrays[4:6]
 
+    def forget(self):
+        """Drop the predictions computed so far: the served weights have changed."""
+        with self._lock:
+            self._splits = {}
+
     def split(self, name):
         """Return ``(images (m, h, w[, c]), labels (m,), predictions (m,), probabilities (m, k))``.
 
@@ -503,16 +508,40 @@ def drawing_codes(activation, low, high):
     return base64.b64encode(codes.tobytes()).decode("ascii")
 
 
+def sign_codes(values):
+    """Each value's sign as one byte, in base64: 0 below zero, 1 for zero, 2 above.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n,)
+
+    Returns
+    -------
+    str
+        Base64 of n unsigned bytes, ``sign(value) + 1``.
+    """
+    signs = np.sign(np.asarray(values, dtype=np.float64)) + 1
+    return base64.b64encode(signs.astype(np.uint8).tobytes()).decode("ascii")
+
+
 def _drawn(name, activation):
     """JSON-ready description of one layer's output (or gradient) for drawing.
 
     ``codes`` holds the values quantised by :func:`drawing_codes` between
     ``min`` and ``max``; the page decodes them into one array per channel.
+    A vector also carries ``signs`` (:func:`sign_codes`): its bars take their
+    colour and direction from the sign, and 256 levels between ``min`` and
+    ``max`` cannot keep the sign of a value within half a level of zero (the
+    gradient p of a class the network rules out, say), nor draw a zero as
+    no bar, unless zero happens to fall on a level.
     """
     activation = np.asarray(activation, dtype=np.float64)
     low, high = float(activation.min()), float(activation.max())
-    return {"name": name, "kind": _kind(activation), "shape": list(activation.shape),
-            "min": low, "max": high, "codes": drawing_codes(activation, low, high)}
+    drawn = {"name": name, "kind": _kind(activation), "shape": list(activation.shape),
+             "min": low, "max": high, "codes": drawing_codes(activation, low, high)}
+    if drawn["kind"] == "vector":
+        drawn["signs"] = sign_codes(activation)
+    return drawn
 
 
 def _drawn_kernels(name, kernels):

@@ -24,7 +24,7 @@ const state = {
 // parts: for each update, milliseconds spent encoding the drawing, waiting for the
 // server's answer and drawing it.
 const stats = { latencies: [], parts: [] };
-window.convnet = { state, stats };
+window.convnet = { state, stats, watch };
 
 const DATASET_NAMES = { "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST",
                         "cifar10": "CIFAR-10", "happy": "Happy House", "signs": "SIGNS" };

@@ -159,8 +159,21 @@ function decodeLayer(layer) {
     layer.values = Array.from({ length: c }, (_, k) => values.subarray(k * h * w, (k + 1) * h * w));
   } else {
     layer.values = Array.from(values);
+    if (layer.signs) keepSigns(layer.values, decodeBytes(layer.signs), span / 510);
   }
   return layer;
+}
+
+// A bar's colour and direction are its value's sign, which the 256 levels of the codes
+// lose within half a level of zero: the server sends each sign too (0 below zero, 1 for
+// zero, 2 above). A zero is drawn as no bar; a value decoded across zero lies within
+// `half` of it, and is drawn as that much on its own side.
+function keepSigns(values, signs, half) {
+  for (let i = 0; i < values.length; i++) {
+    const sign = signs[i] - 1;
+    if (sign === 0) values[i] = 0;
+    else if (Math.sign(values[i]) !== sign) values[i] = sign * half;
+  }
 }
 
 function fmt(value) {

@@ -288,50 +288,223 @@ $("#browse-mistakes").addEventListener("click", () => {
 });
 
 // ------------------------------------------------------------------ Watch training
-const watched = [];
+// Every event of the stream is numbered by the server (`id`): a page that reconnects
+// after a dropped stream sends the last number it received and gets the rest, and an
+// event already drawn is never drawn twice. The stream ends with the run's last event,
+// "finished" (final figures and files) or "stopped" (the reason); then the page stops
+// listening. Read by the browser tests as window.convnet.watch (app.js).
+const watch = { events: [], final: null, log: [], lastId: 0, lost: false, source: null };
+const LOSS_COLOUR = "#2b6cb0", ACCURACY_COLOUR = "#dd6b20", FINAL_COLOUR = "#2f855a";
+const AXIS_FONT = "12px system-ui, sans-serif";
+
+// About `count` round tick values from `low` (a multiple of the step) to the first at or
+// above `high`, so that the axis holds every value: steps of 1, 2 or 5 times a power of
+// ten, and the decimals their labels need.
+function niceTicks(low, high, count) {
+  if (!(high > low)) high = low + 1;
+  const raw = (high - low) / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw * (1 - 1e-9));
+  const ticks = [];
+  for (let k = Math.floor(low / step + 1e-9); ; k++) {
+    ticks.push(k * step);
+    if (k * step >= high - step * 1e-9) break;
+  }
+  return { ticks, decimals: Math.max(0, -Math.floor(Math.log10(step) + 1e-9)) };
+}
+
+// One panel of the chart: axes with tick values, titles, a legend and the curves.
+// panel: {top, height, title, yTitle, yMax, yTicks, format, series: [{label, colour,
+// points: [[step, value]], dots}]}; x: {left, width, max, ticks, decimals}. The text
+// drawn is also listed in `labels`, which the tests read.
+function drawPanel(context, panel, x, labels) {
+  const bottom = panel.top + panel.height;
+  const xAt = (step) => x.left + x.width * step / x.max;
+  const yAt = (value) => bottom - panel.height * Math.min(value, panel.yMax) / panel.yMax;
+  context.font = AXIS_FONT;
+  context.lineWidth = 1;
+  // Grid and tick values.
+  context.textAlign = "right";
+  context.textBaseline = "middle";
+  for (const value of panel.yTicks) {
+    const y = Math.round(yAt(value)) + 0.5;
+    context.strokeStyle = "#e2e2e2";
+    context.beginPath(); context.moveTo(x.left, y); context.lineTo(x.left + x.width, y);
+    context.stroke();
+    context.fillStyle = "#333";
+    const text = panel.format(value);
+    context.fillText(text, x.left - 6, y);
+    labels.push(text);
+  }
+  context.textAlign = "center";
+  context.textBaseline = "top";
+  for (const step of x.ticks) {
+    const left = Math.round(xAt(step)) + 0.5;
+    context.strokeStyle = "#333";
+    context.beginPath(); context.moveTo(left, bottom); context.lineTo(left, bottom + 4);
+    context.stroke();
+    const text = step.toFixed(x.decimals);
+    context.fillText(text, left, bottom + 6);
+    labels.push(text);
+  }
+  // Axes.
+  context.strokeStyle = "#333";
+  context.beginPath();
+  context.moveTo(x.left + 0.5, panel.top); context.lineTo(x.left + 0.5, bottom + 0.5);
+  context.lineTo(x.left + x.width, bottom + 0.5);
+  context.stroke();
+  // Titles: the panel's above it, the y axis's written upwards beside it.
+  context.textAlign = "left";
+  context.textBaseline = "bottom";
+  context.font = "bold " + AXIS_FONT;
+  context.fillText(panel.title, x.left, panel.top - 6);
+  labels.push(panel.title);
+  context.font = AXIS_FONT;
+  context.save();
+  context.translate(14, panel.top + panel.height / 2);
+  context.rotate(-Math.PI / 2);
+  context.textAlign = "center";
+  context.textBaseline = "middle";
+  context.fillText(panel.yTitle, 0, 0);
+  context.restore();
+  labels.push(panel.yTitle);
+  // Curves, then the legend at the top right.
+  for (const series of panel.series) {
+    context.strokeStyle = series.colour;
+    context.fillStyle = series.colour;
+    context.lineWidth = 2;
+    context.beginPath();
+    series.points.forEach(([step, value], k) => {
+      if (k === 0) context.moveTo(xAt(step), yAt(value)); else context.lineTo(xAt(step), yAt(value));
+    });
+    if (!series.dots) context.stroke();
+    for (const [step, value] of (series.dots || series.points.length === 1) ? series.points : []) {
+      context.beginPath();
+      context.arc(xAt(step), yAt(value), 4, 0, 2 * Math.PI);
+      context.fill();
+    }
+  }
+  context.lineWidth = 1;
+  let right = x.left + x.width;
+  context.textAlign = "right";
+  context.textBaseline = "bottom";
+  for (const series of panel.series.slice().reverse()) {
+    if (!series.points.length && !series.always) continue;
+    context.fillStyle = "#333";
+    context.fillText(series.label, right, panel.top - 6);
+    labels.push(series.label);
+    const width = context.measureText(series.label).width;
+    context.fillStyle = series.colour;
+    context.fillRect(right - width - 22, panel.top - 13, 16, 3);
+    right -= width + 34;
+  }
+}
 
 function drawChart() {
   const canvas = $("#watch-chart");
   const context = canvas.getContext("2d");
-  const width = canvas.width, height = canvas.height, margin = 30;
+  const width = canvas.width, height = canvas.height;
   context.clearRect(0, 0, width, height);
-  context.strokeStyle = "#999";
-  context.strokeRect(margin, 10, width - 2 * margin, height - margin - 10);
-  if (!watched.length) return;
-  const steps = watched.map((e) => e.step);
-  const first = Math.min(...steps), lastStep = Math.max(...steps) || 1;
-  const maxLoss = Math.max(...watched.map((e) => e.loss ?? 0)) || 1;
-  const x = (step) => margin + (width - 2 * margin) * (step - first) / ((lastStep - first) || 1);
-  const plot = (value, top, colour) => {
-    context.strokeStyle = colour;
-    context.beginPath();
-    let started = false;
-    for (const event of watched) {
-      const v = value(event);
-      if (v === null || v === undefined) continue;
-      const y = 10 + (height - margin - 10) * (1 - v / top);
-      if (started) context.lineTo(x(event.step), y); else context.moveTo(x(event.step), y);
-      started = true;
-    }
-    context.stroke();
-  };
-  plot((e) => e.loss, maxLoss, "#2b6cb0");
-  plot((e) => e.accuracy, 1, "#dd6b20");
+  context.fillStyle = "#fff";
+  context.fillRect(0, 0, width, height);
+  const events = watch.events;
+  const final = watch.final && watch.final.event === "finished" ? watch.final : null;
+  const lastStep = Math.max(1, ...events.map((e) => e.step), final ? final.step : 0);
+  const xTicks = niceTicks(0, lastStep, 6);
+  const x = { left: 64, width: width - 64 - 16, max: xTicks.ticks[xTicks.ticks.length - 1],
+              ticks: xTicks.ticks, decimals: xTicks.decimals };
+  const losses = events.filter((e) => e.loss !== null && e.loss !== undefined)
+    .map((e) => [e.step, e.loss]);
+  const lossTicks = niceTicks(0, Math.max(0, ...losses.map(([, v]) => v)) || 1, 4);
+  const accuracies = events.filter((e) => e.accuracy !== null && e.accuracy !== undefined)
+    .map((e) => [e.step, e.accuracy]);
+  const labels = [];
+  const panelHeight = (height - 30 - 42 - 56) / 2;
+  drawPanel(context, {
+    top: 30, height: panelHeight, title: "Loss", yTitle: "cross-entropy loss",
+    yMax: lossTicks.ticks[lossTicks.ticks.length - 1], yTicks: lossTicks.ticks,
+    format: (v) => v.toFixed(lossTicks.decimals),
+    series: [{ label: "training loss (mean of the steps since the previous point)",
+               colour: LOSS_COLOUR, points: losses, always: true }],
+  }, x, labels);
+  const series = [{ label: "accuracy on a validation slice", colour: ACCURACY_COLOUR,
+                    points: accuracies, always: true }];
+  if (final && final.valid_accuracy !== null) {
+    series.push({ label: "final, whole validation split", colour: FINAL_COLOUR,
+                  points: [[final.step, final.valid_accuracy]], dots: true });
+  }
+  drawPanel(context, {
+    top: 30 + panelHeight + 42, height: panelHeight, title: "Accuracy", yTitle: "accuracy (%)",
+    yMax: 1, yTicks: [0, 0.25, 0.5, 0.75, 1], format: (v) => `${Math.round(100 * v)}`,
+    series,
+  }, x, labels);
   context.fillStyle = "#333";
-  context.fillText(`loss (blue, top ${maxLoss.toFixed(2)}), accuracy (orange, 0 to 1); ` +
-                   `steps ${first} to ${lastStep}`, margin, height - 8);
+  context.font = AXIS_FONT;
+  context.textAlign = "center";
+  context.textBaseline = "bottom";
+  const xTitle = "training step (counted over all epochs of this run)";
+  context.fillText(xTitle, x.left + x.width / 2, height - 4);
+  labels.push(xTitle);
+  canvas.dataset.labels = labels.join("|");
+  canvas.dataset.lossTicks = lossTicks.ticks.join("|");
+  canvas.dataset.stepTicks = x.ticks.join("|");
+}
+
+function watchLog(line) {
+  watch.log.push(line);
+  const item = document.createElement("li");
+  item.textContent = line;
+  $("#watch-log").appendChild(item);
+}
+
+function percent(value) {
+  return value === null ? "not measured" : `${(100 * value).toFixed(2)} %`;
+}
+
+function receiveFinal(event) {
+  watch.final = event;
+  let line;
+  if (event.event === "finished") {
+    line = `training finished after ${event.epochs} epoch${event.epochs === 1 ? "" : "s"} ` +
+      `(${event.step} steps): validation accuracy ${percent(event.valid_accuracy)}, test ` +
+      `accuracy ${percent(event.test_accuracy)}` +
+      (event.checkpoint ? `; checkpoint ${event.checkpoint}, now served by this page` : "");
+    if (event.checkpoint) $("#checkpoint").textContent = `checkpoint: ${event.checkpoint}`;
+  } else {
+    line = `training stopped after ${event.step} steps: ${event.reason}`;
+  }
+  $("#watch-status").textContent = line;
+  watchLog(line);
+  drawChart();
 }
 
 function watchTraining() {
   if (!state.model || !state.model.training) return;
+  drawChart();
   const source = new EventSource("/api/train/events");
+  watch.source = source;
+  source.onopen = () => {
+    if (watch.lost) watchLog("connection back: the stream goes on");
+    watch.lost = false;
+  };
   source.onerror = () => {
-    if (watched.length) $("#watch-status").textContent += " (the stream has stopped: the " +
-      "training has ended, or the server has)";
+    // The browser reconnects by itself; say so once, not at every attempt.
+    if (watch.final || watch.lost) return;
+    watch.lost = true;
+    watchLog("connection to the server lost (the server has stopped, or the network " +
+             "dropped): trying again");
   };
   source.onmessage = (message) => {
     const event = JSON.parse(message.data);
-    watched.push(event);
+    if (event.event === "finished" || event.event === "stopped") {
+      source.close();   // the run is over: nothing more will come
+      if (!watch.final) receiveFinal(event);
+      return;
+    }
+    const id = Number(message.lastEventId);
+    if (id && id <= watch.lastId) return;   // already drawn
+    if (id) watch.lastId = id;
+    watch.events.push(event);
     const accuracy = event.accuracy === null ? "" :
       `, validation-slice accuracy ${(100 * event.accuracy).toFixed(1)} %`;
     $("#watch-status").textContent = `epoch ${event.epoch}, step ${event.step}: loss ` +
