@@ -53,7 +53,7 @@ import numpy as np
 from convnet.checks import check_count
 from convnet.errors import UserError
 from convnet.nn import limits
-from convnet.nn.layers import keras_output_size
+from convnet.nn.keras_padding import keras_output_size
 
 
 class BadSpecError(UserError, ValueError):
