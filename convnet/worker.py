@@ -23,6 +23,7 @@ import traceback
 from convnet import api
 from convnet.errors import TrainingDivergedError, UserError
 from convnet.parallel.distributed import DistributedJobError, abort_job_on_failure
+from convnet.signals import Terminated
 from convnet.training.config import TrainConfig
 from convnet.training.events import to_line
 
@@ -30,10 +31,6 @@ EXIT_USER_ERROR = 2
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwinds like Ctrl-C, so files are closed."""
 
 
 def _terminate(signum, frame):

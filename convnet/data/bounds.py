@@ -20,7 +20,8 @@ actually hold before it allocates or reads anything:
   very regular arrays through (sorted labels deflate several hundred to 1).
 
 Each refusal is a one-line :class:`~convnet.data.core.DataError` naming the
-file, the array, what it declares and what was expected.
+file, the array, what it declares and what was expected. An array that
+passes is read by :func:`read_into`, a block at a time.
 """
 import math
 
@@ -32,6 +33,9 @@ MAX_IMAGES = 240_000
 MAX_ARRAY_BYTES = 1 << 30
 MAX_INFLATION = 100
 INFLATION_ALLOWANCE = 4 << 20
+# Bytes read at a time into an array of declared size: the only buffer a reader holds
+# beside that array.
+BLOCK_BYTES = 1 << 20
 
 
 def describe(shape, dtype):
@@ -99,3 +103,32 @@ def check_inflation(where, size, stored):
         raise DataError(f"{where} would expand {stored:,} stored bytes to {size:,}, more than "
                         f"the {limit:,} expected of real data ({MAX_INFLATION} to 1, plus "
                         f"{INFLATION_ALLOWANCE:,} bytes)")
+
+
+def read_into(handle, raw):
+    """Fill ``raw`` from the binary stream ``handle``, a block of ``BLOCK_BYTES`` at a time.
+
+    Reading straight into the array, a block at a time, holds no copy of
+    the data beside it, however large the declared array.
+
+    Parameters
+    ----------
+    handle : binary file object
+        Positioned at the first byte of the data.
+    raw : ndarray of shape (n,), uint8
+        The array to fill, already of the size the header declares.
+
+    Returns
+    -------
+    int
+        The bytes read: ``n``, or fewer where the stream ended first (the
+        caller says what a short file means).
+    """
+    view = memoryview(raw)
+    done = 0
+    while done < raw.size:
+        got = handle.readinto(view[done:done + BLOCK_BYTES])
+        if not got:
+            break
+        done += got
+    return done

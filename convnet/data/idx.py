@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet.data.bounds import check_declared, check_inflation
+from convnet.data.bounds import BLOCK_BYTES, check_declared, check_inflation, read_into
 from convnet.data.core import DataError
 
 # The four files of a dataset folder, by role, without the optional ``.gz``.
@@ -30,9 +30,8 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 UNSIGNED_BYTE = 0x08
-# Bytes decompressed at a time, and at most this many past the declared end are counted
-# to say how long a padded file is.
-BLOCK_BYTES = 1 << 20
+# At most this many bytes past the declared end are counted (a block of BLOCK_BYTES at a
+# time) to say how long a padded file is.
 MAX_EXTRA_COUNTED = 16 << 20
 GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
@@ -170,13 +169,9 @@ def _read_values(handle, path, shape, header):
     """Read the ``math.prod(shape)`` values after the header into a uint8 array of ``shape``."""
     size = math.prod(shape)
     values = np.empty(size, dtype=np.uint8)
-    view = memoryview(values)
-    done = 0
-    while done < size:
-        got = handle.readinto(view[done:done + BLOCK_BYTES])
-        if not got:
-            raise _size_error(path, header + done, shape, header + size)
-        done += got
+    done = read_into(handle, values)
+    if done < size:
+        raise _size_error(path, header + done, shape, header + size)
     return values.reshape(shape)
 
 

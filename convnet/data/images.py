@@ -202,12 +202,9 @@ def read_colour(path, *, max_pixels=MAX_PIXELS, label=None):
 
     Parameters
     ----------
-    path : str, Path or binary file object
-        The image file.
-    max_pixels : int, optional
-        Largest width times height read (default ``MAX_PIXELS``).
-    label : str, optional
-        What messages call the image (default: ``path``).
+    path, max_pixels, label
+        As :func:`read_grey`, which opens and checks the file the same way;
+        only the conversion of the decoded picture differs.
 
     Returns
     -------

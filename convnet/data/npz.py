@@ -24,15 +24,13 @@ import zlib
 
 import numpy as np
 
-from convnet.data.bounds import check_declared, check_inflation, describe
+from convnet.data.bounds import check_declared, check_inflation, describe, read_into
 from convnet.data.core import DataError
 from convnet.errors import MissingDataError
 
 SUFFIX = ".npy"
 # NumPy writes headers of a few hundred bytes; np.load itself refuses longer than this.
 MAX_HEADER_BYTES = 10_000
-# Bytes read at a time: the only buffer held beside the array being filled.
-BLOCK_BYTES = 1 << 20
 # What a damaged archive raises while it is read; DataError is a ValueError, so it is
 # let through first wherever these are caught.
 READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, RuntimeError,
@@ -45,9 +43,9 @@ def npz_keys(path, hint):
     Parameters
     ----------
     path : Path
-        The file.
+        The ``.npz`` file; only its zip directory is read, no array.
     hint : str
-        How to obtain the file, appended to the message when it is missing.
+        What the message of a missing file tells the user to do to obtain it.
 
     Returns
     -------
@@ -88,15 +86,8 @@ def read_npz(path, hint, keys=None):
     with _opened(path, hint) as archive:
         members = _members(path, archive)
         wanted = members if keys is None else [key for key in keys if key in members]
-        try:
+        with _failures_as_data_error(path):
             return {key: _read_member(path, archive, key, members[key]) for key in wanted}
-        except DataError:
-            raise
-        except READ_ERRORS as error:
-            raise DataError(f"{path} is not a readable .npz file (corrupt or truncated?): "
-                            f"{error}") from None
-        except OSError as error:
-            raise DataError(f"{path} could not be read as an .npz file: {error}") from None
 
 
 @contextlib.contextmanager
@@ -108,15 +99,29 @@ def _opened(path, hint):
     if path.is_dir() or not zipfile.is_zipfile(path):
         raise DataError(f"{path} is not an .npz file: no zip directory found "
                         f"(truncated, corrupt, or another format)")
-    try:
+    with _failures_as_data_error(path):
         archive = zipfile.ZipFile(path)
+    with archive:
+        yield archive
+
+
+@contextlib.contextmanager
+def _failures_as_data_error(path):
+    """``with _failures_as_data_error(path)``: what reading a damaged ``path`` raises, as DataError.
+
+    The DataErrors of the checks pass unchanged; the zip module's and the
+    decompressor's errors (``READ_ERRORS``) and the system's (``OSError``)
+    become one line naming ``path``.
+    """
+    try:
+        yield
+    except DataError:
+        raise
     except READ_ERRORS as error:
         raise DataError(f"{path} is not a readable .npz file (corrupt or truncated?): "
                         f"{error}") from None
     except OSError as error:
         raise DataError(f"{path} could not be read as an .npz file: {error}") from None
-    with archive:
-        yield archive
 
 
 def _members(path, archive):
@@ -189,11 +194,7 @@ def _read_data(handle, shape, fortran_order, dtype, size, where):
     if dtype.itemsize == 0:
         return np.empty(shape, dtype=dtype)
     raw = np.empty(size, dtype=np.uint8)
-    view = memoryview(raw)
-    done = 0
-    while done < size:
-        got = handle.readinto(view[done:done + BLOCK_BYTES])
-        if not got:
-            raise DataError(f"{where} ends after {done:,} of its {size:,} bytes (truncated)")
-        done += got
+    done = read_into(handle, raw)
+    if done < size:
+        raise DataError(f"{where} ends after {done:,} of its {size:,} bytes (truncated)")
     return raw.view(dtype).reshape(shape, order="F" if fortran_order else "C")

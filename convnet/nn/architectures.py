@@ -13,8 +13,8 @@ the diagram draws. It is never built or trained, only counted: each
 layer's output shape comes from ``convnet.nn.ops.output_size`` (the
 curriculum's padding arithmetic) and its parameter count from its
 formula. :func:`architecture_summary` turns it into the same
-:class:`convnet.nn.specs.Summary` as the specs, so one table formatter
-(:func:`convnet.nn.specs.summary_text`) prints all three, and the Markdown
+:class:`convnet.nn.summary.Summary` as the specs, so one table formatter
+(:func:`convnet.nn.summary.summary_text`) prints all three, and the Markdown
 tables of ``0x07-cnn/6-alexnet.md`` are made from summaries alike.
 Shapes are NHWC without the batch dimension: ``(h, w, c)`` for images,
 ``(n,)`` after flattening.
@@ -22,7 +22,8 @@ Shapes are NHWC without the batch dimension: ``(h, w, c)`` for images,
 from dataclasses import dataclass, field
 
 from convnet.nn.ops import output_size, padding_amounts
-from convnet.nn.specs import Summary, SummaryRow, spec_summary, summary_text
+from convnet.nn.specs import spec_summary
+from convnet.nn.summary import Summary, SummaryRow, summary_text
 from convnet.nn.zoo import load_spec
 
 KINDS = ("conv", "pool", "lrn", "flatten", "dense", "dropout")
@@ -295,7 +296,7 @@ def analyse(architecture):
 
 
 def architecture_summary(architecture):
-    """Return the :class:`convnet.nn.specs.Summary` of an :class:`Architecture`.
+    """Return the :class:`convnet.nn.summary.Summary` of an :class:`Architecture`.
 
     One row per layer, its Keras class name (``LocalResponseNorm`` for
     LRN), output shape and parameter count, with the formula of the count

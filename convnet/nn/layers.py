@@ -7,8 +7,8 @@ and ``buffers`` dicts, ``output_shape``, ``forward(x, training=False)`` and
 The convolution and pooling arithmetic is not repeated here: ``Conv2D`` and
 the pooling layers call the operations of ``convnet.nn.ops`` (tasks 0-3). Where
 Keras's padding differs from the curriculum's (``'same'`` with a stride above
-one, ``'same'`` pooling) the layer pads explicitly, as :func:`keras_padding`
-says, and calls the ops with ``'valid'``.
+one, ``'same'`` pooling) the layer pads explicitly, by the amounts of
+:mod:`convnet.nn.keras_padding`, and calls the ops with ``'valid'``.
 
 Only ``BatchNormalization`` and ``Dropout`` behave differently in training;
 the other layers accept the flag and ignore it.
@@ -16,6 +16,7 @@ the other layers accept the flag and ignore it.
 import numpy as np
 
 from convnet.nn import ops
+from convnet.nn.keras_padding import crop, keras_output_size, keras_padding, keras_pads, pad_with
 from convnet.nn.layer import Layer
 
 # Keras's HeNormal draws from a normal truncated at two standard deviations and
@@ -58,69 +59,11 @@ def _identity(z):
     return z
 
 
-def keras_padding(size, kernel, stride, padding):
-    """Return the padding Keras adds before and after one spatial axis.
-
-    Parameters
-    ----------
-    size, kernel, stride : int
-        Input length, window length and stride along the axis.
-    padding : {'same', 'valid'}
-        Keras's padding mode.
-
-    Returns
-    -------
-    tuple of int
-        ``(before, after)``. ``'valid'``: ``(0, 0)``, output
-        ``floor((size - kernel) / stride) + 1``. ``'same'``: output
-        ``ceil(size / stride)``, total padding
-        ``max((ceil(size / stride) - 1) * stride + kernel - size, 0)`` split
-        with the smaller half before. With stride 1 this is the curriculum's
-        ``'same'`` (``convnet.nn.ops.padding_amounts``); with a larger stride
-        the curriculum keeps the input's size instead.
-    """
-    if padding == "valid":
-        return 0, 0
-    outputs = -(-size // stride)
-    total = max((outputs - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def keras_output_size(size, kernel, stride, padding):
-    """Return the output length along one axis under Keras's padding (see :func:`keras_padding`)."""
-    before, after = keras_padding(size, kernel, stride, padding)
-    return ops.output_size(size + before + after, kernel, stride, "valid")
-
-
-def _keras_pads(shape, window, stride, padding):
-    """Return ``((top, bottom), (left, right))`` of :func:`keras_padding` for inputs (m, h, w, c).
-
-    Written out axis by axis: this runs on every forward pass.
-    """
-    return (keras_padding(shape[1], window[0], stride[0], padding),
-            keras_padding(shape[2], window[1], stride[1], padding))
-
-
 def _pair(value):
     """Return an int or a pair of ints as a tuple of two ints."""
     if isinstance(value, (int, np.integer)):
         return int(value), int(value)
     return tuple(int(item) for item in value)
-
-
-def _pad_explicitly(x, pads, fill):
-    """Return ``x`` (m, h, w, c) with ``pads = ((top, bottom), (left, right))`` cells of ``fill``."""
-    (top, bottom), (left, right) = pads
-    m, h, w, c = x.shape
-    padded = np.full((m, h + top + bottom, w + left + right, c), fill, dtype=x.dtype)
-    padded[:, top:top + h, left:left + w] = x
-    return padded
-
-
-def _crop(padded, pads):
-    """Return the interior of ``padded`` (m, h', w', c): the inverse of :func:`_pad_explicitly`."""
-    (top, bottom), (left, right) = pads
-    return padded[:, top:padded.shape[1] - bottom, left:padded.shape[2] - right]
 
 
 class Conv2D(Layer):
@@ -194,8 +137,8 @@ class Conv2D(Layer):
         """Convolve ``x`` of shape (m, h, w, channels_in); returns (m, h', w', channels_out)."""
         padding = self.padding
         if self.pads_here:
-            self.pads = _keras_pads(x.shape, self.kernel, self.stride, "same")
-            x = _pad_explicitly(x, self.pads, 0)
+            self.pads = keras_pads(x.shape, self.kernel, self.stride, "same")
+            x = pad_with(x, self.pads, 0)
             padding = "valid"
         self.x = x
         return ops.conv_forward(x, self.params["W"], self._bias4(), _identity,
@@ -212,7 +155,7 @@ class Conv2D(Layer):
         self.grads["W"] = dW
         self.grads["b"] = db.reshape(-1)
         if dx is not None and self.pads_here:
-            dx = _crop(dx, self.pads)
+            dx = crop(dx, self.pads)
         return dx
 
 
@@ -254,19 +197,19 @@ class _Pool2D(Layer):
         if self._counts_of is None or self._counts_of[0] != key:
             real = np.ones((1,) + key[0] + (1,), dtype)
             area = self.window[0] * self.window[1]
-            counts = area * ops.pool_forward(_pad_explicitly(real, pads, 0), self.window,
+            counts = area * ops.pool_forward(pad_with(real, pads, 0), self.window,
                                              self.stride, "avg")
             self._counts_of = (key, counts)
         return self._counts_of[1]
 
     def forward(self, x, training=False):
         """Pool ``x`` of shape (m, h, w, c); returns (m, h', w', c), sizes as in ``output_shape``."""
-        pads = _keras_pads(x.shape, self.window, self.stride, self.padding)
+        pads = keras_pads(x.shape, self.window, self.stride, self.padding)
         self.pads = None if pads == ((0, 0), (0, 0)) else pads
         self.counts = None
         if self.pads is not None:
             hw = x.shape[1:3]
-            x = _pad_explicitly(x, pads, -np.inf if self.mode == "max" else 0)
+            x = pad_with(x, pads, -np.inf if self.mode == "max" else 0)
             if self.mode == "avg":
                 self.counts = self._real_cells(hw, x.dtype, pads)
         self.x = x
@@ -282,7 +225,7 @@ class _Pool2D(Layer):
             dout = dout * (self.window[0] * self.window[1] / self.counts)
         dx = ops.pool_backward(dout, self.x, self.window, stride=self.stride, mode=self.mode,
                                ties="first", workspace=self.workspace)
-        return dx if self.pads is None else _crop(dx, self.pads)
+        return dx if self.pads is None else crop(dx, self.pads)
 
 
 class MaxPool2D(_Pool2D):
@@ -464,11 +407,11 @@ class ZeroPadding2D(Layer):
 
     def forward(self, x, training=False):
         """Return ``x`` (m, h, w, c) padded to (m, h + top + bottom, w + left + right, c)."""
-        return _pad_explicitly(x, self.pads, 0)
+        return pad_with(x, self.pads, 0)
 
     def backward(self, dout):
         """Return the interior of ``dout``, of the input's shape (m, h, w, c)."""
-        return _crop(dout, self.pads)
+        return crop(dout, self.pads)
 
 
 class BatchNormalization(Layer):

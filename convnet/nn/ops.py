@@ -172,15 +172,13 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
     dZ : ndarray of shape (m, h_new, w_new, c_new)
         Gradient of the loss with respect to the unactivated output.
     A_prev : ndarray of shape (m, h_prev, w_prev, c_prev)
-        Input of the forward pass.
+        Input of the forward pass, whose windows weigh ``dZ`` into ``dW``.
     W : ndarray of shape (kh, kw, c_prev, c_new)
-        Kernels.
+        Kernels of the forward pass, which carry ``dZ`` back into ``dA_prev``.
     b : ndarray of shape (1, 1, 1, c_new)
-        Biases.
-    padding : {'same', 'valid'} or tuple of two int, optional
-        As in :func:`conv_forward`.
-    stride : tuple of two int, optional
-        ``(sh, sw)``, positive.
+        Biases of the forward pass.
+    padding, stride : optional
+        As the forward pass used them (see :func:`conv_forward`).
     need_dA_prev : bool, optional, keyword only
         When False (e.g. for a first layer, whose input is the data) the
         gradient with respect to A_prev is not computed and ``None`` is
@@ -274,11 +272,11 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
     dA : ndarray of shape (m, h_new, w_new, c)
         Gradient of the loss with respect to the pooling output.
     A_prev : ndarray of shape (m, h_prev, w_prev, c)
-        Input of the forward pass.
-    kernel_shape : tuple of two int
-        ``(kh, kw)``, the pooling window.
-    stride : tuple of two int, optional
-        ``(sh, sw)``, positive.
+        Input of the forward pass: max pooling looks in it for the entry
+        of each window that won.
+    kernel_shape, stride : tuple of two int
+        The window ``(kh, kw)`` and the stride ``(sh, sw)`` the forward
+        pass used.
     mode : {'max', 'avg'}, optional
         ``'max'``: the window's gradient goes to its maximum (see
         ``ties``). ``'avg'``: every entry of the window receives

@@ -270,9 +270,12 @@ class RMSprop(_FlatOptimizer):
     Parameters
     ----------
     params : list of ndarray
-        The parameter arrays (of one dtype), updated in place by ``step``.
+        Updated in place by ``step``, all of one dtype; the running mean square
+        of their gradients (and the momentum and mean gradient, when asked
+        for) is kept in flat buffers, as :class:`Adam` keeps its moments.
     lr : float
-        Learning rate (Keras default 0.001).
+        Scale of the gradient before it is divided by its root mean square
+        (Keras default 0.001).
     rho : float
         Decay rate of the mean square of the gradients, in [0, 1) (default 0.9).
     momentum : float
@@ -339,9 +342,10 @@ class SGD(_FlatOptimizer):
     Parameters
     ----------
     params : list of ndarray
-        The parameter arrays (of one dtype), updated in place by ``step``.
+        Updated in place by ``step``, all of one dtype; with momentum, their
+        velocity is kept in one flat buffer.
     lr : float
-        Learning rate (Keras default 0.01).
+        Step size along the negative gradient (Keras default 0.01).
     momentum : float
         In [0, 1] (default 0: plain gradient descent, no velocity buffer kept).
     nesterov : bool

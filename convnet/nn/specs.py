@@ -1,4 +1,4 @@
-"""Model specs: the format, its checks, shape inference, the weights and the summary table.
+"""Model specs: the format, its checks, shape inference, the weights and the summary.
 
 A spec is a list of layer entries (dicts), or a dict holding that list under
 ``"layers"`` with an optional ``"name"``, ``"loss"`` and ``"optimizer"``;
@@ -42,18 +42,19 @@ before anything is allocated, and returns a :class:`CanonicalSpec`, which it
 returns as it is when given one again: a spec is checked once, wherever it
 goes next (``Sequential``, the weights listing, checkpoints, the TensorFlow
 twins). ``convnet.nn.zoo`` resolves a zoo name or a JSON file to a canonical
-spec.
+spec. :func:`spec_summary` counts a spec's layers into the
+:class:`~convnet.nn.summary.Summary` that ``convnet.nn.summary`` prints as a table.
 """
 import json
 import numbers
-from typing import NamedTuple
 
 import numpy as np
 
 from convnet.checks import check_count
 from convnet.errors import UserError
 from convnet.nn import limits
-from convnet.nn.layers import keras_output_size
+from convnet.nn.keras_padding import keras_output_size
+from convnet.nn.summary import Summary, SummaryRow, summary_text  # noqa: F401 -- summary_text: re-exported
 
 
 class BadSpecError(UserError, ValueError):
@@ -461,38 +462,6 @@ def spec_weights(spec):
 
 
 # ---------------------------------------------------------------- the summary
-class SummaryRow(NamedTuple):
-    """One layer of a summary.
-
-    ``name``, ``kind`` (Keras's class name), ``output_shape`` (no batch
-    axis) and ``params`` (trained and kept weights) are what Keras's
-    ``summary()`` shows; ``formula`` (how ``params`` is obtained, e.g.
-    ``(5*5*1+1)*6``, empty when 0) and ``description`` (the hyper-parameters)
-    are shown by ``summary_text(..., details=True)``.
-    """
-    name: str
-    kind: str
-    output_shape: tuple
-    params: int
-    formula: str = ""
-    description: str = ""
-
-
-class Summary(NamedTuple):
-    """A model's layers and parameter totals, as Keras's ``summary()`` reports them.
-
-    ``input_shape`` is one example's (h, w, c), shown as a first row by
-    ``summary_text(..., details=True)``; ``rows`` has one row per layer
-    after the input.
-    """
-    name: str
-    rows: list
-    total: int
-    trainable: int
-    non_trainable: int
-    input_shape: tuple = None
-
-
 def _stride_text(stride):
     """Return a stride as '2', or '2x1' when the two axes differ."""
     return str(stride[0]) if stride[0] == stride[1] else f"{stride[0]}x{stride[1]}"
@@ -559,48 +528,3 @@ def spec_summary(spec, name=None):
     total = sum(sizes.values())
     return Summary(name or spec["name"], rows, total, trainable, total - trainable,
                    tuple(spec.shapes[0]))
-
-
-def summary_text(summary, details=False):
-    """Return ``summary`` as a Keras-style text table.
-
-    Parameters
-    ----------
-    summary : Summary
-    details : bool
-        Add the input as a first row and a last column saying how each
-        count is obtained and the layer's hyper-parameters.
-
-    Returns
-    -------
-    str
-        One row per layer (name and Keras class, output shape with ``None``
-        as the batch axis, parameter count), then the trainable and
-        non-trainable counts, and last the line ``Total params: 220,234``
-        (thousands separated).
-    """
-    def shape_text(shape):
-        return "(None, " + ", ".join(str(size) for size in shape) + ")"
-
-    named = [(f"{row.name} ({row.kind})", row) for row in summary.rows]
-    if details and summary.input_shape is not None:
-        named.insert(0, ("input (InputLayer)",
-                         SummaryRow("input", "InputLayer", summary.input_shape, 0)))
-    widths = (max([32] + [len(name) + 2 for name, _ in named]), 24, 12)
-    header = ("Layer (type)".ljust(widths[0]) + "Output Shape".ljust(widths[1])
-              + "Param #".rjust(widths[2]))
-    rows = []
-    for name, row in named:
-        line = (name.ljust(widths[0]) + shape_text(row.output_shape).ljust(widths[1])
-                + f"{row.params:,}".rjust(widths[2]))
-        if details and (row.formula or row.description):
-            line += "   " + ": ".join(part for part in (row.formula, row.description) if part)
-        rows.append(line)
-    if details:
-        header += "   Computed as / hyper-parameters"
-    rule_width = max([sum(widths)] + [len(line) for line in rows if details])
-    return "\n".join([f'Model: "{summary.name}"', "_" * rule_width, header, "=" * rule_width,
-                      *rows, "=" * rule_width,
-                      f"Trainable params: {summary.trainable:,}",
-                      f"Non-trainable params: {summary.non_trainable:,}",
-                      f"Total params: {summary.total:,}"])

@@ -17,6 +17,7 @@ import numpy as np
 from jax import lax
 
 from convnet.apps.bench.twin_layout import conv_geometry, pool_geometry
+from convnet.apps.bench.twin_training import is_binary, keras_hyper_parameters, logits_accuracy
 
 _ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}
 
@@ -155,6 +156,9 @@ def _loss(logits, labels, binary):
 def keras_update(name):
     """Keras's update rule of optimizer ``name``, with its default hyper-parameters.
 
+    The formulas are ``convnet.nn.optim``'s, on trees of JAX arrays; the
+    hyper-parameters are :func:`~convnet.apps.bench.twin_training.keras_hyper_parameters`.
+
     Returns
     -------
     init : callable
@@ -164,8 +168,10 @@ def keras_update(name):
         number from 1 (a traced scalar).
     """
     tree_map = jax.tree_util.tree_map
+    hyper = keras_hyper_parameters(name)
+    lr = hyper["lr"]
     if name == "adam":
-        lr, beta1, beta2, epsilon = 1e-3, 0.9, 0.999, 1e-7
+        beta1, beta2, epsilon = hyper["beta1"], hyper["beta2"], hyper["epsilon"]
 
         def update(weights, grads, state, t):
             m, v = state
@@ -179,7 +185,7 @@ def keras_update(name):
         return (lambda weights: (tree_map(jnp.zeros_like, weights),
                                  tree_map(jnp.zeros_like, weights))), update
     if name == "rmsprop":
-        lr, rho, epsilon = 1e-3, 0.9, 1e-7
+        rho, epsilon = hyper["rho"], hyper["epsilon"]
 
         def update(weights, grads, velocity, t):
             velocity = tree_map(lambda v, g: rho * v + (1 - rho) * g * g, velocity, grads)
@@ -188,12 +194,12 @@ def keras_update(name):
             return weights, velocity
 
         return (lambda weights: tree_map(jnp.zeros_like, weights)), update
-    if name == "sgd":
-        def update(weights, grads, state, t):
-            return tree_map(lambda w, g: w - 0.01 * g, weights, grads), state
 
-        return (lambda weights: ()), update
-    raise ValueError(f"optimizer must be adam, rmsprop or sgd, received {name!r}")
+    # sgd, the one name left: keras_hyper_parameters refused any other.
+    def update(weights, grads, state, t):
+        return tree_map(lambda w, g: w - lr * g, weights, grads), state
+
+    return (lambda weights: ()), update
 
 
 class JaxTrainer:
@@ -202,18 +208,20 @@ class JaxTrainer:
     Parameters
     ----------
     spec : dict
-        A normalised spec.
+        A normalised spec, turned into a pure function by :func:`jax_network`.
     weights : dict of str to ndarray
-        The starting weights (``Sequential.get_weights()``).
+        ``Sequential.get_weights()``, split into the trained weights and the
+        batch statistics (:func:`split_weights`); JAX arrays need no reordering.
     optimizer : str
-        adam, rmsprop or sgd (see :func:`keras_update`).
+        adam, rmsprop or sgd: Keras's update written out (:func:`keras_update`)
+        and compiled into the step.
     seed : int
         Seeds the dropout masks.
     """
 
     def __init__(self, spec, weights, optimizer, seed=0):
         self.forward = jax_network(spec)
-        self.binary = spec["layers"][-1]["activation"] == "sigmoid"
+        self.binary = is_binary(spec)
         self.weights, self.statistics = split_weights(weights)
         init, update = keras_update(optimizer)
         self.state = init(self.weights)
@@ -261,7 +269,5 @@ class JaxTrainer:
 
     def accuracy(self, X, Y):
         """Fraction of images ``X`` whose predicted class is their label ``Y``."""
-        logits = self.logits(X)
-        predicted = (logits[:, 0] > 0) if self.binary else logits.argmax(axis=1)
-        return float(np.mean(predicted == np.asarray(Y)))
+        return logits_accuracy(self.logits(X), Y, self.binary)
 

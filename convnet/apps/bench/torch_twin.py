@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from convnet.apps.bench.twin_layout import conv_geometry, pool_geometry
+from convnet.apps.bench.twin_training import is_binary, keras_hyper_parameters, logits_accuracy
 
 
 class FlattenNHWC(nn.Module):
@@ -188,15 +189,16 @@ def torch_optimizer(name, parameters):
     Keras before it and to the uncorrected one: steps differ in the last
     digits, not in what is learnt.
     """
+    hyper = keras_hyper_parameters(name)
     parameters = list(parameters)
     if name == "adam":
-        return torch.optim.Adam(parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-7,
-                                foreach=True)
+        return torch.optim.Adam(parameters, lr=hyper["lr"], betas=(hyper["beta1"], hyper["beta2"]),
+                                eps=hyper["epsilon"], foreach=True)
     if name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=1e-3, alpha=0.9, eps=1e-7, foreach=True)
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=0.01, foreach=True)
-    raise ValueError(f"optimizer must be adam, rmsprop or sgd, received {name!r}")
+        return torch.optim.RMSprop(parameters, lr=hyper["lr"], alpha=hyper["rho"],
+                                   eps=hyper["epsilon"], foreach=True)
+    # sgd, the one name left: keras_hyper_parameters refused any other.
+    return torch.optim.SGD(parameters, lr=hyper["lr"], foreach=True)
 
 
 class TorchTrainer:
@@ -205,17 +207,18 @@ class TorchTrainer:
     Parameters
     ----------
     spec : dict
-        A normalised spec.
+        A normalised spec, laid out as ``torch.nn`` modules (:func:`torch_model`).
     weights : dict of str to ndarray
-        The starting weights (``Sequential.get_weights()``).
+        ``Sequential.get_weights()``, copied into the modules' parameters.
     optimizer : str
-        adam, rmsprop or sgd (see :func:`torch_optimizer`).
+        adam, rmsprop or sgd: PyTorch's own class of that name
+        (:func:`torch_optimizer`).
     """
 
     def __init__(self, spec, weights, optimizer):
         self.model = torch_model(spec, weights)
         self.optimizer = torch_optimizer(optimizer, self.model.parameters())
-        self.binary = spec["layers"][-1]["activation"] == "sigmoid"
+        self.binary = is_binary(spec)
         self.loss = nn.BCEWithLogitsLoss() if self.binary else nn.CrossEntropyLoss()
 
     def _targets(self, Y):
@@ -240,6 +243,4 @@ class TorchTrainer:
 
     def accuracy(self, X, Y):
         """Fraction of images ``X`` whose predicted class is their label ``Y``."""
-        logits = self.logits(X)
-        predicted = (logits[:, 0] > 0) if self.binary else logits.argmax(axis=1)
-        return float(np.mean(predicted == np.asarray(Y)))
+        return logits_accuracy(self.logits(X), Y, self.binary)

@@ -2,12 +2,15 @@
 
 Both builders, and the FLOP count, need the same three facts of a window
 layer on a given input: its padding (Keras's ``'same'`` gives ``ceil(size /
-stride)`` outputs, the smaller half of the padding first), its output shape,
-and, for average pooling with padding, how many real cells each window holds.
+stride)`` outputs, the smaller half of the padding first: the NumPy layers'
+own amounts, :mod:`convnet.nn.keras_padding`), its output shape, and, for
+average pooling with padding, how many real cells each window holds.
 """
 from typing import NamedTuple
 
 import numpy as np
+
+from convnet.nn.keras_padding import keras_output_size, keras_padding
 
 
 class Geometry(NamedTuple):
@@ -26,25 +29,11 @@ class Geometry(NamedTuple):
     counts: object = None
 
 
-def keras_extent(size, kernel, stride, padding):
-    """Output length along one axis: ``ceil(size / stride)`` for 'same', else valid windows."""
-    if padding == "same":
-        return -(-size // stride)
-    return (size - kernel) // stride + 1
-
-
-def keras_pads(size, kernel, stride, padding):
-    """``(before, after)`` Keras pads along one axis: the smaller half first."""
-    if padding == "valid":
-        return 0, 0
-    total = max((keras_extent(size, kernel, stride, padding) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def _geometry(window, stride, padding, shape, channels):
     window, stride = tuple(window), tuple(stride)
-    pads = tuple(keras_pads(size, k, s, padding) for size, k, s in zip(shape[:2], window, stride))
-    hw = tuple(keras_extent(size, k, s, padding) for size, k, s in zip(shape[:2], window, stride))
+    axes = list(zip(shape[:2], window, stride))
+    pads = tuple(keras_padding(size, k, s, padding) for size, k, s in axes)
+    hw = tuple(keras_output_size(size, k, s, padding) for size, k, s in axes)
     return Geometry(window, stride, pads, hw + (channels,))
 
 

@@ -146,18 +146,25 @@ def train_setting(model, batch=None, optimizer=None):
     return spec, batch, optimizer or spec["optimizer"] or "adam"
 
 
+def _spec_of(spec):
+    """A zoo name or spec.json path as its spec; a spec as it is."""
+    return load_spec(spec) if isinstance(spec, str) else spec
+
+
 class NumpyStepper:
     """A Sequential model and its optimizer, trained by a plain loop of steps.
 
     Parameters
     ----------
     spec : str or dict
-        A zoo name, spec.json path or spec.
+        A zoo name, spec.json path or spec, built as a ``Sequential``.
     batch : int
+        Images per step of the loop; the last step of a pass takes the rest.
     optimizer : str
         adam, rmsprop or sgd (``convnet.nn.optim``, Keras's formulation and
         defaults).
     seed : int
+        Seed of the initial weights and of the order of the images.
     blas_thread_count : int
         BLAS threads while training: 1, as ``convnet train`` runs (on a busy
         two-core machine a second BLAS thread waiting for its core makes a
@@ -165,7 +172,7 @@ class NumpyStepper:
     """
 
     def __init__(self, spec, batch, optimizer, seed=0, blas_thread_count=1):
-        self.model = Sequential(load_spec(spec) if isinstance(spec, str) else spec, seed=seed)
+        self.model = Sequential(_spec_of(spec), seed=seed)
         self.optimizer = make_optimizer(optimizer, self.model.parameters())
         self.batch = batch
         self.rng = np.random.default_rng(seed)
@@ -189,18 +196,20 @@ class KerasFitter:
     Parameters
     ----------
     spec : str or dict
-        A zoo name, spec.json path or spec.
+        A zoo name, spec.json path or spec, built as its Keras twin.
     batch : int
+        ``fit``'s ``batch_size``.
     optimizer : str
         Keras's optimizer of that name (adam, rmsprop or sgd).
     seed : int
-        Seed of the initial weights, the NumPy model's of the same seed.
+        Seed of the initial weights, the NumPy model's of the same seed;
+        ``fit`` shuffles the images its own way.
     """
 
     def __init__(self, spec, batch, optimizer, seed=0):
         setup_tensorflow()
         from convnet.tf import tf_training
-        self.spec = normalise_spec(load_spec(spec) if isinstance(spec, str) else spec)
+        self.spec = normalise_spec(_spec_of(spec))
         self.model = tf_training.build_keras(self.spec, optimizer, seed=seed)
         self.targets = lambda Y: tf_training.keras_targets(self.spec, Y)
         self.batch = batch

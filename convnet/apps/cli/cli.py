@@ -39,6 +39,7 @@ from convnet.apps.cli import bench, data, models, train
 from convnet.apps.cli.bench import bench_engines as _bench_engines  # noqa: F401 -- read by tests
 from convnet.apps.cli.options import flag
 from convnet.errors import UserError
+from convnet.signals import Terminated
 
 # Exit statuses (see the module's docstring).
 EXIT_USER_ERROR = 2
@@ -86,10 +87,6 @@ def build_parser():
         configure(command)
         command.set_defaults(run=run)
     return parser
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwinds like Ctrl-C, so files and child processes are closed."""
 
 
 def memory_size(text):

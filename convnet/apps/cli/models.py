@@ -17,10 +17,15 @@ from convnet.errors import BadCheckpointError, BadOptionError
 from convnet.training import trainer
 
 
-def configure_evaluate(parser):
+def _add_checkpoint_option(parser):
+    """``--checkpoint``, the trained model that evaluate, predict and serve read."""
     parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
                         help="checkpoint .npz written by `convnet train` (or a LeNet-5 "
                              f"weights.npz) (default: {DEFAULT_CHECKPOINT})")
+
+
+def configure_evaluate(parser):
+    _add_checkpoint_option(parser)
     parser.add_argument("--split", choices=("train", "valid", "test"), default="test",
                         help="which split to measure (default: test)")
     add_dataset_options(parser, default=None)
@@ -36,9 +41,7 @@ def configure_predict(parser):
                              "a grey model one digit each, inverted when dark on light, scaled "
                              "and centred as in MNIST; for a colour model the largest centred "
                              "part of the model's aspect ratio, resized to its size")
-    parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
-                        help="checkpoint .npz written by `convnet train` (or a LeNet-5 "
-                             f"weights.npz) (default: {DEFAULT_CHECKPOINT})")
+    _add_checkpoint_option(parser)
     parser.add_argument("--top", type=positive_int, default=3,
                         help="how many of the most likely classes to show (default: 3)")
     parser.add_argument("--show", action="store_true",
@@ -225,9 +228,7 @@ def configure_serve(parser):
         "Serve a page that shows the network at work: draw a digit (grey models), pick an "
         "image of the dataset or upload a picture, and watch every layer; inspect the "
         "arithmetic of a convolution, back-propagate, browse the mistakes.")
-    parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT,
-                        help="checkpoint .npz written by `convnet train` (or a LeNet-5 "
-                             f"weights.npz) (default: {DEFAULT_CHECKPOINT})")
+    _add_checkpoint_option(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=positive_int, default=8000, help="default 8000")

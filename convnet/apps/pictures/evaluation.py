@@ -84,17 +84,17 @@ def draw_predictions(images, y_pred, y_true, path, names=None,
         Predicted and true labels. Correct predictions are titled in blue,
         wrong ones in red.
     path : str or Path
-        Destination PNG, ``PREDICTIONS_SIZE * DPI`` pixels.
+        Where the PNG goes, ``PREDICTIONS_SIZE * DPI`` pixels.
     names : sequence of str, optional
         Class names used in the titles (default: the digits 0 to 9). A
         title longer than a picture's width is written on two lines.
     title : str, optional
-        Figure title.
+        Heading; a second line says how to read the pictures' titles.
 
     Returns
     -------
     Path
-        ``path``.
+        ``path``, the grid of titled pictures.
     """
     names = names_or_digits(names)
     images = _pictures(images)
@@ -134,16 +134,16 @@ def draw_confusion_matrix(matrix, path, names=None, title="Confusion matrix"):
         As returned by :func:`confusion_matrix`: rows are true classes,
         columns predicted classes.
     path : str or Path
-        Destination PNG, ``CONFUSION_SIZE * DPI`` pixels.
+        Where the PNG goes, ``CONFUSION_SIZE * DPI`` pixels.
     names : sequence of str, optional
         Class names for the axis labels (default: the digits 0 to 9).
     title : str, optional
-        Figure title; the accuracy (trace / total) is appended.
+        Heading; the accuracy (trace / total) is appended.
 
     Returns
     -------
     Path
-        ``path``.
+        ``path``, the matrix with its counts.
     """
     names = names_or_digits(names)
     matrix = np.asarray(matrix)

@@ -23,12 +23,35 @@ def filters_size(n_kernels):
     return FILTERS_SIZE[0], _FILTERS_TITLE_HEIGHT + _FILTER_ROW_HEIGHT * max(rows, 1)
 
 
-def _kernel_grid(figure, n_kernels, colour_bar):
-    """Axes for ``n_kernels`` kernels, ``FILTER_COLUMNS`` to a row, and the colour bar's axes.
+def _kernel_figure(kernels, channels, colour_bar):
+    """A figure with one titled axes per kernel, ``FILTER_COLUMNS`` to a row.
 
-    Returns ``(list of axes, colour bar axes or None)``; the figure's margins
-    are set in inches, so that every row has the same height.
+    Parameters
+    ----------
+    kernels : array_like of shape (kh, kw, channels, c_new)
+        Checked here: ValueError for another shape, or no kernel.
+    channels : int
+        The input channels the caller draws: 1 (grey) or 3 (colour).
+    colour_bar : bool
+        Keep a narrow column at the right for a colour bar.
+
+    Returns
+    -------
+    kernels : ndarray of shape (kh, kw, channels, c_new), float64
+    figure : matplotlib.figure.Figure
+        ``filters_size(c_new)`` inches; its margins are set in inches, so
+        that every row has the same height.
+    axes : list of c_new Axes
+        Kernel k's axes, without ticks, titled "filter k".
+    bar : Axes or None
+        The colour bar's axes, if asked for.
     """
+    kernels = np.asarray(kernels, dtype=np.float64)
+    if kernels.ndim != 4 or kernels.shape[2] != channels or kernels.shape[3] == 0:
+        raise ValueError(f"kernels must have shape (kh, kw, {channels}, c_new), received "
+                         f"{kernels.shape}")
+    n_kernels = kernels.shape[3]
+    figure = new_figure(filters_size(n_kernels))
     columns = min(n_kernels, FILTER_COLUMNS)
     rows = -(-n_kernels // columns)
     ratios = [1] * columns + ([0.08] if colour_bar else [])
@@ -38,12 +61,13 @@ def _kernel_grid(figure, n_kernels, colour_bar):
         ax = figure.add_subplot(grid[k // columns, k % columns])
         ax.set_xticks([])
         ax.set_yticks([])
+        ax.set_title(f"filter {k}", fontsize=10)
         axes.append(ax)
     bar = figure.add_subplot(grid[:, columns]) if colour_bar else None
     height = figure.get_size_inches()[1]
     figure.subplots_adjust(left=0.02, right=0.9, top=1 - 0.53 / height,
                            bottom=0.12 / height, wspace=0.15, hspace=0.35)
-    return axes, bar
+    return kernels, figure, axes, bar
 
 
 def draw_first_layer_filters(kernels, path, title="First-layer filters (conv1)"):
@@ -57,28 +81,23 @@ def draw_first_layer_filters(kernels, path, title="First-layer filters (conv1)")
         diverging colour map: red weights are positive, blue negative.
         Kernels are drawn ``FILTER_COLUMNS`` to a row.
     path : str or Path
-        Destination PNG, ``filters_size(c_new) * DPI`` pixels (``FILTERS_SIZE``
-        for up to ``FILTER_COLUMNS`` kernels).
+        Where the PNG goes: ``filters_size(c_new) * DPI`` pixels
+        (``FILTERS_SIZE`` for up to ``FILTER_COLUMNS`` kernels).
     title : str, optional
-        Figure title.
+        Heading; the number and size of the kernels and "shared colour
+        scale" follow it.
 
     Returns
     -------
     Path
-        ``path``.
+        ``path``, the grid of kernels and its colour bar of weights.
     """
-    kernels = np.asarray(kernels, dtype=np.float64)
-    if kernels.ndim != 4 or kernels.shape[2] != 1 or kernels.shape[3] == 0:
-        raise ValueError(f"kernels must have shape (kh, kw, 1, c_new), received {kernels.shape}")
-    n_kernels = kernels.shape[3]
+    kernels, figure, axes, bar = _kernel_figure(kernels, 1, colour_bar=True)
     limit = float(np.abs(kernels).max()) or 1.0
-    figure = new_figure(filters_size(n_kernels))
-    axes, bar = _kernel_grid(figure, n_kernels, colour_bar=True)
     for k, ax in enumerate(axes):
         image = ax.imshow(kernels[:, :, 0, k], cmap=DIVERGING_CMAP, vmin=-limit, vmax=limit)
-        ax.set_title(f"filter {k}", fontsize=10)
     figure.colorbar(image, cax=bar, label="weight")
-    figure.suptitle(f"{title}: {n_kernels} kernels {kernels.shape[0]}x{kernels.shape[1]}, "
+    figure.suptitle(f"{title}: {len(axes)} kernels {kernels.shape[0]}x{kernels.shape[1]}, "
                     "shared colour scale")
     return save_figure(figure, path)
 
@@ -112,25 +131,22 @@ def draw_colour_filters(kernels, path, title="First-layer filters (conv1)"):
         (:func:`colour_patches`): the colour it responds to most, on grey.
         Kernels are drawn ``FILTER_COLUMNS`` to a row.
     path : str or Path
-        Destination PNG, ``filters_size(c_new) * DPI`` pixels.
+        Where the PNG goes, of the same size as :func:`draw_first_layer_filters`'s
+        for as many kernels.
     title : str, optional
-        Figure title.
+        Heading; the number and size of the kernels and how their colours
+        read follow it.
 
     Returns
     -------
     Path
-        ``path``.
+        ``path``, the grid of colour patches (no colour bar: the heading
+        says how their colours read).
     """
-    kernels = np.asarray(kernels, dtype=np.float64)
-    if kernels.ndim != 4 or kernels.shape[2] != 3 or kernels.shape[3] == 0:
-        raise ValueError(f"kernels must have shape (kh, kw, 3, c_new), received {kernels.shape}")
-    n_kernels = kernels.shape[3]
-    figure = new_figure(filters_size(n_kernels))
-    axes, _ = _kernel_grid(figure, n_kernels, colour_bar=False)
-    for k, (ax, patch) in enumerate(zip(axes, colour_patches(kernels))):
+    kernels, figure, axes, _ = _kernel_figure(kernels, 3, colour_bar=False)
+    for ax, patch in zip(axes, colour_patches(kernels)):
         ax.imshow(patch, interpolation="nearest")
-        ax.set_title(f"filter {k}", fontsize=10)
-    figure.suptitle(f"{title}: {n_kernels} kernels {kernels.shape[0]}x{kernels.shape[1]}x3 "
+    figure.suptitle(f"{title}: {len(axes)} kernels {kernels.shape[0]}x{kernels.shape[1]}x3 "
                     "as colours (grey = 0, one scale for all)")
     return save_figure(figure, path)
 
@@ -286,16 +302,16 @@ def draw_classic_filters(image, filtered, path, title="Classic 3x3 filters", siz
         so that neither a few strong edges nor the padding wash the rest
         out; the others are grey images clipped to [0, 1].
     path : str or Path
-        Destination PNG, ``size * DPI`` pixels.
+        Where the PNG goes, ``size * DPI`` pixels.
     title : str, optional
-        Figure title.
+        Heading above the panels, which are titled by filter name.
     size : tuple of float, optional
         (width, height) of the figure in inches.
 
     Returns
     -------
     Path
-        ``path``.
+        ``path``, the original and one panel per filter.
     """
     panels = [("original", np.asarray(image))] + list(filtered.items())
     figure = new_figure(size)

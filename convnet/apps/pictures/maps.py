@@ -94,16 +94,16 @@ def draw_feature_maps(maps, path, title="Feature maps", names=None):
         ``len(names)`` entries, as a bar chart of class scores. All channels
         of a layer share one colour scale.
     path : str or Path
-        Destination PNG; its size in inches is ``feature_maps_size(maps)``.
+        Where the PNG goes; its size in inches is ``feature_maps_size(maps)``.
     title : str, optional
-        Figure title.
+        Heading, in a row of its own above the layers' rows.
     names : sequence of str, optional
         Class names labelling the bars (default: the digits 0 to 9).
 
     Returns
     -------
     Path
-        ``path``.
+        ``path``, one row per layer.
     """
     names = names_or_digits(names)
     maps = [(name, np.asarray(activation, dtype=np.float64)) for name, activation in maps]
@@ -292,16 +292,17 @@ def draw_input_and_probabilities(image, probabilities, path, names=None,
     probabilities : ndarray of shape (n_classes,)
         The model's probability of each class; the most likely is highlighted.
     path : str or Path
-        Destination PNG, ``INPUT_SIZE * DPI`` pixels.
+        Where the PNG goes, ``INPUT_SIZE * DPI`` pixels.
     names : sequence of str, optional
         Class names (default: the digits 0 to 9).
     title : str, optional
-        Figure title.
+        Heading above the picture and the bars (``convnet predict --show``
+        names the image file in it).
 
     Returns
     -------
     Path
-        ``path``.
+        ``path``, the picture on the left and the bars on the right.
     """
     names = names_or_digits(names)
     image = _picture(image)
