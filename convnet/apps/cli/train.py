@@ -25,17 +25,9 @@ from convnet.apps.cli.options import (
     unit_float,
 )
 from convnet.errors import BadOptionError
+from convnet.training import events
 from convnet.training.checkpoint import HISTORY_KEYS
 from convnet.training.config import TrainConfig
-from convnet.training.events import (
-    EpochEnded,
-    Note,
-    RunFinished,
-    RunStarted,
-    Snapshot,
-    StepEnded,
-    epochs_text,
-)
 
 # The option of each TrainConfig field: the field's name without its underscores' dashes.
 FIELDS = ("model", "dataset", "data", "backend", "epochs", "batch_size", "optimizer", "lr",
@@ -159,7 +151,7 @@ def save_history_plot(history, path, first_epoch, log=None):
 def banner(event):
     """The first line of a run: what is trained, on what, and how."""
     common = (f"training {event.model} ({event.backend}) on {event.train_size} {event.dataset} "
-              f"images, {epochs_text(event.epochs)}, batch {event.batch_size}")
+              f"images, {events.epochs_text(event.epochs)}, batch {event.batch_size}")
     if event.backend != "numpy":
         rate = f"lr {event.lr}" if event.lr is not None else "Keras's default lr"
         workers = ("" if event.workers is None else
@@ -193,24 +185,24 @@ class RunPrinter:
 
     def __call__(self, event):
         """Show one event."""
-        if isinstance(event, StepEnded):
+        if isinstance(event, events.StepEnded):
             self._step(event)
-        elif isinstance(event, Snapshot):
+        elif isinstance(event, events.Snapshot):
             self._snapshot(event)
-        elif isinstance(event, EpochEnded):
+        elif isinstance(event, events.EpochEnded):
             self._close_bar()
             say(event.line())
             self.last_epoch = event.epoch
             if self.watcher is not None and event.epoch > 0:
                 self.watcher.publish(event.epoch)   # the page shows each epoch's final weights
-        elif isinstance(event, RunStarted):
+        elif isinstance(event, events.RunStarted):
             self.started = event
             if event.resumed_from is not None:
                 say(f"resuming from {event.resumed_from} after epoch {event.start_epoch}")
             say(banner(event))
-        elif isinstance(event, Note):
+        elif isinstance(event, events.Note):
             say(event.text)
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, events.RunFinished):
             self._close_bar()
             self._finished(event)
             if self.watcher is not None:
