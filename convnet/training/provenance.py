@@ -19,12 +19,12 @@ one, MNIST is assumed, and a note says so.
 """
 import json
 import os
-import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from convnet.data import DATASETS
-from convnet.errors import BadOptionError, MissingDataError
+from convnet.errors import BadCheckpointError, BadOptionError, MissingDataError
 from convnet.training import checkpoint as checkpoints
 
 RUN_JSON = "run.json"
@@ -69,7 +69,14 @@ def read_origin(path):
     BadCheckpointError
         As ``convnet.training.checkpoint.read``.
     """
-    arrays = checkpoints.read(path, keys=("dataset", "class_names", "data_source")).arrays
+    contents = checkpoints.read(path, keys=("dataset", "class_names", "data_source"))
+    arrays = contents.arrays
+    if not contents.legacy:
+        # A model's own checkpoint always records both; read_model refuses it without them.
+        missing = [key for key in ("dataset", "class_names") if key not in arrays]
+        if missing:
+            raise BadCheckpointError(f"checkpoint {path}: not a model checkpoint "
+                                     f"(no {missing[0]!r})")
     if "dataset" not in arrays:
         dataset = run_json_dataset(path)
         return Origin(dataset, None, None, None if dataset is None else RUN_JSON)
@@ -92,11 +99,7 @@ def run_json_dataset(path):
     return dataset if dataset in DATASETS else None
 
 
-def _stderr(line):
-    print(line, file=sys.stderr, flush=True)
-
-
-def data_to_use(path, dataset=None, data=None, note=_stderr):
+def data_to_use(path, dataset=None, data=None, note=None):
     """The dataset and data the model file ``path`` is used on (see the module docstring).
 
     Parameters
@@ -107,9 +110,9 @@ def data_to_use(path, dataset=None, data=None, note=_stderr):
         The dataset asked for; must be the recorded one.
     data : str, optional
         Read the dataset from here (wins over the recorded path).
-    note : callable
+    note : callable, optional
         Receives one line when the dataset is assumed (not recorded anywhere);
-        by default printed on stderr.
+        by default it is a ``UserWarning``.
 
     Returns
     -------
@@ -131,8 +134,12 @@ def data_to_use(path, dataset=None, data=None, note=_stderr):
     recorded = origin.dataset
     if recorded is None:
         if dataset is None:
-            note(f"{path} does not record the dataset it learnt (a LeNet-5 weights file with "
-                 f"no {RUN_JSON} beside it): MNIST is assumed")
+            line = (f"{path} does not record the dataset it learnt (a LeNet-5 weights file "
+                    f"with no {RUN_JSON} beside it): MNIST is assumed")
+            if note is None:
+                warnings.warn(line, stacklevel=2)
+            else:
+                note(line)
         return dataset or "mnist", data, origin
     if dataset is not None and dataset != recorded:
         says = "" if origin.recorded_in == "checkpoint" else f" (says the {RUN_JSON} beside it)"

@@ -127,8 +127,9 @@ def _load_checkpoint_model(args):
 
 def run_evaluate(args):
     """``convnet evaluate``: print the loss and accuracy of a checkpoint on a split."""
-    measured = api.evaluate(args.checkpoint, split=args.split, dataset=args.dataset,
-                            data=args.data)
+    # Resolved here first, so that an assumed dataset is said as a note of the command.
+    dataset, data, _ = provenance.data_to_use(args.checkpoint, args.dataset, args.data, note)
+    measured = api.evaluate(args.checkpoint, split=args.split, dataset=dataset, data=data)
     print(f"{args.checkpoint} on the {measured.dataset} {args.split} split ({measured.images} "
           f"images): accuracy {measured.accuracy:.4f}, loss {measured.loss:.4f}")
 
