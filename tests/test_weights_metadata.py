@@ -244,11 +244,15 @@ def test_a_run_on_the_default_data_records_the_default_place(tmp_path):
     model = LeNet5(seed=0)
     settings = {"seed": 0, "batch_size": 32, "lr": 1e-3, "dataset": "mnist", "train_size": 8}
     history = {key: [0.5] for key in checkpoint.HISTORY_KEYS}
-    path = tmp_path / "checkpoint.npz"
-    checkpoint.write(path, model, Adam(model.parameters()), 0, settings, history,
-                     [str(k) for k in range(10)])
+    path, unknown = tmp_path / "checkpoint.npz", tmp_path / "unknown.npz"
+    checkpoint.write(path, model, Adam(model.parameters()), 0, {**settings, "data": None},
+                     history, [str(k) for k in range(10)])
     origin = provenance.read_origin(path)
     assert (origin.data_source, origin.data_path) == (checkpoint.DEFAULT_SOURCE, None)
+    # A writer that does not say where its data came from records nothing.
+    checkpoint.write(unknown, model, Adam(model.parameters()), 0, settings, history,
+                     [str(k) for k in range(10)])
+    assert provenance.read_origin(unknown).data_source is None
     assert provenance.data_to_use(path, data="given")[:2] == ("mnist", "given")
     assert provenance.data_to_use(path)[:2] == ("mnist", None)
     assert checkpoint.source_text("relative") == os.path.join(os.getcwd(), "relative")

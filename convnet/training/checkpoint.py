@@ -88,10 +88,10 @@ MAX_CONFIG_BYTES = 1 << 12
 MAX_PARAMETERS = 100_000_000
 # Most classes a model may have (and class names a checkpoint may hold).
 MAX_CLASSES = 100_000
-# The rules ``convnet.training.steps.rule_of`` writes: how each batch was cut (and BLAS
-# threads); counts of at most nine digits.
 # The ``data_source`` of a run that read its dataset from the default place.
 DEFAULT_SOURCE = "default"
+# The rules ``convnet.training.steps.rule_of`` writes: how each batch was cut (and BLAS
+# threads); counts of at most nine digits.
 RULE = re.compile(r"whole batches|micro-batch [1-9]\d{0,8}|processes [1-9]\d{0,8}"
                   r"(?:, threads [1-9]\d{0,8})?")
 
@@ -549,8 +549,8 @@ def write(path, model, optimizer, epoch, settings, history, class_names):
     epoch : int
         Epochs completed.
     settings : dict
-        The ``RUN_SETTINGS``; also ``"data"`` (the path the data was read
-        from, None or absent for the default place), recorded as ``data_source``.
+        The ``RUN_SETTINGS``; also ``"data"`` if known (the path the data was
+        read from, None for the default place), recorded as ``data_source``.
     history : dict of str to list of float
         ``HISTORY_KEYS`` and ``"epoch_seconds"``, stored as float64 arrays.
     class_names : sequence of str
@@ -568,7 +568,8 @@ def write(path, model, optimizer, epoch, settings, history, class_names):
     for key in ("rule", "augment"):
         if settings.get(key):
             arrays[key] = np.asarray(str(settings[key])[:MAX_NAME])
-    source = source_text(settings.get("data"))
+    # Without "data" the source is unknown: nothing is recorded rather than a guess.
+    source = source_text(settings["data"]) if "data" in settings else None
     if source is not None:
         arrays["data_source"] = np.asarray(source)
     for key, values in history.items():
