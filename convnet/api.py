@@ -37,7 +37,7 @@ from convnet.parallel import distributed
 from convnet.parallel import layout as spread
 from convnet.parallel.distributed import DataParallel, DistributedJobError
 from convnet.training import checkpoint as checkpoints
-from convnet.training import runfolder, trainer
+from convnet.training import provenance, runfolder, trainer
 from convnet.training.config import TrainConfig
 from convnet.training.events import (
     EpochEnded,
@@ -454,10 +454,11 @@ def evaluate(checkpoint, split="test", dataset=None, data=None):
     split : str
         train, valid or test.
     dataset : str, optional
-        Must agree with the checkpoint's own (a LeNet-5 weights file does
-        not say: default mnist).
+        Must agree with the checkpoint's own (an older LeNet-5 weights file
+        does not say: its run.json's, else mnist, with a note on stderr).
     data : str, optional
-        Read the dataset from this path instead of its default place.
+        Read the dataset from this path instead of where the checkpoint
+        says it was read from (by default its default place).
 
     Returns
     -------
@@ -472,8 +473,8 @@ def evaluate(checkpoint, split="test", dataset=None, data=None):
     if split not in ("train", "valid", "test"):
         raise errors.BadOptionError(f"{{split}} must be train, valid or test, received "
                                     f"{split!r}", fields=("split",))
-    model, stored, _ = trainer.load_model(checkpoint)
-    dataset = checkpoint_dataset(checkpoint, stored, dataset)
+    model, _, _ = trainer.load_model(checkpoint)
+    dataset, data, _ = provenance.data_to_use(checkpoint, dataset, data)
     images, labels = load_split(model, dataset, split, data)
     with blas_threads(1):
         loss, accuracy = model.evaluate(images, labels)

@@ -170,8 +170,11 @@ def test_check_fits_counts_a_sigmoid_as_two_classes():
 def test_weights_file_keeps_lenet5_exchange_format_and_describes_other_models():
     lenet = normalise_spec(load_spec("lenet5"))
     weights = list(Sequential(lenet).get_weights().values())
-    assert list(tf_training.weights_arrays(lenet, weights, "mnist")) == list(
-        tf_training.EXCHANGE_NAMES)
+    # The ten exchange arrays come first and in order; what they are is recorded beside them.
+    lenet_arrays = tf_training.weights_arrays(lenet, weights, "mnist")
+    assert list(lenet_arrays)[:10] == list(tf_training.EXCHANGE_NAMES)
+    assert list(lenet_arrays)[10:] == ["spec", "dataset"]
+    assert json.loads(lenet_arrays["spec"].tobytes().decode("utf-8")) == lenet
     spec = normalise_spec(load_spec("happy-model"))
     model = Sequential(spec, seed=5)
     arrays = tf_training.weights_arrays(spec, list(model.get_weights().values()), "happy",
@@ -198,7 +201,7 @@ def test_train_command_trains_the_keras_twin_of_a_zoo_model(tmp_path, capsys, mo
     with np.load(out / "weights.npz", allow_pickle=False) as stored:
         spec = json.loads(stored["spec"].tobytes().decode("utf-8"))
         shapes = {name: stored[name].shape for name in stored.files
-                  if name not in ("spec", "dataset", "class_names")}
+                  if name not in ("spec", "dataset", "class_names", "data_source")}
     reference = Sequential(spec)
     assert spec == normalise_spec(load_spec(model))
     assert shapes == {name: value.shape for name, value in reference.get_weights().items()}

@@ -12,6 +12,11 @@ format*: a list of 10 float32 arrays in the order and shapes of Keras's
     dense2 kernel (120, 84),     dense2 bias (84,),
     dense3 kernel (84, 10),      dense3 bias (10,)
 
+A run's ``weights.npz`` also records, beside those ten arrays, what the
+weights are: ``spec``, ``dataset``, ``class_names`` and ``data_source``
+(see ``weights_arrays``); every reader of the exchange format takes the ten
+arrays by name and leaves the rest.
+
 Every check raises ``ValueError`` naming the offending array and the shape it
 should have. LeNet-5's images are ``X`` of shape (m, 28, 28, 1) (or
 (m, 28, 28), which is given a channel axis); labels are integers of shape (m,).
@@ -26,7 +31,7 @@ from convnet.nn.lenet5 import WEIGHT_NAMES
 from convnet.nn.sequential import Sequential
 from convnet.nn.zoo import check_fits
 from convnet.tf.tensorflow_import import import_tensorflow
-from convnet.training import trainer
+from convnet.training import checkpoint, trainer
 from convnet.training.trainer import model_spec
 
 tf = import_tensorflow()
@@ -134,14 +139,18 @@ def empty_history():
             "epoch_seconds": []}
 
 
-def weights_arrays(spec, weights, dataset=None, class_names=None):
-    """Return what a run's ``weights.npz`` holds.
+def weights_arrays(spec, weights, dataset=None, class_names=None, data_source=None):
+    """Return what a run's ``weights.npz`` holds: the weights and what they are.
 
-    LeNet-5 keeps the exchange format every LeNet-5 reader takes: its ten
-    weights under ``EXCHANGE_NAMES``, nothing else. Any other model is
-    stored self-described: ``spec`` (its canonical spec as JSON, UTF-8
-    bytes in a uint8 array), every weight under its name (``conv1/kernel``,
-    ``bn1/moving_mean``, ...), ``dataset`` and ``class_names`` (strings).
+    Every model is stored self-described: ``spec`` (its canonical spec as
+    JSON, UTF-8 bytes in a uint8 array), ``dataset`` and ``class_names``
+    (strings) and ``data_source`` (a string: the absolute path the data was
+    read from, or ``checkpoint.DEFAULT_SOURCE``), the layout
+    ``convnet.training.checkpoint`` reads. The weights of LeNet-5 keep the
+    exchange format every LeNet-5 reader takes: its ten weights under
+    ``EXCHANGE_NAMES``, first and in order (readers take them by name and
+    leave the other members). Any other model's weights are under their
+    names (``conv1/kernel``, ``bn1/moving_mean``, ...).
 
     Parameters
     ----------
@@ -151,6 +160,9 @@ def weights_arrays(spec, weights, dataset=None, class_names=None):
         In Keras ``get_weights()`` order.
     dataset : str, optional
     class_names : sequence of str, optional
+        One per class of the model.
+    data_source : str, optional
+        What ``checkpoint.source_text`` returns for the run's data.
 
     Returns
     -------
@@ -158,14 +170,18 @@ def weights_arrays(spec, weights, dataset=None, class_names=None):
     """
     model = Sequential(spec)
     if spec["layers"] == lenet5_spec()["layers"]:
-        return dict(zip(EXCHANGE_NAMES, check_weights(weights)))
-    model.set_weights(list(weights))
-    arrays = {"spec": np.frombuffer(model.to_json().encode("utf-8"), dtype=np.uint8)}
-    arrays.update(model.get_weights())
+        arrays = dict(zip(EXCHANGE_NAMES, check_weights(weights)))
+    else:
+        model.set_weights(list(weights))
+        arrays = dict(model.get_weights())
+    arrays = {**arrays, "spec": np.frombuffer(model.to_json().encode("utf-8"), dtype=np.uint8)}
     if dataset is not None:
         arrays["dataset"] = np.array(dataset)
     if class_names is not None:
-        arrays["class_names"] = np.array(list(class_names))
+        arrays["class_names"] = np.array([str(name)[:checkpoint.MAX_NAME]
+                                          for name in class_names])
+    if data_source is not None:
+        arrays["data_source"] = np.array(data_source)
     return arrays
 
 
@@ -218,6 +234,7 @@ def save_run(config, spec, history, weights, optimizer, class_names, train_size,
            "epoch_seconds": history["epoch_seconds"], "tensorflow": tf.__version__}
     if workers is not None:
         run["workers"] = workers
-    arrays = weights_arrays(spec, weights, config.dataset, class_names)
+    arrays = weights_arrays(spec, weights, config.dataset, class_names,
+                            checkpoint.source_text(config.data))
     paths = write_run(Path(config.out), history, run, arrays)
     return dict(zip(("history", "run", "weights"), map(str, paths)))

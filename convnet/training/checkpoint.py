@@ -39,15 +39,21 @@ Layout of a training checkpoint (written by ``write``):
 - ``epoch`` (int scalar, epochs completed);
 - the run settings ``RUN_SETTINGS``: ``seed``, ``batch_size``, ``train_size``
   (int scalars), ``lr`` (float scalar), ``dataset`` (string scalar);
+- ``data_source`` (string scalar): where the data was read from, the absolute
+  path given as ``data`` or ``DEFAULT_SOURCE`` for the dataset's default
+  place (older checkpoints lack it: the default place);
 - the history: ``history_<key>`` for each of ``HISTORY_KEYS`` (``epoch + 1``
   float64 entries, epoch 0 being the untrained network) and
   ``history_epoch_seconds`` (``epoch`` entries).
 
-A LeNet-5 weights file of the TensorFlow and Keras trainings (the ten
-``WEIGHT_NAMES``, no ``spec``) reads as the zoo's ``lenet5`` with no dataset.
+A LeNet-5 weights file of the TensorFlow and Keras trainings holds the ten
+``WEIGHT_NAMES`` (the exchange format) and, beside them, its ``spec``,
+``dataset``, ``class_names`` and ``data_source`` (older files hold the ten
+weights alone: they read as the zoo's ``lenet5`` with no dataset).
 """
 import json
 import math
+import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -55,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet import storage
+from convnet import data, storage
 from convnet.data import DATASETS
 from convnet.errors import BadCheckpointError
 from convnet.nn import optim
@@ -63,6 +69,7 @@ from convnet.nn.lenet5 import WEIGHT_NAMES
 from convnet.training.npz_members import (
     MAX_EPOCHS,
     MAX_NAME,
+    MAX_PATH,
     Member,
     check_directory,
     read_data,
@@ -81,6 +88,8 @@ MAX_CONFIG_BYTES = 1 << 12
 MAX_PARAMETERS = 100_000_000
 # Most classes a model may have (and class names a checkpoint may hold).
 MAX_CLASSES = 100_000
+# The ``data_source`` of a run that read its dataset from the default place.
+DEFAULT_SOURCE = "default"
 # The rules ``convnet.training.steps.rule_of`` writes: how each batch was cut (and BLAS
 # threads); counts of at most nine digits.
 RULE = re.compile(r"whole batches|micro-batch [1-9]\d{0,8}|processes [1-9]\d{0,8}"
@@ -110,6 +119,7 @@ def _run_members():
     members["rule"] = Member((), "U")
     # The random changes made to the training images (``TrainConfig.augment``), joined by commas.
     members["augment"] = Member((), "U")
+    members["data_source"] = Member((), "U", max_chars=MAX_PATH)
     for key in HISTORY_KEYS + ("epoch_seconds",):
         members[f"history_{key}"] = Member(None, "f")
     return members
@@ -159,6 +169,26 @@ def _legacy_layout():
     return members
 
 
+def _exchange_layout(path, spec):
+    """Members of a LeNet-5 weights file with a spec: the ten ``WEIGHT_NAMES`` and what it learnt.
+
+    Raises
+    ------
+    BadCheckpointError
+        If the spec's weights are not LeNet-5's (their shapes, in order).
+    """
+    from convnet.nn.specs import spec_weights
+    legacy = _legacy_layout()
+    shapes = [tuple(int(side) for side in shape) for shape in spec_weights(spec)[0].values()]
+    if shapes != [legacy[name].shape for name in WEIGHT_NAMES]:
+        raise BadCheckpointError(f"checkpoint {path}: its weights are under LeNet-5's names "
+                                 f"({WEIGHT_NAMES[0]}, ...) but its spec is not LeNet-5's")
+    members = {name: legacy[name] for name in (*WEIGHT_NAMES, "dataset", "data_source")}
+    members["spec"] = TEXT_MEMBERS["spec"]
+    members["class_names"] = Member((shapes[-1][0],), "U")
+    return members
+
+
 @dataclass
 class Contents:
     """What ``read`` found: the model's spec and optimiser configuration, and the arrays.
@@ -172,7 +202,9 @@ class Contents:
     arrays : dict of str to ndarray
         The members read, weights under the model's names.
     legacy : bool
-        The file has no spec: an older LeNet-5 checkpoint or weights file.
+        The weights are under LeNet-5's ``WEIGHT_NAMES``: a LeNet-5 weights
+        file of the TensorFlow and Keras trainings, or an older LeNet-5
+        checkpoint (with no spec).
     """
 
     spec: dict
@@ -296,7 +328,9 @@ def read(path, keys=None, required=(), model_only=False):
                 config = (_json_member(path, archive, texts, "optimizer", TEXT_MEMBERS)
                           if "optimizer" in texts else None)
                 spec, members = _model_layout(path, spec, config)
-                legacy = False
+                legacy = f"{WEIGHT_NAMES[0]}.npy" in names
+                if legacy:
+                    members = _exchange_layout(path, spec)
             else:
                 from convnet.nn.zoo import load_spec
                 spec, config, members, legacy = load_spec("lenet5"), None, _legacy_layout(), True
@@ -308,8 +342,8 @@ def read(path, keys=None, required=(), model_only=False):
                        for key, info in found.items()}
             if model_only:
                 from convnet.nn.specs import spec_weights
-                keys = (WEIGHT_NAMES if legacy else
-                        [*spec_weights(spec)[0], "dataset", "class_names"])
+                weights = WEIGHT_NAMES if legacy else spec_weights(spec)[0]
+                keys = [*weights, "dataset", "class_names"]
             wanted = found if keys is None else [key for key in keys if key in found]
             arrays = {key: read_data(path, archive, found[key], key, members[key],
                                       *headers[key])
@@ -336,9 +370,11 @@ def read_model(path):
     weights : dict of str to ndarray
         Every weight by the model's names (``Sequential.set_weights`` takes it).
     dataset : str or None
-        The dataset the model was trained on (None for a legacy weights file).
+        The dataset the model was trained on (None for a LeNet-5 weights file
+        that does not record it).
     class_names : tuple of str or None
-        Its class names, in label order (None for a legacy weights file).
+        Its class names, in label order (None when the dataset is not
+        recorded; the dataset's own when only the dataset is).
 
     Raises
     ------
@@ -352,11 +388,18 @@ def read_model(path):
         _require(path, arrays, WEIGHT_NAMES, "LeNet-5 weights")
         names = list(spec_weights(contents.spec)[0])
         weights = {name: arrays[old] for name, old in zip(names, WEIGHT_NAMES)}
-        return contents.spec, weights, None, None
+        if "dataset" not in arrays:
+            return contents.spec, weights, None, None
+        dataset = recorded_dataset(path, arrays)
+        # Older LeNet-5 checkpoints record their dataset but not its class names.
+        class_names = (recorded_class_names(path, arrays) if "class_names" in arrays
+                       else data.class_names(dataset))
+        return contents.spec, weights, dataset, class_names
     names = list(spec_weights(contents.spec)[0])
     _require(path, arrays, names + ["dataset", "class_names"], "a model")
     weights = {name: arrays[name] for name in names}
-    return (contents.spec, weights, _dataset(path, arrays), _class_names(path, arrays))
+    return (contents.spec, weights, recorded_dataset(path, arrays),
+            recorded_class_names(path, arrays))
 
 
 def _require(path, arrays, keys, what):
@@ -366,7 +409,7 @@ def _require(path, arrays, keys, what):
                                  f"(no {missing[0]!r})")
 
 
-def _dataset(path, arrays):
+def recorded_dataset(path, arrays):
     """The ``dataset`` member's name, refused unless it is one of ``DATASETS``."""
     name = str(arrays["dataset"].item())
     if name not in DATASETS:
@@ -375,7 +418,7 @@ def _dataset(path, arrays):
     return name
 
 
-def _class_names(path, arrays):
+def recorded_class_names(path, arrays):
     """The ``class_names`` member as a tuple, refused if a name is empty or not printable.
 
     Their count and type were checked against the spec with the member's
@@ -400,6 +443,32 @@ def _rule(path, arrays):
                                  "'micro-batch M', 'processes N' (', threads T') or 'whole "
                                  "batches'")
     return rule
+
+
+def recorded_source(path, arrays):
+    """The ``data_source`` member (None if absent): ``DEFAULT_SOURCE`` or an absolute path."""
+    if "data_source" not in arrays:
+        return None
+    source = str(arrays["data_source"].item())
+    if source != DEFAULT_SOURCE and not (source.isprintable() and os.path.isabs(source)):
+        raise BadCheckpointError(f"checkpoint {path}: member 'data_source' is {source!r}, "
+                                 f"expected {DEFAULT_SOURCE!r} or an absolute path")
+    return source
+
+
+def source_text(data_path):
+    """What ``data_source`` records for a run that read ``data_path`` (None: the default place).
+
+    Returns
+    -------
+    str or None
+        ``DEFAULT_SOURCE``, or the absolute path of ``data_path``; None when
+        that path cannot be recorded (longer than ``MAX_PATH`` or not printable).
+    """
+    if data_path is None:
+        return DEFAULT_SOURCE
+    text = os.path.abspath(os.path.expanduser(os.fspath(data_path)))
+    return text if len(text) <= MAX_PATH and text.isprintable() else None
 
 
 def read_training_state(path):
@@ -457,13 +526,13 @@ def read_training_state(path):
                                      f"expected {expected} for epoch {epoch}")
     optimizer_state = {key[len("optimizer_"):]: arrays[key]
                        for key in state + ["optimizer_iterations"]}
-    values["dataset"] = _dataset(path, arrays)
+    values["dataset"] = recorded_dataset(path, arrays)
     return {"spec": contents.spec, "weights": {name: arrays[name] for name in shapes},
             "optimizer": contents.optimizer, "optimizer_state": optimizer_state,
             "epoch": epoch, "settings": {key: values[key] for key in RUN_SETTINGS},
             "rule": _rule(path, arrays),
             "augment": str(arrays["augment"].item()) if "augment" in arrays else "",
-            "history": history, "class_names": _class_names(path, arrays)}
+            "history": history, "class_names": recorded_class_names(path, arrays)}
 
 
 def write(path, model, optimizer, epoch, settings, history, class_names):
@@ -480,7 +549,8 @@ def write(path, model, optimizer, epoch, settings, history, class_names):
     epoch : int
         Epochs completed.
     settings : dict
-        The ``RUN_SETTINGS``.
+        The ``RUN_SETTINGS``; also ``"data"`` if known (the path the data was
+        read from, None for the default place), recorded as ``data_source``.
     history : dict of str to list of float
         ``HISTORY_KEYS`` and ``"epoch_seconds"``, stored as float64 arrays.
     class_names : sequence of str
@@ -498,6 +568,10 @@ def write(path, model, optimizer, epoch, settings, history, class_names):
     for key in ("rule", "augment"):
         if settings.get(key):
             arrays[key] = np.asarray(str(settings[key])[:MAX_NAME])
+    # Without "data" the source is unknown: nothing is recorded rather than a guess.
+    source = source_text(settings["data"]) if "data" in settings else None
+    if source is not None:
+        arrays["data_source"] = np.asarray(source)
     for key, values in history.items():
         arrays[f"history_{key}"] = np.asarray(values, dtype=np.float64)
     storage.save_npz(path, **arrays)

@@ -19,6 +19,8 @@ from convnet.errors import BadCheckpointError
 MAX_EPOCHS = 100_000
 # Longest dataset or class name stored (in characters).
 MAX_NAME = 64
+# Longest path stored (in characters): Linux's PATH_MAX, longer than any path a system opens.
+MAX_PATH = 4096
 # An .npy header written by NumPy is 128 bytes or a few multiples of 64; anything
 # much longer is not a NumPy header.
 MAX_HEADER = 4096
@@ -41,12 +43,15 @@ class Member:
         Refuse NaN and infinite values.
     max_length : int
         Longest length of a one-dimensional member (``shape`` None).
+    max_chars : int
+        Longest text of a text member (kind ``"U"``), in characters.
     """
 
     shape: tuple
     kinds: str
     finite: bool = False
     max_length: int = MAX_EPOCHS + 1
+    max_chars: int = MAX_NAME
 
     def max_items(self):
         """Largest number of elements the member may hold."""
@@ -54,8 +59,8 @@ class Member:
                                                                      dtype=np.int64))
 
     def max_itemsize(self):
-        """Largest item size in bytes (float64, int64, uint8, or ``MAX_NAME`` characters)."""
-        return {"U": 4 * MAX_NAME, "u": 1}.get(self.kinds, 8)
+        """Largest item size in bytes (float64, int64, uint8, or ``max_chars`` characters)."""
+        return {"U": 4 * self.max_chars, "u": 1}.get(self.kinds, 8)
 
 
 def check_directory(path, archive, members, known_only=True):

@@ -112,7 +112,7 @@ class NumpyBackend:
         self.settings = {"seed": config.seed, "batch_size": config.batch_size,
                          "lr": self.optimizer.lr, "dataset": config.dataset,
                          "train_size": len(self.train[0]), "rule": self.rule,
-                         "augment": ",".join(config.augment)}
+                         "augment": ",".join(config.augment), "data": config.data}
         self.start_epoch, self.history = 0, None
         if config.resume and read_checkpoint:
             self.start_epoch, self.history = trainer.resume_from(

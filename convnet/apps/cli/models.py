@@ -14,7 +14,7 @@ from convnet.apps.cli.options import (
     positive_int,
 )
 from convnet.errors import BadCheckpointError, BadOptionError
-from convnet.training import trainer
+from convnet.training import provenance, trainer
 
 
 def _add_checkpoint_option(parser):
@@ -117,16 +117,22 @@ def run_filters(args):
 
 
 def _load_checkpoint_model(args):
-    """The model of ``args.checkpoint``, its dataset (checked against ``--dataset``) and names."""
-    model, stored, names = trainer.load_model(args.checkpoint)
-    dataset = api.checkpoint_dataset(args.checkpoint, stored, args.dataset)
-    return model, dataset, names
+    """The model of ``args.checkpoint``, the dataset and data it is used on, and its names.
+
+    The dataset is the recorded one (checked against ``--dataset``) and the
+    data ``--data``, else where the checkpoint says it was read from
+    (``convnet.training.provenance``).
+    """
+    model, _, names = trainer.load_model(args.checkpoint)
+    dataset, data, _ = provenance.data_to_use(args.checkpoint, args.dataset, args.data, note)
+    return model, dataset, data, names
 
 
 def run_evaluate(args):
     """``convnet evaluate``: print the loss and accuracy of a checkpoint on a split."""
-    measured = api.evaluate(args.checkpoint, split=args.split, dataset=args.dataset,
-                            data=args.data)
+    # Resolved here first, so that an assumed dataset is said as a note of the command.
+    dataset, data, _ = provenance.data_to_use(args.checkpoint, args.dataset, args.data, note)
+    measured = api.evaluate(args.checkpoint, split=args.split, dataset=dataset, data=data)
     print(f"{args.checkpoint} on the {measured.dataset} {args.split} split ({measured.images} "
           f"images): accuracy {measured.accuracy:.4f}, loss {measured.loss:.4f}")
 
@@ -159,8 +165,11 @@ def predict_cli(args):
     beside the checkpoint, see :func:`pictures_folder`) and prints the PNG
     paths.
     """
+    from convnet.data import class_names
     from convnet.data.images import preparation_rule, prepare_image
-    model, dataset, names = trainer.load_model(args.checkpoint)
+    model, _, stored = trainer.load_model(args.checkpoint)
+    dataset, _, _ = provenance.data_to_use(args.checkpoint, note=note)
+    names = class_names(dataset, stored=stored)
     rule = preparation_rule(model.input_shape)
     images = np.stack([prepare_image(path, model.input_shape) for path in args.images])
     probabilities = model.predict_proba(images)
@@ -168,19 +177,19 @@ def predict_cli(args):
         probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
     note(f"each picture was prepared as the model's input: {rule}")
     top = min(args.top, probabilities.shape[1])
-    label = (lambda k: str(k)) if dataset in (None, "mnist") else (lambda k: names[k])
+    label = (lambda k: str(k)) if dataset == "mnist" else (lambda k: names[k])
     for path, probs in zip(args.images, probabilities):
         ranked = np.argsort(probs)[::-1][:top]
         shown = ", ".join(f"{label(k)}: {probs[k]:.4f}" for k in ranked)
         print(f"{path}: {label(ranked[0])} ({shown})")
     if getattr(args, "show", False):
         from convnet.apps.pictures.plots import draw_input_and_probabilities, input_picture_names
-        from convnet.data import class_names
         out = pictures_folder(args.checkpoint, args.out)
         for path, name, image, probs in zip(args.images, input_picture_names(args.images),
                                             images, probabilities):
             print(draw_input_and_probabilities(image, probs, out / name,
-                                               names=class_names(dataset, stored=names, short=True),
+                                               names=class_names(dataset, stored=stored,
+                                                                 short=True),
                                                title=f"What the network saw: {path}"))
 
 
@@ -198,13 +207,13 @@ def show_cli(args):
     if not checkpoint.is_file() and not checkpoint.is_dir():
         raise BadCheckpointError(f"checkpoint {checkpoint} not found (train one with "
                                  "`convnet train`, or pass --checkpoint PATH)")
-    model, dataset, stored = _load_checkpoint_model(args)
+    model, dataset, data, stored = _load_checkpoint_model(args)
     names = class_names(dataset, stored=stored, short=True)
     out = pictures_folder(checkpoint, args.out)
     if getattr(args, "image", None) is not None:
         print(plots.draw_image_maps(model, Path(args.image), out, names))
         return
-    X_valid, Y_valid = api.load_split(model, dataset, "valid", args.data)
+    X_valid, Y_valid = api.load_split(model, dataset, "valid", data)
     for path in plots.draw_checkpoint_pictures(model, str(checkpoint), X_valid, Y_valid,
                                                args.index, out, names,
                                                mistakes=getattr(args, "mistakes", False)):
@@ -213,13 +222,20 @@ def show_cli(args):
 
 def summary_checkpoint_cli(args):
     """Run ``convnet summary --checkpoint PATH``: the model's table and what it learnt from."""
+    from convnet.data import class_names
     from convnet.nn import sequential
-    model, dataset, names = trainer.load_model(args.checkpoint)
+    model, _, stored = trainer.load_model(args.checkpoint)
+    origin = provenance.read_origin(args.checkpoint)
     print(sequential.summary_text(model.summary()))
-    if dataset is None:
+    if origin.data_path is not None:
+        print(f"Data: read from {origin.data_path}")
+    if origin.dataset is None:
         print("Dataset: not recorded (a LeNet-5 weights file)")
-    else:
-        print(f"Dataset: {dataset} ({len(names)} classes: {', '.join(names)})")
+        return
+    names = class_names(origin.dataset, stored=stored)
+    beside = ("" if origin.recorded_in == "checkpoint"
+              else f"; says the {provenance.RUN_JSON} beside it")
+    print(f"Dataset: {origin.dataset} ({len(names)} classes: {', '.join(names)}{beside})")
 
 
 # ---------------------------------------------------------------- serve
@@ -240,12 +256,12 @@ def run_serve(args):
     if args.port > 65535:
         raise BadOptionError(f"--port must be at most 65535, received {args.port}")
     view = serve.NetworkView.from_checkpoint(args.checkpoint)
-    dataset = api.checkpoint_dataset(args.checkpoint, view.dataset, args.dataset)
+    dataset, data, _ = provenance.data_to_use(args.checkpoint, args.dataset, args.data, note)
     if view.dataset is None and dataset != "mnist":
         from convnet.data import class_names
         view.class_names = class_names(dataset, short=True)
     warning = serve.host_warning(args.host)
-    app = serve.build_app(view, browser=serve.browser_for(view, dataset, args.data),
+    app = serve.build_app(view, browser=serve.browser_for(view, dataset, data),
                           checkpoint=str(args.checkpoint),
                           allowed_hosts=None if warning else serve.LOOPBACK_NAMES)
     # Bound first: a busy port or a foreign host is one error line, before "serving".
