@@ -56,3 +56,26 @@ def test_the_verdicts_compare_with_the_fastest_earlier_layout(monkeypatch):
     rows = [line.split("|")[1:-1] for line in said.splitlines() if line.startswith("| lenet5")]
     assert [cell.strip() for cell in rows[2]] == ["lenet5", "as it is", "default", "1, 1",
                                                   "3750.00", "3750.00", "1.20"]
+
+
+def test_the_default_is_the_one_bench_train_measures(monkeypatch):
+    from convnet.apps.bench import train
+    monkeypatch.setattr(distributed, "mpi_available", lambda: True)
+    for idle in (1, 2):
+        monkeypatch.setattr(distributed, "default_processes",
+                            lambda batch_size=32, micro_batch=None, window=0.3, n=idle: n)
+        for model in ("lenet5", "mnist-cnn", "mlp"):
+            spec, batch, _ = determinism.train_setting(model)
+            processes, _, shard = train.default_run(spec, batch)
+            assert determinism.default_choice(spec, batch) == (processes, shard)
+
+
+def test_a_model_trained_on_whole_batches_is_refused_before_any_run(monkeypatch, capsys):
+    monkeypatch.setattr(determinism, "measure", lambda *args, **kwargs: pytest.fail("ran"))
+    with pytest.raises(ValueError, match="happy-model has BatchNormalization"):
+        determinism.bench_determinism(("lenet5", "happy-model"), steps=2, runs=1,
+                                      log=lambda line: None)
+    with pytest.raises(SystemExit) as stopped:
+        determinism.main(["--model", "happy-model"])
+    assert stopped.value.code == 2
+    assert "error: model happy-model has BatchNormalization" in capsys.readouterr().err

@@ -108,6 +108,7 @@ def test_the_default_selection_leaves_out_several_ranks_for_batch_normalization(
 def test_the_default_of_a_model_with_batch_normalization_is_one_process(monkeypatch):
     launched = []
     monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
+    monkeypatch.setattr(distributed, "mpi_available", lambda: True)
     monkeypatch.setattr(train, "run_engine",
                         lambda name, job, processes: launched.append(processes) or {})
     bench.measure_engines(bench.train_setting("happy-model")[0], 32, "adam", 64, ["default"])
@@ -148,6 +149,7 @@ def test_measure_engines_decides_the_default_while_the_burner_runs(monkeypatch):
 
     monkeypatch.setattr(train, "one_core_busy", fake_busy)
     monkeypatch.setattr(distributed, "default_processes", fake_default)
+    monkeypatch.setattr(distributed, "mpi_available", lambda: True)
     monkeypatch.setattr(train, "run_engine", fake_run_engine)
     spec = bench.train_setting("lenet5")[0]
     measured = bench.measure_engines(spec, 32, "adam", 320, bench.DEFAULT_ENGINES)
@@ -159,8 +161,52 @@ def test_measure_engines_decides_the_default_while_the_burner_runs(monkeypatch):
     assert by_name["2 ranks"][1:] == (2, False)
     assert by_name["1 process, micro-batch 16"][0]["micro_batch"] == 16
     assert by_name["1 process"][0]["micro_batch"] is None
+    # The default engines train convnet train's fixed shards, not one slice per rank.
+    assert by_name["default"][0]["micro_batch"] == 16
+    assert by_name["default + burner"][0]["micro_batch"] == 16
+    assert by_name["2 ranks"][0]["micro_batch"] is None
     assert by_name["keras"][0]["kind"] == "keras" and by_name["1 process"][0]["kind"] == "numpy"
     assert {job["images"] for job, _, _ in by_name.values()} == {320}
+
+
+class _Chosen(Exception):
+    """Stops a training as soon as its layout is chosen."""
+
+
+@pytest.mark.parametrize("model", ["lenet5", "mlp", "mnist-cnn", "cifar-cnn", "happy-model"])
+@pytest.mark.parametrize("batch", [16, 40, 64, 128])
+@pytest.mark.parametrize("idle", [1, 2])
+def test_the_default_engine_runs_what_convnet_train_runs(monkeypatch, tmp_path, model, batch,
+                                                         idle):
+    """The benchmark's default against the layout ``convnet.train`` hands its backend."""
+    import convnet.api
+    from convnet.training.config import TrainConfig
+    from convnet.training.numpy_backend import NumpyBackend
+    chosen = {}
+
+    def stop_at_prepare(self, processes=1, threads=1, read_checkpoint=True, micro_batch=None,
+                        slices=None):
+        chosen.update(processes=processes, threads=threads, micro_batch=micro_batch,
+                      slices=slices)
+        raise _Chosen
+
+    monkeypatch.setattr(NumpyBackend, "prepare", stop_at_prepare)
+    monkeypatch.setattr(distributed, "idle_processors", lambda window=0.3: idle)
+    monkeypatch.setattr(distributed, "available_processors", lambda: 2)
+    monkeypatch.setattr(distributed, "mpi_available", lambda: True)
+    with pytest.raises(_Chosen):
+        convnet.api.train(TrainConfig(model=model, batch_size=batch, out=str(tmp_path / "run")))
+    spec = bench.train_setting(model)[0]
+    # Whole batches are one slice in one process: DataParallel's micro_batch None there.
+    assert chosen["slices"] is None or (chosen["slices"], chosen["processes"]) == (1, 1)
+    assert train.default_run(spec, batch) == (chosen["processes"], chosen["threads"],
+                                              chosen["micro_batch"])
+
+
+def test_the_default_engine_is_one_process_without_mpi(monkeypatch):
+    monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
+    monkeypatch.setattr(distributed, "mpi_available", lambda: False)
+    assert train.default_run(bench.train_setting("lenet5")[0], 32) == (1, 1, 16)
 
 
 TINY_SPEC = {"name": "tiny", "optimizer": "sgd", "layers": [

@@ -14,7 +14,8 @@ processes, the engines of ``ENGINES``:
   ``micro_batch=None``, one slice per rank); the faster of the two in a run
   is *the fastest earlier layout*;
 - ``default``: the deterministic default, with the number of processes
-  ``distributed.default_layout`` picks at that moment;
+  it picks at that moment (``train.default_run``, the rule of ``convnet
+  bench train``'s ``default`` engine);
 - ``shards, 1 process`` and ``shards, 2 ranks``: the default's cut on each
   layout, whatever the load would choose.
 
@@ -31,11 +32,10 @@ import sys
 import numpy as np
 
 from convnet.apps.bench.timing import format_table, load_average_text, machine_info, one_core_busy
-from convnet.apps.bench.train import run_engine
+from convnet.apps.bench.train import default_run, run_engine
 from convnet.apps.bench.workload import bench_data_size, train_setting
 from convnet.checks import check_count
-from convnet.parallel import distributed
-from convnet.training.steps import default_micro_batch
+from convnet.errors import BadOptionError, UserError
 
 MODELS = ("lenet5", "mnist-cnn")
 DEFAULT_STEPS = 200
@@ -56,16 +56,23 @@ HEADERS = ["model", "machine", "engine", "processes", "s/epoch", "CPU s/epoch, r
            "/ fastest earlier"]
 
 
-def _dense_only(spec):
-    return not any(entry["layer"] == "Conv2D" for entry in spec["layers"])
-
-
 def default_choice(spec, batch):
-    """(processes, shard size) ``convnet train`` picks now for a fresh run of ``spec``."""
-    processes, _ = distributed.default_layout(_dense_only(spec), batch)
-    if processes > 1 and not distributed.mpi_available():
-        processes = 1
-    return processes, default_micro_batch(batch, not _dense_only(spec))
+    """(processes, shard size) ``convnet train`` picks now for a fresh run of ``spec``.
+
+    The same rule as ``convnet bench train``'s ``default`` engine
+    (``train.default_run``).
+
+    Raises
+    ------
+    BadOptionError
+        A model with BatchNormalization: it trains whole batches in one
+        process, so there is no cut to compare.
+    """
+    processes, _, shard = default_run(spec, batch)
+    if shard is None:
+        raise BadOptionError(f"model {spec['name']} has BatchNormalization and trains whole "
+                             "batches in one process: it has no cut to compare")
+    return processes, shard
 
 
 def measure(spec, batch, optimizer, images, busy, seed=0):
@@ -134,10 +141,13 @@ def bench_determinism(models=MODELS, steps=DEFAULT_STEPS, runs=DEFAULT_RUNS, log
     """
     check_count("steps", steps)
     check_count("runs", runs)
+    settings = {model: train_setting(model) for model in models}
+    for spec, batch, _ in settings.values():
+        default_choice(spec, batch)   # refuses a model without a cut before any run
     log(machine_info())
     table, verdicts = [], {}
     for model in models:
-        spec, batch, optimizer = train_setting(model)
+        spec, batch, optimizer = settings[model]
         images = steps * batch
         scale = bench_data_size(spec["layers"][0]["shape"]) / images
         shard = default_choice(spec, batch)[1]
@@ -182,8 +192,11 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                         help="timed steps per engine and run")
     args = parser.parse_args(argv)
-    bench_determinism(tuple(args.models or MODELS), args.steps, args.runs,
-                      log=lambda line: print(line, flush=True))
+    try:
+        bench_determinism(tuple(args.models or MODELS), args.steps, args.runs,
+                          log=lambda line: print(line, flush=True))
+    except (UserError, ValueError) as error:
+        parser.error(str(error))
     return 0
 
 

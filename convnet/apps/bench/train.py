@@ -30,12 +30,14 @@ WORKER = "convnet.apps.bench.worker"
 class Engine(NamedTuple):
     """One way of training a model, as ``bench_train`` runs it.
 
-    ``kind`` is ``"numpy"`` (``DataParallel``, one BLAS thread unless the
-    default layout gives more) or ``"keras"`` (the twin's ``fit``);
-    ``processes`` the number of MPI ranks, or None for the count
-    ``distributed.default_layout`` picks at that moment; ``micro_batch`` as
-    ``DataParallel`` takes it; ``burner`` whether another process keeps one
-    core busy meanwhile (and while the default is decided).
+    ``kind`` is ``"numpy"`` (``DataParallel``, one BLAS thread) or
+    ``"keras"`` (the twin's ``fit``); ``processes`` the number of MPI ranks,
+    or None for what a fresh ``convnet train`` runs by default at that
+    moment (``default_run``: its count of processes *and* its cut of each
+    batch); ``micro_batch`` as ``DataParallel`` takes it for a fixed count
+    (None: one slice of each batch per rank); ``burner`` whether another
+    process keeps one core busy meanwhile (and while the default is
+    decided).
     """
 
     kind: str
@@ -115,6 +117,34 @@ def default_layout(spec, batch):
     return distributed.default_layout(dense_only, batch)
 
 
+def default_run(spec, batch):
+    """What a fresh ``convnet train`` of ``spec`` at ``batch`` runs by default, decided now.
+
+    A model with BatchNormalization trains whole batches in one process.
+    Any other model has each batch cut into the fixed shards of
+    ``default_micro_batch`` (so the weights never depend on the count),
+    shared by ``default_layout``'s processes, or by one process where MPI
+    is missing.
+
+    Returns
+    -------
+    processes : int
+    threads : int
+        BLAS threads per process.
+    micro_batch : int or None
+        Images per shard; None for whole batches.
+    """
+    from convnet.parallel import distributed
+    from convnet.training.steps import default_micro_batch
+    if _one_process_only(spec):
+        return 1, 1, None
+    processes, threads = default_layout(spec, batch)
+    if processes > 1 and not distributed.mpi_available():
+        processes = 1
+    dense_only = not any(entry["layer"] == "Conv2D" for entry in spec["layers"])
+    return processes, threads, default_micro_batch(batch, not dense_only)
+
+
 def _result_line(text, name):
     """The worker's JSON result: the last line of its output that holds one."""
     for line in reversed(text.splitlines()):
@@ -158,9 +188,10 @@ def measure_engines(spec, batch, optimizer, images, engines, seed=0):
     """One run: each engine in turn, in fresh processes; return {engine: result}.
 
     Each result is ``worker.run_worker``'s, ``processes`` being the number of
-    processes the engine ran (for ``default``: what ``default_layout``
-    chose just before, with the burner already running for ``default +
-    burner``).
+    processes the engine ran. The engines of no fixed count (``default``,
+    ``default + burner``) run what ``default_run`` chose just before, the
+    burner already running for ``default + burner``: that count of
+    processes, sharing ``convnet train``'s fixed shards of each batch.
     """
     results = {}
     for name in check_engines(engines, spec):
@@ -168,8 +199,11 @@ def measure_engines(spec, batch, optimizer, images, engines, seed=0):
         job = {"kind": engine.kind, "spec": spec, "batch": batch, "optimizer": optimizer,
                "images": images, "micro_batch": engine.micro_batch, "seed": seed}
         with one_core_busy() if engine.burner else contextlib.nullcontext():
-            processes, threads = (engine.processes, 1) if engine.processes else \
-                default_layout(spec, batch)
+            if engine.processes is None:
+                processes, threads, micro_batch = default_run(spec, batch)
+                job = dict(job, micro_batch=micro_batch)
+            else:
+                processes, threads = engine.processes, 1
             results[name] = run_engine(name, dict(job, threads=threads), processes)
     return results
 
