@@ -126,7 +126,8 @@ def _train_numpy(config, on_event):
         spread.check_processes(config.processes)
     with _claim(config, on_event):
         backend = NumpyBackend(config)
-        layout = spread.choose(config, backend.model, backend.saved_rule())
+        layout = spread.choose(backend.model.spec, config.batch_size, config.processes,
+                               config.micro_batch, backend.saved_rule())
         if layout.processes > 1:
             del backend   # the ranks load their own copy of the data
             return _launch_ranks(config, layout.processes, on_event)
@@ -168,7 +169,8 @@ def _train_ranks(config, comm, on_event):
     backend = NumpyBackend(config)
     rank, size = comm.Get_rank(), comm.Get_size()
     # Rank 0 alone may hold the run folder (the other ranks may run on other hosts).
-    layout = spread.cut(config, backend.model, backend.saved_rule(), size) if rank == 0 else None
+    layout = (spread.cut(backend.model.spec, config.batch_size, config.micro_batch,
+                         backend.saved_rule(), size) if rank == 0 else None)
     layout = comm.bcast(layout, root=0) if size > 1 else layout
     backend.prepare(layout, read_checkpoint=rank == 0)
     if size > 1:
@@ -403,27 +405,6 @@ class Evaluation:
     images: int
     loss: float
     accuracy: float
-
-
-def checkpoint_dataset(checkpoint, stored, dataset=None):
-    """The dataset a checkpoint is used on: its own; ``dataset`` only if it agrees.
-
-    A LeNet-5 weights file of the TensorFlow or Keras trainings does not say
-    which dataset it learnt (``stored`` None): then ``dataset``, else mnist.
-
-    Raises
-    ------
-    BadOptionError
-        ``dataset`` differs from the checkpoint's own.
-    """
-    if stored is None:
-        return dataset or "mnist"
-    if dataset is not None and dataset != stored:
-        raise errors.BadOptionError(
-            f"checkpoint {checkpoint} was trained on {stored}, not {dataset}: leave out "
-            f"{{dataset}} (the checkpoint's own is used) or pass a checkpoint trained on "
-            f"{dataset}", fields=("dataset",))
-    return stored
 
 
 def load_split(model, dataset, split, data=None):

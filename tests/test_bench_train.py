@@ -184,10 +184,9 @@ def test_the_default_engine_runs_what_convnet_train_runs(monkeypatch, tmp_path, 
     from convnet.training.numpy_backend import NumpyBackend
     chosen = {}
 
-    def stop_at_prepare(self, processes=1, threads=1, read_checkpoint=True, micro_batch=None,
-                        slices=None):
-        chosen.update(processes=processes, threads=threads, micro_batch=micro_batch,
-                      slices=slices)
+    def stop_at_prepare(self, layout, read_checkpoint=True):
+        chosen.update(processes=layout.processes, threads=layout.threads,
+                      micro_batch=layout.micro_batch, slices=layout.slices)
         raise _Chosen
 
     monkeypatch.setattr(NumpyBackend, "prepare", stop_at_prepare)

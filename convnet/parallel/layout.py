@@ -71,9 +71,19 @@ def check_threads(threads, rule):
             f"{threads} processors, or train afresh in another {{out}}", fields=("resume", "out"))
 
 
-def _check_whole_batches(model, processes, micro_batch):
+def whole_batches(spec):
+    """True for a model with BatchNormalization, whose batch statistics need each batch whole."""
+    return any(entry["layer"] == "BatchNormalization" for entry in spec["layers"])
+
+
+def dense_only(spec):
+    """True for a model without convolution: its step is a few large matrix products."""
+    return not any(entry["layer"] == "Conv2D" for entry in spec["layers"])
+
+
+def _check_whole_batches(spec, processes, micro_batch):
     """Refuse several processes or shards for a model with BatchNormalization."""
-    name = model.spec["name"]
+    name = spec["name"]
     if processes is not None and processes > 1:
         raise BadOptionError(f"{{processes}} {processes}: model {name} has "
                              "BatchNormalization, whose batch statistics need the whole "
@@ -85,19 +95,17 @@ def _check_whole_batches(model, processes, micro_batch):
                              "whole", fields=("micro_batch",))
 
 
-def dense_only(model):
-    """True for a model without convolution: its step is a few large matrix products."""
-    return not any(entry["layer"] == "Conv2D" for entry in model.spec["layers"])
-
-
-def cut(config, model, saved_rule=None, processes=None):
-    """The cut of each batch of ``config``'s run, with ``processes`` (None: left to ``choose``).
+def cut(spec, batch_size, micro_batch=None, saved_rule=None, processes=None):
+    """The cut of each batch of a run, with ``processes`` (None: left to ``choose``).
 
     Parameters
     ----------
-    config : TrainConfig
-    model : Sequential
-        The run's model.
+    spec : dict
+        The model's canonical spec.
+    batch_size : int
+        Images per step.
+    micro_batch : int or None
+        The shard size asked for (``TrainConfig.micro_batch``).
     saved_rule : str or None
         The rule of the run to resume (``convnet.training.steps.rule_of``).
     processes : int or None
@@ -111,47 +119,55 @@ def cut(config, model, saved_rule=None, processes=None):
         Its ``processes`` is ``processes`` (1 if None).
     """
     count = 1 if processes is None else processes
-    if model.has_batch_normalization:
+    if whole_batches(spec):
         return Layout(count, None, 1, 1)
-    if config.micro_batch is not None:
-        return Layout(count, config.micro_batch, None, 1)
+    if micro_batch is not None:
+        return Layout(count, micro_batch, None, 1)
     saved = layout_of_rule(saved_rule)
     if saved is not None:
         slices, threads = saved
         return Layout(count, None, slices, threads if processes is None else 1)
-    return Layout(count, default_micro_batch(config.batch_size, not dense_only(model)), None, 1)
+    return Layout(count, default_micro_batch(batch_size, not dense_only(spec)), None, 1)
 
 
-def choose(config, model, saved_rule=None):
-    """The layout of a run of ``config`` started in this process: its cut and processes.
+def choose(spec, batch_size, processes=None, micro_batch=None, saved_rule=None):
+    """The layout of a run started in this process, decided now: its cut and processes.
 
-    The processes: the config's, else one per idle processor, at most one
+    The processes: ``processes``, else one per idle processor, at most one
     per shard, and one for a model of dense layers only (whose steps
     processes share worse than one process alone) unless it asks for a
     ``micro_batch``; one for whole batches or a resumed run's BLAS threads.
     Several processes need MPI: without it the default is one (asking for
-    several says what to install). ``check_processes`` has judged the
-    config's processes before (before anything was written).
+    several says what to install). ``check_processes`` judges ``processes``
+    against the machine, before anything is written.
+
+    Parameters
+    ----------
+    spec : dict
+        The model's canonical spec.
+    batch_size, processes, micro_batch : int or None
+        As ``TrainConfig`` has them.
+    saved_rule : str or None
+        The rule of the run to resume.
 
     Raises
     ------
     BadOptionError
-        A resumed run's threads the
-        machine lacks, a cut the model does not take.
+        Several processes or a ``micro_batch`` for a model with
+        BatchNormalization; a resumed run's threads the machine lacks.
     """
-    if model.has_batch_normalization:
-        _check_whole_batches(model, config.processes, config.micro_batch)
-    layout = cut(config, model, saved_rule, config.processes)
+    if whole_batches(spec):
+        _check_whole_batches(spec, processes, micro_batch)
+    layout = cut(spec, batch_size, micro_batch, saved_rule, processes)
     if layout.threads > 1:
         check_threads(layout.threads, saved_rule)
-    if model.has_batch_normalization or layout.threads > 1 or config.processes is not None:
+    if whole_batches(spec) or layout.threads > 1 or processes is not None:
         return layout
     if layout.slices is not None:
-        shard = -(-config.batch_size // layout.slices)
-        processes = min(layout.slices, distributed.default_processes(config.batch_size, shard))
+        shard = -(-batch_size // layout.slices)
+        count = min(layout.slices, distributed.default_processes(batch_size, shard))
     else:
-        processes, _ = distributed.default_layout(dense_only(model), config.batch_size,
-                                                  config.micro_batch)
-    if processes > 1 and not distributed.mpi_available():
-        processes = 1
-    return dataclasses.replace(layout, processes=processes)
+        count, _ = distributed.default_layout(dense_only(spec), batch_size, micro_batch)
+    if count > 1 and not distributed.mpi_available():
+        count = 1
+    return dataclasses.replace(layout, processes=count)

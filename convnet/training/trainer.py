@@ -79,8 +79,9 @@ def load_model(path, dtype=np.float32):
     model : Sequential
         Built from the checkpoint's spec, with its weights.
     dataset : str or None
-        The dataset it was trained on (None for a TensorFlow/Keras LeNet-5
-        weights file, which does not say).
+        The dataset it was trained on (None for a bare LeNet-5 exchange
+        file of an earlier version, which does not say: see
+        ``convnet.training.provenance``).
     class_names : tuple of str or None
 
     Raises

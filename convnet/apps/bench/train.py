@@ -19,6 +19,7 @@ from convnet.apps.bench.timing import load_average_text, one_core_busy
 from convnet.apps.bench.workload import bench_data_size, output_classes, train_setting
 from convnet.checks import check_count
 from convnet.errors import BadOptionError
+from convnet.parallel import layout as spread
 
 # The NumPy epoch's target, as a fraction of Keras's, for the models that have one.
 TRAIN_TARGETS = {"mnist-cnn": 1.0, "mlp": 1.0, "cifar-cnn": 1.0}
@@ -93,38 +94,26 @@ def check_engines(names, spec=None):
             known = ", ".join(map(repr, TRAIN_ENGINES))
             raise BadOptionError(f"engine must be one of {known}, received {name!r}")
         several = (TRAIN_ENGINES[name].processes or 1) > 1
-        if spec is not None and several and _one_process_only(spec):
+        if spec is not None and several and spread.whole_batches(spec):
             raise BadOptionError(f"engine {name!r}: model {spec['name']} has "
                                  "BatchNormalization and trains in one process only")
     return names
 
 
-def _one_process_only(spec):
-    """True for a model with BatchNormalization: ``convnet train`` runs it in one process."""
-    return any(layer["layer"] == "BatchNormalization" for layer in spec["layers"])
-
-
 def default_layout(spec, batch):
-    """(processes, BLAS threads) ``convnet train`` would pick for ``spec`` at this moment.
-
-    One process for a model with BatchNormalization; otherwise
-    ``distributed.default_layout``'s choice from the idle processors.
-    """
-    from convnet.parallel import distributed
-    if _one_process_only(spec):
-        return 1, 1
-    dense_only = not any(entry["layer"] == "Conv2D" for entry in spec["layers"])
-    return distributed.default_layout(dense_only, batch)
+    """(processes, BLAS threads) ``convnet train`` would pick for ``spec`` at this moment."""
+    layout = spread.choose(spec, batch)
+    return layout.processes, layout.threads
 
 
 def default_run(spec, batch):
     """What a fresh ``convnet train`` of ``spec`` at ``batch`` runs by default, decided now.
 
-    A model with BatchNormalization trains whole batches in one process.
-    Any other model has each batch cut into the fixed shards of
-    ``default_micro_batch`` (so the weights never depend on the count),
-    shared by ``default_layout``'s processes, or by one process where MPI
-    is missing.
+    ``convnet.parallel.layout.choose``'s choice: a model with
+    BatchNormalization trains whole batches in one process; any other model
+    has each batch cut into the fixed shards of ``default_micro_batch`` (so
+    the weights never depend on the count), shared by the processes the
+    idle processors allow, or by one process where MPI is missing.
 
     Returns
     -------
@@ -134,15 +123,8 @@ def default_run(spec, batch):
     micro_batch : int or None
         Images per shard; None for whole batches.
     """
-    from convnet.parallel import distributed
-    from convnet.training.steps import default_micro_batch
-    if _one_process_only(spec):
-        return 1, 1, None
-    processes, threads = default_layout(spec, batch)
-    if processes > 1 and not distributed.mpi_available():
-        processes = 1
-    dense_only = not any(entry["layer"] == "Conv2D" for entry in spec["layers"])
-    return processes, threads, default_micro_batch(batch, not dense_only)
+    layout = spread.choose(spec, batch)
+    return layout.processes, layout.threads, layout.micro_batch
 
 
 def _result_line(text, name):
@@ -346,7 +328,7 @@ def bench_train(models=("mnist-cnn",), steps=DEFAULT_STEPS, runs=1, batch=None,
             check_engines(engines, spec)
     results = []
     for spec, model_batch, model_optimizer in settings:
-        model_engines = engines if chosen or not _one_process_only(spec) else tuple(
+        model_engines = engines if chosen or not spread.whole_batches(spec) else tuple(
             name for name in engines if (TRAIN_ENGINES[name].processes or 1) == 1)
         classes = output_classes(spec)
         # The workers load their own copy of the data; here only its size is needed.
