@@ -59,7 +59,8 @@ def _convnet(spec, job, data):
     comm = distributed.world() if distributed.in_mpi_job() else None
     model = trainer.build_model(spec, seed=job["seed"])
     steps = distributed.DataParallel(model, make_optimizer(job["optimizer"], model.parameters()),
-                                     comm=comm, seed=job["seed"])
+                                     comm=comm, micro_batch=job.get("micro_batch"),
+                                     seed=job["seed"])
     keep_freed_memory()
 
     def wait():

@@ -26,10 +26,11 @@ import numpy as np
 
 from convnet.apps.bench.flops import GEMM_SIZE, gemm_gflops, training_flops
 from convnet.apps.bench.timing import format_table, load_average_text, machine_info
-from convnet.apps.bench.train import default_layout, run_engine
+from convnet.apps.bench.train import run_engine
 from convnet.apps.bench.workload import train_setting
 from convnet.checks import check_count
 from convnet.errors import BadOptionError, UserError
+from convnet.parallel import layout as spread
 
 WORKER = "convnet.apps.bench.epoch_worker"
 MODELS = ("lenet5", "mlp", "mnist-cnn", "cifar-cnn")
@@ -112,8 +113,10 @@ def _job(name, spec, batch, optimizer, steps, seed):
            "steps": steps, "seed": seed}
     if engine.kind != "convnet":
         return dict(job, threads=engine.threads), 1
-    processes, threads = (1, 1) if engine.threads == 1 else default_layout(spec, batch)
-    return dict(job, blas_threads=threads), processes
+    # What `convnet train` runs: its default layout, or that layout's cut in one process.
+    layout = spread.choose(spec, batch, processes=1 if engine.threads == 1 else None)
+    return dict(job, blas_threads=layout.threads, micro_batch=layout.micro_batch), \
+        layout.processes
 
 
 def measure_round(spec, batch, optimizer, steps, engines, seed=0, log=None):
