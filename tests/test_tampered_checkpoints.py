@@ -53,7 +53,7 @@ TAMPERED = {
     "a spec that is not UTF-8": ({"spec": np.frombuffer(b"\xff\xfe{}", np.uint8)},
                                  "member 'spec' is not JSON text"),
     "a spec nested too deep": ({"spec": text("[" * 30000 + "]" * 30000)},
-                               "member 'spec' is not"),
+                               "member 'spec' nests brackets 30,000 deep"),
     "a spec that is a list": ({"spec": text("[]")}, "member 'spec' is not a valid model spec"),
     "a spec that is null": ({"spec": text("null")}, "member 'spec' is not a valid model spec"),
     "a spec without layers": ({"spec": text("{}")}, "member 'spec' is not a valid model spec"),

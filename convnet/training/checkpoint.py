@@ -66,6 +66,7 @@ from convnet.data import DATASETS
 from convnet.errors import BadCheckpointError
 from convnet.nn import optim
 from convnet.nn.lenet5 import WEIGHT_NAMES
+from convnet.nn.limits import spec_text_problem
 from convnet.training.npz_members import (
     MAX_EPOCHS,
     MAX_NAME,
@@ -219,8 +220,17 @@ def _json_member(path, archive, found, key, members):
     header = read_header(path, archive, found[key], key, member)
     raw = read_data(path, archive, found[key], key, member, *header)
     try:
-        return json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        text = raw.tobytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadCheckpointError(f"checkpoint {path}: member {key!r} is not JSON text "
+                                 f"({error})") from None
+    # A spec's bounds (its length, its nesting) are judged before the parser recurses.
+    problem = spec_text_problem(text) if key == "spec" else None
+    if problem is not None:
+        raise BadCheckpointError(f"checkpoint {path}: member 'spec' {problem}")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
         # RecursionError: brackets nested deeper than the parser goes.
         raise BadCheckpointError(f"checkpoint {path}: member {key!r} is not JSON text "
                                  f"({error})") from None
