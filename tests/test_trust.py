@@ -209,7 +209,7 @@ def text_member(value):
     ({"spec": np.zeros(checkpoint.MAX_SPEC_BYTES + 1, np.uint8)},
      r"'spec' has shape \(65537,\), expected \(n,\) with n <= 65536"),
     ({"spec": np.frombuffer(b"{not json", np.uint8)}, "member 'spec' is not JSON text"),
-    ({"spec": np.frombuffer(b"[" * 60000, np.uint8)}, "member 'spec' is not JSON text"),
+    ({"spec": np.frombuffer(b"[" * 60000, np.uint8)}, "member 'spec' nests brackets 60,000 deep"),
     ({"spec": np.frombuffer(b"\xff\xfe", np.uint8)}, "member 'spec' is not JSON text"),
     ({"spec": text_member([{"layer": "Input", "shape": [28, 28, 1]}, {"layer": "Flatten"},
                            {"layer": "Dense", "units": 10 ** 6, "activation": "relu"},
