@@ -107,3 +107,18 @@ def test_modules_import_neither_the_command_nor_the_gathering_modules(folder):
         if bad:
             found[path.name] = bad
     assert found == {}
+
+
+def test_the_machine_line_names_tensorflow_without_importing_it():
+    """A benchmark's first line reads TensorFlow's version from its metadata: no import,
+    so none of the log lines TensorFlow writes while it loads (whatever the CPU)."""
+    import os
+    import subprocess
+    code = ("import sys; from convnet.apps.bench.timing import machine_info; "
+            "line = machine_info(); print('tensorflow' in sys.modules, 'TensorFlow 2.' in line)")
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=environment, timeout=120, check=True)
+    assert done.stdout.split() == ["False", "True"]
+    assert done.stderr == ""

@@ -6,6 +6,7 @@ returns rows that :func:`format_table` lays out as Markdown. TensorFlow,
 the yardstick, is imported through :func:`setup_tensorflow`.
 """
 import contextlib
+import importlib.metadata
 import multiprocessing
 import os
 import platform
@@ -83,11 +84,13 @@ def machine_info():
     except (OSError, subprocess.CalledProcessError):
         nproc = str(os.cpu_count())
     versions = f"Python {platform.python_version()}, NumPy {np.__version__}"
-    try:
-        tf = import_tensorflow()
-        versions += f", TensorFlow {tf.__version__}"
-    except ImportError:
-        pass
+    # The installed version, read without importing TensorFlow (slow, and noisy on stderr).
+    for distribution in ("tensorflow", "tensorflow-cpu"):
+        try:
+            versions += f", TensorFlow {importlib.metadata.version(distribution)}"
+            break
+        except importlib.metadata.PackageNotFoundError:
+            continue
     return f"{model}, nproc {nproc}; {versions}"
 
 
