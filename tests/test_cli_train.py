@@ -105,7 +105,7 @@ def test_a_dense_model_trains_in_one_process_on_one_thread_whatever_is_idle(
                "--batch-size", "64", "--out", str(tmp_path)]
     assert main([*options, "--epochs", "1"]) == 0
     assert capsys.readouterr().out.splitlines()[0].endswith(", 1 process")
-    assert str(np.load(tmp_path / "checkpoint.npz")["rule"]) == "micro-batch 32"
+    assert str(np.load(tmp_path / "checkpoint.npz")["rule"]) == "micro-batch 64"
 
 
 def with_rule(checkpoint, rule):
@@ -197,10 +197,15 @@ def test_micro_batches_give_the_same_weights_whatever_the_number_of_ranks(
             assert np.array_equal(first[key], second[key]), key
 
 
-def test_resume_refuses_another_rule(small_mnist, tmp_path, capsys):
+def test_resume_keeps_the_rule_it_began_with_and_refuses_another(small_mnist, tmp_path,
+                                                                   capsys):
     options = ["train", "--data", str(small_mnist), "--limit", "64", "--out", str(tmp_path)]
     assert main([*options, "--epochs", "1", "--processes", "1", "--micro-batch", "8"]) == 0
-    assert main([*options, "--epochs", "2", "--processes", "1", "--resume"]) == 2
+    assert main([*options, "--epochs", "2", "--processes", "1", "--resume"]) == 0
+    assert str(np.load(tmp_path / "checkpoint.npz")["rule"]) == "micro-batch 8"
+    capsys.readouterr()
+    assert main([*options, "--epochs", "3", "--processes", "1", "--resume",
+                 "--micro-batch", "16"]) == 2
     line = capsys.readouterr().err.splitlines()[-1]
     assert line == ("convnet: error: this run was trained with 'micro-batch 8' and would resume "
                     "with 'micro-batch 16': the weights would match neither uninterrupted run; "

@@ -13,7 +13,7 @@ import dataclasses
 
 from convnet.errors import BadOptionError
 from convnet.parallel import distributed
-from convnet.training.steps import default_micro_batch, layout_of_rule
+from convnet.training.steps import default_micro_batch, layout_of_rule, micro_batch_of_rule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +107,8 @@ def cut(spec, batch_size, micro_batch=None, saved_rule=None, processes=None):
     micro_batch : int or None
         The shard size asked for (``TrainConfig.micro_batch``).
     saved_rule : str or None
-        The rule of the run to resume (``convnet.training.steps.rule_of``).
+        The rule of the run to resume (``convnet.training.steps.rule_of``):
+        its shards, or its slices and threads, are kept.
     processes : int or None
         The processes asked for (the config's, or an MPI job's size); each
         runs BLAS on one thread, so a resumed run keeps its threads only
@@ -127,7 +128,10 @@ def cut(spec, batch_size, micro_batch=None, saved_rule=None, processes=None):
     if saved is not None:
         slices, threads = saved
         return Layout(count, None, slices, threads if processes is None else 1)
-    return Layout(count, default_micro_batch(batch_size, not dense_only(spec)), None, 1)
+    # A resumed run keeps the shards it began with, whatever today's default.
+    shard = micro_batch_of_rule(saved_rule) or default_micro_batch(batch_size,
+                                                                   not dense_only(spec))
+    return Layout(count, shard, None, 1)
 
 
 def choose(spec, batch_size, processes=None, micro_batch=None, saved_rule=None):

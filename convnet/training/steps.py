@@ -56,23 +56,23 @@ def even_runs(count, parts):
 def default_micro_batch(batch_size, shares_well=True):
     """The shard size of a run that does not ask for one: a function of the batch and the model.
 
-    Shards of ``MICRO_BATCH`` (32) images, the slices a model's step runs
-    at a time anyway (``convnet.training.trainer.build_model``), so one
-    process pays nothing for the cut. A batch of 32 to 63 images of a model
-    whose step processes share well (one with a convolution) is cut in two
-    halves instead, so that two processes can share it; a smaller batch is
-    not cut, since shards under ``MIN_SHARD`` images cost more than they
-    save.
+    For a model with a convolution, shards of ``MICRO_BATCH`` (32) images,
+    the slices its step runs at a time anyway
+    (``convnet.training.trainer.build_model``), so one process pays nothing
+    for the cut; a batch of 32 to 63 images is cut in two halves instead, so
+    that two processes can share it; a smaller batch is not cut, since
+    shards under ``MIN_SHARD`` images cost more than they save. A model of
+    dense layers only takes each batch whole: its step is a few large
+    matrix products, which run faster on a whole batch than on slices of it,
+    and which processes would share worse than one does alone.
 
     Parameters
     ----------
     batch_size : int
         Images per step.
     shares_well : bool
-        The model has a convolution: its step is many small products,
-        which processes share well. A model of dense layers only is a few
-        large products, which processes would share worse than one does
-        alone.
+        The model has a convolution (its step is many small products, which
+        processes share well).
 
     Returns
     -------
@@ -80,7 +80,9 @@ def default_micro_batch(batch_size, shares_well=True):
         Images per shard, at most ``batch_size``.
     """
     check_count("batch_size", batch_size)
-    if shares_well and 2 * MIN_SHARD <= batch_size < 2 * MICRO_BATCH:
+    if not shares_well:
+        return batch_size
+    if 2 * MIN_SHARD <= batch_size < 2 * MICRO_BATCH:
         return -(-batch_size // 2)
     return min(batch_size, MICRO_BATCH)
 

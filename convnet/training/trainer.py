@@ -55,9 +55,16 @@ def model_spec(name):
 
 
 def build_model(spec, seed=0, dtype=np.float32):
-    """Return a ``Sequential`` of ``spec`` ready to train: micro-batches unless it has BatchNormalization."""
+    """Return a ``Sequential`` of ``spec`` ready to train.
+
+    A model with a convolution runs its steps ``MICRO_BATCH`` images at a
+    time (the convolutions' buffers stay small), unless it has
+    BatchNormalization, whose statistics need each batch whole; a model of
+    dense layers only runs whole batches, its products faster on more rows.
+    """
     model = Sequential(spec, seed=seed, dtype=dtype)
-    if not model.has_batch_normalization:
+    convolutional = any(entry["layer"] == "Conv2D" for entry in model.spec["layers"])
+    if convolutional and not model.has_batch_normalization:
         model.micro_batch = MICRO_BATCH
     return model
 

@@ -83,9 +83,11 @@ def configure(parser):
                              "it out: the job's ranks share the steps")
     parser.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
                         help="numpy backend: cut each batch into shards of N images, added in "
-                             "a fixed order whatever --processes (default: two halves of a "
-                             "batch of 32 to 63 images of a model with a convolution, else "
-                             "shards of 32; N at least the batch size: whole batches)")
+                             "a fixed order whatever --processes (default, for a model with "
+                             "a convolution: two halves of a batch of 32 to 63 images, else "
+                             "shards of 32; for a model of dense layers only: whole batches; "
+                             "--resume keeps the run's own; N at least the batch size: whole "
+                             "batches)")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="keras backend: train on N worker processes over loopback with "
                              "TensorFlow's MultiWorkerMirroredStrategy, each taking a share of "
