@@ -9,11 +9,13 @@ layer's kernels), Browse (the confusion matrix and the images of each cell)
 and Watch training (loss, accuracy and first-layer filters streamed by
 ``convnet train --serve``).
 
-This module is the page's face; the work is done in three rooms:
+This module is the page's face; the work is done in four rooms:
 
 - :mod:`convnet.apps.page.views`: :class:`NetworkView` (every number comes
-  from the model's own ``outputs`` and ``output_gradients``),
-  :class:`SplitBrowser` and the JSON payloads;
+  from the model's own ``outputs`` and ``output_gradients``) and the JSON
+  payloads;
+- :mod:`convnet.apps.page.browse`: :class:`SplitBrowser`, the Browse view's
+  split and the model's predictions on it;
 - :mod:`convnet.apps.page.server`: the Starlette application
   (:func:`build_app`), :func:`listening_socket` (the address bound before
   anything says the page is served), :class:`ServerThread` and :func:`run`
@@ -24,6 +26,7 @@ This module is the page's face; the work is done in three rooms:
 The command line reaches them through this module's names (``serve.run``,
 ``serve.watch_training``, ...), which is also where tests replace them.
 """
+from convnet.apps.page.browse import SplitBrowser, browser_for  # noqa: F401
 from convnet.apps.page.server import (  # noqa: F401 -- the page's public names
     LOOPBACK_NAMES,
     WEB_DIR,
@@ -35,7 +38,6 @@ from convnet.apps.page.server import (  # noqa: F401 -- the page's public names
 )
 from convnet.apps.page.views import (  # noqa: F401
     NetworkView,
-    browser_for,
     drawing_codes,
     sign_codes,
 )

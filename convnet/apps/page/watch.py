@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 
+from convnet.apps.page.browse import SplitBrowser
 from convnet.apps.page.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -25,7 +26,7 @@ from convnet.apps.page.server import (
     ServerThread,
     build_app,
 )
-from convnet.apps.page.views import NetworkView, SplitBrowser
+from convnet.apps.page.views import NetworkView
 from convnet.checks import check_count
 
 # Decimals kept for the first-layer kernels streamed while training (drawn
