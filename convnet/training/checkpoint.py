@@ -22,8 +22,9 @@ reading a file never holds more than the expected arrays in memory, whatever
 the file claims (those checks are ``convnet.training.npz_members``).
 Weights, optimiser state and the learning rate must be finite; the run
 settings must be in range; the dataset must be one of ``DATASETS``, the
-class names printable and the rule one that ``RULE`` describes. Every
-refusal is a ``BadCheckpointError`` naming the file and the member.
+class names printable and the rule one that ``RULE`` describes (those checks
+are ``convnet.training.recorded``). Every refusal is a ``BadCheckpointError``
+naming the file and the member.
 
 Layout of a training checkpoint (written by ``write``):
 
@@ -53,8 +54,6 @@ weights alone: they read as the zoo's ``lenet5`` with no dataset).
 """
 import json
 import math
-import os
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +61,6 @@ from pathlib import Path
 import numpy as np
 
 from convnet import data, storage
-from convnet.data import DATASETS
 from convnet.errors import BadCheckpointError
 from convnet.nn import optim
 from convnet.nn.lenet5 import WEIGHT_NAMES
@@ -75,6 +73,15 @@ from convnet.training.npz_members import (
     check_directory,
     read_data,
     read_header,
+)
+from convnet.training.recorded import (  # noqa: F401 -- read here too
+    DEFAULT_SOURCE,
+    RULE,
+    recorded_class_names,
+    recorded_dataset,
+    recorded_rule,
+    recorded_source,
+    source_text,
 )
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -89,12 +96,6 @@ MAX_CONFIG_BYTES = 1 << 12
 MAX_PARAMETERS = 100_000_000
 # Most classes a model may have (and class names a checkpoint may hold).
 MAX_CLASSES = 100_000
-# The ``data_source`` of a run that read its dataset from the default place.
-DEFAULT_SOURCE = "default"
-# The rules ``convnet.training.steps.rule_of`` writes: how each batch was cut (and BLAS
-# threads); counts of at most nine digits.
-RULE = re.compile(r"whole batches|micro-batch [1-9]\d{0,8}|processes [1-9]\d{0,8}"
-                  r"(?:, threads [1-9]\d{0,8})?")
 
 
 class _Missing(BadCheckpointError):
@@ -419,68 +420,6 @@ def _require(path, arrays, keys, what):
                                  f"(no {missing[0]!r})")
 
 
-def recorded_dataset(path, arrays):
-    """The ``dataset`` member's name, refused unless it is one of ``DATASETS``."""
-    name = str(arrays["dataset"].item())
-    if name not in DATASETS:
-        raise BadCheckpointError(f"checkpoint {path}: member 'dataset' is {name!r}, expected one "
-                                 f"of {', '.join(DATASETS)}")
-    return name
-
-
-def recorded_class_names(path, arrays):
-    """The ``class_names`` member as a tuple, refused if a name is empty or not printable.
-
-    Their count and type were checked against the spec with the member's
-    header; the names are printed and shown, so none may hide a line break
-    or a terminal's control sequence.
-    """
-    names = tuple(str(item) for item in arrays["class_names"])
-    for name in names:
-        if not name or not name.isprintable():
-            raise BadCheckpointError(f"checkpoint {path}: member 'class_names' holds {name!r}, "
-                                     "expected printable names, none of them empty")
-    return names
-
-
-def _rule(path, arrays):
-    """The ``rule`` member (None if absent), refused unless ``RULE`` describes it."""
-    if "rule" not in arrays:
-        return None
-    rule = str(arrays["rule"].item())
-    if not RULE.fullmatch(rule):
-        raise BadCheckpointError(f"checkpoint {path}: member 'rule' is {rule!r}, expected "
-                                 "'micro-batch M', 'processes N' (', threads T') or 'whole "
-                                 "batches'")
-    return rule
-
-
-def recorded_source(path, arrays):
-    """The ``data_source`` member (None if absent): ``DEFAULT_SOURCE`` or an absolute path."""
-    if "data_source" not in arrays:
-        return None
-    source = str(arrays["data_source"].item())
-    if source != DEFAULT_SOURCE and not (source.isprintable() and os.path.isabs(source)):
-        raise BadCheckpointError(f"checkpoint {path}: member 'data_source' is {source!r}, "
-                                 f"expected {DEFAULT_SOURCE!r} or an absolute path")
-    return source
-
-
-def source_text(data_path):
-    """What ``data_source`` records for a run that read ``data_path`` (None: the default place).
-
-    Returns
-    -------
-    str or None
-        ``DEFAULT_SOURCE``, or the absolute path of ``data_path``; None when
-        that path cannot be recorded (longer than ``MAX_PATH`` or not printable).
-    """
-    if data_path is None:
-        return DEFAULT_SOURCE
-    text = os.path.abspath(os.path.expanduser(os.fspath(data_path)))
-    return text if len(text) <= MAX_PATH and text.isprintable() else None
-
-
 def read_training_state(path):
     """Read a whole training checkpoint and check that it can be resumed.
 
@@ -540,7 +479,7 @@ def read_training_state(path):
     return {"spec": contents.spec, "weights": {name: arrays[name] for name in shapes},
             "optimizer": contents.optimizer, "optimizer_state": optimizer_state,
             "epoch": epoch, "settings": {key: values[key] for key in RUN_SETTINGS},
-            "rule": _rule(path, arrays),
+            "rule": recorded_rule(path, arrays),
             "augment": str(arrays["augment"].item()) if "augment" in arrays else "",
             "history": history, "class_names": recorded_class_names(path, arrays)}
 
