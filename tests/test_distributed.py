@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mpi_available import needs_mpi
 
 from convnet.errors import BadOptionError, UserError
 from convnet.nn.optim import Adam
@@ -22,18 +23,6 @@ import distributed_run
 RUN = Path(__file__).with_name("distributed_run.py")
 
 
-def _mpi_missing():
-    """Why the MPI tests cannot run here, or None."""
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return "mpi4py is not installed: pip install mpi4py mpich"
-    if not (Path(sys.executable).parent / "mpiexec").exists():
-        return f"no mpiexec next to {sys.executable}: pip install mpi4py mpich"
-    return None
-
-
-needs_mpi = pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))
 
 
 def _run(model, steps, out, processes=None, extra=()):

@@ -12,26 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mpi_available import needs_mpi
 
 from convnet.nn.optim import Adam
 from convnet.nn.sequential import Sequential
 from convnet.nn.threads import blas_threads
 from convnet.nn.zoo import load_spec
 from convnet.training import steps as training_steps
-
-
-def _mpi_missing():
-    """Why MPI ranks cannot run here, or None."""
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return "mpi4py is not installed: pip install mpi4py mpich"
-    if not (Path(sys.executable).parent / "mpiexec").exists():
-        return f"no mpiexec next to {sys.executable}: pip install mpi4py mpich"
-    return None
-
-
-needs_mpi = pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))
 
 # ``python -m convnet`` on a machine of ``available`` processors, ``idle`` of them idle.
 FORCED_MACHINE = """\
