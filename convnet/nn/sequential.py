@@ -297,6 +297,23 @@ class Sequential:
         twin.set_weights(self.get_weights())
         return twin
 
+    def replica(self):
+        """Return a model that computes with this model's very weights, on buffers of its own.
+
+        Every parameter and buffer of the replica *is* this model's array (an
+        update of one is an update of both); its layers keep their own
+        forward caches, scratch space and gradients. Two threads may then run
+        ``loss_and_grads`` at once, one on each model, and a step computed
+        on the replica is the step this model would compute, to the bit.
+        """
+        twin = Sequential(self.spec, seed=self.seed, dtype=self.dtype,
+                          micro_batch=self.micro_batch, input_gradient=self.input_gradient)
+        for mine, theirs in zip(self.layers, twin.layers):
+            theirs.params.update(mine.params)
+            theirs.buffers.update(mine.buffers)
+        twin._flat = self._flat
+        return twin
+
     def to_json(self):
         """Return the canonical spec as JSON text; ``Sequential.from_json`` rebuilds the model."""
         return spec_json(self.spec)

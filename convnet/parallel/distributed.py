@@ -215,6 +215,9 @@ class DataParallel(LocalSteps):
         With ``micro_batch`` None: this many nearly equal slices of each
         batch, whatever the number of ranks (an older run's ``"processes
         N"`` rule, resumed on another number of processes).
+    shard_threads : int
+        Threads computing this process's shards at once (see ``LocalSteps``);
+        used by a process alone (the ranks of a job compute theirs in turn).
 
     Raises
     ------
@@ -222,8 +225,10 @@ class DataParallel(LocalSteps):
         Several ranks for a model with BatchNormalization.
     """
 
-    def __init__(self, model, optimizer, comm=None, micro_batch=None, seed=0, slices=None):
-        super().__init__(model, optimizer, micro_batch=micro_batch, seed=seed, slices=slices)
+    def __init__(self, model, optimizer, comm=None, micro_batch=None, seed=0, slices=None,
+                 shard_threads=1):
+        super().__init__(model, optimizer, micro_batch=micro_batch, seed=seed, slices=slices,
+                         shard_threads=shard_threads)
         if comm is None and in_mpi_job():
             comm = world()
         self.comm = comm

@@ -31,12 +31,17 @@ class Layout:
         whole batches.
     threads : int
         BLAS threads per process (1 but for a resumed older run that had more).
+    shard_threads : int
+        Threads computing the shards of a batch at once in a process alone
+        (``LocalSteps``): the processors that it does not start processes
+        on. They change the speed only.
     """
 
     processes: int
     micro_batch: int | None
     slices: int | None
     threads: int
+    shard_threads: int = 1
 
 
 def _plural(count):
@@ -142,7 +147,9 @@ def choose(spec, batch_size, processes=None, micro_batch=None, saved_rule=None):
     processes share worse than one process alone) unless it asks for a
     ``micro_batch``; one for whole batches or a resumed run's BLAS threads.
     Several processes need MPI: without it the default is one (asking for
-    several says what to install). ``check_processes`` judges ``processes``
+    several says what to install). One process, asked for or for want of
+    MPI, computes its shards on ``shard_threads`` threads: one per idle
+    processor, at most one per shard. ``check_processes`` judges ``processes``
     against the machine, before anything is written.
 
     Parameters
@@ -165,13 +172,17 @@ def choose(spec, batch_size, processes=None, micro_batch=None, saved_rule=None):
     layout = cut(spec, batch_size, micro_batch, saved_rule, processes)
     if layout.threads > 1:
         check_threads(layout.threads, saved_rule)
-    if whole_batches(spec) or layout.threads > 1 or processes is not None:
+    if whole_batches(spec) or layout.threads > 1 or (processes or 1) > 1:
         return layout
+    shard = layout.micro_batch or -(-batch_size // layout.slices)
+    if processes == 1:
+        return dataclasses.replace(layout, shard_threads=distributed.default_processes(batch_size,
+                                                                                 shard))
     if layout.slices is not None:
-        shard = -(-batch_size // layout.slices)
         count = min(layout.slices, distributed.default_processes(batch_size, shard))
     else:
         count, _ = distributed.default_layout(dense_only(spec), batch_size, micro_batch)
     if count > 1 and not distributed.mpi_available():
-        count = 1
+        # Without MPI the shards that processes would share go to threads.
+        return dataclasses.replace(layout, processes=1, shard_threads=count)
     return dataclasses.replace(layout, processes=count)

@@ -47,8 +47,8 @@ class RunStarted:
 
     ``lr`` is the optimizer's rate, or None for Keras's default;
     ``start_epoch`` the epochs a resumed run has done (``resumed_from`` its
-    checkpoint); ``processes``/``threads``/``micro_batch``/``augment`` tell
-    how the NumPy engine shares its steps; ``workers`` is the size of a Keras
+    checkpoint); ``processes``/``threads``/``shard_threads``/``micro_batch``/
+    ``augment`` tell how the NumPy engine shares its steps; ``workers`` is the size of a Keras
     cluster (None outside one); ``spec`` the model's canonical spec.
     """
 
@@ -66,6 +66,7 @@ class RunStarted:
     resumed_from: str | None = None
     processes: int = 1
     threads: int = 1
+    shard_threads: int = 1
     micro_batch: int | None = None
     augment: str = ""
     workers: int | None = None

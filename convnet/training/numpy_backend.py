@@ -47,7 +47,7 @@ class NumpyBackend:
         self.config = config
         self.out = Path(config.out)
         self.checkpoint = self.out / trainer.CHECKPOINT_NAME
-        self.processes = self.threads = 1
+        self.processes = self.threads = self.shard_threads = 1
         self.micro_batch, self.slices = config.micro_batch, None
         self.saved_epoch = None
         self.is_writer = True
@@ -97,6 +97,7 @@ class NumpyBackend:
         config, model = self.config, self.model
         self.processes, self.threads = layout.processes, layout.threads
         self.micro_batch, self.slices = layout.micro_batch, layout.slices
+        self.shard_threads = layout.shard_threads
         self.rule = rule_of(layout.slices or layout.processes, layout.micro_batch,
                             model.has_batch_normalization, layout.threads)
         arrays = data.load_dataset(config.dataset, config.data, config.limit)
@@ -128,7 +129,8 @@ class NumpyBackend:
             optimizer=self.optimizer.name, lr=self.optimizer.lr, seed=config.seed,
             spec=self.model.spec, start_epoch=self.start_epoch,
             resumed_from=str(self.checkpoint) if config.resume else None,
-            processes=self.processes, threads=self.threads, micro_batch=config.micro_batch,
+            processes=self.processes, threads=self.threads, shard_threads=self.shard_threads,
+            micro_batch=config.micro_batch,
             augment=self.settings["augment"])
 
     # ------------------------------------------------------------ the run
@@ -157,7 +159,7 @@ class NumpyBackend:
         config, model, optimizer = self.config, self.model, self.optimizer
         if steps is None:
             steps = LocalSteps(model, optimizer, micro_batch=self.micro_batch, seed=config.seed,
-                               slices=self.slices)
+                               slices=self.slices, shard_threads=self.shard_threads)
         self.steps, self.is_writer = steps, steps.is_writer
         writer = self.is_writer
         if config.resume and writer:

@@ -28,6 +28,7 @@ records it (``rule_of``, ``check_same_rule``):
 """
 import itertools
 import re
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -167,18 +168,31 @@ class LocalSteps:
         equal slices instead (the ``"processes N"`` rule of older runs),
         whatever the number of processes. Both None: one slice per process,
         whole batches in one process.
+    shard_threads : int
+        Threads computing a batch's shards at once, each on a replica of
+        the model (``model.replica()``) that shares its weights; their
+        gradients are still added in shard order, so the weights do not
+        depend on ``shard_threads``. NumPy lets go of the interpreter's lock in
+        the matrix products and array loops, which are most of a
+        convolution's step. 1 for whole batches.
     """
 
     rank, size = 0, 1
 
-    def __init__(self, model, optimizer, micro_batch=None, seed=0, slices=None):
+    def __init__(self, model, optimizer, micro_batch=None, seed=0, slices=None, shard_threads=1):
         if micro_batch is not None:
             check_count("micro_batch", micro_batch)
         if slices is not None:
             check_count("slices", slices)
+        check_count("shard_threads", shard_threads)
         self.model, self.optimizer, self.seed = model, optimizer, int(seed)
         self.micro_batch, self.slices = micro_batch, slices
         self.whole_batches = uses_batch_statistics(model)
+        self.shard_threads = 1 if self.whole_batches else shard_threads
+        if self.shard_threads > 1 and not hasattr(model, "replica"):
+            raise ValueError(f"shard_threads {shard_threads} needs a model with replica(), received "
+                             f"{type(model).__name__}")
+        self._team, self._pool = [model], None
         self.params = list(model.parameters())
         dtypes = {param.dtype for param in self.params}
         if len(dtypes) != 1:
@@ -213,12 +227,39 @@ class LocalSteps:
         width = self.micro_batch
         return [(start, min(start + width, count)) for start in range(0, count, width)]
 
-    def _gradient(self, X, Y, bounds, step, index):
-        """Mean loss and gradients of micro-batch ``index``, whichever process computes it."""
+    def _gradient(self, X, Y, bounds, step, index, model=None):
+        """Mean loss and gradients of micro-batch ``index``, whichever process or thread computes it.
+
+        ``model`` is the model or replica that computes it (default the model).
+        """
+        model = self.model if model is None else model
         if self._uses_dropout:
-            self.model.dropout_generator = np.random.default_rng([self.seed, step, index])
+            model.dropout_generator = np.random.default_rng([self.seed, step, index])
         start, stop = bounds
-        return self.model.loss_and_grads(X[start:stop], Y[start:stop])
+        return model.loss_and_grads(X[start:stop], Y[start:stop])
+
+    def _gradients(self, X, Y, shards, step):
+        """[(mean loss, gradients)] of ``shards`` (a list of (index, bounds)), one per thread.
+
+        The first shard is computed in this thread, the others at the same
+        time by the pool's threads, each on its own replica; every thread
+        has finished when this returns or raises.
+        """
+        if len(shards) == 1:
+            index, bounds = shards[0]
+            return [self._gradient(X, Y, bounds, step, index)]
+        if self._pool is None:
+            self._team += [self.model.replica() for _ in range(self.shard_threads - 1)]
+            self._pool = ThreadPoolExecutor(self.shard_threads - 1, thread_name_prefix="shard")
+        futures = [self._pool.submit(self._gradient, X, Y, bounds, step, index, model)
+                   for (index, bounds), model in zip(shards[1:], self._team[1:])]
+        try:
+            index, bounds = shards[0]
+            first = self._gradient(X, Y, bounds, step, index)
+        finally:
+            # No thread may still be computing when the weights change.
+            wait(futures)
+        return [first] + [future.result() for future in futures]
 
     def step(self, X, Y):
         """Train on one batch; return the batch's mean loss before the update.
@@ -253,15 +294,18 @@ class LocalSteps:
             # A weight of 1 multiplies exactly: the gradients are the sum.
             return self._gradient(X, Y, batches[0], step, 0)
         loss = 0.0
-        for index, (bounds, weight) in enumerate(zip(batches, weights)):
-            part, grads = self._gradient(X, Y, bounds, step, index)
-            loss += weight * part
-            for total, scratch, grad in zip(self._total_views, self._scratch_views, grads):
-                if index == 0:
-                    np.multiply(grad, weight, out=total)
-                else:
-                    np.multiply(grad, weight, out=scratch)
-                    total += scratch
+        shards = list(enumerate(batches))
+        for first in range(0, len(shards), self.shard_threads):
+            wave = shards[first:first + self.shard_threads]
+            for (index, _), (part, grads) in zip(wave, self._gradients(X, Y, wave, step)):
+                weight = weights[index]
+                loss += weight * part
+                for total, scratch, grad in zip(self._total_views, self._scratch_views, grads):
+                    if index == 0:
+                        np.multiply(grad, weight, out=total)
+                    else:
+                        np.multiply(grad, weight, out=scratch)
+                        total += scratch
         return loss, self._total_views
 
     def evaluate(self, sets, batch_size=500):

@@ -60,7 +60,7 @@ def _convnet(spec, job, data):
     model = trainer.build_model(spec, seed=job["seed"])
     steps = distributed.DataParallel(model, make_optimizer(job["optimizer"], model.parameters()),
                                      comm=comm, micro_batch=job.get("micro_batch"),
-                                     seed=job["seed"])
+                                     seed=job["seed"], shard_threads=job.get("shard_threads", 1))
     keep_freed_memory()
 
     def wait():
@@ -74,7 +74,7 @@ def _convnet(spec, job, data):
     if not steps.is_writer:
         return None
     return {"seconds": seconds, "accuracy": accuracy, "processes": steps.size,
-            "threads": threads}
+            "threads": threads * steps.shard_threads}
 
 
 def _keras(spec, job, data):
@@ -135,13 +135,14 @@ def run_epoch(job):
         ``batch``, ``optimizer``, ``steps`` (timed batches, None for the
         whole epoch), ``seed``; ``threads`` (optional): the most threads the
         engine may use (``keras``, ``pytorch``, ``jax``); ``blas_threads``
-        (``convnet``, default 1): BLAS threads per process.
+        (``convnet``, default 1): BLAS threads per process; ``shard_threads``
+        (``convnet``, default 1): threads computing a process's shards.
 
     Returns
     -------
     dict or None
         ``seconds`` of the timed steps, ``accuracy`` on the validation
-        images afterwards, ``processes``, ``threads``, ``rss`` (this
+        images afterwards, ``processes``, ``threads`` (per process), ``rss`` (this
         process's peak resident bytes), ``images`` (timed), ``source`` (of
         the data) and ``tensorflow_imported`` (whether TensorFlow was loaded).
     """

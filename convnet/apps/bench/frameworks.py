@@ -41,19 +41,23 @@ class FrameworkEngine(NamedTuple):
 
     ``kind`` is the worker's engine (``convnet``, ``keras``, ``pytorch``,
     ``jax``); ``threads`` the most threads it may use, None for its own
-    default (for ``convnet``: None is the layout ``convnet train`` picks at
-    that moment, 1 one process with one BLAS thread); ``module`` the Python
-    module it needs.
+    default; ``module`` the Python module it needs; ``processes`` (for
+    ``convnet``) the processes asked for, None for the layout ``convnet
+    train`` picks at that moment. One ``convnet`` process computes its
+    shards on a thread per idle processor, or on one thread with
+    ``threads`` 1.
     """
 
     kind: str
     threads: int | None
     module: str
+    processes: int | None = None
 
 
 ENGINES = {
     "convnet": FrameworkEngine("convnet", None, "numpy"),
-    "convnet 1 process": FrameworkEngine("convnet", 1, "numpy"),
+    "convnet 1 process": FrameworkEngine("convnet", None, "numpy", processes=1),
+    "convnet 1 thread": FrameworkEngine("convnet", 1, "numpy", processes=1),
     "keras": FrameworkEngine("keras", None, "tensorflow"),
     "keras 1 thread": FrameworkEngine("keras", 1, "tensorflow"),
     "pytorch": FrameworkEngine("pytorch", None, "torch"),
@@ -62,7 +66,7 @@ ENGINES = {
     "jax 1 thread": FrameworkEngine("jax", 1, "jax"),
 }
 DEFAULT_ENGINES = ("convnet", "convnet 1 process", "keras", "pytorch", "jax")
-ONE_CORE_ENGINES = ("convnet 1 process", "keras 1 thread", "pytorch 1 thread", "jax 1 thread")
+ONE_CORE_ENGINES = ("convnet 1 thread", "keras 1 thread", "pytorch 1 thread", "jax 1 thread")
 # What a framework is called in the skip message, and where it comes from.
 INSTALL_HINTS = {"tensorflow": ("TensorFlow", "pip install -e '.[tf]'"),
                  "torch": ("PyTorch", "make bench-frameworks"),
@@ -114,9 +118,9 @@ def _job(name, spec, batch, optimizer, steps, seed):
     if engine.kind != "convnet":
         return dict(job, threads=engine.threads), 1
     # What `convnet train` runs: its default layout, or that layout's cut in one process.
-    layout = spread.choose(spec, batch, processes=1 if engine.threads == 1 else None)
-    return dict(job, blas_threads=layout.threads, micro_batch=layout.micro_batch), \
-        layout.processes
+    layout = spread.choose(spec, batch, processes=engine.processes)
+    return dict(job, blas_threads=layout.threads, micro_batch=layout.micro_batch,
+                shard_threads=engine.threads or layout.shard_threads), layout.processes
 
 
 def measure_round(spec, batch, optimizer, steps, engines, seed=0, log=None):

@@ -160,6 +160,8 @@ def banner(event):
                    f", {event.workers} worker{'s' if event.workers > 1 else ''}")
         return f"{common}, {event.optimizer}, {rate}, seed {event.seed}{workers}"
     how = f"{event.processes} process{'es' if event.processes > 1 else ''}"
+    if event.shard_threads > 1:
+        how += f" computing {event.shard_threads} shards at once"
     if event.micro_batch is not None:
         how += f", micro-batches of {event.micro_batch}"
     if event.threads > 1:
