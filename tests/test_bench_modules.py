@@ -28,7 +28,7 @@ def test_ops_module_prints_the_machine_then_the_table(monkeypatch, capsys):
         return [["conv", "1.00", "", "", "", "", "", "yes"]]
 
     monkeypatch.setattr(ops, "bench_ops", fake_bench_ops)
-    monkeypatch.setattr(ops, "machine_info", lambda: "test machine")
+    monkeypatch.setattr(ops.timing, "machine_info", lambda: "test machine")
     _run_main(monkeypatch, ops, ["--quick"])
     printed = capsys.readouterr().out.splitlines()
     assert seen == [True]

@@ -126,6 +126,29 @@ def as_labels(labels, m, num_classes=NUM_CLASSES):
     return labels.astype(np.int64)
 
 
+def as_training_data(data, input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES):
+    """Return a run's training and validation sets checked as ``as_images`` and ``as_labels`` do.
+
+    Parameters
+    ----------
+    data : tuple
+        (X_train, Y_train, X_valid, Y_valid): images (m, h, w, c), or
+        (m, h, w) when c is 1, and integer labels (m,).
+    input_shape : tuple of int
+        The model's (h, w, c); LeNet-5's by default.
+    num_classes : int
+        How many classes the labels may name.
+
+    Returns
+    -------
+    tuple of ndarray
+        X_train (m, h, w, c) float32, Y_train (m,) int64, X_valid, Y_valid likewise.
+    """
+    X_train, Y_train, X_valid, Y_valid = data
+    X_train, X_valid = as_images(X_train, input_shape), as_images(X_valid, input_shape)
+    return (X_train, as_labels(Y_train, len(X_train), num_classes),
+            X_valid, as_labels(Y_valid, len(X_valid), num_classes))
+
 def set_seeds(seed):
     """Seed NumPy, Python and TensorFlow's global generators."""
     np.random.seed(seed)

@@ -17,22 +17,11 @@ import time
 
 import numpy as np
 
-from convnet.tf.exchange import (
-    EVAL_BATCH,
-    EXCHANGE_SHAPES,
-    INPUT_SHAPE,
-    NUM_CLASSES,
-    as_images,
-    as_labels,
-    check_weights,
-    empty_history,
-    lenet5_spec,
-    set_seeds,
-    tf,
-)
+from convnet.tf import exchange
 from convnet.tf.tf1_graph import build_logits
 from convnet.training.events import EpochEnded, StepEnded, epoch_line
 
+tf = exchange.tf
 tf1 = tf.compat.v1
 
 
@@ -47,9 +36,10 @@ def tf1_variables(graph):
     """
     variables = graph.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES)
     shapes = [tuple(variable.shape.as_list()) for variable in variables]
-    if shapes != list(EXCHANGE_SHAPES):
+    if shapes != list(exchange.EXCHANGE_SHAPES):
         raise ValueError("the session's graph must hold exactly one LeNet-5 "
-                         f"(10 trainable variables of shapes {list(EXCHANGE_SHAPES)}), "
+                         f"(10 trainable variables of shapes "
+                         f"{list(exchange.EXCHANGE_SHAPES)}), "
                          f"found {shapes}")
     return variables
 
@@ -83,7 +73,7 @@ def tf1_set_weights(session, weights):
     weights : list of 10 ndarrays
         Exchange format; shapes are checked first.
     """
-    weights = check_weights(weights)
+    weights = exchange.check_weights(weights)
     variables = tf1_variables(session.graph)
     feeds = {variable.initializer.inputs[1]: value
              for variable, value in zip(variables, weights)}
@@ -114,10 +104,10 @@ class TF1LeNet5:
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(seed)
-            self.x = tf1.placeholder(tf.float32, (None, *INPUT_SHAPE), name="x")
+            self.x = tf1.placeholder(tf.float32, (None, *exchange.INPUT_SHAPE), name="x")
             self.labels = tf1.placeholder(tf.int64, (None,), name="labels")
-            y = tf.one_hot(self.labels, NUM_CLASSES)
-            logits, self.variables = build_logits(lenet5_spec(), self.x)
+            y = tf.one_hot(self.labels, exchange.NUM_CLASSES)
+            logits, self.variables = build_logits(exchange.lenet5_spec(), self.x)
             self.y_pred = tf.nn.softmax(logits)
             self.loss = tf1.losses.softmax_cross_entropy(y, logits)
             self.train_op = tf1.train.AdamOptimizer(learning_rate).minimize(self.loss)
@@ -150,7 +140,7 @@ class TF1LeNet5:
         """Assign exchange-format weights (shapes checked)."""
         tf1_set_weights(self.session, weights)
 
-    def predict_proba(self, X, batch_size=EVAL_BATCH):
+    def predict_proba(self, X, batch_size=exchange.EVAL_BATCH):
         """Softmax output, computed in chunks of ``batch_size``.
 
         Parameters
@@ -161,12 +151,14 @@ class TF1LeNet5:
         -------
         ndarray of shape (m, 10)
         """
-        X = as_images(X)
+        X = exchange.as_images(X)
         chunks = [self.session.run(self.y_pred, {self.x: X[i:i + batch_size]})
                   for i in range(0, len(X), batch_size)]
-        return np.concatenate(chunks) if chunks else np.zeros((0, NUM_CLASSES), np.float32)
+        if not chunks:
+            return np.zeros((0, exchange.NUM_CLASSES), np.float32)
+        return np.concatenate(chunks)
 
-    def evaluate(self, X, labels, batch_size=EVAL_BATCH):
+    def evaluate(self, X, labels, batch_size=exchange.EVAL_BATCH):
         """Mean cross-entropy and accuracy over a whole set, in chunks.
 
         Parameters
@@ -179,8 +171,8 @@ class TF1LeNet5:
         tuple of float
             (cost, accuracy), each the example-weighted mean over chunks.
         """
-        X = as_images(X)
-        labels = as_labels(labels, len(X))
+        X = exchange.as_images(X)
+        labels = exchange.as_labels(labels, len(X))
         if len(X) == 0:
             raise ValueError("cannot evaluate on an empty set")
         cost = correct = 0.0
@@ -194,7 +186,7 @@ class TF1LeNet5:
 
     def train_step(self, X, labels):
         """Run one Adam step on a batch; return the batch's loss before the step."""
-        feed = {self.x: as_images(X), self.labels: as_labels(labels, len(X))}
+        feed = {self.x: exchange.as_images(X), self.labels: exchange.as_labels(labels, len(X))}
         _, loss = self.session.run([self.train_op, self.loss], feed)
         return float(loss)
 
@@ -234,14 +226,11 @@ def train_tf1(data, epochs=5, batch_size=32, learning_rate=1e-3, seed=0,
     network : TF1LeNet5
         The trained network; the caller closes it.
     """
-    X_train, Y_train, X_valid, Y_valid = data
-    X_train, X_valid = as_images(X_train), as_images(X_valid)
-    Y_train = as_labels(Y_train, len(X_train))
-    Y_valid = as_labels(Y_valid, len(X_valid))
-    set_seeds(seed)
+    X_train, Y_train, X_valid, Y_valid = exchange.as_training_data(data)
+    exchange.set_seeds(seed)
     rng = np.random.default_rng(seed)
     network = TF1LeNet5(seed=seed, learning_rate=learning_rate)
-    history = empty_history()
+    history = exchange.empty_history()
     steps = -(-len(X_train) // batch_size)
     try:
         for epoch in range(epochs + 1):

@@ -17,19 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from convnet.nn.sequential import Sequential, normalise_spec
-from convnet.tf.exchange import (
-    EVAL_BATCH,
-    as_images,
-    as_labels,
-    check_weights,
-    empty_history,
-    lenet5_spec,
-    set_seeds,
-    tf,
-)
+from convnet.tf import exchange
 from convnet.tf.keras_twin import to_keras
 from convnet.training.events import EpochEnded, epoch_line
 from convnet.training.trainer import model_spec
+
+tf = exchange.tf
 
 # Keras's optimizers by the names ``TrainConfig.optimizer`` takes.
 KERAS_OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
@@ -52,7 +45,7 @@ def keras_model(weights=None, seed=0):
         Input (m, 28, 28, 1), output (m, 10) probabilities; compiled with
         Adam (Keras's defaults), categorical cross-entropy and accuracy.
     """
-    model = to_keras(Sequential(lenet5_spec(), seed=seed))
+    model = to_keras(Sequential(exchange.lenet5_spec(), seed=seed))
     if weights is not None:
         keras_set_weights(model, weights)
     return model
@@ -60,12 +53,12 @@ def keras_model(weights=None, seed=0):
 
 def keras_get_weights(model):
     """Return a Keras LeNet-5's weights in the exchange format (10 ndarrays)."""
-    return check_weights(model.get_weights())
+    return exchange.check_weights(model.get_weights())
 
 
 def keras_set_weights(model, weights):
     """Load exchange-format ``weights`` into a Keras LeNet-5 (shapes checked)."""
-    model.set_weights(check_weights(weights))
+    model.set_weights(exchange.check_weights(weights))
 
 
 def keras_optimizer(name, learning_rate=None):
@@ -195,13 +188,10 @@ def train_keras(data, epochs=5, batch_size=32, learning_rate=None, seed=0, progr
     spec = model_spec(spec) if isinstance(spec, (str, Path)) else normalise_spec(spec)
     input_shape = tuple(spec["layers"][0]["shape"])
     classes = 2 if spec["layers"][-1]["activation"] == "sigmoid" else spec["layers"][-1]["units"]
-    X_train, Y_train, X_valid, Y_valid = data
-    X_train, X_valid = as_images(X_train, input_shape), as_images(X_valid, input_shape)
-    Y_train = as_labels(Y_train, len(X_train), classes)
-    Y_valid = as_labels(Y_valid, len(X_valid), classes)
-    set_seeds(seed)
+    X_train, Y_train, X_valid, Y_valid = exchange.as_training_data(data, input_shape, classes)
+    exchange.set_seeds(seed)
     model = build_keras(spec, optimizer, learning_rate, seed)
-    history = empty_history()
+    history = exchange.empty_history()
     model.fit(X_train, keras_targets(spec, Y_train), batch_size=batch_size, epochs=epochs,
               validation_data=(X_valid, keras_targets(spec, Y_valid)), shuffle=True,
               verbose=1 if progress and sys.stdout.isatty() else 2 if progress else 0,
@@ -220,7 +210,7 @@ def evaluate_keras(model, spec, X, labels):
     X : ndarray of shape (m, h, w, c), or (m, h, w) when c is 1
     labels : ndarray of shape (m,)
     """
-    X = as_images(X, tuple(spec["layers"][0]["shape"]))
-    loss, accuracy = model.evaluate(X, keras_targets(spec, labels), batch_size=EVAL_BATCH,
-                                    verbose=0)
+    X = exchange.as_images(X, tuple(spec["layers"][0]["shape"]))
+    loss, accuracy = model.evaluate(X, keras_targets(spec, labels),
+                                    batch_size=exchange.EVAL_BATCH, verbose=0)
     return float(loss), float(accuracy)

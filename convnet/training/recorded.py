@@ -21,13 +21,22 @@ RULE = re.compile(r"whole batches|micro-batch [1-9]\d{0,8}|processes [1-9]\d{0,8
                   r"(?:, threads [1-9]\d{0,8})?")
 
 
+def _text_member(path, arrays, member, accepted, expected):
+    """The one-item text ``member`` of a checkpoint's ``arrays``, refused unless ``accepted(text)``.
+
+    ``expected`` completes the refusal's line: what the member should have held.
+    """
+    text = str(arrays[member].item())
+    if not accepted(text):
+        raise BadCheckpointError(f"checkpoint {path}: member {member!r} is {text!r}, "
+                                 f"expected {expected}")
+    return text
+
+
 def recorded_dataset(path, arrays):
     """The ``dataset`` member's name, refused unless it is one of ``DATASETS``."""
-    name = str(arrays["dataset"].item())
-    if name not in DATASETS:
-        raise BadCheckpointError(f"checkpoint {path}: member 'dataset' is {name!r}, expected one "
-                                 f"of {', '.join(DATASETS)}")
-    return name
+    return _text_member(path, arrays, "dataset", lambda name: name in DATASETS,
+                        f"one of {', '.join(DATASETS)}")
 
 
 def recorded_class_names(path, arrays):
@@ -49,23 +58,18 @@ def recorded_rule(path, arrays):
     """The ``rule`` member (None if absent), refused unless ``RULE`` describes it."""
     if "rule" not in arrays:
         return None
-    rule = str(arrays["rule"].item())
-    if not RULE.fullmatch(rule):
-        raise BadCheckpointError(f"checkpoint {path}: member 'rule' is {rule!r}, expected "
-                                 "'micro-batch M', 'processes N' (', threads T') or 'whole "
-                                 "batches'")
-    return rule
+    return _text_member(path, arrays, "rule", RULE.fullmatch,
+                        "'micro-batch M', 'processes N' (', threads T') or 'whole batches'")
 
 
 def recorded_source(path, arrays):
     """The ``data_source`` member (None if absent): ``DEFAULT_SOURCE`` or an absolute path."""
     if "data_source" not in arrays:
         return None
-    source = str(arrays["data_source"].item())
-    if source != DEFAULT_SOURCE and not (source.isprintable() and os.path.isabs(source)):
-        raise BadCheckpointError(f"checkpoint {path}: member 'data_source' is {source!r}, "
-                                 f"expected {DEFAULT_SOURCE!r} or an absolute path")
-    return source
+    return _text_member(
+        path, arrays, "data_source",
+        lambda source: source == DEFAULT_SOURCE or (source.isprintable() and os.path.isabs(source)),
+        f"{DEFAULT_SOURCE!r} or an absolute path")
 
 
 def source_text(data_path):

@@ -14,15 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet.apps.bench.timing import (
-    format_table,
-    load_average_text,
-    machine_info,
-    median_time,
-    one_core_busy,
-    peak_added_bytes,
-    setup_tensorflow,
-)
+from convnet.apps.bench import timing
 from convnet.nn.ops import conv_backward, conv_forward, pool_backward, pool_forward
 from convnet.nn.threads import blas_threads
 
@@ -48,9 +40,9 @@ def _ratio_row(name, ours, ours_one_thread, theirs, target, judge="faster"):
 
 def _time_ours(fn, repeats, warmup):
     """Median time of fn with NumPy's default BLAS threads, then with one thread."""
-    default = median_time(fn, repeats, warmup)
+    default = timing.median_time(fn, repeats, warmup)
     with blas_threads(1):
-        single = median_time(fn, repeats, warmup)
+        single = timing.median_time(fn, repeats, warmup)
     return default, single
 
 
@@ -125,26 +117,26 @@ def _bench_0_main(tf, quick, log):
     rows = []
     for busy in (False, True):
         label = ", one core busy" if busy else ""
-        log(f"0-main{label}: {load_average_text()}")
-        with one_core_busy() if busy else contextlib.nullcontext():
-            theirs = median_time(lambda: tf_conv(X_t, W_t, b_t).numpy(), repeats, 1)
+        log(f"0-main{label}: {timing.load_average_text()}")
+        with timing.one_core_busy() if busy else contextlib.nullcontext():
+            theirs = timing.median_time(lambda: tf_conv(X_t, W_t, b_t).numpy(), repeats, 1)
             for name, function in versions:
                 ours = _time_ours(lambda f=function: f(X, W, b, _relu, "valid"), repeats, 1)
                 rows.append(_ratio_row(f"0-main conv {count}x28x28x1 float64, {name}{label}",
                                        *ours, theirs, 1.0,
                                        judge="both" if name == "task file" else "faster"))
-        log(f"0-main{label} done: {load_average_text()}")
+        log(f"0-main{label} done: {timing.load_average_text()}")
 
     subset = 20 if quick else 100
-    naive = median_time(lambda: _naive_conv_relu(X[:subset], W, b), 1, 0) * count / subset
+    naive = timing.median_time(lambda: _naive_conv_relu(X[:subset], W, b), 1, 0) * count / subset
     with blas_threads(1):
-        engine = median_time(lambda: conv_forward(X, W, b, _relu, "valid"), 1, 0)
+        engine = timing.median_time(lambda: conv_forward(X, W, b, _relu, "valid"), 1, 0)
     rows.append([f"naive per-pixel loop (from {subset} images)", f"{naive * 1e3:.0f}", "", "",
                  f"engine {naive / engine:.0f}x faster", "", "", ""])
 
     data = X.nbytes + count * 26 * 26 * 2 * 8
     for name, function in versions:
-        peak = peak_added_bytes(lambda f=function: f(X, W, b, _relu, "valid"))
+        peak = timing.peak_added_bytes(lambda f=function: f(X, W, b, _relu, "valid"))
         rows.append([f"0-main peak added memory (MB), {name}; in + out = {data / 1e6:.0f}",
                      f"{peak / 1e6:.0f}", "", "", f"{peak / data:.2f} x (in + out)", "",
                      "<= 1.5", "yes" if peak <= 1.5 * data else "no"])
@@ -190,9 +182,9 @@ def _bench_conv_layer(tf, tf_functions, name, shapes, padding, repeats):
     tf_padding = padding.upper()
     rows = [_ratio_row(f"{name} forward",
                        *_time_ours(lambda: conv_forward(A, W, b, _relu, padding), repeats, 2),
-                       median_time(lambda: tf_conv(A_t, W_t, b_t, tf_padding).numpy(),
-                                   repeats, 2), 1.5)]
-    tf_backward = median_time(
+                       timing.median_time(lambda: tf_conv(A_t, W_t, b_t, tf_padding).numpy(),
+                                          repeats, 2), 1.5)]
+    tf_backward = timing.median_time(
         lambda: [g.numpy() for g in tf_conv_grad(A_t, W_t, dZ_t, tf_padding)], repeats, 2)
     rows.append(_ratio_row(f"{name} backward",
                            *_time_ours(lambda: conv_backward(dZ, A, W, b, padding), repeats, 2),
@@ -220,10 +212,10 @@ def _bench_lenet_layers(tf, batch, repeats):
     label = f"max pool 2x2/2 28x28x6 b{batch}"
     rows.append(_ratio_row(f"{label} forward",
                            *_time_ours(lambda: pool_forward(A, (2, 2), (2, 2)), repeats, 2),
-                           median_time(lambda: tf_pool(A_t).numpy(), repeats, 2), 1.5))
+                           timing.median_time(lambda: tf_pool(A_t).numpy(), repeats, 2), 1.5))
     rows.append(_ratio_row(f"{label} backward",
                            *_time_ours(lambda: pool_backward(dA, A, (2, 2), (2, 2)), repeats, 2),
-                           median_time(lambda: tf_pool_grad(A_t, dA_t).numpy(), repeats, 2),
+                           timing.median_time(lambda: tf_pool_grad(A_t, dA_t).numpy(), repeats, 2),
                            2.0))
     return rows
 
@@ -243,7 +235,7 @@ def bench_ops(quick=False, log=None):
     and 256, forward and backward (engine). ``log`` (optional) receives a
     line with the machine's load before and after the 0-main timings.
     """
-    tf = setup_tensorflow()
+    tf = timing.setup_tensorflow()
     repeats = 5 if quick else 20
     rows = _bench_0_main(tf, quick, log or (lambda line: None))
     for batch in (32, 256):
@@ -258,9 +250,9 @@ def main():
                                                  "against TensorFlow.")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs")
     quick = parser.parse_args().quick
-    print(machine_info(), flush=True)
+    print(timing.machine_info(), flush=True)
     rows = bench_ops(quick=quick, log=lambda line: print(line, flush=True))
-    print(format_table(OPS_HEADERS, rows))
+    print(timing.format_table(OPS_HEADERS, rows))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,31 @@
 """``convnet bench ops`` / ``convnet bench train``: the NumPy engine timed against TensorFlow."""
 import os
 
-from convnet.apps.cli.options import OPTIMIZERS, non_negative_int, positive_int
+from convnet.apps.cli.options import OPTIMIZERS, flag, non_negative_int, positive_int
 from convnet.errors import BadOptionError
 from convnet.training.trainer import model_spec
+
+# The options that only `convnet bench train` reads, keyed by field: each one's help says
+# so, and `convnet bench ops` refuses each one given. --runs and --layers, which have
+# defaults, are train's too: ops leaves them unread.
+TRAIN_ONLY_OPTIONS = {
+    "model": {"metavar": "NAME", "action": "append",
+              "help": "a zoo name or spec.json, repeatable (default: mnist-cnn, mlp, cifar-cnn "
+                      "and lenet5)"},
+    "engine": {"metavar": "NAME", "action": "append",
+               "help": "an engine, repeatable: '1 process', '1 process, micro-batch 16', "
+                       "default, '2 ranks', 'default + burner', '1 process + burner', "
+                       "'2 ranks + burner', keras, or all (default: all but the last two "
+                       "burner engines)"},
+    "steps": {"type": non_negative_int,
+              "help": "time N steps and scale to an epoch; 0 times a whole epoch (default 200, "
+                      "50 with --quick)"},
+    "batch_size": {"type": positive_int,
+                   "help": "default the model's course batch (mnist-cnn 64, mlp 128, else 32)"},
+    "optimizer": {"choices": OPTIMIZERS,
+                  "help": "default the model's own (rmsprop for mnist-cnn, mlp and cifar-cnn, "
+                          "adam otherwise)"},
+}
 
 
 def configure(parser):
@@ -18,23 +40,9 @@ def configure(parser):
     parser.add_argument("which", choices=("ops", "train"), help="what to measure")
     parser.add_argument("--quick", action="store_true",
                         help="fewer repeats and smaller inputs (train: 50 steps)")
-    parser.add_argument("--model", metavar="NAME", action="append", default=None,
-                        help="train: a zoo name or spec.json, repeatable (default: mnist-cnn, "
-                             "mlp, cifar-cnn and lenet5)")
-    parser.add_argument("--engine", metavar="NAME", action="append", default=None,
-                        help="train: an engine, repeatable: '1 process', '1 process, "
-                             "micro-batch 16', default, '2 ranks', 'default + burner', "
-                             "'1 process + burner', '2 ranks + burner', keras, or all "
-                             "(default: all but the last two burner engines)")
-    parser.add_argument("--steps", type=non_negative_int, default=None,
-                        help="train: time N steps and scale to an epoch; 0 times a whole "
-                             "epoch (default 200, 50 with --quick)")
-    parser.add_argument("--batch-size", type=positive_int, default=None,
-                        help="train: default the model's course batch (mnist-cnn 64, mlp 128, "
-                             "else 32)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                        help="train: default the model's own (rmsprop for mnist-cnn, mlp and "
-                             "cifar-cnn, adam otherwise)")
+    for field, keywords in TRAIN_ONLY_OPTIONS.items():
+        parser.add_argument(flag(field), default=None,
+                            **{**keywords, "help": "train: " + keywords["help"]})
     parser.add_argument("--runs", type=positive_int, default=1,
                         help="train: measure every engine N times, interleaved; the rows give "
                              "the medians (default 1)")
@@ -63,11 +71,9 @@ def bench_engines(names):
 def run(args):
     from convnet.apps.bench import bench
     if args.which == "ops":
-        for option, value in (("--model", args.model), ("--steps", args.steps),
-                              ("--batch-size", args.batch_size),
-                              ("--optimizer", args.optimizer), ("--engine", args.engine)):
-            if value is not None:
-                raise BadOptionError(f"{option} is used with `convnet bench train` only")
+        for field in TRAIN_ONLY_OPTIONS:
+            if getattr(args, field) is not None:
+                raise BadOptionError(f"{flag(field)} is used with `convnet bench train` only")
         print(bench.machine_info(), flush=True)
         rows = bench.bench_ops(quick=args.quick, log=lambda line: print(line, flush=True))
         print(bench.format_table(bench.OPS_HEADERS, rows))

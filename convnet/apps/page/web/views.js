@@ -2,6 +2,29 @@
 // Loaded after paint.js and before app.js, which holds the state and starts the page.
 "use strict";
 
+// ------------------------------------------------------------------ questions about the input
+// A view's question about the current input (POST `path`): `ask(params, show)` sends one,
+// and hands its answer to `show` unless a later question of the view, or another input, has
+// come meanwhile; a failure is written in `messagePlace` unless a later question has come.
+function questionAboutInput(path, messagePlace) {
+  let latest = 0;
+  return async function ask(params, show) {
+    if (!state.source) {
+      $(messagePlace).textContent = "choose an input in the Draw view first";
+      return;
+    }
+    const asked = ++latest;
+    const version = state.version;
+    try {
+      const answer = await postInput(path, state.source, params);
+      if (asked !== latest || version !== state.version) return;
+      show(answer);
+    } catch (error) {
+      if (asked === latest) $(messagePlace).textContent = error.message;
+    }
+  };
+}
+
 // ------------------------------------------------------------------ Inspect
 function syncInspectSelectors() {
   const layerSelect = $("#inspect-layer");
@@ -57,27 +80,17 @@ $("#inspect-map").addEventListener("click", (event) => {
              Math.floor((event.clientX - box.left) * canvas.width / box.width));
 });
 
-let inspectAsked = 0;
+const askInspect = questionAboutInput("/api/inspect", "#inspect-where");
 
-async function runInspect(row, col) {
-  if (!state.source) {
-    $("#inspect-where").textContent = "choose an input in the Draw view first";
-    return;
-  }
-  const asked = ++inspectAsked;
-  const version = state.version;
-  try {
-    const answer = await postInput("/api/inspect", state.source,
-                                   { layer: state.inspectLayer, row, col,
-                                     channel: state.inspectChannel });
-    // A later click, or another input, has come meanwhile.
-    if (asked !== inspectAsked || version !== state.version) return;
-    state.inspect = answer;
-    renderInspect(state.inspect);
-    drawInspectMap();
-  } catch (error) {
-    if (asked === inspectAsked) $("#inspect-where").textContent = error.message;
-  }
+function runInspect(row, col) {
+  return askInspect({ layer: state.inspectLayer, row, col, channel: state.inspectChannel },
+                    showInspect);
+}
+
+function showInspect(answer) {
+  state.inspect = answer;
+  renderInspect(state.inspect);
+  drawInspectMap();
 }
 
 function refreshInspect() {
@@ -165,38 +178,29 @@ function setupLabels() {
   }));
 }
 
-let backpropAsked = 0;
+const askBackprop = questionAboutInput("/api/backprop", "#backprop-loss");
 
-async function runBackprop() {
-  if (!state.source) {
-    $("#backprop-loss").textContent = "choose an input in the Draw view first";
-    return;
+function runBackprop() {
+  return askBackprop({ label: state.label }, showBackprop);
+}
+
+function showBackprop(answer) {
+  state.backprop = answer;
+  const names = state.model.class_names;
+  $("#backprop-loss").textContent = `true label ${names[answer.label]}, predicted ` +
+    `${names[answer.prediction]} (p = ${answer.probabilities[answer.label].toFixed(4)} for ` +
+    `the true label): cross-entropy loss ${answer.loss.toFixed(4)}`;
+  if (answer.kernels) {
+    renderLayers($("#kernel-gradients"), [answer.kernels, answer.kernel_gradient]);
+  } else {
+    const note = document.createElement("p");
+    note.className = "note";
+    note.textContent = "This network has no convolution, so it has no kernels to show.";
+    $("#kernel-gradients").replaceChildren(note);
+    delete $("#kernel-gradients").dataset.signature;
   }
-  const asked = ++backpropAsked;
-  const version = state.version;
-  try {
-    const answer = await postInput("/api/backprop", state.source, { label: state.label });
-    // Another label, or another input, was chosen meanwhile.
-    if (asked !== backpropAsked || version !== state.version) return;
-    state.backprop = answer;
-    const names = state.model.class_names;
-    $("#backprop-loss").textContent = `true label ${names[answer.label]}, predicted ` +
-      `${names[answer.prediction]} (p = ${answer.probabilities[answer.label].toFixed(4)} for ` +
-      `the true label): cross-entropy loss ${answer.loss.toFixed(4)}`;
-    if (answer.kernels) {
-      renderLayers($("#kernel-gradients"), [answer.kernels, answer.kernel_gradient]);
-    } else {
-      const note = document.createElement("p");
-      note.className = "note";
-      note.textContent = "This network has no convolution, so it has no kernels to show.";
-      $("#kernel-gradients").replaceChildren(note);
-      delete $("#kernel-gradients").dataset.signature;
-    }
-    renderLayers($("#gradients"), answer.gradients.map((g) =>
-      Object.assign({}, g, { name: "dL/d " + g.name })), { names });
-  } catch (error) {
-    if (asked === backpropAsked) $("#backprop-loss").textContent = error.message;
-  }
+  renderLayers($("#gradients"), answer.gradients.map((g) =>
+    Object.assign({}, g, { name: "dL/d " + g.name })), { names });
 }
 
 // ------------------------------------------------------------------ Browse
