@@ -90,10 +90,8 @@ def test_the_default_number_of_processes_is_decided_at_the_start(small_mnist, tm
                  "--out", str(one), "--processes", "1"]) == 0
     banners = [line for line in capfd.readouterr().out.splitlines()
                if line.startswith("training lenet5")]
-    # One process asked for computes its two shards on the two idle processors' threads.
-    assert asked == [(32, None), (32, 16)]
-    assert banners[0].endswith("seed 0, 2 processes")
-    assert banners[1].endswith("seed 0, 1 process computing 2 shards at once")
+    assert asked == [(32, None)]
+    assert banners[0].endswith("seed 0, 2 processes") and banners[1].endswith("seed 0, 1 process")
     assert "adam lr 0.001" in banners[0]
     rules = [str(np.load(folder / "checkpoint.npz")["rule"]) for folder in (two, one)]
     assert rules == ["micro-batch 16", "micro-batch 16"]   # the count changes the speed only
@@ -150,9 +148,7 @@ def test_without_mpi_the_default_is_one_process(small_mnist, tmp_path, capsys, m
     monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
     assert main(["train", "--data", str(small_mnist), "--epochs", "0", "--out",
                  str(tmp_path / "run")]) == 0
-    # The shards the two ranks would have shared go to two threads instead.
-    assert capsys.readouterr().out.splitlines()[0].endswith(
-        ", 1 process computing 2 shards at once")
+    assert capsys.readouterr().out.splitlines()[0].endswith(", 1 process")
     monkeypatch.setattr(distributed, "mpiexec_path", lambda: (_ for _ in ()).throw(
         distributed.BadOptionError("no mpiexec next to python: several processes need MPI, "
                                    "installed with pip install mpi4py mpich")))

@@ -95,6 +95,17 @@ def test_a_model_with_dropout_at_batch_64_gives_the_same_weights_too(data, tmp_p
     assert str(arrays(tmp_path / "quiet")["rule"]) == "micro-batch 32"
 
 
+def test_one_process_gives_the_same_weights_on_two_threads_as_on_one(data, tmp_path):
+    """mnist-cnn (with Dropout) in one process: its shards on two threads, or on one."""
+    options = ("--model", "mnist-cnn", "--batch-size", "64", "--processes", "1", "--epochs", "1")
+    threaded = train(data, tmp_path / "quiet", *options, machine=QUIET)
+    alone = train(data, tmp_path / "busy", *options, machine=BUSY)
+    assert threaded.endswith(", 1 process computing 2 shards at once")
+    assert alone.endswith(", 1 process")
+    assert_same_checkpoints(tmp_path / "quiet", tmp_path / "busy")
+    assert str(arrays(tmp_path / "quiet")["rule"]) == "micro-batch 32"
+
+
 def test_a_model_of_dense_layers_takes_no_blas_thread_from_idle_processors(data, tmp_path):
     options = ("--model", "mlp", "--batch-size", "64", "--epochs", "1")
     assert train(data, tmp_path / "quiet", *options, machine=QUIET).endswith(", 1 process")

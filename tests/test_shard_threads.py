@@ -83,12 +83,16 @@ def test_bad_shard_threads(shard_threads):
 
 
 @pytest.mark.parametrize("model, batch, processes, mpi, idle, expected", [
-    ("lenet5", 32, 1, True, 2, (1, 16, 2)),       # one process asked for: threads
-    ("lenet5", 32, None, True, 2, (2, 16, 1)),    # the default: ranks
-    ("lenet5", 32, None, False, 2, (1, 16, 2)),   # no MPI: threads instead of ranks
-    ("lenet5", 32, 1, True, 1, (1, 16, 1)),       # one idle processor
+    ("mnist-cnn", 64, 1, True, 2, (1, 32, 2)),     # one process asked for: threads
+    ("mnist-cnn", 64, None, True, 2, (2, 32, 1)),  # the default: ranks
+    ("mnist-cnn", 64, None, False, 2, (1, 32, 2)), # no MPI: threads instead of ranks
+    ("mnist-cnn", 64, 1, True, 1, (1, 32, 1)),     # one idle processor
     ("mnist-cnn", 64, 2, True, 2, (2, 32, 1)),
-    ("mlp", 128, None, True, 2, (1, 128, 1)),     # dense layers only: whole batches
+    ("cifar-cnn", 32, 1, True, 2, (1, 16, 2)),     # 304 MFLOP a shard
+    ("lenet5", 32, 1, True, 2, (1, 16, 1)),        # 36 MFLOP a shard: threads would slow it
+    ("lenet5", 32, None, False, 2, (1, 16, 1)),
+    ("lenet5", 32, None, True, 2, (2, 16, 1)),
+    ("mlp", 128, None, True, 2, (1, 128, 1)),      # dense layers only: whole batches
     ("mlp", 128, 1, True, 2, (1, 128, 1)),
     ("happy-model", 32, None, True, 2, (1, None, 1)),
 ])

@@ -24,12 +24,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from convnet.apps.bench.flops import GEMM_SIZE, gemm_gflops, training_flops
+from convnet.apps.bench.flops import GEMM_SIZE, gemm_gflops
 from convnet.apps.bench.timing import format_table, load_average_text, machine_info
 from convnet.apps.bench.train import run_engine
 from convnet.apps.bench.workload import train_setting
 from convnet.checks import check_count
 from convnet.errors import BadOptionError, UserError
+from convnet.nn.flops import training_flops
 from convnet.parallel import layout as spread
 
 WORKER = "convnet.apps.bench.epoch_worker"
