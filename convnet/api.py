@@ -112,19 +112,14 @@ def train(config, on_event=None, progress=False):
     return _train_tf(config, on_event, progress)
 
 
-def _claim(config, on_event):
-    """Hold ``config.out`` for the run (see ``convnet.training.runfolder.claim``)."""
-    return runfolder.claim(config.out, resume=config.resume, overwrite=config.overwrite,
-                           on_event=on_event)
-
-
 def _train_numpy(config, on_event):
     """``train`` for the NumPy engine: alone, as a rank, or as the launcher of ranks."""
     if distributed.in_mpi_job():
         return _train_as_rank(config, on_event)
     if config.processes is not None:
         spread.check_processes(config.processes)
-    with _claim(config, on_event):
+    with runfolder.claim(config.out, resume=config.resume, overwrite=config.overwrite,
+                         on_event=on_event):
         backend = NumpyBackend(config)
         layout = spread.choose(backend.model.spec, config.batch_size, config.processes,
                                config.micro_batch, backend.saved_rule())
@@ -160,7 +155,8 @@ def _train_as_rank(config, on_event):
     launched = os.environ.get(LAUNCHED_RUN) == str(Path(config.out).resolve())
     if rank != 0 or launched:
         return _train_ranks(config, comm, on_event)
-    with _claim(config, on_event):
+    with runfolder.claim(config.out, resume=config.resume, overwrite=config.overwrite,
+                         on_event=on_event):
         return _train_ranks(config, comm, on_event)
 
 
@@ -270,7 +266,8 @@ def _train_tf(config, on_event, progress):
     workers, task = _workers(config) if config.backend == "keras" else (1, None)
     if config.backend == "keras" and not keras_workers.claims_run_folder():
         return _run_tf(config, workers, task, on_event, progress)   # a worker of a cluster
-    with _claim(config, on_event):
+    with runfolder.claim(config.out, resume=config.resume, overwrite=config.overwrite,
+                         on_event=on_event):
         return _run_tf(config, workers, task, on_event, progress)
 
 

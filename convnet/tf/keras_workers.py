@@ -138,8 +138,10 @@ def free_ports(count):
 
 
 def loopback_configs(workers):
-    """Return the TF_CONFIG text of each of ``workers`` workers on free loopback ports."""
-    check_count("workers", workers)
+    """Return the TF_CONFIG text of each of ``workers`` workers on free loopback ports.
+
+    ``workers`` is a count already checked (``run_workers`` checks its own).
+    """
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
     return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
             for index in range(workers)]

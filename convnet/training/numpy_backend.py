@@ -116,8 +116,9 @@ class NumpyBackend:
                          "augment": ",".join(config.augment), "data": config.data}
         self.start_epoch, self.history = 0, None
         if config.resume and read_checkpoint:
+            state = self.saved_state()
             self.start_epoch, self.history = trainer.resume_from(
-                self.checkpoint, self.saved_state(), model, self.optimizer, self.settings)
+                self.checkpoint, state, model, self.optimizer, self.settings)
             self.saved_epoch = self.start_epoch
 
     def started(self):

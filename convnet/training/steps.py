@@ -70,7 +70,8 @@ def default_micro_batch(batch_size, shares_well=True):
     Parameters
     ----------
     batch_size : int
-        Images per step.
+        Images per step, >= 1, already checked (a ``TrainConfig``'s, or by
+        ``convnet.parallel.distributed.default_processes``).
     shares_well : bool
         The model has a convolution (its step is many small products, which
         processes share well).
@@ -80,7 +81,6 @@ def default_micro_batch(batch_size, shares_well=True):
     int
         Images per shard, at most ``batch_size``.
     """
-    check_count("batch_size", batch_size)
     if not shares_well:
         return batch_size
     if 2 * MIN_SHARD <= batch_size < 2 * MICRO_BATCH:
