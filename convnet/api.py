@@ -128,7 +128,8 @@ def _train_numpy(config, on_event):
             return _launch_ranks(config, layout.processes, on_event)
         backend.prepare(layout)
         steps = LocalSteps(backend.model, backend.optimizer, micro_batch=layout.micro_batch,
-                           seed=config.seed, slices=layout.slices, shard_threads=layout.shard_threads)
+                           seed=config.seed, slices=layout.slices,
+                           shard_threads=layout.shard_threads)
         return _drive(backend, on_event, steps)
 
 
