@@ -491,3 +491,21 @@ def test_names_of_the_images_and_probabilities_are_reserved(name):
     with pytest.raises(ValueError, match=f"name '{name}' is reserved"):
         normalise_spec([{"layer": "Input", "shape": [4, 4, 1]}, {"layer": "Flatten", "name": name},
                         {"layer": "Dense", "units": 2, "activation": "softmax"}])
+
+
+def test_dense_gradients_are_written_into_one_buffer_the_optimizer_reads_in_place():
+    from convnet.nn.memory import joined_view
+    model = Sequential(load_spec("mlp"), seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((8, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 8)
+    _, grads = model.loss_and_grads(X, Y)
+    joined = joined_view(grads)
+    assert joined is not None and joined.size == model.flat_parameters().size
+    # The same gradients as separate arrays give the same numbers.
+    twin = Sequential(load_spec("mlp"), seed=0)
+    for layer in twin.layers:
+        layer.grads = {key: value.copy() for key, value in layer.grads.items()}
+    _, separate = twin.loss_and_grads(X, Y)
+    assert joined_view(separate) is None
+    for one, other in zip(grads, separate):
+        assert np.array_equal(one, other)

@@ -165,18 +165,22 @@ class Sequential:
         return any(isinstance(layer, L.BatchNormalization) for layer in self.layers)
 
     def _join_parameters(self):
-        """Make every trainable parameter a view of one flat, aligned buffer.
+        """Make every trainable parameter, and its gradient, a view of one flat, aligned buffer.
 
         Whole-model checks (all weights finite) and exchanges (one message
         for every gradient) then handle one array instead of one per layer.
+        A layer that writes its gradients in place (Dense) leaves them
+        laid out as one buffer, which the optimiser reads without a copy.
         """
         params = self.parameters()
-        flat = aligned_zeros(sum(param.size for param in params), self.dtype)
+        size = sum(param.size for param in params)
+        flat, grads = aligned_zeros(size, self.dtype), aligned_zeros(size, self.dtype)
         offset = 0
         for (layer, key), param in zip(self._param_slots(), params):
             view = flat[offset:offset + param.size].reshape(param.shape)
             view[...] = param
             layer.params[key] = view
+            layer.grads[key] = grads[offset:offset + param.size].reshape(param.shape)
             offset += param.size
         self._flat = flat
 
