@@ -18,9 +18,9 @@ from convnet.training.steps import default_micro_batch, layout_of_rule, micro_ba
 
 # Threads share a process's shards well only when a shard's products are long enough for
 # NumPy to spend most of its time outside the interpreter's lock. Measured on two cores
-# (one epoch, one process, two threads against one): LeNet-5's shards of 16 (36 MFLOP)
-# 0.93 times as fast, cifar-cnn's of 16 (304 MFLOP) 1.2 times, mnist-cnn's of 32 (761
-# MFLOP) 1.66 times.
+# (one epoch, one process, two threads against one; docs/performance.md): LeNet-5's
+# shards of 16 (36 MFLOP) 0.93 times as fast, cifar-cnn's of 16 (304 MFLOP) 1.21 times,
+# mnist-cnn's of 32 (761 MFLOP) 1.72 times.
 MIN_THREADED_SHARD_FLOPS = 150e6
 
 
