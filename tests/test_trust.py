@@ -4,6 +4,7 @@ Bad data, diverging trainings, crafted checkpoints and images, two runs in one
 folder, crash debris, bugs versus user errors, the timing and wording of
 messages, and quiet output.
 """
+import dataclasses
 import errno
 import fcntl
 import json
@@ -498,7 +499,7 @@ def test_every_user_error_is_one_line_with_status_2(kind, capsys, monkeypatch):
         raise kind("the thing at fault")
 
     from convnet.apps.cli import cli, models
-    monkeypatch.setitem(cli.COMMANDS, "summary", (models.configure_summary, raising, "x"))
+    monkeypatch.setitem(cli.COMMANDS, "summary", dataclasses.replace(models.SUMMARY, run=raising))
     assert main(["summary"]) == 2
     assert capsys.readouterr().err == "convnet: error: the thing at fault\n"
 
@@ -539,7 +540,7 @@ def test_sigterm_inside_a_finaliser_still_ends_the_command_as_terminated(monkeyp
     def run(args):
         SignalledWhenCollected()
 
-    monkeypatch.setitem(cli.COMMANDS, "summary", (models.configure_summary, run, "x"))
+    monkeypatch.setitem(cli.COMMANDS, "summary", dataclasses.replace(models.SUMMARY, run=run))
     assert main(["summary"]) == 143
     err = capsys.readouterr().err
     assert err == "convnet: terminated\n"

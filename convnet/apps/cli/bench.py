@@ -1,7 +1,7 @@
 """``convnet bench ops`` / ``convnet bench train``: the NumPy engine timed against TensorFlow."""
 import os
 
-from convnet.apps.cli.options import OPTIMIZERS, flag, non_negative_int, positive_int
+from convnet.apps.cli.options import OPTIMIZERS, Command, flag, non_negative_int, positive_int
 from convnet.errors import BadOptionError
 from convnet.training.trainer import model_spec
 
@@ -116,3 +116,6 @@ def run(args):
           "the default decided while it runs. Keras: fit, TensorFlow's default threads. "
           "Times exclude starting the processes; peak RSS includes each process's libraries "
           "and its copy of the data; CPU seconds are the first process's (all its threads).")
+
+
+COMMAND = Command("bench", configure, run, help="time the NumPy engine against TensorFlow")

@@ -1,9 +1,10 @@
 """The ``convnet`` command line: one sub-command per job.
 
 Each sub-command (one module of this package per group: ``data``, ``train``,
-``models``, ``bench``) parses its arguments, calls the library function that
-does the work (TensorFlow is imported only by the commands that use it),
-and prints what comes back. A library error that names the caller's fields
+``models``, ``bench``, each declaring its commands as ``options.Command``)
+parses its arguments, calls the library function that does the work
+(TensorFlow is imported only by the commands that use it), and prints what
+comes back. A library error that names the caller's fields
 (``convnet.errors.UserError.fields``) is shown with the flags of those
 fields (``batch_size`` -> ``--batch-size``).
 
@@ -49,25 +50,10 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
-COMMANDS = {
-    "data": (data.configure, data.run,
-             "fetch MNIST (or verify another dataset) and cache it as .npz"),
-    "train": (train.configure, train.run,
-              "train a network (NumPy: any zoo model or spec; TF / Keras: LeNet-5)"),
-    "evaluate": (models.configure_evaluate, models.run_evaluate,
-                 "accuracy and loss of a checkpoint on a split"),
-    "predict": (models.configure_predict, models.run_predict,
-                "classify digit images with a checkpoint"),
-    "summary": (models.configure_summary, models.run_summary,
-                "LeNet-5's layers, shapes and parameter counts"),
-    "show": (models.configure_show, models.run_show,
-             "draw filters, feature maps and predictions of a checkpoint"),
-    "filters": (models.configure_filters, models.run_filters,
-                "apply classic hand-made kernels to a photograph"),
-    "bench": (bench.configure, bench.run, "time the NumPy engine against TensorFlow"),
-    "serve": (models.configure_serve, models.run_serve,
-              "a local web page that shows the network at work"),
-}
+# Each sub-command by its name, in the order `convnet --help` lists them.
+COMMANDS = {command.name: command for command in (
+    data.COMMAND, train.COMMAND, models.EVALUATE, models.PREDICT, models.SUMMARY, models.SHOW,
+    models.FILTERS, bench.COMMAND, models.SERVE)}
 
 
 def build_parser():
@@ -82,10 +68,11 @@ def build_parser():
                              "(default: $CONVNET_MEMORY_BUDGET, else 4GiB); a spec that needs "
                              "more is refused before anything is allocated")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (configure, run, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        configure(command)
-        command.set_defaults(run=run)
+    for command in COMMANDS.values():
+        command_parser = sub.add_parser(command.name, help=command.help,
+                                        description=command.description)
+        command.configure(command_parser)
+        command_parser.set_defaults(run=command.run)
     return parser
 
 

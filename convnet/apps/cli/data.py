@@ -1,5 +1,5 @@
 """``convnet data``: fetch MNIST, or verify another dataset, and cache it as .npz."""
-from convnet.apps.cli.options import DATASETS, say
+from convnet.apps.cli.options import DATASETS, Command, say
 from convnet.errors import BadOptionError
 
 
@@ -50,6 +50,10 @@ def run(args):
     path = data.fetch_mnist(args.dir, force=args.force, log=say)
     if args.link:
         data.link_into(path, args.link, log=say)
+
+
+COMMAND = Command("data", configure, run,
+                  help="fetch MNIST (or verify another dataset) and cache it as .npz")
 
 
 def _cache_dataset(data, args):

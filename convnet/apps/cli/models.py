@@ -8,6 +8,7 @@ import numpy as np
 from convnet import api
 from convnet.apps.cli.options import (
     DEFAULT_CHECKPOINT,
+    Command,
     add_dataset_options,
     non_negative_int,
     note,
@@ -54,6 +55,10 @@ def run_predict(args):
     predict_cli(args)
 
 
+PREDICT = Command("predict", configure_predict, run_predict,
+                  help="classify digit images with a checkpoint")
+
+
 # ---------------------------------------------------------------- pictures
 def configure_summary(parser):
     # The fully connected 784-512-512-10 network is always shown beside LeNet-5.
@@ -87,6 +92,10 @@ def run_summary(args):
     print(architectures.summary_report(alexnet=args.alexnet))
 
 
+SUMMARY = Command("summary", configure_summary, run_summary,
+                  help="LeNet-5's layers, shapes and parameter counts")
+
+
 def configure_show(parser):
     parser.add_argument("--checkpoint", metavar="PATH", default=DEFAULT_CHECKPOINT)
     parser.add_argument("--index", type=non_negative_int, default=0,
@@ -105,6 +114,10 @@ def run_show(args):
     show_cli(args)
 
 
+SHOW = Command("show", configure_show, run_show,
+               help="draw filters, feature maps and predictions of a checkpoint")
+
+
 def configure_filters(parser):
     parser.add_argument("--image", metavar="PATH", default=None,
                         help="photograph to filter (default: a sample photo shipped with matplotlib)")
@@ -114,6 +127,10 @@ def configure_filters(parser):
 def run_filters(args):
     from convnet.apps.pictures import plots
     print(plots.draw_classic_filters_of(args.image, args.out))
+
+
+FILTERS = Command("filters", configure_filters, run_filters,
+                  help="apply classic hand-made kernels to a photograph")
 
 
 def _load_checkpoint_model(args):
@@ -135,6 +152,10 @@ def run_evaluate(args):
     measured = api.evaluate(args.checkpoint, split=args.split, dataset=dataset, data=data)
     print(f"{args.checkpoint} on the {measured.dataset} {args.split} split ({measured.images} "
           f"images): accuracy {measured.accuracy:.4f}, loss {measured.loss:.4f}")
+
+
+EVALUATE = Command("evaluate", configure_evaluate, run_evaluate,
+                   help="accuracy and loss of a checkpoint on a split")
 
 
 def pictures_folder(checkpoint, out=None):
@@ -271,3 +292,7 @@ def run_serve(args):
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"serving {args.checkpoint} on http://{host}:{args.port}/ (Ctrl-C stops)", flush=True)
     serve.run(app, args.host, args.port, sock=sock)
+
+
+SERVE = Command("serve", configure_serve, run_serve,
+                help="a local web page that shows the network at work")

@@ -1,13 +1,37 @@
 """Argument types and options shared by the sub-commands of ``convnet``."""
 import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from convnet.training.config import DATASETS, OPTIMIZERS, SEED_LIMIT
 
 DEFAULT_CHECKPOINT = "runs/lenet5-numpy/checkpoint.npz"
-__all__ = ["DATASETS", "DEFAULT_CHECKPOINT", "OPTIMIZERS", "SEED_LIMIT", "add_dataset_options",
-           "flag", "non_negative_int", "note", "positive_float", "positive_int", "say",
-           "seed_int", "unit_float"]
+__all__ = ["DATASETS", "DEFAULT_CHECKPOINT", "OPTIMIZERS", "SEED_LIMIT", "Command",
+           "add_dataset_options", "flag", "non_negative_int", "note", "positive_float",
+           "positive_int", "say", "seed_int", "unit_float"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command of ``convnet``, declared by the module that does its work.
+
+    ``name`` is the word typed after ``convnet``. ``configure(parser)`` adds
+    the sub-command's arguments to its ``argparse.ArgumentParser``;
+    ``run(args)`` does the work with the parsed ``argparse.Namespace`` and
+    returns the exit status (None for 0). ``help`` is the one line that
+    ``convnet --help`` shows beside the name.
+    """
+
+    name: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+    help: str
+
+    @property
+    def description(self):
+        """``help`` as a sentence: ``convnet NAME --help``'s text unless ``configure`` sets one."""
+        return self.help[0].upper() + self.help[1:] + "."
 
 
 def flag(field):

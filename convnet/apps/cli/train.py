@@ -15,6 +15,7 @@ from pathlib import Path
 from convnet.apps.cli.options import (
     OPTIMIZERS,
     SEED_LIMIT,
+    Command,
     add_dataset_options,
     non_negative_int,
     note,
@@ -132,6 +133,10 @@ def run(args):
             printer.serve_until_interrupted()
     finally:
         printer.close()
+
+
+COMMAND = Command("train", configure, run,
+                  help="train a network (NumPy: any zoo model or spec; TF / Keras: LeNet-5)")
 
 
 def save_history_plot(history, path, first_epoch, log=None):
