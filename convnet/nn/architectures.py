@@ -147,16 +147,10 @@ class Architecture:
 class LayerReport:
     """What code computes for one layer of an :class:`Architecture`.
 
-    Attributes
-    ----------
-    layer : Layer
-        The spec.
-    input_shape, output_shape : tuple of int
-        Shapes without the batch dimension.
-    params : int
-        Trainable parameters (weights and biases).
-    formula : str
-        How ``params`` is obtained, e.g. ``(5*5*1+1)*6``; empty if 0.
+    ``layer`` is the spec; ``input_shape`` and ``output_shape`` (tuples of
+    int) are its shapes without the batch dimension; ``params`` (int) counts
+    its trainable weights and biases, and ``formula`` (str) shows how, e.g.
+    ``(5*5*1+1)*6`` (empty when ``params`` is 0).
     """
 
     layer: Layer
