@@ -8,6 +8,7 @@ change (Watch training), then serving the trained weights until Ctrl-C
 (``--serve-exit``: ending with the run). The picture of the history's curves is drawn here,
 once the run is over.
 """
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -37,59 +38,59 @@ FIELDS = ("model", "dataset", "data", "backend", "epochs", "batch_size", "optimi
 
 
 def configure(parser):
-    parser.add_argument("--backend", choices=("numpy", "tf1", "keras"), default="numpy",
+    parser.add_argument("--backend", choices=("numpy", "tf1", "keras"),
                         help="numpy: the project's own engine (default); keras: the Keras "
                              "twin of --model, trained by Keras's fit; tf1: task 4's "
                              "TensorFlow graph of LeNet-5, built from the lenet5 spec")
-    parser.add_argument("--model", metavar="NAME", default="lenet5",
+    parser.add_argument("--model", metavar="NAME",
                         help="a zoo name (lenet5, lenet5-classic, mlp, mnist-cnn, cifar-cnn, "
                              "happy-model, signs-cnn) or a spec.json (default: lenet5); "
                              "--backend tf1 trains lenet5 only")
     add_dataset_options(parser)
-    parser.add_argument("--epochs", type=non_negative_int, default=5)
-    parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+    parser.add_argument("--epochs", type=non_negative_int)
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS,
                         help="numpy and keras backends: the optimizer, with Keras's defaults "
                              "(default: the model's own, adam if its spec names none)")
-    parser.add_argument("--lr", type=positive_float, default=None,
+    parser.add_argument("--lr", type=positive_float,
                         help="learning rate (default: Keras's for the optimizer: 0.001 for adam "
                              "and rmsprop, 0.01 for sgd)")
-    parser.add_argument("--momentum", type=unit_float, default=None,
+    parser.add_argument("--momentum", type=unit_float,
                         help="numpy backend: momentum of sgd or rmsprop, in [0, 1) (default 0)")
     parser.add_argument("--augment", choices=("flip", "shift"), action="append", default=None,
                         help="numpy backend, repeatable: change the training images at random "
                              "at every step: flip mirrors half of them left to right, shift "
                              "moves each by up to 2 pixels (for Fashion-MNIST and CIFAR-10; a "
                              "mirrored digit is another digit)")
-    parser.add_argument("--keep", choices=("last", "best"), default="last",
+    parser.add_argument("--keep", choices=("last", "best"),
                         help="numpy backend: best also keeps best.npz, the checkpoint of the "
                              "epoch with the best validation accuracy (default: last only)")
-    parser.add_argument("--seed", type=seed_int, default=0,
+    parser.add_argument("--seed", type=seed_int,
                         help=f"random seed, 0 to {SEED_LIMIT - 1} (default: 0)")
-    parser.add_argument("--out", metavar="DIR", default=None,
+    parser.add_argument("--out", metavar="DIR",
                         help="output folder for checkpoint, history and plots "
                              "(default: runs/MODEL-BACKEND, e.g. runs/lenet5-numpy)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the checkpoint in --out (numpy backend)")
     parser.add_argument("--overwrite", action="store_true",
                         help="train afresh into an --out that already holds a run, replacing it")
-    parser.add_argument("--limit", type=positive_int, default=None,
+    parser.add_argument("--limit", type=positive_int,
                         help="train on only the first N training images")
-    parser.add_argument("--processes", type=positive_int, default=None,
+    parser.add_argument("--processes", type=positive_int,
                         help="numpy backend: MPI processes sharing the shards of each batch; "
                              "the count changes the speed, never the weights (default: one "
                              "per processor idle now, at most one per shard; one for a model "
                              "without convolution or with BatchNormalization; --resume of a "
                              "run of an earlier version keeps its cut). Under mpiexec, leave "
                              "it out: the job's ranks share the steps")
-    parser.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--micro-batch", type=positive_int, metavar="N",
                         help="numpy backend: cut each batch into shards of N images, added in "
                              "a fixed order whatever --processes (default, for a model with "
                              "a convolution: two halves of a batch of 32 to 63 images, else "
                              "shards of 32; for a model of dense layers only: whole batches; "
                              "--resume keeps the run's own; N at least the batch size: whole "
                              "batches)")
-    parser.add_argument("--workers", type=positive_int, default=None,
+    parser.add_argument("--workers", type=positive_int,
                         help="keras backend: train on N worker processes over loopback with "
                              "TensorFlow's MultiWorkerMirroredStrategy, each taking a share of "
                              "every batch (default 1: Keras's fit in this process); with "
@@ -100,13 +101,17 @@ def configure(parser):
                              "to the page of `convnet serve` (Watch training) on 127.0.0.1; "
                              "once training ends, the page serves the trained weights until "
                              "Ctrl-C")
-    parser.add_argument("--serve-port", type=positive_int, default=8000,
+    parser.add_argument("--serve-port", type=positive_int,
                         help="port of --serve's page (default 8000)")
-    parser.add_argument("--serve-every", type=positive_int, default=50, metavar="N",
+    parser.add_argument("--serve-every", type=positive_int, metavar="N",
                         help="--serve sends an update every N steps (default 50)")
     parser.add_argument("--serve-exit", action="store_true",
                         help="with --serve: end the command (and the page) when training "
                              "ends, instead of serving until Ctrl-C (for scripts)")
+    # The option of each field defaults to the field's own default: TrainConfig states them
+    # once, for this command and the library's callers alike.
+    parser.set_defaults(**{field.name: field.default for field in dataclasses.fields(TrainConfig)
+                           if field.name in FIELDS})
 
 
 def config_of(args):
