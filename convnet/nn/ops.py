@@ -909,15 +909,21 @@ def _pool(A, kernel, stride, out_hw, mode, dtype):
     combine = np.maximum if mode == "max" else np.add
     if tuple(stride) == (kh, kw):
         # Windows tile the input: reduce whole kernel rows, then the kw
-        # blocks of c channels, each step on long contiguous runs.
+        # blocks of c channels, each step on long contiguous runs. The first
+        # step of each casts to dtype as it reads (no copy of the input).
         tiles = A[:, :h_new * kh, :w_new * kw]
         tiles = tiles.reshape(m, h_new, kh, w_new, kw * c)
-        rows = tiles[:, :, 0].astype(dtype)
-        for i in range(1, kh):
-            combine(rows, tiles[:, :, i], out=rows)
-        out = rows[..., :c].copy()
-        for j in range(1, kw):
-            combine(out, rows[..., j * c:(j + 1) * c], out=out)
+        rows = tiles[:, :, 0]
+        if kh > 1:
+            rows = combine(rows, tiles[:, :, 1], dtype=dtype)
+            for i in range(2, kh):
+                combine(rows, tiles[:, :, i], out=rows)
+        if kw > 1:
+            out = combine(rows[..., :c], rows[..., c:2 * c], dtype=dtype)
+            for j in range(2, kw):
+                combine(out, rows[..., j * c:(j + 1) * c], out=out)
+        else:
+            out = rows[..., :c].astype(dtype)
     else:
         out = _tap(A, 0, 0, stride, out_hw).astype(dtype)
         for i in range(kh):
