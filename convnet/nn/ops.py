@@ -317,9 +317,10 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
         Ignored for ``'avg'``.
     workspace : dict, optional, keyword only
         The dict given to :func:`pool_forward` for this A_prev: what it
-        kept of the windows' maxima is reused, and buffers are reused from
-        call to call. Without it (or for another A_prev) the maxima are
-        computed again; the result is the same.
+        kept of the windows' maxima is reused (with the winners it noted,
+        the gradient is routed from them, block by block in buffers reused
+        from call to call). Without it (or for another A_prev) the maxima
+        are computed again; the result is the same.
 
     Returns
     -------
@@ -342,16 +343,14 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
         finite = _all_finite(dA)
         # Spread windows take the product in floats (see _TAP_CHANNELS).
         spread = not first or A_prev.shape[3] < _TAP_CHANNELS
-        if _notes_winners(kernel, stride):
-            winners = _kept(workspace, "winners_of", A_prev, (kernel, stride))
-            if winners is None:
-                winners = np.empty(out_shape, np.uint8)
-                _pool(A_prev, kernel, stride, out_hw, "max",
-                      _dtypes(A_prev)[0], winners, workspace)
+        winners = _kept(workspace, "winners_of", A_prev, (kernel, stride))
+        if winners is not None:
             gradient = dA.astype(work, copy=False) if spread else dA
             return _max_pool_backward_winners(
                 gradient, winners, A_prev.shape, kernel, work, first, finite,
                 workspace).astype(dtype, copy=False)
+        # Without winners noted by the forward pass, pool again and go from
+        # the maxima: noting them here would cost about what it saves.
         maxima = _kept(workspace, "maxima_of", A_prev, (kernel, stride))
         if maxima is None:
             maxima = _pool(A_prev, kernel, stride, out_hw, "max",
