@@ -599,6 +599,10 @@ def _dtypes(*arrays):
 # and forms dA_prev band by band: one product, then kh strided additions per
 # group of non-overlapping bands (a band of one for a non-finite dZ). Large
 # batches go through in chunks of examples so temporary buffers stay small.
+# Max pooling over windows that tile the input goes through blocks of examples
+# that fit the cache, each copied tap by tap so that its passes run on
+# contiguous arrays; the forward pass notes each window's winners, from which
+# the backward pass routes the gradient.
 def _all_finite(array):
     """Tell whether array holds no NaN or inf, without a temporary copy.
 
