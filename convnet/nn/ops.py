@@ -27,9 +27,23 @@ TIES = ("all", "first")
 # (at a quarter of this, mnist-cnn's second convolution took three chunks and
 # gathered its windows twice: its backward pass went from 6.2 to 5.2 ms).
 _CHUNK_ELEMENTS = 1 << 22
-# From this many channels on, max pooling's gradient goes tap by tap (runs of
-# c numbers); below it, windows are spread over their columns (see
-# _max_pool_backward_tiled), which keeps runs long when c is small.
+# Input elements per block of max pooling over tiling windows: a block's input,
+# its copy tap by tap and the masks fit a core's 2 MiB L2 cache with room to
+# spare, so every pass after the first reads them from there.
+_POOL_BLOCK_ELEMENTS = 1 << 17
+# Max-pooling windows that tile the input with at most this many entries note
+# which of them equal the maximum, a bit each in one byte per output (see
+# _max_pool_tiles); larger windows keep their maxima (for so few outputs, the
+# per-tap passes would cost more than they save).
+_WINNER_BITS = 8
+# From this many channels on, with ties="first", the gradient of larger tiling
+# windows goes tap by tap (runs of c numbers); below it, or with ties="all",
+# windows are spread over their columns (see _max_pool_backward_tiled), which
+# keeps runs long when c is small. The first takes the product with a
+# signed-integer gradient in its own dtype, where 0 * gradient is +0, the
+# second in floats, where it is -0 for a negative gradient; the windows that
+# note their winners keep the same rule, so every result stays the same to
+# the bit.
 _TAP_CHANNELS = 8
 
 
@@ -136,10 +150,13 @@ def pool_forward(A_prev, kernel_shape, stride=(1, 1), mode="max", *,
         Maximum or average of each window.
     workspace : dict, optional, keyword only
         Scratch memory owned by the caller and passed to every call of one
-        layer: max pooling keeps a copy of its output there, which
-        :func:`pool_backward` reuses instead of pooling again when it
-        receives the same dict and the very same ``A_prev`` array (not
-        modified in between).
+        layer. Max pooling keeps there what :func:`pool_backward` needs,
+        which reuses it instead of pooling again when it receives the same
+        dict and the very same ``A_prev`` array (not modified in between):
+        for windows that tile the input (stride = kernel) with at most 8
+        entries, which entries of each window equal its maximum, one bit
+        per entry in a byte per output; for other windows, a copy of the
+        output.
 
     Returns
     -------
@@ -152,14 +169,21 @@ def pool_forward(A_prev, kernel_shape, stride=(1, 1), mode="max", *,
         A_prev, kernel_shape, stride, mode)
     _check_workspace(workspace)
     dtype, work = _dtypes(A_prev)
-    out = _pool(A_prev, kernel, stride, out_shape[1:3], mode,
-                dtype if mode == "max" else work).astype(dtype, copy=False)
+    winners = None
     if workspace is not None:
         workspace.pop("maxima_of", None)
-        if mode == "max":
-            maxima = _scratch(workspace, "maxima", out.shape, out.dtype)
-            np.copyto(maxima, out)
-            workspace["maxima_of"] = (A_prev, (kernel, stride), maxima)
+        workspace.pop("winners_of", None)
+        if mode == "max" and _notes_winners(kernel, stride):
+            winners = _scratch(workspace, "winners", out_shape, np.uint8)
+    out = _pool(A_prev, kernel, stride, out_shape[1:3], mode,
+                dtype if mode == "max" else work, winners,
+                workspace).astype(dtype, copy=False)
+    if winners is not None:
+        workspace["winners_of"] = (A_prev, (kernel, stride), winners)
+    elif workspace is not None and mode == "max":
+        maxima = _scratch(workspace, "maxima", out.shape, out.dtype)
+        np.copyto(maxima, out)
+        workspace["maxima_of"] = (A_prev, (kernel, stride), maxima)
     return out
 
 
@@ -292,9 +316,11 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
         as MNIST's strokes, ties are common and ``'all'`` inflates them.
         Ignored for ``'avg'``.
     workspace : dict, optional, keyword only
-        The dict given to :func:`pool_forward` for this A_prev: the maxima
-        it kept are reused. Without it they are computed again; the result
-        is the same.
+        The dict given to :func:`pool_forward` for this A_prev: what it
+        kept of the windows' maxima is reused (with the winners it noted,
+        the gradient is routed from them, block by block in buffers reused
+        from call to call). Without it (or for another A_prev) the maxima
+        are computed again; the result is the same.
 
     Returns
     -------
@@ -313,15 +339,25 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
     kh, kw = kernel
     out_hw = out_shape[1:3]
     if mode == "max":
+        first = ties == "first"
+        finite = _all_finite(dA)
+        # Spread windows take the product in floats (see _TAP_CHANNELS).
+        spread = not first or A_prev.shape[3] < _TAP_CHANNELS
+        winners = _kept(workspace, "winners_of", A_prev, (kernel, stride))
+        if winners is not None:
+            gradient = dA.astype(work, copy=False) if spread else dA
+            return _max_pool_backward_winners(
+                gradient, winners, A_prev.shape, kernel, work, first, finite,
+                workspace).astype(dtype, copy=False)
+        # Without winners noted by the forward pass, pool again and go from
+        # the maxima: noting them here would cost about what it saves.
         maxima = _kept(workspace, "maxima_of", A_prev, (kernel, stride))
         if maxima is None:
             maxima = _pool(A_prev, kernel, stride, out_hw, "max",
                            _dtypes(A_prev)[0])
-        finite = _all_finite(dA)
         if stride == kernel:
-            wide = ties == "all" or A_prev.shape[3] < _TAP_CHANNELS
-            tiled = _max_pool_backward_tiled if wide else _max_pool_backward_taps
-            return tiled(dA, A_prev, maxima, kernel, out_hw, work, ties == "first",
+            tiled = _max_pool_backward_tiled if spread else _max_pool_backward_taps
+            return tiled(dA, A_prev, maxima, kernel, out_hw, work, first,
                          finite).astype(dtype, copy=False)
     dA_prev = np.zeros(A_prev.shape, work)
     # Windows that cannot overlap are written directly; otherwise the
@@ -333,7 +369,7 @@ def pool_backward(dA, A_prev, kernel_shape, stride=(1, 1), mode="max", *,
         is_max = np.empty(maxima.shape, bool)
         share = np.empty(maxima.shape, work)
         # Windows whose gradient no earlier tap (row-major) has taken.
-        unclaimed = np.ones(maxima.shape, bool) if ties == "first" else None
+        unclaimed = np.ones(maxima.shape, bool) if first else None
     for i in range(kh):
         for j in range(kw):
             target = _tap(dA_prev, i, j, stride, out_hw)
@@ -563,6 +599,10 @@ def _dtypes(*arrays):
 # and forms dA_prev band by band: one product, then kh strided additions per
 # group of non-overlapping bands (a band of one for a non-finite dZ). Large
 # batches go through in chunks of examples so temporary buffers stay small.
+# Max pooling over windows that tile the input goes through blocks of examples
+# that fit the cache, each copied tap by tap so that its passes run on
+# contiguous arrays; the forward pass notes each window's winners, from which
+# the backward pass routes the gradient.
 def _all_finite(array):
     """Tell whether array holds no NaN or inf, without a temporary copy.
 
@@ -573,9 +613,10 @@ def _all_finite(array):
     return array.dtype.kind != "f" or bool(np.isfinite(array.sum()))
 
 
-def _chunks(m, elements_per_example):
-    """Yield slices of examples whose buffers hold ~_CHUNK_ELEMENTS."""
-    size = max(1, _CHUNK_ELEMENTS // max(1, elements_per_example))
+def _chunks(m, elements_per_example, budget=None):
+    """Yield slices of examples whose buffers hold ~budget (_CHUNK_ELEMENTS)."""
+    budget = _CHUNK_ELEMENTS if budget is None else budget
+    size = max(1, budget // max(1, elements_per_example))
     for start in range(0, m, size):
         yield slice(start, min(start + size, m))
 
@@ -891,7 +932,8 @@ def _add_bands(dA, dZ, W, stride, band):
             target += by_band[:, :, first::group, i]
 
 
-def _pool(A, kernel, stride, out_hw, mode, dtype):
+def _pool(A, kernel, stride, out_hw, mode, dtype, winners=None,
+          workspace=None):
     """Pool A (no checks).
 
     Parameters
@@ -899,25 +941,37 @@ def _pool(A, kernel, stride, out_hw, mode, dtype):
     A : ndarray of shape (m, h_prev, w_prev, c)
     dtype : numpy dtype
         Of the result, in which the windows are combined.
+    winners : ndarray of shape (m, h_new, w_new, c), optional
+        For max pooling over windows that tile A: filled as
+        :func:`_max_pool_tiles` describes, with ``workspace`` holding its
+        buffers.
 
     Returns
     -------
     ndarray of shape (m, h_new, w_new, c)
     """
+    if winners is not None:
+        return _max_pool_tiles(A, kernel, out_hw, dtype, winners, workspace)
     (kh, kw), (h_new, w_new) = kernel, out_hw
     m, c = A.shape[0], A.shape[3]
     combine = np.maximum if mode == "max" else np.add
     if tuple(stride) == (kh, kw):
         # Windows tile the input: reduce whole kernel rows, then the kw
-        # blocks of c channels, each step on long contiguous runs.
+        # blocks of c channels, each step on long contiguous runs. The first
+        # step of each casts to dtype as it reads (no copy of the input).
         tiles = A[:, :h_new * kh, :w_new * kw]
         tiles = tiles.reshape(m, h_new, kh, w_new, kw * c)
-        rows = tiles[:, :, 0].astype(dtype)
-        for i in range(1, kh):
-            combine(rows, tiles[:, :, i], out=rows)
-        out = rows[..., :c].copy()
-        for j in range(1, kw):
-            combine(out, rows[..., j * c:(j + 1) * c], out=out)
+        rows = tiles[:, :, 0]
+        if kh > 1:
+            rows = combine(rows, tiles[:, :, 1], dtype=dtype)
+            for i in range(2, kh):
+                combine(rows, tiles[:, :, i], out=rows)
+        if kw > 1:
+            out = combine(rows[..., :c], rows[..., c:2 * c], dtype=dtype)
+            for j in range(2, kw):
+                combine(out, rows[..., j * c:(j + 1) * c], out=out)
+        else:
+            out = rows[..., :c].astype(dtype)
     else:
         out = _tap(A, 0, 0, stride, out_hw).astype(dtype)
         for i in range(kh):
@@ -941,6 +995,158 @@ def _route(gradient, mask, out, finite):
     else:
         out[...] = 0
         np.copyto(out, gradient, where=mask)
+
+
+def _notes_winners(kernel, stride):
+    """Tell whether max pooling notes its windows' winners (a byte each).
+
+    Windows that tile the input (stride = kernel) with at most
+    ``_WINNER_BITS`` entries do (see :func:`_max_pool_tiles`).
+    """
+    return (tuple(stride) == tuple(kernel)
+            and kernel[0] * kernel[1] <= _WINNER_BITS)
+
+
+def _max_pool_tiles(A, kernel, out_hw, dtype, winners, workspace=None):
+    """Max-pool windows that tile A, noting which entries equal each maximum.
+
+    Parameters
+    ----------
+    A : ndarray of shape (m, h_prev, w_prev, c)
+    kernel : pair of int
+        ``(kh, kw)``, also the stride; at most 8 entries.
+    out_hw : pair of int
+        ``(h_new, w_new)``.
+    dtype : numpy dtype
+        Of the maxima, in which the entries are compared with them.
+    winners : uint8 ndarray of shape (m, h_new, w_new, c), written
+        Bit ``i * kw + j`` is set where entry (i, j) of the window equals its
+        maximum. A window holding a NaN has a NaN maximum, which no entry
+        equals: none of its bits is set.
+    workspace : dict or None
+        Where the buffers of a block are kept and reused (see ``_scratch``).
+
+    Returns
+    -------
+    ndarray of shape (m, h_new, w_new, c)
+        The maxima, combined in :func:`_pool`'s order (a zero's sign, which
+        depends on it, included).
+
+    The batch goes through in blocks of examples that fit the cache (see
+    ``_POOL_BLOCK_ELEMENTS``). A block is first copied tap by tap: entry
+    (i, j) of every window, runs of c numbers, into one contiguous array
+    per entry. The maxima and the kh * kw comparisons then run on
+    contiguous arrays, which NumPy processes much faster than the strided
+    views of the taps, and the bits are gathered from the last entry to the
+    first, doubling as they go.
+    """
+    (kh, kw), (h_new, w_new) = kernel, out_hw
+    m, c = A.shape[0], A.shape[3]
+    out = np.empty((m, h_new, w_new, c), dtype)
+    per_example = h_new * w_new * kh * kw * c
+    blocks = list(_chunks(m, per_example, _POOL_BLOCK_ELEMENTS))
+    size = max((rows.stop - rows.start for rows in blocks), default=0)
+    by_tap = _scratch(workspace, "pool_taps", (kh, kw, size, h_new, w_new, c),
+                      dtype)
+    if kh > 1:
+        by_column = _scratch(workspace, "pool_columns",
+                             (kw, size, h_new, w_new, c), dtype)
+    equal = _scratch(workspace, "pool_equal", (size, h_new, w_new, c), bool)
+    for rows in blocks:
+        count = rows.stop - rows.start
+        windows = A[rows, :h_new * kh, :w_new * kw].reshape(
+            count, h_new, kh, w_new, kw, c)
+        taps = by_tap[:, :, :count]
+        _copy_runs(taps, windows.transpose(2, 4, 0, 1, 3, 5))
+        columns = taps[0]
+        if kh > 1:
+            columns = by_column[:, :count]
+            np.maximum(taps[0], taps[1], out=columns)
+            for i in range(2, kh):
+                np.maximum(columns, taps[i], out=columns)
+        maxima = out[rows]
+        if kw > 1:
+            np.maximum(columns[0], columns[1], out=maxima)
+            for j in range(2, kw):
+                np.maximum(maxima, columns[j], out=maxima)
+        else:
+            np.copyto(maxima, columns[0])
+        won, is_max = winners[rows], equal[:count]
+        for tap in reversed(range(kh * kw)):
+            np.equal(taps[divmod(tap, kw)], maxima, out=is_max)
+            if tap == kh * kw - 1:
+                np.copyto(won, is_max)
+            else:
+                np.add(won, won, out=won)
+                np.add(won, is_max.view(np.uint8), out=won)
+    return out
+
+
+def _max_pool_backward_winners(gradient, winners, A_shape, kernel, dtype,
+                               first, finite, workspace=None):
+    """Max-pooling gradient of windows that tile the input, from their winners.
+
+    Parameters
+    ----------
+    gradient : ndarray of shape (m, h_new, w_new, c)
+        dA, in the dtype it is multiplied in (see ``_TAP_CHANNELS``).
+    winners : uint8 ndarray of shape (m, h_new, w_new, c)
+        Which entries of each window equal its maximum, as
+        :func:`_max_pool_tiles` notes them.
+    A_shape : tuple of int
+        ``(m, h_prev, w_prev, c)``, the shape of the forward pass's input.
+    kernel : pair of int
+        ``(kh, kw)``, also the stride.
+    dtype : numpy dtype
+        Of the returned gradient.
+    first : bool
+        Route each window's gradient to its first maximum in row-major
+        order (``ties="first"``) rather than to every maximum.
+    finite : bool
+        Whether dA holds no NaN or inf (see ``_route``).
+    workspace : dict or None
+        Where the buffers of a block are kept and reused (see ``_scratch``).
+
+    Returns
+    -------
+    ndarray of shape A_shape
+        Rows and columns that no window covers are zero.
+
+    Block by block (as in :func:`_max_pool_tiles`), each tap takes the
+    gradient of the windows whose bit for it is set: a comparison of small
+    integers, then one pass that writes the tap's entries, so each entry of
+    dA_prev is written once. For ``first`` only the lowest bit set counts,
+    ``winners & -winners``: the first maximum in row-major order.
+    """
+    kh, kw = kernel
+    h_new, w_new = winners.shape[1:3]
+    m, c = A_shape[0], A_shape[3]
+    height, width = h_new * kh, w_new * kw
+    dA_prev = np.empty(A_shape, dtype)
+    dA_prev[:, height:] = 0
+    dA_prev[:, :height, width:] = 0
+    per_example = h_new * w_new * kh * kw * c
+    blocks = list(_chunks(m, per_example, _POOL_BLOCK_ELEMENTS))
+    size = max((rows.stop - rows.start for rows in blocks), default=0)
+    key = _scratch(workspace, "pool_key", (size, h_new, w_new, c),
+                   winners.dtype)
+    chosen = _scratch(workspace, "pool_chosen", (size, h_new, w_new, c), bool)
+    for rows in blocks:
+        count = rows.stop - rows.start
+        won, key_now, chosen_now = winners[rows], key[:count], chosen[:count]
+        if first:
+            np.negative(won, out=key_now)
+            np.bitwise_and(key_now, won, out=key_now)   # the lowest bit set
+        for tap in range(kh * kw):
+            if first:
+                np.equal(key_now, 1 << tap, out=chosen_now)
+            else:
+                np.bitwise_and(won, 1 << tap, out=key_now)
+                np.not_equal(key_now, 0, out=chosen_now)
+            i, j = divmod(tap, kw)
+            _route(gradient[rows], chosen_now,
+                   dA_prev[rows, i:height:kh, j:width:kw], finite)
+    return dA_prev
 
 
 def _same_window_neighbours(mask, column, c, kw, left, out, scratch):
