@@ -165,6 +165,27 @@ def test_conv_in_chunks_matches_reference(case, monkeypatch):
     _assert_conv_matches_reference(*_conv_inputs(shape, kernel, c_new), padding, stride)
 
 
+@pytest.mark.parametrize("block_bytes", [1, 12000, 21000])
+@pytest.mark.parametrize("case", CONV_CASES[1::6] + [((5, 6, 6, 2), (3, 3), (1, 1), "same", 2),
+                                                     ((4, 7, 9, 3), (2, 3), (2, 1), (1, 2), 3)],
+                         ids=_case_id)
+def test_conv_forward_in_blocks_matches_reference(case, block_bytes, monkeypatch):
+    """The forward pass gathers and multiplies a few examples at a time: force one example
+    per block, and blocks of a few examples that leave a shorter last block."""
+    monkeypatch.setattr(ops, "_BLOCK_BYTES", block_bytes)
+    shape, kernel, stride, padding, c_new = case
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    workspace = {}
+    Z = conv_forward(A, W, b, np.tanh, padding, stride, workspace=workspace)
+    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, padding, stride),
+                               rtol=1e-12, atol=1e-12)
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    # The backward pass multiplies by the matrix the blocks were gathered into.
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride, workspace=workspace),
+                         reference_conv_backward(dZ, A, W, b, padding, stride)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 BAND_CHOICES = {"one column": lambda w_new: 1, "two columns": lambda w_new: 2,
                 "whole rows": lambda w_new: w_new}
 
