@@ -751,6 +751,35 @@ def test_nonfinite_values_stay_in_their_windows(case, value, impl):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["first", "last", "both"])
+@pytest.mark.parametrize("case", NONFINITE_CASES + [((3, 6, 8, 4), (3, 3), (1, 1), (1, 1), 2)],
+                         ids=_case_id)
+def test_nonfinite_gradient_with_a_workspace_stays_in_its_windows(case, where, value,
+                                                                 monkeypatch):
+    """With the forward pass's input matrix at hand the backward pass learns from its
+    product whether dZ holds a NaN or inf: one anywhere in dZ still reaches only the
+    entries of dA_prev in its window."""
+    shape, kernel, stride, padding, c_new = case
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    W[0, 0] = 0
+    workspace = {}
+    Z = conv_forward(A, W, b, identity, padding, stride, workspace=workspace)
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    if where in ("first", "both"):
+        dZ[0, 0, 0, 0] = value
+    if where in ("last", "both"):
+        dZ[-1, -1, -1, -1] = value
+    expected = reference_conv_backward(dZ, A, W, b, padding, stride)
+    assert 0 < np.count_nonzero(~np.isfinite(expected[0])) < expected[0].size // 2
+    built = _count_calls(monkeypatch, ops, "_input_matrix")
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride, workspace=workspace),
+                         expected):
+        _assert_close(got, want)
+    assert built == []  # the forward pass's matrix served
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("impl, ties", IMPLEMENTATIONS_AND_TIES)
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 @pytest.mark.parametrize("kernel, stride", [((2, 2), (2, 2)), ((3, 2), (1, 2))])

@@ -231,7 +231,11 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
         product = 0
     dA_prev = np.empty(A_prev.shape, work) if need_dA_prev else None
     dA_band = _backward_band(W.shape, stride, out_hw)
-    if dA_band > 1 and c_prev > 1 and need_dA_prev and not _all_finite(dZ):
+    # The input matrix's column of ones made the product's last row the sums
+    # of dZ's channels, which a NaN or inf in dZ leaves non-finite: with the
+    # product at hand, dZ itself need not be read again.
+    sums = dZ if inputs is None else product[-1]
+    if dA_band > 1 and c_prev > 1 and need_dA_prev and not _all_finite(sums):
         dA_band = 1
     if inputs is not None and not need_dA_prev:
         chunks = []
