@@ -212,8 +212,8 @@ def test_conv_keeps_the_matrix_of_a_batch_of_one_backward_chunk(case, room, monk
 @pytest.mark.parametrize("case", CHUNKED_CASES, ids=_case_id)
 def test_conv_backward_in_chunks_of_two_matches_reference(case, part, with_workspace,
                                                           monkeypatch):
-    """Backward chunks of two examples, the last one shorter for an odd batch: of the
-    windows gathered again for dW, or of dA_prev."""
+    """Backward chunks of at most two examples, one of them shorter for an odd batch: of
+    the windows gathered again for dW, or of dA_prev."""
     shape, kernel, stride, padding, c_new = case
     A, W, b = _conv_inputs(shape, kernel, c_new)
     monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", _budget(A, W, padding, stride, 2, part))
@@ -245,6 +245,15 @@ def test_conv_in_any_band_matches_reference(case, band, monkeypatch):
     monkeypatch.setattr(ops, "_backward_band", forced)
     shape, kernel, stride, padding, c_new = case
     _assert_conv_matches_reference(*_conv_inputs(shape, kernel, c_new), padding, stride)
+
+
+@pytest.mark.parametrize("m, size, sizes", [(0, 3, []), (1, 4, [1]), (4, 4, [4]), (5, 2, [1, 2, 2]),
+                                            (32, 14, [10, 11, 11]), (64, 4, [4] * 16),
+                                            (7, 1, [1] * 7)])
+def test_chunks_are_as_few_and_as_even_as_can_be(m, size, sizes):
+    chunks = list(ops._chunks(m, size))
+    assert [chunk.stop - chunk.start for chunk in chunks] == sizes
+    assert [chunk.start for chunk in chunks] == [sum(sizes[:k]) for k in range(len(sizes))]
 
 
 @pytest.mark.parametrize("n, limit, expected", [(10, 5, 5), (10, 4, 2), (7, 6, 1), (28, 100, 28),

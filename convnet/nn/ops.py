@@ -607,9 +607,14 @@ def _gradient_elements(W_shape, out_hw, padded_hw):
 
 
 def _chunks(m, size):
-    """Yield slices of ``size`` examples (the last one shorter) covering m."""
-    for start in range(0, m, size):
-        yield slice(start, min(start + size, m))
+    """Yield slices covering m examples, as few as of at most size each.
+
+    Their sizes differ by one at most: a short last chunk would make
+    products thinner for no gain.
+    """
+    count = -(-m // size)
+    for k in range(count):
+        yield slice(k * m // count, (k + 1) * m // count)
 
 
 def _scratch(workspace, name, shape, dtype):
