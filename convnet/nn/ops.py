@@ -251,7 +251,8 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
     if need_dA_prev:
         # The input matrix's column of ones made the product's last row the
         # sums of dZ's channels, which a NaN or inf in dZ leaves non-finite:
-        # no other pass over dZ tells whether dA_prev may go in bands.
+        # they tell, without another pass over dZ, whether dA_prev may go in
+        # bands (whose spread kernel holds zeros).
         dA_prev = _input_gradient(dZ, A_prev.shape, W.astype(work, copy=False),
                                   pads, stride, _all_finite(product[-1]),
                                   workspace).astype(dtype, copy=False)
