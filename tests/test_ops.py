@@ -165,6 +165,70 @@ def test_conv_in_chunks_matches_reference(case, monkeypatch):
     _assert_conv_matches_reference(*_conv_inputs(shape, kernel, c_new), padding, stride)
 
 
+def _budget(A, W, padding, stride, examples, part="windows"):
+    """A _CHUNK_ELEMENTS that puts ``examples`` examples in each chunk of the windows the
+    backward pass gathers for dW (part "windows"), or of dA_prev (part "dA_prev")."""
+    out_hw = reference_conv_forward(A, W, np.zeros((1, 1, 1, W.shape[3])), identity,
+                                    padding, stride).shape[1:3]
+    if part == "windows":
+        return examples * ops._matrix_elements(W.shape, stride, out_hw)
+    paddings = (padding, padding) if isinstance(padding, str) else padding
+    padded_hw = [size + sum(ops.padding_amounts(size, k, s, pad)) for size, k, s, pad
+                 in zip(A.shape[1:3], W.shape[:2], stride, paddings)]
+    return examples * ops._gradient_elements(W.shape, out_hw, padded_hw) // 2
+
+
+CHUNKED_CASES = CONV_CASES[1::6] + [((5, 6, 6, 2), (3, 3), (1, 1), "same", 2),
+                                    ((5, 7, 9, 3), (2, 3), (2, 1), (1, 2), 3),
+                                    ((5, 8, 8, 1), (3, 3), (1, 1), "same", 2)]
+
+
+@pytest.mark.parametrize("room", [0, -1])
+@pytest.mark.parametrize("case", CHUNKED_CASES, ids=_case_id)
+def test_conv_keeps_the_matrix_of_a_batch_of_one_backward_chunk(case, room, monkeypatch):
+    """The forward pass keeps its input matrix for the backward pass when the backward
+    pass takes the whole batch in one chunk: just enough room keeps it, an element less
+    does not (the forward pass then goes in chunks too), unless the batch is one example;
+    all give the reference."""
+    shape, kernel, stride, padding, c_new = case
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", _budget(A, W, padding, stride, len(A)) + room)
+    workspace = {}
+    Z = conv_forward(A, W, b, np.tanh, padding, stride, workspace=workspace)
+    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, padding, stride),
+                               rtol=1e-12, atol=1e-12)
+    kept = room == 0 or len(A) == 1
+    assert ("windows_of" in workspace) == kept
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    built = _count_calls(monkeypatch, ops, "_input_matrix")
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride, workspace=workspace),
+                         reference_conv_backward(dZ, A, W, b, padding, stride)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert (built == []) == kept
+
+
+@pytest.mark.parametrize("with_workspace", [False, True])
+@pytest.mark.parametrize("part", ["windows", "dA_prev"])
+@pytest.mark.parametrize("case", CHUNKED_CASES, ids=_case_id)
+def test_conv_backward_in_chunks_of_two_matches_reference(case, part, with_workspace,
+                                                          monkeypatch):
+    """Backward chunks of at most two examples, one of them shorter for an odd batch: of
+    the windows gathered again for dW, or of dA_prev."""
+    shape, kernel, stride, padding, c_new = case
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", _budget(A, W, padding, stride, 2, part))
+    workspace = {} if with_workspace else None
+    Z = conv_forward(A, W, b, np.tanh, padding, stride, workspace=workspace)
+    np.testing.assert_allclose(Z, reference_conv_forward(A, W, b, np.tanh, padding, stride),
+                               rtol=1e-12, atol=1e-12)
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    for _ in range(2):   # the second call reuses the workspace's buffers
+        for got, want in zip(conv_backward(dZ, A, W, b, padding, stride,
+                                           workspace=workspace),
+                             reference_conv_backward(dZ, A, W, b, padding, stride)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 BAND_CHOICES = {"one column": lambda w_new: 1, "two columns": lambda w_new: 2,
                 "whole rows": lambda w_new: w_new}
 
@@ -181,6 +245,15 @@ def test_conv_in_any_band_matches_reference(case, band, monkeypatch):
     monkeypatch.setattr(ops, "_backward_band", forced)
     shape, kernel, stride, padding, c_new = case
     _assert_conv_matches_reference(*_conv_inputs(shape, kernel, c_new), padding, stride)
+
+
+@pytest.mark.parametrize("m, size, sizes", [(0, 3, []), (1, 4, [1]), (4, 4, [4]), (5, 2, [1, 2, 2]),
+                                            (32, 14, [10, 11, 11]), (64, 4, [4] * 16),
+                                            (7, 1, [1] * 7)])
+def test_chunks_are_as_few_and_as_even_as_can_be(m, size, sizes):
+    chunks = list(ops._chunks(m, size))
+    assert [chunk.stop - chunk.start for chunk in chunks] == sizes
+    assert [chunk.start for chunk in chunks] == [sum(sizes[:k]) for k in range(len(sizes))]
 
 
 @pytest.mark.parametrize("n, limit, expected", [(10, 5, 5), (10, 4, 2), (7, 6, 1), (28, 100, 28),
@@ -727,6 +800,39 @@ def test_nonfinite_values_stay_in_their_windows(case, value, impl):
     for got, want in zip(impl.conv_backward(dZ, A, W, b, padding, stride),
                          reference_conv_backward(dZ, A, W, b, padding, stride)):
         _assert_close(got, want)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["first", "last", "both"])
+@pytest.mark.parametrize("chunks", ["kept matrix", "one example each"])
+@pytest.mark.parametrize("case", NONFINITE_CASES + [((3, 6, 8, 4), (3, 3), (1, 1), (1, 1), 2)],
+                         ids=_case_id)
+def test_nonfinite_gradient_in_any_chunk_stays_in_its_windows(case, chunks, where, value,
+                                                              monkeypatch):
+    """The backward pass learns from its product whether dZ holds a NaN or inf, whether
+    the product is of a kept input matrix or of windows gathered again chunk by chunk:
+    one anywhere in dZ still reaches only the entries of dA_prev in its window."""
+    shape, kernel, stride, padding, c_new = case
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    W[0, 0] = 0
+    if chunks == "one example each":
+        monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 1)
+    workspace = {}
+    Z = conv_forward(A, W, b, identity, padding, stride, workspace=workspace)
+    dZ = np.random.default_rng(1).standard_normal(Z.shape)
+    if where in ("first", "both"):
+        dZ[0, 0, 0, 0] = value
+    if where in ("last", "both"):
+        dZ[-1, -1, -1, -1] = value
+    expected = reference_conv_backward(dZ, A, W, b, padding, stride)
+    assert 0 < np.count_nonzero(~np.isfinite(expected[0])) < expected[0].size // 2
+    built = _count_calls(monkeypatch, ops, "_input_matrix")
+    for got, want in zip(conv_backward(dZ, A, W, b, padding, stride, workspace=workspace),
+                         expected):
+        _assert_close(got, want)
+    # The forward pass's matrix served a batch of one chunk; else each chunk gathered its own.
+    assert len(built) == (0 if chunks == "kept matrix" or len(A) == 1 else len(A))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

@@ -21,12 +21,20 @@ import numpy as np
 PADDINGS = ("same", "valid")
 MODES = ("max", "avg")
 TIES = ("all", "first")
-# Elements of temporary buffers per chunk of examples: small enough to bound
-# memory (16 MiB of float32), large enough that a training batch of 32 of the
-# zoo's models is one chunk, whose window matrix the backward pass then reuses
-# (at a quarter of this, mnist-cnn's second convolution took three chunks and
-# gathered its windows twice: its backward pass went from 6.2 to 5.2 ms).
-_CHUNK_ELEMENTS = 1 << 22
+# Elements of a convolution's input matrix per chunk of examples (1 MiB of
+# float32) when the backward pass gathers the windows for dW; the forward pass
+# goes in chunks of half this (input matrix and output), dA_prev in chunks of
+# twice this (see _gradient_elements). Chunks this small stay in a core's
+# cache from the gather to the products that read them: rather than write a
+# whole batch's matrix to memory and read it back in the backward pass, that
+# pass gathers it again. Only a batch whose matrix fits in one chunk keeps it
+# (in a workspace) for the backward pass. With the caches cold, as in a
+# training step, chunks of 16 MiB (every zoo model's batch of 32 in one
+# chunk, its matrix kept) and chunks of this size took: mnist-cnn's second
+# convolution at batch 32, 4.4 + 7.1 ms (forward + backward) and 2.9 + 6.4
+# ms; cifar-cnn's second, 2.4 + 4.0 and 1.4 + 3.3 ms. Chunks of half this
+# size were no faster, of twice this size slower.
+_CHUNK_ELEMENTS = 1 << 18
 # Input elements per block of max pooling over tiling windows: a block's input,
 # its copy tap by tap and the masks fit a core's 2 MiB L2 cache with room to
 # spare, so every pass after the first reads them from there.
@@ -78,8 +86,10 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
         built in memory reused from call to call and kept for
         :func:`conv_backward`, which takes it from there instead of
         gathering the windows again when it receives the same dict and the
-        very same ``A_prev`` array (not modified in between). A batch too
-        large for one chunk of work keeps nothing.
+        very same ``A_prev`` array (not modified in between). Only a batch
+        small enough for one chunk of work keeps it: for a larger one,
+        gathering the windows again in chunks that stay in cache is faster
+        than reading a whole batch's matrix back from memory.
 
     Returns
     -------
@@ -102,7 +112,7 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
                                                            padding, stride)
     _check_workspace(workspace)
     dtype, work = _dtypes(A_prev, W, b)
-    kh, kw, c_prev, c_new = W.shape
+    kh, kw, _, c_new = W.shape
     out_hw = out_shape[1:3]
     band = _forward_band(W.shape, stride, out_hw)
     if band > 1 and not _all_finite(A_prev):
@@ -111,9 +121,16 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
     kernel_matrix = _kernel_matrix(W, b, band, stride[1]).astype(work,
                                                                  copy=False)
     out = np.empty(out_shape, work)
-    per_example = out_hw[0] * out_hw[1] * (kh * kw * c_prev + c_new)
-    chunks = list(_chunks(out_shape[0], per_example))
-    keep = workspace if len(chunks) == 1 else None
+    m = out_shape[0]
+    matrix = _matrix_elements(W.shape, stride, out_hw)
+    # A batch whose input matrix fits in one chunk keeps it for the backward
+    # pass (still in cache as a whole); a larger one goes in smaller chunks.
+    if 0 < m <= _chunk_size(matrix):
+        keep, chunks = workspace, [slice(0, m)]
+    else:
+        per_example = matrix + out_hw[0] * out_hw[1] * c_new
+        keep = None
+        chunks = _chunks(m, _chunk_size(per_example, _CHUNK_ELEMENTS // 2))
     if workspace is not None:
         workspace.pop("windows_of", None)
     for rows in chunks:
@@ -208,10 +225,11 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
         gradient with respect to A_prev is not computed and ``None`` is
         returned in its place.
     workspace : dict, optional, keyword only
-        The dict given to :func:`conv_forward` for this A_prev: its matrix
-        of windows is reused and the padded input gradient is formed in
-        memory reused from call to call. Without it (or for another
-        A_prev) the windows are gathered again; the result is the same.
+        The dict given to :func:`conv_forward` for this A_prev: the matrix
+        of windows it kept (for a batch small enough) is reused and the
+        padded input gradient is formed in memory reused from call to call.
+        Without it (or for another A_prev) the windows are gathered again;
+        the result is the same.
 
     Returns
     -------
@@ -230,13 +248,9 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
     _check_gradient("dZ", dZ, out_shape)
     _check_workspace(workspace)
     dtype, work = _dtypes(dZ, A_prev, W, b)
-    kh, kw, c_prev, c_new = W.shape
-    m, h_prev, w_prev = A_prev.shape[:3]
+    kh, kw, _, c_new = W.shape
+    m = A_prev.shape[0]
     out_hw = out_shape[1:3]
-    (top, bottom), (left, right) = pads
-    no_padding = not (top or bottom or left or right)
-    padded_hw = (h_prev + top + bottom, w_prev + left + right)
-    W_cast = W.astype(work, copy=False)
     band = _forward_band(W.shape, stride, out_hw)
     # dZ as the input matrix's product gives it: band * c_new per row.
     dZ_columns = c_new * (band or 1)
@@ -246,44 +260,26 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
         product = inputs.T @ dZ.reshape(-1, dZ_columns).astype(work,
                                                                copy=False)
     else:
+        # The windows again, a chunk at a time, multiplied while in cache.
         product = 0
-    dA_prev = np.empty(A_prev.shape, work) if need_dA_prev else None
-    dA_band = _backward_band(W.shape, stride, out_hw)
-    if dA_band > 1 and c_prev > 1 and need_dA_prev and not _all_finite(dZ):
-        dA_band = 1
-    if inputs is not None and not need_dA_prev:
-        chunks = []
-    else:
-        chunks = _chunks(m, out_hw[0] * out_hw[1] * kh * kw * c_prev * 2)
-    for rows in chunks:
-        if inputs is None:
+        chunk = _chunk_size(_matrix_elements(W.shape, stride, out_hw))
+        for rows in _chunks(m, chunk):
             A = _pad(A_prev[rows], pads, work)
             product = product + _input_matrix(
                 A, (kh, kw), stride, out_hw, band).T @ dZ[rows].reshape(
                     -1, dZ_columns).astype(work, copy=False)
-        if not need_dA_prev:
-            continue
-        dZ_rows = np.ascontiguousarray(dZ[rows], work)
-        count = rows.stop - rows.start
-        if no_padding:
-            dA = dA_prev[rows]
-            dA[...] = 0
-        else:
-            dA = _scratch(workspace, "dA_padded", (count,) + padded_hw +
-                          (c_prev,), work)
-            dA.fill(0)
-        if c_prev == 1:
-            _add_taps(dA, dZ_rows.reshape(-1, c_new),
-                      W_cast.reshape(-1, c_new), (kh, kw), stride, out_hw)
-        else:
-            _add_bands(dA, dZ_rows, W_cast, stride, dA_band)
-        if not no_padding:
-            dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
     if m == 0:
         product = np.zeros(_kernel_matrix(W, b, band, stride[1]).shape, work)
     dW, db = _kernel_gradients(product, W.shape, band, stride[1])
-    if dA_prev is not None:
-        dA_prev = dA_prev.astype(dtype, copy=False)
+    dA_prev = None
+    if need_dA_prev:
+        # The input matrix's column of ones made the product's last row the
+        # sums of dZ's channels, which a NaN or inf in dZ leaves non-finite:
+        # they tell, without another pass over dZ, whether dA_prev may go in
+        # bands (whose spread kernel holds zeros).
+        dA_prev = _input_gradient(dZ, A_prev.shape, W.astype(work, copy=False),
+                                  pads, stride, _all_finite(product[-1]),
+                                  workspace).astype(dtype, copy=False)
     return dA_prev, dW.astype(dtype, copy=False), db.astype(dtype, copy=False)
 
 
@@ -594,11 +590,12 @@ def _dtypes(*arrays):
 # whose windows would make too thin a product, use bands of about four. The
 # spread kernel holds zeros, which would turn a NaN or inf input into NaN
 # outputs outside its windows, so non-finite inputs take the window matrix.
-# The backward pass multiplies by the same matrix for dW and db, reused from
-# the forward pass when the caller hands both calls one ``workspace`` dict,
-# and forms dA_prev band by band: one product, then kh strided additions per
-# group of non-overlapping bands (a band of one for a non-finite dZ). Large
-# batches go through in chunks of examples so temporary buffers stay small.
+# The backward pass multiplies by the same matrix for dW and db, gathered
+# again chunk by chunk (or, for a small batch, reused from the forward pass
+# when the caller hands both calls one ``workspace`` dict), and forms dA_prev
+# band by band: one product, then kh strided additions per group of
+# non-overlapping bands (a band of one for a non-finite dZ). Every pass goes
+# through chunks of examples whose buffers stay in cache (_CHUNK_ELEMENTS).
 # Max pooling over windows that tile the input goes through blocks of examples
 # that fit the cache, each copied tap by tap so that its passes run on
 # contiguous arrays; the forward pass notes each window's winners, from which
@@ -613,12 +610,52 @@ def _all_finite(array):
     return array.dtype.kind != "f" or bool(np.isfinite(array.sum()))
 
 
-def _chunks(m, elements_per_example, budget=None):
-    """Yield slices of examples whose buffers hold ~budget (_CHUNK_ELEMENTS)."""
-    budget = _CHUNK_ELEMENTS if budget is None else budget
-    size = max(1, budget // max(1, elements_per_example))
-    for start in range(0, m, size):
-        yield slice(start, min(start + size, m))
+def _chunk_size(elements_per_example, elements=None):
+    """Examples per chunk whose buffers hold at most elements (at least one).
+
+    ``elements`` defaults to ``_CHUNK_ELEMENTS``, read at each call.
+    """
+    budget = _CHUNK_ELEMENTS if elements is None else elements
+    return max(1, budget // max(1, elements_per_example))
+
+
+def _matrix_elements(W_shape, stride, out_hw):
+    """Elements per example of a convolution's input matrix.
+
+    See :func:`_input_matrix`, whose form :func:`_forward_band` chooses
+    (here as for finite input).
+    """
+    kh, kw, c_prev = W_shape[:3]
+    band = _forward_band(W_shape, stride, out_hw)
+    if band:
+        span = (band - 1) * stride[1] + kw
+        rows, columns = out_hw[1] // band, kh * span * c_prev + 1
+    else:
+        rows, columns = out_hw[1], kh * kw + 1
+    return out_hw[0] * rows * columns
+
+
+def _gradient_elements(W_shape, out_hw, padded_hw):
+    """Elements per example of the buffers that form dA_prev.
+
+    The gradients of every window's inputs, at most ``kh * kw * c_prev``
+    numbers per output position (see :func:`_add_bands`), and the padded
+    gradient they are added into.
+    """
+    kh, kw, c_prev = W_shape[:3]
+    windows = out_hw[0] * out_hw[1] * kh * kw
+    return (windows + padded_hw[0] * padded_hw[1]) * c_prev
+
+
+def _chunks(m, size):
+    """Yield slices covering m examples, as few as of at most size each.
+
+    Their sizes differ by one at most: a short last chunk would make
+    products thinner for no gain.
+    """
+    count = -(-m // size)
+    for k in range(count):
+        yield slice(k * m // count, (k + 1) * m // count)
 
 
 def _scratch(workspace, name, shape, dtype):
@@ -754,6 +791,57 @@ def _add_taps(dA, dZ_matrix, kernel_matrix, kernel, stride, out_hw):
     for i in range(kh):
         for j in range(kw):
             _tap(dA, i, j, stride, out_hw)[..., 0] += by_tap[i, j]
+
+
+def _input_gradient(dZ, shape, W, pads, stride, finite, workspace=None):
+    """Gradient of a convolution with respect to its input, a chunk at a time.
+
+    Parameters
+    ----------
+    dZ : ndarray of shape (m, h_new, w_new, c_new)
+    shape : tuple of int
+        ``(m, h_prev, w_prev, c_prev)``, the input's shape.
+    W : ndarray of shape (kh, kw, c_prev, c_new)
+        In the dtype to sum in, which the result has.
+    pads, stride : pairs
+        As :func:`_conv_geometry` returns them.
+    finite : bool
+        Whether dZ holds no NaN or inf: only then may several channels go
+        in bands of several columns, whose spread kernel holds zeros.
+    workspace : dict or None
+        Keeps the padded gradient's buffer (see ``_scratch``).
+
+    Returns
+    -------
+    ndarray of shape ``shape``
+    """
+    m, h_prev, w_prev, c_prev = shape
+    kh, kw, _, c_new = W.shape
+    out_hw = dZ.shape[1:3]
+    (top, bottom), (left, right) = pads
+    padded_hw = (h_prev + top + bottom, w_prev + left + right)
+    no_padding = padded_hw == (h_prev, w_prev)
+    band = _backward_band(W.shape, stride, out_hw) if finite else 1
+    dA_prev = np.empty(shape, W.dtype)
+    chunk = _chunk_size(_gradient_elements(W.shape, out_hw, padded_hw),
+                        2 * _CHUNK_ELEMENTS)
+    for rows in _chunks(m, chunk):
+        dZ_rows = np.ascontiguousarray(dZ[rows], W.dtype)
+        if no_padding:
+            dA = dA_prev[rows]
+            dA[...] = 0
+        else:
+            dA = _scratch(workspace, "dA_padded", (min(chunk, m),) +
+                          padded_hw + (c_prev,), W.dtype)[:len(dZ_rows)]
+            dA.fill(0)
+        if c_prev == 1:
+            _add_taps(dA, dZ_rows.reshape(-1, c_new), W.reshape(-1, c_new),
+                      (kh, kw), stride, out_hw)
+        else:
+            _add_bands(dA, dZ_rows, W, stride, band)
+        if not no_padding:
+            dA_prev[rows] = dA[:, top:top + h_prev, left:left + w_prev]
+    return dA_prev
 
 
 def _largest_divisor(n, limit):
@@ -1044,7 +1132,7 @@ def _max_pool_tiles(A, kernel, out_hw, dtype, winners, workspace=None):
     m, c = A.shape[0], A.shape[3]
     out = np.empty((m, h_new, w_new, c), dtype)
     per_example = h_new * w_new * kh * kw * c
-    blocks = list(_chunks(m, per_example, _POOL_BLOCK_ELEMENTS))
+    blocks = list(_chunks(m, _chunk_size(per_example, _POOL_BLOCK_ELEMENTS)))
     size = max((rows.stop - rows.start for rows in blocks), default=0)
     by_tap = _scratch(workspace, "pool_taps", (kh, kw, size, h_new, w_new, c),
                       dtype)
@@ -1126,7 +1214,7 @@ def _max_pool_backward_winners(gradient, winners, A_shape, kernel, dtype,
     dA_prev[:, height:] = 0
     dA_prev[:, :height, width:] = 0
     per_example = h_new * w_new * kh * kw * c
-    blocks = list(_chunks(m, per_example, _POOL_BLOCK_ELEMENTS))
+    blocks = list(_chunks(m, _chunk_size(per_example, _POOL_BLOCK_ELEMENTS)))
     size = max((rows.stop - rows.start for rows in blocks), default=0)
     key = _scratch(workspace, "pool_key", (size, h_new, w_new, c),
                    winners.dtype)
