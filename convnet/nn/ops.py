@@ -1185,13 +1185,9 @@ def _max_pool_backward_winners(gradient, winners, A_shape, kernel, dtype,
         ``(m, h_prev, w_prev, c)``, the shape of the forward pass's input.
     kernel : pair of int
         ``(kh, kw)``, also the stride.
-    dtype : numpy dtype
-        Of the returned gradient.
-    first : bool
-        Route each window's gradient to its first maximum in row-major
-        order (``ties="first"``) rather than to every maximum.
-    finite : bool
-        Whether dA holds no NaN or inf (see ``_route``).
+    dtype, first, finite
+        The gradient's dtype, the tie rule and whether dA is finite, as
+        :func:`_max_pool_backward_tiled` takes them.
     workspace : dict or None
         Where the buffers of a block are kept and reused (see ``_scratch``).
 
