@@ -1095,6 +1095,23 @@ def _notes_winners(kernel, stride):
             and kernel[0] * kernel[1] <= _WINNER_BITS)
 
 
+def _pool_blocks(A_shape, kernel, out_hw):
+    """The blocks of examples max pooling over tiling windows goes through.
+
+    Returns
+    -------
+    blocks : list of slice
+        Consecutive examples whose windows hold at most about
+        ``_POOL_BLOCK_ELEMENTS`` input numbers.
+    size : int
+        The largest block's length (0 for no example), for the buffers.
+    """
+    per_example = out_hw[0] * out_hw[1] * kernel[0] * kernel[1] * A_shape[3]
+    blocks = list(_chunks(A_shape[0],
+                          _chunk_size(per_example, _POOL_BLOCK_ELEMENTS)))
+    return blocks, max((rows.stop - rows.start for rows in blocks), default=0)
+
+
 def _max_pool_tiles(A, kernel, out_hw, dtype, winners, workspace=None):
     """Max-pool windows that tile A, noting which entries equal each maximum.
 
@@ -1131,9 +1148,7 @@ def _max_pool_tiles(A, kernel, out_hw, dtype, winners, workspace=None):
     (kh, kw), (h_new, w_new) = kernel, out_hw
     m, c = A.shape[0], A.shape[3]
     out = np.empty((m, h_new, w_new, c), dtype)
-    per_example = h_new * w_new * kh * kw * c
-    blocks = list(_chunks(m, _chunk_size(per_example, _POOL_BLOCK_ELEMENTS)))
-    size = max((rows.stop - rows.start for rows in blocks), default=0)
+    blocks, size = _pool_blocks(A.shape, kernel, out_hw)
     by_tap = _scratch(workspace, "pool_taps", (kh, kw, size, h_new, w_new, c),
                       dtype)
     if kh > 1:
@@ -1204,14 +1219,12 @@ def _max_pool_backward_winners(gradient, winners, A_shape, kernel, dtype,
     """
     kh, kw = kernel
     h_new, w_new = winners.shape[1:3]
-    m, c = A_shape[0], A_shape[3]
+    c = A_shape[3]
     height, width = h_new * kh, w_new * kw
     dA_prev = np.empty(A_shape, dtype)
     dA_prev[:, height:] = 0
     dA_prev[:, :height, width:] = 0
-    per_example = h_new * w_new * kh * kw * c
-    blocks = list(_chunks(m, _chunk_size(per_example, _POOL_BLOCK_ELEMENTS)))
-    size = max((rows.stop - rows.start for rows in blocks), default=0)
+    blocks, size = _pool_blocks(A_shape, kernel, (h_new, w_new))
     key = _scratch(workspace, "pool_key", (size, h_new, w_new, c),
                    winners.dtype)
     chosen = _scratch(workspace, "pool_chosen", (size, h_new, w_new, c), bool)
