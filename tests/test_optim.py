@@ -1,9 +1,12 @@
 """Adam, RMSprop and SGD against Keras's own optimisers, state round trips, the factory."""
+import itertools
+
 import numpy as np
 import pytest
 
 from convnet.nn.lenet5 import LeNet5
-from convnet.nn.optim import SGD, Adam, RMSprop, make_optimizer
+from convnet.nn.memory import views_like
+from convnet.nn.optim import BLOCK, SGD, Adam, RMSprop, make_optimizer
 from convnet.parallel.distributed import DataParallel
 
 STEPS = 100
@@ -134,6 +137,45 @@ def test_one_flat_parameter_equals_the_parameters_apart(ours, hyper):
         apart.step(grad)
         joined.step([np.concatenate([x.ravel() for x in grad])])
     np.testing.assert_array_equal(flat, np.concatenate([p.ravel() for p in apart_params]))
+
+
+@pytest.mark.parametrize("ours, hyper", [(case[0], case[1]) for case in CASES], ids=CASE_IDS)
+def test_parts_stepped_apart_make_the_whole_step_bit_for_bit(ours, hyper):
+    """What the ranks of a job do: each steps its own part, then copies it to the others."""
+    rng = np.random.default_rng(4)
+    shapes = [(BLOCK + 7,), (3, 5), (BLOCK + 900,)]
+    size = sum(int(np.prod(shape)) for shape in shapes)
+    start = rng.standard_normal(size).astype(np.float32)
+    templates = [np.empty(shape, np.float32) for shape in shapes]
+    bounds = [0, 40000, BLOCK + 100, size]   # not on the blocks' boundaries
+    whole_flat = start.copy()
+    whole = ours(views_like(whole_flat, templates), **hyper)
+    flats = [start.copy() for _ in bounds[1:]]
+    ranks = [ours(views_like(flat, templates), **hyper) for flat in flats]
+    for _ in range(3):
+        g = (rng.standard_normal(size) * np.logspace(-3, 0, size)).astype(np.float32)
+        whole.step(views_like(g, templates))
+        for rank, (first, last) in enumerate(itertools.pairwise(bounds)):
+            ranks[rank].step_part(g[first:last], slice(first, last))
+        for owner, (first, last) in enumerate(itertools.pairwise(bounds)):
+            for flat in flats:
+                flat[first:last] = flats[owner][first:last]
+    for rank, (first, last) in enumerate(itertools.pairwise(bounds)):
+        assert flats[rank].tobytes() == whole_flat.tobytes()
+        assert ranks[rank].iterations == whole.iterations == 3
+        for slot, buffer in whole.flat_slots().items():
+            assert ranks[rank].flat_slots()[slot][first:last].tobytes() == \
+                buffer[first:last].tobytes(), slot
+
+
+def test_a_part_needs_one_buffer_of_parameters_and_a_gradient_of_its_length():
+    apart = Adam([np.zeros(3, np.float32), np.zeros(4, np.float32)])
+    with pytest.raises(ValueError, match="consecutive views of one buffer"):
+        apart.step_part(np.zeros(2, np.float32), slice(0, 2))
+    joined = Adam(views_like(np.zeros(7, np.float32), [np.empty(3), np.empty(4)]))
+    with pytest.raises(ValueError, match=r"g must have shape \(3,\) for part"):
+        joined.step_part(np.zeros(2, np.float32), slice(2, 5))
+    assert joined.iterations == 0
 
 
 @pytest.mark.parametrize("ours, hyper", [(RMSprop, {"momentum": 0.5}),

@@ -144,10 +144,57 @@ class _FlatOptimizer:
             for param, update in zip(self.params, self._updates):
                 param -= update
         else:
-            for start in range(0, joined.size, BLOCK):
-                block = slice(start, start + BLOCK)
-                joined[block] -= self._update(g[block], t, block)
+            self._update_blocks(joined, g, t, 0, joined.size)
         self.iterations = t
+
+    def step_part(self, g, part):
+        """Apply one step's update to the flattened parameters in ``part`` only, in place.
+
+        Every formula is element-wise, so the parts of a step taken by
+        several processes give the numbers that one ``step`` gives, bit for
+        bit; the state of the other parameters is left as it was (see
+        ``flat_slots``). ``iterations`` counts the step.
+
+        Parameters
+        ----------
+        g : ndarray of shape (part.stop - part.start,)
+            The gradient of those flattened parameters.
+        part : slice
+            Contiguous, with a start and a stop: which of the n flattened
+            parameters, in the order of ``params``.
+
+        Raises
+        ------
+        ValueError
+            The parameters are not consecutive views of one buffer (as a
+            ``Sequential`` model's are), or ``g`` does not fit ``part``.
+        """
+        joined = self._joined_params
+        if joined is None:
+            raise ValueError("step_part needs parameters that are consecutive views of one "
+                             "buffer (a Sequential model's parameters() are)")
+        start, stop, _ = part.indices(joined.size)
+        if np.shape(g) != (stop - start,):
+            raise ValueError(f"g must have shape ({stop - start},) for part {part}, received "
+                             f"{np.shape(g)}")
+        t = self.iterations + 1
+        self._update_blocks(joined, g, t, start, stop)
+        self.iterations = t
+
+    def _update_blocks(self, joined, g, t, start, stop):
+        """Update ``joined[start:stop]`` by ``g`` (its gradient), a block at a time."""
+        for first in range(start, stop, BLOCK):
+            block = slice(first, min(first + BLOCK, stop))
+            joined[block] -= self._update(g[first - start:block.stop - start], t, block)
+
+    def flat_slots(self):
+        """The state buffers themselves, by slot name: flat, in the order of ``params``.
+
+        For exchanging parts of the state between processes that each
+        stepped their own part (``step_part``); ``state`` gives copies by
+        parameter.
+        """
+        return dict(self._flat)
 
     def _update(self, g, t, block):
         """Advance the state of ``block`` by one step and return its update.
