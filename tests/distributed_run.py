@@ -5,7 +5,8 @@ Usage: ``python distributed_run.py MODEL STEPS OUT.npz [--kill-rank R --kill-ste
 rank trains the same batches; rank 0 alone writes the final parameters, the
 losses and whether all ranks agreed, to ``OUT.npz``. With ``--kill-rank`` the
 rank R kills itself with SIGKILL at step S (to test how a job ends); with
-``--bad-label-rank R`` its labels at step S are out of range instead.
+``--bad-label-rank R`` its labels at step S are out of range instead. The
+optimiser's state is written too, once the ranks have shared it.
 """
 import argparse
 import os
@@ -78,8 +79,10 @@ def main():
             losses.append(trainer.step(images, labels))
         evaluation = trainer.evaluate([(X[:70], Y[:70])], batch_size=16)
         agree = trainer.parameters_agree()
+        trainer.share_optimizer_state()
     if trainer.is_writer:
         arrays = {f"param{index}": param for index, param in enumerate(model.parameters())}
+        arrays.update({f"state_{key}": value for key, value in optimizer.state().items()})
         storage.save_npz(args.out, losses=np.array(losses), agree=np.array(agree),
                          evaluation=np.array(evaluation), size=np.array(trainer.size),
                          **arrays)

@@ -148,9 +148,10 @@ def test_ranks_give_bit_identical_weights(alone, tmp_path, model, processes):
     assert int(ranks["size"]) == processes and bool(ranks["agree"])
     expected = alone[model]
     params = [key for key in expected if key.startswith("param")]
-    assert params
-    for key in params + ["losses"]:
-        assert np.array_equal(ranks[key], expected[key]), key
+    state = [key for key in expected if key.startswith("state_")]
+    assert params and "state_m0" in state and sorted(ranks) == sorted(expected)
+    for key in params + state + ["losses"]:
+        assert ranks[key].tobytes() == expected[key].tobytes(), key
     np.testing.assert_allclose(ranks["evaluation"], expected["evaluation"], rtol=1e-12)
 
 

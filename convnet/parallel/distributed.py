@@ -12,12 +12,19 @@ The algorithm of one step, on a batch of ``m`` images:
    each of its shards' mean-loss gradient with ``model.loss_and_grads``; a
    model with Dropout first receives a generator seeded from ``(seed, step,
    shard index)``, so its masks do not depend on the rank either.
-3. One ``Allgatherv`` gives every rank every shard's flattened gradient and
-   loss, in shard order.
-4. Every rank adds them up in that order, each weighted by its share of the
-   batch (``m_i / m``), and applies the same ``optimizer.step`` to the
-   same sum: the parameters and the optimiser's state stay identical on
-   every rank, and rank 0 can write checkpoints alone.
+3. One ``Allgatherv`` gives every rank every shard's loss (and whether a
+   rank failed). The flattened parameters are cut into one part per rank;
+   ``Alltoallv`` gives rank ``r`` every shard's gradient of part ``r``.
+4. Each rank adds its part's gradients up in shard order, each weighted by
+   its share of the batch (``m_i / m``), and steps the optimiser on that
+   part alone (``optimizer.step_part``): every formula of the optimisers
+   is element-wise, so the parts make the numbers one ``optimizer.step``
+   on the whole sum makes. An ``Allgatherv`` of the parts gives every rank
+   every parameter. Each rank keeps only its part's optimiser state
+   current; at the end of each epoch (``share_optimizer_state``) every
+   rank receives the rest, so rank 0 can write checkpoints alone. The ranks
+   share the optimiser's work and its memory traffic instead of each
+   repeating it.
 
 A single process (no MPI job, or a job of one rank) computes the same
 shards one after the other and adds them alike, so 1, 2 or 3 ranks give
@@ -39,8 +46,9 @@ statistics: they train whole batches, on one process only.
 
 The model and the optimiser know nothing of this: the mechanism uses
 ``model.parameters()``, ``model.loss_and_grads``, the optional
-``model.dropout_generator`` and ``optimizer.step`` (plus ``state`` and
-``load_state`` once, to start every rank from rank 0's).
+``model.dropout_generator`` and ``optimizer.step`` (on several ranks
+``optimizer.step_part`` and ``flat_slots``, plus ``state`` and ``load_state``
+once, to start every rank from rank 0's).
 
 ``DataParallel`` is a steps object of the training loop
 (``convnet.training.steps``): one process runs ``LocalSteps``'s own code,
@@ -56,6 +64,7 @@ import numpy as np
 
 from convnet.checks import check_count
 from convnet.errors import BadOptionError
+from convnet.nn.memory import joined_view
 from convnet.parallel.job import (  # noqa: F401 -- callers read them here too
     MPI_INSTALL_HINT,
     DistributedJobError,
@@ -189,15 +198,17 @@ class DataParallel(LocalSteps):
 
     Every rank of the job builds the same model and optimiser and calls
     ``step`` with the same batches in the same order; every rank ends each
-    step with the same parameters and optimiser state. One process (no
+    step with the same parameters, and each epoch (``share_optimizer_state``)
+    with the same optimiser state. One process (no
     job, or a job of one rank) runs ``LocalSteps``'s steps.
 
     Parameters
     ----------
     model : Sequential
-        Anything with ``parameters()`` (arrays updated in place, one dtype)
-        and ``loss_and_grads(X, Y) -> (mean loss, gradients)``; a
-        ``dropout_generator`` property is used when present.
+        Anything with ``parameters()`` (arrays updated in place, one dtype;
+        on several ranks, consecutive views of one buffer, as a
+        ``Sequential``'s are) and ``loss_and_grads(X, Y) -> (mean loss,
+        gradients)``; a ``dropout_generator`` property is used when present.
     optimizer : Adam, RMSprop or SGD
         Built on ``model.parameters()``, in that order; its ``iterations``
         numbers the steps.
@@ -239,17 +250,21 @@ class DataParallel(LocalSteps):
                 f"a model with BatchNormalization trains on one process only: its batch "
                 f"statistics need each batch whole, and this job has {self.size} processes; "
                 f"use {{processes}} 1", fields=("processes",))
-        # A row per micro-batch: the flat gradient, padding to 8 bytes, then
-        # two float64 numbers (the mean loss, and 1 if the rank failed).
-        itemsize = self.dtype.itemsize
-        self._grad_width = -(-self._size * itemsize // 8) * 8 // itemsize
-        self._row = self._grad_width + 16 // itemsize
-        self._rows = np.zeros((0, self._row), self.dtype)
+        # Each rank steps the optimiser on one part of the flattened parameters
+        # (``parts[rank]`` to ``parts[rank + 1]``), whole blocks of 16 numbers.
+        units = -(-self._size // 16)
+        self.parts = [min(self._size, 16 * unit) for unit in even_runs(units, self.size)]
+        self._mine = np.zeros((0, self._size), self.dtype)
+        self._received = np.zeros((0, 0), self.dtype)
         if self.size > 1:
             from mpi4py import MPI
             from mpi4py.util.dtlib import from_numpy_dtype
-            self._mpi_type = from_numpy_dtype(self.dtype)
+            self._mpi_type, self._mpi_double = from_numpy_dtype(self.dtype), MPI.DOUBLE
             self._in_place = MPI.IN_PLACE
+            self._flat_params = joined_view(self.params, writeable=True)
+            if self._flat_params is None:
+                raise ValueError("DataParallel on several ranks needs parameters that are "
+                                 "consecutive views of one buffer (a Sequential model's are)")
             self._synchronise()
 
     def _synchronise(self):
@@ -264,54 +279,104 @@ class DataParallel(LocalSteps):
         """Rank 0's ``value`` on every rank (a resumed run's epoch and history, say)."""
         return value if self.size == 1 else self.comm.bcast(value, root=0)
 
-    def _sum(self, X, Y, batches, weights, step):
+    def _train(self, X, Y, batches, weights, step):
         if self.size == 1:
-            return super()._sum(X, Y, batches, weights, step)
-        return self._shared_sum(X, Y, batches, weights, step)
+            return super()._train(X, Y, batches, weights, step)
+        return self._shared_train(X, Y, batches, weights, step)
 
-    def _shared_sum(self, X, Y, batches, weights, step):
-        """Several ranks: exchange the micro-batches' gradients, add them in order."""
-        count, width = len(batches), self._row
-        runs = even_runs(count, self.size)
-        if self._rows.shape[0] < count:
-            self._rows = np.zeros((count, width), self.dtype)
-        rows = self._rows[:count]
-        mine = range(runs[self.rank], runs[self.rank + 1])
+    def _shared_train(self, X, Y, batches, weights, step):
+        """Several ranks: each computes its micro-batches, then updates its part of the weights.
+
+        The ranks exchange every micro-batch's loss and a failure flag, then
+        the gradients by part: rank r receives every micro-batch's gradient
+        of part r, adds them in micro-batch order, each weighted by its share
+        of the batch, and steps the optimiser on that part alone. Gathering
+        the parts gives every rank every parameter; the optimiser's state
+        stays with the part's rank until ``share_optimizer_state``.
+        """
+        count, size, rank = len(batches), self.size, self.rank
+        runs = even_runs(count, size)
+        mine = range(runs[rank], runs[rank + 1])
+        if self._mine.shape[0] < len(mine):
+            self._mine = np.zeros((len(mine), self._size), self.dtype)
+        tails = np.zeros((count, 2))   # the mean loss, and 1 if the rank failed
         error = None
-        for index in mine:
-            row = rows[index]
-            tail = row[self._grad_width:].view(np.float64)
+        for row, index in enumerate(mine):
             try:
                 loss, grads = self._gradient(X, Y, batches[index], step, index)
             except (ValueError, TypeError, ArithmeticError, MemoryError) as caught:
-                error, tail[:] = caught, (0.0, 1.0)
+                error, tails[index] = caught, (0.0, 1.0)
                 continue
-            np.concatenate([np.ravel(grad) for grad in grads], out=row[:self._size])
-            tail[:] = (loss, 0.0)
-        counts = [(runs[rank + 1] - runs[rank]) * width for rank in range(self.size)]
-        offsets = [runs[rank] * width for rank in range(self.size)]
-        # Each rank's rows are already in place in the receiving buffer.
-        self.comm.Allgatherv(self._in_place, [rows, counts, offsets, self._mpi_type])
-        tails = rows[:, self._grad_width:].view(np.float64)
+            np.concatenate([np.ravel(grad) for grad in grads], out=self._mine[row])
+            tails[index] = (loss, 0.0)
+        # Each rank's losses are already in place in the receiving buffer.
+        counts = [2 * (runs[r + 1] - runs[r]) for r in range(size)]
+        offsets = [2 * runs[r] for r in range(size)]
+        self.comm.Allgatherv(self._in_place, [tails, counts, offsets, self._mpi_double])
         if error is not None:
             raise error
         if tails[:, 1].any():
             failed = int(np.flatnonzero(tails[:, 1])[0])
-            owner = next(rank for rank in range(self.size) if runs[rank + 1] > failed)
-            raise DistributedJobError(f"rank {owner} of {self.size} failed to compute "
+            owner = next(r for r in range(size) if runs[r + 1] > failed)
+            raise DistributedJobError(f"rank {owner} of {size} failed to compute "
                                       f"micro-batch {failed} of step {step}; no rank updated")
+        start, stop = self.parts[rank], self.parts[rank + 1]
+        received = self._exchange_parts(runs, count, stop - start)
+        total, scratch = self._total[start:stop], self._scratch[start:stop]
         loss = 0.0
         for index, weight in enumerate(weights):
             loss += weight * float(tails[index, 0])
-            gradient = rows[index, :self._size]
             if count == 1:
-                self._total[...] = gradient
+                total[...] = received[index]
             elif index == 0:
-                np.multiply(gradient, weight, out=self._total)
+                np.multiply(received[index], weight, out=total)
             else:
-                np.multiply(gradient, weight, out=self._scratch)
-                self._total += self._scratch
-        return loss, self._total_views
+                np.multiply(received[index], weight, out=scratch)
+                total += scratch
+        self.optimizer.step_part(total, slice(start, stop))
+        self._gather_parts(self._flat_params)
+        return loss
+
+    def _exchange_parts(self, runs, count, width):
+        """Every micro-batch's gradient of this rank's part: an array of shape (count, width).
+
+        One exchange per row of the ranks' rows: in exchange j, each rank
+        that has a j-th micro-batch sends every rank that rank's part of it.
+        """
+        size, rank = self.size, self.rank
+        if self._received.shape != (count, width):
+            self._received = np.zeros((count, width), self.dtype)
+        received = self._received
+        lengths = [self.parts[r + 1] - self.parts[r] for r in range(size)]
+        for j in range(max(runs[r + 1] - runs[r] for r in range(size))):
+            sending = runs[rank] + j < runs[rank + 1]
+            source = self._mine[j] if sending else self._total   # nothing is read
+            send_counts = lengths if sending else [0] * size
+            has_row = [runs[r] + j < runs[r + 1] for r in range(size)]
+            receive_counts = [width if has else 0 for has in has_row]
+            receive_offsets = [(runs[r] + j) * width if has else 0
+                               for r, has in zip(range(size), has_row)]
+            self.comm.Alltoallv([source, (send_counts, self.parts[:-1]), self._mpi_type],
+                                [received, (receive_counts, receive_offsets), self._mpi_type])
+        return received
+
+    def _gather_parts(self, flat):
+        """Give every rank every part of ``flat`` (an array of the parameters' length), in place."""
+        counts = [self.parts[r + 1] - self.parts[r] for r in range(self.size)]
+        self.comm.Allgatherv(self._in_place, [flat, counts, self.parts[:-1], self._mpi_type])
+
+    def share_optimizer_state(self):
+        """Give every rank the optimiser state of every part (the training loop's epoch end).
+
+        Each rank steps the optimiser on its own part of the parameters, so
+        between steps each holds only that part's state up to date; after
+        this every rank holds all of it, the same bit for bit (a checkpoint
+        saves it; the loop checks it is finite).
+        """
+        if self.size == 1:
+            return
+        for flat in self.optimizer.flat_slots().values():
+            self._gather_parts(flat)
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, sets, batch_size=500):

@@ -162,6 +162,7 @@ def train_epoch(model, optimizer, X, Y, batch_size, seed, epoch, progress=False,
             total_loss += loss * len(batch)
             if on_step is not None:
                 on_step(epoch, loss)
+    steps.share_optimizer_state()
     return total_loss / max(len(X), 1)
 
 

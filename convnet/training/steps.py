@@ -1,11 +1,13 @@
 """How a batch's gradient is computed and applied: the steps a training loop runs.
 
-The loop (``convnet.training.loop``) asks a *steps* object for two things:
+The loop (``convnet.training.loop``) asks a *steps* object for three things:
 
 - ``step(X, Y) -> loss``: one optimiser step on a batch, returning the
   batch's mean loss before the update;
 - ``evaluate(sets, batch_size) -> [(loss, accuracy), ...]``: measurements
   of whole sets with the current weights;
+- ``share_optimizer_state()``, after an epoch's last step: every process
+  then holds the optimiser's whole state (a checkpoint saves it);
 
 and reads ``is_writer`` (the one process that writes files and speaks).
 ``LocalSteps`` is this process alone; ``convnet.parallel.distributed.DataParallel``
@@ -284,9 +286,16 @@ class LocalSteps:
         step = self.optimizer.iterations + 1
         batches = self.micro_batches(count)
         weights = [(stop - start) / count for start, stop in batches]
+        return self._train(X, Y, batches, weights, step)
+
+    def _train(self, X, Y, batches, weights, step):
+        """Compute the batch's gradient from its micro-batches, apply it; return the loss."""
         loss, grads = self._sum(X, Y, batches, weights, step)
         self.optimizer.step(grads)
         return loss
+
+    def share_optimizer_state(self):
+        """Nothing to do: one process holds the optimiser's whole state (see ``DataParallel``)."""
 
     def _sum(self, X, Y, batches, weights, step):
         """The batch's loss and its micro-batches' gradients, weighted and added in order."""
