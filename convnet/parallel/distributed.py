@@ -181,12 +181,12 @@ def default_layout(dense_only, batch_size=32, micro_batch=None, window=0.3):
     model with a convolution, whose step is many small products and
     reshapes, which processes share well. A model of dense layers only
     trains in one process unless ``micro_batch`` is given: its step is a
-    few large matrix products, and ranks would each repeat its optimiser
-    step and exchange all its gradients (the MLP's 669,706 parameters: two
-    ranks were slower than one process). BLAS runs on one thread always: a
-    second thread adds a product's terms in another order (the MLP's
-    784-long sums), and the weights must not depend on how idle the
-    processors are.
+    few large matrix products, faster on a whole batch's rows than on a
+    shard's, and ranks exchange all its gradients and parameters (the MLP's
+    669,706: two ranks at batch 64 are no faster than one process). BLAS
+    runs on one thread always: a second thread adds a product's terms in
+    another order (the MLP's 784-long sums), and the weights must not depend
+    on how idle the processors are.
     """
     if dense_only and micro_batch is None:
         return 1, 1
