@@ -962,6 +962,89 @@ def test_bad_input_raises_clear_error(call, error, message, impl):
         call(impl)
 
 
+# Arguments that equal (and hash as) the good ones the engine has remembered just before.
+LOOKALIKES = {
+    "stride floats": (_conv(stride=(1.0, 1.0)), TypeError, r"stride must be two positive"),
+    "stride bools": (_conv(stride=(True, True)), TypeError, r"stride must be two positive"),
+    "stride numpy bools": (_conv_back(stride=(np.True_, np.True_)), TypeError,
+                           r"stride must be two positive"),
+    "padding floats": (_conv(padding=(1.0, 1.0)), TypeError, r"padding must be two non-neg"),
+    "pool kernel floats": (_pool(kernel_shape=(2.0, 2.0)), TypeError,
+                           r"kernel_shape must be two positive integers"),
+    "pool stride floats": (_pool_back(stride=(2.0, 2.0)), TypeError,
+                           r"stride must be two positive integers"),
+}
+GOOD_CALLS = [_conv(), _conv(padding=(1, 1)), _conv_back(), _pool(), _pool_back()]
+
+
+@pytest.mark.parametrize("call, error, message", (BAD_INPUTS | LOOKALIKES).values(),
+                         ids=(BAD_INPUTS | LOOKALIKES).keys())
+def test_bad_input_raises_after_good_calls_of_the_same_shapes(call, error, message):
+    """The engine remembers the geometry of good calls, never a refusal: a bad argument,
+    even one equal to a good one remembered (1.0 or True for 1), raises every time."""
+    for good in GOOD_CALLS:
+        good(ENGINE)
+    for _ in range(2):
+        with pytest.raises(error, match=message):
+            call(ENGINE)
+
+
+@pytest.mark.parametrize("value, plain", [
+    ("same", True), ((1, 2), True), ((1.0, 2), False), ((True, 1), False),
+    ((np.int64(1), 1), False), ([1, 2], False), ((1, 2, 3), False), (1, False),
+    (None, False)])
+def test_only_strings_and_pairs_of_ints_are_looked_up(value, plain):
+    assert ops._plain(value) == plain
+    assert ops._plain("valid", value) == plain
+
+
+GEOMETRY_GRID = list(itertools.product(
+    [(1, 5, 7, 2), (3, 8, 8, 1)], [(1, 1), (3, 2), (5, 7)], [(1, 1), (2, 3)],
+    ["same", "valid", (0, 0), (2, 1)]))
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", GEOMETRY_GRID)
+def test_remembered_conv_geometry_is_the_arithmetic_of_every_call(shape, kernel, stride,
+                                                                  padding):
+    """Looked up or computed again (lists, NumPy integers), the geometry is
+    padding_amounts and output_size of each axis."""
+    m, h, w, c = shape
+    A, W, b = np.zeros(shape), np.zeros(kernel + (c, 3)), np.zeros((1, 1, 1, 3))
+    paddings = (padding, padding) if isinstance(padding, str) else padding
+    pads = tuple(ops.padding_amounts(size, k, s, pad)
+                 for size, k, s, pad in zip((h, w), kernel, stride, paddings))
+    if any(k > size + sum(pad) for k, size, pad in zip(kernel, (h, w), pads)):
+        pytest.skip("kernel larger than the padded input")
+    expected = (pads, stride, (m,) + tuple(
+        ops.output_size(size, k, s, pad)
+        for size, k, s, pad in zip((h, w), kernel, stride, paddings)) + (3,))
+    as_list = padding if isinstance(padding, str) else list(padding)
+    as_numpy = padding if isinstance(padding, str) else tuple(map(np.int64, padding))
+    for pad, step in [(padding, stride), (padding, stride), (as_list, list(stride)),
+                      (as_numpy, tuple(map(np.int64, stride)))]:
+        geometry = ops._conv_geometry(A, W, b, pad, step)
+        assert geometry[3:] == expected
+        pads_got, stride_got, shape_got = geometry[3:]
+        assert all(type(n) is int for n in pads_got[0] + pads_got[1] + stride_got + shape_got)
+    before = ops._conv_shapes.cache_info().hits
+    ops._conv_geometry(A, W, b, padding, stride)
+    assert ops._conv_shapes.cache_info().hits == before + 1
+
+
+@pytest.mark.parametrize("shape, kernel, stride", [
+    ((2, 6, 6, 3), (2, 2), (2, 2)), ((1, 7, 5, 1), (3, 2), (1, 2)), ((3, 4, 9, 2), (4, 9), (1, 1))])
+def test_remembered_pool_geometry_is_the_arithmetic_of_every_call(shape, kernel, stride):
+    m, h, w, c = shape
+    A = np.zeros(shape)
+    out_shape = (m, ops.output_size(h, kernel[0], stride[0], "valid"),
+                 ops.output_size(w, kernel[1], stride[1], "valid"), c)
+    for window, step, mode in [(kernel, stride, "max"), (kernel, stride, "avg"),
+                               (list(kernel), list(stride), "max"),
+                               (tuple(map(np.int64, kernel)), stride, np.str_("max"))]:
+        assert ops._pool_geometry(A, window, step, mode)[1:] == (kernel, stride, mode,
+                                                                 out_shape)
+
+
 @pytest.mark.parametrize("ties, error", [("last", ValueError), (None, TypeError)])
 def test_engine_ties_must_be_all_or_first(ties, error):
     with pytest.raises(error, match=rf"ties must be 'all' or 'first', received {ties!r}"):

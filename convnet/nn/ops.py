@@ -16,6 +16,8 @@ only reaches the outputs whose windows hold it.
 The file reads top-down: the four operations first, then their argument
 checks, then, below a divider, the machinery that only exists for speed.
 """
+import functools
+
 import numpy as np
 
 PADDINGS = ("same", "valid")
@@ -480,12 +482,12 @@ def _choice(name, value, choices):
     return value
 
 
-def _check_extent(A_prev):
-    """Raise unless A_prev has at least one row, column and channel."""
-    if min(A_prev.shape[1:]) < 1:
+def _check_extent(A_shape):
+    """Raise unless A_prev's shape has at least one row, column and channel."""
+    if min(A_shape[1:]) < 1:
         raise ValueError("A_prev must have a positive height, width and "
                          "number of channels, received shape "
-                         f"{A_prev.shape}")
+                         f"{A_shape}")
 
 
 def _check_gradient(name, gradient, expected):
@@ -493,6 +495,21 @@ def _check_gradient(name, gradient, expected):
     if gradient.shape != expected:
         raise ValueError(f"{name} must have the shape of the forward output "
                          f"{expected}, received {gradient.shape}")
+
+
+def _plain(*values):
+    """Tell whether every value is a string or a tuple of two ints (not bools).
+
+    Only such arguments are looked up in the geometry caches: ``1.0`` and
+    ``True`` equal ``1`` and hash alike, yet must still be refused where
+    ``1`` is accepted, and a list cannot be hashed.
+    """
+    for value in values:
+        if type(value) is not str and not (
+                type(value) is tuple and len(value) == 2
+                and type(value[0]) is int and type(value[1]) is int):
+            return False
+    return True
 
 
 def _conv_geometry(A_prev, W, b, padding, stride):
@@ -508,18 +525,30 @@ def _conv_geometry(A_prev, W, b, padding, stride):
     A_prev = _array("A_prev", A_prev, 4, "(m, h_prev, w_prev, c_prev)")
     W = _array("W", W, 4, "(kh, kw, c_prev, c_new)")
     b = _array("b", b, 4, "(1, 1, 1, c_new)")
-    m, h_prev, w_prev, c_prev = A_prev.shape
-    kh, kw, c_kernel, c_new = W.shape
-    _check_extent(A_prev)
+    shapes = (_conv_shapes if _plain(padding, stride)
+              else _conv_shapes.__wrapped__)
+    return (A_prev, W, b) + shapes(A_prev.shape, W.shape, b.shape, padding,
+                                   stride)
+
+
+# A layer calls with the same shapes, padding and stride at every step: the
+# checks and arithmetic that depend on nothing else are done once (a call
+# that raises is not remembered, so it raises again).
+@functools.lru_cache(maxsize=256)
+def _conv_shapes(A_shape, W_shape, b_shape, padding, stride):
+    """The shape checks of :func:`_conv_geometry`; ``(pads, stride, out_shape)``."""
+    m, h_prev, w_prev, c_prev = A_shape
+    kh, kw, c_kernel, c_new = W_shape
+    _check_extent(A_shape)
     if c_kernel != c_prev:
         raise ValueError(f"W must have A_prev's {c_prev} channels on axis 2, "
-                         f"received W of shape {W.shape}")
+                         f"received W of shape {W_shape}")
     if kh < 1 or kw < 1 or c_new < 1:
         raise ValueError("W must have a non-empty kernel, received shape "
-                         f"{W.shape}")
-    if b.shape != (1, 1, 1, c_new):
+                         f"{W_shape}")
+    if b_shape != (1, 1, 1, c_new):
         raise ValueError(f"b must have shape {(1, 1, 1, c_new)}, received "
-                         f"{b.shape}")
+                         f"{b_shape}")
     pad_h, pad_w = _padding(padding)
     sh, sw = _int_pair("stride", stride, 1)
     pads = (padding_amounts(h_prev, kh, sh, pad_h),
@@ -530,7 +559,7 @@ def _conv_geometry(A_prev, W, b, padding, stride):
                          f"input {padded}")
     out_shape = (m, output_size(h_prev, kh, sh, pad_h),
                  output_size(w_prev, kw, sw, pad_w), c_new)
-    return A_prev, W, b, pads, (sh, sw), out_shape
+    return pads, (sh, sw), out_shape
 
 
 def _pool_geometry(A_prev, kernel_shape, stride, mode):
@@ -542,17 +571,25 @@ def _pool_geometry(A_prev, kernel_shape, stride, mode):
         ``(A_prev, (kh, kw), (sh, sw), mode, out_shape)``.
     """
     A_prev = _array("A_prev", A_prev, 4, "(m, h_prev, w_prev, c)")
+    shapes = (_pool_shapes if _plain(kernel_shape, stride, mode)
+              else _pool_shapes.__wrapped__)
+    return (A_prev,) + shapes(A_prev.shape, kernel_shape, stride, mode)
+
+
+@functools.lru_cache(maxsize=256)
+def _pool_shapes(A_shape, kernel_shape, stride, mode):
+    """The other checks of :func:`_pool_geometry`; ``(kernel, stride, mode, out_shape)``."""
     kernel = _int_pair("kernel_shape", kernel_shape, 1)
     strides = _int_pair("stride", stride, 1)
     mode = _choice("mode", mode, MODES)
-    m, h_prev, w_prev, c = A_prev.shape
-    _check_extent(A_prev)
+    m, h_prev, w_prev, c = A_shape
+    _check_extent(A_shape)
     if kernel[0] > h_prev or kernel[1] > w_prev:
         raise ValueError(f"kernel_shape {kernel} is larger than the input "
                          f"{(h_prev, w_prev)}")
     out_shape = (m, output_size(h_prev, kernel[0], strides[0], "valid"),
                  output_size(w_prev, kernel[1], strides[1], "valid"), c)
-    return A_prev, kernel, strides, mode, out_shape
+    return kernel, strides, mode, out_shape
 
 
 def _check_workspace(workspace):
