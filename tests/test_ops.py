@@ -1045,6 +1045,33 @@ def test_remembered_pool_geometry_is_the_arithmetic_of_every_call(shape, kernel,
                                                                  out_shape)
 
 
+@pytest.mark.parametrize("band, sw", [(0, 1), (1, 1), (1, 2), (3, 1), (4, 2)])
+@pytest.mark.parametrize("dtypes", [(np.float32, np.float32, np.float32),
+                                    (np.float16, np.float32, np.float32),
+                                    (np.int64, np.float16, np.float64),
+                                    (np.float64, np.int8, np.float64)])
+def test_kernel_matrix_is_the_spread_kernel_over_the_biases(band, sw, dtypes):
+    """Built in place, the kernel matrix is, to the bit, the spread kernel (zeros off
+    each column's window) stacked on the biases and cast, built entry by entry."""
+    W_dtype, b_dtype, dtype = dtypes
+    rng = np.random.default_rng(0)
+    kh, kw, c_prev, c_new = 2, 3, 1 if band == 0 else 2, 4
+    W = (rng.standard_normal((kh, kw, c_prev, c_new)) * 50).astype(W_dtype)
+    b = (rng.standard_normal((1, 1, 1, c_new)) * 50).astype(b_dtype)
+    width = band or 1
+    span = (width - 1) * sw + kw
+    expected = np.zeros((kh * span * c_prev + 1, width * c_new), np.result_type(W, b))
+    for i, t, channel, x, k in itertools.product(range(kh), range(span), range(c_prev),
+                                                 range(width), range(c_new)):
+        if 0 <= t - x * sw < kw:
+            expected[(i * span + t) * c_prev + channel, x * c_new + k] = W[i, t - x * sw,
+                                                                           channel, k]
+    expected[-1] = np.tile(b.reshape(-1), width)
+    got = ops._kernel_matrix(W, b, band, sw, np.dtype(dtype))
+    assert got.dtype == dtype
+    assert got.tobytes() == expected.astype(dtype).tobytes()
+
+
 @pytest.mark.parametrize("ties, error", [("last", ValueError), (None, TypeError)])
 def test_engine_ties_must_be_all_or_first(ties, error):
     with pytest.raises(error, match=rf"ties must be 'all' or 'first', received {ties!r}"):

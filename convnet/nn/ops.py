@@ -120,8 +120,7 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
     if band > 1 and not _all_finite(A_prev):
         band = 0
     # The bias rides along as the kernel matrix's last row.
-    kernel_matrix = _kernel_matrix(W, b, band, stride[1]).astype(work,
-                                                                 copy=False)
+    kernel_matrix = _kernel_matrix(W, b, band, stride[1], work)
     out = np.empty(out_shape, work)
     m = out_shape[0]
     matrix = _matrix_elements(W.shape, stride, out_hw)
@@ -271,7 +270,7 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
                 A, (kh, kw), stride, out_hw, band).T @ dZ[rows].reshape(
                     -1, dZ_columns).astype(work, copy=False)
     if m == 0:
-        product = np.zeros(_kernel_matrix(W, b, band, stride[1]).shape, work)
+        product = np.zeros_like(_kernel_matrix(W, b, band, stride[1], work))
     dW, db = _kernel_gradients(product, W.shape, band, stride[1])
     dA_prev = None
     if need_dA_prev:
@@ -955,22 +954,38 @@ def _band_matrix(A, kernel, stride, out_hw, band, workspace=None):
     return matrix
 
 
-def _band_spread(W, band, sw):
+def _band_spread(W, band, sw, out=None):
     """Spread W over a band of output columns.
+
+    Parameters
+    ----------
+    W : ndarray of shape (kh, kw, c_prev, c_new)
+    band : int
+        Output columns per band, at least one.
+    sw : int
+        The stride along w.
+    out : ndarray of the result's shape, optional
+        Written instead of a new array; it must hold zeros off the band's
+        kernels.
 
     Returns
     -------
     ndarray of shape (kh * span * c_prev, band * c_new)
         Entry ``[(i * span + t) * c_prev + channel, x * c_new + k]`` is
         ``W[i, t - x * sw, channel, k]`` where ``0 <= t - x * sw < kw`` and
-        0 elsewhere. A band of one is W reshaped.
+        0 elsewhere. A band of one is W reshaped (without a copy when W is
+        C-contiguous and out is not given).
     """
     kh, kw, c_prev, c_new = W.shape
+    if band == 1 and out is None:
+        return np.ascontiguousarray(W).reshape(-1, c_new)
     span = (band - 1) * sw + kw
-    spread = np.zeros((kh, span, c_prev, band, c_new), W.dtype)
+    if out is None:
+        out = np.zeros((kh * span * c_prev, band * c_new), W.dtype)
+    spread = out.reshape(kh, span, c_prev, band, c_new)
     for x in range(band):
         spread[:, x * sw:x * sw + kw, :, x] = W
-    return spread.reshape(kh * span * c_prev, band * c_new)
+    return out
 
 
 def _band_gradients(product, W_shape, band, sw):
@@ -1003,12 +1018,24 @@ def _input_matrix(A, kernel, stride, out_hw, band, workspace=None):
     return _window_matrix(A, kernel, stride, out_hw, workspace)
 
 
-def _kernel_matrix(W, b, band, sw):
-    """The kernel and bias as one matrix, to multiply ``_input_matrix`` by."""
-    c_new = W.shape[3]
-    spread = _band_spread(W, band, sw) if band else W.reshape(-1, c_new)
-    biases = np.broadcast_to(b.reshape(1, c_new), (band or 1, c_new))
-    return np.concatenate([spread, biases.reshape(1, -1)])
+def _kernel_matrix(W, b, band, sw, dtype):
+    """The kernel and bias as one matrix, to multiply ``_input_matrix`` by.
+
+    Returns
+    -------
+    ndarray of shape (kh * span * c_prev + 1, band * c_new) and dtype dtype
+        :func:`_band_spread` of W (taps, band 0, take W reshaped, as a band
+        of one does), then b once per column of the band.
+    """
+    band = band or 1
+    kh, kw, c_prev, c_new = W.shape
+    span = (band - 1) * sw + kw
+    # Written in place: no spread, bias or concatenation as temporaries.
+    matrix = (np.zeros if band > 1 else np.empty)(
+        (kh * span * c_prev + 1, band * c_new), dtype)
+    _band_spread(W, band, sw, out=matrix[:-1])
+    matrix[-1].reshape(band, c_new)[...] = b.reshape(1, c_new)
+    return matrix
 
 
 def _kernel_gradients(product, W_shape, band, sw):
