@@ -728,14 +728,13 @@ def _windows_key(W, pads, stride, dtype, band):
     return (kh, kw, c_prev), pads, stride, np.dtype(dtype), band
 
 
-def _strided(A, start, shape, strides):
-    """View C-contiguous A from index start, with the given shape and strides.
+def _strided(A, offset, shape, strides):
+    """View C-contiguous A from offset, with the given shape and strides.
 
     What ``np.lib.stride_tricks.as_strided`` does, without its per-call
-    overhead, which shows in the inner loops here. ``start`` indexes A's
-    leading axes. The view is writeable when A is.
+    overhead, which shows in the inner loops here. ``offset`` counts bytes
+    from A's first element. The view is writeable when A is.
     """
-    offset = sum(index * step for index, step in zip(start, A.strides))
     return np.ndarray(shape, A.dtype, A, offset=offset, strides=strides)
 
 
@@ -753,8 +752,17 @@ def _copy_runs(target, source):
             or target.shape != source.shape or not source.shape[-1]:
         target[...] = source
         return
-    run = np.dtype((np.void, source.shape[-1] * source.itemsize))
+    run = _run_dtype(source.shape[-1] * source.itemsize)
     target.view(run)[..., 0] = source.view(run)[..., 0]
+
+
+@functools.lru_cache(maxsize=64)
+def _run_dtype(size):
+    """The void dtype of size bytes, built once per size.
+
+    Building it takes about as long as copying a small batch's runs.
+    """
+    return np.dtype((np.void, size))
 
 
 def _pad(A, pads, dtype):
@@ -882,7 +890,10 @@ def _input_gradient(dZ, shape, W, pads, stride, finite, workspace=None):
 
 def _largest_divisor(n, limit):
     """Return the largest divisor of n that is at most limit (at least 1)."""
-    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
+    for d in range(min(n, limit), 1, -1):
+        if n % d == 0:
+            return d
+    return 1
 
 
 def _forward_band(W_shape, stride, out_hw):
@@ -945,7 +956,7 @@ def _band_matrix(A, kernel, stride, out_hw, band, workspace=None):
     m, c = A.shape[0], A.shape[3]
     span = (band - 1) * sw + kw
     s_n, s_h, s_w, s_c = A.strides
-    bands = _strided(A, (), (m, h_new, w_new // band, kh, span * c),
+    bands = _strided(A, 0, (m, h_new, w_new // band, kh, span * c),
                      (s_n, sh * s_h, band * sw * s_w, s_h, s_c))
     matrix = _scratch(workspace, "windows", (m * h_new * (w_new // band),
                                              kh * span * c + 1), A.dtype)
@@ -1078,7 +1089,7 @@ def _add_bands(dA, dZ, W, stride, band):
     for i in range(kh):
         for first in range(min(group, blocks)):
             count = len(range(first, blocks, group))
-            target = _strided(dA, (0, i, first * band * sw),
+            target = _strided(dA, i * s_h + first * band * sw * s_w,
                               (m, h_new, count, span * c_prev),
                               (s_n, sh * s_h, group * band * sw * s_w, s_c))
             target += by_band[:, :, first::group, i]
