@@ -118,6 +118,23 @@ def test_softmax_cross_entropy_value_and_stability():
     assert np.isfinite(layer.probs).all()
 
 
+@pytest.mark.parametrize("m", [1, 2, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_weight_gradient_is_the_matmul_product_to_the_bit(m, dtype):
+    """A batch of one takes np.dot's BLAS product, others np.matmul: both give x.T @ dout
+    as np.matmul does, zeros' signs and non-finite products included."""
+    rng = np.random.default_rng(8)
+    layer = Dense("d", 40, 12, rng, dtype)
+    x = np.maximum(rng.standard_normal((m, 40)), 0).astype(dtype)
+    dout = (rng.standard_normal((m, 12)) * (rng.random((m, 12)) < 0.5)).astype(dtype)
+    dout[0, :2] = -0.0
+    x[0, 1], dout[0, 3] = np.inf, np.nan
+    with np.errstate(invalid="ignore"):
+        layer.forward(x, training=True)
+        layer.backward(dout)
+        assert layer.grads["W"].tobytes() == np.matmul(x.T, dout).tobytes()
+
+
 @pytest.mark.parametrize("fan_in", [25, 400])
 def test_he_normal_matches_keras_definition(fan_in):
     rng = np.random.default_rng(7)
