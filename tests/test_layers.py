@@ -135,6 +135,23 @@ def test_dense_weight_gradient_is_the_matmul_product_to_the_bit(m, dtype):
         assert layer.grads["W"].tobytes() == np.matmul(x.T, dout).tobytes()
 
 
+@pytest.mark.parametrize("m", [1, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_forward_is_its_two_functions_fused(m, dtype):
+    """forward's loss and probabilities are, to the bit, the mean of ``losses`` and
+    ``probabilities``, which compute the same maxima and sums separately."""
+    rng = np.random.default_rng(9)
+    logits = (rng.standard_normal((m, 10)) * 30).astype(dtype)
+    logits[0, 2] = -np.inf
+    labels = rng.integers(0, 10, m)
+    layer = SoftmaxCrossEntropy()
+    loss = layer.forward(logits, labels)
+    expected = float(SoftmaxCrossEntropy.losses(logits, labels).mean())
+    assert np.float64(loss).tobytes() == np.float64(expected).tobytes()
+    assert layer.probs.tobytes() == SoftmaxCrossEntropy.probabilities(logits).tobytes()
+    assert layer.labels is labels
+
+
 @pytest.mark.parametrize("fan_in", [25, 400])
 def test_he_normal_matches_keras_definition(fan_in):
     rng = np.random.default_rng(7)

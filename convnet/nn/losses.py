@@ -91,6 +91,23 @@ class SoftmaxCrossEntropy(Loss):
         log_norm = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
         return log_norm - logits[np.arange(len(labels)), labels]
 
+    def forward(self, logits, labels):
+        """Return the mean loss (float) of ``logits`` (m, k) against ``labels`` (m,) ints.
+
+        ``probabilities`` and ``losses`` fused: the row maxima and the sums
+        of exponentials they both take are computed once (the same numbers,
+        to the bit).
+        """
+        self.labels = labels
+        top = logits.max(axis=1, keepdims=True)
+        probs = logits - top
+        np.exp(probs, out=probs)
+        sums = probs.sum(axis=1, keepdims=True)
+        probs /= sums
+        self.probs = probs
+        log_norm = np.log(sums[:, 0]) + top[:, 0]
+        return float((log_norm - logits[np.arange(len(labels)), labels]).mean())
+
     def backward(self):
         """Return dL/dlogits of shape (m, k) for the last ``forward``."""
         dlogits = self.probs.copy()
