@@ -72,12 +72,25 @@ class SoftmaxCrossEntropy(Loss):
     activation = "softmax"
 
     @staticmethod
+    def _exponentials(logits):
+        """What the softmax and the losses share: the row maxima (m, 1),
+        ``exp(logits - maxima)`` (m, k), a new array, and its row sums (m, 1)."""
+        top = logits.max(axis=1, keepdims=True)
+        exponentials = logits - top
+        np.exp(exponentials, out=exponentials)
+        return top, exponentials, exponentials.sum(axis=1, keepdims=True)
+
+    @staticmethod
+    def _row_losses(logits, labels, top, sums):
+        """``logsumexp(logits) - logits[label]`` of each row, from ``_exponentials``."""
+        return np.log(sums[:, 0]) + top[:, 0] - logits[np.arange(len(labels)), labels]
+
+    @staticmethod
     def softmax(logits):
         """Row-wise softmax of ``logits`` of shape (m, k); returns (m, k)."""
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        np.exp(shifted, out=shifted)
-        shifted /= shifted.sum(axis=1, keepdims=True)
-        return shifted
+        _, exponentials, sums = SoftmaxCrossEntropy._exponentials(logits)
+        exponentials /= sums
+        return exponentials
 
     @staticmethod
     def probabilities(logits):
@@ -87,26 +100,19 @@ class SoftmaxCrossEntropy(Loss):
     @staticmethod
     def losses(logits, labels):
         """Cross-entropy of each row: ``logsumexp(logits) - logits[label]``, shape (m,)."""
-        top = logits.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
-        return log_norm - logits[np.arange(len(labels)), labels]
+        top, _, sums = SoftmaxCrossEntropy._exponentials(logits)
+        return SoftmaxCrossEntropy._row_losses(logits, labels, top, sums)
 
     def forward(self, logits, labels):
         """Return the mean loss (float) of ``logits`` (m, k) against ``labels`` (m,) ints.
 
-        ``probabilities`` and ``losses`` fused: the row maxima and the sums
-        of exponentials they both take are computed once (the same numbers,
-        to the bit).
+        The probabilities and the losses share one pass of exponentials.
         """
         self.labels = labels
-        top = logits.max(axis=1, keepdims=True)
-        probs = logits - top
-        np.exp(probs, out=probs)
-        sums = probs.sum(axis=1, keepdims=True)
-        probs /= sums
-        self.probs = probs
-        log_norm = np.log(sums[:, 0]) + top[:, 0]
-        return float((log_norm - logits[np.arange(len(labels)), labels]).mean())
+        top, exponentials, sums = self._exponentials(logits)
+        exponentials /= sums
+        self.probs = exponentials
+        return float(self._row_losses(logits, labels, top, sums).mean())
 
     def backward(self):
         """Return dL/dlogits of shape (m, k) for the last ``forward``."""
