@@ -6,7 +6,8 @@ rank trains the same batches; rank 0 alone writes the final parameters, the
 losses and whether all ranks agreed, to ``OUT.npz``. With ``--kill-rank`` the
 rank R kills itself with SIGKILL at step S (to test how a job ends); with
 ``--bad-label-rank R`` its labels at step S are out of range instead. The
-optimiser's state is written too, once the ranks have shared it.
+optimiser's state is written too, once the ranks have shared it. With
+``--messages`` the ranks exchange messages instead of sharing memory.
 """
 import argparse
 import os
@@ -64,12 +65,14 @@ def main():
                         help="this rank's labels are out of range at --kill-step")
     parser.add_argument("--micro-batch", type=int, default=MICRO_BATCH,
                         help="0: one slice of each batch per rank")
+    parser.add_argument("--messages", action="store_true",
+                        help="exchange by messages even on one machine")
     args = parser.parse_args()
     X, Y = made_up_data(160)
     model, optimizer = build(args.model)
     with blas_threads(1):
         trainer = DataParallel(model, optimizer, micro_batch=args.micro_batch or None,
-                               seed=3)
+                               seed=3, shared_memory=not args.messages)
         losses = []
         for step, (images, labels) in enumerate(batches(args.steps, X, Y)):
             if trainer.rank == args.kill_rank and step == args.kill_step:
@@ -85,6 +88,7 @@ def main():
         arrays.update({f"state_{key}": value for key, value in optimizer.state().items()})
         storage.save_npz(args.out, losses=np.array(losses), agree=np.array(agree),
                          evaluation=np.array(evaluation), size=np.array(trainer.size),
+                         shares_memory=np.array(trainer.shares_memory),
                          **arrays)
 
 

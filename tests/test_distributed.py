@@ -142,10 +142,14 @@ def test_in_mpi_job_reads_the_process_manager_variables(monkeypatch):
 # ---------------------------------------------------------------- MPI ranks
 @needs_mpi
 @pytest.mark.parametrize("model", ["lenet5", "dropout"])
-@pytest.mark.parametrize("processes", [1, 2, 3])
-def test_ranks_give_bit_identical_weights(alone, tmp_path, model, processes):
-    ranks = _run(model, 4, tmp_path / "ranks.npz", processes=processes)
+@pytest.mark.parametrize("processes, exchange", [(1, "shared memory"), (2, "shared memory"),
+                                                   (3, "shared memory"), (2, "messages"),
+                                                   (3, "messages")])
+def test_ranks_give_bit_identical_weights(alone, tmp_path, model, processes, exchange):
+    extra = ["--messages"] if exchange == "messages" else []
+    ranks = _run(model, 4, tmp_path / "ranks.npz", processes=processes, extra=extra)
     assert int(ranks["size"]) == processes and bool(ranks["agree"])
+    assert bool(ranks["shares_memory"]) == (processes > 1 and exchange == "shared memory")
     expected = alone[model]
     params = [key for key in expected if key.startswith("param")]
     state = [key for key in expected if key.startswith("state_")]
@@ -190,12 +194,13 @@ def test_a_killed_rank_ends_the_job_with_one_line_and_no_orphans(tmp_path):
 
 
 @needs_mpi
-def test_a_rank_that_fails_stops_every_rank_before_the_update(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--messages"]])
+def test_a_rank_that_fails_stops_every_rank_before_the_update(tmp_path, extra):
     # Run without mpi4py's runner (no MPI_Abort on an exception): the ranks must
     # learn of the failure inside the exchange itself, or they would wait for ever.
     out = tmp_path / "never-written.npz"
     command = [distributed.mpiexec_path(), "-n", "3", sys.executable, RUN, "lenet5", "5", out,
-               "--bad-label-rank", "2", "--kill-step", "1"]
+               "--bad-label-rank", "2", "--kill-step", "1", *extra]
     job = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert job.returncode != 0
     assert job.stderr.count("DistributedJobError: rank 2 of 3 failed to compute micro-batch 2 "

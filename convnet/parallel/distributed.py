@@ -12,15 +12,17 @@ The algorithm of one step, on a batch of ``m`` images:
    each of its shards' mean-loss gradient with ``model.loss_and_grads``; a
    model with Dropout first receives a generator seeded from ``(seed, step,
    shard index)``, so its masks do not depend on the rank either.
-3. One ``Allgatherv`` gives every rank every shard's loss (and whether a
-   rank failed). The flattened parameters are cut into one part per rank;
-   ``Alltoallv`` gives rank ``r`` every shard's gradient of part ``r``.
+3. Every rank gets every shard's loss (and whether a rank failed). The
+   flattened parameters are cut into one part per rank, and rank ``r``
+   gets every shard's gradient of part ``r``: ranks on one machine read
+   them from memory they share (``convnet.parallel.shared_memory``), others
+   receive them (``Allgatherv``, ``Alltoallv``).
 4. Each rank adds its part's gradients up in shard order, each weighted by
    its share of the batch (``m_i / m``), and steps the optimiser on that
    part alone (``optimizer.step_part``): every formula of the optimisers
    is element-wise, so the parts make the numbers one ``optimizer.step``
-   on the whole sum makes. An ``Allgatherv`` of the parts gives every rank
-   every parameter. Each rank keeps only its part's optimiser state
+   on the whole sum makes. Every rank then gets every updated part (shared
+   memory, or ``Allgatherv``). Each rank keeps only its part's optimiser state
    current; at the end of each epoch (``share_optimizer_state``) every
    rank receives the rest, so rank 0 can write checkpoints alone. The ranks
    share the optimiser's work and its memory traffic instead of each
@@ -76,6 +78,7 @@ from convnet.parallel.job import (  # noqa: F401 -- callers read them here too
     world,
 )
 from convnet.parallel.launch import launch, launch_command  # noqa: F401 -- read here too
+from convnet.parallel.shared_memory import SharedRows, on_one_machine
 from convnet.training.steps import (  # noqa: F401 -- callers read them here too
     LocalSteps,
     check_same_rule,
@@ -229,6 +232,11 @@ class DataParallel(LocalSteps):
     shard_threads : int
         Threads computing this process's shards at once (see ``LocalSteps``);
         used by a process alone (the ranks of a job compute theirs in turn).
+    shared_memory : bool
+        Ranks that all run on one machine exchange gradients and parameters
+        through memory they share (``convnet.parallel.shared_memory``)
+        instead of messages; False sends messages always. The same numbers
+        either way.
 
     Raises
     ------
@@ -237,7 +245,7 @@ class DataParallel(LocalSteps):
     """
 
     def __init__(self, model, optimizer, comm=None, micro_batch=None, seed=0, slices=None,
-                 shard_threads=1):
+                 shard_threads=1, shared_memory=True):
         super().__init__(model, optimizer, micro_batch=micro_batch, seed=seed, slices=slices,
                          shard_threads=shard_threads)
         if comm is None and in_mpi_job():
@@ -254,7 +262,7 @@ class DataParallel(LocalSteps):
         # (``parts[rank]`` to ``parts[rank + 1]``), whole blocks of 16 numbers.
         units = -(-self._size // 16)
         self.parts = [min(self._size, 16 * unit) for unit in even_runs(units, self.size)]
-        self._mine = np.zeros((0, self._size), self.dtype)
+        self._shared, self._mine = False, np.zeros((0, self._size), self.dtype)
         self._received = np.zeros((0, 0), self.dtype)
         if self.size > 1:
             from mpi4py import MPI
@@ -266,6 +274,16 @@ class DataParallel(LocalSteps):
                 raise ValueError("DataParallel on several ranks needs parameters that are "
                                  "consecutive views of one buffer (a Sequential model's are)")
             self._synchronise()
+            # Ranks on one machine exchange through memory they share (``SharedRows``).
+            self._shared = shared_memory and on_one_machine(comm)
+            self._rows = None
+            self._published = (SharedRows(comm, 1, self._size, self.dtype) if self._shared
+                               else None)
+
+    @property
+    def shares_memory(self):
+        """True if the ranks exchange through shared memory (several, all on this machine)."""
+        return self.size > 1 and self._shared
 
     def _synchronise(self):
         """Give every rank rank 0's parameters and optimiser state (say, a resumed run's)."""
@@ -288,40 +306,44 @@ class DataParallel(LocalSteps):
         """Several ranks: each computes its micro-batches, then updates its part of the weights.
 
         The ranks exchange every micro-batch's loss and a failure flag, then
-        the gradients by part: rank r receives every micro-batch's gradient
-        of part r, adds them in micro-batch order, each weighted by its share
+        the gradients by part: rank r reads every micro-batch's gradient of
+        part r, adds them in micro-batch order, each weighted by its share
         of the batch, and steps the optimiser on that part alone. Gathering
         the parts gives every rank every parameter; the optimiser's state
-        stays with the part's rank until ``share_optimizer_state``.
+        stays with the part's rank until ``share_optimizer_state``. Ranks on
+        one machine exchange through shared memory, others by messages: the
+        same numbers either way.
         """
         count, size, rank = len(batches), self.size, self.rank
         runs = even_runs(count, size)
-        mine = range(runs[rank], runs[rank + 1])
-        if self._mine.shape[0] < len(mine):
-            self._mine = np.zeros((len(mine), self._size), self.dtype)
-        tails = np.zeros((count, 2))   # the mean loss, and 1 if the rank failed
+        grads, tails = self._gradient_rows(count, runs)
         error = None
-        for row, index in enumerate(mine):
+        for index in range(runs[rank], runs[rank + 1]):
+            row = index if self._shared else index - runs[rank]
             try:
-                loss, grads = self._gradient(X, Y, batches[index], step, index)
+                loss, parts = self._gradient(X, Y, batches[index], step, index)
             except (ValueError, TypeError, ArithmeticError, MemoryError) as caught:
                 error, tails[index] = caught, (0.0, 1.0)
                 continue
-            np.concatenate([np.ravel(grad) for grad in grads], out=self._mine[row])
-            tails[index] = (loss, 0.0)
-        # Each rank's losses are already in place in the receiving buffer.
-        counts = [2 * (runs[r + 1] - runs[r]) for r in range(size)]
-        offsets = [2 * runs[r] for r in range(size)]
-        self.comm.Allgatherv(self._in_place, [tails, counts, offsets, self._mpi_double])
+            np.concatenate([np.ravel(part) for part in parts], out=grads[row])
+            tails[index] = (loss, 0.0)   # the mean loss, and 1 if the rank failed
+        if self._shared:
+            self._rows.wait()
+        else:
+            # Each rank's losses are already in place in the receiving buffer.
+            counts = [2 * (runs[r + 1] - runs[r]) for r in range(size)]
+            offsets = [2 * runs[r] for r in range(size)]
+            self.comm.Allgatherv(self._in_place, [tails, counts, offsets, self._mpi_double])
         if error is not None:
             raise error
-        if tails[:, 1].any():
-            failed = int(np.flatnonzero(tails[:, 1])[0])
+        if tails[:count, 1].any():
+            failed = int(np.flatnonzero(tails[:count, 1])[0])
             owner = next(r for r in range(size) if runs[r + 1] > failed)
             raise DistributedJobError(f"rank {owner} of {size} failed to compute "
                                       f"micro-batch {failed} of step {step}; no rank updated")
         start, stop = self.parts[rank], self.parts[rank + 1]
-        received = self._exchange_parts(runs, count, stop - start)
+        received = (grads[:count, start:stop] if self._shared
+                    else self._exchange_parts(runs, count, stop - start))
         total, scratch = self._total[start:stop], self._scratch[start:stop]
         loss = 0.0
         for index, weight in enumerate(weights):
@@ -334,8 +356,39 @@ class DataParallel(LocalSteps):
                 np.multiply(received[index], weight, out=scratch)
                 total += scratch
         self.optimizer.step_part(total, slice(start, stop))
-        self._gather_parts(self._flat_params)
+        if self._shared:
+            self._publish_parts(start, stop)
+        else:
+            self._gather_parts(self._flat_params)
         return loss
+
+    def _gradient_rows(self, count, runs):
+        """Where this rank writes its micro-batches' gradients and their losses.
+
+        Returns (rows, tails): on one machine the shared rows of all
+        ``count`` micro-batches (row = micro-batch), else this rank's own
+        (row = its micro-batches in order) and a fresh array of every
+        micro-batch's (loss, failed) pair.
+        """
+        if self._shared:
+            if self._rows is None or self._rows.rows < count:
+                if self._rows is not None:
+                    self._rows.free()
+                self._rows = SharedRows(self.comm, count, self._size, self.dtype, tail=2)
+            return self._rows.values, self._rows.tails
+        mine = runs[self.rank + 1] - runs[self.rank]
+        if self._mine.shape[0] < mine:
+            self._mine = np.zeros((mine, self._size), self.dtype)
+        return self._mine, np.zeros((count, 2))
+
+    def _publish_parts(self, start, stop):
+        """Shared memory: give every rank every updated part of the parameters."""
+        flat, published = self._flat_params, self._published.values[0]
+        published[start:stop] = flat[start:stop]
+        # Also orders this step's reads of the gradient rows before the next step's writes.
+        self._published.wait()
+        flat[:start] = published[:start]
+        flat[stop:] = published[stop:]
 
     def _exchange_parts(self, runs, count, width):
         """Every micro-batch's gradient of this rank's part: an array of shape (count, width).
