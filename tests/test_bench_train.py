@@ -154,7 +154,7 @@ def test_measure_engines_decides_the_default_while_the_burner_runs(monkeypatch):
     spec = bench.train_setting("lenet5")[0]
     measured = bench.measure_engines(spec, 32, "adam", 320, bench.DEFAULT_ENGINES)
     assert list(measured) == list(bench.DEFAULT_ENGINES)
-    assert decisions == [(32, None, False), (32, None, True)]
+    assert decisions == [(32, 16, False), (32, 16, True)]   # LeNet-5 at 32: halves of 16
     by_name = {name: (job, processes, busy) for name, job, processes, busy in launched}
     assert by_name["default"][1:] == (2, False)
     assert by_name["default + burner"][1:] == (1, True)

@@ -90,22 +90,29 @@ def test_the_default_number_of_processes_is_decided_at_the_start(small_mnist, tm
                  "--out", str(one), "--processes", "1"]) == 0
     banners = [line for line in capfd.readouterr().out.splitlines()
                if line.startswith("training lenet5")]
-    assert asked == [(32, None)]
+    assert asked == [(32, 16)]   # LeNet-5 at 32: halves of 16
     assert banners[0].endswith("seed 0, 2 processes") and banners[1].endswith("seed 0, 1 process")
     assert "adam lr 0.001" in banners[0]
     rules = [str(np.load(folder / "checkpoint.npz")["rule"]) for folder in (two, one)]
     assert rules == ["micro-batch 16", "micro-batch 16"]   # the count changes the speed only
 
 
-def test_a_dense_model_trains_in_one_process_on_one_thread_whatever_is_idle(
-        small_mnist, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("batch, processes, rule", [
+    (64, "1 process", "micro-batch 64"),      # halves of 32 would not pay: one shard
+    (128, "2 processes", "micro-batch 64"),   # two halves of 64, one per idle processor
+])
+def test_a_dense_model_is_cut_in_halves_only_from_batch_128(small_mnist, tmp_path, capsys,
+                                                            monkeypatch, batch, processes, rule):
     from convnet.parallel import distributed
-    monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: 2)
+    # Two idle processors; at most one process per shard, as the real count.
+    monkeypatch.setattr(distributed, "default_processes",
+                        lambda batch_size, micro_batch, window=0.3:
+                        min(2, -(-batch_size // micro_batch)))
     options = ["train", "--model", "mlp", "--data", str(small_mnist), "--limit", "128",
-               "--batch-size", "64", "--out", str(tmp_path)]
+               "--batch-size", str(batch), "--out", str(tmp_path)]
     assert main([*options, "--epochs", "1"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].endswith(", 1 process")
-    assert str(np.load(tmp_path / "checkpoint.npz")["rule"]) == "micro-batch 64"
+    assert capsys.readouterr().out.splitlines()[0].endswith(f", {processes}")
+    assert str(np.load(tmp_path / "checkpoint.npz")["rule"]) == rule
 
 
 def with_rule(checkpoint, rule):

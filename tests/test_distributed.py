@@ -263,17 +263,23 @@ def test_idle_processors_sees_a_busy_child():
     assert chosen == 1
 
 
-@pytest.mark.parametrize("dense_only, micro_batch, count, expected", [
-    (True, None, 2, (1, 1)),      # the MLP: one process, BLAS on one thread whatever is idle
-    (False, None, 2, (2, 1)),     # a convolution: two ranks
-    (True, 8, 2, (2, 1)),         # micro-batches asked for: ranks share them
-    (True, None, 1, (1, 1)),
-    (False, None, 1, (1, 1)),
+@pytest.mark.parametrize("dense_only, batch, micro_batch, shard", [
+    (True, 128, None, 64),     # the MLP at batch 128: two halves of 64
+    (True, 64, None, 64),      # at batch 64 whole batches: one shard, so one process
+    (False, 128, None, 32),    # a convolution: shards of 32
+    (True, 128, 8, 8),         # micro-batches asked for: ranks share them
 ])
 def test_the_default_layout_gives_free_processors_to_ranks_never_to_threads(
-        monkeypatch, dense_only, micro_batch, count, expected):
-    monkeypatch.setattr(distributed, "default_processes", lambda *args, **kwargs: count)
-    assert distributed.default_layout(dense_only, 128, micro_batch) == expected
+        monkeypatch, dense_only, batch, micro_batch, shard):
+    asked = []
+
+    def default_processes(batch_size, micro_batch, window):
+        asked.append((batch_size, micro_batch))
+        return 2
+
+    monkeypatch.setattr(distributed, "default_processes", default_processes)
+    assert distributed.default_layout(dense_only, batch, micro_batch) == (2, 1)
+    assert asked == [(batch, shard)]
 
 
 @pytest.mark.parametrize("layout", [(1, 1), (2, 1), (1, 2), (3, 4)])

@@ -132,7 +132,8 @@ def test_the_default_shard_depends_on_the_batch_and_the_model_only():
     default = training_steps.default_micro_batch
     assert [default(size) for size in (1, 20, 31, 32, 33, 48, 63, 64, 65, 128, 500)] == \
         [1, 20, 31, 16, 17, 24, 32, 32, 32, 32, 32]
-    assert [default(size, shares_well=False) for size in (20, 32, 48, 128)] == [20, 32, 48, 128]
+    assert [default(size, shares_well=False) for size in (20, 32, 64, 127, 128, 129, 256)] == \
+        [20, 32, 64, 127, 64, 65, 128]
 
 
 def test_one_process_computes_the_slices_of_an_older_rule_as_its_ranks_did():

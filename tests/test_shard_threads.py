@@ -92,8 +92,9 @@ def test_bad_shard_threads(shard_threads):
     ("lenet5", 32, 1, True, 2, (1, 16, 1)),        # 36 MFLOP a shard: threads would slow it
     ("lenet5", 32, None, False, 2, (1, 16, 1)),
     ("lenet5", 32, None, True, 2, (2, 16, 1)),
-    ("mlp", 128, None, True, 2, (1, 128, 1)),      # dense layers only: whole batches
-    ("mlp", 128, 1, True, 2, (1, 128, 1)),
+    ("mlp", 128, None, True, 2, (2, 64, 1)),       # dense layers only: halves of 64, ranks
+    ("mlp", 128, 1, True, 2, (1, 64, 2)),          # 257 MFLOP a half: threads
+    ("mlp", 64, None, True, 2, (1, 64, 1)),        # halves of 32 would not pay: whole batches
     ("happy-model", 32, None, True, 2, (1, None, 1)),
 ])
 def test_one_process_gives_its_idle_processors_to_threads(monkeypatch, model, batch, processes,

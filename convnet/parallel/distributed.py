@@ -180,20 +180,15 @@ def default_processes(batch_size=32, micro_batch=None, window=0.3):
 def default_layout(dense_only, batch_size=32, micro_batch=None, window=0.3):
     """Return (processes, BLAS threads per process) likely to train fastest now.
 
-    ``default_processes`` says how many processes share the shards of a
-    model with a convolution, whose step is many small products and
-    reshapes, which processes share well. A model of dense layers only
-    trains in one process unless ``micro_batch`` is given: its step is a
-    few large matrix products, faster on a whole batch's rows than on a
-    shard's, and ranks exchange all its gradients and parameters (the MLP's
-    669,706: two ranks at batch 64 are no faster than one process). BLAS
-    runs on one thread always: a second thread adds a product's terms in
-    another order (the MLP's 784-long sums), and the weights must not depend
-    on how idle the processors are.
+    ``default_processes`` says how many processes share the shards:
+    ``micro_batch``'s, else ``default_micro_batch``'s for the model (a model
+    of dense layers only, ``dense_only``, takes short batches whole, so it
+    trains them in one process). BLAS runs on one thread always: a second
+    thread adds a product's terms in another order (the MLP's 784-long
+    sums), and the weights must not depend on how idle the processors are.
     """
-    if dense_only and micro_batch is None:
-        return 1, 1
-    return default_processes(batch_size, micro_batch, window), 1
+    shard = micro_batch or default_micro_batch(batch_size, not dense_only)
+    return default_processes(batch_size, shard, window), 1
 
 
 class DataParallel(LocalSteps):

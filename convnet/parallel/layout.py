@@ -157,9 +157,7 @@ def choose(spec, batch_size, processes=None, micro_batch=None, saved_rule=None):
     """The layout of a run started in this process, decided now: its cut and processes.
 
     The processes: ``processes``, else one per idle processor, at most one
-    per shard, and one for a model of dense layers only (whose steps
-    processes share worse than one process alone) unless it asks for a
-    ``micro_batch``; one for whole batches or a resumed run's BLAS threads.
+    per shard; one for whole batches or a resumed run's BLAS threads.
     Several processes need MPI: without it the default is one (asking for
     several says what to install). One process, asked for or for want of
     MPI, computes its shards on ``shard_threads`` threads: one per idle
@@ -198,7 +196,7 @@ def choose(spec, batch_size, processes=None, micro_batch=None, saved_rule=None):
     if layout.slices is not None:
         count = min(layout.slices, distributed.default_processes(batch_size, shard))
     else:
-        count, _ = distributed.default_layout(dense_only(spec), batch_size, micro_batch)
+        count, _ = distributed.default_layout(dense_only(spec), batch_size, layout.micro_batch)
     if count > 1 and not distributed.mpi_available():
         # Without MPI the shards that processes would share go to threads, where that pays.
         return dataclasses.replace(layout, processes=1,
