@@ -63,7 +63,7 @@ class SharedRows:
         self.values = np.frombuffer(memory, dtype, rows * width).reshape(rows, width)
         self.tails = np.frombuffer(memory, np.float64, rows * tail, head).reshape(rows, tail)
         # One passive epoch for the life of the window: ``wait`` orders the accesses.
-        self._window.Lock_all()
+        self._window.Lock_all(MPI.MODE_NOCHECK)
 
     @property
     def rows(self):
