@@ -4,9 +4,11 @@ Nothing here is timed: the seconds in these tests are made up.
 """
 import numpy as np
 import pytest
+from mpi_available import needs_mpi
 
 from convnet.apps.bench import epoch_worker, frameworks
 from convnet.apps.bench.flops import gemm_gflops
+from convnet.apps.bench.train import run_engine
 from convnet.nn import flops
 from convnet.nn.sequential import Sequential, normalise_spec
 from convnet.nn.zoo import load_spec
@@ -84,6 +86,12 @@ def test_framework_rows_are_medians_rates_and_round_by_round_loads():
     failed = frameworks.framework_rows([{"convnet": {"error": "x", "load": 1.0}}], 1e9,
                                        {"all": 1.0, "one": 1.0})
     assert failed == [["convnet", "", "failed", "", "", "", "", "1.0"]]
+    untrained = dict(result(1.0, processes=2), accuracy=None)
+    bound = frameworks.framework_rows([{"convnet": result(2.0, processes=2),
+                                        "convnet without exchange": untrained}], 1e9,
+                                      {"all": 1.0, "one": 1.0})
+    assert bound[1][:4] == ["convnet without exchange", "2 processes, 1 thread", "10.0",
+                            "0.50"] and bound[1][6] == "-"
 
 
 def test_the_heading_names_the_batch_the_data_and_the_flops():
@@ -181,6 +189,17 @@ def test_every_engine_learns_what_the_numpy_engine_learns(engine, module, optimi
     numpy_run = epoch_worker.run_epoch(_job("convnet", optimizer, steps=20))
     twin_run = epoch_worker.run_epoch(_job(engine, optimizer, steps=20))
     assert abs(twin_run["accuracy"] - numpy_run["accuracy"]) <= 0.02
+
+
+@needs_mpi
+def test_steps_without_exchange_time_the_ranks_and_train_no_model():
+    job = dict(_job("convnet"), micro_batch=8, exchange=False)
+    outcome = run_engine("convnet without exchange", job, 2, module=frameworks.WORKER)
+    assert outcome["processes"] == 2 and outcome["accuracy"] is None
+    assert outcome["seconds"] > 0 and outcome["images"] == 48
+    # One process has nothing to exchange: it trains as usual.
+    alone = epoch_worker.run_epoch(dict(job))
+    assert alone["processes"] == 1 and 0 <= alone["accuracy"] <= 1
 
 
 def test_the_worker_refuses_an_unknown_engine():

@@ -49,8 +49,37 @@ def _time_steps(step, wait, X, Y, batch, steps):
     return time.perf_counter() - begin
 
 
+def _step_without_exchange(steps):
+    """``steps.step`` as its ranks would run it if exchanging cost nothing: a bound, not training.
+
+    Each rank computes the gradients of its shards of the batch, joins them
+    into one row, and steps the optimiser on its part of that row, as
+    ``DataParallel`` does; it neither exchanges anything nor adds up the
+    shards, nor waits for the other ranks. The ranks' weights drift apart,
+    so the model that results is no trained model.
+    """
+    from convnet.training.steps import even_runs
+    model, optimizer, rank = steps.model, steps.optimizer, steps.rank
+    part = slice(steps.parts[rank], steps.parts[rank + 1])
+    row = np.zeros(steps.parts[-1], steps.dtype)
+
+    def step(X, Y):
+        shards = steps.micro_batches(len(X))
+        runs = even_runs(len(shards), steps.size)
+        for start, stop in shards[runs[rank]:runs[rank + 1]]:
+            _, grads = model.loss_and_grads(X[start:stop], Y[start:stop])
+            np.concatenate([np.ravel(grad) for grad in grads], out=row)
+        optimizer.step_part(row[part], part)
+
+    return step
+
+
 def _convnet(spec, job, data):
-    """Train with ``DataParallel`` as ``convnet train`` does; rank 0's result, else None."""
+    """Train with ``DataParallel`` as ``convnet train`` does; rank 0's result, else None.
+
+    With ``job["exchange"]`` False, several ranks run ``_step_without_exchange``
+    instead, and the result's accuracy is None.
+    """
     from convnet.nn.memory import keep_freed_memory
     from convnet.nn.optim import make_optimizer
     from convnet.parallel import distributed
@@ -68,9 +97,13 @@ def _convnet(spec, job, data):
             comm.Barrier()
 
     threads = job.get("blas_threads", 1)
+    bound = not job.get("exchange", True) and steps.size > 1
+    step = _step_without_exchange(steps) if bound else steps.step
+    accuracy = None
     with blas_threads(threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        seconds = _time_steps(steps.step, wait, X, Y, job["batch"], job["steps"])
-        [(_, accuracy)] = steps.evaluate([(X_valid, Y_valid)])
+        seconds = _time_steps(step, wait, X, Y, job["batch"], job["steps"])
+        if not bound:
+            [(_, accuracy)] = steps.evaluate([(X_valid, Y_valid)])
     if not steps.is_writer:
         return None
     return {"seconds": seconds, "accuracy": accuracy, "processes": steps.size,
@@ -136,13 +169,15 @@ def run_epoch(job):
         whole epoch), ``seed``; ``threads`` (optional): the most threads the
         engine may use (``keras``, ``pytorch``, ``jax``); ``blas_threads``
         (``convnet``, default 1): BLAS threads per process; ``shard_threads``
-        (``convnet``, default 1): threads computing a process's shards.
+        (``convnet``, default 1): threads computing a process's shards;
+        ``exchange`` (``convnet``, default True): False times the ranks'
+        steps without their exchange (``_step_without_exchange``).
 
     Returns
     -------
     dict or None
         ``seconds`` of the timed steps, ``accuracy`` on the validation
-        images afterwards, ``processes``, ``threads`` (per process), ``rss`` (this
+        images afterwards (None for steps without exchange), ``processes``, ``threads`` (per process), ``rss`` (this
         process's peak resident bytes), ``images`` (timed), ``source`` (of
         the data) and ``tensorflow_imported`` (whether TensorFlow was loaded).
     """

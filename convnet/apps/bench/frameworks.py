@@ -46,19 +46,22 @@ class FrameworkEngine(NamedTuple):
     ``convnet``) the processes asked for, None for the layout ``convnet
     train`` picks at that moment. One ``convnet`` process computes its
     shards on a thread per idle processor, or on one thread with
-    ``threads`` 1.
+    ``threads`` 1. ``exchange`` False: the ranks' steps without their
+    exchange, a bound of the layout (``epoch_worker._step_without_exchange``).
     """
 
     kind: str
     threads: int | None
     module: str
     processes: int | None = None
+    exchange: bool = True
 
 
 ENGINES = {
     "convnet": FrameworkEngine("convnet", None, "numpy"),
     "convnet 1 process": FrameworkEngine("convnet", None, "numpy", processes=1),
     "convnet 1 thread": FrameworkEngine("convnet", 1, "numpy", processes=1),
+    "convnet without exchange": FrameworkEngine("convnet", None, "numpy", exchange=False),
     "keras": FrameworkEngine("keras", None, "tensorflow"),
     "keras 1 thread": FrameworkEngine("keras", 1, "tensorflow"),
     "pytorch": FrameworkEngine("pytorch", None, "torch"),
@@ -121,7 +124,8 @@ def _job(name, spec, batch, optimizer, steps, seed):
     # What `convnet train` runs: its default layout, or that layout's cut in one process.
     layout = spread.choose(spec, batch, processes=engine.processes)
     return dict(job, blas_threads=layout.threads, micro_batch=layout.micro_batch,
-                shard_threads=engine.threads or layout.shard_threads), layout.processes
+                shard_threads=engine.threads or layout.shard_threads,
+                exchange=engine.exchange), layout.processes
 
 
 def measure_round(spec, batch, optimizer, steps, engines, seed=0, log=None):
@@ -149,7 +153,12 @@ def _round_line(model, name, result):
         return f"{model}, {name}: failed ({result['error'].splitlines()[-1]})"
     seconds = result["seconds"] * result["total"] / result["images"]
     return (f"{model}, {name}: {seconds_text(seconds)} s/epoch, validation accuracy "
-            f"{result['accuracy']:.4f}, load {result['load']:.2f} at start")
+            f"{accuracy_text(result)}, load {result['load']:.2f} at start")
+
+
+def accuracy_text(result):
+    """``"0.9785"``; ``"-"`` for a run that trained no model (steps without exchange)."""
+    return "-" if result["accuracy"] is None else f"{result['accuracy']:.4f}"
 
 
 def seconds_text(seconds):
@@ -210,9 +219,8 @@ def framework_rows(rounds, flops_per_epoch, gemm_rates, reference="convnet"):
         rate = flops_per_epoch / seconds / 1e9
         cores = good[0].get("processes", 1) * good[0].get("threads", 1)
         product = gemm_rates["all" if cores > 1 else "one"]
-        accuracies = sorted({f"{result['accuracy']:.4f}" for result in good})
-        accuracy = accuracies[0] if len(accuracies) == 1 else ", ".join(
-            f"{result['accuracy']:.4f}" for result in good)
+        accuracies = [accuracy_text(result) for result in good]
+        accuracy = (accuracies[0] if len(set(accuracies)) == 1 else ", ".join(accuracies))
         layouts = list(dict.fromkeys(layout_text(result) for result in good))
         rows.append([name, "; ".join(layouts), seconds_text(seconds),
                      f"{np.median(ratios):.2f}" if ratios else "", f"{rate:.1f}",
