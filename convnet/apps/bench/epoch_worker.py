@@ -177,9 +177,10 @@ def run_epoch(job):
     -------
     dict or None
         ``seconds`` of the timed steps, ``accuracy`` on the validation
-        images afterwards (None for steps without exchange), ``processes``, ``threads`` (per process), ``rss`` (this
-        process's peak resident bytes), ``images`` (timed), ``source`` (of
-        the data) and ``tensorflow_imported`` (whether TensorFlow was loaded).
+        images afterwards (None for steps without exchange), ``processes``,
+        ``threads`` (per process), ``rss`` (this process's peak resident
+        bytes), ``images`` (timed), ``source`` (of the data) and
+        ``tensorflow_imported`` (whether TensorFlow was loaded).
     """
     from convnet.nn.sequential import Sequential
     engine = job["engine"]
