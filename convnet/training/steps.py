@@ -44,7 +44,8 @@ from convnet.nn.memory import views_like
 MIN_SHARD = 16
 # The same for a model of dense layers only, whose few products lose more on thinner
 # shards: the MLP's epoch at batch 128 took 1.6 s on two ranks with halves of 64 against
-# 2.0 s whole in one process, but at batch 64 (halves of 32) 2.5 s against 2.6 s.
+# 1.8 to 2.0 s whole in one process; at batch 64, halves of 32 took 2.3 to 2.5 s on two
+# ranks against 2.5 to 2.6 s whole, and 3.9 s in one process, one after the other.
 MIN_DENSE_SHARD = 64
 
 
