@@ -278,7 +278,7 @@ class DataParallel(LocalSteps):
     @property
     def shares_memory(self):
         """True if the ranks exchange through shared memory (several, all on this machine)."""
-        return self.size > 1 and self._shared
+        return self._shared
 
     def _synchronise(self):
         """Give every rank rank 0's parameters and optimiser state (say, a resumed run's)."""
