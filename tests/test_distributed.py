@@ -41,7 +41,7 @@ def _run(model, steps, out, processes=None, extra=()):
 def alone(tmp_path_factory):
     """The one-process runs, by model: the reference the ranks must match."""
     folder = tmp_path_factory.mktemp("alone")
-    return {model: _run(model, 4, folder / f"{model}.npz") for model in ("lenet5", "dropout")}
+    return {model: _run(model, 4, folder / f"{model}.npz") for model in ("lenet5", "dropout", "mlp")}
 
 
 # ---------------------------------------------------------------- one process
@@ -141,7 +141,7 @@ def test_in_mpi_job_reads_the_process_manager_variables(monkeypatch):
 
 # ---------------------------------------------------------------- MPI ranks
 @needs_mpi
-@pytest.mark.parametrize("model", ["lenet5", "dropout"])
+@pytest.mark.parametrize("model", ["lenet5", "dropout", "mlp"])
 @pytest.mark.parametrize("processes, exchange", [(1, "shared memory"), (2, "shared memory"),
                                                    (3, "shared memory"), (2, "messages"),
                                                    (3, "messages")])

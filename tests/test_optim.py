@@ -139,9 +139,14 @@ def test_one_flat_parameter_equals_the_parameters_apart(ours, hyper):
     np.testing.assert_array_equal(flat, np.concatenate([p.ravel() for p in apart_params]))
 
 
+@pytest.mark.parametrize("weights", [None, [0.375, 0.5, 0.125]], ids=["summed", "weighted rows"])
 @pytest.mark.parametrize("ours, hyper", [(case[0], case[1]) for case in CASES], ids=CASE_IDS)
-def test_parts_stepped_apart_make_the_whole_step_bit_for_bit(ours, hyper):
-    """What the ranks of a job do: each steps its own part, then copies it to the others."""
+def test_parts_stepped_apart_make_the_whole_step_bit_for_bit(ours, hyper, weights):
+    """What the ranks of a job do: each steps its own part, then copies it to the others.
+
+    With weights, each part receives its rows of every micro-batch's gradient and
+    adds them up itself, as ``g[0] * w[0] + g[1] * w[1] + ...``.
+    """
     rng = np.random.default_rng(4)
     shapes = [(BLOCK + 7,), (3, 5), (BLOCK + 900,)]
     size = sum(int(np.prod(shape)) for shape in shapes)
@@ -153,10 +158,19 @@ def test_parts_stepped_apart_make_the_whole_step_bit_for_bit(ours, hyper):
     flats = [start.copy() for _ in bounds[1:]]
     ranks = [ours(views_like(flat, templates), **hyper) for flat in flats]
     for _ in range(3):
-        g = (rng.standard_normal(size) * np.logspace(-3, 0, size)).astype(np.float32)
+        rows = (rng.standard_normal((len(weights or [1]), size))
+                * np.logspace(-3, 0, size)).astype(np.float32)
+        g = rows[0].copy()
+        if weights is not None:
+            g = rows[0] * np.float32(weights[0])
+            for row, weight in zip(rows[1:], weights[1:]):
+                g += row * np.float32(weight)
         whole.step(views_like(g, templates))
         for rank, (first, last) in enumerate(itertools.pairwise(bounds)):
-            ranks[rank].step_part(g[first:last], slice(first, last))
+            if weights is None:
+                ranks[rank].step_part(g[first:last], slice(first, last))
+            else:
+                ranks[rank].step_part(rows[:, first:last], slice(first, last), weights)
         for owner, (first, last) in enumerate(itertools.pairwise(bounds)):
             for flat in flats:
                 flat[first:last] = flats[owner][first:last]
@@ -175,7 +189,33 @@ def test_a_part_needs_one_buffer_of_parameters_and_a_gradient_of_its_length():
     joined = Adam(views_like(np.zeros(7, np.float32), [np.empty(3), np.empty(4)]))
     with pytest.raises(ValueError, match=r"g must have shape \(3,\) for part"):
         joined.step_part(np.zeros(2, np.float32), slice(2, 5))
+    with pytest.raises(ValueError, match=r"g must have shape \(2, 3\) for part"):
+        joined.step_part(np.zeros(3, np.float32), slice(2, 5), [0.5, 0.5])
     assert joined.iterations == 0
+
+
+def test_an_optimizer_follows_its_parameters_when_they_move():
+    """After ``follow`` the moved arrays are updated, with the state kept: the same numbers."""
+    start, grads = start_and_gradients(np.float32, steps=4, seed=6)
+    staying = [p.copy() for p in start]
+    reference = RMSprop(staying, momentum=0.5)
+    moving = [p.copy() for p in start]
+    optimizer = RMSprop(moving, momentum=0.5)
+    for grad in grads[:2]:
+        reference.step(grad)
+        optimizer.step(grad)
+    moved = views_like(np.concatenate([p.ravel() for p in moving]), moving)
+    optimizer.follow(moved)
+    for grad in grads[2:]:
+        reference.step(grad)
+        optimizer.step(grad)
+    for ours, expected, left in zip(moved, staying, moving):
+        assert ours.tobytes() == expected.tobytes()
+        assert not np.array_equal(left, expected)   # the former arrays were left alone
+    with pytest.raises(ValueError, match="params must have the shapes and dtype"):
+        optimizer.follow([p.astype(np.float64) for p in moved])
+    with pytest.raises(ValueError, match="params must have the shapes and dtype"):
+        optimizer.follow(moved[:-1])
 
 
 @pytest.mark.parametrize("ours, hyper", [(RMSprop, {"momentum": 0.5}),

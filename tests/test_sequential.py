@@ -509,3 +509,34 @@ def test_dense_gradients_are_written_into_one_buffer_the_optimizer_reads_in_plac
     assert joined_view(separate) is None
     for one, other in zip(grads, separate):
         assert np.array_equal(one, other)
+
+
+def test_parameters_and_gradients_placed_in_a_buffer_of_the_callers():
+    """What ranks sharing memory do: the model computes with the caller's buffers, unchanged."""
+    from convnet.nn.memory import joined_view
+    rng = np.random.default_rng(2)
+    X, Y = rng.random((8, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 8)
+    model, twin = Sequential(load_spec("mlp"), seed=0), Sequential(load_spec("mlp"), seed=0)
+    size = model.flat_parameters().size
+    weights, gradients = np.zeros(size, np.float32), np.zeros(size, np.float32)
+    model.place_parameters(weights)
+    model.place_gradients(gradients)
+    assert weights.tobytes() == twin.flat_parameters().tobytes()
+    assert model.flat_parameters() is weights
+    assert all(np.shares_memory(param, weights) for param in model.parameters())
+    loss, grads = model.loss_and_grads(X, Y)
+    expected_loss, expected = twin.loss_and_grads(X, Y)
+    assert loss == expected_loss
+    joined = joined_view(grads)
+    assert joined is not None and joined.ctypes.data == gradients.ctypes.data
+    assert gradients.tobytes() == joined_view(expected).tobytes()
+    # Without a copy the values are the buffer's own.
+    other = np.full(size, 0.5, np.float32)
+    model.place_parameters(other, copy=False)
+    assert all((param == 0.5).all() for param in model.parameters())
+    for bad, message in [(np.zeros(size - 1, np.float32), rf"received float32 \({size - 1},\)"),
+                         (np.zeros(size, np.float64), "received float64"),
+                         ([0.0] * size, "received list")]:
+        with pytest.raises(ValueError, match=rf"flat must be a writeable float32 array of "
+                                             rf"shape \({size},\), {message}"):
+            model.place_gradients(bad)

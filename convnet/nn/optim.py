@@ -103,6 +103,20 @@ class _FlatOptimizer:
         self._updates = views_like(self._scratch, self.params)
         self._joined_params = joined_view(self.params, writeable=True)
 
+    def follow(self, params):
+        """Update ``params`` from now on: the arrays it updated, moved (``place_parameters``).
+
+        The state is kept. ValueError unless the shapes and dtype are the former ones.
+        """
+        params = list(params)
+        if [(param.shape, param.dtype) for param in params] != [
+                (param.shape, param.dtype) for param in self.params]:
+            raise ValueError("params must have the shapes and dtype of the parameters "
+                             f"followed until now, {[param.shape for param in self.params]}, "
+                             f"received {[np.shape(param) for param in params]}")
+        self.params = params
+        self._joined_params = joined_view(self.params, writeable=True)
+
     def _slot_names(self):
         """Names of the per-parameter state buffers, also the keys' stems in ``state()``."""
         raise NotImplementedError
@@ -147,7 +161,7 @@ class _FlatOptimizer:
             self._update_blocks(joined, g, t, 0, joined.size)
         self.iterations = t
 
-    def step_part(self, g, part):
+    def step_part(self, g, part, weights=None):
         """Apply one step's update to the flattened parameters in ``part`` only, in place.
 
         Every formula is element-wise, so the parts of a step taken by
@@ -157,11 +171,16 @@ class _FlatOptimizer:
 
         Parameters
         ----------
-        g : ndarray of shape (part.stop - part.start,)
-            The gradient of those flattened parameters.
+        g : ndarray of shape (part.stop - part.start,), or (k, part.stop - part.start)
+            The gradient of those flattened parameters; with ``weights``, k
+            gradients (of k micro-batches, say) to add up first.
         part : slice
             Contiguous, with a start and a stop: which of the n flattened
             parameters, in the order of ``params``.
+        weights : sequence of k float, optional
+            The gradient is then ``g[0] * weights[0] + g[1] * weights[1] + ...``,
+            multiplied and added in that order, a block at a time while the
+            block is in the cache.
 
         Raises
         ------
@@ -174,18 +193,35 @@ class _FlatOptimizer:
             raise ValueError("step_part needs parameters that are consecutive views of one "
                              "buffer (a Sequential model's parameters() are)")
         start, stop, _ = part.indices(joined.size)
-        if np.shape(g) != (stop - start,):
-            raise ValueError(f"g must have shape ({stop - start},) for part {part}, received "
+        expected = (stop - start,) if weights is None else (len(weights), stop - start)
+        if np.shape(g) != expected:
+            raise ValueError(f"g must have shape {expected} for part {part}, received "
                              f"{np.shape(g)}")
         t = self.iterations + 1
-        self._update_blocks(joined, g, t, start, stop)
+        self._update_blocks(joined, g, t, start, stop, weights)
         self.iterations = t
 
-    def _update_blocks(self, joined, g, t, start, stop):
-        """Update ``joined[start:stop]`` by ``g`` (its gradient), a block at a time."""
+    def _update_blocks(self, joined, g, t, start, stop, weights=None):
+        """Update ``joined[start:stop]`` by ``g`` (its gradient, or gradients and weights)."""
         for first in range(start, stop, BLOCK):
             block = slice(first, min(first + BLOCK, stop))
-            joined[block] -= self._update(g[first - start:block.stop - start], t, block)
+            g_block = g[..., first - start:block.stop - start]
+            if weights is not None:
+                g_block = self._weighted_sum(g_block, weights, block)
+            joined[block] -= self._update(g_block, t, block)
+
+    def _weighted_sum(self, rows, weights, block):
+        """``rows[0] * weights[0] + rows[1] * weights[1] + ...`` in ``self._grad[block]``.
+
+        ``self._scratch[block]`` holds each product after the first; ``_update``
+        overwrites it afterwards.
+        """
+        total, scratch = self._grad[block], self._scratch[block]
+        np.multiply(rows[0], weights[0], out=total)
+        for row, weight in zip(rows[1:], weights[1:]):
+            np.multiply(row, weight, out=scratch)
+            total += scratch
+        return total
 
     def flat_slots(self):
         """The state buffers themselves, by slot name: flat, in the order of ``params``.

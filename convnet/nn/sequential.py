@@ -17,7 +17,7 @@ from convnet.checks import check_count
 from convnet.nn import layers as L
 from convnet.nn.limits import parse_spec_text
 from convnet.nn.losses import LOSS_OF_ACTIVATION
-from convnet.nn.memory import aligned_zeros
+from convnet.nn.memory import aligned_zeros, views_like
 from convnet.nn.specs import (  # noqa: F401 -- KERAS_CLASSES, spec_weights, summary_text: re-exported
     KERAS_CLASSES,
     WEIGHT_SUFFIXES,
@@ -172,17 +172,38 @@ class Sequential:
         A layer that writes its gradients in place (Dense) leaves them
         laid out as one buffer, which the optimiser reads without a copy.
         """
-        params = self.parameters()
-        size = sum(param.size for param in params)
-        flat, grads = aligned_zeros(size, self.dtype), aligned_zeros(size, self.dtype)
-        offset = 0
-        for (layer, key), param in zip(self._param_slots(), params):
-            view = flat[offset:offset + param.size].reshape(param.shape)
-            view[...] = param
+        size = sum(param.size for param in self.parameters())
+        self.place_parameters(aligned_zeros(size, self.dtype))
+        self.place_gradients(aligned_zeros(size, self.dtype))
+
+    def place_parameters(self, flat, copy=True):
+        """Make the trainable parameters views of ``flat`` (memory other processes map, say).
+
+        ``flat`` is a writeable array of the model's dtype and shape (n,), n
+        the number of trainable numbers; ``copy=False`` when it holds their
+        values already. ``parameters()`` then returns the new views: an
+        optimiser built on the former arrays must ``follow`` them, and
+        replicas made before keep the former arrays.
+        """
+        for (layer, key), view in zip(self._param_slots(), self._views_of(flat)):
+            if copy:
+                view[...] = layer.params[key]
             layer.params[key] = view
-            layer.grads[key] = grads[offset:offset + param.size].reshape(param.shape)
-            offset += param.size
         self._flat = flat
+
+    def place_gradients(self, flat):
+        """Make the gradients views of ``flat``, as ``place_parameters``: a Dense layer fills them."""
+        for (layer, key), view in zip(self._param_slots(), self._views_of(flat)):
+            layer.grads[key] = view
+
+    def _views_of(self, flat):
+        size = sum(param.size for param in self.parameters())
+        if not (isinstance(flat, np.ndarray) and flat.shape == (size,)
+                and flat.dtype == self.dtype and flat.flags.writeable):
+            raise ValueError(f"flat must be a writeable {self.dtype} array of shape ({size},), "
+                             f"received {getattr(flat, 'dtype', type(flat).__name__)} "
+                             f"{np.shape(flat)}")
+        return views_like(flat, self.parameters())
 
     # ------------------------------------------------------------ parameters
     def _param_slots(self):

@@ -21,8 +21,9 @@ The algorithm of one step, on a batch of ``m`` images:
    its share of the batch (``m_i / m``), and steps the optimiser on that
    part alone (``optimizer.step_part``): every formula of the optimisers
    is element-wise, so the parts make the numbers one ``optimizer.step``
-   on the whole sum makes. Every rank then gets every updated part (shared
-   memory, or ``Allgatherv``). Each rank keeps only its part's optimiser state
+   on the whole sum makes. Every rank then sees every updated part: ranks
+   on one machine keep the weights themselves in memory they share, others
+   gather the parts (``Allgatherv``). Each rank keeps only its part's optimiser state
    current; at the end of each epoch (``share_optimizer_state``) every
    rank receives the rest, so rank 0 can write checkpoints alone. The ranks
    share the optimiser's work and its memory traffic instead of each
@@ -270,10 +271,27 @@ class DataParallel(LocalSteps):
                                  "consecutive views of one buffer (a Sequential model's are)")
             self._synchronise()
             # Ranks on one machine exchange through memory they share (``SharedRows``).
-            self._shared = shared_memory and on_one_machine(comm)
-            self._rows = None
-            self._published = (SharedRows(comm, 1, self._size, self.dtype) if self._shared
-                               else None)
+            self._shared = (shared_memory and hasattr(model, "place_parameters")
+                            and on_one_machine(comm))
+            self._rows, self._placed_row = None, None
+            if self._shared:
+                self._share_weights()
+
+    def _share_weights(self):
+        """Move the weights into memory every rank maps: one copy, each part updated in place.
+
+        Each rank writes its own part there, and after the wait every rank's
+        model computes with the whole of it: no rank copies another's part.
+        """
+        self._weights = SharedRows(self.comm, 1, self._size, self.dtype)
+        start, stop = self.parts[self.rank], self.parts[self.rank + 1]
+        shared = self._weights.values[0]
+        shared[start:stop] = self._flat_params[start:stop]
+        self._weights.wait()
+        self.model.place_parameters(shared, copy=False)
+        self.params = list(self.model.parameters())
+        self.optimizer.follow(self.params)
+        self._flat_params = shared
 
     @property
     def shares_memory(self):
@@ -303,11 +321,12 @@ class DataParallel(LocalSteps):
         The ranks exchange every micro-batch's loss and a failure flag, then
         the gradients by part: rank r reads every micro-batch's gradient of
         part r, adds them in micro-batch order, each weighted by its share
-        of the batch, and steps the optimiser on that part alone. Gathering
-        the parts gives every rank every parameter; the optimiser's state
-        stays with the part's rank until ``share_optimizer_state``. Ranks on
-        one machine exchange through shared memory, others by messages: the
-        same numbers either way.
+        of the batch, and steps the optimiser on that part alone; the
+        optimiser's state stays with the part's rank until
+        ``share_optimizer_state``. Ranks on one machine share one copy of
+        the weights, which each updates in place, and read the gradients
+        from shared rows; others exchange messages and gather the parts:
+        the same numbers either way.
         """
         count, size, rank = len(batches), self.size, self.rank
         runs = even_runs(count, size)
@@ -315,12 +334,18 @@ class DataParallel(LocalSteps):
         error = None
         for index in range(runs[rank], runs[rank + 1]):
             row = index if self._shared else index - runs[rank]
+            if self._shared and self._placed_row != row:
+                # A Dense layer then writes its gradients into the shared row itself.
+                self.model.place_gradients(grads[row])
+                self._placed_row = row
             try:
                 loss, parts = self._gradient(X, Y, batches[index], step, index)
             except (ValueError, TypeError, ArithmeticError, MemoryError) as caught:
                 error, tails[index] = caught, (0.0, 1.0)
                 continue
-            np.concatenate([np.ravel(part) for part in parts], out=grads[row])
+            joined = joined_view(parts)
+            if joined is None or joined.ctypes.data != grads[row].ctypes.data:
+                np.concatenate([np.ravel(part) for part in parts], out=grads[row])
             tails[index] = (loss, 0.0)   # the mean loss, and 1 if the rank failed
         if self._shared:
             self._rows.wait()
@@ -339,20 +364,18 @@ class DataParallel(LocalSteps):
         start, stop = self.parts[rank], self.parts[rank + 1]
         received = (grads[:count, start:stop] if self._shared
                     else self._exchange_parts(runs, count, stop - start))
-        total, scratch = self._total[start:stop], self._scratch[start:stop]
         loss = 0.0
         for index, weight in enumerate(weights):
             loss += weight * float(tails[index, 0])
-            if count == 1:
-                total[...] = received[index]
-            elif index == 0:
-                np.multiply(received[index], weight, out=total)
-            else:
-                np.multiply(received[index], weight, out=scratch)
-                total += scratch
-        self.optimizer.step_part(total, slice(start, stop))
+        if count == 1:
+            # A weight of 1 multiplies exactly: the gradient is the one micro-batch's.
+            self.optimizer.step_part(received[0], slice(start, stop))
+        else:
+            self.optimizer.step_part(received, slice(start, stop), weights)
         if self._shared:
-            self._publish_parts(start, stop)
+            # Every part updated before any rank reads the weights again; this also orders
+            # this step's reads of the gradient rows before the next step's writes.
+            self._weights.wait()
         else:
             self._gather_parts(self._flat_params)
         return loss
@@ -369,21 +392,13 @@ class DataParallel(LocalSteps):
             if self._rows is None or self._rows.rows < count:
                 if self._rows is not None:
                     self._rows.free()
+                    self._placed_row = None
                 self._rows = SharedRows(self.comm, count, self._size, self.dtype, tail=2)
             return self._rows.values, self._rows.tails
         mine = runs[self.rank + 1] - runs[self.rank]
         if self._mine.shape[0] < mine:
             self._mine = np.zeros((mine, self._size), self.dtype)
         return self._mine, np.zeros((count, 2))
-
-    def _publish_parts(self, start, stop):
-        """Shared memory: give every rank every updated part of the parameters."""
-        flat, published = self._flat_params, self._published.values[0]
-        published[start:stop] = flat[start:stop]
-        # Also orders this step's reads of the gradient rows before the next step's writes.
-        self._published.wait()
-        flat[:start] = published[:start]
-        flat[stop:] = published[stop:]
 
     def _exchange_parts(self, runs, count, width):
         """Every micro-batch's gradient of this rank's part: an array of shape (count, width).

@@ -4,9 +4,10 @@ Messages between ranks on one machine go through memory anyway: MPI copies
 a message into a buffer both processes map, then out of it, a piece at a
 time, with a handshake per piece. Ranks that share the memory itself skip
 the messages. Each writes its micro-batches' gradients into rows every
-rank can read and, after its part's update, that part of the parameters;
-two barriers a step order the writes before the reads (the figures before
-and after: docs/performance.md, "Ranks that share memory").
+rank can read, and the weights themselves live in such memory, one copy
+that each rank updates its part of in place; two barriers a step order
+the writes before the reads (the figures before and after:
+docs/performance.md, "Ranks that share memory").
 
 The memory is MPI's own (``MPI.Win.Allocate_shared``), so it needs no
 name in the file system and goes away with the job, however it ends.
