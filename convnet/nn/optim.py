@@ -35,8 +35,10 @@ parameters are themselves consecutive views of one buffer (as a
 ``Sequential`` model's are), the step goes through the buffers a block of
 ``BLOCK`` numbers at a time, every formula on one block before the next: the
 block stays in the processor's cache between the formulas, instead of each
-formula streaming megabytes from memory. Every number still goes through the
-same operations in the same order, so the results are the same to the bit.
+formula streaming megabytes from memory; the formulas' temporaries take the
+same memory for every block, so they stay in the cache too. Every number
+still goes through the same operations in the same order, so the results are
+the same to the bit.
 """
 import inspect
 import math
@@ -207,16 +209,17 @@ class _FlatOptimizer:
             block = slice(first, min(first + BLOCK, stop))
             g_block = g[..., first - start:block.stop - start]
             if weights is not None:
-                g_block = self._weighted_sum(g_block, weights, block)
+                g_block = self._weighted_sum(g_block, weights)
             joined[block] -= self._update(g_block, t, block)
 
-    def _weighted_sum(self, rows, weights, block):
-        """``rows[0] * weights[0] + rows[1] * weights[1] + ...`` in ``self._grad[block]``.
+    def _weighted_sum(self, rows, weights):
+        """``rows[0] * weights[0] + rows[1] * weights[1] + ...``, in the first k numbers of ``_grad``.
 
-        ``self._scratch[block]`` holds each product after the first; ``_update``
-        overwrites it afterwards.
+        The first k of ``_scratch`` hold each product after the first;
+        ``_update`` overwrites them afterwards.
         """
-        total, scratch = self._grad[block], self._scratch[block]
+        count = rows.shape[-1]
+        total, scratch = self._grad[:count], self._scratch[:count]
         np.multiply(rows[0], weights[0], out=total)
         for row, weight in zip(rows[1:], weights[1:]):
             np.multiply(row, weight, out=scratch)
@@ -247,8 +250,8 @@ class _FlatOptimizer:
         Returns
         -------
         ndarray of shape (k,)
-            The amount to subtract from those parameters, in
-            ``self._scratch[block]``. ``iterations`` is left to the caller.
+            The amount to subtract from those parameters, in the first k
+            numbers of ``self._scratch``. ``iterations`` is left to the caller.
         """
         raise NotImplementedError
 
@@ -329,7 +332,7 @@ class Adam(_FlatOptimizer):
     def _update(self, g, t, block):
         alpha = self.lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
         m, v = self._flat_m[block], self._flat_v[block]
-        scratch = self._scratch[block]
+        scratch = self._scratch[:len(g)]
         # m += (g - m) * (1 - beta1)
         np.subtract(g, m, out=scratch)
         scratch *= 1 - self.beta1
@@ -389,8 +392,8 @@ class RMSprop(_FlatOptimizer):
     def _update(self, g, t, block):
         rho = self.rho
         velocity = self._flat["velocity"][block]
-        scratch = self._scratch[block]
-        work = self._work[block]
+        scratch = self._scratch[:len(g)]
+        work = self._work[:len(g)]
         # velocity = rho * velocity + (1 - rho) * g*g
         np.multiply(g, g, out=scratch)
         scratch *= 1 - rho
@@ -449,7 +452,7 @@ class SGD(_FlatOptimizer):
         return ("velocity",) if self.momentum > 0 else ()
 
     def _update(self, g, t, block):
-        scratch = self._scratch[block]
+        scratch = self._scratch[:len(g)]
         np.multiply(g, self.lr, out=scratch)
         if self.momentum == 0:
             return scratch
@@ -461,7 +464,7 @@ class SGD(_FlatOptimizer):
             # param += velocity, i.e. subtract -velocity (negation is exact)
             return np.negative(velocity, out=scratch)
         # param += velocity * momentum - lr * g, i.e. subtract lr * g - velocity * momentum
-        work = self._work[block]
+        work = self._work[:len(g)]
         np.multiply(velocity, self.momentum, out=work)
         scratch -= work
         return scratch

@@ -87,9 +87,12 @@ def _convnet(spec, job, data):
     X, Y, X_valid, Y_valid = data
     comm = distributed.world() if distributed.in_mpi_job() else None
     model = trainer.build_model(spec, seed=job["seed"])
+    bound = not job.get("exchange", True) and comm is not None and comm.Get_size() > 1
+    # The bound's ranks keep weights of their own, which no other rank writes.
     steps = distributed.DataParallel(model, make_optimizer(job["optimizer"], model.parameters()),
                                      comm=comm, micro_batch=job.get("micro_batch"),
-                                     seed=job["seed"], shard_threads=job.get("shard_threads", 1))
+                                     seed=job["seed"], shard_threads=job.get("shard_threads", 1),
+                                     shared_memory=not bound)
     keep_freed_memory()
 
     def wait():
@@ -97,7 +100,6 @@ def _convnet(spec, job, data):
             comm.Barrier()
 
     threads = job.get("blas_threads", 1)
-    bound = not job.get("exchange", True) and steps.size > 1
     step = _step_without_exchange(steps) if bound else steps.step
     accuracy = None
     with blas_threads(threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
