@@ -51,7 +51,9 @@ The model and the optimiser know nothing of this: the mechanism uses
 ``model.parameters()``, ``model.loss_and_grads``, the optional
 ``model.dropout_generator`` and ``optimizer.step`` (on several ranks
 ``optimizer.step_part`` and ``flat_slots``, plus ``state`` and ``load_state``
-once, to start every rank from rank 0's).
+once, to start every rank from rank 0's). Ranks that share memory move the
+weights and gradients into it with ``model.place_parameters`` and
+``model.place_gradients`` and tell the optimiser (``optimizer.follow``).
 
 ``DataParallel`` is a steps object of the training loop
 (``convnet.training.steps``): one process runs ``LocalSteps``'s own code,
@@ -208,6 +210,7 @@ class DataParallel(LocalSteps):
         on several ranks, consecutive views of one buffer, as a
         ``Sequential``'s are) and ``loss_and_grads(X, Y) -> (mean loss,
         gradients)``; a ``dropout_generator`` property is used when present.
+        Ranks sharing memory move its weights into it (see ``shared_memory``).
     optimizer : Adam, RMSprop or SGD
         Built on ``model.parameters()``, in that order; its ``iterations``
         numbers the steps.
@@ -229,10 +232,13 @@ class DataParallel(LocalSteps):
         Threads computing this process's shards at once (see ``LocalSteps``);
         used by a process alone (the ranks of a job compute theirs in turn).
     shared_memory : bool
-        Ranks that all run on one machine exchange gradients and parameters
-        through memory they share (``convnet.parallel.shared_memory``)
-        instead of messages; False sends messages always. The same numbers
-        either way.
+        Ranks that all run on one machine keep the weights and the
+        gradients in memory they share (``convnet.parallel.shared_memory``)
+        instead of exchanging messages, if the model has
+        ``place_parameters`` and ``place_gradients`` (a ``Sequential``
+        has): its parameters are then views of that memory, and the
+        optimiser follows them. False sends messages always. The same
+        numbers either way.
 
     Raises
     ------
