@@ -550,3 +550,18 @@ class Dropout(Layer):
     def backward(self, dout):
         """Return ``dout * mask`` (the last forward's mask), or ``dout`` if none was drawn."""
         return dout if self.mask is None else dout * self.mask
+
+
+def pool_before_relu(layers):
+    """The order the passes run the layers in: each ReLU after a max pooling that follows it.
+
+    As in ``LeNet5``: max pooling and ReLU commute exactly (values and
+    gradients, with the first maximum taking a window's gradient, and
+    'same' pooling's -inf padding never winning), and ReLU then touches a
+    fraction of the numbers.
+    """
+    order = list(layers)
+    for index in range(len(order) - 1):
+        if isinstance(order[index], ReLU) and isinstance(order[index + 1], MaxPool2D):
+            order[index], order[index + 1] = order[index + 1], order[index]
+    return order

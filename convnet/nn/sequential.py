@@ -116,7 +116,7 @@ class Sequential:
         last = entries[-1]["activation"]
         self.loss_layer = LOSS_OF_ACTIVATION[last]()
         self.num_classes = entries[-1]["units"] if last == "softmax" else 2
-        self._pass = _pool_before_relu(self.layers)
+        self._pass = L.pool_before_relu(self.layers)
         # Training's backward pass ends at the first layer with parameters.
         stop = next(index for index, layer in enumerate(self._pass) if layer.params)
         self._backward_pass = self._pass[stop:][::-1]
@@ -177,13 +177,10 @@ class Sequential:
         self.place_gradients(aligned_zeros(size, self.dtype))
 
     def place_parameters(self, flat, copy=True):
-        """Make the trainable parameters views of ``flat`` (memory other processes map, say).
+        """Make the parameters views of ``flat``, shape (n,) (memory other processes map, say).
 
-        ``flat`` is a writeable array of the model's dtype and shape (n,), n
-        the number of trainable numbers; ``copy=False`` when it holds their
-        values already. ``parameters()`` then returns the new views: an
-        optimiser built on the former arrays must ``follow`` them, and
-        replicas made before keep the former arrays.
+        ``copy=False``: ``flat`` holds their values already. An optimiser built on
+        the former arrays must ``follow`` the new ones; older replicas keep the former.
         """
         for (layer, key), view in zip(self._param_slots(), self._views_of(flat)):
             if copy:
@@ -602,17 +599,3 @@ class Sequential:
             gradients["input"] = grad
         return OutputGradients(value, maps, dict(reversed(gradients.items())))
 
-
-def _pool_before_relu(layers):
-    """The order the passes run the layers in: each ReLU after a max pooling that follows it.
-
-    As in ``LeNet5``: max pooling and ReLU commute exactly (values and
-    gradients, with the first maximum taking a window's gradient, and
-    'same' pooling's -inf padding never winning), and ReLU then touches a
-    fraction of the numbers.
-    """
-    order = list(layers)
-    for index in range(len(order) - 1):
-        if isinstance(order[index], L.ReLU) and isinstance(order[index + 1], L.MaxPool2D):
-            order[index], order[index + 1] = order[index + 1], order[index]
-    return order
