@@ -12,6 +12,8 @@ optimiser's state is written too, once the ranks have shared it. With
 import argparse
 import os
 import signal
+import sys
+import traceback
 
 import numpy as np
 
@@ -92,5 +94,16 @@ def main():
                          **arrays)
 
 
+def _report_whole(kind, value, trace):
+    """Write an uncaught exception's traceback in one piece.
+
+    The ranks' tracebacks then reach the job's output whole, instead of
+    interleaved line by line with each other's.
+    """
+    sys.stderr.write("".join(traceback.format_exception(kind, value, trace)))
+    sys.stderr.flush()
+
+
 if __name__ == "__main__":
+    sys.excepthook = _report_whole
     main()
