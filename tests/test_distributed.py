@@ -289,3 +289,24 @@ def test_a_rule_gives_back_its_layout(layout):
     assert distributed.layout_of_rule(distributed.rule_of(2, micro_batch=16)) is None
     assert distributed.layout_of_rule(distributed.rule_of(1, whole_batches=True)) is None
     assert distributed.layout_of_rule(None) is None
+
+
+@needs_mpi
+def test_every_shared_row_starts_on_the_boundary():
+    from mpi4py import MPI
+
+    from convnet.nn.memory import ALIGNMENT
+    from convnet.parallel.shared_memory import SharedRows
+    rows = SharedRows(MPI.COMM_SELF, 3, 61706, np.float32, tail=2)
+    try:
+        assert rows.values.shape == (3, 61706) and rows.tails.shape == (3, 2)
+        for row in rows.values:
+            assert row.flags.c_contiguous and row.ctypes.data % ALIGNMENT == 0
+        # The rows and the tails do not overlap.
+        for index, row in enumerate(rows.values):
+            row[...] = index
+        rows.tails[:] = -1.0
+        for index, row in enumerate(rows.values):
+            assert (row == index).all()
+    finally:
+        rows.free()

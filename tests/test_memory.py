@@ -49,3 +49,16 @@ def test_aligned_zeros_start_on_the_boundary(dtype, count):
         assert count == 0 or zeros.ctypes.data % memory.ALIGNMENT == 0
 
 
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8])
+@pytest.mark.parametrize("count, width", [(0, 5), (1, 7), (3, 61706), (4, 16)])
+def test_every_aligned_row_starts_on_the_boundary(dtype, count, width):
+    rows = memory.aligned_rows(count, width, dtype)
+    assert rows.shape == (count, width) and rows.dtype == dtype and not rows.any()
+    for row in rows:
+        assert row.flags.c_contiguous and row.ctypes.data % memory.ALIGNMENT == 0
+    # The rows do not overlap: writing one leaves the others.
+    if count > 1:
+        rows[0] = 1
+        assert not rows[1:].any()

@@ -60,6 +60,17 @@ def aligned_zeros(count, dtype):
     return buffer[start:start + count]
 
 
+def aligned_rows(count, width, dtype):
+    """Return zeros of shape (count, width) whose every row starts on an ``ALIGNMENT``-byte boundary.
+
+    The rows are apart by ``width`` rounded up to whole boundaries: a
+    product written into any row runs as fast as into the first.
+    """
+    dtype = np.dtype(dtype)
+    stride = -(-width * dtype.itemsize // ALIGNMENT) * ALIGNMENT // dtype.itemsize
+    return aligned_zeros(count * stride, dtype).reshape(count, stride)[:, :width]
+
+
 def views_like(flat, arrays):
     """Split ``flat`` into consecutive views shaped like ``arrays``, in order.
 

@@ -14,6 +14,8 @@ name in the file system and goes away with the job, however it ends.
 """
 import numpy as np
 
+from convnet.nn.memory import ALIGNMENT
+
 
 def on_one_machine(comm):
     """True if every rank of ``comm`` runs on this machine (they can share memory)."""
@@ -54,15 +56,23 @@ class SharedRows:
         from mpi4py import MPI
         self.comm = comm
         dtype = np.dtype(dtype)
-        # Rank 0 holds it all (the values first, on a 64-byte boundary, then the tails);
-        # the others map rank 0's. One piece keeps the rows contiguous.
-        head = -(-rows * width * dtype.itemsize // 64) * 64
-        size = head + rows * tail * 8
+        # Rank 0 holds it all (the values first, then the tails); the others map rank
+        # 0's. Each row starts on a boundary of ALIGNMENT bytes, as rank 0 sees the
+        # memory (every rank maps it at the same offset within a page), so a product
+        # written into any row runs as fast as into the first.
+        stride = -(-width * dtype.itemsize // ALIGNMENT) * ALIGNMENT
+        head = rows * stride
+        size = ALIGNMENT + head + rows * tail * 8
         self._window = MPI.Win.Allocate_shared(size if comm.Get_rank() == 0 else 0, 1,
                                                comm=comm)
         memory, _ = self._window.Shared_query(0)
-        self.values = np.frombuffer(memory, dtype, rows * width).reshape(rows, width)
-        self.tails = np.frombuffer(memory, np.float64, rows * tail, head).reshape(rows, tail)
+        start = np.frombuffer(memory, np.uint8, 1).ctypes.data
+        start = comm.bcast(-start % ALIGNMENT if comm.Get_rank() == 0 else None, root=0)
+        items = stride // dtype.itemsize
+        self.values = np.frombuffer(memory, dtype, rows * items, start).reshape(
+            rows, items)[:, :width]
+        self.tails = np.frombuffer(memory, np.float64, rows * tail,
+                                   start + head).reshape(rows, tail)
         # One passive epoch for the life of the window: ``wait`` orders the accesses.
         self._window.Lock_all(MPI.MODE_NOCHECK)
 
