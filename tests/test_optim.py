@@ -6,7 +6,7 @@ import pytest
 
 from convnet.nn.lenet5 import LeNet5
 from convnet.nn.memory import views_like
-from convnet.nn.optim import BLOCK, SGD, Adam, RMSprop, make_optimizer
+from convnet.nn.optim import BLOCK, SGD, Adam, RMSprop, add_weighted, make_optimizer
 from convnet.parallel.distributed import DataParallel
 
 STEPS = 100
@@ -180,6 +180,21 @@ def test_parts_stepped_apart_make_the_whole_step_bit_for_bit(ours, hyper, weight
         for slot, buffer in whole.flat_slots().items():
             assert ranks[rank].flat_slots()[slot][first:last].tobytes() == \
                 buffer[first:last].tobytes(), slot
+
+
+@pytest.mark.parametrize("weights", [[1.0], [0.25, 0.75], [0.3, 0.5, 0.2]])
+def test_weighted_rows_are_multiplied_and_added_in_order(weights):
+    rng = np.random.default_rng(9)
+    rows = rng.standard_normal((len(weights), 1001)).astype(np.float32)
+    expected = rows[0] * np.float32(weights[0])
+    for row, weight in zip(rows[1:], weights[1:]):
+        expected = expected + row * np.float32(weight)
+    out, scratch = np.full(1001, np.nan, np.float32), np.empty(1001, np.float32)
+    assert add_weighted(rows, weights, out, scratch) is out
+    assert out.tobytes() == expected.tobytes()
+    # Into the first row itself, as a fold of earlier micro-batches does.
+    add_weighted(rows, weights, rows[0], scratch)
+    assert rows[0].tobytes() == expected.tobytes()
 
 
 def test_a_part_needs_one_buffer_of_parameters_and_a_gradient_of_its_length():

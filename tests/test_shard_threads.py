@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from convnet.nn.memory import views_like
 from convnet.nn.optim import Adam
 from convnet.nn.sequential import Sequential
 from convnet.nn.zoo import load_spec
@@ -37,6 +38,63 @@ def test_threads_give_the_weights_of_one_thread(name, cut, shard_threads):
     # The threads did compute something: another cut gives other weights.
     _, other = _train(name, shard_threads, micro_batch=5)
     assert not all(np.array_equal(a, b) for a, b in zip(other, weights))
+
+
+class _Plain:
+    """Only what LocalSteps needs of a model: no ``place_gradients``, no ``replica``."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def parameters(self):
+        return self._model.parameters()
+
+    def loss_and_grads(self, X, Y):
+        return self._model.loss_and_grads(X, Y)
+
+
+def _apart(model):
+    """The model with every parameter moved to an array of its own (not one buffer)."""
+    for layer in model.layers:
+        for key, value in layer.params.items():
+            layer.params[key] = value.copy()
+    return model
+
+
+def _step_by_hand(model, optimizer, X, Y, shard):
+    """The step's definition: shard by shard, loss and gradients weighted and added in order."""
+    loss, total = 0.0, None
+    for start in range(0, len(X), shard):
+        stop = min(start + shard, len(X))
+        weight = (stop - start) / len(X)
+        part, grads = model.loss_and_grads(X[start:stop], Y[start:stop])
+        loss += weight * part
+        weighted = np.concatenate([grad.ravel() for grad in grads]) * np.float32(weight)
+        total = weighted if total is None else total + weighted
+    optimizer.step(views_like(total, model.parameters()))
+    return loss
+
+
+@pytest.mark.parametrize("kind, shard_threads", [
+    ("one buffer", 1), ("one buffer", 2), ("one buffer", 3),
+    ("apart", 1), ("apart", 2), ("plain", 1)])
+def test_micro_batches_add_up_as_by_hand(kind, shard_threads):
+    """Five shards a step: waves of one, two and three threads, the earlier ones folded."""
+    X, Y = distributed_run.made_up_data(76)
+    models = []
+    for _ in range(2):
+        model = Sequential(load_spec("lenet5"), seed=0)
+        model = _apart(model) if kind == "apart" else model
+        models.append((model, Adam(model.parameters())))
+    (model, optimizer), (reference, reference_optimizer) = models
+    trainer = LocalSteps(_Plain(model) if kind == "plain" else model, optimizer,
+                         micro_batch=8, shard_threads=shard_threads)
+    for batch in (slice(0, 40), slice(40, 76)):   # 8 + 8 + 8 + 8 + 8, then 8 x 4 + 4
+        loss = trainer.step(X[batch], Y[batch])
+        assert loss == _step_by_hand(reference, reference_optimizer, X[batch], Y[batch], 8)
+    for param, expected in zip(model.parameters(), reference.parameters()):
+        assert param.tobytes() == expected.tobytes()
+    assert optimizer.iterations == 2
 
 
 def test_a_replica_shares_the_weights_and_keeps_its_own_gradients():

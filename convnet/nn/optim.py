@@ -81,6 +81,34 @@ def _check_flag(name, value):
     return bool(value)
 
 
+def add_weighted(rows, weights, out, scratch):
+    """``rows[0] * weights[0] + rows[1] * weights[1] + ...``, multiplied and added in that order.
+
+    The one way the gradients of a batch's micro-batches are added up, so
+    that every way of computing them gives the same numbers, bit for bit.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (k, n)
+        k >= 1 rows to add up.
+    weights : sequence of k float
+    out : ndarray of shape (n,)
+        Where the sum goes; it may be ``rows[0]`` itself.
+    scratch : ndarray of shape (n,)
+        Holds each product after the first.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        ``out``.
+    """
+    np.multiply(rows[0], weights[0], out=out)
+    for row, weight in zip(rows[1:], weights[1:]):
+        np.multiply(row, weight, out=scratch)
+        out += scratch
+    return out
+
+
 class _FlatOptimizer:
     """Shared machinery: flat state buffers, ``step``, ``state`` and ``load_state``.
 
@@ -213,18 +241,13 @@ class _FlatOptimizer:
             joined[block] -= self._update(g_block, t, block)
 
     def _weighted_sum(self, rows, weights):
-        """``rows[0] * weights[0] + rows[1] * weights[1] + ...``, in the first k numbers of ``_grad``.
+        """``add_weighted`` of the rows' k numbers into the first k of ``_grad``.
 
         The first k of ``_scratch`` hold each product after the first;
         ``_update`` overwrites them afterwards.
         """
         count = rows.shape[-1]
-        total, scratch = self._grad[:count], self._scratch[:count]
-        np.multiply(rows[0], weights[0], out=total)
-        for row, weight in zip(rows[1:], weights[1:]):
-            np.multiply(row, weight, out=scratch)
-            total += scratch
-        return total
+        return add_weighted(rows, weights, self._grad[:count], self._scratch[:count])
 
     def flat_slots(self):
         """The state buffers themselves, by slot name: flat, in the order of ``params``.

@@ -69,7 +69,7 @@ import numpy as np
 
 from convnet.checks import check_count
 from convnet.errors import BadOptionError
-from convnet.nn.memory import joined_view
+from convnet.nn.memory import aligned_rows, joined_view
 from convnet.parallel.job import (  # noqa: F401 -- callers read them here too
     MPI_INSTALL_HINT,
     DistributedJobError,
@@ -264,13 +264,15 @@ class DataParallel(LocalSteps):
         # (``parts[rank]`` to ``parts[rank + 1]``), whole blocks of 16 numbers.
         units = -(-self._size // 16)
         self.parts = [min(self._size, 16 * unit) for unit in even_runs(units, self.size)]
-        self._shared, self._mine = False, np.zeros((0, self._size), self.dtype)
+        self._shared, self._mine = False, aligned_rows(0, self._size, self.dtype)
         self._received = np.zeros((0, 0), self.dtype)
         if self.size > 1:
             from mpi4py import MPI
             from mpi4py.util.dtlib import from_numpy_dtype
             self._mpi_type, self._mpi_double = from_numpy_dtype(self.dtype), MPI.DOUBLE
             self._in_place = MPI.IN_PLACE
+            # What a rank without a micro-batch names as its (empty) message.
+            self._nothing = np.zeros(self._size, self.dtype)
             self._flat_params = joined_view(self.params, writeable=True)
             if self._flat_params is None:
                 raise ValueError("DataParallel on several ranks needs parameters that are "
@@ -279,7 +281,7 @@ class DataParallel(LocalSteps):
             # Ranks on one machine exchange through memory they share (``SharedRows``).
             self._shared = (shared_memory and hasattr(model, "place_parameters")
                             and on_one_machine(comm))
-            self._rows, self._placed_row = None, None
+            self._rows = None
             if self._shared:
                 self._share_weights()
 
@@ -340,18 +342,11 @@ class DataParallel(LocalSteps):
         error = None
         for index in range(runs[rank], runs[rank + 1]):
             row = index if self._shared else index - runs[rank]
-            if self._shared and self._placed_row != row:
-                # A Dense layer then writes its gradients into the shared row itself.
-                self.model.place_gradients(grads[row])
-                self._placed_row = row
             try:
-                loss, parts = self._gradient(X, Y, batches[index], step, index)
+                loss = self._gradient_into(grads[row], X, Y, batches[index], step, index)
             except (ValueError, TypeError, ArithmeticError, MemoryError) as caught:
                 error, tails[index] = caught, (0.0, 1.0)
                 continue
-            joined = joined_view(parts)
-            if joined is None or joined.ctypes.data != grads[row].ctypes.data:
-                np.concatenate([np.ravel(part) for part in parts], out=grads[row])
             tails[index] = (loss, 0.0)   # the mean loss, and 1 if the rank failed
         if self._shared:
             self._rows.wait()
@@ -397,13 +392,14 @@ class DataParallel(LocalSteps):
         if self._shared:
             if self._rows is None or self._rows.rows < count:
                 if self._rows is not None:
+                    # No gradient may stay placed in the memory freed.
+                    self._placed.clear()
                     self._rows.free()
-                    self._placed_row = None
                 self._rows = SharedRows(self.comm, count, self._size, self.dtype, tail=2)
             return self._rows.values, self._rows.tails
         mine = runs[self.rank + 1] - runs[self.rank]
         if self._mine.shape[0] < mine:
-            self._mine = np.zeros((mine, self._size), self.dtype)
+            self._mine = aligned_rows(mine, self._size, self.dtype)
         return self._mine, np.zeros((count, 2))
 
     def _exchange_parts(self, runs, count, width):
@@ -419,7 +415,7 @@ class DataParallel(LocalSteps):
         lengths = [self.parts[r + 1] - self.parts[r] for r in range(size)]
         for j in range(max(runs[r + 1] - runs[r] for r in range(size))):
             sending = runs[rank] + j < runs[rank + 1]
-            source = self._mine[j] if sending else self._total   # nothing is read
+            source = self._mine[j] if sending else self._nothing   # nothing is read
             send_counts = lengths if sending else [0] * size
             has_row = [runs[r] + j < runs[r + 1] for r in range(size)]
             receive_counts = [width if has else 0 for has in has_row]

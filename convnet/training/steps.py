@@ -37,7 +37,8 @@ import numpy as np
 from convnet.checks import check_count
 from convnet.errors import BadOptionError
 from convnet.nn.lenet5 import MICRO_BATCH
-from convnet.nn.memory import views_like
+from convnet.nn.memory import aligned_rows, aligned_zeros, joined_view, views_like
+from convnet.nn.optim import add_weighted
 
 # The thinnest shard worth cutting a batch into for another process: a shard of 16
 # LeNet-5 images already costs a process about a fifth more per image than 32 at once.
@@ -209,10 +210,13 @@ class LocalSteps:
         self.dtype = dtypes.pop()
         self._uses_dropout = getattr(model, "dropout_generator", None) is not None
         self._size = sum(param.size for param in self.params)
-        self._total = np.zeros(self._size, self.dtype)
-        self._scratch = np.zeros(self._size, self.dtype)
-        self._total_views = views_like(self._total, self.params)
-        self._scratch_views = views_like(self._scratch, self.params)
+        # The micro-batches' gradients, a row each (see ``_train``), and a spare row.
+        self._rows = aligned_rows(0, self._size, self.dtype)
+        self._spare = None
+        # Per model or replica: (address of the row its gradients were placed in, their views).
+        self._placed = {}
+        # The optimiser can add the rows up itself as it steps (``step_part``).
+        self._joined = joined_view(self.params) is not None
 
     @property
     def rule(self):
@@ -246,24 +250,51 @@ class LocalSteps:
         start, stop = bounds
         return model.loss_and_grads(X[start:stop], Y[start:stop])
 
-    def _gradients(self, X, Y, shards, step):
-        """[(mean loss, gradients)] of ``shards`` (a list of (index, bounds)), one per thread.
+    def _gradient_into(self, row, X, Y, bounds, step, index, model=None):
+        """Mean loss of micro-batch ``index``; its gradients, flattened, land in ``row``.
+
+        A model with ``place_gradients`` (a ``Sequential``) first gets its
+        gradients placed in the row, where its Dense layers write them
+        directly; only those that a layer made anew are copied there.
+        """
+        model = self.model if model is None else model
+        address = row.ctypes.data
+        placed = self._placed.get(id(model))
+        if placed is None or placed[0] != address:
+            views = None
+            if hasattr(model, "place_gradients"):
+                model.place_gradients(row)
+                views = model.gradients()
+            self._placed[id(model)] = placed = (address, views)
+        loss, grads = self._gradient(X, Y, bounds, step, index, model)
+        views = placed[1]
+        if views is None:
+            np.concatenate([np.ravel(grad) for grad in grads], out=row)
+        else:
+            for view, grad in zip(views, grads):
+                if grad is not view:
+                    view[...] = grad
+        return loss
+
+    def _gradients_into(self, X, Y, shards, rows, step):
+        """Mean losses of ``shards`` (a list of (index, bounds)), their gradients in ``rows``.
 
         The first shard is computed in this thread, the others at the same
         time by the pool's threads, each on its own replica; every thread
         has finished when this returns or raises.
         """
-        if len(shards) == 1:
-            index, bounds = shards[0]
-            return [self._gradient(X, Y, bounds, step, index)]
+        (index, bounds), *others = shards
+        if not others:
+            return [self._gradient_into(rows[0], X, Y, bounds, step, index)]
         if self._pool is None:
             self._team += [self.model.replica() for _ in range(self.shard_threads - 1)]
             self._pool = ThreadPoolExecutor(self.shard_threads - 1, thread_name_prefix="shard")
-        futures = [self._pool.submit(self._gradient, X, Y, bounds, step, index, model)
-                   for (index, bounds), model in zip(shards[1:], self._team[1:])]
+        futures = [self._pool.submit(self._gradient_into, row, X, Y, shard_bounds, step,
+                                     shard_index, model)
+                   for (shard_index, shard_bounds), row, model
+                   in zip(others, rows[1:], self._team[1:])]
         try:
-            index, bounds = shards[0]
-            first = self._gradient(X, Y, bounds, step, index)
+            first = self._gradient_into(rows[0], X, Y, bounds, step, index)
         finally:
             # No thread may still be computing when the weights change.
             wait(futures)
@@ -295,33 +326,55 @@ class LocalSteps:
         return self._train(X, Y, batches, weights, step)
 
     def _train(self, X, Y, batches, weights, step):
-        """Compute the batch's gradient from its micro-batches, apply it; return the loss."""
-        loss, grads = self._sum(X, Y, batches, weights, step)
-        self.optimizer.step(grads)
+        """Compute the batch's gradient from its micro-batches, apply it; return the loss.
+
+        One micro-batch's gradients are the batch's (a weight of 1 multiplies
+        exactly). Several are computed ``shard_threads`` at a time, each into
+        a row of one buffer, and the optimiser adds the rows up, weighted, in
+        micro-batch order, a block at a time as it steps (``step_part``), so
+        the sum never streams through memory on its own. An earlier wave of
+        micro-batches is first added up onto the first row (``add_weighted``):
+        the additions keep the micro-batches' order either way.
+        """
+        if len(batches) == 1:
+            loss, grads = self._gradient(X, Y, batches[0], step, 0)
+            self.optimizer.step(grads)
+            return loss
+        count, threads = len(batches), self.shard_threads
+        rows = self._micro_batch_rows(count if count <= threads else threads + 1)
+        shards = list(enumerate(batches))
+        loss, held = 0.0, []   # the weight of each row holding a gradient
+        for first in range(0, count, threads):
+            if held:
+                add_weighted(rows[:len(held)], held, rows[0], self._spare_row())
+                held = [1.0]
+            wave = shards[first:first + threads]
+            targets = rows[len(held):len(held) + len(wave)]
+            for (index, _), part in zip(wave, self._gradients_into(X, Y, wave, targets, step)):
+                loss += weights[index] * part
+                held.append(weights[index])
+        rows = rows[:len(held)]
+        if self._joined:
+            self.optimizer.step_part(rows, slice(0, self._size), held)
+        else:
+            total = add_weighted(rows, held, rows[0], self._spare_row())
+            self.optimizer.step(views_like(total, self.params))
         return loss
+
+    def _micro_batch_rows(self, count):
+        """At least ``count`` rows of the flattened parameters' length (a new buffer if needed)."""
+        if len(self._rows) < count:
+            self._rows = aligned_rows(count, self._size, self.dtype)
+        return self._rows
+
+    def _spare_row(self):
+        """A row of the flattened parameters' length, for products about to be added."""
+        if self._spare is None:
+            self._spare = aligned_zeros(self._size, self.dtype)
+        return self._spare
 
     def share_optimizer_state(self):
         """Nothing to do: one process holds the optimiser's whole state (see ``DataParallel``)."""
-
-    def _sum(self, X, Y, batches, weights, step):
-        """The batch's loss and its micro-batches' gradients, weighted and added in order."""
-        if len(batches) == 1:
-            # A weight of 1 multiplies exactly: the gradients are the sum.
-            return self._gradient(X, Y, batches[0], step, 0)
-        loss = 0.0
-        shards = list(enumerate(batches))
-        for first in range(0, len(shards), self.shard_threads):
-            wave = shards[first:first + self.shard_threads]
-            for (index, _), (part, grads) in zip(wave, self._gradients(X, Y, wave, step)):
-                weight = weights[index]
-                loss += weight * part
-                for total, scratch, grad in zip(self._total_views, self._scratch_views, grads):
-                    if index == 0:
-                        np.multiply(grad, weight, out=total)
-                    else:
-                        np.multiply(grad, weight, out=scratch)
-                        total += scratch
-        return loss, self._total_views
 
     def evaluate(self, sets, batch_size=500):
         """``model.evaluate`` on each ``(X, Y)`` of ``sets``.
