@@ -30,7 +30,8 @@ The algorithm of one step, on a batch of ``m`` images:
    repeating it.
 
 A single process (no MPI job, or a job of one rank) computes the same
-shards one after the other and adds them alike, so 1, 2 or 3 ranks give
+shards (one after the other, or on threads) and adds them alike, with the
+same ``optimizer.step_part`` on every parameter, so 1, 2 or 3 ranks give
 bit-identical weights for one seed on one machine (every rank must run the
 same NumPy and BLAS on the same kind of processor, with BLAS on one thread:
 see ``convnet.nn.threads.blas_threads``).
@@ -49,11 +50,12 @@ statistics: they train whole batches, on one process only.
 
 The model and the optimiser know nothing of this: the mechanism uses
 ``model.parameters()``, ``model.loss_and_grads``, the optional
-``model.dropout_generator`` and ``optimizer.step`` (on several ranks
-``optimizer.step_part`` and ``flat_slots``, plus ``state`` and ``load_state``
-once, to start every rank from rank 0's). Ranks that share memory move the
-weights and gradients into it with ``model.place_parameters`` and
-``model.place_gradients`` and tell the optimiser (``optimizer.follow``).
+``model.dropout_generator``, ``optimizer.step`` and ``optimizer.step_part``
+(on several ranks ``flat_slots`` too, plus ``state`` and ``load_state``
+once, to start every rank from rank 0's). The gradients go into the rows
+they are added up from with ``model.place_gradients``, when the model has
+it. Ranks that share memory move the weights into it with
+``model.place_parameters`` and tell the optimiser (``optimizer.follow``).
 
 ``DataParallel`` is a steps object of the training loop
 (``convnet.training.steps``): one process runs ``LocalSteps``'s own code,

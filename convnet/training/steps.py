@@ -161,8 +161,8 @@ class LocalSteps:
     model : Sequential
         Anything with ``parameters()`` (arrays updated in place, one dtype),
         ``loss_and_grads(X, Y) -> (mean loss, gradients)`` and
-        ``evaluate(X, Y, batch_size)``; a ``dropout_generator`` property is
-        used when present.
+        ``evaluate(X, Y, batch_size)``; a ``dropout_generator`` property and
+        ``place_gradients`` (see ``_gradient_into``) are used when present.
     optimizer : Adam, RMSprop or SGD
         Built on ``model.parameters()``, in that order; its ``iterations``
         numbers the steps.
