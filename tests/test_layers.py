@@ -44,12 +44,27 @@ def check_layer(layer, x, rng):
         assert_gradient(analytic, numerical_gradient(loss, param, eps=STEP))
 
 
-@pytest.mark.parametrize("m, units_in, units_out", [(1, 3, 2), (4, 7, 5)])
+# Batches long against the units (dout @ W.T) and short (the transposed product).
+@pytest.mark.parametrize("m, units_in, units_out", [(1, 3, 2), (4, 7, 5), (1, 5, 4), (2, 6, 9)])
 def test_dense_gradients(m, units_in, units_out):
     rng = np.random.default_rng(1)
     layer = Dense("dense", units_in, units_out, rng, dtype=np.float64)
     layer.params["b"][...] = rng.standard_normal(units_out)
     check_layer(layer, rng.standard_normal((m, units_in)), rng)
+
+
+@pytest.mark.parametrize("m, units_in, units_out", [
+    (16, 1024, 500), (64, 512, 512), (16, 400, 120), (64, 512, 10), (32, 3136, 64)])
+def test_dense_input_gradient_is_the_product_with_the_kernel(m, units_in, units_out):
+    """Either way of taking the product, the input gradient is ``dout @ W.T`` in float32."""
+    rng = np.random.default_rng(3)
+    layer = Dense("dense", units_in, units_out, rng)
+    layer.forward(rng.standard_normal((m, units_in)).astype(np.float32))
+    dout = rng.standard_normal((m, units_out)).astype(np.float32)
+    dx = layer.backward(dout)
+    expected = dout.astype(np.float64) @ layer.params["W"].T.astype(np.float64)
+    assert dx.dtype == np.float32 and dx.shape == (m, units_in) and dx.flags.c_contiguous
+    np.testing.assert_allclose(dx, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_relu_gradients():
