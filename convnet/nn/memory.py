@@ -60,14 +60,19 @@ def aligned_zeros(count, dtype):
     return buffer[start:start + count]
 
 
+def aligned_width(width, dtype):
+    """``width`` numbers of ``dtype`` rounded up to whole ``ALIGNMENT``-byte boundaries, in numbers."""
+    itemsize = np.dtype(dtype).itemsize
+    return -(-width * itemsize // ALIGNMENT) * ALIGNMENT // itemsize
+
+
 def aligned_rows(count, width, dtype):
     """Return zeros of shape (count, width) whose every row starts on an ``ALIGNMENT``-byte boundary.
 
-    The rows are apart by ``width`` rounded up to whole boundaries: a
-    product written into any row runs as fast as into the first.
+    The rows are ``aligned_width`` apart: a product written into any row
+    runs as fast as into the first.
     """
-    dtype = np.dtype(dtype)
-    stride = -(-width * dtype.itemsize // ALIGNMENT) * ALIGNMENT // dtype.itemsize
+    stride = aligned_width(width, dtype)
     return aligned_zeros(count * stride, dtype).reshape(count, stride)[:, :width]
 
 

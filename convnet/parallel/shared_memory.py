@@ -14,7 +14,7 @@ name in the file system and goes away with the job, however it ends.
 """
 import numpy as np
 
-from convnet.nn.memory import ALIGNMENT
+from convnet.nn.memory import ALIGNMENT, aligned_width
 
 
 def on_one_machine(comm):
@@ -60,15 +60,14 @@ class SharedRows:
         # 0's. Each row starts on a boundary of ALIGNMENT bytes, as rank 0 sees the
         # memory (every rank maps it at the same offset within a page), so a product
         # written into any row runs as fast as into the first.
-        stride = -(-width * dtype.itemsize // ALIGNMENT) * ALIGNMENT
-        head = rows * stride
+        items = aligned_width(width, dtype)
+        head = rows * items * dtype.itemsize
         size = ALIGNMENT + head + rows * tail * 8
         self._window = MPI.Win.Allocate_shared(size if comm.Get_rank() == 0 else 0, 1,
                                                comm=comm)
         memory, _ = self._window.Shared_query(0)
         start = np.frombuffer(memory, np.uint8, 1).ctypes.data
         start = comm.bcast(-start % ALIGNMENT if comm.Get_rank() == 0 else None, root=0)
-        items = stride // dtype.itemsize
         self.values = np.frombuffer(memory, dtype, rows * items, start).reshape(
             rows, items)[:, :width]
         self.tails = np.frombuffer(memory, np.float64, rows * tail,
