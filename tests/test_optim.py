@@ -4,9 +4,10 @@ import itertools
 import numpy as np
 import pytest
 
+from convnet.nn import optim
 from convnet.nn.lenet5 import LeNet5
 from convnet.nn.memory import views_like
-from convnet.nn.optim import BLOCK, SGD, Adam, RMSprop, add_weighted, make_optimizer
+from convnet.nn.optim import BLOCK, FLUSH_STEPS, SGD, Adam, RMSprop, add_weighted, make_optimizer
 from convnet.parallel.distributed import DataParallel
 
 STEPS = 100
@@ -180,6 +181,71 @@ def test_parts_stepped_apart_make_the_whole_step_bit_for_bit(ours, hyper, weight
         for slot, buffer in whole.flat_slots().items():
             assert ranks[rank].flat_slots()[slot][first:last].tobytes() == \
                 buffer[first:last].tobytes(), slot
+
+
+def _subnormal_run(ours, hyper, dtype, how, steps):
+    """Step parameters whose state starts subnormal where their gradient stays zero.
+
+    Returns the parameters and the flat state after each step. ``how``: ``"one
+    buffer"`` (parameters that are views of one buffer, stepped in blocks),
+    ``"apart"`` (separate arrays) or ``"parts"`` (one buffer, stepped in two
+    parts with ``step_part``, as the ranks of a job do).
+    """
+    rng = np.random.default_rng(11)
+    shapes = [(BLOCK + 5,), (3, 7)]
+    templates = [np.empty(shape, dtype) for shape in shapes]
+    size = sum(int(np.prod(shape)) for shape in shapes)
+    flat = rng.standard_normal(size).astype(dtype)
+    params = [p.copy() for p in views_like(flat, templates)] if how == "apart" \
+        else views_like(flat, templates)
+    optimizer = ours(params, **hyper)
+    # A third of the entries start with subnormal state and get no gradient, as the
+    # weights of a unit that a ReLU keeps off; sums of squares hold no negative number.
+    idle = rng.random(size) < 1 / 3
+    tiny = np.finfo(dtype).tiny
+    for slot, buffer in optimizer.flat_slots().items():
+        low = tiny * rng.uniform(0.01, 0.99, size)
+        signs = 1 if slot in ("v", "velocity") and ours is not SGD else rng.choice([-1, 1], size)
+        buffer[idle] = (low * signs)[idle]
+    after = []
+    for _ in range(steps):
+        g = (rng.standard_normal(size) * np.logspace(-3, 0, size)).astype(dtype)
+        g[idle] = 0
+        if how == "parts":
+            half = size // 2 + 3
+            optimizer.step_part(g[:half], slice(0, half))
+            optimizer.iterations -= 1
+            optimizer.step_part(g[half:], slice(half, size))
+        else:
+            optimizer.step(views_like(g, templates))
+        now = np.concatenate([p.ravel() for p in params])
+        after.append((now, {slot: buffer.copy() for slot, buffer in optimizer.flat_slots().items()}))
+    return after
+
+
+@pytest.mark.parametrize("how", ["one buffer", "apart", "parts"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ours, hyper", [(case[0], case[1]) for case in CASES], ids=CASE_IDS)
+def test_subnormal_state_is_flushed_to_zero_and_the_parameters_move_as_before(
+        ours, hyper, dtype, how, monkeypatch):
+    steps = FLUSH_STEPS + 2
+    with monkeypatch.context() as never:
+        never.setattr(optim, "FLUSH_STEPS", 10 ** 9)
+        kept = _subnormal_run(ours, hyper, dtype, how, steps)
+    flushed = _subnormal_run(ours, hyper, dtype, how, steps)
+    tiny = np.finfo(dtype).tiny
+    for step, ((params, state), (kept_params, kept_state)) in enumerate(zip(flushed, kept), 1):
+        assert params.tobytes() == kept_params.tobytes(), step
+        for slot, buffer in state.items():
+            reference = kept_state[slot]
+            subnormal = (reference != 0) & (np.abs(reference) < tiny)
+            if step < FLUSH_STEPS:
+                assert buffer.tobytes() == reference.tobytes(), (step, slot)
+            elif step == FLUSH_STEPS:
+                assert subnormal.any(), slot   # something to flush
+                assert not ((buffer != 0) & (np.abs(buffer) < tiny)).any(), slot
+                np.testing.assert_array_equal(buffer[~subnormal], reference[~subnormal])
+                assert (buffer[subnormal] == 0).all()
 
 
 @pytest.mark.parametrize("weights", [[1.0], [0.25, 0.75], [0.3, 0.5, 0.2]])
