@@ -71,6 +71,23 @@ def test_time_layers_reports_every_layer_inside_real_steps():
     assert all(value >= 0 for value in timed) and 0 < sum(timed) <= step_ms
 
 
+def test_time_layers_times_the_steps_after_the_untimed_ones(monkeypatch):
+    from convnet.apps.bench import layers
+    trained = []
+    untimed = layers._untimed_steps
+
+    def counted(stepper, X, Y, steps):
+        untimed(stepper, X, Y, steps)
+        trained.append(stepper.optimizer.iterations)
+
+    monkeypatch.setattr(layers, "_untimed_steps", counted)
+    rows, _ = bench.time_layers("lenet5", steps=2, batch=4, after=37)
+    assert trained == [37] and rows[-1][0] == "whole step"
+    for after in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="after must be a positive integer"):
+            bench.time_layers("lenet5", steps=2, batch=4, after=after)
+
+
 def test_profile_of_training_steps_names_the_work():
     stats, text = bench.profile_train_step("lenet5", steps=3, batch=8, top=5)
     profiled = {name for _, _, name in stats.stats}

@@ -1,8 +1,9 @@
 """Where a NumPy training step's time goes: per-layer timers, and cProfile.
 
-``python -m convnet.apps.bench.layers [--model NAME] [--steps N]`` prints the
-per-layer table (as ``convnet bench train --layers``); with ``--profile`` the
-cProfile report of such steps instead.
+``python -m convnet.apps.bench.layers [--model NAME] [--steps N] [--batch-size B]
+[--after N]`` prints the per-layer table (as ``convnet bench train --layers``),
+timed after N untimed steps; with ``--profile`` the cProfile report of such
+steps instead.
 """
 import time
 
@@ -31,12 +32,20 @@ def _timed_stepper(model, batch, optimizer):
     return stepper, seconds, optimizer_name
 
 
-def time_layers(model="lenet5", steps=400, batch=None, optimizer=None):
+def _untimed_steps(stepper, X, Y, steps):
+    """Train ``steps`` steps of the stepper, passing over X and Y as often as that takes."""
+    while steps > 0:
+        count = min(steps * stepper.batch, len(X))
+        stepper.train(X[:count], Y[:count])
+        steps -= -(-count // stepper.batch)
+
+
+def time_layers(model="lenet5", steps=400, batch=None, optimizer=None, after=3):
     """Time every layer's forward and backward pass inside real NumPy training steps.
 
     Trains ``steps`` steps (a plain loop of :class:`NumpyStepper`, one BLAS
     thread) with each layer's ``forward`` and ``backward``, the loss and the
-    optimizer's ``step`` wrapped in a timer.
+    optimizer's ``step`` wrapped in a timer, after ``after`` untimed steps.
 
     Parameters
     ----------
@@ -46,6 +55,10 @@ def time_layers(model="lenet5", steps=400, batch=None, optimizer=None):
         Steps timed, after three untimed ones (fewer if the data run out).
     batch, optimizer : int and str, optional
         As :func:`convnet.apps.bench.workload.train_setting` takes them.
+    after : int
+        Untimed steps first, at least one. A step late in an epoch can take
+        longer than an early one (the optimiser's state is not what it was at
+        the start): a thousand or two show where it goes there.
 
     Returns
     -------
@@ -55,10 +68,12 @@ def time_layers(model="lenet5", steps=400, batch=None, optimizer=None):
     step_ms : float
         Milliseconds per step.
     """
+    if isinstance(after, bool) or not isinstance(after, int) or after < 1:
+        raise ValueError(f"after must be a positive integer, received {after!r}")
     spec, batch, optimizer = train_setting(model, batch, optimizer)
     X, Y, _ = spec_images(spec)
     stepper, seconds, optimizer_name = _timed_stepper(spec, batch, optimizer)
-    stepper.train(X[:3 * batch], Y[:3 * batch])   # warm-up
+    _untimed_steps(stepper, X, Y, after)
     seconds.clear()
     count = min(steps * batch, len(X))
     elapsed = stepper.train(X[:count], Y[:count])
@@ -126,16 +141,24 @@ def main():
     parser.add_argument("--model", metavar="NAME", default="lenet5",
                         help="a zoo name or spec.json (default lenet5)")
     parser.add_argument("--steps", type=int, default=200, help="steps timed (default 200)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per step (default the model's course batch)")
+    parser.add_argument("--after", type=int, default=3,
+                        help="untimed steps before the timed ones (default 3)")
     parser.add_argument("--profile", action="store_true",
                         help="print cProfile's report of the steps instead of the table")
     args = parser.parse_args()
-    if args.steps < 1:
-        parser.error(f"--steps must be a positive integer, received {args.steps}")
+    for name in ("steps", "after", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, "
+                         f"received {value}")
     if args.profile:
-        print(profile_train_step(args.model, steps=args.steps)[1])
+        print(profile_train_step(args.model, steps=args.steps, batch=args.batch_size)[1])
         return
     print(machine_info(), flush=True)
-    rows, step_ms = time_layers(args.model, steps=args.steps)
+    rows, step_ms = time_layers(args.model, steps=args.steps, batch=args.batch_size,
+                                after=args.after)
     print(f"{args.model}: NumPy training step, {step_ms:.2f} ms")
     print(format_table(LAYER_HEADERS, rows))
 
