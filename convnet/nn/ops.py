@@ -118,7 +118,8 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
     out_hw = out_shape[1:3]
     band = _forward_band(W.shape, stride, out_hw)
     if band > 1 and not _all_finite(A_prev):
-        band = 0
+        # The spread kernel's zeros would turn an inf into NaN in other windows.
+        band = 0 if W.shape[2] == 1 else 1
     # The bias rides along as the kernel matrix's last row.
     kernel_matrix = _kernel_matrix(W, b, band, stride[1], work)
     out = np.empty(out_shape, work)
@@ -900,19 +901,31 @@ def _forward_band(W_shape, stride, out_hw):
     """Output columns per band for the forward product and dW; 0 for taps.
 
     A band of output columns reads ``span = (band - 1) * sw + kw`` input
-    columns per kernel row (see :func:`_band_matrix`). A single channel
-    makes runs of one number per tap and products only kh * kw deep, so
-    bands of about four columns pay for their zeros there; without such a
-    divisor of w_new the tap-major :func:`_window_matrix` serves. With
-    several channels a band of one (plain windows, runs of kw * c numbers)
-    is the fastest.
+    columns per kernel row (see :func:`_band_matrix`): kh runs of
+    ``span * c_prev`` numbers, times a spread kernel that holds zeros
+    between the band's windows. Short runs make the copy of the windows
+    cost more than its product; wide bands multiply more zeros. At one BLAS
+    thread, windows whose rows hold at most 9 numbers (``kw * c_prev``: one
+    channel, or three channels of a 3x3 kernel) were fastest in bands of
+    about four columns, up to 32 numbers in bands of two (LeNet-5's second
+    convolution, five columns of six channels, 8 % faster; a 3x3 kernel on
+    three channels, cifar-cnn's first, 14 %), longer rows in a band of one
+    (plain windows, im2col). A single channel without a band that divides
+    w_new takes the tap-major :func:`_window_matrix`; several channels, a
+    band of one.
     """
-    if W_shape[2] > 1:
+    kw, c_prev = W_shape[1], W_shape[2]
+    row = kw * c_prev
+    if c_prev == 1 or row <= 9:
+        preferred = (4, 5, 3, 6, 7, 8)
+    elif row <= 32:
+        preferred = (2, 3)
+    else:
         return 1
-    for band in (4, 5, 3, 6, 7, 8):
+    for band in preferred:
         if out_hw[1] % band == 0 and out_hw[1] > band:
             return band
-    return 0
+    return 0 if c_prev == 1 else 1
 
 
 def _backward_band(W_shape, stride, out_hw):
