@@ -52,7 +52,7 @@ def time_layers(model="lenet5", steps=400, batch=None, optimizer=None, after=3):
     model : str
         A zoo name or spec.json path.
     steps : int
-        Steps timed, after three untimed ones (fewer if the data run out).
+        Steps timed (fewer if the data run out).
     batch, optimizer : int and str, optional
         As :func:`convnet.apps.bench.workload.train_setting` takes them.
     after : int
