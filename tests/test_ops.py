@@ -247,6 +247,77 @@ def test_conv_in_any_band_matches_reference(case, band, monkeypatch):
     _assert_conv_matches_reference(*_conv_inputs(shape, kernel, c_new), padding, stride)
 
 
+def _fits_a_correlation(W_shape, stride, pads):
+    """What the correlation form of dA_prev needs, whatever the channels and kernel size."""
+    (top, bottom), (left, right) = pads
+    return (tuple(stride) == (1, 1) and top == bottom < W_shape[0]
+            and left == right < W_shape[1])
+
+
+@pytest.mark.parametrize("case", [case for case in CONV_CASES if case[2] == (1, 1)],
+                         ids=_case_id)
+def test_input_gradient_as_a_correlation_matches_reference(case, monkeypatch):
+    """dA_prev as the forward correlation of dZ, forced wherever the padding allows it:
+    every kernel shape, 'same' and 'valid' and explicit padding, one to three channels."""
+    monkeypatch.setattr(ops, "_correlates", _fits_a_correlation)
+    correlated = _count_calls(monkeypatch, ops, "_input_gradient_by_correlation")
+    shape, kernel, stride, padding, c_new = case
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    _assert_conv_matches_reference(A, W, b, padding, stride)
+    pads = ops._conv_geometry(A, W, b, padding, stride)[3]
+    assert len(correlated) == (1 if _fits_a_correlation(W.shape, stride, pads) else 0)
+
+
+@pytest.mark.parametrize("shape, kernel, padding, c_new, correlated", [
+    ((2, 14, 14, 32), (3, 3), "same", 64, True),     # mnist-cnn's second convolution
+    ((3, 8, 8, 32), (3, 3), "same", 64, True),       # cifar-cnn's third
+    ((2, 7, 9, 64), (3, 3), "valid", 16, True),
+    ((2, 6, 7, 40), (1, 3), (0, 1), 80, True),
+    ((2, 16, 16, 16), (3, 3), "same", 32, False),    # too few channels in
+    ((2, 8, 8, 32), (3, 3), "same", 65, False),      # too many out
+    ((2, 9, 9, 64), (5, 5), "same", 64, False),      # a larger kernel
+    ((2, 8, 8, 32), (2, 2), "same", 32, False),      # padding on one side only
+    ((2, 8, 8, 32), (3, 3), (3, 1), 32, False),      # padding wider than the kernel
+])
+def test_input_gradient_takes_the_correlation_where_it_is_faster(shape, kernel, padding,
+                                                                 c_new, correlated,
+                                                                 monkeypatch):
+    """The rule picks the correlation for wide inputs and 3 x 3 kernels at stride 1, and
+    the result matches the loop reference either way."""
+    calls = _count_calls(monkeypatch, ops, "_input_gradient_by_correlation")
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    dZ = np.random.default_rng(1).standard_normal(
+        conv_forward(A, W, b, identity, padding).shape)
+    for got, want in zip(conv_backward(dZ, A, W, b, padding),
+                         reference_conv_backward(dZ, A, W, b, padding)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert len(calls) == int(correlated)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["dZ", "W"])
+def test_input_gradient_as_a_correlation_keeps_nonfinite_values_in_their_windows(
+        where, value, monkeypatch):
+    """A NaN or inf in dZ reaches only the entries of dA_prev whose windows hold it (the
+    padding's zeros add nothing); one in W sends dA_prev back to the spread kernel, since
+    the padding's zeros times it would be NaN."""
+    calls = _count_calls(monkeypatch, ops, "_input_gradient_by_correlation")
+    A, W, b = _conv_inputs((2, 8, 9, 32), (3, 3), 48)
+    W[0, 0, :, 0] = 0
+    dZ = np.random.default_rng(1).standard_normal((2, 8, 9, 48))
+    if where == "dZ":
+        dZ[0, 3, 4, 0] = value
+        dZ[-1, -1, -1, -1] = value
+    else:
+        W[1, 2, 3, 4] = value
+    expected = reference_conv_backward(dZ, A, W, b, "same")
+    assert 0 < np.count_nonzero(~np.isfinite(expected[0])) < expected[0].size // 2
+    for got, want in zip(conv_backward(dZ, A, W, b, "same"), expected):
+        _assert_close(got, want)
+    assert len(calls) == (1 if where == "dZ" else 0)
+
+
 @pytest.mark.parametrize("m, size, sizes", [(0, 3, []), (1, 4, [1]), (4, 4, [4]), (5, 2, [1, 2, 2]),
                                             (32, 14, [10, 11, 11]), (64, 4, [4] * 16),
                                             (7, 1, [1] * 7)])
