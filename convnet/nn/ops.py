@@ -905,11 +905,12 @@ def _correlates(W_shape, stride, pads):
     kernels: there the forward form's one product per input position, c_prev
     wide, costs less than the product by the spread kernel and its strided
     additions of c_prev-number runs. At one BLAS thread, dA_prev of a 3 x 3
-    kernel on 8 to 28 square maps took 0.48 to 0.93 of the time of
-    :func:`_add_bands` from 32 channels in up to 64 out (``mnist-cnn``'s
-    second convolution, 32 images: 3.83 ms against 4.23); with 16 channels
-    in it ranged from 0.58 to 3.1 times, with 6 it always lost, and a 5 x 5
-    kernel won only from 64 channels in (scratch timings on an AMD EPYC).
+    kernel on 8 to 28 square maps took 0.38 to 0.93 of the time of
+    :func:`_add_bands` from 32 channels in up to twice as many out
+    (``mnist-cnn``'s second convolution, 32 images: 3.82 ms against 4.23);
+    with 16 channels in it ranged from 0.58 to 3.1 times, with 6 it always
+    lost, and with a 5 x 5 kernel it went both ways (0.57 to 6.9 times;
+    scratch timings on an AMD EPYC).
     """
     kh, kw, c_prev, c_new = W_shape
     (top, bottom), (left, right) = pads
