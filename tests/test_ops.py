@@ -294,6 +294,22 @@ def test_input_gradient_takes_the_correlation_where_it_is_faster(shape, kernel, 
     assert len(calls) == int(correlated)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_input_gradient_as_a_correlation_in_chunks_of_one_example(dtype, monkeypatch):
+    """The correlation goes through conv_forward's chunks: one example each here, in
+    float32 as a training step runs it and in float64."""
+    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 1)
+    calls = _count_calls(monkeypatch, ops, "_input_gradient_by_correlation")
+    A, W, b = _conv_inputs((3, 7, 6, 32), (3, 3), 40, dtype=dtype)
+    dZ = np.random.default_rng(1).standard_normal((3, 7, 6, 40)).astype(dtype)
+    dA_prev = conv_backward(dZ, A, W, b, "same")[0]
+    assert dA_prev.dtype == dtype and len(calls) == 1
+    expected = reference_conv_backward(*(x.astype(np.float64) for x in (dZ, A, W, b)),
+                                       "same")[0]
+    tolerance = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dA_prev, expected, rtol=tolerance, atol=tolerance)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("where", ["dZ", "W"])
