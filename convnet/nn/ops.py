@@ -1362,9 +1362,13 @@ def _max_pool_backward_winners(gradient, winners, A_shape, kernel, dtype,
 
     Block by block (as in :func:`_max_pool_tiles`), each tap takes the
     gradient of the windows whose bit for it is set: a comparison of small
-    integers, then one pass that writes the tap's entries, so each entry of
-    dA_prev is written once. For ``first`` only the lowest bit set counts,
-    ``winners & -winners``: the first maximum in row-major order.
+    integers, then one pass that writes the tap's gradients into a
+    contiguous array of the block's outputs. One copy then lays the taps
+    out as the input's windows, each run of c numbers as one item, so each
+    entry of dA_prev is written once and never in runs of c numbers apart
+    (the mirror of the forward pass's copy). For ``first`` only the lowest
+    bit set counts, ``winners & -winners``: the first maximum in row-major
+    order.
     """
     kh, kw = kernel
     h_new, w_new = winners.shape[1:3]
@@ -1377,9 +1381,13 @@ def _max_pool_backward_winners(gradient, winners, A_shape, kernel, dtype,
     key = _scratch(workspace, "pool_key", (size, h_new, w_new, c),
                    winners.dtype)
     chosen = _scratch(workspace, "pool_chosen", (size, h_new, w_new, c), bool)
+    # The forward pass's buffer of taps, free again once it has pooled.
+    by_tap = _scratch(workspace, "pool_taps", (kh, kw, size, h_new, w_new, c),
+                      dtype)
     for rows in blocks:
         count = rows.stop - rows.start
         won, key_now, chosen_now = winners[rows], key[:count], chosen[:count]
+        taps = by_tap[:, :, :count]
         if first:
             np.negative(won, out=key_now)
             np.bitwise_and(key_now, won, out=key_now)   # the lowest bit set
@@ -1389,9 +1397,10 @@ def _max_pool_backward_winners(gradient, winners, A_shape, kernel, dtype,
             else:
                 np.bitwise_and(won, 1 << tap, out=key_now)
                 np.not_equal(key_now, 0, out=chosen_now)
-            i, j = divmod(tap, kw)
-            _route(gradient[rows], chosen_now,
-                   dA_prev[rows, i:height:kh, j:width:kw], finite)
+            _route(gradient[rows], chosen_now, taps[divmod(tap, kw)], finite)
+        windows = dA_prev[rows, :height, :width].reshape(
+            count, h_new, kh, w_new, kw, c)
+        _copy_runs(windows, taps.transpose(2, 3, 0, 4, 1, 5))
     return dA_prev
 
 
