@@ -17,6 +17,7 @@ The file reads top-down: the four operations first, then their argument
 checks, then, below a divider, the machinery that only exists for speed.
 """
 import functools
+import math
 
 import numpy as np
 
@@ -644,7 +645,7 @@ def _all_finite(array):
     finite entries near its dtype's limit, a false alarm that costs only
     speed (the caller then takes the general path).
     """
-    return array.dtype.kind != "f" or bool(np.isfinite(array.sum()))
+    return array.dtype.kind != "f" or math.isfinite(array.sum())
 
 
 def _chunk_size(elements_per_example, elements=None):
@@ -1249,15 +1250,24 @@ def _pool_blocks(A_shape, kernel, out_hw):
 
     Returns
     -------
-    blocks : list of slice
+    blocks : tuple of slice
         Consecutive examples whose windows hold at most about
         ``_POOL_BLOCK_ELEMENTS`` input numbers.
     size : int
         The largest block's length (0 for no example), for the buffers.
     """
     per_example = out_hw[0] * out_hw[1] * kernel[0] * kernel[1] * A_shape[3]
-    blocks = list(_chunks(A_shape[0],
-                          _chunk_size(per_example, _POOL_BLOCK_ELEMENTS)))
+    return _blocks_of(A_shape[0], _chunk_size(per_example, _POOL_BLOCK_ELEMENTS))
+
+
+@functools.lru_cache(maxsize=64)
+def _blocks_of(m, size):
+    """``_chunks(m, size)`` as a tuple, and its longest chunk's length.
+
+    Built once per pair: a training step pools batches of one size over and
+    over, and building the slices took as long as pooling a small batch.
+    """
+    blocks = tuple(_chunks(m, size))
     return blocks, max((rows.stop - rows.start for rows in blocks), default=0)
 
 
