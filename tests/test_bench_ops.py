@@ -71,6 +71,26 @@ def test_time_layers_reports_every_layer_inside_real_steps():
     assert all(value >= 0 for value in timed) and 0 < sum(timed) <= step_ms
 
 
+def test_time_layers_gives_the_products_rate_of_each_layer_with_weights():
+    from convnet.nn.flops import layer_flops
+    from convnet.nn.zoo import load_spec
+    batch = 4
+    rows, _ = bench.time_layers("lenet5", steps=3, batch=batch)
+    products = {layer.name: layer for layer in layer_flops(load_spec("lenet5"))}
+    rated = {row[0]: row for row in rows if row[4]}
+    assert set(rated) == {"conv1", "conv2", "dense1", "dense2", "dense3"} == set(products)
+    for name, row in rated.items():
+        rates = [float(rate) for rate in row[4].split(" / ")]
+        layer = products[name]
+        flops = (layer.forward, layer.kernel_gradient + layer.input_gradient)
+        for rate, operations, ms in zip(rates, flops, (float(row[1]), float(row[2]))):
+            assert rate > 0
+            if ms >= 0.01:   # the table's milliseconds are rounded to three places
+                assert rate == pytest.approx(operations * batch / (ms * 1e6), rel=0.1, abs=0.5)
+    assert all(row[4] == "" for row in rows if row[0] not in rated)
+    assert "GFLOP/s" in bench.LAYER_HEADERS[4]
+
+
 def test_time_layers_times_the_steps_after_the_untimed_ones(monkeypatch):
     from convnet.apps.bench import layers
     trained = []

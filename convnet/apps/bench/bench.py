@@ -22,7 +22,12 @@ from convnet.apps.bench.frameworks import (
     bench_frameworks,
     model_heading,
 )
-from convnet.apps.bench.layers import LAYER_HEADERS, profile_train_step, time_layers
+from convnet.apps.bench.layers import (
+    LAYER_HEADERS,
+    product_rate_line,
+    profile_train_step,
+    time_layers,
+)
 from convnet.apps.bench.ops import OPS_HEADERS, TASK_FOLDER, bench_ops, task_conv_forward
 from convnet.apps.bench.timing import (
     format_table,
@@ -69,6 +74,6 @@ __all__ = [
     "bench_data_size", "bench_frameworks", "bench_images", "bench_ops", "bench_train",
     "check_engines", "engine_rows", "format_table", "load_average_text", "machine_info",
     "measure_engines", "median_time", "model_heading", "one_core_busy", "peak_added_bytes",
-    "peak_rss_bytes", "profile_train_step", "run_engine", "run_worker", "setup_tensorflow",
-    "task_conv_forward", "time_layers", "train_setting", "verdict",
+    "peak_rss_bytes", "product_rate_line", "profile_train_step", "run_engine", "run_worker",
+    "setup_tensorflow", "task_conv_forward", "time_layers", "train_setting", "verdict",
 ]

@@ -7,8 +7,10 @@ steps instead.
 """
 import time
 
+from convnet.apps.bench.flops import GEMM_SIZE, gemm_gflops
 from convnet.apps.bench.timing import format_table, machine_info
 from convnet.apps.bench.workload import NumpyStepper, spec_images, train_setting
+from convnet.nn.flops import layer_flops
 
 
 def _timed_stepper(model, batch, optimizer):
@@ -63,8 +65,11 @@ def time_layers(model="lenet5", steps=400, batch=None, optimizer=None, after=3):
     Returns
     -------
     rows : list of list of str
-        Layer, forward ms per step, backward ms per step, share of the step;
-        the last row is the whole step.
+        Layer, forward ms per step, backward ms per step, share of the step,
+        and for a convolution or a dense layer the GFLOP/s of its products
+        forward and backward (``convnet.nn.flops.layer_flops``: the spec's
+        products, without the zeros of the engine's bands); the last row is
+        the whole step.
     step_ms : float
         Milliseconds per step.
     """
@@ -80,18 +85,38 @@ def time_layers(model="lenet5", steps=400, batch=None, optimizer=None, after=3):
     step_count = -(-count // batch)
     step_ms = elapsed * 1e3 / step_count
     per_step = {key: value * 1e3 / step_count for key, value in seconds.items()}
+    products = {layer.name: layer for layer in layer_flops(spec)}
     rows = []
     names = [layer.name for layer in stepper.model.layers]
     for name in names + [stepper.model.loss_layer.name, optimizer_name]:
         forward, backward = per_step.get((name, "forward"), 0.0), per_step.get((name, "backward"))
         total = forward + (backward or 0.0)
         rows.append([name, f"{forward:.3f}", "" if backward is None else f"{backward:.3f}",
-                     f"{100 * total / step_ms:.0f} %"])
-    rows.append(["whole step", "", "", f"{step_ms:.2f} ms"])
+                     f"{100 * total / step_ms:.0f} %",
+                     _rates(products.get(name), batch, forward, backward)])
+    rows.append(["whole step", "", "", f"{step_ms:.2f} ms", ""])
     return rows, step_ms
 
 
-LAYER_HEADERS = ["layer", "forward (ms)", "backward (ms)", "share of the step"]
+def _rates(products, batch, forward_ms, backward_ms):
+    """``"forward / backward"`` GFLOP/s of a layer's products ('' for a layer without)."""
+    if products is None:
+        return ""
+    rates = []
+    for flops, ms in ((products.forward, forward_ms),
+                      (products.kernel_gradient + products.input_gradient, backward_ms)):
+        rates.append(f"{flops * batch / (ms * 1e6):.0f}" if ms else "-")
+    return " / ".join(rates)
+
+
+LAYER_HEADERS = ["layer", "forward (ms)", "backward (ms)", "share of the step",
+                 "GFLOP/s forward / backward"]
+
+
+def product_rate_line():
+    """The reference for the table's GFLOP/s: one BLAS thread's large float32 product."""
+    return (f"the float32 product of two {GEMM_SIZE}x{GEMM_SIZE} matrices on one BLAS "
+            f"thread: {gemm_gflops(threads=1):.0f} GFLOP/s")
 
 
 def profile_train_step(model="lenet5", steps=200, batch=None, top=15):
@@ -161,6 +186,7 @@ def main():
                                 after=args.after)
     print(f"{args.model}: NumPy training step, {step_ms:.2f} ms")
     print(format_table(LAYER_HEADERS, rows))
+    print(product_rate_line())
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ def run(args):
                                           batch=args.batch_size, optimizer=args.optimizer)
         print(f"{models[0]}: NumPy training step, {step_ms:.2f} ms")
         print(bench.format_table(bench.LAYER_HEADERS, rows))
+        print(bench.product_rate_line())
         return
     print(f"{bench.load_average_text()} on {os.cpu_count()} processors; engines: "
           f"{', '.join(engines or bench.DEFAULT_ENGINES)}", flush=True)
