@@ -37,11 +37,17 @@ def test_ops_module_prints_the_machine_then_the_table(monkeypatch, capsys):
 
 
 def test_layers_module_prints_the_layer_table(monkeypatch, capsys):
+    rates = []
+    monkeypatch.setattr(layers, "gemm_gflops", lambda threads=None: rates.append(threads) or 95.6)
     _run_main(monkeypatch, layers, ["--model", "lenet5", "--steps", "2"])
     printed = capsys.readouterr().out.splitlines()
     assert printed[1].startswith("lenet5: NumPy training step, ")
-    assert printed[2].startswith("| layer ") and printed[-1].startswith("| whole step ")
+    assert printed[2].startswith("| layer ") and printed[-2].startswith("| whole step ")
     assert any(line.startswith("| conv1 ") for line in printed)
+    # The reference of the GFLOP/s column: one BLAS thread, as the steps were timed.
+    assert rates == [1]
+    assert printed[-1] == ("the float32 product of two 2048x2048 matrices on one BLAS "
+                           "thread: 96 GFLOP/s")
 
 
 def test_layers_module_profiles_with_profile(monkeypatch, capsys):

@@ -91,6 +91,19 @@ def test_time_layers_gives_the_products_rate_of_each_layer_with_weights():
     assert "GFLOP/s" in bench.LAYER_HEADERS[4]
 
 
+def test_bench_train_layers_prints_the_table_and_the_reference_rate(monkeypatch, capsys):
+    from convnet.apps.bench import layers
+    from convnet.apps.cli import cli
+    monkeypatch.setattr(layers, "gemm_gflops", lambda threads=None: 88.0 if threads == 1 else 0)
+    assert cli.main(["bench", "train", "--layers", "--model", "lenet5", "--steps", "2",
+                     "--batch-size", "4"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].startswith("lenet5: NumPy training step, ")
+    assert "GFLOP/s forward / backward" in printed[2]
+    assert printed[-2].startswith("| whole step ")
+    assert printed[-1].endswith("on one BLAS thread: 88 GFLOP/s")
+
+
 def test_time_layers_times_the_steps_after_the_untimed_ones(monkeypatch):
     from convnet.apps.bench import layers
     trained = []
