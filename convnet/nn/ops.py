@@ -904,8 +904,8 @@ def _correlates(W_shape, stride, pads):
     and for a kernel of at most 3 x 3 whose input has at least 32 channels
     and at most twice as many kernels: there the forward form's one product
     per input position, c_prev wide, costs less than the product by the
-    spread kernel and its strided additions of c_prev-number runs. At one BLAS thread, dA_prev of a 3 x 3
-    kernel on 8 to 28 square maps took 0.38 to 0.93 of the time of
+    spread kernel and its strided additions of c_prev-number runs. At one
+    BLAS thread, dA_prev of a 3 x 3 kernel on 8 to 28 square maps took 0.38 to 0.93 of the time of
     :func:`_add_bands` from 32 channels in up to twice as many out
     (``mnist-cnn``'s second convolution, 32 images: 3.82 ms against 4.23);
     with 16 channels in it ranged from 0.58 to 3.1 times, with 6 it always

@@ -24,7 +24,7 @@ from convnet.apps.bench.frameworks import (
 )
 from convnet.apps.bench.layers import (
     LAYER_HEADERS,
-    product_rate_line,
+    layers_report,
     profile_train_step,
     time_layers,
 )
@@ -72,8 +72,8 @@ __all__ = [
     "LAYER_HEADERS", "ONE_CORE_ENGINES", "OPS_HEADERS", "TASK_FOLDER", "TRAIN_ENGINES",
     "TRAIN_HEADERS", "TRAIN_TARGETS", "WARMUP_STEPS", "Engine", "KerasFitter", "NumpyStepper",
     "bench_data_size", "bench_frameworks", "bench_images", "bench_ops", "bench_train",
-    "check_engines", "engine_rows", "format_table", "load_average_text", "machine_info",
-    "measure_engines", "median_time", "model_heading", "one_core_busy", "peak_added_bytes",
-    "peak_rss_bytes", "product_rate_line", "profile_train_step", "run_engine", "run_worker",
+    "check_engines", "engine_rows", "format_table", "layers_report", "load_average_text",
+    "machine_info", "measure_engines", "median_time", "model_heading", "one_core_busy",
+    "peak_added_bytes", "peak_rss_bytes", "profile_train_step", "run_engine", "run_worker",
     "setup_tensorflow", "task_conv_forward", "time_layers", "train_setting", "verdict",
 ]

@@ -119,6 +119,12 @@ def product_rate_line():
             f"thread: {gemm_gflops(threads=1):.0f} GFLOP/s")
 
 
+def layers_report(model, rows, step_ms):
+    """What the per-layer commands print under the machine: the step, the table, the reference."""
+    return "\n".join([f"{model}: NumPy training step, {step_ms:.2f} ms",
+                      format_table(LAYER_HEADERS, rows), product_rate_line()])
+
+
 def profile_train_step(model="lenet5", steps=200, batch=None, top=15):
     """Profile ``steps`` NumPy training steps with cProfile.
 
@@ -184,9 +190,7 @@ def main():
     print(machine_info(), flush=True)
     rows, step_ms = time_layers(args.model, steps=args.steps, batch=args.batch_size,
                                 after=args.after)
-    print(f"{args.model}: NumPy training step, {step_ms:.2f} ms")
-    print(format_table(LAYER_HEADERS, rows))
-    print(product_rate_line())
+    print(layers_report(args.model, rows, step_ms))
 
 
 if __name__ == "__main__":

@@ -95,9 +95,7 @@ def run(args):
     if args.layers:
         rows, step_ms = bench.time_layers(models[0], steps=steps or 400,
                                           batch=args.batch_size, optimizer=args.optimizer)
-        print(f"{models[0]}: NumPy training step, {step_ms:.2f} ms")
-        print(bench.format_table(bench.LAYER_HEADERS, rows))
-        print(bench.product_rate_line())
+        print(bench.layers_report(models[0], rows, step_ms))
         return
     print(f"{bench.load_average_text()} on {os.cpu_count()} processors; engines: "
           f"{', '.join(engines or bench.DEFAULT_ENGINES)}", flush=True)
