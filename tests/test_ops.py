@@ -200,7 +200,7 @@ def test_conv_keeps_the_matrix_of_a_batch_of_one_backward_chunk(case, room, monk
     kept = room == 0 or len(A) == 1
     assert ("windows_of" in workspace) == kept
     dZ = np.random.default_rng(1).standard_normal(Z.shape)
-    built = _count_calls(monkeypatch, ops, "_input_matrix")
+    built = _count_input_matrices(monkeypatch)
     for got, want in zip(conv_backward(dZ, A, W, b, padding, stride, workspace=workspace),
                          reference_conv_backward(dZ, A, W, b, padding, stride)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
@@ -227,6 +227,36 @@ def test_conv_backward_in_chunks_of_two_matches_reference(case, part, with_works
                                            workspace=workspace),
                              reference_conv_backward(dZ, A, W, b, padding, stride)):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+# One channel whose output width no band divides (its windows go tap by tap), and
+# several channels in bands, each padded and not.
+BUFFER_CASES = [((4, 7, 7, 1), (3, 3), (1, 1), "same", 2),
+                ((4, 7, 7, 1), (3, 3), (1, 1), "valid", 2),
+                ((5, 6, 8, 3), (3, 3), (1, 1), (1, 2), 4),
+                ((5, 6, 8, 3), (2, 3), (2, 1), "valid", 4)]
+
+
+@pytest.mark.parametrize("chunks", ["one example each", "kept matrix"])
+@pytest.mark.parametrize("case", BUFFER_CASES, ids=_case_id)
+def test_conv_chunks_share_their_buffers_across_batches(case, chunks, monkeypatch):
+    """The chunks of a batch, and the batches through one workspace, are padded and
+    gathered into the same buffers: a second batch of other numbers, the first again,
+    and a shorter batch all give the reference, forward and backward."""
+    shape, kernel, stride, padding, c_new = case
+    A, W, b = _conv_inputs(shape, kernel, c_new)
+    if chunks == "one example each":
+        monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 1)
+    workspace = {}
+    for X in (A, 1e3 * A[::-1], A, A[:3]):
+        Z = conv_forward(X, W, b, np.tanh, padding, stride, workspace=workspace)
+        np.testing.assert_allclose(Z, reference_conv_forward(X, W, b, np.tanh, padding, stride),
+                                   rtol=1e-12, atol=1e-12)
+        dZ = np.random.default_rng(len(X)).standard_normal(Z.shape)
+        for got, want in zip(conv_backward(dZ, X, W, b, padding, stride, workspace=workspace),
+                             reference_conv_backward(dZ, X, W, b, padding, stride)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+    assert ("windows_of" in workspace) == (chunks == "kept matrix")
 
 
 BAND_CHOICES = {"one column": lambda w_new: 1, "two columns": lambda w_new: 2,
@@ -413,6 +443,20 @@ def _count_calls(monkeypatch, module, name):
     return calls
 
 
+def _count_input_matrices(monkeypatch):
+    """Count the input matrices the convolutions gather from now on, one per chunk; return the counter."""
+    built = []
+    original = ops._input_matrices
+
+    def counted(*args, **kwargs):
+        for matrix in original(*args, **kwargs):
+            built.append(matrix.shape)
+            yield matrix
+
+    monkeypatch.setattr(ops, "_input_matrices", counted)
+    return built
+
+
 @pytest.mark.parametrize("case", WORKSPACE_CASES, ids=_case_id)
 def test_conv_workspace_reuses_the_input_matrix_and_gives_the_same_result(case, monkeypatch):
     shape, kernel, stride, padding, c_new = case
@@ -423,7 +467,7 @@ def test_conv_workspace_reuses_the_input_matrix_and_gives_the_same_result(case, 
     Z_copy = Z.copy()
     dZ = np.random.default_rng(1).standard_normal(Z.shape)
     expected = reference_conv_backward(dZ, A, W, b, padding, stride)
-    built = _count_calls(monkeypatch, ops, "_input_matrix")
+    built = _count_input_matrices(monkeypatch)
     for got, want in zip(conv_backward(dZ, A, W, b, padding, stride, workspace=workspace),
                          expected):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
@@ -914,7 +958,7 @@ def test_nonfinite_gradient_in_any_chunk_stays_in_its_windows(case, chunks, wher
         dZ[-1, -1, -1, -1] = value
     expected = reference_conv_backward(dZ, A, W, b, padding, stride)
     assert 0 < np.count_nonzero(~np.isfinite(expected[0])) < expected[0].size // 2
-    built = _count_calls(monkeypatch, ops, "_input_matrix")
+    built = _count_input_matrices(monkeypatch)
     for got, want in zip(conv_backward(dZ, A, W, b, padding, stride, workspace=workspace),
                          expected):
         _assert_close(got, want)

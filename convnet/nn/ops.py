@@ -129,16 +129,16 @@ def conv_forward(A_prev, W, b, activation, padding="same", stride=(1, 1), *,
     # A batch whose input matrix fits in one chunk keeps it for the backward
     # pass (still in cache as a whole); a larger one goes in smaller chunks.
     if 0 < m <= _chunk_size(matrix):
-        keep, chunks = workspace, [slice(0, m)]
+        keep, (chunks, longest) = workspace, ((slice(0, m),), m)
     else:
         per_example = matrix + out_hw[0] * out_hw[1] * c_new
         keep = None
-        chunks = _chunks(m, _chunk_size(per_example, _CHUNK_ELEMENTS // 2))
+        chunks, longest = _blocks_of(m, _chunk_size(per_example, _CHUNK_ELEMENTS // 2))
     if workspace is not None:
         workspace.pop("windows_of", None)
-    for rows in chunks:
-        A = _pad(A_prev[rows], pads, work)
-        inputs = _input_matrix(A, (kh, kw), stride, out_hw, band, keep)
+    matrices = _input_matrices(A_prev, chunks, longest, pads, work, (kh, kw), stride,
+                               out_hw, band, {} if keep is None else keep)
+    for inputs, rows in zip(matrices, chunks):
         Z = out[rows]
         np.matmul(inputs, kernel_matrix, out=Z.reshape(len(inputs), -1))
         activated = activation(Z)
@@ -265,12 +265,12 @@ def conv_backward(dZ, A_prev, W, b, padding="same", stride=(1, 1), *,
     else:
         # The windows again, a chunk at a time, multiplied while in cache.
         product = 0
-        chunk = _chunk_size(_matrix_elements(W.shape, stride, out_hw))
-        for rows in _chunks(m, chunk):
-            A = _pad(A_prev[rows], pads, work)
-            product = product + _input_matrix(
-                A, (kh, kw), stride, out_hw, band).T @ dZ[rows].reshape(
-                    -1, dZ_columns).astype(work, copy=False)
+        chunks, longest = _blocks_of(m, _chunk_size(_matrix_elements(W.shape, stride, out_hw)))
+        matrices = _input_matrices(A_prev, chunks, longest, pads, work, (kh, kw), stride,
+                                   out_hw, band, {})
+        for inputs, rows in zip(matrices, chunks):
+            product = product + inputs.T @ dZ[rows].reshape(-1, dZ_columns).astype(
+                work, copy=False)
     if m == 0:
         product = np.zeros_like(_kernel_matrix(W, b, band, stride[1], work))
     dW, db = _kernel_gradients(product, W.shape, band, stride[1])
@@ -660,7 +660,7 @@ def _chunk_size(elements_per_example, elements=None):
 def _matrix_elements(W_shape, stride, out_hw):
     """Elements per example of a convolution's input matrix.
 
-    See :func:`_input_matrix`, whose form :func:`_forward_band` chooses
+    See :func:`_input_matrices`, whose form :func:`_forward_band` chooses
     (here as for finite input).
     """
     kh, kw, c_prev = W_shape[:3]
@@ -696,19 +696,22 @@ def _chunks(m, size):
         yield slice(k * m // count, (k + 1) * m // count)
 
 
-def _scratch(workspace, name, shape, dtype):
+def _scratch(workspace, name, shape, dtype, fill=None):
     """Return an uninitialised array, reusing the workspace's one when it fits.
 
     Without a workspace this is ``np.empty``. With one, the array kept under
     ``name`` is returned when its shape and dtype match, else a new one is
     kept there: a training loop's steps then write into the same memory
-    instead of allocating (and page-faulting) megabytes per call.
+    instead of allocating (and page-faulting) megabytes per call. With
+    ``fill``, a new array holds that value everywhere, and a kept one what
+    its users left: they write only where the value may change (inside a
+    border of zeros).
     """
     if workspace is None:
-        return np.empty(shape, dtype)
+        return np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
     array = workspace.get(name)
     if array is None or array.shape != tuple(shape) or array.dtype != dtype:
-        array = workspace[name] = np.empty(shape, dtype)
+        array = workspace[name] = _scratch(None, name, shape, dtype, fill)
     return array
 
 
@@ -767,17 +770,6 @@ def _run_dtype(size):
     return np.dtype((np.void, size))
 
 
-def _pad(A, pads, dtype):
-    """Return A as a C-contiguous array of dtype, zero-padded around h, w."""
-    if not any(pads[0]) and not any(pads[1]):
-        return np.ascontiguousarray(A, dtype)
-    m, h, w, c = A.shape
-    (top, bottom), (left, right) = pads
-    padded = np.zeros((m, h + top + bottom, w + left + right, c), dtype)
-    padded[:, top:top + h, left:left + w] = A
-    return padded
-
-
 def _tap(A, i, j, stride, out_hw):
     """Return the strided view of A seen by kernel tap (i, j).
 
@@ -804,7 +796,7 @@ def _window_matrix(A, kernel, stride, out_hw, workspace=None):
         C order of a kernel ``W[i, j, 0]``; the last column holds ones. The
         matrix is a transposed view of a tap-major buffer, so that each tap
         is copied as one long contiguous block. (Input with several
-        channels goes through :func:`_band_matrix` instead.)
+        channels goes in bands instead: :func:`_input_matrices`.)
     """
     kh, kw = kernel
     taps = kh * kw
@@ -955,7 +947,7 @@ def _forward_band(W_shape, stride, out_hw):
     """Output columns per band for the forward product and dW; 0 for taps.
 
     A band of output columns reads ``span = (band - 1) * sw + kw`` input
-    columns per kernel row (see :func:`_band_matrix`): kh runs of
+    columns per kernel row (see :func:`_input_matrices`): kh runs of
     ``span * c_prev`` numbers, times a spread kernel that holds zeros
     between the band's windows. Short runs make the copy of the windows
     cost more than its product; wide bands multiply more zeros. At one BLAS
@@ -1001,43 +993,79 @@ def _backward_band(W_shape, stride, out_hw):
     return _largest_divisor(out_hw[1], (kw - 1) // sw + 1)
 
 
-def _band_matrix(A, kernel, stride, out_hw, band, workspace=None):
-    """Gather the input in bands of output columns, plus a ones column.
+def _input_matrices(A_prev, chunks, longest, pads, dtype, kernel, stride, out_hw, band,
+                    buffers):
+    """Yield the input matrix of each chunk of examples: bands, or taps if band is 0.
 
     Parameters
     ----------
-    A : C-contiguous ndarray of shape (m, h_pad, w_pad, c)
+    A_prev : ndarray of shape (m, h_prev, w_prev, c)
+    chunks : sequence of slice
+        Consecutive examples, at most ``longest`` each.
+    pads : pair of pairs of int
+        Zeros around h and w, ``((top, bottom), (left, right))``.
+    dtype : numpy dtype
+        Of the matrices.
     kernel, stride, out_hw : pairs of int
         ``(kh, kw)``, ``(sh, sw)`` and ``(h_new, w_new)``.
     band : int
         Output columns per band; divides w_new. A band of one is the
-        classic window matrix (im2col).
-    workspace : dict or None
-        Where the matrix's buffer is kept and reused (see ``_scratch``).
+        classic window matrix (im2col); 0 gathers a single channel tap by
+        tap (:func:`_window_matrix`).
+    buffers : dict
+        Holds the padded examples and the matrix (see ``_scratch``), made for
+        ``longest`` examples: the padding's border of zeros and the matrix's
+        column of ones are written once for all the chunks, each of which
+        writes only its own numbers. A large map goes one example per chunk,
+        where new buffers and views for each would cost as much as its copies.
 
-    Returns
-    -------
-    ndarray of shape (m * h_new * (w_new / band), kh * span * c + 1)
-        Row ``(n, y, k)`` holds, for every kernel row i, the ``span =
-        (band - 1) * sw + kw`` input columns that output columns
-        ``k * band ... k * band + band - 1`` of output row y read:
-        ``A[n, y * sh + i, k * band * sw + t, channel]`` in column
-        ``(i * span + t) * c + channel``. The last column holds ones. In
-        NHWC those are kh contiguous runs of span * c numbers, so the
-        matrix is a strided view and one copy. Times :func:`_kernel_matrix`
-        it gives the output, ``band * c_new`` numbers per row.
+    Yields
+    ------
+    ndarray of shape (count * h_new * (w_new / band), kh * span * c + 1)
+        For a chunk of count examples (valid until the next one is asked
+        for). Row ``(n, y, k)`` holds, for every kernel row i, the ``span =
+        (band - 1) * sw + kw`` input columns that output columns ``k * band
+        ... k * band + band - 1`` of output row y read: ``A[n, y * sh + i, k
+        * band * sw + t, channel]`` (A padded) in column ``(i * span + t) *
+        c + channel``. The last column holds ones. In NHWC those are kh
+        contiguous runs of span * c numbers, so the matrix is a strided view
+        and one copy. Times :func:`_kernel_matrix` it gives the output,
+        ``band * c_new`` numbers per row.
     """
     (kh, kw), (sh, sw), (h_new, w_new) = kernel, stride, out_hw
-    m, c = A.shape[0], A.shape[3]
+    h, w, c = A_prev.shape[1:]
+    (top, bottom), (left, right) = pads
+    if any(pads[0]) or any(pads[1]):
+        source = _scratch(buffers, "padded", (longest, h + top + bottom, w + left + right, c),
+                          dtype, fill=0)
+        inside = source[:, top:top + h, left:left + w]
+    else:
+        source, inside = np.ascontiguousarray(A_prev, dtype), None
+    if not band:
+        for rows in chunks:
+            if inside is None:
+                yield _window_matrix(source[rows], kernel, stride, out_hw, buffers)
+                continue
+            inside[:rows.stop - rows.start] = A_prev[rows]
+            yield _window_matrix(source[:rows.stop - rows.start], kernel, stride, out_hw,
+                                 buffers)
+        return
     span = (band - 1) * sw + kw
-    s_n, s_h, s_w, s_c = A.strides
-    bands = _strided(A, 0, (m, h_new, w_new // band, kh, span * c),
+    s_n, s_h, s_w, s_c = source.strides
+    bands = _strided(source, 0, (len(source), h_new, w_new // band, kh, span * c),
                      (s_n, sh * s_h, band * sw * s_w, s_h, s_c))
-    matrix = _scratch(workspace, "windows", (m * h_new * (w_new // band),
-                                             kh * span * c + 1), A.dtype)
-    _copy_runs(matrix[:, :-1].reshape(bands.shape), bands)
+    per_example = h_new * (w_new // band)
+    matrix = _scratch(buffers, "windows", (longest * per_example, kh * span * c + 1), dtype)
     matrix[:, -1] = 1
-    return matrix
+    windows = matrix[:, :-1].reshape((longest,) + bands.shape[1:])
+    for rows in chunks:
+        count = rows.stop - rows.start
+        if inside is None:
+            _copy_runs(windows[:count], bands[rows])
+        else:
+            inside[:count] = A_prev[rows]
+            _copy_runs(windows[:count], bands[:count])
+        yield matrix[:count * per_example]
 
 
 def _band_spread(W, band, sw, out=None):
@@ -1097,15 +1125,8 @@ def _band_gradients(product, W_shape, band, sw):
     return dW, db.reshape(1, 1, 1, c_new)
 
 
-def _input_matrix(A, kernel, stride, out_hw, band, workspace=None):
-    """The convolution's input as one matrix: bands, or taps if band is 0."""
-    if band:
-        return _band_matrix(A, kernel, stride, out_hw, band, workspace)
-    return _window_matrix(A, kernel, stride, out_hw, workspace)
-
-
 def _kernel_matrix(W, b, band, sw, dtype):
-    """The kernel and bias as one matrix, to multiply ``_input_matrix`` by.
+    """The kernel and bias as one matrix, to multiply ``_input_matrices``'s by.
 
     Returns
     -------
@@ -1125,7 +1146,7 @@ def _kernel_matrix(W, b, band, sw, dtype):
 
 
 def _kernel_gradients(product, W_shape, band, sw):
-    """dW and db from ``_input_matrix(...).T @ dZ`` (dZ shaped to match)."""
+    """dW and db from an input matrix (``_input_matrices``) transposed times dZ, shaped to match."""
     if band:
         return _band_gradients(product, W_shape, band, sw)
     return (product[:-1].reshape(W_shape),
