@@ -1041,30 +1041,25 @@ def _input_matrices(A_prev, chunks, longest, pads, dtype, kernel, stride, out_hw
         inside = source[:, top:top + h, left:left + w]
     else:
         source, inside = np.ascontiguousarray(A_prev, dtype), None
-    if not band:
-        for rows in chunks:
-            if inside is None:
-                yield _window_matrix(source[rows], kernel, stride, out_hw, buffers)
-                continue
-            inside[:rows.stop - rows.start] = A_prev[rows]
-            yield _window_matrix(source[:rows.stop - rows.start], kernel, stride, out_hw,
-                                 buffers)
-        return
-    span = (band - 1) * sw + kw
-    s_n, s_h, s_w, s_c = source.strides
-    bands = _strided(source, 0, (len(source), h_new, w_new // band, kh, span * c),
-                     (s_n, sh * s_h, band * sw * s_w, s_h, s_c))
-    per_example = h_new * (w_new // band)
-    matrix = _scratch(buffers, "windows", (longest * per_example, kh * span * c + 1), dtype)
-    matrix[:, -1] = 1
-    windows = matrix[:, :-1].reshape((longest,) + bands.shape[1:])
+    if band:
+        span = (band - 1) * sw + kw
+        s_n, s_h, s_w, s_c = source.strides
+        bands = _strided(source, 0, (len(source), h_new, w_new // band, kh, span * c),
+                         (s_n, sh * s_h, band * sw * s_w, s_h, s_c))
+        per_example = h_new * (w_new // band)
+        matrix = _scratch(buffers, "windows", (longest * per_example, kh * span * c + 1),
+                          dtype)
+        matrix[:, -1] = 1
+        windows = matrix[:, :-1].reshape((longest,) + bands.shape[1:])
     for rows in chunks:
         count = rows.stop - rows.start
-        if inside is None:
-            _copy_runs(windows[:count], bands[rows])
-        else:
+        if inside is not None:
             inside[:count] = A_prev[rows]
-            _copy_runs(windows[:count], bands[:count])
+            rows = slice(0, count)   # the chunk, padded, starts the buffer
+        if not band:
+            yield _window_matrix(source[rows], kernel, stride, out_hw, buffers)
+            continue
+        _copy_runs(windows[:count], bands[rows])
         yield matrix[:count * per_example]
 
 
