@@ -248,7 +248,8 @@ def test_subnormal_state_is_flushed_to_zero_and_the_parameters_move_as_before(
                 assert (buffer[subnormal] == 0).all()
 
 
-@pytest.mark.parametrize("weights", [[1.0], [0.25, 0.75], [0.3, 0.5, 0.2]])
+@pytest.mark.parametrize("weights", [[1.0], [0.25, 0.75], [0.3, 0.5, 0.2], [0.5, 0.5],
+                                     [0.25] * 4, [0.125] * 8, [1 / 3] * 3])
 def test_weighted_rows_are_multiplied_and_added_in_order(weights):
     rng = np.random.default_rng(9)
     rows = rng.standard_normal((len(weights), 1001)).astype(np.float32)
@@ -261,6 +262,16 @@ def test_weighted_rows_are_multiplied_and_added_in_order(weights):
     # Into the first row itself, as a fold of earlier micro-batches does.
     add_weighted(rows, weights, rows[0], scratch)
     assert rows[0].tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("weights, products", [([0.5, 0.5], False), ([0.25] * 4, False),
+                                               ([0.5, 0.25, 0.25], True), ([0.75, 0.75], True)])
+def test_equal_powers_of_two_add_the_rows_before_one_product(weights, products):
+    rows = np.random.default_rng(10).standard_normal((len(weights), 257)).astype(np.float32)
+    scratch = np.full(257, np.nan, np.float32)
+    add_weighted(rows, weights, np.empty(257, np.float32), scratch)
+    # The ordered way keeps each product after the first in the scratch row.
+    assert np.isnan(scratch).all() != products
 
 
 def test_a_part_needs_one_buffer_of_parameters_and_a_gradient_of_its_length():
