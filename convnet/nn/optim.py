@@ -123,12 +123,13 @@ def add_weighted(rows, weights, out, scratch):
     When every weight is the same power of two (a batch cut into two, four,
     eight... equal shards), the rows are added in that order and the sum
     multiplied once, a pass less per row: multiplying by a power of two only
-    moves the exponent, so the sum is the same to the bit, unless a number
-    on the way leaves the normal range (below about 1e-38 or above 3e38 in
-    float32), which the gradients of a training that has not diverged never
-    do. Every caller adds its rows here, so the rule is the same for all.
+    moves the exponent, so the sum is the same to the bit unless a number on
+    the way leaves the normal range (below about 1e-38 or above 3e38 in
+    float32), which a training that has not diverged never comes near.
     """
-    if len(weights) > 1 and _same_power_of_two(weights):
+    first = weights[0]
+    if len(weights) > 1 and math.frexp(first)[0] == 0.5 and all(
+            weight == first for weight in weights):
         np.add(rows[0], rows[1], out=out)
         for row in rows[2:]:
             out += row
@@ -139,13 +140,6 @@ def add_weighted(rows, weights, out, scratch):
         np.multiply(row, weight, out=scratch)
         out += scratch
     return out
-
-
-def _same_power_of_two(weights):
-    """Tell whether every weight is one and the same power of two (0.5, 0.25, ...)."""
-    first = weights[0]
-    return first > 0 and math.frexp(first)[0] == 0.5 and all(
-        weight == first for weight in weights)
 
 
 class _FlatOptimizer:
