@@ -133,7 +133,7 @@ def add_weighted(rows, weights, out, scratch):
         np.add(rows[0], rows[1], out=out)
         for row in rows[2:]:
             out += row
-        out *= weights[0]
+        out *= first
         return out
     np.multiply(rows[0], weights[0], out=out)
     for row, weight in zip(rows[1:], weights[1:]):
