@@ -1019,8 +1019,9 @@ def _input_matrices(A_prev, chunks, longest, pads, dtype, kernel, stride, out_hw
         Holds the padded examples and the matrix (see ``_scratch``), made for
         ``longest`` examples: the padding's border of zeros and the matrix's
         column of ones are written once for all the chunks, each of which
-        writes only its own numbers. A large map goes one example per chunk,
-        where new buffers and views for each would cost as much as its copies.
+        writes only its own numbers. A large map goes a few examples per
+        chunk, where new buffers and views for each would cost as much as its
+        copies.
 
     Yields
     ------
